@@ -1,0 +1,67 @@
+//! What a rule sees of the host: the event, the clock, the log and the
+//! Velociraptor lookups (the guest-side view of `wit/host.wit`).
+//!
+//! Inside a component these calls cross the WIT boundary; natively (tests,
+//! benchmarks) they are plain method calls on the same data.
+
+use serde_json::{Map, Value};
+
+/// One row from an event queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique and replay-stable (see `wit/types.wit`).
+    pub id: String,
+    pub queue: String,
+    pub row: Map<String, Value>,
+    pub org_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The server and org a call runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub org_id: String,
+    pub org_name: String,
+    pub public_url: Option<String>,
+    pub default_sender: String,
+}
+
+/// Why a lookup has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("lookup unavailable: {0}")]
+    Unavailable(String),
+    #[error("lookup denied: {0}")]
+    Denied(String),
+}
+
+/// A lookup's answer.
+pub type Lookup<T> = Result<T, LookupError>;
+
+/// The host's services. See `wit/host.wit` for each one's meaning.
+pub trait Host {
+    fn now_us(&self) -> u64;
+    fn log(&self, level: LogLevel, message: &str);
+    fn server_info(&self) -> ServerInfo;
+    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>>;
+    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>>;
+    fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>>;
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>>;
+    fn flow_results(&self, client_id: &str, flow_id: &str, source: &str, max_rows: Option<u32>) -> Lookup<Vec<Value>>;
+    fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>>;
+    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>>;
+    fn artifact(&self, name: &str) -> Lookup<Option<Value>>;
+    fn event_tables(&self) -> Lookup<Value>;
+    fn users(&self) -> Lookup<Vec<Value>>;
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>>;
+    fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>>;
+    fn state_get(&self, key: &str) -> Option<Vec<u8>>;
+    fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32);
+}

@@ -1,0 +1,282 @@
+//! Building the RFC 5322 message (spec §5, Part A #9, #10, #14).
+//!
+//! Compared with `Generic.Utils.SendEmail` + `mail()`: one of each header
+//! in a fixed order, a `Message-ID`, RFC 2047 encoded words for non-ASCII
+//! text, RFC 2231 attachment names, and quoted boundaries that cannot occur
+//! in the (base64) parts. Everything is derived from the inputs, so the
+//! same inputs always give the same bytes.
+
+use base64::Engine as _;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::{BodyPart, MimePart};
+
+use crate::render::subject_safe;
+
+/// A file attached to an e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name shown to the reader (RFC 2231 encoded when needed).
+    pub filename: String,
+    /// e.g. `application/x-ndjson` or `text/csv`.
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Everything that goes into one message.
+#[derive(Debug, Clone)]
+pub struct MailContent<'a> {
+    pub from: &'a str,
+    pub to: &'a [String],
+    /// Made safe for a header here (Part A #14), whatever the caller did.
+    pub subject: &'a str,
+    /// Seconds since the epoch, for the `Date` header.
+    pub date_unix: i64,
+    /// A value that identifies this message among all the host sends (the
+    /// event id and module name): it seeds the Message-ID and boundaries.
+    pub identity: &'a str,
+    pub text: &'a str,
+    /// With an HTML body the message is `multipart/alternative` (text
+    /// first, as the artifacts do).
+    pub html: Option<&'a str>,
+    pub attachments: &'a [Attachment],
+}
+
+/// Base64 line length required by RFC 2045.
+const LINE: usize = 76;
+
+/// Builds the whole message, CRLF line endings.
+pub fn build_message(content: &MailContent<'_>) -> Vec<u8> {
+    let seed = fnv1a(content.identity.as_bytes()) ^ fnv1a(content.subject.as_bytes()).rotate_left(17);
+    let domain = content.from.rsplit_once('@').map_or("velonotify.invalid", |(_, d)| d);
+    let message_id = format!("{:016x}.{}@{}", seed, content.date_unix, domain);
+
+    let body = text_parts(content, seed);
+    let body = if content.attachments.is_empty() {
+        body
+    } else {
+        let mut parts = vec![body];
+        parts.extend(content.attachments.iter().map(attachment_part));
+        MimePart::new(
+            ContentType::new("multipart/mixed").attribute("boundary", boundary("mixed", seed)),
+            BodyPart::Multipart(parts),
+        )
+    };
+
+    let to: Vec<Address<'_>> = content
+        .to
+        .iter()
+        .map(|a| Address::new_address(None::<&str>, a.as_str()))
+        .collect();
+    MessageBuilder::new()
+        .from(Address::new_address(None::<&str>, content.from))
+        .to(Address::new_list(to))
+        .subject(subject_safe(content.subject))
+        .date(Date::new(content.date_unix))
+        .message_id(message_id)
+        .header("MIME-Version", Raw::new("1.0"))
+        .body(body)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
+}
+
+fn text_parts(content: &MailContent<'_>, seed: u64) -> MimePart<'static> {
+    let plain = base64_part("text/plain", content.text.as_bytes());
+    match content.html {
+        None => plain,
+        Some(html) => MimePart::new(
+            ContentType::new("multipart/alternative").attribute("boundary", boundary("alt", seed)),
+            BodyPart::Multipart(vec![plain, base64_part("text/html", html.as_bytes())]),
+        ),
+    }
+}
+
+fn base64_part(content_type: &str, data: &[u8]) -> MimePart<'static> {
+    MimePart::new(
+        ContentType::new(content_type.to_string()).attribute("charset", "utf-8"),
+        BodyPart::Text(base64_lines(data).into()),
+    )
+    .transfer_encoding("base64")
+}
+
+fn attachment_part(attachment: &Attachment) -> MimePart<'static> {
+    MimePart::new(
+        ContentType::new(attachment.content_type.clone()).attribute("name", attachment.filename.clone()),
+        BodyPart::Text(base64_lines(&attachment.data).into()),
+    )
+    .attachment(attachment.filename.clone())
+    .transfer_encoding("base64")
+}
+
+/// Standard base64 in 76-column lines separated by CRLF.
+pub fn base64_lines(data: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE * 2);
+    for (i, chunk) in encoded.as_bytes().chunks(LINE).enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+    }
+    out
+}
+
+/// `-` and `=` never occur in a line of base64 text the way they do here,
+/// so the boundary cannot appear inside a part.
+fn boundary(kind: &str, seed: u64) -> String {
+    format!("=_velonotify-{kind}-{seed:016x}")
+}
+
+/// FNV-1a: a stable hash, the same on every platform and release.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content<'a>(to: &'a [String], html: Option<&'a str>) -> MailContent<'a> {
+        MailContent {
+            from: "velonotify@example.org",
+            to,
+            subject: "Server alert (high): Honey file accessed",
+            date_unix: 1_767_000_000,
+            identity: "events.jsonl:3/Server.Monitor.Alerts",
+            text: "plain body\nline 2",
+            html,
+            attachments: &[],
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> mailparse::ParsedMail<'_> {
+        mailparse::parse_mail(bytes).unwrap()
+    }
+
+    #[test]
+    fn alternative_message_has_text_then_html_in_base64() {
+        let to = vec!["soc@example.org".to_string(), "ann@example.org".to_string()];
+        let bytes = build_message(&content(&to, Some("<p>html body</p>")));
+        let mail = parse(&bytes);
+        assert_eq!(mail.ctype.mimetype, "multipart/alternative");
+        assert_eq!(mail.subparts.len(), 2);
+        assert_eq!(mail.subparts[0].ctype.mimetype, "text/plain");
+        assert_eq!(mail.subparts[0].get_body().unwrap(), "plain body\nline 2");
+        assert_eq!(mail.subparts[1].ctype.mimetype, "text/html");
+        assert_eq!(mail.subparts[1].get_body().unwrap(), "<p>html body</p>");
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("Content-Transfer-Encoding: base64"));
+        assert!(
+            text.contains("boundary=\"=_velonotify-alt-"),
+            "boundary is quoted: {text}"
+        );
+    }
+
+    #[test]
+    fn each_header_appears_once_in_a_fixed_order() {
+        let to = vec!["soc@example.org".to_string()];
+        let bytes = build_message(&content(&to, Some("<p>x</p>")));
+        let text = String::from_utf8(bytes).unwrap();
+        let head = text.split("\r\n\r\n").next().unwrap();
+        let names: Vec<&str> = head
+            .split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "From",
+                "To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "MIME-Version",
+                "Content-Type"
+            ]
+        );
+    }
+
+    #[test]
+    fn base64_lines_are_at_most_76_columns() {
+        let long = "x".repeat(1000);
+        let encoded = base64_lines(long.as_bytes());
+        assert!(encoded.split("\r\n").all(|l| l.len() <= 76));
+        assert_eq!(encoded.split("\r\n").next().unwrap().len(), 76);
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_bytes() {
+        let to = vec!["soc@example.org".to_string()];
+        assert_eq!(
+            build_message(&content(&to, Some("h"))),
+            build_message(&content(&to, Some("h")))
+        );
+    }
+
+    #[test]
+    fn a_subject_cannot_add_a_header() {
+        let to = vec!["soc@example.org".to_string()];
+        let mut c = content(&to, None);
+        c.subject = "x\r\nBcc: attacker@evil.example";
+        let bytes = build_message(&c);
+        let mail = parse(&bytes);
+        assert!(mail.headers.iter().all(|h| !h.get_key().eq_ignore_ascii_case("bcc")));
+        let subject = mail
+            .headers
+            .iter()
+            .find(|h| h.get_key() == "Subject")
+            .unwrap()
+            .get_value();
+        assert_eq!(subject, "x  Bcc: attacker@evil.example");
+    }
+
+    #[test]
+    fn non_ascii_subjects_use_encoded_words() {
+        let to = vec!["soc@example.org".to_string()];
+        let mut c = content(&to, None);
+        c.subject = "Alarm: Zugriff auf Köder-Datei “Gehälter.xlsx”…";
+        let bytes = build_message(&c);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("=?utf-8?"), "{text}");
+        let mail = parse(&bytes);
+        let subject = mail
+            .headers
+            .iter()
+            .find(|h| h.get_key() == "Subject")
+            .unwrap()
+            .get_value();
+        assert_eq!(subject, c.subject);
+    }
+
+    #[test]
+    fn attachments_make_a_mixed_message_with_rfc2231_names() {
+        let to = vec!["soc@example.org".to_string()];
+        let attachments = [Attachment {
+            filename: "Résultats Windows.Netstat.jsonl".into(),
+            content_type: "application/x-ndjson".into(),
+            data: b"{\"a\":1}\n".to_vec(),
+        }];
+        let mut c = content(&to, Some("<p>h</p>"));
+        c.attachments = &attachments;
+        let bytes = build_message(&c);
+        let mail = parse(&bytes);
+        assert_eq!(mail.ctype.mimetype, "multipart/mixed");
+        assert_eq!(mail.subparts[0].ctype.mimetype, "multipart/alternative");
+        let att = &mail.subparts[1];
+        assert_eq!(att.get_body_raw().unwrap(), b"{\"a\":1}\n");
+        let disposition = att.get_content_disposition();
+        assert_eq!(
+            disposition.params.get("filename").map(String::as_str),
+            Some("Résultats Windows.Netstat.jsonl")
+        );
+    }
+}

@@ -1,0 +1,766 @@
+//! Server.Monitor.Alerts: e-mails every alert on `Server.Internal.Alerts`
+//! (spec §7), with velonotify's product decisions (Part A #1, #4, #5, #7,
+//! #8, #9, #10, #13, #14).
+
+use serde_json::{Map, Value};
+
+use super::{Rule, Setup};
+use crate::action::{Action, Email, Failure};
+use crate::context::{
+    ContextFilter, ContextRows, MAX_FIELD_LIMIT, MAX_ROW_LIMIT, MAX_VALUE_LIMIT, SeverityRules, SeverityThreshold,
+    clamp_limit,
+};
+use crate::host::{Event, Host, LogLevel, ServerInfo};
+use crate::mime::{MailContent, build_message};
+use crate::params::{ParamKind, ParamSpec, Params};
+use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
+use crate::render::{Cell, Fields, Html, Links, MailTemplate, Section, elide_right, subject_safe};
+use crate::velociraptor::{
+    ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow, metadata_fields,
+};
+use crate::vql::{Timestamp, VqlRegex, get_path, parse_timestamp, render_value};
+
+/// The queue `alert()` writes to.
+pub const ALERT_QUEUE: &str = "Server.Internal.Alerts";
+
+const DEFAULT_SEVERITY_TRANSFORMS: &str = "Member,Regex,Replace
+level,(?i)warn,medium
+level,(?i)error,high
+Level,(?i)warn,medium
+Level,(?i)error,high
+severity,,
+Severity,,
+";
+
+use ParamKind::{Bool, Csv, Int, JsonArray, Regex, String as Str};
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::new(
+        "Recipients",
+        Csv,
+        "Address\n",
+        "Addresses that receive every alert (column Address).",
+    ),
+    ParamSpec::new(
+        "NotifyExecutor",
+        Bool,
+        "false",
+        "Also e-mail the user who started the collection an alert was raised in.",
+    ),
+    ParamSpec::new(
+        "NotifyExecutorDomains",
+        Csv,
+        "UsernameRegex,Domain\n",
+        "Maps user names that are not e-mail addresses to a domain; the first matching row is used.",
+    ),
+    ParamSpec::new(
+        "Sender",
+        Str,
+        "",
+        "From address; when empty the SMTP settings' from address is used.",
+    ),
+    ParamSpec::new(
+        "HTML",
+        Bool,
+        "true",
+        "Send HTML with a plain-text alternative, else plain text only.",
+    ),
+    ParamSpec::new(
+        "AlertMsgInclude",
+        Regex,
+        ".+",
+        "Only alerts whose name matches are sent.",
+    ),
+    ParamSpec::new("AlertMsgExclude", Regex, "", "Alerts whose name matches are not sent."),
+    ParamSpec::new(
+        "ServerSecret",
+        Str,
+        "notify_mail_secret",
+        "Name of the SMTP Creds secret to send with.",
+    ),
+    ParamSpec::new(
+        "SendInterval",
+        Int,
+        "10",
+        "Least seconds between two e-mails of this module (0 means 60, negative means no limit).",
+    ),
+    ParamSpec::new(
+        "IncludeClientDetails",
+        Bool,
+        "true",
+        "Add a section about the client the alert is about.",
+    ),
+    ParamSpec::new(
+        "ClientMetadata",
+        Csv,
+        "Field,Alias\n",
+        "Client metadata fields to show, with optional aliases.",
+    ),
+    ParamSpec::new(
+        "IncludeFlowDetails",
+        Bool,
+        "true",
+        "Add a section about the collection the alert was raised in.",
+    ),
+    ParamSpec::new(
+        "IncludeArtifactDetails",
+        Bool,
+        "false",
+        "Add the definition and event-table entry of the artifact that raised the alert.",
+    ),
+    ParamSpec::new("KeepEmptyRows", Bool, "", "Show rows whose value is empty."),
+    ParamSpec::new(
+        "SeverityTransforms",
+        Csv,
+        DEFAULT_SEVERITY_TRANSFORMS,
+        "Derive a severity: Member (dotted path into the context), Regex, Replace.",
+    ),
+    ParamSpec::new(
+        "SeverityThreshold",
+        JsonArray,
+        "[]",
+        "Severities that are sent (empty: all); alerts without a severity are always sent.",
+    ),
+    ParamSpec::new(
+        "FlattenContext",
+        Bool,
+        "true",
+        "Flatten nested context values into dotted keys.",
+    ),
+    ParamSpec::new("ContextInclude", Regex, ".+", "Only context keys that match are shown."),
+    ParamSpec::new("ContextExclude", Regex, "", "Context keys that match are not shown."),
+    ParamSpec::new(
+        "ContextFieldLimit",
+        Int,
+        "100",
+        "Longest context key shown (at most 1000).",
+    ),
+    ParamSpec::new(
+        "ContextValueLimit",
+        Int,
+        "1000",
+        "Longest context value shown (at most 10000).",
+    ),
+    ParamSpec::new(
+        "ContextRowLimit",
+        Int,
+        "30",
+        "Most context rows shown in HTML (at most 100).",
+    ),
+];
+
+/// Alert names are shown up to these lengths.
+const SUBJECT_NAME_LIMIT: usize = 30;
+const SUMMARY_NAME_LIMIT: usize = 1000;
+const MESSAGE_ROW_LIMIT: usize = 300;
+
+/// The configured Server.Monitor.Alerts module.
+#[derive(Debug, Clone)]
+pub struct AlertsRule {
+    recipients: Vec<String>,
+    notify_executor: bool,
+    executor_domains: ExecutorDomains,
+    sender: String,
+    html: bool,
+    include: VqlRegex,
+    exclude: VqlRegex,
+    secret: String,
+    send_interval: i64,
+    include_client_details: bool,
+    client_metadata: Vec<MetadataField>,
+    include_flow_details: bool,
+    include_artifact_details: bool,
+    keep_empty: bool,
+    severity: SeverityRules,
+    threshold: SeverityThreshold,
+    context: ContextFilter,
+}
+
+impl Rule for AlertsRule {
+    const NAME: &'static str = "Server.Monitor.Alerts";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "E-mails every alert raised with alert() (the Server.Internal.Alerts queue), \
+         with the alert's context, severity, client, collection and artifact.";
+    const PARAMS: &'static [ParamSpec] = PARAMS;
+
+    fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
+        let keep_empty = p.bool("KeepEmptyRows");
+        let rule = Self {
+            recipients: fixed_recipients("Recipients", p.table("Recipients"))?,
+            notify_executor: p.bool("NotifyExecutor"),
+            executor_domains: ExecutorDomains::from_rows("NotifyExecutorDomains", p.table("NotifyExecutorDomains"))?,
+            sender: sender_param(p.text("Sender"))?,
+            html: p.bool("HTML"),
+            include: p.regex("AlertMsgInclude").clone(),
+            exclude: p.regex("AlertMsgExclude").clone(),
+            secret: p.text("ServerSecret").to_string(),
+            send_interval: p.int("SendInterval"),
+            include_client_details: p.bool("IncludeClientDetails"),
+            client_metadata: metadata_fields("ClientMetadata", p.table("ClientMetadata"))?,
+            include_flow_details: p.bool("IncludeFlowDetails"),
+            include_artifact_details: p.bool("IncludeArtifactDetails"),
+            keep_empty,
+            severity: SeverityRules::from_rows("SeverityTransforms", p.table("SeverityTransforms"))?,
+            threshold: SeverityThreshold::from_list(p.list("SeverityThreshold")),
+            context: ContextFilter {
+                flatten: p.bool("FlattenContext"),
+                include: p.regex("ContextInclude").clone(),
+                exclude: p.regex("ContextExclude").clone(),
+                field_limit: clamp_limit(p.int("ContextFieldLimit"), MAX_FIELD_LIMIT),
+                value_limit: clamp_limit(p.int("ContextValueLimit"), MAX_VALUE_LIMIT),
+                row_limit: clamp_limit(p.int("ContextRowLimit"), MAX_ROW_LIMIT),
+                keep_empty,
+            },
+        };
+        let setup = Setup {
+            queues: vec![ALERT_QUEUE.to_string()],
+            tick_seconds: None,
+        };
+        Ok((rule, setup))
+    }
+
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let alert = AlertRow::parse(&event.row)?;
+        if !self.name_passes(&alert.name) {
+            host.log(
+                LogLevel::Debug,
+                &format!(
+                    "alert {:?}: name filtered out by AlertMsgInclude/AlertMsgExclude",
+                    alert.name
+                ),
+            );
+            return Ok(Vec::new());
+        }
+        let severity = self.severity.derive(&alert.event_data);
+        if !self.threshold.allows(severity.as_deref()) {
+            host.log(
+                LogLevel::Debug,
+                &format!(
+                    "alert {:?}: severity {:?} is not in SeverityThreshold",
+                    alert.name,
+                    severity.unwrap_or_default()
+                ),
+            );
+            return Ok(Vec::new());
+        }
+        let facts = self.look_up(&alert, host)?;
+        let recipients = self.recipients(&facts);
+        if recipients.is_empty() {
+            // Part A #7: say so once, send nothing, consume no throttle window.
+            host.log(
+                LogLevel::Error,
+                &format!(
+                    "alert {:?}: No recipients resolved: set Recipients or enable NotifyExecutor.",
+                    alert.name
+                ),
+            );
+            return Ok(Vec::new());
+        }
+        let email = self.email(event, &alert, severity.as_deref(), &facts, recipients, host);
+        Ok(vec![Action::Email(email)])
+    }
+}
+
+/// An empty Sender means "the SMTP settings' from"; anything else must be
+/// an address that can go into a header (Part A #8).
+fn sender_param(sender: &str) -> Result<String, Failure> {
+    let sender = sender.trim();
+    if !sender.is_empty() && !is_address(sender) {
+        return Err(crate::params::ParamError::new("Sender", format!("{sender:?} is not an e-mail address")).into());
+    }
+    Ok(sender.to_string())
+}
+
+/// The columns of a `Server.Internal.Alerts` row (spec §2.2) with the
+/// `event_data` overrides of §7.2 applied.
+#[derive(Debug, Clone)]
+struct AlertRow {
+    name: String,
+    /// `event_data.ClientId` if truthy, else `client_id`.
+    client_id: String,
+    flow_id: String,
+    artifact: String,
+    artifact_type: String,
+    time: Option<Timestamp>,
+    event_data: Map<String, Value>,
+}
+
+impl AlertRow {
+    fn parse(row: &Map<String, Value>) -> Result<Self, Failure> {
+        let column = |name: &str| -> Result<String, Failure> {
+            match row.get(name) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(Failure::BadEvent(format!("column {name} should be text, got {other}"))),
+            }
+        };
+        let name = match row.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(Failure::BadEvent(format!("column name should be text, got {other}"))),
+            None => return Err(Failure::BadEvent("alert row has no name column".into())),
+        };
+        let event_data = match row.get("event_data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(Failure::BadEvent(format!(
+                    "column event_data should be an object, got {other}"
+                )));
+            }
+        };
+        let client_id = column("client_id")?;
+        if client_id.is_empty() {
+            return Err(Failure::BadEvent("alert row has no client_id".into()));
+        }
+        // §7.2: these four members of the context win over the row's columns.
+        let override_or = |member: &str, fallback: String| match event_data.get(member) {
+            Some(v) if crate::vql::is_truthy(v) => render_value(v),
+            _ => fallback,
+        };
+        Ok(Self {
+            client_id: override_or("ClientId", client_id),
+            flow_id: override_or("FlowId", column("flow_id")?),
+            artifact: override_or("Artifact", column("artifact")?),
+            artifact_type: override_or("ArtifactType", column("artifact_type")?),
+            time: row.get("timestamp").and_then(parse_timestamp),
+            name,
+            event_data,
+        })
+    }
+
+    fn is_server(&self) -> bool {
+        self.client_id == "server"
+    }
+}
+
+/// What the lookups told us about an alert.
+#[derive(Debug, Default)]
+struct Facts {
+    server: Option<ServerInfo>,
+    client: Option<Value>,
+    metadata: Option<Value>,
+    flow: Option<Value>,
+    hunt: Option<Value>,
+    artifact_details: Option<ContextRows>,
+    now: Option<Timestamp>,
+}
+
+impl Facts {
+    fn hostname(&self) -> &str {
+        self.client
+            .as_ref()
+            .and_then(|c| get_path(c, "os_info.hostname"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    fn creator(&self) -> &str {
+        self.flow
+            .as_ref()
+            .and_then(|f| get_path(f, "request.creator"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+impl AlertsRule {
+    fn name_passes(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.is_match(name))
+            && (self.exclude.is_empty() || !self.exclude.is_match(name))
+    }
+
+    /// Asks the host only for what the configured e-mail shows.
+    fn look_up(&self, alert: &AlertRow, host: &dyn Host) -> Result<Facts, Failure> {
+        let mut facts = Facts {
+            server: Some(host.server_info()),
+            now: Some(Timestamp::from_unix_micros(host.now_us() as i64)),
+            ..Facts::default()
+        };
+        if !alert.is_server() {
+            facts.client = host.client_info(&alert.client_id)?;
+            if self.include_client_details && !self.client_metadata.is_empty() {
+                facts.metadata = host.client_metadata(&alert.client_id)?;
+            }
+        }
+        let wants_flow = self.include_flow_details || self.notify_executor;
+        if wants_flow && !alert.flow_id.is_empty() {
+            facts.flow = host.flow(&alert.client_id, &alert.flow_id)?;
+            if self.include_flow_details {
+                if let Some(hunt_id) = hunt_id_of_flow(&alert.flow_id) {
+                    facts.hunt = host.hunt(&hunt_id)?;
+                }
+            }
+        }
+        if self.include_artifact_details && !alert.artifact.is_empty() {
+            facts.artifact_details = Some(self.artifact_details(alert, host)?);
+        }
+        Ok(facts)
+    }
+
+    /// `Recipients` plus, with `NotifyExecutor`, the collection's creator.
+    fn recipients(&self, facts: &Facts) -> Vec<String> {
+        let creator = self
+            .notify_executor
+            .then(|| self.executor_domains.creator_address(facts.creator()))
+            .flatten();
+        unique(self.recipients.iter().cloned().chain(creator))
+    }
+
+    fn email(
+        &self,
+        event: &Event,
+        alert: &AlertRow,
+        severity: Option<&str>,
+        facts: &Facts,
+        recipients: Vec<String>,
+        host: &dyn Host,
+    ) -> Email {
+        let server = facts.server.clone().unwrap_or_else(|| host.server_info());
+        let now = facts.now.unwrap_or_else(Timestamp::zero);
+        let links = Links::new(server.public_url.as_deref(), &server.org_id);
+        let source = if alert.is_server() {
+            "the server".to_string()
+        } else {
+            display_host(facts.hostname(), &alert.client_id).to_string()
+        };
+        let title = if alert.is_server() {
+            "Server alert".to_string()
+        } else {
+            format!("Alert from client {source}")
+        };
+        let mut subject = title.clone();
+        if let Some(severity) = severity {
+            subject.push_str(&format!(" ({severity})"));
+        }
+        subject.push_str(&format!(": {}", elide_right(&alert.name, SUBJECT_NAME_LIMIT)));
+        let subject = subject_safe(&subject);
+
+        let alert_time = alert.time.map_or_else(|| "(unknown)".to_string(), |t| t.rfc3339());
+        let summary_name = elide_right(&alert.name, SUMMARY_NAME_LIMIT);
+        let summary_text = format!("An alert was sent from {source} at {alert_time}: {summary_name}");
+        let mut summary_html = Html::text(&format!("An alert was sent from {source} at {alert_time}: "));
+        summary_html.push(&Html::bold(&Html::text(&summary_name)));
+
+        let sections = self.sections(alert, severity, facts, &server, &links, now);
+        let mut text = summary_text;
+        for (_, fields) in &sections {
+            text.push_str("\n\n");
+            text.push_str(&fields.text);
+        }
+        text.push('\n');
+
+        let html = self.html.then(|| {
+            MailTemplate {
+                title: Html::text(&title),
+                summary: summary_html,
+                sections: sections
+                    .iter()
+                    .map(|(title, body)| Section {
+                        title: title.to_string(),
+                        body: body.html.clone(),
+                    })
+                    .collect(),
+                footer: Html::text(&format!("Sent from Velociraptor by velonotify ({})", Self::NAME)),
+                warning: true,
+            }
+            .render()
+        });
+
+        let sender = if self.sender.is_empty() {
+            server.default_sender.clone()
+        } else {
+            self.sender.clone()
+        };
+        let identity = format!("{}/{}/{}", event.id, Self::NAME, recipients.join(","));
+        let message = build_message(&MailContent {
+            from: &sender,
+            to: &recipients,
+            subject: &subject,
+            date_unix: now.unix_seconds(),
+            identity: &identity,
+            text: &text,
+            html: html.as_deref(),
+            attachments: &[],
+        });
+        let link = if !alert.flow_id.is_empty() && !alert.is_server() {
+            links.collection(&alert.client_id, &alert.flow_id, "overview")
+        } else if !alert.is_server() {
+            links.client(&alert.client_id)
+        } else if !alert.artifact.is_empty() {
+            links.artifact(&alert.artifact)
+        } else {
+            None
+        };
+        Email {
+            secret: (!self.secret.is_empty()).then(|| self.secret.clone()),
+            sender,
+            recipients,
+            subject,
+            message,
+            send_interval_seconds: self.send_interval,
+            link,
+            text,
+            html,
+        }
+    }
+
+    /// The e-mail's sections in order, each rendered both ways; empty
+    /// sections are left out.
+    fn sections(
+        &self,
+        alert: &AlertRow,
+        severity: Option<&str>,
+        facts: &Facts,
+        server: &ServerInfo,
+        links: &Links,
+        now: Timestamp,
+    ) -> Vec<(&'static str, Rendered)> {
+        let mut sections = Vec::new();
+        let mut push_fields = |title: &'static str, fields: Fields| {
+            if let Some(html) = fields.to_html() {
+                sections.push((
+                    title,
+                    Rendered {
+                        html,
+                        text: fields.to_text(),
+                    },
+                ));
+            }
+        };
+        push_fields("Alert summary", self.summary_fields(alert, severity, links, now));
+
+        let mut removed: Vec<&str> = self.severity.members().collect();
+        removed.extend(["Severity", "ClientId", "FlowId", "Artifact", "ArtifactType"]);
+        let context = self.context.apply(&alert.event_data, &removed);
+
+        let mut tail: Vec<(&'static str, Rendered)> = Vec::new();
+        if let Some(html) = context.to_html() {
+            tail.push((
+                "Alert details",
+                Rendered {
+                    html,
+                    text: context.to_text(),
+                },
+            ));
+        }
+        let mut push_tail = |title: &'static str, fields: Fields| {
+            if let Some(html) = fields.to_html() {
+                tail.push((
+                    title,
+                    Rendered {
+                        html,
+                        text: fields.to_text(),
+                    },
+                ));
+            }
+        };
+        if self.include_client_details && !alert.is_server() {
+            let empty = Value::Object(Map::new());
+            let details = ClientDetails {
+                client_id: &alert.client_id,
+                info: facts.client.as_ref().unwrap_or(&empty),
+                metadata: facts.metadata.as_ref(),
+                new_client: false,
+            };
+            push_tail(
+                "Client details",
+                client_fields(&details, &self.client_metadata, server, links, self.keep_empty),
+            );
+        }
+        if self.include_flow_details && !alert.flow_id.is_empty() && !alert.client_id.is_empty() {
+            let empty = Value::Object(Map::new());
+            let options = FlowFieldsOptions {
+                finished: None,
+                keep_empty: self.keep_empty,
+                now,
+            };
+            let fields = flow_fields(
+                &alert.client_id,
+                &alert.flow_id,
+                facts.flow.as_ref().unwrap_or(&empty),
+                facts.hunt.as_ref(),
+                links,
+                options,
+            );
+            push_tail("Flow details", fields);
+        }
+        if let Some(details) = &facts.artifact_details {
+            if let Some(html) = details.to_html() {
+                tail.push((
+                    "Artifact details",
+                    Rendered {
+                        html,
+                        text: details.to_text(),
+                    },
+                ));
+            }
+        }
+        sections.extend(tail);
+        sections
+    }
+
+    fn summary_fields(&self, alert: &AlertRow, severity: Option<&str>, links: &Links, now: Timestamp) -> Fields {
+        let mut fields = Fields::new(self.keep_empty);
+        let later = alert.time.is_none_or(|t| now.unix_seconds() > t.unix_seconds());
+        fields.push_if(later, "Server time", Cell::Text(now.rfc3339()));
+        if let Some(time) = alert.time {
+            fields.push(
+                "Alert time",
+                Cell::Text(crate::velociraptor::timestamp_string(time, now)),
+            );
+        }
+        fields.push("Severity", Cell::text(severity.unwrap_or("")));
+        fields.push("Message", Cell::Text(elide_right(&alert.name, MESSAGE_ROW_LIMIT)));
+        if !alert.artifact.is_empty() {
+            fields.push(
+                "Artifact",
+                Cell::Link {
+                    text: alert.artifact.clone(),
+                    url: links.artifact(&alert.artifact),
+                },
+            );
+        }
+        fields.push("Artifact type", Cell::text(&alert.artifact_type));
+        fields
+    }
+
+    /// The artifact's definition and its event-table entry, flattened as
+    /// `Definition.*` and `Execution.*` (spec §7.5 item 5).
+    fn artifact_details(&self, alert: &AlertRow, host: &dyn Host) -> Result<ContextRows, Failure> {
+        let mut details = Map::new();
+        let mut definition = Map::new();
+        if let Some(def) = host.artifact(&alert.artifact)? {
+            for key in [
+                "name",
+                "type",
+                "author",
+                "built_in",
+                "is_inherited",
+                "required_permissions",
+                "implied_permissions",
+                "metadata",
+            ] {
+                if let Some(v) = def.get(key) {
+                    definition.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        let since = host.now_us().saturating_sub(24 * 3600 * 1_000_000);
+        let audit = host.audit_log(since)?;
+        let newest = |wanted: &dyn Fn(&Value) -> bool| audit.iter().find(|row| wanted(row)).cloned();
+        if let Some(row) = newest(&|row| {
+            row.get("operation").and_then(Value::as_str) == Some("SetArtifactFile")
+                && get_path(row, "details.artifact").and_then(Value::as_str) == Some(alert.artifact.as_str())
+        }) {
+            definition.insert("ModifiedAt".into(), audit_time(&row));
+            definition.insert(
+                "ModifiedBy".into(),
+                row.get("principal").cloned().unwrap_or(Value::Null),
+            );
+        }
+        if !definition.is_empty() {
+            details.insert("Definition".into(), Value::Object(definition));
+        }
+
+        let mut execution = event_table_entry(&host.event_tables()?, &alert.artifact, &alert.artifact_type);
+        let table_op = match alert.artifact_type.as_str() {
+            "SERVER_MONITORING" => Some("SetServerMonitoringState"),
+            "CLIENT_EVENT" => Some("SetClientMonitoringState"),
+            _ => None,
+        };
+        if let Some(op) = table_op {
+            if let Some(row) = newest(&|row| row.get("operation").and_then(Value::as_str) == Some(op)) {
+                execution.insert("EventTableModifiedAt".into(), audit_time(&row));
+                execution.insert(
+                    "EventTableModifiedBy".into(),
+                    row.get("principal").cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        if !execution.is_empty() {
+            details.insert("Execution".into(), Value::Object(execution));
+        }
+        let all = ContextFilter {
+            flatten: true,
+            include: VqlRegex::new("").expect("empty regex"),
+            exclude: VqlRegex::new("").expect("empty regex"),
+            ..self.context.clone()
+        };
+        Ok(all.apply(&details, &[]))
+    }
+}
+
+/// One section, both ways.
+#[derive(Debug)]
+struct Rendered {
+    html: Html,
+    text: String,
+}
+
+/// The client's hostname, or its id when the hostname is unknown.
+fn display_host<'a>(hostname: &'a str, client_id: &'a str) -> &'a str {
+    if hostname.is_empty() { client_id } else { hostname }
+}
+
+fn audit_time(row: &Value) -> Value {
+    row.get("_ts")
+        .and_then(parse_timestamp)
+        .map_or(Value::Null, |t| Value::String(t.rfc3339()))
+}
+
+/// The event-table entry of `artifact`: `Label`, `Artifact` and `Params`
+/// from `get_server_monitoring()` / `get_client_monitoring()` specs.
+fn event_table_entry(tables: &Value, artifact: &str, artifact_type: &str) -> Map<String, Value> {
+    let find = |specs: Option<&Value>| -> Option<Map<String, Value>> {
+        specs?.as_array()?.iter().find_map(|spec| {
+            (spec.get("artifact").and_then(Value::as_str) == Some(artifact)).then(|| {
+                let mut params = Map::new();
+                for entry in get_path(spec, "parameters.env")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(key) = entry.get("key").and_then(Value::as_str) {
+                        params.insert(key.to_string(), entry.get("value").cloned().unwrap_or(Value::Null));
+                    }
+                }
+                let mut entry = Map::new();
+                entry.insert("Artifact".into(), Value::String(artifact.to_string()));
+                entry.insert("Params".into(), Value::Object(params));
+                entry
+            })
+        })
+    };
+    let with_label = |mut entry: Map<String, Value>, label: Option<&str>| {
+        let mut out = Map::new();
+        out.insert(
+            "Label".into(),
+            label.map_or(Value::Null, |l| Value::String(l.to_string())),
+        );
+        out.append(&mut entry);
+        out
+    };
+    if artifact_type != "CLIENT_EVENT" {
+        if let Some(entry) = find(get_path(tables, "server.specs")) {
+            return with_label(entry, None);
+        }
+    }
+    if artifact_type != "SERVER_MONITORING" {
+        if let Some(entry) = find(get_path(tables, "client.artifacts.specs")) {
+            return with_label(entry, None);
+        }
+        for group in get_path(tables, "client.label_events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(entry) = find(get_path(group, "artifacts.specs")) {
+                return with_label(entry, group.get("label").and_then(Value::as_str));
+            }
+        }
+    }
+    Map::new()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,577 @@
+//! The Server.Monitor.Alerts rules of spec §7 and the Part A rows that
+//! concern it, checked on the rule itself (natively).
+
+use std::cell::RefCell;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::host::{Lookup, LookupError};
+use crate::rules::configure;
+
+/// A host answering from fixed JSON, recording log lines.
+#[derive(Default)]
+struct FakeHost {
+    now_us: u64,
+    clients: Map<String, Value>,
+    flows: Map<String, Value>,
+    hunts: Map<String, Value>,
+    artifacts: Map<String, Value>,
+    event_tables: Value,
+    audit: Vec<Value>,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+}
+
+impl FakeHost {
+    fn new() -> Self {
+        let mut host = Self {
+            now_us: 1_767_000_100_000_000,
+            ..Self::default()
+        };
+        host.clients.insert(
+            "C.1a2b".into(),
+            json!({"client_id": "C.1a2b", "os_info": {"hostname": "ws1", "fqdn": "ws1.corp.example", "system": "linux"}, "labels": ["finance"]}),
+        );
+        host.flows.insert(
+            "C.1a2b/F.ABC".into(),
+            json!({"session_id": "F.ABC", "request": {"creator": "ann", "artifacts": ["Linux.Sys.BashShell"]}, "create_time": 1_767_000_000_000_000_u64, "state": "FINISHED"}),
+        );
+        host
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == LogLevel::Error)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+impl Host for FakeHost {
+    fn now_us(&self) -> u64 {
+        self.now_us
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            org_id: "root".into(),
+            org_name: "root".into(),
+            public_url: Some("https://velociraptor.example.org:8889/app/index.html".into()),
+            default_sender: "velonotify@example.org".into(),
+        }
+    }
+    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
+        Ok(self.clients.get(client_id).cloned())
+    }
+    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
+        Ok(self.clients.get(client_id).and_then(|c| c.get("metadata").cloned()))
+    }
+    fn clients(&self, _label: Option<&str>) -> Lookup<Vec<Value>> {
+        Ok(self.clients.values().cloned().collect())
+    }
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+        Ok(self.flows.get(&format!("{client_id}/{flow_id}")).cloned())
+    }
+    fn flow_results(&self, _: &str, _: &str, _: &str, _: Option<u32>) -> Lookup<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    fn flow_uploads(&self, _: &str, _: &str) -> Lookup<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
+        Ok(self.hunts.get(hunt_id).cloned())
+    }
+    fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
+        Ok(self.artifacts.get(name).cloned())
+    }
+    fn event_tables(&self) -> Lookup<Value> {
+        Ok(self.event_tables.clone())
+    }
+    fn users(&self) -> Lookup<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    fn monitoring_logs(&self, _: &str, _: &str, _: u64) -> Lookup<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {
+        Ok(self.audit.clone())
+    }
+    fn state_get(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn state_put(&self, _: &str, _: &[u8], _: u32) {}
+}
+
+const SOC: &str = "Address\nsoc@example.org\n";
+
+fn rule(params: &[(&str, &str)], host: &FakeHost) -> AlertsRule {
+    let given: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    configure::<AlertsRule>(&given, host).expect("configures").0
+}
+
+fn event(row: Value) -> Event {
+    Event {
+        id: "test:1".into(),
+        queue: ALERT_QUEUE.into(),
+        row: row.as_object().unwrap().clone(),
+        org_id: "root".into(),
+    }
+}
+
+fn server_alert(name: &str, event_data: Value) -> Value {
+    json!({"client_id": "server", "name": name, "timestamp": "2025-12-29T09:21:30.123456789Z",
+           "event_data": event_data, "artifact": "Custom.Server.Upload", "artifact_type": "SERVER_MONITORING",
+           "_ts": 1_767_000_090})
+}
+
+fn client_alert(name: &str, event_data: Value) -> Value {
+    json!({"client_id": "C.1a2b", "name": name, "timestamp": "2025-12-29T09:21:30Z", "event_data": event_data,
+           "artifact": "Linux.Detection.Honeyfiles", "artifact_type": "CLIENT_EVENT", "_ts": 1_767_000_090})
+}
+
+fn emails(params: &[(&str, &str)], host: &FakeHost, row: Value) -> Vec<Email> {
+    rule(params, host)
+        .handle(&event(row), host)
+        .expect("handles")
+        .into_iter()
+        .map(|a| match a {
+            Action::Email(e) => e,
+            other => panic!("expected an e-mail, got {other:?}"),
+        })
+        .collect()
+}
+
+fn one_email(params: &[(&str, &str)], host: &FakeHost, row: Value) -> Email {
+    let mut all = emails(params, host, row);
+    assert_eq!(all.len(), 1, "one e-mail");
+    all.remove(0)
+}
+
+#[test]
+fn server_alert_subject_shows_severity_and_the_first_30_bytes_of_the_name() {
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        server_alert(
+            "Server event query error in TEST.ErrorMessage",
+            json!({"Level": "ERROR"}),
+        ),
+    );
+    assert_eq!(e.subject, "Server alert (high): Server event query error in TE…");
+    assert_eq!(e.recipients, ["soc@example.org"]);
+}
+
+#[test]
+fn client_alert_subject_uses_the_hostname_or_the_client_id() {
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert("Honey file accessed", json!({})),
+    );
+    assert_eq!(e.subject, "Alert from client ws1: Honey file accessed");
+    let mut unknown = client_alert("x", json!({}));
+    unknown["client_id"] = json!("C.unknown");
+    let e = one_email(&[("Recipients", SOC)], &host, unknown);
+    assert_eq!(e.subject, "Alert from client C.unknown: x");
+}
+
+#[test]
+fn event_data_overrides_client_flow_and_artifact() {
+    let host = FakeHost::new();
+    let row = server_alert(
+        "Honeyfile accessed",
+        json!({"ClientId": "C.1a2b", "FlowId": "F.ABC", "Artifact": "Linux.Detection.Honeyfiles", "ArtifactType": "CLIENT_EVENT", "PID": 42}),
+    );
+    let e = one_email(&[("Recipients", SOC)], &host, row);
+    assert_eq!(e.subject, "Alert from client ws1: Honeyfile accessed");
+    assert!(e.text.contains("Artifact: Linux.Detection.Honeyfiles ("), "{}", e.text);
+    assert!(e.text.contains("Artifact type: CLIENT_EVENT"));
+    assert!(
+        e.text.contains("Flow: F.ABC ("),
+        "flow details of the overridden flow:\n{}",
+        e.text
+    );
+    assert!(e.text.contains("PID: 42"));
+    assert!(
+        !e.text.contains("ClientId:"),
+        "override members are not shown as context"
+    );
+}
+
+#[test]
+fn alert_names_are_filtered_case_insensitively() {
+    // Part A #1: regexes are case-insensitive and unanchored.
+    let host = FakeHost::new();
+    let params = [
+        ("Recipients", SOC),
+        ("AlertMsgInclude", "honey"),
+        ("AlertMsgExclude", "TEST"),
+    ];
+    assert_eq!(
+        emails(&params, &host, client_alert("HONEY file accessed", json!({}))).len(),
+        1
+    );
+    assert_eq!(
+        emails(&params, &host, client_alert("Honey test file", json!({}))).len(),
+        0
+    );
+    assert_eq!(emails(&params, &host, client_alert("Sigma hit", json!({}))).len(), 0);
+}
+
+#[test]
+fn severity_threshold_keeps_listed_severities_and_alerts_without_one() {
+    let host = FakeHost::new();
+    let params = [("Recipients", SOC), ("SeverityThreshold", r#"["medium","high"]"#)];
+    assert_eq!(
+        emails(&params, &host, client_alert("a", json!({"level": "error"}))).len(),
+        1
+    );
+    assert_eq!(
+        emails(&params, &host, client_alert("b", json!({"level": "warning"}))).len(),
+        1,
+        "Part A #5: warning → medium"
+    );
+    assert_eq!(
+        emails(&params, &host, client_alert("c", json!({"Severity": "low"}))).len(),
+        0
+    );
+    assert_eq!(
+        emails(&params, &host, client_alert("d", json!({"other": 1}))).len(),
+        1,
+        "no severity: never filtered"
+    );
+}
+
+#[test]
+fn severity_members_and_override_keys_are_removed_from_the_context() {
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert(
+            "x",
+            json!({"level": "error", "Severity": "critical", "Artifact": "A", "File": "/etc/shadow"}),
+        ),
+    );
+    assert!(
+        e.subject.contains("(critical)"),
+        "last applying row wins: {}",
+        e.subject
+    );
+    let details = e.text.split("\n\n").nth(2).unwrap();
+    assert_eq!(details, "File: /etc/shadow");
+}
+
+#[test]
+fn no_recipients_sends_nothing_and_logs_one_error() {
+    // Part A #7.
+    let host = FakeHost::new();
+    let actions = rule(&[], &host)
+        .handle(&event(client_alert("x", json!({}))), &host)
+        .unwrap();
+    assert!(actions.is_empty());
+    let errors = host.errors();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("No recipients resolved: set Recipients or enable NotifyExecutor."));
+}
+
+#[test]
+fn notify_executor_mails_the_creator_of_the_flow() {
+    let host = FakeHost::new();
+    let row = client_alert("x", json!({"FlowId": "F.ABC"}));
+    let params = [
+        ("NotifyExecutor", "Y"),
+        ("NotifyExecutorDomains", "UsernameRegex,Domain\n.+,corp.example\n"),
+    ];
+    let e = one_email(&params, &host, row.clone());
+    assert_eq!(e.recipients, ["ann@corp.example"]);
+    // Part A #4: the mapping is only consulted when NotifyExecutor is on.
+    let off = [("NotifyExecutorDomains", "UsernameRegex,Domain\n.+,corp.example\n")];
+    assert!(emails(&off, &host, row).is_empty());
+}
+
+#[test]
+fn sender_parameter_wins_over_the_default() {
+    // Part A #8.
+    let host = FakeHost::new();
+    let e = one_email(&[("Recipients", SOC)], &host, client_alert("x", json!({})));
+    assert_eq!(e.sender, "velonotify@example.org");
+    let e = one_email(
+        &[("Recipients", SOC), ("Sender", "alerts@example.org")],
+        &host,
+        client_alert("x", json!({})),
+    );
+    assert_eq!(e.sender, "alerts@example.org");
+    assert!(String::from_utf8_lossy(&e.message).contains("From: <alerts@example.org>"));
+}
+
+#[test]
+fn header_injection_in_the_alert_name_adds_no_header() {
+    // Part A #14.
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert("x\r\nBcc: attacker@evil.example", json!({})),
+    );
+    let mail = mailparse::parse_mail(&e.message).unwrap();
+    assert!(mail.headers.iter().all(|h| !h.get_key().eq_ignore_ascii_case("bcc")));
+    assert!(
+        e.subject.starts_with("Alert from client ws1: x  Bcc: attacker@evil.ex"),
+        "{}",
+        e.subject
+    );
+}
+
+#[test]
+fn event_data_is_escaped_in_html() {
+    // Part A #13.
+    let mut host = FakeHost::new();
+    host.clients.get_mut("C.1a2b").unwrap()["os_info"]["hostname"] = json!("<img src=x onerror=alert(1)>");
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert("<b>bold</b>", json!({"cmd": "<script>alert(1)</script>"})),
+    );
+    let html = e.html.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script>"));
+    assert!(!html.contains("<img"));
+    assert!(
+        html.contains("<b>&lt;b&gt;bold&lt;/b&gt;</b>"),
+        "the name is bold but escaped"
+    );
+}
+
+#[test]
+fn text_body_is_the_summary_then_the_sections_without_headings() {
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert("Honey file accessed", json!({"File": "/home/a/.ssh/id_rsa"})),
+    );
+    let blocks: Vec<&str> = e.text.trim_end().split("\n\n").collect();
+    assert_eq!(
+        blocks[0],
+        "An alert was sent from ws1 at 2025-12-29T09:21:30Z: Honey file accessed"
+    );
+    assert!(
+        blocks[1].starts_with("Server time: 2025-12-29T09:21:40Z\nAlert time: 2025-12-29T09:21:30Z (10 seconds ago)"),
+        "{}",
+        blocks[1]
+    );
+    assert_eq!(blocks[2], "File: /home/a/.ssh/id_rsa");
+    assert!(blocks[3].starts_with("ID: C.1a2b ("), "{}", blocks[3]);
+    assert!(!e.text.contains("Alert details"));
+}
+
+#[test]
+fn html_false_sends_plain_text_only() {
+    let host = FakeHost::new();
+    let e = one_email(
+        &[("Recipients", SOC), ("HTML", "N")],
+        &host,
+        client_alert("x", json!({})),
+    );
+    assert!(e.html.is_none());
+    let mail = mailparse::parse_mail(&e.message).unwrap();
+    assert_eq!(mail.ctype.mimetype, "text/plain");
+    assert_eq!(mail.get_body().unwrap(), e.text);
+}
+
+#[test]
+fn context_rows_are_capped_in_html_but_all_shown_in_text() {
+    let host = FakeHost::new();
+    let data: Map<String, Value> = (0..40).map(|i| (format!("k{i:02}"), json!(i + 1))).collect();
+    let e = one_email(&[("Recipients", SOC)], &host, client_alert("x", Value::Object(data)));
+    assert!(e.html.unwrap().contains("(Showing 30 of 40 rows)"));
+    assert!(e.text.contains("k39: 40"));
+}
+
+#[test]
+fn flattening_can_be_turned_off() {
+    let host = FakeHost::new();
+    let row = client_alert("x", json!({"Details": {"EventID": 1}}));
+    let flat = one_email(&[("Recipients", SOC)], &host, row.clone());
+    assert!(flat.text.contains("Details.EventID: 1"));
+    let nested = one_email(&[("Recipients", SOC), ("FlattenContext", "N")], &host, row);
+    assert!(nested.text.contains("Details: {\"EventID\":1}"));
+}
+
+#[test]
+fn sections_can_be_turned_off() {
+    let host = FakeHost::new();
+    let params = [
+        ("Recipients", SOC),
+        ("IncludeClientDetails", "N"),
+        ("IncludeFlowDetails", "N"),
+    ];
+    let e = one_email(&params, &host, client_alert("x", json!({"FlowId": "F.ABC"})));
+    let html = e.html.unwrap();
+    assert!(!html.contains("<h2>Client details</h2>"));
+    assert!(!html.contains("<h2>Flow details</h2>"));
+    assert!(html.contains("<h2>Alert summary</h2>"));
+}
+
+#[test]
+fn artifact_details_show_definition_and_event_table_entry() {
+    let mut host = FakeHost::new();
+    host.artifacts.insert(
+        "Custom.Server.Upload".into(),
+        json!({"name": "Custom.Server.Upload", "type": "server_event", "author": "ann", "required_permissions": ["EXECVE"]}),
+    );
+    host.event_tables = json!({"server": {"specs": [{"artifact": "Custom.Server.Upload", "parameters": {"env": [{"key": "Bucket", "value": "evidence"}]}}]}});
+    host.audit = vec![json!({"operation": "SetServerMonitoringState", "principal": "admin", "_ts": 1_767_000_000})];
+    let e = one_email(
+        &[("Recipients", SOC), ("IncludeArtifactDetails", "Y")],
+        &host,
+        server_alert("x", json!({})),
+    );
+    let text = &e.text;
+    assert!(text.contains("Definition.name: Custom.Server.Upload"), "{text}");
+    assert!(text.contains("Definition.required_permissions.0: EXECVE"));
+    assert!(text.contains("Execution.Artifact: Custom.Server.Upload"));
+    assert!(text.contains("Execution.Params.Bucket: evidence"));
+    assert!(text.contains("Execution.EventTableModifiedBy: admin"));
+    assert!(e.html.unwrap().contains("<h2>Artifact details</h2>"));
+}
+
+#[test]
+fn rows_without_a_name_or_client_are_bad_events() {
+    let host = FakeHost::new();
+    let mut r = rule(&[("Recipients", SOC)], &host);
+    let err = r.handle(&event(json!({"client_id": "server"})), &host).unwrap_err();
+    assert!(matches!(&err, Failure::BadEvent(m) if m.contains("name")), "{err}");
+    let err = r
+        .handle(
+            &event(json!({"name": "x", "event_data": "oops", "client_id": "server"})),
+            &host,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Failure::BadEvent(m) if m.contains("event_data")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_empty_client_alert_of_the_fixture_is_filtered_by_name() {
+    let host = FakeHost::new();
+    let rows: Value = serde_json::from_str(include_str!(
+        "../../../../../tests/data/velociraptor/Server.Internal.Alerts.json"
+    ))
+    .unwrap();
+    let mut r = rule(&[("Recipients", SOC)], &host);
+    assert_eq!(r.handle(&event(rows[0].clone()), &host).unwrap().len(), 1);
+    assert!(
+        r.handle(&event(rows[1].clone()), &host).unwrap().is_empty(),
+        "empty name does not match .+"
+    );
+}
+
+#[test]
+fn lookup_failures_fail_the_event() {
+    struct Down(FakeHost);
+    impl Host for Down {
+        fn now_us(&self) -> u64 {
+            self.0.now_us()
+        }
+        fn log(&self, l: LogLevel, m: &str) {
+            self.0.log(l, m)
+        }
+        fn server_info(&self) -> ServerInfo {
+            self.0.server_info()
+        }
+        fn client_info(&self, _: &str) -> Lookup<Option<Value>> {
+            Err(LookupError::Unavailable("API timeout".into()))
+        }
+        fn client_metadata(&self, c: &str) -> Lookup<Option<Value>> {
+            self.0.client_metadata(c)
+        }
+        fn clients(&self, l: Option<&str>) -> Lookup<Vec<Value>> {
+            self.0.clients(l)
+        }
+        fn flow(&self, c: &str, f: &str) -> Lookup<Option<Value>> {
+            self.0.flow(c, f)
+        }
+        fn flow_results(&self, c: &str, f: &str, s: &str, m: Option<u32>) -> Lookup<Vec<Value>> {
+            self.0.flow_results(c, f, s, m)
+        }
+        fn flow_uploads(&self, c: &str, f: &str) -> Lookup<Vec<Value>> {
+            self.0.flow_uploads(c, f)
+        }
+        fn hunt(&self, h: &str) -> Lookup<Option<Value>> {
+            self.0.hunt(h)
+        }
+        fn artifact(&self, n: &str) -> Lookup<Option<Value>> {
+            self.0.artifact(n)
+        }
+        fn event_tables(&self) -> Lookup<Value> {
+            self.0.event_tables()
+        }
+        fn users(&self) -> Lookup<Vec<Value>> {
+            self.0.users()
+        }
+        fn monitoring_logs(&self, c: &str, a: &str, s: u64) -> Lookup<Vec<Value>> {
+            self.0.monitoring_logs(c, a, s)
+        }
+        fn audit_log(&self, s: u64) -> Lookup<Vec<Value>> {
+            self.0.audit_log(s)
+        }
+        fn state_get(&self, k: &str) -> Option<Vec<u8>> {
+            self.0.state_get(k)
+        }
+        fn state_put(&self, k: &str, v: &[u8], t: u32) {
+            self.0.state_put(k, v, t)
+        }
+    }
+    let host = Down(FakeHost::new());
+    let mut r = rule(&[("Recipients", SOC)], &host.0);
+    let err = r.handle(&event(client_alert("x", json!({}))), &host).unwrap_err();
+    assert!(matches!(&err, Failure::Lookup(m) if m.contains("API timeout")), "{err}");
+}
+
+#[test]
+fn every_parameter_of_the_artifact_is_declared_with_its_default() {
+    let names: Vec<&str> = PARAMS.iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        [
+            "Recipients",
+            "NotifyExecutor",
+            "NotifyExecutorDomains",
+            "Sender",
+            "HTML",
+            "AlertMsgInclude",
+            "AlertMsgExclude",
+            "ServerSecret",
+            "SendInterval",
+            "IncludeClientDetails",
+            "ClientMetadata",
+            "IncludeFlowDetails",
+            "IncludeArtifactDetails",
+            "KeepEmptyRows",
+            "SeverityTransforms",
+            "SeverityThreshold",
+            "FlattenContext",
+            "ContextInclude",
+            "ContextExclude",
+            "ContextFieldLimit",
+            "ContextValueLimit",
+            "ContextRowLimit",
+        ]
+    );
+    let default = |n: &str| PARAMS.iter().find(|p| p.name == n).unwrap().default;
+    assert_eq!(default("ServerSecret"), "notify_mail_secret");
+    assert_eq!(default("SendInterval"), "10");
+    assert_eq!(default("ContextRowLimit"), "30");
+    assert_eq!(default("ContextValueLimit"), "1000");
+    assert_eq!(default("ContextFieldLimit"), "100");
+}

@@ -1,0 +1,42 @@
+//! The rule modules' logic. Each rule is the whole behaviour of one
+//! component; `guest/modules/<name>` only adapts it to the WIT world.
+
+pub mod alerts;
+
+use crate::action::{Action, Failure};
+use crate::host::{Event, Host};
+use crate::params::{ParamSpec, Params};
+
+/// What a configured rule needs from the host (mirrors `setup` in WIT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub queues: Vec<String>,
+    pub tick_seconds: Option<u32>,
+}
+
+/// A rule module's behaviour.
+pub trait Rule: Sized {
+    /// The Velociraptor artifact the rule ports, e.g. `Server.Monitor.Alerts`.
+    const NAME: &'static str;
+    const VERSION: &'static str;
+    const DESCRIPTION: &'static str;
+    /// Every parameter, with the artifact's names and defaults.
+    const PARAMS: &'static [ParamSpec];
+
+    /// Builds the rule from parsed parameters.
+    fn configure(params: &Params, host: &dyn Host) -> Result<(Self, Setup), Failure>;
+
+    /// Handles one event of a subscribed queue.
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure>;
+
+    /// Called every `Setup::tick_seconds`.
+    fn tick(&mut self, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Ok(Vec::new())
+    }
+}
+
+/// Parses `given` against the rule's parameters and configures it.
+pub fn configure<R: Rule>(given: &[(String, String)], host: &dyn Host) -> Result<(R, Setup), Failure> {
+    let params = Params::parse(R::PARAMS, given)?;
+    R::configure(&params, host)
+}

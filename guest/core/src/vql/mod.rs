@@ -1,0 +1,13 @@
+//! The parts of VQL's runtime semantics that the artifacts depend on
+//! (spec Part B §1): how regexes match, what is "truthy", how values print,
+//! and how timestamps are read, printed and humanized.
+
+mod humanize;
+mod regex;
+mod time;
+mod value;
+
+pub use self::humanize::{humanize_bytes, humanize_duration_since};
+pub use self::regex::{RegexError, VqlRegex};
+pub use self::time::{Timestamp, parse_timestamp};
+pub use self::value::{get_path, is_truthy, render_value, render_value_or_empty};

@@ -1,0 +1,77 @@
+//! Core types to WIT types.
+
+use velonotify_core::action::{Action, Failure, LabelOp};
+use velonotify_core::params::{ParamKind, ParamSpec};
+
+use crate::bindings::velociraptor::notify::types as wit;
+
+pub(crate) fn param(spec: &ParamSpec) -> wit::Param {
+    wit::Param {
+        name: spec.name.to_string(),
+        kind: match spec.kind {
+            ParamKind::Bool => wit::ParamKind::Bool,
+            ParamKind::Int => wit::ParamKind::Int,
+            ParamKind::String => wit::ParamKind::String,
+            ParamKind::Regex => wit::ParamKind::Regex,
+            ParamKind::Csv => wit::ParamKind::Csv,
+            ParamKind::JsonArray => wit::ParamKind::JsonArray,
+            ParamKind::Choices => wit::ParamKind::Choices,
+            ParamKind::Multichoice => wit::ParamKind::Multichoice,
+        },
+        default: spec.default.to_string(),
+        description: spec.description.to_string(),
+        choices: spec.choices.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+pub(crate) fn failure(failure: Failure) -> wit::Failure {
+    match failure {
+        Failure::BadConfig(e) => wit::Failure::BadConfig(wit::ParamError {
+            param: e.param,
+            message: e.message,
+        }),
+        Failure::BadEvent(m) => wit::Failure::BadEvent(m),
+        Failure::Lookup(m) => wit::Failure::Lookup(m),
+        Failure::Internal(m) => wit::Failure::Internal(m),
+    }
+}
+
+pub(crate) fn action(action: Action) -> wit::Action {
+    match action {
+        Action::Email(e) => wit::Action::Email(wit::Email {
+            secret: e.secret,
+            sender: e.sender,
+            recipients: e.recipients,
+            subject: e.subject,
+            message: e.message,
+            send_interval_seconds: e.send_interval_seconds,
+            link: e.link,
+        }),
+        Action::Webhook(w) => wit::Action::Webhook(wit::Webhook {
+            url: w.url,
+            headers: w.headers,
+            body: w.body,
+        }),
+        Action::UserMessage(m) => wit::Action::UserMessage(wit::UserMessage {
+            user: m.user,
+            message: m.message,
+        }),
+        Action::Label(l) => wit::Action::Label(wit::LabelChange {
+            client_id: l.client_id,
+            op: match l.op {
+                LabelOp::Set => wit::LabelOp::Set,
+                LabelOp::Remove => wit::LabelOp::Remove,
+            },
+            labels: l.labels,
+        }),
+        Action::Alert(a) => wit::Action::Alert(wit::Alert {
+            name: a.name,
+            dedup_seconds: a.dedup_seconds,
+            event_data: a.event_data,
+            client_id: a.client_id,
+            artifact: a.artifact,
+            artifact_type: a.artifact_type,
+            flow_id: a.flow_id,
+        }),
+    }
+}

@@ -1,0 +1,114 @@
+//! The core `Host` over the imported `host` interface: every lookup answer
+//! arrives as JSON text and is parsed here.
+
+use serde_json::Value;
+use velonotify_core::host::{Host, LogLevel, Lookup, LookupError, ServerInfo};
+
+use crate::bindings::velociraptor::notify::host as imports;
+use crate::bindings::velociraptor::notify::types as wit;
+
+/// The host this component runs in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WitHost;
+
+fn lookup_error(e: wit::LookupError) -> LookupError {
+    match e {
+        wit::LookupError::Unavailable(m) => LookupError::Unavailable(m),
+        wit::LookupError::Denied(m) => LookupError::Denied(m),
+    }
+}
+
+/// A malformed answer is the host's fault, reported like an outage.
+fn parse(json: &str) -> Lookup<Value> {
+    serde_json::from_str(json).map_err(|e| LookupError::Unavailable(format!("host returned invalid JSON: {e}")))
+}
+
+fn one(answer: Result<Option<String>, wit::LookupError>) -> Lookup<Option<Value>> {
+    answer.map_err(lookup_error)?.as_deref().map(parse).transpose()
+}
+
+fn many(answer: Result<Vec<String>, wit::LookupError>) -> Lookup<Vec<Value>> {
+    answer.map_err(lookup_error)?.iter().map(|s| parse(s)).collect()
+}
+
+impl Host for WitHost {
+    fn now_us(&self) -> u64 {
+        imports::now_us()
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => wit::LogLevel::Debug,
+            LogLevel::Info => wit::LogLevel::Info,
+            LogLevel::Warn => wit::LogLevel::Warn,
+            LogLevel::Error => wit::LogLevel::Error,
+        };
+        imports::log(level, message);
+    }
+
+    fn server_info(&self) -> ServerInfo {
+        let info = imports::server();
+        ServerInfo {
+            org_id: info.org_id,
+            org_name: info.org_name,
+            public_url: info.public_url,
+            default_sender: info.default_sender,
+        }
+    }
+
+    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
+        one(imports::client_info(client_id))
+    }
+
+    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
+        one(imports::client_metadata(client_id))
+    }
+
+    fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
+        many(imports::clients(label))
+    }
+
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+        one(imports::flow(client_id, flow_id))
+    }
+
+    fn flow_results(&self, client_id: &str, flow_id: &str, source: &str, max_rows: Option<u32>) -> Lookup<Vec<Value>> {
+        many(imports::flow_results(client_id, flow_id, source, max_rows))
+    }
+
+    fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
+        many(imports::flow_uploads(client_id, flow_id))
+    }
+
+    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
+        one(imports::hunt(hunt_id))
+    }
+
+    fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
+        one(imports::artifact(name))
+    }
+
+    fn event_tables(&self) -> Lookup<Value> {
+        parse(&imports::event_tables().map_err(lookup_error)?)
+    }
+
+    fn users(&self) -> Lookup<Vec<Value>> {
+        many(imports::users())
+    }
+
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
+        many(imports::monitoring_logs(client_id, artifact, since_ms))
+    }
+
+    fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
+        many(imports::audit_log(since_us))
+    }
+
+    fn state_get(&self, key: &str) -> Option<Vec<u8>> {
+        imports::state_get(key)
+    }
+
+    fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32) {
+        imports::state_put(key, value, ttl_seconds)
+    }
+}

@@ -1,0 +1,98 @@
+//! A rule module that misbehaves on purpose, so that tests can show the
+//! host contains it: it loops forever, allocates without bound, recurses
+//! without bound or panics, as its `Behaviour` parameter says, on every
+//! event whose `name` matches `Trigger`. On other events it echoes the
+//! event as a webhook action, which shows that it still works.
+
+use velonotify_core::action::{Action, Failure, Webhook};
+use velonotify_core::host::{Event, Host};
+use velonotify_core::params::{ParamKind, ParamSpec, Params};
+use velonotify_core::rules::{Rule, Setup};
+use velonotify_core::vql::VqlRegex;
+
+const BEHAVIOURS: &[&str] = &["loop", "alloc", "recurse", "panic", "echo"];
+
+/// The hostile rule.
+#[derive(Debug)]
+pub struct Hostile {
+    behaviour: String,
+    trigger: VqlRegex,
+}
+
+impl Rule for Hostile {
+    const NAME: &'static str = "Test.Hostile";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Misbehaves on purpose (sandbox tests only).";
+    const PARAMS: &'static [ParamSpec] = &[
+        ParamSpec::new("Behaviour", ParamKind::Choices, "loop", "How to misbehave.").with_choices(BEHAVIOURS),
+        ParamSpec::new(
+            "Trigger",
+            ParamKind::Regex,
+            ".*",
+            "Misbehave on events whose name matches.",
+        ),
+        ParamSpec::new(
+            "Queue",
+            ParamKind::String,
+            "Server.Internal.Alerts",
+            "The queue to watch.",
+        ),
+    ];
+
+    fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
+        let rule = Self {
+            behaviour: p.text("Behaviour").to_string(),
+            trigger: p.regex("Trigger").clone(),
+        };
+        Ok((
+            rule,
+            Setup {
+                queues: vec![p.text("Queue").to_string()],
+                tick_seconds: None,
+            },
+        ))
+    }
+
+    fn handle(&mut self, event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let name = event.row.get("name").and_then(|v| v.as_str()).unwrap_or("");
+        if self.trigger.is_match(name) {
+            misbehave(&self.behaviour);
+        }
+        Ok(vec![Action::Webhook(Webhook {
+            url: "https://hooks.example.org/echo".into(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::Value::Object(event.row.clone()).to_string().into_bytes(),
+        })])
+    }
+}
+
+fn misbehave(behaviour: &str) {
+    match behaviour {
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // Touch every page so the memory is really used.
+                hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        "recurse" => {
+            std::hint::black_box(recurse(0));
+        }
+        "panic" => panic!("hostile module panics on purpose"),
+        _ => {}
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let pad = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + pad[(depth % 64) as usize]
+}
+
+velonotify_guest::rule_module!(Hostile);

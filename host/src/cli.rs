@@ -1,0 +1,300 @@
+//! The `velonotify` command line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::engine::ParamKind;
+use crate::outbox::{FileOutbox, Level, Outbox, Report};
+use crate::pipeline::{ClockMode, Pipeline, system_now_us};
+use crate::runtime::{Overrides, Runtime, load_world};
+use crate::source::{IncomingEvent, JsonlSource, SourceError};
+
+/// Alerting and notifications for Velociraptor, with rule modules that run
+/// as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "velonotify", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Feed recorded events through the modules offline and write what they
+    /// produce into a directory.
+    Replay(ReplayArgs),
+    /// Load and validate the configuration and every module; print what
+    /// would run.
+    Check(CommonArgs),
+    /// Run as a service: events as JSON lines on stdin, actions to the
+    /// outbox directory.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// The configuration file (TOML).
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
+    /// Where module components are looked up (overrides `host.modules_dir`).
+    #[arg(long, value_name = "DIR")]
+    modules_dir: Option<PathBuf>,
+    /// Where compiled components are cached (overrides `host.cache_dir`).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Events as JSON lines (`-` for stdin), each a row as watch_monitoring() emits it.
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// The offline answers to lookups (overrides `lookups.world`).
+    #[arg(long, value_name = "WORLD")]
+    world: Option<PathBuf>,
+    /// The output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The queue of rows that carry no `_Source` (a dump of one queue).
+    #[arg(long, value_name = "QUEUE")]
+    queue: Option<String>,
+    /// Start of the virtual clock, epoch seconds (default: the first row's `_ts`).
+    #[arg(long, value_name = "TS")]
+    start: Option<u64>,
+    /// End of the virtual clock, epoch seconds (default: the last row's `_ts`).
+    #[arg(long, value_name = "TS")]
+    end: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The outbox directory (overrides `outbox.dir`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// Runs the command line; errors are printed with their causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Check(args) => check(args),
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VELONOTIFY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn overrides(common: &CommonArgs, world: Option<PathBuf>) -> Overrides {
+    Overrides {
+        modules_dir: common.modules_dir.clone(),
+        world,
+        cache_dir: common.cache_dir.clone(),
+    }
+}
+
+fn event_reader(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, String)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(BufReader::new(std::io::stdin())), "stdin".into()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening events file {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, file)), name))
+}
+
+fn source_report(error: &SourceError) -> Report {
+    let at = format!("{}:{}", error.source_name, error.line);
+    Report::input(Level::Warn, Some(&at), format!("{at}: {}; line skipped", error.message))
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.common.config)?;
+    let mut runtime = Runtime::start(
+        &config,
+        &overrides(&args.common, args.world.clone()),
+        ClockMode::Virtual,
+    )?;
+    let mut out = FileOutbox::fresh(&args.out)?.with_trace_level(Level::Warn);
+    let (reader, name) = event_reader(&args.events)?;
+    let source =
+        JsonlSource::new(reader, &name, config.default_org(), config.max_event_bytes()).with_default_queue(args.queue);
+
+    let pipeline = &mut runtime.pipeline;
+    if let Some(start) = args.start {
+        pipeline.advance_to(start * 1_000_000, &mut out)?;
+    }
+    let (mut events, mut skipped) = (0u64, 0u64);
+    for item in source {
+        match item {
+            Ok(event) => {
+                events += 1;
+                pipeline.dispatch(&event, &mut out)?;
+            }
+            Err(error) => {
+                skipped += 1;
+                out.report(source_report(&error));
+            }
+        }
+    }
+    if let Some(end) = args.end {
+        pipeline.advance_to(end * 1_000_000, &mut out)?;
+    }
+    out.flush()?;
+    print_replay_summary(pipeline, &out, events, skipped, &args.out);
+    Ok(())
+}
+
+fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skipped: u64, dir: &Path) {
+    let counts = out.counts();
+    eprintln!(
+        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions in {}",
+        counts.emails,
+        counts.other_actions,
+        dir.display()
+    );
+    for module in pipeline.modules() {
+        let s = module.stats();
+        eprintln!(
+            "  {:<32} handled {:>6}  failed {:>4}  trapped {:>4}  actions {:>6}",
+            module.name(),
+            s.handled,
+            s.failed,
+            s.trapped,
+            s.actions
+        );
+    }
+}
+
+fn check(args: CommonArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    load_world(&config, &overrides(&args, None))?;
+    let runtime = Runtime::start(&config, &overrides(&args, None), ClockMode::Virtual)?;
+    println!("{}: OK", args.config.display());
+    for module in runtime.pipeline.modules() {
+        let info = module.info();
+        let setup = module.setup();
+        let spec = module.spec();
+        println!("module {} ({} {})", module.name(), info.name, info.version);
+        println!("  queues:   {}", setup.queues.join(", "));
+        if let Some(tick) = setup.tick_seconds {
+            println!("  tick:     every {tick} s");
+        }
+        println!("  org:      {}", spec.org_id);
+        println!(
+            "  limits:   {} ms per call, {} MiB memory",
+            spec.limits.deadline.as_millis(),
+            spec.limits.memory_bytes >> 20
+        );
+        for param in &info.params {
+            let set = spec.params.iter().rev().find(|(n, _)| *n == param.name).map(|(_, v)| v);
+            let shown = set.map_or_else(|| format!("(default) {}", one_line(&param.default)), |v| one_line(v));
+            println!("  {:<24} {:<11} {shown}", param.name, kind_name(param.kind));
+        }
+    }
+    Ok(())
+}
+
+fn one_line(text: &str) -> String {
+    let flat = text.trim_end().replace('\n', "\\n");
+    if flat.chars().count() > 60 {
+        format!("{}…", flat.chars().take(60).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+fn kind_name(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Bool => "bool",
+        ParamKind::Int => "int",
+        ParamKind::String => "string",
+        ParamKind::Regex => "regex",
+        ParamKind::Csv => "csv",
+        ParamKind::JsonArray => "json_array",
+        ParamKind::Choices => "choices",
+        ParamKind::Multichoice => "multichoice",
+    }
+}
+
+enum Input {
+    Event(IncomingEvent),
+    Bad(SourceError),
+    End,
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.common.config)?;
+    let dir = match args
+        .out
+        .clone()
+        .or_else(|| config.outbox.dir.as_ref().map(|d| config.resolve(d)))
+    {
+        Some(dir) => dir,
+        None => bail!("run needs an outbox directory: set [outbox] dir or pass --out"),
+    };
+    let mut runtime = Runtime::start(&config, &overrides(&args.common, None), ClockMode::System)?;
+    let mut out = FileOutbox::append(&dir)?;
+    tracing::info!(modules = runtime.pipeline.modules().len(), outbox = %dir.display(), "velonotify running; reading events from stdin");
+
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(1024);
+    let org = config.default_org().to_string();
+    let max = config.max_event_bytes();
+    std::thread::Builder::new()
+        .name("velonotify-stdin".into())
+        .spawn(move || {
+            let source = JsonlSource::new(BufReader::new(std::io::stdin()), "stdin", &org, max);
+            for item in source {
+                let input = match item {
+                    Ok(event) => Input::Event(event),
+                    Err(error) => Input::Bad(error),
+                };
+                if sender.send(input).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(Input::End);
+        })?;
+
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(500)) {
+            Ok(Input::Event(event)) => runtime.pipeline.dispatch(&event, &mut out)?,
+            Ok(Input::Bad(error)) => out.report(source_report(&error)),
+            Ok(Input::End) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                runtime.pipeline.advance_to(system_now_us(), &mut out)?
+            }
+        }
+        out.flush()?;
+    }
+    out.flush()?;
+    tracing::info!("end of input");
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The configuration file: one TOML document (format in README.md).
+//!
+//! Module parameters keep the names and value formats of the Velociraptor
+//! artifacts, so an artifact configuration ports by copying its values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use crate::engine::SandboxLimits;
+
+/// What velonotify uses when nothing says otherwise.
+pub const DEFAULT_SENDER: &str = "no-reply@velociraptor.example.com";
+pub const DEFAULT_ORG: &str = "root";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub host: HostSection,
+    #[serde(default)]
+    pub lookups: LookupsSection,
+    #[serde(default)]
+    pub outbox: OutboxSection,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleSection>,
+    /// The directory of the configuration file: relative paths start here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Facts about the Velociraptor server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `GUI.public_url`, for links in e-mails.
+    pub public_url: Option<String>,
+    /// The org of events that do not name one.
+    pub org_id: Option<String>,
+}
+
+/// The fields of Velociraptor's "SMTP Creds" secret.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub server: Option<String>,
+    pub server_port: Option<u16>,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub skip_verify: bool,
+    pub root_ca: Option<String>,
+}
+
+/// How the host runs modules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// Where module paths are looked up (default: the config's directory).
+    pub modules_dir: Option<PathBuf>,
+    /// Where compiled components are cached (default: none).
+    pub cache_dir: Option<PathBuf>,
+    /// Default deadline of one module call, in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Default memory limit of one module instance, in MiB.
+    pub memory_mib: Option<u64>,
+    /// Longest event line accepted, in bytes (default 4 MiB).
+    pub max_event_bytes: Option<usize>,
+}
+
+/// Where lookups are answered from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupsSection {
+    /// An offline world file.
+    pub world: Option<PathBuf>,
+}
+
+/// Where `run` writes what it would deliver.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    pub dir: Option<PathBuf>,
+}
+
+/// One rule module instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSection {
+    /// The instance's name (default: the module's own name).
+    pub name: Option<String>,
+    /// The component file, relative to `host.modules_dir`.
+    pub path: PathBuf,
+    /// The org whose events the module gets (default: `server.org_id`).
+    pub org: Option<String>,
+    pub deadline_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+impl Config {
+    /// Reads the configuration file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.validate().with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(from) = &self.smtp.from {
+            if !velonotify_core::recipients::is_address(from) {
+                bail!("smtp.from: {from:?} is not an e-mail address");
+            }
+        }
+        for (i, module) in self.modules.iter().enumerate() {
+            for (name, value) in &module.params {
+                param_text(value).with_context(|| {
+                    format!(
+                        "module {} ({}): parameter {name}",
+                        module.name.as_deref().unwrap_or("?"),
+                        i + 1
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the configuration, relative to the config file.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Where module components are looked up.
+    pub fn modules_dir(&self) -> PathBuf {
+        match &self.host.modules_dir {
+            Some(dir) => self.resolve(dir),
+            None => self.base_dir.clone(),
+        }
+    }
+
+    /// The org of events that do not name one.
+    pub fn default_org(&self) -> &str {
+        self.server.org_id.as_deref().unwrap_or(DEFAULT_ORG)
+    }
+
+    /// The From address of modules that set none: the secret's `from`,
+    /// else its user name when that is an address, else Velociraptor's
+    /// fallback.
+    pub fn default_sender(&self) -> String {
+        if let Some(from) = self.smtp.from.as_deref().filter(|f| !f.is_empty()) {
+            return from.to_string();
+        }
+        if let Some(user) = self
+            .smtp
+            .auth_username
+            .as_deref()
+            .filter(|u| velonotify_core::recipients::is_address(u))
+        {
+            return user.to_string();
+        }
+        DEFAULT_SENDER.to_string()
+    }
+
+    pub fn max_event_bytes(&self) -> usize {
+        self.host.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// A module's sandbox limits: its own, else the host defaults.
+    pub fn limits(&self, module: &ModuleSection) -> SandboxLimits {
+        let defaults = SandboxLimits::default();
+        let deadline = module.deadline_ms.or(self.host.deadline_ms).map(Duration::from_millis);
+        let memory = module.memory_mib.or(self.host.memory_mib).map(|m| (m as usize) << 20);
+        SandboxLimits {
+            deadline: deadline.unwrap_or(defaults.deadline),
+            memory_bytes: memory.unwrap_or(defaults.memory_bytes),
+        }
+    }
+}
+
+impl ModuleSection {
+    /// The parameters as the module receives them: Velociraptor's text.
+    pub fn param_texts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.params
+            .iter()
+            .map(|(name, value)| {
+                Ok((
+                    name.clone(),
+                    param_text(value).with_context(|| format!("parameter {name}"))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A TOML value as the text a Velociraptor parameter holds: booleans as
+/// `Y`/`N`, numbers as decimals, lists as JSON (a list of tables is a CSV
+/// parameter's rows).
+fn param_text(value: &toml::Value) -> anyhow::Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => if *b { "Y" } else { "N" }.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => serde_json::to_string(&toml_to_json(value))?,
+        toml::Value::Table(_) => {
+            bail!("a table is not a parameter value (write the CSV text, or a list of tables for its rows)")
+        }
+    })
+}
+
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Value::from(*f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(items) => serde_json::Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn parameters_become_velociraptor_text() {
+        let c = parse(
+            r#"
+            [[module]]
+            path = "alerts.wasm"
+            [module.params]
+            HTML = false
+            SendInterval = -1
+            SeverityThreshold = ["medium", "high"]
+            Recipients = [{Address = "soc@example.org"}]
+            AlertMsgInclude = "(?i)honey"
+            "#,
+        )
+        .unwrap();
+        let params: BTreeMap<String, String> = c.modules[0].param_texts().unwrap().into_iter().collect();
+        assert_eq!(params["HTML"], "N");
+        assert_eq!(params["SendInterval"], "-1");
+        assert_eq!(params["SeverityThreshold"], r#"["medium","high"]"#);
+        assert_eq!(params["Recipients"], r#"[{"Address":"soc@example.org"}]"#);
+        assert_eq!(params["AlertMsgInclude"], "(?i)honey");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse("[smtp]\nhost = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `host`"), "{err:#}");
+    }
+
+    #[test]
+    fn a_table_parameter_is_an_error_naming_it() {
+        let err =
+            parse("[[module]]\nname = \"alerts\"\npath = \"a.wasm\"\n[module.params.Recipients]\nAddress = \"x\"\n")
+                .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("parameter Recipients") && text.contains("alerts"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn default_sender_follows_the_secret_fields() {
+        assert_eq!(parse("").unwrap().default_sender(), DEFAULT_SENDER);
+        assert_eq!(
+            parse("[smtp]\nauth_username = \"bot@corp.example\"\n")
+                .unwrap()
+                .default_sender(),
+            "bot@corp.example"
+        );
+        assert_eq!(
+            parse("[smtp]\nauth_username = \"bot\"\nfrom = \"v@corp.example\"\n")
+                .unwrap()
+                .default_sender(),
+            "v@corp.example"
+        );
+        assert!(parse("[smtp]\nfrom = \"not an address\"\n").is_err());
+    }
+}

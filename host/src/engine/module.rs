@@ -1,0 +1,336 @@
+//! A running rule module: its instance, its calls, and what happens when a
+//! call traps.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::{Action, Event, Failure, LogLevel, ModuleInfo, RuleModule, RuleModulePre, Setup};
+use super::sandbox::{CallContext, MemoryLimitExceeded, SandboxLimits, SharedClock, StoreData};
+use super::{EPOCH_TICK, Engine};
+use crate::lookups::Lookups;
+use crate::state::StateStore;
+
+/// Everything needed to start a module.
+#[derive(Clone)]
+pub struct ModuleSpec {
+    /// The instance's name (unique in a configuration).
+    pub name: String,
+    pub params: Vec<(String, String)>,
+    pub limits: SandboxLimits,
+    /// The org whose events and lookups the module gets.
+    pub org_id: String,
+    pub lookups: Arc<dyn Lookups>,
+    pub state: Arc<StateStore>,
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for ModuleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleSpec")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of one module since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleStats {
+    /// Calls that returned actions (possibly none).
+    pub handled: u64,
+    /// Calls the module failed (bad event, lookup, internal).
+    pub failed: u64,
+    /// Calls that trapped (deadline, memory, panic, ...).
+    pub trapped: u64,
+    pub actions: u64,
+}
+
+/// Why a call trapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrapReason {
+    /// The call ran longer than the module's deadline.
+    Deadline(Duration),
+    /// The module grew its memory beyond the limit.
+    Memory {
+        limit: usize,
+    },
+    StackOverflow,
+    /// The module panicked (the message is what it wrote to stderr).
+    Panic(String),
+    Other(String),
+}
+
+impl std::fmt::Display for TrapReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrapReason::Deadline(d) => write!(f, "stopped at its deadline of {} ms", d.as_millis()),
+            TrapReason::Memory { limit } => write!(f, "stopped at its memory limit of {} MiB", limit >> 20),
+            TrapReason::StackOverflow => write!(f, "stopped by a stack overflow"),
+            TrapReason::Panic(message) => write!(f, "panicked: {message}"),
+            TrapReason::Other(message) => write!(f, "trapped: {message}"),
+        }
+    }
+}
+
+/// Why a call produced no actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The module answered with a failure.
+    Failed(Failure),
+    /// The module trapped and was restarted; `elapsed` is how long the
+    /// call ran.
+    Trapped { reason: TrapReason, elapsed: Duration },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Failed(Failure::BadConfig(e)) => write!(f, "parameter {}: {}", e.param, e.message),
+            CallError::Failed(Failure::BadEvent(m)) => write!(f, "bad event: {m}"),
+            CallError::Failed(Failure::Lookup(m)) => write!(f, "lookup failed: {m}"),
+            CallError::Failed(Failure::Internal(m)) => write!(f, "internal error: {m}"),
+            CallError::Trapped { reason, elapsed } => {
+                write!(f, "{reason} (after {} ms)", elapsed.as_millis())
+            }
+        }
+    }
+}
+
+/// The result of one call and what the module logged during it.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub result: Result<Vec<Action>, CallError>,
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+/// A configured, running rule module.
+pub struct Module {
+    spec: ModuleSpec,
+    info: ModuleInfo,
+    setup: Setup,
+    pre: RuleModulePre<StoreData>,
+    engine: wasmtime::Engine,
+    live: Option<Live>,
+    stats: ModuleStats,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.spec.name)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Live {
+    store: Store<StoreData>,
+    bindings: RuleModule,
+}
+
+/// Why a module could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("parameter {param}: {message}")]
+    Param { param: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Module {
+    /// Loads the component at `path`, instantiates it, asks who it is and
+    /// configures it with the spec's parameters.
+    /// An empty `spec.name` takes the module's own name.
+    pub fn start(engine: &Engine, path: &std::path::Path, spec: ModuleSpec) -> Result<Self, StartError> {
+        let pre = engine.load(path).map_err(|e| StartError::Other(format!("{e:#}")))?;
+        let engine = engine.wasmtime().clone();
+        let mut live = instantiate(&engine, &pre, &spec).map_err(|e| StartError::Other(e.to_string()))?;
+        let info =
+            guarded(&mut live, spec.limits, |b, s| b.call_describe(s)).map_err(|e| StartError::Other(e.to_string()))?;
+        let mut spec = spec;
+        if spec.name.is_empty() {
+            spec.name = info.name.clone();
+            live.store.data_mut().call.module = spec.name.clone();
+        }
+        let setup = configure(&mut live, &spec)?;
+        Ok(Self {
+            spec,
+            info,
+            setup,
+            pre,
+            engine,
+            live: Some(live),
+            stats: ModuleStats::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    pub fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    pub fn spec(&self) -> &ModuleSpec {
+        &self.spec
+    }
+
+    pub fn stats(&self) -> ModuleStats {
+        self.stats
+    }
+
+    /// Whether the module wants rows of `queue` from `org_id`.
+    pub fn subscribes_to(&self, queue: &str, org_id: &str) -> bool {
+        org_id == self.spec.org_id && self.setup.queues.iter().any(|q| q == queue)
+    }
+
+    /// Passes one event to the module.
+    pub fn handle(&mut self, event: &Event, now_us: u64) -> CallOutcome {
+        self.call(now_us, |bindings, store| bindings.call_handle(store, event))
+    }
+
+    /// Gives the module its periodic tick.
+    pub fn tick(&mut self, now_us: u64) -> CallOutcome {
+        self.call(now_us, |bindings, store| bindings.call_tick(store))
+    }
+
+    fn call(
+        &mut self,
+        now_us: u64,
+        f: impl FnOnce(&RuleModule, &mut Store<StoreData>) -> wasmtime::Result<Result<Vec<Action>, Failure>>,
+    ) -> CallOutcome {
+        let Some(live) = self.live.as_mut() else {
+            // The module could not be restarted after a trap: every call
+            // fails, loudly, until it is fixed and reloaded.
+            self.stats.failed += 1;
+            return CallOutcome {
+                result: Err(CallError::Failed(Failure::Internal(
+                    "the module could not be restarted after a trap".into(),
+                ))),
+                logs: Vec::new(),
+            };
+        };
+        self.spec.clock.set_us(now_us);
+        let data = live.store.data_mut();
+        data.call.now_us = now_us;
+        data.call.logs.clear();
+        let started = Instant::now();
+        let outcome = guarded(live, self.spec.limits, f);
+        let logs = std::mem::take(&mut live.store.data_mut().call.logs);
+        let result = match outcome {
+            Ok(Ok(actions)) => {
+                self.stats.handled += 1;
+                self.stats.actions += actions.len() as u64;
+                Ok(actions)
+            }
+            Ok(Err(failure)) => {
+                self.stats.failed += 1;
+                Err(CallError::Failed(failure))
+            }
+            Err(trap) => {
+                self.stats.trapped += 1;
+                let stderr = live.store.data().stderr.take();
+                let reason = classify(&trap, &stderr, self.spec.limits);
+                self.restart();
+                Err(CallError::Trapped {
+                    reason,
+                    elapsed: started.elapsed(),
+                })
+            }
+        };
+        CallOutcome { result, logs }
+    }
+
+    /// A trapped instance cannot be entered again: start a fresh one with
+    /// the same parameters.
+    fn restart(&mut self) {
+        self.live = None;
+        match instantiate(&self.engine, &self.pre, &self.spec) {
+            Ok(mut live) => match configure(&mut live, &self.spec) {
+                Ok(_) => self.live = Some(live),
+                Err(e) => tracing::error!(module = %self.spec.name, error = %e, "module could not be restarted"),
+            },
+            Err(e) => tracing::error!(module = %self.spec.name, error = %e, "module could not be restarted"),
+        }
+    }
+}
+
+fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: &ModuleSpec) -> wasmtime::Result<Live> {
+    let call = CallContext {
+        module: spec.name.clone(),
+        org_id: spec.org_id.clone(),
+        now_us: spec.clock.now_us(),
+        clock: spec.clock.clone(),
+        lookups: spec.lookups.clone(),
+        state: spec.state.clone(),
+        logs: Vec::new(),
+    };
+    let mut store = Store::new(engine, StoreData::new(call, spec.limits));
+    store.limiter(|data| &mut data.limiter);
+    store.set_epoch_deadline(deadline_ticks(spec.limits.deadline));
+    let bindings = pre.instantiate(&mut store)?;
+    Ok(Live { store, bindings })
+}
+
+fn configure(live: &mut Live, spec: &ModuleSpec) -> Result<Setup, StartError> {
+    let params = spec.params.clone();
+    match guarded(live, spec.limits, |b, s| b.call_configure(s, &params)) {
+        Ok(Ok(setup)) => Ok(setup),
+        Ok(Err(Failure::BadConfig(e))) => Err(StartError::Param {
+            param: e.param,
+            message: e.message,
+        }),
+        Ok(Err(other)) => Err(StartError::Other(CallError::Failed(other).to_string())),
+        Err(trap) => {
+            let stderr = live.store.data().stderr.take();
+            Err(StartError::Other(classify(&trap, &stderr, spec.limits).to_string()))
+        }
+    }
+}
+
+/// Runs `f` with a fresh deadline.
+fn guarded<T>(
+    live: &mut Live,
+    limits: SandboxLimits,
+    f: impl FnOnce(&RuleModule, &mut Store<StoreData>) -> wasmtime::Result<T>,
+) -> wasmtime::Result<T> {
+    live.store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    f(&live.bindings, &mut live.store)
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64
+}
+
+fn classify(error: &wasmtime::Error, stderr: &str, limits: SandboxLimits) -> TrapReason {
+    if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return TrapReason::Memory { limit: e.limit };
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return TrapReason::Deadline(limits.deadline),
+        Some(wasmtime::Trap::StackOverflow) => return TrapReason::StackOverflow,
+        _ => {}
+    }
+    if let Some(panic) = stderr.lines().find(|l| l.contains("panicked at")) {
+        let detail: Vec<&str> = stderr
+            .lines()
+            .skip_while(|l| !l.contains("panicked at"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("note:"))
+            .collect();
+        let message = if detail.is_empty() {
+            panic.to_string()
+        } else {
+            detail.join(" ")
+        };
+        return TrapReason::Panic(message);
+    }
+    TrapReason::Other(format!("{error:#}").lines().next().unwrap_or("").to_string())
+}

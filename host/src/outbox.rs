@@ -1,0 +1,331 @@
+//! Where actions and reports go. For now: files (replay output and the
+//! `run` outbox); delivery over SMTP and webhooks comes later.
+//!
+//! Layout of an output directory:
+//! - `NNNN.eml`: each e-mail, as it would be sent; `NNNN.html` its HTML part;
+//! - `actions.jsonl`: every other action;
+//! - `summary.jsonl`: one line per action:
+//!   `{"module","kind","recipients","subject","queue","event"}`;
+//! - `log.jsonl`: what modules logged and what went wrong, per event.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::engine::{Action, LabelOp};
+
+/// How serious a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// Something to tell the operator about a module or an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub level: Level,
+    pub module: Option<String>,
+    pub event: Option<String>,
+    pub message: String,
+}
+
+impl Report {
+    pub fn new(level: Level, module: &str, event: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            module: Some(module.to_string()),
+            event: event.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// A report about the input, not about a module.
+    pub fn input(level: Level, event: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            module: None,
+            event: event.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// Writes the report to the process log.
+    pub fn trace(&self) {
+        let module = self.module.as_deref().unwrap_or("-");
+        let event = self.event.as_deref().unwrap_or("-");
+        match self.level {
+            Level::Debug => tracing::debug!(module, event, "{}", self.message),
+            Level::Info => tracing::info!(module, event, "{}", self.message),
+            Level::Warn => tracing::warn!(module, event, "{}", self.message),
+            Level::Error => tracing::error!(module, event, "{}", self.message),
+        }
+    }
+}
+
+/// An action on its way out, with where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub module: &'a str,
+    pub queue: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub action: &'a Action,
+}
+
+/// Takes actions and reports.
+pub trait Outbox {
+    /// Accepts an action; an error means it could not be kept (the event
+    /// must not count as processed).
+    fn accept(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()>;
+    fn report(&mut self, report: Report);
+}
+
+/// Writes actions and reports into a directory.
+#[derive(Debug)]
+pub struct FileOutbox {
+    dir: PathBuf,
+    next_email: u32,
+    summary: BufWriter<File>,
+    actions: BufWriter<File>,
+    log: BufWriter<File>,
+    /// Reports at or above this level are also written to the process log.
+    trace_level: Level,
+    counts: Counts,
+}
+
+/// What an outbox has taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub emails: u64,
+    pub other_actions: u64,
+    pub warnings: u64,
+    pub errors: u64,
+}
+
+/// Files a replay writes; a new replay removes the previous ones.
+const OUTPUT_FILES: [&str; 3] = ["summary.jsonl", "actions.jsonl", "log.jsonl"];
+
+impl FileOutbox {
+    /// A fresh output directory: earlier outputs in it are removed.
+    pub fn fresh(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if is_numbered_output(name) || OUTPUT_FILES.contains(&name) {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Self::open(dir, 1)
+    }
+
+    /// An outbox that adds to what the directory already holds.
+    pub fn append(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut last = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".eml"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                last = last.max(n);
+            }
+        }
+        Self::open(dir, last + 1)
+    }
+
+    fn open(dir: &Path, next_email: u32) -> anyhow::Result<Self> {
+        let open = |name: &str| -> anyhow::Result<BufWriter<File>> {
+            let path = dir.join(name);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok(BufWriter::new(file))
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            next_email,
+            summary: open("summary.jsonl")?,
+            actions: open("actions.jsonl")?,
+            log: open("log.jsonl")?,
+            trace_level: Level::Info,
+            counts: Counts::default(),
+        })
+    }
+
+    /// Reports below `level` go to `log.jsonl` only.
+    pub fn with_trace_level(mut self, level: Level) -> Self {
+        self.trace_level = level;
+        self
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.summary.flush()?;
+        self.actions.flush()?;
+        self.log.flush()?;
+        Ok(())
+    }
+
+    fn write_email(&mut self, message: &[u8]) -> anyhow::Result<String> {
+        let name = format!("{:04}", self.next_email);
+        self.next_email += 1;
+        let eml = self.dir.join(format!("{name}.eml"));
+        std::fs::write(&eml, message).with_context(|| format!("writing {}", eml.display()))?;
+        if let Some(html) = html_part(message) {
+            let path = self.dir.join(format!("{name}.html"));
+            std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(name)
+    }
+}
+
+fn is_numbered_output(name: &str) -> bool {
+    let stem = name.strip_suffix(".eml").or_else(|| name.strip_suffix(".html"));
+    stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The decoded `text/html` part of a message, if it has one.
+fn html_part(message: &[u8]) -> Option<String> {
+    fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
+        if part.ctype.mimetype == "text/html" {
+            return part.get_body().ok();
+        }
+        part.subparts.iter().find_map(find)
+    }
+    find(&mailparse::parse_mail(message).ok()?)
+}
+
+/// What `summary.jsonl` says of an action: its kind, who it goes to, and
+/// its subject.
+pub fn summarize(action: &Action) -> (&'static str, Vec<String>, Option<String>) {
+    match action {
+        Action::Email(e) => ("email", e.recipients.clone(), Some(e.subject.clone())),
+        Action::Webhook(w) => ("webhook", vec![w.url.clone()], None),
+        Action::UserMessage(m) => ("user-message", vec![m.user.clone()], None),
+        Action::Label(l) => ("label", vec![l.client_id.clone()], None),
+        Action::Alert(a) => ("alert", Vec::new(), Some(a.name.clone())),
+    }
+}
+
+/// An action other than an e-mail as one JSON object.
+fn action_json(action: &Action) -> Value {
+    let text_or_base64 = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => json!({ "body": text }),
+        Err(_) => json!({ "body_base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+    };
+    match action {
+        Action::Email(e) => json!({"recipients": e.recipients, "subject": e.subject}),
+        Action::Webhook(w) => {
+            let mut v = json!({"url": w.url, "headers": w.headers});
+            if let (Value::Object(m), Value::Object(body)) = (&mut v, text_or_base64(&w.body)) {
+                m.extend(body);
+            }
+            v
+        }
+        Action::UserMessage(m) => {
+            json!({"user": m.user, "message": serde_json::from_str::<Value>(&m.message).unwrap_or(Value::Null)})
+        }
+        Action::Label(l) => json!({
+            "client_id": l.client_id,
+            "op": match l.op { LabelOp::Set => "set", LabelOp::Remove => "remove" },
+            "labels": l.labels,
+        }),
+        Action::Alert(a) => json!({
+            "name": a.name,
+            "dedup_seconds": a.dedup_seconds,
+            "event_data": serde_json::from_str::<Value>(&a.event_data).unwrap_or(Value::Null),
+            "client_id": a.client_id,
+            "artifact": a.artifact,
+            "artifact_type": a.artifact_type,
+            "flow_id": a.flow_id,
+        }),
+    }
+}
+
+impl Outbox for FileOutbox {
+    fn accept(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        let (kind, recipients, subject) = summarize(delivery.action);
+        match delivery.action {
+            Action::Email(email) => {
+                self.write_email(&email.message)?;
+                self.counts.emails += 1;
+            }
+            other => {
+                let mut line = json!({"module": delivery.module, "kind": kind, "event": delivery.event});
+                if let (Value::Object(m), Value::Object(fields)) = (&mut line, action_json(other)) {
+                    m.extend(fields);
+                }
+                writeln!(self.actions, "{line}")?;
+                self.counts.other_actions += 1;
+            }
+        }
+        let summary = json!({
+            "module": delivery.module,
+            "kind": kind,
+            "recipients": recipients,
+            "subject": subject,
+            "queue": delivery.queue,
+            "event": delivery.event,
+        });
+        writeln!(self.summary, "{summary}")?;
+        Ok(())
+    }
+
+    fn report(&mut self, report: Report) {
+        match report.level {
+            Level::Warn => self.counts.warnings += 1,
+            Level::Error => self.counts.errors += 1,
+            _ => {}
+        }
+        if report.level >= self.trace_level {
+            report.trace();
+        }
+        let line = json!({
+            "level": report.level.as_str(),
+            "module": report.module,
+            "event": report.event,
+            "message": report.message,
+        });
+        if let Err(e) = writeln!(self.log, "{line}") {
+            tracing::error!(error = %e, "could not write log.jsonl");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_numbered_outputs_are_cleared() {
+        assert!(is_numbered_output("0001.eml"));
+        assert!(is_numbered_output("0012.html"));
+        assert!(!is_numbered_output("notes.html"));
+        assert!(!is_numbered_output(".eml"));
+    }
+}

@@ -1,0 +1,277 @@
+//! Events in, actions out: routes each event to the modules subscribed to
+//! its queue, gives periodic modules their ticks, checks every action, and
+//! hands actions and reports to the outbox.
+//!
+//! One module's failure or trap fails that event for that module only:
+//! it is reported and counted, and the other modules go on.
+
+use velonotify_core::recipients::is_address;
+
+use crate::engine::{Action, CallError, CallOutcome, LogLevel, Module, SharedClock};
+use crate::outbox::{Delivery, Level, Outbox, Report};
+use crate::source::IncomingEvent;
+
+/// Largest e-mail, webhook body and message a module may produce.
+pub const MAX_EMAIL_BYTES: usize = 25 << 20;
+pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
+pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
+
+/// Whose clock the modules see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Replay: "now" is the current row's `_ts`.
+    Virtual,
+    /// Service: the system clock.
+    System,
+}
+
+/// The running modules and the clock.
+#[derive(Debug)]
+pub struct Pipeline {
+    modules: Vec<Module>,
+    /// When each module's next tick is due (µs), for periodic modules.
+    next_tick: Vec<Option<u64>>,
+    clock: SharedClock,
+    mode: ClockMode,
+    now_us: u64,
+}
+
+impl Pipeline {
+    pub fn new(modules: Vec<Module>, clock: SharedClock, mode: ClockMode) -> Self {
+        let next_tick = vec![None; modules.len()];
+        Self {
+            modules,
+            next_tick,
+            clock,
+            mode,
+            now_us: 0,
+        }
+    }
+
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    /// The current time of the pipeline's clock (µs).
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// Moves the clock to `now_us` (never backwards), running every tick
+    /// that falls due on the way, in time order.
+    pub fn advance_to(&mut self, now_us: u64, out: &mut dyn Outbox) -> anyhow::Result<()> {
+        if now_us < self.now_us {
+            return Ok(());
+        }
+        if self.now_us == 0 {
+            self.start_ticks(now_us);
+        }
+        loop {
+            let due = self
+                .next_tick
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.filter(|t| *t <= now_us).map(|t| (t, i)))
+                .min();
+            let Some((at, index)) = due else { break };
+            self.set_now(at);
+            let period = self.modules[index].setup().tick_seconds.unwrap_or(1).max(1);
+            self.next_tick[index] = Some(at + u64::from(period) * 1_000_000);
+            let outcome = self.modules[index].tick(at);
+            self.settle(index, None, outcome, out)?;
+        }
+        self.set_now(now_us);
+        Ok(())
+    }
+
+    fn start_ticks(&mut self, start_us: u64) {
+        for (i, module) in self.modules.iter().enumerate() {
+            self.next_tick[i] = module
+                .setup()
+                .tick_seconds
+                .map(|period| start_us + u64::from(period.max(1)) * 1_000_000);
+        }
+    }
+
+    fn set_now(&mut self, now_us: u64) {
+        self.now_us = now_us;
+        self.clock.set_us(now_us);
+    }
+
+    /// Passes one event to every module subscribed to its queue.
+    pub fn dispatch(&mut self, event: &IncomingEvent, out: &mut dyn Outbox) -> anyhow::Result<()> {
+        let now = match self.mode {
+            ClockMode::Virtual => event.ts_us.unwrap_or(self.now_us),
+            ClockMode::System => system_now_us(),
+        };
+        self.advance_to(now, out)?;
+        let wit_event = crate::engine::Event {
+            id: event.id.clone(),
+            queue: event.queue.clone(),
+            row: event.row.clone(),
+            org_id: event.org_id.clone(),
+        };
+        for index in 0..self.modules.len() {
+            if !self.modules[index].subscribes_to(&event.queue, &event.org_id) {
+                continue;
+            }
+            let outcome = self.modules[index].handle(&wit_event, self.now_us);
+            self.settle(index, Some(event), outcome, out)?;
+        }
+        Ok(())
+    }
+
+    /// Reports what a call logged and how it ended, and passes its valid
+    /// actions on.
+    fn settle(
+        &mut self,
+        index: usize,
+        event: Option<&IncomingEvent>,
+        outcome: CallOutcome,
+        out: &mut dyn Outbox,
+    ) -> anyhow::Result<()> {
+        let module = self.modules[index].name().to_string();
+        let event_id = event.map(|e| e.id.as_str());
+        for (level, message) in outcome.logs {
+            out.report(Report::new(level.into(), &module, event_id, message));
+        }
+        match outcome.result {
+            Ok(actions) => {
+                for action in &actions {
+                    if let Err(problem) = validate(action) {
+                        out.report(Report::new(
+                            Level::Error,
+                            &module,
+                            event_id,
+                            format!("dropped an invalid action from the module: {problem}"),
+                        ));
+                        continue;
+                    }
+                    out.accept(Delivery {
+                        module: &module,
+                        queue: event.map(|e| e.queue.as_str()),
+                        event: event_id,
+                        action,
+                    })?;
+                }
+            }
+            Err(error) => {
+                let level = match &error {
+                    CallError::Failed(crate::engine::Failure::BadEvent(_)) => Level::Warn,
+                    _ => Level::Error,
+                };
+                out.report(Report::new(level, &module, event_id, error.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<LogLevel> for Level {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+        }
+    }
+}
+
+pub(crate) fn system_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks an action before it may leave: a module is not trusted to
+/// produce well-formed addresses, URLs or bounded sizes.
+pub fn validate(action: &Action) -> Result<(), String> {
+    match action {
+        Action::Email(email) => {
+            if email.recipients.is_empty() {
+                return Err("an e-mail without recipients".into());
+            }
+            if let Some(bad) = email.recipients.iter().find(|r| !is_address(r)) {
+                return Err(format!("recipient {bad:?} is not an e-mail address"));
+            }
+            if !is_address(&email.sender) {
+                return Err(format!("sender {:?} is not an e-mail address", email.sender));
+            }
+            if email.subject.chars().any(char::is_control) {
+                return Err("the subject contains control characters".into());
+            }
+            if email.message.len() > MAX_EMAIL_BYTES {
+                return Err(format!(
+                    "an e-mail of {} bytes (limit {MAX_EMAIL_BYTES})",
+                    email.message.len()
+                ));
+            }
+        }
+        Action::Webhook(hook) => {
+            let lower = hook.url.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(format!("webhook URL {:?} is not http(s)", hook.url));
+            }
+            if hook.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err("the webhook URL contains spaces or control characters".into());
+            }
+            if hook.body.len() > MAX_WEBHOOK_BYTES {
+                return Err(format!(
+                    "a webhook body of {} bytes (limit {MAX_WEBHOOK_BYTES})",
+                    hook.body.len()
+                ));
+            }
+            for (name, value) in &hook.headers {
+                let token = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !token || value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                    return Err(format!("webhook header {name:?} is not a valid header"));
+                }
+            }
+        }
+        Action::UserMessage(message) => {
+            if message.user.is_empty() {
+                return Err("a user message without a user".into());
+            }
+            if message.message.len() > MAX_MESSAGE_BYTES {
+                return Err(format!(
+                    "a user message of {} bytes (limit {MAX_MESSAGE_BYTES})",
+                    message.message.len()
+                ));
+            }
+            if !matches!(
+                serde_json::from_str::<serde_json::Value>(&message.message),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return Err("a user message that is not a JSON object".into());
+            }
+        }
+        Action::Label(change) => {
+            if change.client_id.is_empty() || change.labels.is_empty() || change.labels.iter().any(String::is_empty) {
+                return Err("a label change without a client or labels".into());
+            }
+        }
+        Action::Alert(alert) => {
+            if alert.name.is_empty() {
+                return Err("an alert without a name".into());
+            }
+            if alert.event_data.len() > MAX_MESSAGE_BYTES {
+                return Err(format!(
+                    "alert context of {} bytes (limit {MAX_MESSAGE_BYTES})",
+                    alert.event_data.len()
+                ));
+            }
+            if !matches!(
+                serde_json::from_str::<serde_json::Value>(&alert.event_data),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return Err("alert context that is not a JSON object".into());
+            }
+        }
+    }
+    Ok(())
+}

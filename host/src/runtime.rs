@@ -1,0 +1,96 @@
+//! Builds a running host from a configuration: the engine, the lookups,
+//! and every configured module, started and checked.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use crate::config::Config;
+use crate::engine::{Engine, Module, ModuleSpec, SharedClock};
+use crate::lookups::{Lookups, World};
+use crate::pipeline::{ClockMode, Pipeline};
+use crate::state::StateStore;
+
+/// Command-line choices that override the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub modules_dir: Option<PathBuf>,
+    pub world: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A started host. The engine must live as long as the pipeline: it runs
+/// the clock that enforces call deadlines.
+#[derive(Debug)]
+pub struct Runtime {
+    pub pipeline: Pipeline,
+    engine: Engine,
+}
+
+impl Runtime {
+    /// Loads the lookups and starts every module of `config`.
+    pub fn start(config: &Config, overrides: &Overrides, mode: ClockMode) -> anyhow::Result<Self> {
+        let lookups: Arc<dyn Lookups> = Arc::new(load_world(config, overrides)?);
+        let cache_dir = overrides
+            .cache_dir
+            .clone()
+            .or_else(|| config.host.cache_dir.as_ref().map(|d| config.resolve(d)));
+        let engine = Engine::new(cache_dir)?;
+        let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
+        let clock = SharedClock::default();
+        let state = Arc::new(StateStore::default());
+        let mut modules = Vec::with_capacity(config.modules.len());
+        let mut names = HashSet::new();
+        for section in &config.modules {
+            let path = modules_dir.join(&section.path);
+            let label = |name: &str| format!("module {name} ({})", path.display());
+            let shown = section
+                .name
+                .clone()
+                .unwrap_or_else(|| section.path.display().to_string());
+            let spec = ModuleSpec {
+                name: section.name.clone().unwrap_or_default(),
+                params: section.param_texts().with_context(|| label(&shown))?,
+                limits: config.limits(section),
+                org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
+                lookups: lookups.clone(),
+                state: state.clone(),
+                clock: clock.clone(),
+            };
+            let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
+            if !names.insert(module.name().to_string()) {
+                bail!(
+                    "{}: another module has the same name; give one a different `name`",
+                    label(module.name())
+                );
+            }
+            modules.push(module);
+        }
+        Ok(Self {
+            pipeline: Pipeline::new(modules, clock, mode),
+            engine,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The world file of the command line, else of the configuration, else an
+/// empty world; with the configuration's public URL and sender.
+pub fn load_world(config: &Config, overrides: &Overrides) -> anyhow::Result<World> {
+    let path = overrides
+        .world
+        .clone()
+        .or_else(|| config.lookups.world.as_ref().map(|w| config.resolve(w)));
+    let mut world = match path {
+        Some(path) => World::load(&path)?,
+        None => World::empty(),
+    };
+    world.set_public_url(config.server.public_url.clone());
+    world.set_default_sender(config.default_sender());
+    Ok(world)
+}
