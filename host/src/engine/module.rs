@@ -313,24 +313,34 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: SandboxLimits) -> Tra
     if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
         return TrapReason::Memory { limit: e.limit };
     }
-    match error.downcast_ref::<wasmtime::Trap>() {
+    let trap = error.downcast_ref::<wasmtime::Trap>();
+    match trap {
         Some(wasmtime::Trap::Interrupt) => return TrapReason::Deadline(limits.deadline),
         Some(wasmtime::Trap::StackOverflow) => return TrapReason::StackOverflow,
         _ => {}
     }
-    if let Some(panic) = stderr.lines().find(|l| l.contains("panicked at")) {
-        let detail: Vec<&str> = stderr
+    // A Rust guest reports a panic on stderr, then aborts.
+    if let Some(at) = stderr.find("panicked at") {
+        let detail: Vec<&str> = stderr[at..]
             .lines()
-            .skip_while(|l| !l.contains("panicked at"))
             .skip(1)
             .take_while(|l| !l.starts_with("note:"))
+            .filter(|l| !l.trim().is_empty())
             .collect();
         let message = if detail.is_empty() {
-            panic.to_string()
+            stderr[at..].lines().next().unwrap_or("")
         } else {
-            detail.join(" ")
+            &detail.join(" ")
         };
-        return TrapReason::Panic(message);
+        return TrapReason::Panic(message.to_string());
     }
-    TrapReason::Other(format!("{error:#}").lines().next().unwrap_or("").to_string())
+    match trap {
+        // Rust keeps its own stack in linear memory: overflowing it shows
+        // up as an access below address zero.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => {
+            TrapReason::Other("out-of-bounds memory access (a stack overflow or a bug in the module)".into())
+        }
+        Some(trap) => TrapReason::Other(trap.to_string()),
+        None => TrapReason::Other(format!("{error:#}").lines().next().unwrap_or("").to_string()),
+    }
 }

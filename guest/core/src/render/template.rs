@@ -34,7 +34,7 @@ const STYLE: &str = concat!(
     "h2 { font-size: 18px; font-weight: 600; color: #555555; }\n",
     ".table-container { overflow-x: auto; }\n",
     "table { width: 100%; border-collapse: collapse; }\n",
-    "th, td { padding: 12px; border: 1px solid #dddddd; text-align: left; vertical-align: top; }\n",
+    "th, td { padding: 12px; border: 1px solid #dddddd; text-align: left; vertical-align: top; overflow-wrap: anywhere; word-break: break-word; }\n",
     "th { background-color: #f4f4f4; }\n",
     "td table { border-collapse: separate; border-spacing: 10px 0; }\n",
     "td table td, td table th { border: none; padding: 0; }\n",

@@ -1,6 +1,7 @@
 //! A rule module that misbehaves on purpose, so that tests can show the
 //! host contains it: it loops forever, allocates without bound, recurses
-//! without bound or panics, as its `Behaviour` parameter says, on every
+//! without bound (on Rust's stack in linear memory, or on WebAssembly's own
+//! stack) or panics, as its `Behaviour` parameter says, on every
 //! event whose `name` matches `Trigger`. On other events it echoes the
 //! event as a webhook action, which shows that it still works.
 
@@ -10,7 +11,7 @@ use velonotify_core::params::{ParamKind, ParamSpec, Params};
 use velonotify_core::rules::{Rule, Setup};
 use velonotify_core::vql::VqlRegex;
 
-const BEHAVIOURS: &[&str] = &["loop", "alloc", "recurse", "panic", "echo"];
+const BEHAVIOURS: &[&str] = &["loop", "alloc", "recurse", "recurse-native", "panic", "echo"];
 
 /// The hostile rule.
 #[derive(Debug)]
@@ -84,11 +85,15 @@ fn misbehave(behaviour: &str) {
         "recurse" => {
             std::hint::black_box(recurse(0));
         }
+        "recurse-native" => {
+            std::hint::black_box(recurse_native(0));
+        }
         "panic" => panic!("hostile module panics on purpose"),
         _ => {}
     }
 }
 
+/// Recursion whose frames live on Rust's stack in linear memory.
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let pad = std::hint::black_box([depth; 64]);
@@ -96,3 +101,9 @@ fn recurse(depth: u64) -> u64 {
 }
 
 velonotify_guest::rule_module!(Hostile);
+
+/// Recursion whose frames live only on WebAssembly's own stack.
+#[allow(unconditional_recursion)]
+fn recurse_native(depth: u64) -> u64 {
+    recurse_native(depth.wrapping_add(1)).wrapping_mul(3) ^ depth
+}

@@ -1,0 +1,228 @@
+//! The command line on good and bad input: `check` names what is wrong,
+//! `replay` reports bad lines and goes on, `run` reads stdin.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use serde_json::json;
+use velonotify_test_support::{data, emails, jsonl, modules_dir, scratch, stderr};
+
+use super::{EXE, replay, velonotify, write_alerts, write_config};
+
+fn check(config: &std::path::Path) -> std::process::Output {
+    velonotify(&["check", "-c", &config.display().to_string()])
+}
+
+fn alerts_config(params: &str) -> String {
+    format!("[[module]]\nname = \"soc-mail\"\npath = \"alerts.wasm\"\n[module.params]\n{params}\n")
+}
+
+/// `check` fails, naming the module and the parameter.
+fn assert_check_names(params: &str, expected: &[&str]) {
+    let dir = scratch();
+    let config = write_config(dir.path(), &alerts_config(params));
+    let output = check(&config);
+    assert!(!output.status.success(), "check accepted {params}");
+    let err = stderr(&output);
+    assert!(err.contains("module soc-mail"), "{err}");
+    for text in expected {
+        assert!(err.contains(text), "expected {text:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_accepts_the_demo_configuration_and_shows_its_modules() {
+    let output = check(&data("demo/velonotify.toml"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        out.contains("module Server.Monitor.Alerts (Server.Monitor.Alerts 0.1.0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("module oncall-pager (Server.Monitor.Alerts 0.1.0)"),
+        "{out}"
+    );
+    assert!(out.contains("queues:   Server.Internal.Alerts"), "{out}");
+    assert!(out.contains("ContextRowLimit"), "every parameter is listed:\n{out}");
+}
+
+#[test]
+fn check_names_an_unknown_parameter() {
+    // FlowCompletion calls it Secret, Alerts calls it ServerSecret.
+    assert_check_names(r#"Secret = "mail""#, &["parameter Secret", "unknown parameter"]);
+    assert_check_names(
+        r#"recipients = "Address\na@b.example""#,
+        &["parameter recipients", "did you mean Recipients"],
+    );
+}
+
+#[test]
+fn check_names_a_parameter_of_the_wrong_type() {
+    assert_check_names(
+        r#"SendInterval = "ten""#,
+        &["parameter SendInterval", "expected an integer, got \"ten\""],
+    );
+    assert_check_names(r#"HTML = "maybe""#, &["parameter HTML", "expected a boolean"]);
+    assert_check_names(
+        r#"SeverityThreshold = "high""#,
+        &["parameter SeverityThreshold", "expected a JSON array"],
+    );
+    assert_check_names(
+        r#"Recipients = "Address\nnot an address""#,
+        &["parameter Recipients", "is not an e-mail address"],
+    );
+}
+
+#[test]
+fn check_names_a_regex_that_does_not_compile() {
+    assert_check_names(
+        r#"AlertMsgInclude = "(honey""#,
+        &["parameter AlertMsgInclude", "does not compile"],
+    );
+    assert_check_names(
+        "SeverityTransforms = \"Member,Regex,Replace\\nlevel,[warn,medium\\n\"",
+        &["parameter SeverityTransforms", "row 1", "does not compile"],
+    );
+}
+
+#[test]
+fn check_reports_a_missing_component_and_a_bad_world_file() {
+    let dir = scratch();
+    let config = write_config(dir.path(), "[[module]]\npath = \"nope.wasm\"\n");
+    let err = stderr(&check(&config));
+    assert!(err.contains("nope.wasm"), "{err}");
+
+    std::fs::write(dir.path().join("world.json"), r#"{"clients": {"C.1": []}}"#).unwrap();
+    let config = write_config(dir.path(), "[lookups]\nworld = \"world.json\"\n");
+    let output = check(&config);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("clients.C.1: expected an object, got a list"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_rejects_a_component_that_is_not_a_rule_module() {
+    let dir = scratch();
+    std::fs::write(dir.path().join("junk.wasm"), b"\0asm not really").unwrap();
+    let config = write_config(dir.path(), "[[module]]\npath = \"junk.wasm\"\n");
+    let output = std::process::Command::new(EXE)
+        .args(["check", "-c", &config.display().to_string()])
+        .args(["--modules-dir", &dir.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("is not a WebAssembly component"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn replay_reports_a_malformed_line_with_its_number_and_goes_on() {
+    let out = scratch();
+    let output = replay(&data("demo/velonotify.toml"), &data("demo/events.jsonl"), out.path());
+    let log = jsonl(&out.path().join("log.jsonl"));
+    let bad: Vec<_> = log.iter().filter(|l| l["module"].is_null()).collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0]["event"], "events.jsonl:9");
+    assert!(bad[0]["message"].as_str().unwrap().contains("malformed JSON"));
+    assert!(
+        stderr(&output).contains("events.jsonl:9: malformed JSON"),
+        "{}",
+        stderr(&output)
+    );
+    let summary = jsonl(&out.path().join("summary.jsonl"));
+    assert!(
+        summary.iter().any(|s| s["event"] == "events.jsonl:10"),
+        "the lines after it are handled"
+    );
+}
+
+#[test]
+fn part_a_7_an_alert_without_recipients_sends_nothing_and_logs_one_error() {
+    let dir = scratch();
+    let config = write_config(dir.path(), "[[module]]\npath = \"alerts.wasm\"\n");
+    let rows = [json!({"client_id": "server", "name": "Lonely alert", "event_data": {}, "_ts": 1_778_400_000})];
+    let events = write_alerts(dir.path(), &rows);
+    let out = dir.path().join("out");
+    replay(&config, &events, &out);
+    assert!(emails(&out).is_empty());
+    let errors: Vec<_> = jsonl(&out.join("log.jsonl"))
+        .into_iter()
+        .filter(|l| l["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No recipients resolved: set Recipients or enable NotifyExecutor.")
+    );
+}
+
+#[test]
+fn a_module_that_rejects_an_event_is_reported_and_the_next_event_is_handled() {
+    let dir = scratch();
+    let config = write_config(dir.path(), &alerts_config(r#"Recipients = "Address\nsoc@example.org""#));
+    let rows = [
+        json!({"client_id": "server", "event_data": {}, "_ts": 1_778_400_000}),
+        json!({"client_id": "server", "name": "fine", "event_data": {}, "_ts": 1_778_400_001}),
+    ];
+    let events = write_alerts(dir.path(), &rows);
+    let out = dir.path().join("out");
+    replay(&config, &events, &out);
+    let log = jsonl(&out.join("log.jsonl"));
+    assert!(log.iter().any(|l| l["level"] == "warn"
+        && l["module"] == "soc-mail"
+        && l["event"] == "events.jsonl:1"
+        && l["message"].as_str().unwrap().contains("alert row has no name column")));
+    assert_eq!(emails(&out).len(), 1);
+}
+
+#[test]
+fn run_reads_events_from_stdin_into_the_outbox() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &alerts_config("Recipients = \"Address\\nsoc@example.org\"\nSendInterval = -1"),
+    );
+    let outbox = dir.path().join("outbox");
+    let mut child = std::process::Command::new(EXE)
+        .args([
+            "run",
+            "-c",
+            &config.display().to_string(),
+            "--out",
+            &outbox.display().to_string(),
+        ])
+        .args(["--modules-dir", &modules_dir().display().to_string()])
+        .args([
+            "--cache-dir",
+            &velonotify_test_support::cache_dir().display().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let stdin = child.stdin.as_mut().unwrap();
+        for name in ["first", "second"] {
+            let row = json!({"_Source": "Server.Internal.Alerts", "client_id": "server", "name": name, "event_data": {}, "_ts": 1_778_400_000});
+            writeln!(stdin, "{row}").unwrap();
+        }
+        writeln!(stdin, "not json").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(emails(&outbox).len(), 2);
+    assert!(
+        stderr(&output).contains("stdin:3: malformed JSON"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,61 @@
+//! End-to-end tests: the real `velonotify` binary running the real rule
+//! components (built by `tests/support/build.rs`).
+//!
+//! - `demo`: the demo replay, parsed back and pinned by snapshots;
+//! - `sandbox`: hostile modules are contained;
+//! - `cli`: `check`, `replay` and `run` on good and bad input.
+
+mod cli;
+mod demo;
+mod sandbox;
+
+use std::path::Path;
+use std::process::Output;
+
+/// The binary under test.
+const EXE: &str = env!("CARGO_BIN_EXE_velonotify");
+
+/// Runs `velonotify` with `args`.
+fn velonotify(args: &[&str]) -> Output {
+    velonotify_test_support::velonotify(EXE, args)
+}
+
+/// Runs `velonotify replay` and asserts that it succeeded.
+fn replay(config: &Path, events: &Path, out: &Path) -> Output {
+    let output = velonotify(&[
+        "replay",
+        "-c",
+        &config.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "replay failed:\n{}",
+        velonotify_test_support::stderr(&output)
+    );
+    output
+}
+
+/// Writes a configuration file into `dir`.
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("velonotify.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Writes alert rows (queue `Server.Internal.Alerts`) as JSON lines.
+fn write_alerts(dir: &Path, rows: &[serde_json::Value]) -> std::path::PathBuf {
+    let path = dir.join("events.jsonl");
+    let mut text = String::new();
+    for row in rows {
+        let mut row = row.clone();
+        row["_Source"] = "Server.Internal.Alerts".into();
+        text.push_str(&row.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}

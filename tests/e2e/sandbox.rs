@@ -1,0 +1,202 @@
+//! Hostile modules are contained: each is stopped, reported by name and
+//! restarted, and the other modules handle every event.
+
+use serde_json::json;
+use velonotify_test_support::{jsonl, scratch, stderr};
+
+use super::{replay, write_alerts, write_config};
+
+/// The Alerts module beside one hostile module per misbehaviour. The
+/// hostile ones misbehave on alerts named "boom ..." and echo the others.
+const CONFIG: &str = r#"
+[smtp]
+from = "velonotify@example.org"
+
+[[module]]
+path = "alerts.wasm"
+[module.params]
+Recipients = "Address\nsoc@example.org\n"
+SendInterval = -1
+
+[[module]]
+name = "loops-forever"
+path = "hostile.wasm"
+deadline_ms = 200
+[module.params]
+Behaviour = "loop"
+Trigger = "^boom"
+
+[[module]]
+name = "allocates-forever"
+path = "hostile.wasm"
+memory_mib = 16
+[module.params]
+Behaviour = "alloc"
+Trigger = "^boom"
+
+[[module]]
+name = "recurses-forever"
+path = "hostile.wasm"
+[module.params]
+Behaviour = "recurse"
+Trigger = "^boom"
+
+[[module]]
+name = "recurses-natively"
+path = "hostile.wasm"
+[module.params]
+Behaviour = "recurse-native"
+Trigger = "^boom"
+
+[[module]]
+name = "panics"
+path = "hostile.wasm"
+[module.params]
+Behaviour = "panic"
+Trigger = "^boom"
+"#;
+
+fn alerts() -> Vec<serde_json::Value> {
+    ["boom 1", "calm", "boom 2", "calm again"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({"client_id": "server", "name": name, "timestamp": "2026-05-10T08:00:00Z",
+                   "event_data": {"n": i}, "_ts": 1_778_400_000 + i as u64})
+        })
+        .collect()
+}
+
+struct Outcome {
+    summary: Vec<serde_json::Value>,
+    log: Vec<serde_json::Value>,
+    stderr: String,
+}
+
+fn run_hostile() -> Outcome {
+    let dir = scratch();
+    let config = write_config(dir.path(), CONFIG);
+    let events = write_alerts(dir.path(), &alerts());
+    let out = dir.path().join("out");
+    let output = replay(&config, &events, &out);
+    Outcome {
+        summary: jsonl(&out.join("summary.jsonl")),
+        log: jsonl(&out.join("log.jsonl")),
+        stderr: stderr(&output),
+    }
+}
+
+fn errors_of<'a>(outcome: &'a Outcome, module: &str) -> Vec<&'a str> {
+    outcome
+        .log
+        .iter()
+        .filter(|l| l["module"] == module && l["level"] == "error")
+        .map(|l| l["message"].as_str().unwrap())
+        .collect()
+}
+
+fn sent_by<'a>(outcome: &'a Outcome, module: &str) -> Vec<&'a str> {
+    outcome
+        .summary
+        .iter()
+        .filter(|s| s["module"] == module)
+        .map(|s| s["event"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_other_modules_handle_every_event_while_hostile_ones_trap() {
+    let outcome = run_hostile();
+    assert_eq!(
+        sent_by(&outcome, "Server.Monitor.Alerts"),
+        ["events.jsonl:1", "events.jsonl:2", "events.jsonl:3", "events.jsonl:4"],
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn a_module_that_loops_forever_is_stopped_at_its_deadline_within_a_second() {
+    let outcome = run_hostile();
+    let errors = errors_of(&outcome, "loops-forever");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for error in errors {
+        assert!(
+            error.starts_with("stopped at its deadline of 200 ms (after "),
+            "{error}"
+        );
+        let ms: u64 = error
+            .rsplit("after ")
+            .next()
+            .unwrap()
+            .trim_end_matches(" ms)")
+            .parse()
+            .unwrap();
+        assert!(ms < 1000, "stopped after {ms} ms");
+    }
+    assert_eq!(
+        sent_by(&outcome, "loops-forever"),
+        ["events.jsonl:2", "events.jsonl:4"],
+        "restarted after each trap"
+    );
+}
+
+#[test]
+fn a_module_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
+    let outcome = run_hostile();
+    let errors = errors_of(&outcome, "allocates-forever");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.starts_with("stopped at its memory limit of 16 MiB")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        sent_by(&outcome, "allocates-forever"),
+        ["events.jsonl:2", "events.jsonl:4"]
+    );
+}
+
+#[test]
+fn deep_recursion_and_panics_are_contained_and_named() {
+    let outcome = run_hostile();
+    let shadow_stack = errors_of(&outcome, "recurses-forever");
+    assert!(
+        shadow_stack.len() == 2
+            && shadow_stack
+                .iter()
+                .all(|e| e.contains("out-of-bounds memory access (a stack overflow")),
+        "{shadow_stack:?}"
+    );
+    let wasm_stack = errors_of(&outcome, "recurses-natively");
+    assert!(
+        wasm_stack.len() == 2 && wasm_stack.iter().all(|e| e.starts_with("stopped by a stack overflow")),
+        "{wasm_stack:?}"
+    );
+    let panics = errors_of(&outcome, "panics");
+    assert!(
+        panics.len() == 2
+            && panics
+                .iter()
+                .all(|e| e.contains("panicked: hostile module panics on purpose")),
+        "{panics:?}"
+    );
+    assert_eq!(sent_by(&outcome, "panics"), ["events.jsonl:2", "events.jsonl:4"]);
+}
+
+#[test]
+fn the_replay_summary_counts_traps_per_module() {
+    let outcome = run_hostile();
+    let line = outcome
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("loops-forever"))
+        .unwrap();
+    assert!(line.contains("trapped    2"), "{line}");
+    assert!(
+        outcome.stderr.contains("stopped at its deadline"),
+        "traps are on stderr too:\n{}",
+        outcome.stderr
+    );
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the end-to-end tests (the ripgrep `util.rs` pattern):
+//! where things are, running the `velonotify` binary, and reading what a
+//! replay wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The directory holding the freshly built components (`alerts.wasm`, ...).
+pub fn modules_dir() -> PathBuf {
+    PathBuf::from(env!("VELONOTIFY_TEST_MODULES_DIR"))
+}
+
+/// The repository's root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("VELONOTIFY_TEST_WORKSPACE"))
+}
+
+/// A file under `tests/data`.
+pub fn data(relative: &str) -> PathBuf {
+    workspace().join("tests").join("data").join(relative)
+}
+
+/// A compiled-component cache shared by the test processes, so each
+/// component is compiled once per test run, not once per test.
+pub fn cache_dir() -> PathBuf {
+    workspace().join("target").join("test-component-cache")
+}
+
+/// A scratch directory that is removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("velonotify-test")
+        .tempdir()
+        .expect("creating a temp dir")
+}
+
+/// Runs `velonotify` (the binary at `exe`) with `args`, finding modules in
+/// the test build and caching compiled components.
+pub fn velonotify(exe: &str, args: &[&str]) -> Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if matches!(args.first(), Some(&"replay" | &"check" | &"run")) {
+        all.push("--modules-dir".into());
+        all.push(modules_dir().display().to_string());
+        all.push("--cache-dir".into());
+        all.push(cache_dir().display().to_string());
+    }
+    Command::new(exe)
+        .args(&all)
+        .env("VELONOTIFY_LOG", "warn")
+        .output()
+        .expect("running velonotify")
+}
+
+/// Text of a process's stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The lines of a `.jsonl` output file.
+pub fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// The `.eml` files of an output directory, in order.
+pub fn emails(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The decoded body of the first part of `mime_type`.
+pub fn part(mail: &mailparse::ParsedMail<'_>, mime_type: &str) -> Option<String> {
+    if mail.ctype.mimetype == mime_type {
+        return Some(mail.get_body().expect("decodable body"));
+    }
+    mail.subparts.iter().find_map(|p| part(p, mime_type))
+}
+
+/// The value of header `name` (decoded), if present exactly once.
+pub fn header(mail: &mailparse::ParsedMail<'_>, name: &str) -> Option<String> {
+    let found: Vec<String> = mail
+        .headers
+        .iter()
+        .filter(|h| h.get_key().eq_ignore_ascii_case(name))
+        .map(|h| h.get_value())
+        .collect();
+    assert!(found.len() <= 1, "header {name} appears {} times", found.len());
+    found.into_iter().next()
+}
