@@ -120,10 +120,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if let Some(from) = &self.smtp.from {
-            if !velonotify_core::recipients::is_address(from) {
-                bail!("smtp.from: {from:?} is not an e-mail address");
-            }
+        if let Some(from) = &self.smtp.from
+            && !velonotify_core::recipients::is_address(from)
+        {
+            bail!("smtp.from: {from:?} is not an e-mail address");
         }
         for (i, module) in self.modules.iter().enumerate() {
             for (name, value) in &module.params {

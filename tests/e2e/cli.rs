@@ -226,3 +226,33 @@ fn run_reads_events_from_stdin_into_the_outbox() {
         stderr(&output)
     );
 }
+
+#[test]
+fn the_readme_documents_every_alerts_parameter_with_its_default() {
+    use velonotify_core::rules::Rule;
+    use velonotify_core::rules::alerts::AlertsRule;
+
+    let readme = std::fs::read_to_string(velonotify_test_support::workspace().join("README.md")).unwrap();
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    for param in AlertsRule::PARAMS {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == param.name)
+            .unwrap_or_else(|| panic!("README.md does not document {}", param.name));
+        let default = row[2];
+        let first_line = param.default.lines().next().unwrap_or("");
+        let documented = match first_line {
+            "" => default == "(empty)",
+            _ => default.contains(&format!("`{first_line}`")),
+        };
+        assert!(
+            documented,
+            "README.md gives {} the default {default:?}, the module {:?}",
+            param.name, param.default
+        );
+    }
+}

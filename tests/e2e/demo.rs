@@ -167,8 +167,7 @@ fn part_a_13_event_data_is_escaped_in_html() {
     demo_replay(out.path());
     let hostile = emails(out.path())
         .into_iter()
-        .map(|(_, bytes)| mailparse::parse_mail(&bytes).ok().and_then(|m| part(&m, "text/html")))
-        .flatten()
+        .filter_map(|(_, bytes)| mailparse::parse_mail(&bytes).ok().and_then(|m| part(&m, "text/html")))
         .find(|html| html.contains("alert(1)"))
         .expect("the SOC e-mail of the hostile honey file alert");
     assert!(

@@ -3,7 +3,7 @@
 //!
 //! A rule module crate is one line:
 //!
-//! ```ignore
+//! ```text
 //! velonotify_guest::rule_module!(velonotify_core::rules::alerts::AlertsRule);
 //! ```
 //!
@@ -12,7 +12,12 @@
 //! host interface, and the conversions between core and WIT types.
 
 // The bindings wit-bindgen generates call into the component ABI.
-#[allow(unsafe_code, missing_debug_implementations, unused_qualifications)]
+#[allow(
+    unsafe_code,
+    missing_debug_implementations,
+    unused_qualifications,
+    clippy::too_many_arguments
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule-module",

@@ -72,24 +72,24 @@ fn type_cell(cell: &str) -> Value {
         "false" => return Value::Bool(false),
         _ => {}
     }
-    if let Some(encoded) = cell.strip_prefix("base64:") {
-        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) {
-            return Value::String(String::from_utf8_lossy(&bytes).into_owned());
-        }
+    if let Some(encoded) = cell.strip_prefix("base64:")
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded)
+    {
+        return Value::String(String::from_utf8_lossy(&bytes).into_owned());
     }
-    if cell.starts_with('{') || cell.starts_with('[') {
-        if let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(cell) {
-            return v;
-        }
+    if (cell.starts_with('{') || cell.starts_with('['))
+        && let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(cell)
+    {
+        return v;
     }
     if looks_numeric(cell) {
         if let Ok(i) = cell.parse::<i64>() {
             return Value::from(i);
         }
-        if let Ok(f) = cell.parse::<f64>() {
-            if let Some(n) = serde_json::Number::from_f64(f) {
-                return Value::Number(n);
-            }
+        if let Ok(f) = cell.parse::<f64>()
+            && let Some(n) = serde_json::Number::from_f64(f)
+        {
+            return Value::Number(n);
         }
     }
     Value::String(cell.to_string())

@@ -385,10 +385,10 @@ impl AlertsRule {
         let wants_flow = self.include_flow_details || self.notify_executor;
         if wants_flow && !alert.flow_id.is_empty() {
             facts.flow = host.flow(&alert.client_id, &alert.flow_id)?;
-            if self.include_flow_details {
-                if let Some(hunt_id) = hunt_id_of_flow(&alert.flow_id) {
-                    facts.hunt = host.hunt(&hunt_id)?;
-                }
+            if self.include_flow_details
+                && let Some(hunt_id) = hunt_id_of_flow(&alert.flow_id)
+            {
+                facts.hunt = host.hunt(&hunt_id)?;
             }
         }
         if self.include_artifact_details && !alert.artifact.is_empty() {
@@ -584,16 +584,16 @@ impl AlertsRule {
             );
             push_tail("Flow details", fields);
         }
-        if let Some(details) = &facts.artifact_details {
-            if let Some(html) = details.to_html() {
-                tail.push((
-                    "Artifact details",
-                    Rendered {
-                        html,
-                        text: details.to_text(),
-                    },
-                ));
-            }
+        if let Some(details) = &facts.artifact_details
+            && let Some(html) = details.to_html()
+        {
+            tail.push((
+                "Artifact details",
+                Rendered {
+                    html,
+                    text: details.to_text(),
+                },
+            ));
         }
         sections.extend(tail);
         sections
@@ -668,14 +668,14 @@ impl AlertsRule {
             "CLIENT_EVENT" => Some("SetClientMonitoringState"),
             _ => None,
         };
-        if let Some(op) = table_op {
-            if let Some(row) = newest(&|row| row.get("operation").and_then(Value::as_str) == Some(op)) {
-                execution.insert("EventTableModifiedAt".into(), audit_time(&row));
-                execution.insert(
-                    "EventTableModifiedBy".into(),
-                    row.get("principal").cloned().unwrap_or(Value::Null),
-                );
-            }
+        if let Some(op) = table_op
+            && let Some(row) = newest(&|row| row.get("operation").and_then(Value::as_str) == Some(op))
+        {
+            execution.insert("EventTableModifiedAt".into(), audit_time(&row));
+            execution.insert(
+                "EventTableModifiedBy".into(),
+                row.get("principal").cloned().unwrap_or(Value::Null),
+            );
         }
         if !execution.is_empty() {
             details.insert("Execution".into(), Value::Object(execution));
@@ -740,10 +740,10 @@ fn event_table_entry(tables: &Value, artifact: &str, artifact_type: &str) -> Map
         out.append(&mut entry);
         out
     };
-    if artifact_type != "CLIENT_EVENT" {
-        if let Some(entry) = find(get_path(tables, "server.specs")) {
-            return with_label(entry, None);
-        }
+    if artifact_type != "CLIENT_EVENT"
+        && let Some(entry) = find(get_path(tables, "server.specs"))
+    {
+        return with_label(entry, None);
     }
     if artifact_type != "SERVER_MONITORING" {
         if let Some(entry) = find(get_path(tables, "client.artifacts.specs")) {
