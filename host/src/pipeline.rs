@@ -16,6 +16,9 @@ pub const MAX_EMAIL_BYTES: usize = 25 << 20;
 pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
+/// Above this many due ticks, a module gets only the latest one.
+pub const MAX_CATCH_UP_TICKS: u64 = 1000;
+
 /// Whose clock the modules see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockMode {
@@ -59,6 +62,11 @@ impl Pipeline {
 
     /// Moves the clock to `now_us` (never backwards), running every tick
     /// that falls due on the way, in time order.
+    ///
+    /// After a long gap (a replay spanning years, a suspended host) a
+    /// module gets one tick at the latest due time instead of thousands of
+    /// catch-up ticks, and the skip is reported: modules keep cursors in
+    /// the host's state, so one tick reads everything since the last one.
     pub fn advance_to(&mut self, now_us: u64, out: &mut dyn Outbox) -> anyhow::Result<()> {
         if now_us < self.now_us {
             return Ok(());
@@ -66,6 +74,7 @@ impl Pipeline {
         if self.now_us == 0 {
             self.start_ticks(now_us);
         }
+        self.skip_long_gaps(now_us, out);
         loop {
             let due = self
                 .next_tick
@@ -75,8 +84,7 @@ impl Pipeline {
                 .min();
             let Some((at, index)) = due else { break };
             self.set_now(at);
-            let period = self.modules[index].setup().tick_seconds.unwrap_or(1).max(1);
-            self.next_tick[index] = Some(at + u64::from(period) * 1_000_000);
+            self.next_tick[index] = Some(at + self.period_us(index));
             let outcome = self.modules[index].tick(at);
             self.settle(index, None, outcome, out)?;
         }
@@ -84,12 +92,40 @@ impl Pipeline {
         Ok(())
     }
 
+    fn period_us(&self, index: usize) -> u64 {
+        u64::from(self.modules[index].setup().tick_seconds.unwrap_or(1).max(1)) * 1_000_000
+    }
+
+    fn skip_long_gaps(&mut self, now_us: u64, out: &mut dyn Outbox) {
+        for index in 0..self.modules.len() {
+            let Some(next) = self.next_tick[index] else { continue };
+            let period = self.period_us(index);
+            let due = if next <= now_us {
+                (now_us - next) / period + 1
+            } else {
+                0
+            };
+            if due > MAX_CATCH_UP_TICKS {
+                let last = next + (due - 1) * period;
+                self.next_tick[index] = Some(last);
+                out.report(Report::new(
+                    Level::Info,
+                    self.modules[index].name(),
+                    None,
+                    format!(
+                        "the clock jumped {} s: {} ticks skipped, one tick at the latest due time",
+                        (now_us - next) / 1_000_000,
+                        due - 1
+                    ),
+                ));
+            }
+        }
+    }
+
     fn start_ticks(&mut self, start_us: u64) {
-        for (i, module) in self.modules.iter().enumerate() {
-            self.next_tick[i] = module
-                .setup()
-                .tick_seconds
-                .map(|period| start_us + u64::from(period.max(1)) * 1_000_000);
+        for index in 0..self.modules.len() {
+            let ticks = self.modules[index].setup().tick_seconds.is_some();
+            self.next_tick[index] = ticks.then(|| start_us + self.period_us(index));
         }
     }
 

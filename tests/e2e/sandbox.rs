@@ -200,3 +200,85 @@ fn the_replay_summary_counts_traps_per_module() {
         outcome.stderr
     );
 }
+
+/// A module that asks for a tick every 60 s and echoes each tick's time.
+const TICKING: &str = r#"
+[[module]]
+name = "ticker"
+path = "hostile.wasm"
+[module.params]
+Behaviour = "echo"
+TickSeconds = 60
+"#;
+
+fn tick_times(out: &std::path::Path) -> Vec<u64> {
+    jsonl(&out.join("actions.jsonl"))
+        .iter()
+        .filter(|a| a["url"] == "https://hooks.example.org/tick")
+        .map(|a| {
+            serde_json::from_str::<serde_json::Value>(a["body"].as_str().unwrap()).unwrap()["tick_us"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn periodic_modules_tick_on_the_virtual_clock_between_rows() {
+    let dir = scratch();
+    let config = write_config(dir.path(), TICKING);
+    let t0 = 1_778_400_000u64;
+    let rows = [json!({"name": "a", "_ts": t0}), json!({"name": "b", "_ts": t0 + 300})];
+    let events = write_alerts(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let output = super::velonotify(&[
+        "replay",
+        "-c",
+        &config.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--end",
+        &(t0 + 600).to_string(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected: Vec<u64> = (1..=10).map(|i| (t0 + 60 * i) * 1_000_000).collect();
+    assert_eq!(
+        tick_times(&out),
+        expected,
+        "a tick every 60 s from the first row to --end"
+    );
+    let order: Vec<String> = jsonl(&out.join("actions.jsonl"))
+        .iter()
+        .map(|a| a["event"].as_str().map_or("tick".to_string(), str::to_string))
+        .collect();
+    assert_eq!(
+        order[..6],
+        ["events.jsonl:1", "tick", "tick", "tick", "tick", "tick"],
+        "ticks before t0+300 come before row 2"
+    );
+    assert_eq!(order[6], "events.jsonl:2");
+}
+
+#[test]
+fn a_long_gap_gives_one_tick_not_thousands() {
+    let dir = scratch();
+    let config = write_config(dir.path(), TICKING);
+    let rows = [
+        json!({"name": "2020", "_ts": 1_602_103_388u64}),
+        json!({"name": "2026", "_ts": 1_778_400_000u64}),
+    ];
+    let events = write_alerts(dir.path(), &rows);
+    let out = dir.path().join("out");
+    replay(&config, &events, &out);
+    let ticks = tick_times(&out);
+    assert_eq!(ticks.len(), 1, "{} ticks", ticks.len());
+    assert!(ticks[0] <= 1_778_400_000_000_000 && ticks[0] > 1_778_400_000_000_000 - 60_000_000);
+    let log = jsonl(&out.join("log.jsonl"));
+    assert!(
+        log.iter()
+            .any(|l| l["module"] == "ticker" && l["message"].as_str().unwrap().contains("ticks skipped")),
+        "{log:?}"
+    );
+}

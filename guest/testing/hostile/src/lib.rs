@@ -38,6 +38,12 @@ impl Rule for Hostile {
             "Server.Internal.Alerts",
             "The queue to watch.",
         ),
+        ParamSpec::new(
+            "TickSeconds",
+            ParamKind::Int,
+            "0",
+            "Ask for a tick this often (0: never).",
+        ),
     ];
 
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
@@ -45,13 +51,12 @@ impl Rule for Hostile {
             behaviour: p.text("Behaviour").to_string(),
             trigger: p.regex("Trigger").clone(),
         };
-        Ok((
-            rule,
-            Setup {
-                queues: vec![p.text("Queue").to_string()],
-                tick_seconds: None,
-            },
-        ))
+        let tick_seconds = u32::try_from(p.int("TickSeconds")).ok().filter(|t| *t > 0);
+        let setup = Setup {
+            queues: vec![p.text("Queue").to_string()],
+            tick_seconds,
+        };
+        Ok((rule, setup))
     }
 
     fn handle(&mut self, event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -64,6 +69,21 @@ impl Rule for Hostile {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: serde_json::Value::Object(event.row.clone()).to_string().into_bytes(),
         })])
+    }
+
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Ok(Self::tick_echo(host))
+    }
+}
+
+impl Hostile {
+    /// Echoes the tick's time, so tests can see when ticks happen.
+    fn tick_echo(host: &dyn Host) -> Vec<Action> {
+        vec![Action::Webhook(Webhook {
+            url: "https://hooks.example.org/tick".into(),
+            headers: Vec::new(),
+            body: format!("{{\"tick_us\":{}}}", host.now_us()).into_bytes(),
+        })]
     }
 }
 
