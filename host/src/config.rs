@@ -74,6 +74,8 @@ pub struct HostSection {
     pub memory_mib: Option<u64>,
     /// Longest event line accepted, in bytes (default 4 MiB).
     pub max_event_bytes: Option<usize>,
+    /// Largest e-mail accepted from a module, in MiB (default 25).
+    pub max_email_mib: Option<u64>,
 }
 
 /// Where lookups are answered from.
@@ -108,6 +110,7 @@ pub struct ModuleSection {
 }
 
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_EMAIL_MIB: u64 = 25;
 
 impl Config {
     /// Reads the configuration file at `path`.
@@ -181,6 +184,14 @@ impl Config {
 
     pub fn max_event_bytes(&self) -> usize {
         self.host.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// What modules are told about this host.
+    pub fn host_facts(&self) -> crate::lookups::HostFacts {
+        crate::lookups::HostFacts {
+            default_sender: self.default_sender(),
+            max_email_bytes: self.host.max_email_mib.unwrap_or(DEFAULT_MAX_EMAIL_MIB) << 20,
+        }
     }
 
     /// A module's sandbox limits: its own, else the host defaults.

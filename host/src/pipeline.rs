@@ -11,8 +11,8 @@ use crate::engine::{Action, CallError, CallOutcome, LogLevel, Module, SharedCloc
 use crate::outbox::{Delivery, Level, Outbox, Report};
 use crate::source::IncomingEvent;
 
-/// Largest e-mail, webhook body and message a module may produce.
-pub const MAX_EMAIL_BYTES: usize = 25 << 20;
+/// Largest webhook body and message a module may produce (the largest
+/// e-mail is configured: `host.max_email_mib`).
 pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
@@ -37,10 +37,11 @@ pub struct Pipeline {
     clock: SharedClock,
     mode: ClockMode,
     now_us: u64,
+    max_email_bytes: u64,
 }
 
 impl Pipeline {
-    pub fn new(modules: Vec<Module>, clock: SharedClock, mode: ClockMode) -> Self {
+    pub fn new(modules: Vec<Module>, clock: SharedClock, mode: ClockMode, max_email_bytes: u64) -> Self {
         let next_tick = vec![None; modules.len()];
         Self {
             modules,
@@ -48,6 +49,7 @@ impl Pipeline {
             clock,
             mode,
             now_us: 0,
+            max_email_bytes,
         }
     }
 
@@ -174,7 +176,7 @@ impl Pipeline {
         match outcome.result {
             Ok(actions) => {
                 for action in &actions {
-                    if let Err(problem) = validate(action) {
+                    if let Err(problem) = validate(action, self.max_email_bytes) {
                         out.report(Report::new(
                             Level::Error,
                             &module,
@@ -223,7 +225,7 @@ pub(crate) fn system_now_us() -> u64 {
 
 /// Checks an action before it may leave: a module is not trusted to
 /// produce well-formed addresses, URLs or bounded sizes.
-pub fn validate(action: &Action) -> Result<(), String> {
+pub fn validate(action: &Action, max_email_bytes: u64) -> Result<(), String> {
     match action {
         Action::Email(email) => {
             if email.recipients.is_empty() {
@@ -238,9 +240,9 @@ pub fn validate(action: &Action) -> Result<(), String> {
             if email.subject.chars().any(char::is_control) {
                 return Err("the subject contains control characters".into());
             }
-            if email.message.len() > MAX_EMAIL_BYTES {
+            if email.message.len() as u64 > max_email_bytes {
                 return Err(format!(
-                    "an e-mail of {} bytes (limit {MAX_EMAIL_BYTES})",
+                    "an e-mail of {} bytes (limit {max_email_bytes})",
                     email.message.len()
                 ));
             }

@@ -56,6 +56,7 @@ impl Runtime {
                 limits: config.limits(section),
                 org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
                 lookups: lookups.clone(),
+                facts: config.host_facts(),
                 state: state.clone(),
                 clock: clock.clone(),
             };
@@ -69,7 +70,7 @@ impl Runtime {
             modules.push(module);
         }
         Ok(Self {
-            pipeline: Pipeline::new(modules, clock, mode),
+            pipeline: Pipeline::new(modules, clock, mode, config.host_facts().max_email_bytes),
             engine,
         })
     }
@@ -91,6 +92,5 @@ pub fn load_world(config: &Config, overrides: &Overrides) -> anyhow::Result<Worl
         None => World::empty(),
     };
     world.set_public_url(config.server.public_url.clone());
-    world.set_default_sender(config.default_sender());
     Ok(world)
 }

@@ -32,7 +32,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
         .modules
         .iter()
         .map(|m| {
-            let host = NativeHost::new("setup", "root", lookups.clone());
+            let host = NativeHost::new("setup", "root", lookups.clone(), config.host_facts());
             let (rule, _) = velonotify_core::rules::configure::<AlertsRule>(&m.param_texts().unwrap(), &host).unwrap();
             (m.name.clone().unwrap_or_else(|| AlertsRule::NAME.into()), rule)
         })
@@ -47,7 +47,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
             org_id: event.org_id.clone(),
         };
         for (name, rule) in &mut rules {
-            let mut host = NativeHost::new(name, "root", lookups.clone());
+            let mut host = NativeHost::new(name, "root", lookups.clone(), config.host_facts());
             host.now_us = event.ts_us.unwrap();
             for action in rule.handle(&core_event, &host).unwrap() {
                 let Action::Email(email) = action else {

@@ -31,6 +31,15 @@ pub struct ServerInfo {
     pub org_name: String,
     pub public_url: Option<String>,
     pub default_sender: String,
+    /// The largest e-mail the host accepts, in bytes.
+    pub max_email_bytes: u64,
+}
+
+/// Some result rows of a flow source and the source's row count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultPage {
+    pub rows: Vec<Value>,
+    pub total_rows: u64,
 }
 
 /// Why a lookup has no answer.
@@ -54,7 +63,14 @@ pub trait Host {
     fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>>;
     fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>>;
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>>;
-    fn flow_results(&self, client_id: &str, flow_id: &str, source: &str, max_rows: Option<u32>) -> Lookup<Vec<Value>>;
+    fn flow_results(
+        &self,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Lookup<ResultPage>;
     fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>>;
     fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>>;
     fn artifact(&self, name: &str) -> Lookup<Option<Value>>;

@@ -2,7 +2,7 @@
 //! arrives as JSON text and is parsed here.
 
 use serde_json::Value;
-use velonotify_core::host::{Host, LogLevel, Lookup, LookupError, ServerInfo};
+use velonotify_core::host::{Host, LogLevel, Lookup, LookupError, ResultPage, ServerInfo};
 
 use crate::bindings::velociraptor::notify::host as imports;
 use crate::bindings::velociraptor::notify::types as wit;
@@ -53,6 +53,7 @@ impl Host for WitHost {
             org_name: info.org_name,
             public_url: info.public_url,
             default_sender: info.default_sender,
+            max_email_bytes: info.max_email_bytes,
         }
     }
 
@@ -72,8 +73,19 @@ impl Host for WitHost {
         one(imports::flow(client_id, flow_id))
     }
 
-    fn flow_results(&self, client_id: &str, flow_id: &str, source: &str, max_rows: Option<u32>) -> Lookup<Vec<Value>> {
-        many(imports::flow_results(client_id, flow_id, source, max_rows))
+    fn flow_results(
+        &self,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Lookup<ResultPage> {
+        let page = imports::flow_results(client_id, flow_id, source, max_rows, max_bytes).map_err(lookup_error)?;
+        Ok(ResultPage {
+            rows: page.rows.iter().map(|r| parse(r)).collect::<Lookup<_>>()?,
+            total_rows: page.total_rows,
+        })
     }
 
     fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {

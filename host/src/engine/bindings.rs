@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
 // The world's own types (Action, Event, Failure, ModuleInfo, Setup) are
 // already at this module's root.
 pub use self::velociraptor::notify::types::{Email, LabelOp, LogLevel, ParamKind};
-use self::velociraptor::notify::types::{LookupError, ServerInfo};
+use self::velociraptor::notify::types::{LookupError, ResultPage, ServerInfo};
 
 /// Adds the host interface to `linker`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreData>) -> wasmtime::Result<()> {
@@ -51,12 +51,16 @@ impl velociraptor::notify::host::Host for StoreData {
     }
 
     fn server(&mut self) -> ServerInfo {
-        let info = self.call.lookups.server_info(&self.call.org_id);
+        let info = self
+            .call
+            .facts
+            .server_info(self.call.lookups.org_info(&self.call.org_id));
         ServerInfo {
             org_id: info.org_id,
             org_name: info.org_name,
             public_url: info.public_url,
             default_sender: info.default_sender,
+            max_email_bytes: info.max_email_bytes,
         }
     }
 
@@ -82,12 +86,17 @@ impl velociraptor::notify::host::Host for StoreData {
         flow_id: String,
         source: String,
         max_rows: Option<u32>,
-    ) -> Result<Vec<String>, LookupError> {
-        many(
-            self.call
-                .lookups
-                .flow_results(&self.call.org_id, &client_id, &flow_id, &source, max_rows),
-        )
+        max_bytes: Option<u64>,
+    ) -> Result<ResultPage, LookupError> {
+        let page = self
+            .call
+            .lookups
+            .flow_results(&self.call.org_id, &client_id, &flow_id, &source, max_rows, max_bytes)
+            .map_err(lookup_error)?;
+        Ok(ResultPage {
+            rows: page.rows.iter().map(|r| r.to_string()).collect(),
+            total_rows: page.total_rows,
+        })
     }
 
     fn flow_uploads(&mut self, client_id: String, flow_id: String) -> Result<Vec<String>, LookupError> {

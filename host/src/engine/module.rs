@@ -9,7 +9,7 @@ use wasmtime::Store;
 use super::bindings::{Action, Event, Failure, LogLevel, ModuleInfo, RuleModule, RuleModulePre, Setup};
 use super::sandbox::{CallContext, MemoryLimitExceeded, SandboxLimits, SharedClock, StoreData};
 use super::{EPOCH_TICK, Engine};
-use crate::lookups::Lookups;
+use crate::lookups::{HostFacts, Lookups};
 use crate::state::StateStore;
 
 /// Everything needed to start a module.
@@ -22,6 +22,8 @@ pub struct ModuleSpec {
     /// The org whose events and lookups the module gets.
     pub org_id: String,
     pub lookups: Arc<dyn Lookups>,
+    /// What modules are told about this host.
+    pub facts: HostFacts,
     pub state: Arc<StateStore>,
     pub clock: SharedClock,
 }
@@ -269,6 +271,7 @@ fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: 
         now_us: spec.clock.now_us(),
         clock: spec.clock.clone(),
         lookups: spec.lookups.clone(),
+        facts: spec.facts.clone(),
         state: spec.state.clone(),
         logs: Vec::new(),
     };

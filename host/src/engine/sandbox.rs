@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::LogLevel;
-use crate::lookups::Lookups;
+use crate::lookups::{HostFacts, Lookups};
 use crate::state::StateStore;
 
 /// Limits of one module instance.
@@ -91,6 +91,7 @@ pub struct CallContext {
     pub now_us: u64,
     pub clock: SharedClock,
     pub lookups: Arc<dyn Lookups>,
+    pub facts: HostFacts,
     pub state: Arc<StateStore>,
     /// Log lines of the current call, bounded.
     pub logs: Vec<(LogLevel, String)>,

@@ -6,7 +6,7 @@ mod native;
 mod world;
 
 use serde_json::Value;
-pub use velonotify_core::host::{LookupError, ServerInfo};
+pub use velonotify_core::host::{LookupError, ResultPage, ServerInfo};
 
 pub use self::native::NativeHost;
 pub use self::world::{World, WorldError};
@@ -14,9 +14,40 @@ pub use self::world::{World, WorldError};
 /// A lookup's answer.
 pub type LookupAnswer<T> = Result<T, LookupError>;
 
+/// Facts about a Velociraptor org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgInfo {
+    pub org_id: String,
+    pub org_name: String,
+    /// The GUI's public URL, for links.
+    pub public_url: Option<String>,
+}
+
+/// Facts about this host that modules are told (from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The From address of modules that set none.
+    pub default_sender: String,
+    /// The largest e-mail the host accepts.
+    pub max_email_bytes: u64,
+}
+
+impl HostFacts {
+    /// What a module's `server()` call answers for `org`.
+    pub fn server_info(&self, org: OrgInfo) -> ServerInfo {
+        ServerInfo {
+            org_id: org.org_id,
+            org_name: org.org_name,
+            public_url: org.public_url,
+            default_sender: self.default_sender.clone(),
+            max_email_bytes: self.max_email_bytes,
+        }
+    }
+}
+
 /// The lookups of `wit/host.wit`, per org.
 pub trait Lookups: Send + Sync {
-    fn server_info(&self, org_id: &str) -> ServerInfo;
+    fn org_info(&self, org_id: &str) -> OrgInfo;
     fn client_info(&self, org_id: &str, client_id: &str) -> LookupAnswer<Option<Value>>;
     fn client_metadata(&self, org_id: &str, client_id: &str) -> LookupAnswer<Option<Value>>;
     fn clients(&self, org_id: &str, label: Option<&str>) -> LookupAnswer<Vec<Value>>;
@@ -28,7 +59,8 @@ pub trait Lookups: Send + Sync {
         flow_id: &str,
         source: &str,
         max_rows: Option<u32>,
-    ) -> LookupAnswer<Vec<Value>>;
+        max_bytes: Option<u64>,
+    ) -> LookupAnswer<ResultPage>;
     fn flow_uploads(&self, org_id: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Vec<Value>>;
     fn hunt(&self, org_id: &str, hunt_id: &str) -> LookupAnswer<Option<Value>>;
     fn artifact(&self, org_id: &str, name: &str) -> LookupAnswer<Option<Value>>;

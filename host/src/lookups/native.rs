@@ -6,9 +6,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use serde_json::Value;
-use velonotify_core::host::{Host, LogLevel, Lookup, ServerInfo};
+use velonotify_core::host::{Host, LogLevel, Lookup, ResultPage, ServerInfo};
 
-use super::Lookups;
+use super::{HostFacts, Lookups};
 use crate::state::StateStore;
 
 /// A native host for one module and org.
@@ -17,6 +17,7 @@ pub struct NativeHost {
     pub org_id: String,
     pub now_us: u64,
     pub lookups: Arc<dyn Lookups>,
+    pub facts: HostFacts,
     pub state: Arc<StateStore>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
 }
@@ -30,12 +31,13 @@ impl std::fmt::Debug for NativeHost {
 }
 
 impl NativeHost {
-    pub fn new(module: &str, org_id: &str, lookups: Arc<dyn Lookups>) -> Self {
+    pub fn new(module: &str, org_id: &str, lookups: Arc<dyn Lookups>, facts: HostFacts) -> Self {
         Self {
             module: module.to_string(),
             org_id: org_id.to_string(),
             now_us: 0,
             lookups,
+            facts,
             state: Arc::new(StateStore::default()),
             logs: RefCell::default(),
         }
@@ -50,7 +52,7 @@ impl Host for NativeHost {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
     fn server_info(&self) -> ServerInfo {
-        self.lookups.server_info(&self.org_id)
+        self.facts.server_info(self.lookups.org_info(&self.org_id))
     }
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
         self.lookups.client_info(&self.org_id, client_id)
@@ -64,9 +66,16 @@ impl Host for NativeHost {
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
         self.lookups.flow(&self.org_id, client_id, flow_id)
     }
-    fn flow_results(&self, client_id: &str, flow_id: &str, source: &str, max_rows: Option<u32>) -> Lookup<Vec<Value>> {
+    fn flow_results(
+        &self,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Lookup<ResultPage> {
         self.lookups
-            .flow_results(&self.org_id, client_id, flow_id, source, max_rows)
+            .flow_results(&self.org_id, client_id, flow_id, source, max_rows, max_bytes)
     }
     fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
         self.lookups.flow_uploads(&self.org_id, client_id, flow_id)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{LookupAnswer, Lookups, ServerInfo};
+use super::{LookupAnswer, Lookups, OrgInfo, ResultPage};
 
 /// A world file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,6 @@ pub struct World {
     org_id: String,
     org_name: String,
     public_url: Option<String>,
-    default_sender: String,
     clients: Map<String, Value>,
     /// client id → flow id → flow object (with `results` and `uploads`).
     flows: Map<String, Value>,
@@ -122,7 +121,6 @@ impl World {
             org_id: text_at(&org, "id").unwrap_or_else(|| "root".into()),
             org_name: text_at(&org, "name").unwrap_or_else(|| "root".into()),
             public_url: text_at(&server, "public_url"),
-            default_sender: String::new(),
             clients,
             flows,
             hunts,
@@ -139,11 +137,6 @@ impl World {
         if url.is_some() {
             self.public_url = url;
         }
-    }
-
-    /// The From address for modules that set none.
-    pub fn set_default_sender(&mut self, sender: String) {
-        self.default_sender = sender;
     }
 
     pub fn org_id(&self) -> &str {
@@ -255,8 +248,8 @@ fn row_ts(row: &Value) -> u64 {
 }
 
 impl Lookups for World {
-    fn server_info(&self, org_id: &str) -> ServerInfo {
-        ServerInfo {
+    fn org_info(&self, org_id: &str) -> OrgInfo {
+        OrgInfo {
             org_id: org_id.to_string(),
             org_name: if org_id == self.org_id {
                 self.org_name.clone()
@@ -264,7 +257,6 @@ impl Lookups for World {
                 org_id.to_string()
             },
             public_url: self.public_url.clone(),
-            default_sender: self.default_sender.clone(),
         }
     }
 
@@ -317,17 +309,29 @@ impl Lookups for World {
         flow_id: &str,
         source: &str,
         max_rows: Option<u32>,
-    ) -> LookupAnswer<Vec<Value>> {
+        max_bytes: Option<u64>,
+    ) -> LookupAnswer<ResultPage> {
         let rows = self
             .flow_object(client_id, flow_id)
             .and_then(|f| f.get("results"))
             .and_then(|r| r.get(source))
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        Ok(match max_rows {
-            Some(max) => rows.into_iter().take(max as usize).collect(),
-            None => rows,
+        let max_rows = max_rows.map_or(usize::MAX, |m| m as usize);
+        let mut budget = max_bytes.unwrap_or(u64::MAX);
+        let mut page = Vec::new();
+        for row in rows.iter().take(max_rows) {
+            let size = row.to_string().len() as u64;
+            if size > budget {
+                break;
+            }
+            budget -= size;
+            page.push(row.clone());
+        }
+        Ok(ResultPage {
+            rows: page,
+            total_rows: rows.len() as u64,
         })
     }
 
@@ -397,10 +401,10 @@ mod tests {
             w.flow("root", "C.1", "F.1").unwrap(),
             Some(json!({"state": "FINISHED"}))
         );
-        assert_eq!(
-            w.flow_results("root", "C.1", "F.1", "A", Some(1)).unwrap(),
-            vec![json!({"x": 1})]
-        );
+        let page = w.flow_results("root", "C.1", "F.1", "A", Some(1), None).unwrap();
+        assert_eq!((page.rows, page.total_rows), (vec![json!({"x": 1})], 2));
+        let page = w.flow_results("root", "C.1", "F.1", "A", None, Some(10)).unwrap();
+        assert_eq!(page.rows.len(), 1, "the second row would cross the byte budget");
         assert_eq!(w.flow_uploads("root", "C.1", "F.1").unwrap().len(), 1);
         assert_eq!(w.flow("root", "C.1", "F.2").unwrap(), None);
     }

@@ -112,6 +112,7 @@ mod tests {
             org_name: "Finance Org".into(),
             public_url: Some("https://v.example/app/index.html".into()),
             default_sender: "v@example.org".into(),
+            max_email_bytes: 25 << 20,
         }
     }
 

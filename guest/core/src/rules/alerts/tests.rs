@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::host::{Lookup, LookupError};
+use crate::host::{Lookup, LookupError, ResultPage};
 use crate::rules::configure;
 
 /// A host answering from fixed JSON, recording log lines.
@@ -62,6 +62,7 @@ impl Host for FakeHost {
             org_name: "root".into(),
             public_url: Some("https://velociraptor.example.org:8889/app/index.html".into()),
             default_sender: "velonotify@example.org".into(),
+            max_email_bytes: 25 << 20,
         }
     }
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
@@ -76,8 +77,8 @@ impl Host for FakeHost {
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
         Ok(self.flows.get(&format!("{client_id}/{flow_id}")).cloned())
     }
-    fn flow_results(&self, _: &str, _: &str, _: &str, _: Option<u32>) -> Lookup<Vec<Value>> {
-        Ok(Vec::new())
+    fn flow_results(&self, _: &str, _: &str, _: &str, _: Option<u32>, _: Option<u64>) -> Lookup<ResultPage> {
+        Ok(ResultPage::default())
     }
     fn flow_uploads(&self, _: &str, _: &str) -> Lookup<Vec<Value>> {
         Ok(Vec::new())
@@ -501,8 +502,8 @@ fn lookup_failures_fail_the_event() {
         fn flow(&self, c: &str, f: &str) -> Lookup<Option<Value>> {
             self.0.flow(c, f)
         }
-        fn flow_results(&self, c: &str, f: &str, s: &str, m: Option<u32>) -> Lookup<Vec<Value>> {
-            self.0.flow_results(c, f, s, m)
+        fn flow_results(&self, c: &str, f: &str, s: &str, m: Option<u32>, b: Option<u64>) -> Lookup<ResultPage> {
+            self.0.flow_results(c, f, s, m, b)
         }
         fn flow_uploads(&self, c: &str, f: &str) -> Lookup<Vec<Value>> {
             self.0.flow_uploads(c, f)
