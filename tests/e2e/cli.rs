@@ -126,19 +126,19 @@ fn check_rejects_a_component_that_is_not_a_rule_module() {
 fn replay_reports_a_malformed_line_with_its_number_and_goes_on() {
     let out = scratch();
     let output = replay(&data("demo/velonotify.toml"), &data("demo/events.jsonl"), out.path());
+    let truncated = velonotify_test_support::event_id(&data("demo/events.jsonl"), "Truncated row");
     let log = jsonl(&out.path().join("log.jsonl"));
     let bad: Vec<_> = log.iter().filter(|l| l["module"].is_null()).collect();
     assert_eq!(bad.len(), 1, "{bad:?}");
-    assert_eq!(bad[0]["event"], "events.jsonl:9");
+    assert_eq!(bad[0]["event"], truncated.as_str());
     assert!(bad[0]["message"].as_str().unwrap().contains("malformed JSON"));
-    assert!(
-        stderr(&output).contains("events.jsonl:9: malformed JSON"),
-        "{}",
-        stderr(&output)
-    );
+    let err = stderr(&output);
+    assert!(err.contains(&format!("{truncated}: malformed JSON")), "{err}");
+    let next_line: usize = truncated.rsplit(':').next().unwrap().parse::<usize>().unwrap() + 1;
     let summary = jsonl(&out.path().join("summary.jsonl"));
+    let next = format!("events.jsonl:{next_line}");
     assert!(
-        summary.iter().any(|s| s["event"] == "events.jsonl:10"),
+        summary.iter().any(|s| s["event"] == next.as_str()),
         "the lines after it are handled"
     );
 }
@@ -227,23 +227,28 @@ fn run_reads_events_from_stdin_into_the_outbox() {
     );
 }
 
-#[test]
-fn the_readme_documents_every_alerts_parameter_with_its_default() {
-    use velonotify_core::rules::Rule;
-    use velonotify_core::rules::alerts::AlertsRule;
-
+/// The parameter table of README.md's section about `module`.
+fn readme_table(module: &str) -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(velonotify_test_support::workspace().join("README.md")).unwrap();
-    let rows: Vec<Vec<&str>> = readme
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.lines().next().is_some_and(|title| title.contains(module)))
+        .unwrap_or_else(|| panic!("README.md has no section about {module}"));
+    section
         .lines()
         .filter(|l| l.starts_with("| "))
-        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
-        .collect();
-    for param in AlertsRule::PARAMS {
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+fn assert_documented(module: &str, params: &[velonotify_core::params::ParamSpec]) {
+    let rows = readme_table(module);
+    for param in params {
         let row = rows
             .iter()
             .find(|r| r[0] == param.name)
-            .unwrap_or_else(|| panic!("README.md does not document {}", param.name));
-        let default = row[2];
+            .unwrap_or_else(|| panic!("README.md does not document {module} {}", param.name));
+        let default = &row[2];
         let first_line = param.default.lines().next().unwrap_or("");
         let documented = match first_line {
             "" => default == "(empty)",
@@ -251,8 +256,102 @@ fn the_readme_documents_every_alerts_parameter_with_its_default() {
         };
         assert!(
             documented,
-            "README.md gives {} the default {default:?}, the module {:?}",
+            "README.md gives {module} {} the default {default:?}, the module {:?}",
             param.name, param.default
         );
     }
+    assert_eq!(
+        rows.len() - 1,
+        params.len(),
+        "README.md documents {module} parameters the module does not have"
+    );
+}
+
+#[test]
+fn the_readme_documents_every_parameter_with_its_default() {
+    use velonotify_core::rules::Rule;
+    use velonotify_core::rules::alerts::AlertsRule;
+    use velonotify_core::rules::flow_completion::FlowCompletionRule;
+    assert_documented(AlertsRule::NAME, AlertsRule::PARAMS);
+    assert_documented(FlowCompletionRule::NAME, FlowCompletionRule::PARAMS);
+}
+
+#[test]
+fn bad_flow_completion_rows_are_named_and_the_next_rows_are_handled() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[lookups]\nworld = {:?}\n[[module]]\nname = \"flows\"\npath = \"flow_completion.wasm\"\n[module.params]\n\
+             Recipients = \"Address\\nsoc@example.org\"\nDelayThreshold = 0\n",
+            data("demo/world.json").display().to_string()
+        ),
+    );
+    let good = json!({"Timestamp": 1_778_401_380u64, "ClientId": "C.91ac3d5e7f20b846", "FlowId": "F.D7M3R8E2OK3QE", "Flow": {}});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut row = good.clone();
+        row[key] = value;
+        row
+    };
+    let without = |key: &str| {
+        let mut row = good.clone();
+        row.as_object_mut().unwrap().remove(key);
+        row
+    };
+    let rows = [
+        without("FlowId"),
+        with("ClientId", json!(42)),
+        without("Flow"),
+        with("Flow", json!([1, 2])),
+        with("FlowId", json!("F.UNKNOWN")),
+        good.clone(),
+    ];
+    let mut text = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut row = row.clone();
+        row["_Source"] = "System.Flow.Completion".into();
+        row["_ts"] = json!(1_778_401_380u64 + i as u64);
+        text.push_str(&format!("{row}\n"));
+    }
+    let events = dir.path().join("flows.jsonl");
+    std::fs::write(&events, text).unwrap();
+    let out = dir.path().join("out");
+    replay(&config, &events, &out);
+    let messages: Vec<(String, String)> = jsonl(&out.join("log.jsonl"))
+        .into_iter()
+        .filter(|l| l["level"] == "warn")
+        .map(|l| {
+            (
+                l["event"].as_str().unwrap().to_string(),
+                l["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (
+            "flows.jsonl:1",
+            "bad event: System.Flow.Completion row: the row has no FlowId column",
+        ),
+        (
+            "flows.jsonl:2",
+            "bad event: flow F.D7M3R8E2OK3QE: column ClientId should be a client id, got 42",
+        ),
+        (
+            "flows.jsonl:3",
+            "bad event: flow F.D7M3R8E2OK3QE: the row has no Flow column",
+        ),
+        (
+            "flows.jsonl:4",
+            "bad event: flow F.D7M3R8E2OK3QE: column Flow should be the flow object, got [1,2]",
+        ),
+        (
+            "flows.jsonl:5",
+            "bad event: flow F.UNKNOWN of client C.91ac3d5e7f20b846: the lookups do not know this flow",
+        ),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(e, m)| (e.to_string(), m.to_string())).collect();
+    assert_eq!(messages, expected, "one message per bad row, naming the flow");
+    let summary = jsonl(&out.join("summary.jsonl"));
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0]["event"], "flows.jsonl:6", "the row after them is handled");
 }

@@ -9,10 +9,11 @@ use velonotify::config::Config;
 use velonotify::lookups::{Lookups, NativeHost};
 use velonotify::runtime::{Overrides, load_world};
 use velonotify::source::JsonlSource;
-use velonotify_core::action::{Action, Email};
-use velonotify_core::host::Event;
-use velonotify_core::rules::Rule;
+use velonotify_core::action::{Action, Email, Failure};
+use velonotify_core::host::{Event, Host};
 use velonotify_core::rules::alerts::AlertsRule;
+use velonotify_core::rules::flow_completion::FlowCompletionRule;
+use velonotify_core::rules::{Rule, Setup};
 use velonotify_test_support::{data, emails, header, jsonl, part, scratch};
 
 use super::replay;
@@ -21,20 +22,52 @@ fn demo_replay(out: &std::path::Path) {
     replay(&data("demo/velonotify.toml"), &data("demo/events.jsonl"), out);
 }
 
-/// The e-mails of the demo, rendered by the Alerts rule called natively
+/// A demo module's rule, called natively.
+enum NativeRule {
+    Alerts(AlertsRule),
+    FlowCompletion(FlowCompletionRule),
+}
+
+impl NativeRule {
+    fn configure(component: &str, params: &[(String, String)], host: &dyn Host) -> (Self, Setup) {
+        use velonotify_core::rules::configure;
+        match component {
+            "alerts.wasm" => {
+                let (rule, setup) = configure::<AlertsRule>(params, host).unwrap();
+                (Self::Alerts(rule), setup)
+            }
+            "flow_completion.wasm" => {
+                let (rule, setup) = configure::<FlowCompletionRule>(params, host).unwrap();
+                (Self::FlowCompletion(rule), setup)
+            }
+            other => panic!("no native rule for {other}"),
+        }
+    }
+
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        match self {
+            Self::Alerts(rule) => rule.handle(event, host),
+            Self::FlowCompletion(rule) => rule.handle(event, host),
+        }
+    }
+}
+
+/// The e-mails of the demo, rendered by the same rules called natively
 /// with the same configuration, world and events, in replay order.
 fn native_demo_emails() -> Vec<(String, Email)> {
     let config = Config::load(&data("demo/velonotify.toml")).unwrap();
     let lookups: Arc<dyn Lookups> = Arc::new(load_world(&config, &Overrides::default()).unwrap());
     let events = std::fs::File::open(data("demo/events.jsonl")).unwrap();
     let source = JsonlSource::new(BufReader::new(events), "events.jsonl", "root", 1 << 20);
-    let mut rules: Vec<(String, AlertsRule)> = config
+    let mut rules: Vec<(String, NativeRule, Setup)> = config
         .modules
         .iter()
         .map(|m| {
             let host = NativeHost::new("setup", "root", lookups.clone(), config.host_facts());
-            let (rule, _) = velonotify_core::rules::configure::<AlertsRule>(&m.param_texts().unwrap(), &host).unwrap();
-            (m.name.clone().unwrap_or_else(|| AlertsRule::NAME.into()), rule)
+            let component = m.path.display().to_string();
+            let (rule, setup) = NativeRule::configure(&component, &m.param_texts().unwrap(), &host);
+            let name = m.name.clone().unwrap_or_else(|| AlertsRule::NAME.into());
+            (name, rule, setup)
         })
         .collect();
     let mut out = Vec::new();
@@ -46,10 +79,14 @@ fn native_demo_emails() -> Vec<(String, Email)> {
             row: row.as_object().unwrap().clone(),
             org_id: event.org_id.clone(),
         };
-        for (name, rule) in &mut rules {
+        for (name, rule, setup) in &mut rules {
+            if !setup.queues.contains(&event.queue) {
+                continue;
+            }
             let mut host = NativeHost::new(name, "root", lookups.clone(), config.host_facts());
             host.now_us = event.ts_us.unwrap();
-            for action in rule.handle(&core_event, &host).unwrap() {
+            // Bad rows fail natively too; the replay reports them.
+            for action in rule.handle(&core_event, &host).unwrap_or_default() {
                 let Action::Email(email) = action else {
                     panic!("the demo makes only e-mails")
                 };
@@ -108,16 +145,39 @@ fn demo_emails_match_their_snapshots() {
     for (file, bytes) in emails(out.path()) {
         let mail = mailparse::parse_mail(&bytes).unwrap();
         let snapshot = format!(
-            "subject: {}\nto: {}\n\n----- text/plain -----\n{}\n----- text/html -----\n{}",
+            "subject: {}\nto: {}\n\n----- text/plain -----\n{}\n----- text/html -----\n{}\n----- attachments -----\n{}",
             header(&mail, "Subject").unwrap(),
             header(&mail, "To").unwrap(),
             part(&mail, "text/plain").unwrap(),
             part(&mail, "text/html").unwrap_or_else(|| "(none)".into()),
+            attachments_of(&mail),
         );
         insta::assert_snapshot!(format!("demo_email_{file}"), snapshot);
     }
     let summary = std::fs::read_to_string(out.path().join("summary.jsonl")).unwrap();
     insta::assert_snapshot!("demo_summary", summary);
+}
+
+/// Each attachment's name, type and size, and its content when short.
+fn attachments_of(mail: &mailparse::ParsedMail<'_>) -> String {
+    if mail.ctype.mimetype != "multipart/mixed" {
+        return "(none)".into();
+    }
+    let mut out = String::new();
+    for sub in mail.subparts.iter().skip(1) {
+        let name = sub
+            .get_content_disposition()
+            .params
+            .get("filename")
+            .cloned()
+            .unwrap_or_default();
+        let body = sub.get_body_raw().unwrap();
+        out.push_str(&format!("{name} ({}, {} bytes)\n", sub.ctype.mimetype, body.len()));
+        if body.len() <= 2048 {
+            out.push_str(&String::from_utf8_lossy(&body));
+        }
+    }
+    if out.is_empty() { "(none)".into() } else { out }
 }
 
 #[test]
@@ -219,42 +279,50 @@ fn part_a_10_one_of_each_header_with_a_message_id_and_encoded_words() {
 
 #[test]
 fn part_a_9_boundaries_are_quoted_and_never_occur_inside_a_part() {
+    fn check(file: &str, text: &str, part: &mailparse::ParsedMail<'_>) {
+        match part.ctype.params.get("boundary") {
+            Some(boundary) => {
+                assert!(
+                    text.contains(&format!("boundary=\"{boundary}\"")),
+                    "{file}.eml: quoted boundary"
+                );
+                let delimiters = text.matches(&format!("--{boundary}")).count();
+                assert_eq!(
+                    delimiters,
+                    part.subparts.len() + 1,
+                    "{file}.eml: one delimiter per part and the end"
+                );
+                for sub in &part.subparts {
+                    let raw = String::from_utf8_lossy(sub.raw_bytes);
+                    assert!(!raw.contains(boundary.as_str()), "{file}.eml: boundary inside a part");
+                    check(file, text, sub);
+                }
+            }
+            None => {
+                let encoding = part
+                    .headers
+                    .iter()
+                    .find(|h| h.get_key() == "Content-Transfer-Encoding")
+                    .unwrap();
+                assert_eq!(encoding.get_value(), "base64", "{file}.eml");
+                let raw = std::str::from_utf8(part.raw_bytes).unwrap();
+                assert!(
+                    raw.split("\r\n").all(|line| line.len() <= 78),
+                    "{file}.eml: lines of at most 76 columns"
+                );
+            }
+        }
+    }
     let out = scratch();
     demo_replay(out.path());
+    let mut multipart = 0;
     for (file, bytes) in emails(out.path()) {
         let text = String::from_utf8(bytes.clone()).unwrap();
         let mail = mailparse::parse_mail(&bytes).unwrap();
-        let Some(boundary) = mail.ctype.params.get("boundary") else {
-            continue;
-        };
-        assert!(
-            text.contains(&format!("boundary=\"{boundary}\"")),
-            "{file}.eml: quoted boundary"
-        );
-        let delimiter = format!("--{boundary}");
-        assert_eq!(
-            text.matches(&delimiter).count(),
-            3,
-            "{file}.eml: two parts and the end, nothing else"
-        );
-        for sub in &mail.subparts {
-            assert!(
-                !sub.get_body().unwrap().contains(boundary.as_str()),
-                "{file}.eml: boundary inside a part"
-            );
-            let encoding = sub
-                .headers
-                .iter()
-                .find(|h| h.get_key() == "Content-Transfer-Encoding")
-                .unwrap();
-            assert_eq!(encoding.get_value(), "base64", "{file}.eml");
-            let raw = std::str::from_utf8(sub.raw_bytes).unwrap();
-            assert!(
-                raw.split("\r\n").all(|line| line.len() <= 76),
-                "{file}.eml: base64 lines of 76 columns"
-            );
-        }
+        multipart += usize::from(!mail.subparts.is_empty());
+        check(&file, &text, &mail);
     }
+    assert!(multipart > 5);
 }
 
 #[test]
@@ -273,8 +341,9 @@ fn severity_transforms_make_warning_medium_and_the_threshold_drops_low() {
         "low is below the threshold"
     );
     let log = jsonl(&out.path().join("log.jsonl"));
+    let usb = velonotify_test_support::event_id(&data("demo/events.jsonl"), "USB storage device connected");
     assert!(log.iter().any(|l| {
-        l["event"] == "events.jsonl:11"
+        l["event"] == usb.as_str()
             && l["message"]
                 .as_str()
                 .unwrap()

@@ -12,6 +12,7 @@ use std::process::Command;
 /// The packages built, and the component file each produces.
 const GUESTS: &[(&str, &str)] = &[
     ("velonotify-alerts", "alerts.wasm"),
+    ("velonotify-flow-completion", "flow_completion.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
 ];
 

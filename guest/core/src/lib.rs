@@ -23,3 +23,6 @@ pub mod render;
 pub mod rules;
 pub mod velociraptor;
 pub mod vql;
+
+#[cfg(test)]
+mod testing;

@@ -28,7 +28,7 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         Self {
             deadline: Duration::from_millis(500),
-            memory_bytes: 64 << 20,
+            memory_bytes: 256 << 20,
         }
     }
 }

@@ -105,3 +105,14 @@ pub fn header(mail: &mailparse::ParsedMail<'_>, name: &str) -> Option<String> {
     assert!(found.len() <= 1, "header {name} appears {} times", found.len());
     found.into_iter().next()
 }
+
+/// The event id (`<file>:<line>`) of the first line of `path` containing
+/// `needle`: tests name demo events by content, not by position.
+pub fn event_id(path: &Path, needle: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let line = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line of {} contains {needle:?}", path.display()));
+    format!("{}:{}", path.file_name().unwrap().to_string_lossy(), line + 1)
+}

@@ -2,6 +2,7 @@
 //! component; `guest/modules/<name>` only adapts it to the WIT world.
 
 pub mod alerts;
+pub mod flow_completion;
 
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};

@@ -6,6 +6,7 @@ mod client;
 mod flow;
 
 pub use self::client::{ClientDetails, MetadataField, client_fields, metadata_fields};
+pub(crate) use self::flow::duration_text;
 pub use self::flow::{FlowFieldsOptions, flow_fields, hunt_id_of_flow};
 
 use serde_json::Value;

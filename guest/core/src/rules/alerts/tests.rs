@@ -1,110 +1,25 @@
 //! The Server.Monitor.Alerts rules of spec §7 and the Part A rows that
 //! concern it, checked on the rule itself (natively).
 
-use std::cell::RefCell;
-
 use serde_json::{Value, json};
 
 use super::*;
-use crate::host::{Lookup, LookupError, ResultPage};
 use crate::rules::configure;
+use crate::testing::FakeHost;
 
-/// A host answering from fixed JSON, recording log lines.
-#[derive(Default)]
-struct FakeHost {
-    now_us: u64,
-    clients: Map<String, Value>,
-    flows: Map<String, Value>,
-    hunts: Map<String, Value>,
-    artifacts: Map<String, Value>,
-    event_tables: Value,
-    audit: Vec<Value>,
-    logs: RefCell<Vec<(LogLevel, String)>>,
+fn world() -> Value {
+    json!({
+        "clients": {"C.1a2b": {"client_id": "C.1a2b", "os_info": {"hostname": "ws1", "fqdn": "ws1.corp.example", "system": "linux"},
+                               "labels": ["finance"]}},
+        "flows": {"C.1a2b": {"F.ABC": {"session_id": "F.ABC", "request": {"creator": "ann", "artifacts": ["Linux.Sys.BashShell"]},
+                                       "create_time": 1_767_000_000_000_000_u64, "state": "FINISHED"}}},
+    })
 }
 
-impl FakeHost {
-    fn new() -> Self {
-        let mut host = Self {
-            now_us: 1_767_000_100_000_000,
-            ..Self::default()
-        };
-        host.clients.insert(
-            "C.1a2b".into(),
-            json!({"client_id": "C.1a2b", "os_info": {"hostname": "ws1", "fqdn": "ws1.corp.example", "system": "linux"}, "labels": ["finance"]}),
-        );
-        host.flows.insert(
-            "C.1a2b/F.ABC".into(),
-            json!({"session_id": "F.ABC", "request": {"creator": "ann", "artifacts": ["Linux.Sys.BashShell"]}, "create_time": 1_767_000_000_000_000_u64, "state": "FINISHED"}),
-        );
-        host
-    }
-
-    fn errors(&self) -> Vec<String> {
-        self.logs
-            .borrow()
-            .iter()
-            .filter(|(l, _)| *l == LogLevel::Error)
-            .map(|(_, m)| m.clone())
-            .collect()
-    }
-}
-
-impl Host for FakeHost {
-    fn now_us(&self) -> u64 {
-        self.now_us
-    }
-    fn log(&self, level: LogLevel, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_string()));
-    }
-    fn server_info(&self) -> ServerInfo {
-        ServerInfo {
-            org_id: "root".into(),
-            org_name: "root".into(),
-            public_url: Some("https://velociraptor.example.org:8889/app/index.html".into()),
-            default_sender: "velonotify@example.org".into(),
-            max_email_bytes: 25 << 20,
-        }
-    }
-    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
-        Ok(self.clients.get(client_id).cloned())
-    }
-    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
-        Ok(self.clients.get(client_id).and_then(|c| c.get("metadata").cloned()))
-    }
-    fn clients(&self, _label: Option<&str>) -> Lookup<Vec<Value>> {
-        Ok(self.clients.values().cloned().collect())
-    }
-    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
-        Ok(self.flows.get(&format!("{client_id}/{flow_id}")).cloned())
-    }
-    fn flow_results(&self, _: &str, _: &str, _: &str, _: Option<u32>, _: Option<u64>) -> Lookup<ResultPage> {
-        Ok(ResultPage::default())
-    }
-    fn flow_uploads(&self, _: &str, _: &str) -> Lookup<Vec<Value>> {
-        Ok(Vec::new())
-    }
-    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
-        Ok(self.hunts.get(hunt_id).cloned())
-    }
-    fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
-        Ok(self.artifacts.get(name).cloned())
-    }
-    fn event_tables(&self) -> Lookup<Value> {
-        Ok(self.event_tables.clone())
-    }
-    fn users(&self) -> Lookup<Vec<Value>> {
-        Ok(Vec::new())
-    }
-    fn monitoring_logs(&self, _: &str, _: &str, _: u64) -> Lookup<Vec<Value>> {
-        Ok(Vec::new())
-    }
-    fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {
-        Ok(self.audit.clone())
-    }
-    fn state_get(&self, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-    fn state_put(&self, _: &str, _: &[u8], _: u32) {}
+fn host() -> FakeHost {
+    let mut host = FakeHost::new(world());
+    host.now_us = 1_767_000_100_000_000;
+    host
 }
 
 const SOC: &str = "Address\nsoc@example.org\n";
@@ -154,7 +69,7 @@ fn one_email(params: &[(&str, &str)], host: &FakeHost, row: Value) -> Email {
 
 #[test]
 fn server_alert_subject_shows_severity_and_the_first_30_bytes_of_the_name() {
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -169,7 +84,7 @@ fn server_alert_subject_shows_severity_and_the_first_30_bytes_of_the_name() {
 
 #[test]
 fn client_alert_subject_uses_the_hostname_or_the_client_id() {
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -184,7 +99,7 @@ fn client_alert_subject_uses_the_hostname_or_the_client_id() {
 
 #[test]
 fn event_data_overrides_client_flow_and_artifact() {
-    let host = FakeHost::new();
+    let host = host();
     let row = server_alert(
         "Honeyfile accessed",
         json!({"ClientId": "C.1a2b", "FlowId": "F.ABC", "Artifact": "Linux.Detection.Honeyfiles", "ArtifactType": "CLIENT_EVENT", "PID": 42}),
@@ -208,7 +123,7 @@ fn event_data_overrides_client_flow_and_artifact() {
 #[test]
 fn alert_names_are_filtered_case_insensitively() {
     // Part A #1: regexes are case-insensitive and unanchored.
-    let host = FakeHost::new();
+    let host = host();
     let params = [
         ("Recipients", SOC),
         ("AlertMsgInclude", "honey"),
@@ -227,7 +142,7 @@ fn alert_names_are_filtered_case_insensitively() {
 
 #[test]
 fn severity_threshold_keeps_listed_severities_and_alerts_without_one() {
-    let host = FakeHost::new();
+    let host = host();
     let params = [("Recipients", SOC), ("SeverityThreshold", r#"["medium","high"]"#)];
     assert_eq!(
         emails(&params, &host, client_alert("a", json!({"level": "error"}))).len(),
@@ -251,7 +166,7 @@ fn severity_threshold_keeps_listed_severities_and_alerts_without_one() {
 
 #[test]
 fn severity_members_and_override_keys_are_removed_from_the_context() {
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -272,19 +187,19 @@ fn severity_members_and_override_keys_are_removed_from_the_context() {
 #[test]
 fn no_recipients_sends_nothing_and_logs_one_error() {
     // Part A #7.
-    let host = FakeHost::new();
+    let host = host();
     let actions = rule(&[], &host)
         .handle(&event(client_alert("x", json!({}))), &host)
         .unwrap();
     assert!(actions.is_empty());
-    let errors = host.errors();
+    let errors = host.logged(LogLevel::Error);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].contains("No recipients resolved: set Recipients or enable NotifyExecutor."));
 }
 
 #[test]
 fn notify_executor_mails_the_creator_of_the_flow() {
-    let host = FakeHost::new();
+    let host = host();
     let row = client_alert("x", json!({"FlowId": "F.ABC"}));
     let params = [
         ("NotifyExecutor", "Y"),
@@ -300,7 +215,7 @@ fn notify_executor_mails_the_creator_of_the_flow() {
 #[test]
 fn sender_parameter_wins_over_the_default() {
     // Part A #8.
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(&[("Recipients", SOC)], &host, client_alert("x", json!({})));
     assert_eq!(e.sender, "velonotify@example.org");
     let e = one_email(
@@ -315,7 +230,7 @@ fn sender_parameter_wins_over_the_default() {
 #[test]
 fn header_injection_in_the_alert_name_adds_no_header() {
     // Part A #14.
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -333,8 +248,8 @@ fn header_injection_in_the_alert_name_adds_no_header() {
 #[test]
 fn event_data_is_escaped_in_html() {
     // Part A #13.
-    let mut host = FakeHost::new();
-    host.clients.get_mut("C.1a2b").unwrap()["os_info"]["hostname"] = json!("<img src=x onerror=alert(1)>");
+    let mut host = host();
+    host.world["clients"]["C.1a2b"]["os_info"]["hostname"] = json!("<img src=x onerror=alert(1)>");
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -352,7 +267,7 @@ fn event_data_is_escaped_in_html() {
 
 #[test]
 fn text_body_is_the_summary_then_the_sections_without_headings() {
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
         &host,
@@ -375,7 +290,7 @@ fn text_body_is_the_summary_then_the_sections_without_headings() {
 
 #[test]
 fn html_false_sends_plain_text_only() {
-    let host = FakeHost::new();
+    let host = host();
     let e = one_email(
         &[("Recipients", SOC), ("HTML", "N")],
         &host,
@@ -389,7 +304,7 @@ fn html_false_sends_plain_text_only() {
 
 #[test]
 fn context_rows_are_capped_in_html_but_all_shown_in_text() {
-    let host = FakeHost::new();
+    let host = host();
     let data: Map<String, Value> = (0..40).map(|i| (format!("k{i:02}"), json!(i + 1))).collect();
     let e = one_email(&[("Recipients", SOC)], &host, client_alert("x", Value::Object(data)));
     assert!(e.html.unwrap().contains("(Showing 30 of 40 rows)"));
@@ -398,7 +313,7 @@ fn context_rows_are_capped_in_html_but_all_shown_in_text() {
 
 #[test]
 fn flattening_can_be_turned_off() {
-    let host = FakeHost::new();
+    let host = host();
     let row = client_alert("x", json!({"Details": {"EventID": 1}}));
     let flat = one_email(&[("Recipients", SOC)], &host, row.clone());
     assert!(flat.text.contains("Details.EventID: 1"));
@@ -408,7 +323,7 @@ fn flattening_can_be_turned_off() {
 
 #[test]
 fn sections_can_be_turned_off() {
-    let host = FakeHost::new();
+    let host = host();
     let params = [
         ("Recipients", SOC),
         ("IncludeClientDetails", "N"),
@@ -423,13 +338,12 @@ fn sections_can_be_turned_off() {
 
 #[test]
 fn artifact_details_show_definition_and_event_table_entry() {
-    let mut host = FakeHost::new();
-    host.artifacts.insert(
-        "Custom.Server.Upload".into(),
-        json!({"name": "Custom.Server.Upload", "type": "server_event", "author": "ann", "required_permissions": ["EXECVE"]}),
-    );
-    host.event_tables = json!({"server": {"specs": [{"artifact": "Custom.Server.Upload", "parameters": {"env": [{"key": "Bucket", "value": "evidence"}]}}]}});
-    host.audit = vec![json!({"operation": "SetServerMonitoringState", "principal": "admin", "_ts": 1_767_000_000})];
+    let mut host = host();
+    host.world["artifacts"] = json!({"Custom.Server.Upload":
+        {"name": "Custom.Server.Upload", "type": "server_event", "author": "ann", "required_permissions": ["EXECVE"]}});
+    host.world["event_tables"] = json!({"server": {"specs": [{"artifact": "Custom.Server.Upload", "parameters": {"env": [{"key": "Bucket", "value": "evidence"}]}}]}});
+    host.world["audit"] =
+        json!([{"operation": "SetServerMonitoringState", "principal": "admin", "_ts": 1_767_000_000}]);
     let e = one_email(
         &[("Recipients", SOC), ("IncludeArtifactDetails", "Y")],
         &host,
@@ -446,7 +360,7 @@ fn artifact_details_show_definition_and_event_table_entry() {
 
 #[test]
 fn rows_without_a_name_or_client_are_bad_events() {
-    let host = FakeHost::new();
+    let host = host();
     let mut r = rule(&[("Recipients", SOC)], &host);
     let err = r.handle(&event(json!({"client_id": "server"})), &host).unwrap_err();
     assert!(matches!(&err, Failure::BadEvent(m) if m.contains("name")), "{err}");
@@ -464,7 +378,7 @@ fn rows_without_a_name_or_client_are_bad_events() {
 
 #[test]
 fn the_empty_client_alert_of_the_fixture_is_filtered_by_name() {
-    let host = FakeHost::new();
+    let host = host();
     let rows: Value = serde_json::from_str(include_str!(
         "../../../../../tests/data/velociraptor/Server.Internal.Alerts.json"
     ))
@@ -479,62 +393,9 @@ fn the_empty_client_alert_of_the_fixture_is_filtered_by_name() {
 
 #[test]
 fn lookup_failures_fail_the_event() {
-    struct Down(FakeHost);
-    impl Host for Down {
-        fn now_us(&self) -> u64 {
-            self.0.now_us()
-        }
-        fn log(&self, l: LogLevel, m: &str) {
-            self.0.log(l, m)
-        }
-        fn server_info(&self) -> ServerInfo {
-            self.0.server_info()
-        }
-        fn client_info(&self, _: &str) -> Lookup<Option<Value>> {
-            Err(LookupError::Unavailable("API timeout".into()))
-        }
-        fn client_metadata(&self, c: &str) -> Lookup<Option<Value>> {
-            self.0.client_metadata(c)
-        }
-        fn clients(&self, l: Option<&str>) -> Lookup<Vec<Value>> {
-            self.0.clients(l)
-        }
-        fn flow(&self, c: &str, f: &str) -> Lookup<Option<Value>> {
-            self.0.flow(c, f)
-        }
-        fn flow_results(&self, c: &str, f: &str, s: &str, m: Option<u32>, b: Option<u64>) -> Lookup<ResultPage> {
-            self.0.flow_results(c, f, s, m, b)
-        }
-        fn flow_uploads(&self, c: &str, f: &str) -> Lookup<Vec<Value>> {
-            self.0.flow_uploads(c, f)
-        }
-        fn hunt(&self, h: &str) -> Lookup<Option<Value>> {
-            self.0.hunt(h)
-        }
-        fn artifact(&self, n: &str) -> Lookup<Option<Value>> {
-            self.0.artifact(n)
-        }
-        fn event_tables(&self) -> Lookup<Value> {
-            self.0.event_tables()
-        }
-        fn users(&self) -> Lookup<Vec<Value>> {
-            self.0.users()
-        }
-        fn monitoring_logs(&self, c: &str, a: &str, s: u64) -> Lookup<Vec<Value>> {
-            self.0.monitoring_logs(c, a, s)
-        }
-        fn audit_log(&self, s: u64) -> Lookup<Vec<Value>> {
-            self.0.audit_log(s)
-        }
-        fn state_get(&self, k: &str) -> Option<Vec<u8>> {
-            self.0.state_get(k)
-        }
-        fn state_put(&self, k: &str, v: &[u8], t: u32) {
-            self.0.state_put(k, v, t)
-        }
-    }
-    let host = Down(FakeHost::new());
-    let mut r = rule(&[("Recipients", SOC)], &host.0);
+    let mut host = host();
+    let mut r = rule(&[("Recipients", SOC)], &host);
+    host.outage = Some("API timeout".into());
     let err = r.handle(&event(client_alert("x", json!({}))), &host).unwrap_err();
     assert!(matches!(&err, Failure::Lookup(m) if m.contains("API timeout")), "{err}");
 }

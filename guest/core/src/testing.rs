@@ -1,0 +1,193 @@
+//! A host for the rules' unit tests: answers lookups from a JSON value in
+//! the shape of the host's world file, records log lines, keeps state.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::host::{Host, LogLevel, Lookup, LookupError, ResultPage, ServerInfo};
+
+pub(crate) struct FakeHost {
+    pub now_us: u64,
+    /// `clients`, `flows`, `hunts`, `artifacts`, `users`, `event_tables`,
+    /// `audit`, as in a world file (`event_tables` already in the shape of
+    /// the lookup).
+    pub world: Value,
+    pub public_url: Option<String>,
+    pub org_id: String,
+    pub max_email_bytes: u64,
+    /// When set, every lookup fails with this outage.
+    pub outage: Option<String>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    state: RefCell<HashMap<String, Vec<u8>>>,
+}
+
+impl FakeHost {
+    pub fn new(world: Value) -> Self {
+        Self {
+            now_us: 1_778_400_000_000_000,
+            world,
+            public_url: Some("https://velociraptor.example.org:8889/app/index.html".into()),
+            org_id: "root".into(),
+            max_email_bytes: 25 << 20,
+            outage: None,
+            logs: RefCell::default(),
+            state: RefCell::default(),
+        }
+    }
+
+    pub fn logged(&self, level: LogLevel) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    fn up(&self) -> Lookup<()> {
+        match &self.outage {
+            Some(why) => Err(LookupError::Unavailable(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn at(&self, path: &[&str]) -> Option<&Value> {
+        path.iter().try_fold(&self.world, |v, key| v.get(*key))
+    }
+
+    fn flow_object(&self, client_id: &str, flow_id: &str) -> Option<&Value> {
+        self.at(&["flows", client_id, flow_id])
+    }
+}
+
+fn without(value: &Value, keys: &[&str]) -> Value {
+    let mut map: Map<String, Value> = value.as_object().cloned().unwrap_or_default();
+    for key in keys {
+        map.remove(*key);
+    }
+    Value::Object(map)
+}
+
+impl Host for FakeHost {
+    fn now_us(&self) -> u64 {
+        self.now_us
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            org_id: self.org_id.clone(),
+            org_name: if self.org_id == "root" {
+                "root".into()
+            } else {
+                "Finance Org".into()
+            },
+            public_url: self.public_url.clone(),
+            default_sender: "velonotify@example.org".into(),
+            max_email_bytes: self.max_email_bytes,
+        }
+    }
+    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
+        self.up()?;
+        Ok(self.at(&["clients", client_id]).map(|c| without(c, &["metadata"])))
+    }
+    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
+        self.up()?;
+        Ok(self.at(&["clients", client_id, "metadata"]).cloned())
+    }
+    fn clients(&self, _label: Option<&str>) -> Lookup<Vec<Value>> {
+        self.up()?;
+        Ok(self
+            .at(&["clients"])
+            .and_then(Value::as_object)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+        self.up()?;
+        Ok(self
+            .flow_object(client_id, flow_id)
+            .map(|f| without(f, &["results", "uploads"])))
+    }
+    fn flow_results(
+        &self,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Lookup<ResultPage> {
+        self.up()?;
+        let all = self
+            .flow_object(client_id, flow_id)
+            .and_then(|f| f.get("results"))
+            .and_then(|r| r.get(source))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut budget = max_bytes.unwrap_or(u64::MAX);
+        let mut rows = Vec::new();
+        for row in all.iter().take(max_rows.map_or(usize::MAX, |m| m as usize)) {
+            let size = row.to_string().len() as u64;
+            if size > budget {
+                break;
+            }
+            budget -= size;
+            rows.push(row.clone());
+        }
+        Ok(ResultPage {
+            rows,
+            total_rows: all.len() as u64,
+        })
+    }
+    fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
+        self.up()?;
+        Ok(self
+            .flow_object(client_id, flow_id)
+            .and_then(|f| f.get("uploads"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
+        self.up()?;
+        Ok(self.at(&["hunts", hunt_id]).cloned())
+    }
+    fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
+        self.up()?;
+        Ok(self.at(&["artifacts", name]).cloned())
+    }
+    fn event_tables(&self) -> Lookup<Value> {
+        self.up()?;
+        Ok(self.at(&["event_tables"]).cloned().unwrap_or_else(|| json!({})))
+    }
+    fn users(&self) -> Lookup<Vec<Value>> {
+        self.up()?;
+        Ok(self
+            .at(&["users"])
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn monitoring_logs(&self, _: &str, _: &str, _: u64) -> Lookup<Vec<Value>> {
+        self.up()?;
+        Ok(Vec::new())
+    }
+    fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {
+        self.up()?;
+        Ok(self
+            .at(&["audit"])
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn state_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.borrow().get(key).cloned()
+    }
+    fn state_put(&self, key: &str, value: &[u8], _ttl_seconds: u32) {
+        self.state.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+}
