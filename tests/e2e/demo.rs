@@ -25,7 +25,7 @@ fn demo_replay(out: &std::path::Path) {
 /// A demo module's rule, called natively.
 enum NativeRule {
     Alerts(AlertsRule),
-    FlowCompletion(FlowCompletionRule),
+    FlowCompletion(Box<FlowCompletionRule>),
 }
 
 impl NativeRule {
@@ -38,7 +38,7 @@ impl NativeRule {
             }
             "flow_completion.wasm" => {
                 let (rule, setup) = configure::<FlowCompletionRule>(params, host).unwrap();
-                (Self::FlowCompletion(rule), setup)
+                (Self::FlowCompletion(Box::new(rule)), setup)
             }
             other => panic!("no native rule for {other}"),
         }
