@@ -24,7 +24,7 @@ fn demo_replay(out: &std::path::Path) {
 
 /// A demo module's rule, called natively.
 enum NativeRule {
-    Alerts(AlertsRule),
+    Alerts(Box<AlertsRule>),
     FlowCompletion(Box<FlowCompletionRule>),
 }
 
@@ -34,7 +34,7 @@ impl NativeRule {
         match component {
             "alerts.wasm" => {
                 let (rule, setup) = configure::<AlertsRule>(params, host).unwrap();
-                (Self::Alerts(rule), setup)
+                (Self::Alerts(Box::new(rule)), setup)
             }
             "flow_completion.wasm" => {
                 let (rule, setup) = configure::<FlowCompletionRule>(params, host).unwrap();
