@@ -72,6 +72,10 @@ struct ReplayArgs {
     /// End of the virtual clock, epoch seconds (default: the last row's `_ts`).
     #[arg(long, value_name = "TS")]
     end: Option<u64>,
+    /// Keep state (alert dedup, cursors, module state) in this database, so
+    /// that a later replay carries on from it (default: memory, forgotten).
+    #[arg(long, value_name = "DB")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +121,7 @@ fn overrides(common: &CommonArgs, world: Option<PathBuf>) -> Overrides {
         modules_dir: common.modules_dir.clone(),
         world,
         cache_dir: common.cache_dir.clone(),
+        state: None,
     }
 }
 
@@ -175,8 +180,10 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skipped: u64, dir: &Path) {
     let counts = out.counts();
+    let (raised, suppressed) = pipeline.alert_counts();
     eprintln!(
-        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions in {}",
+        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions in {}; \
+         {raised} alerts raised, {suppressed} suppressed by dedup",
         counts.emails,
         counts.other_actions,
         dir.display()

@@ -76,6 +76,10 @@ pub struct HostSection {
     pub max_event_bytes: Option<usize>,
     /// Largest e-mail accepted from a module, in MiB (default 25).
     pub max_email_mib: Option<u64>,
+    /// The state database: module state, alert dedup, cursors (default:
+    /// `velonotify.db` beside the configuration; replays keep their state
+    /// in memory unless given `--state`).
+    pub state: Option<PathBuf>,
 }
 
 /// Where lookups are answered from.
@@ -129,6 +133,9 @@ impl Config {
             bail!("smtp.from: {from:?} is not an e-mail address");
         }
         for (i, module) in self.modules.iter().enumerate() {
+            if let Some(name) = &module.name {
+                check_module_name(name).with_context(|| format!("module {}: name", i + 1))?;
+            }
             for (name, value) in &module.params {
                 param_text(value).with_context(|| {
                     format!(
@@ -182,6 +189,14 @@ impl Config {
         DEFAULT_SENDER.to_string()
     }
 
+    /// Where `run` keeps its state.
+    pub fn state_path(&self) -> PathBuf {
+        match &self.host.state {
+            Some(path) => self.resolve(path),
+            None => self.base_dir.join("velonotify.db"),
+        }
+    }
+
     pub fn max_event_bytes(&self) -> usize {
         self.host.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
     }
@@ -219,6 +234,18 @@ impl ModuleSection {
             })
             .collect()
     }
+}
+
+/// Module names key their state: they must be readable and must not take
+/// the host's own `host:` owners.
+fn check_module_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        bail!("{name:?}: a name is 1 to 100 characters without control characters");
+    }
+    if name.starts_with("host:") {
+        bail!("{name:?}: names starting with host: are the host's own");
+    }
+    Ok(())
 }
 
 /// A TOML value as the text a Velociraptor parameter holds: booleans as

@@ -10,6 +10,7 @@
 //! - [`config`], [`runtime`]: assembling a host from a configuration file.
 //! - [`cli`]: the `velonotify` command.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod engine;

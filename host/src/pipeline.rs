@@ -3,11 +3,18 @@
 //! hands actions and reports to the outbox.
 //!
 //! One module's failure or trap fails that event for that module only:
-//! it is reported and counted, and the other modules go on.
+//! it is reported and counted, and the other modules go on. Alerts that
+//! modules raise go through the host's alert queue and come back as
+//! `Server.Internal.Alerts` rows, after the event that raised them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use velonotify_core::recipients::is_address;
 
-use crate::engine::{Action, CallError, CallOutcome, LogLevel, Module, SharedClock};
+use crate::alerts::{AlertQueue, Raised};
+use crate::engine::{Action, CallError, CallOutcome, LabelOp, LogLevel, Module, SharedClock};
+use crate::lookups::Lookups;
 use crate::outbox::{Delivery, Level, Outbox, Report};
 use crate::source::IncomingEvent;
 
@@ -19,6 +26,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// Above this many due ticks, a module gets only the latest one.
 pub const MAX_CATCH_UP_TICKS: u64 = 1000;
 
+/// Alerts raised while handling alerts raised while handling ... stop here:
+/// a loop between modules must not spin forever.
+pub const MAX_ALERT_DEPTH: u32 = 4;
+
 /// Whose clock the modules see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockMode {
@@ -28,28 +39,51 @@ pub enum ClockMode {
     System,
 }
 
+/// What the pipeline needs besides its modules.
+#[derive(Clone)]
+pub struct Services {
+    pub clock: SharedClock,
+    pub mode: ClockMode,
+    pub max_email_bytes: u64,
+    pub alerts: AlertQueue,
+    /// In a replay, the world the lookups answer from: label changes are
+    /// applied to it, as the server would apply them.
+    pub world: Option<Arc<dyn Lookups>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The running modules and the clock.
 #[derive(Debug)]
 pub struct Pipeline {
     modules: Vec<Module>,
     /// When each module's next tick is due (µs), for periodic modules.
     next_tick: Vec<Option<u64>>,
-    clock: SharedClock,
-    mode: ClockMode,
+    services: Services,
     now_us: u64,
-    max_email_bytes: u64,
+    /// Alert rows raised and not yet handled, with their depth.
+    pending: VecDeque<(IncomingEvent, u32)>,
+    alerts_raised: u64,
+    alerts_suppressed: u64,
 }
 
 impl Pipeline {
-    pub fn new(modules: Vec<Module>, clock: SharedClock, mode: ClockMode, max_email_bytes: u64) -> Self {
+    pub fn new(modules: Vec<Module>, services: Services) -> Self {
         let next_tick = vec![None; modules.len()];
         Self {
             modules,
             next_tick,
-            clock,
-            mode,
+            services,
             now_us: 0,
-            max_email_bytes,
+            pending: VecDeque::new(),
+            alerts_raised: 0,
+            alerts_suppressed: 0,
         }
     }
 
@@ -60,6 +94,11 @@ impl Pipeline {
     /// The current time of the pipeline's clock (µs).
     pub fn now_us(&self) -> u64 {
         self.now_us
+    }
+
+    /// Alerts raised on the host's queue, and alerts suppressed by dedup.
+    pub fn alert_counts(&self) -> (u64, u64) {
+        (self.alerts_raised, self.alerts_suppressed)
     }
 
     /// Moves the clock to `now_us` (never backwards), running every tick
@@ -88,7 +127,9 @@ impl Pipeline {
             self.set_now(at);
             self.next_tick[index] = Some(at + self.period_us(index));
             let outcome = self.modules[index].tick(at);
-            self.settle(index, None, outcome, out)?;
+            let origin = format!("tick:{}@{}", self.modules[index].name(), at / 1_000_000);
+            self.settle(index, None, &origin, 0, outcome, out)?;
+            self.drain_alerts(out)?;
         }
         self.set_now(now_us);
         Ok(())
@@ -133,16 +174,22 @@ impl Pipeline {
 
     fn set_now(&mut self, now_us: u64) {
         self.now_us = now_us;
-        self.clock.set_us(now_us);
+        self.services.clock.set_us(now_us);
     }
 
-    /// Passes one event to every module subscribed to its queue.
+    /// Passes one event to every module subscribed to its queue, then the
+    /// alerts they raised to the modules that watch alerts.
     pub fn dispatch(&mut self, event: &IncomingEvent, out: &mut dyn Outbox) -> anyhow::Result<()> {
-        let now = match self.mode {
+        let now = match self.services.mode {
             ClockMode::Virtual => event.ts_us.unwrap_or(self.now_us),
             ClockMode::System => system_now_us(),
         };
         self.advance_to(now, out)?;
+        self.dispatch_at_depth(event, 0, out)?;
+        self.drain_alerts(out)
+    }
+
+    fn dispatch_at_depth(&mut self, event: &IncomingEvent, depth: u32, out: &mut dyn Outbox) -> anyhow::Result<()> {
         let wit_event = crate::engine::Event {
             id: event.id.clone(),
             queue: event.queue.clone(),
@@ -154,52 +201,100 @@ impl Pipeline {
                 continue;
             }
             let outcome = self.modules[index].handle(&wit_event, self.now_us);
-            self.settle(index, Some(event), outcome, out)?;
+            self.settle(index, Some(event), &event.id, depth, outcome, out)?;
+        }
+        Ok(())
+    }
+
+    fn drain_alerts(&mut self, out: &mut dyn Outbox) -> anyhow::Result<()> {
+        while let Some((alert, depth)) = self.pending.pop_front() {
+            self.dispatch_at_depth(&alert, depth, out)?;
         }
         Ok(())
     }
 
     /// Reports what a call logged and how it ended, and passes its valid
-    /// actions on.
+    /// actions on. `origin` names the event (or tick) for the ids of the
+    /// alerts it raises.
     fn settle(
         &mut self,
         index: usize,
         event: Option<&IncomingEvent>,
+        origin: &str,
+        depth: u32,
         outcome: CallOutcome,
         out: &mut dyn Outbox,
     ) -> anyhow::Result<()> {
         let module = self.modules[index].name().to_string();
+        let org_id = self.modules[index].spec().org_id.clone();
         let event_id = event.map(|e| e.id.as_str());
         for (level, message) in outcome.logs {
             out.report(Report::new(level.into(), &module, event_id, message));
         }
-        match outcome.result {
-            Ok(actions) => {
-                for action in &actions {
-                    if let Err(problem) = validate(action, self.max_email_bytes) {
-                        out.report(Report::new(
-                            Level::Error,
-                            &module,
-                            event_id,
-                            format!("dropped an invalid action from the module: {problem}"),
-                        ));
-                        continue;
-                    }
-                    out.accept(Delivery {
-                        module: &module,
-                        queue: event.map(|e| e.queue.as_str()),
-                        event: event_id,
-                        action,
-                    })?;
-                }
-            }
+        let actions = match outcome.result {
+            Ok(actions) => actions,
             Err(error) => {
                 let level = match &error {
                     CallError::Failed(crate::engine::Failure::BadEvent(_)) => Level::Warn,
                     _ => Level::Error,
                 };
                 out.report(Report::new(level, &module, event_id, error.to_string()));
+                return Ok(());
             }
+        };
+        let mut raised = 0;
+        for action in &actions {
+            if let Err(problem) = validate(action, self.services.max_email_bytes) {
+                out.report(Report::new(
+                    Level::Error,
+                    &module,
+                    event_id,
+                    format!("dropped an invalid action from the module: {problem}"),
+                ));
+                continue;
+            }
+            if let Action::Alert(alert) = action {
+                raised += 1;
+                let id = format!("{origin}#alert{raised}");
+                match self.services.alerts.raise(alert, &org_id, self.now_us, id) {
+                    Raised::Queued(row) if depth >= MAX_ALERT_DEPTH => {
+                        out.report(Report::new(
+                            Level::Error,
+                            &module,
+                            event_id,
+                            format!("alert {:?} dropped: alerts raised by alerts {MAX_ALERT_DEPTH} deep (a loop between modules?)", alert.name),
+                        ));
+                        drop(row);
+                        continue;
+                    }
+                    Raised::Queued(row) => {
+                        self.alerts_raised += 1;
+                        self.pending.push_back((row, depth + 1));
+                    }
+                    Raised::Suppressed { until, dedup_seconds } => {
+                        self.alerts_suppressed += 1;
+                        out.report(Report::new(
+                            Level::Info,
+                            &module,
+                            event_id,
+                            format!(
+                                "Alert {} (Sup): suppressed until {until} (dedup {dedup_seconds} s): {}",
+                                alert.name, alert.event_data
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            if let (Action::Label(change), Some(world)) = (action, &self.services.world) {
+                world.apply_label_change(&org_id, &change.client_id, change.op == LabelOp::Set, &change.labels);
+            }
+            out.accept(Delivery {
+                module: &module,
+                queue: event.map(|e| e.queue.as_str()),
+                event: event_id,
+                action,
+            })?;
         }
         Ok(())
     }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use crate::alerts::AlertQueue;
 use crate::config::Config;
 use crate::engine::{Engine, Module, ModuleSpec, SharedClock};
 use crate::lookups::{Lookups, World};
-use crate::pipeline::{ClockMode, Pipeline};
+use crate::pipeline::{ClockMode, Pipeline, Services};
 use crate::state::StateStore;
 
 /// Command-line choices that override the configuration file.
@@ -19,6 +20,9 @@ pub struct Overrides {
     pub modules_dir: Option<PathBuf>,
     pub world: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// The state database; None: the configuration's for `run`, memory for
+    /// a replay.
+    pub state: Option<PathBuf>,
 }
 
 /// A started host. The engine must live as long as the pipeline: it runs
@@ -33,6 +37,11 @@ impl Runtime {
     /// Loads the lookups and starts every module of `config`.
     pub fn start(config: &Config, overrides: &Overrides, mode: ClockMode) -> anyhow::Result<Self> {
         let lookups: Arc<dyn Lookups> = Arc::new(load_world(config, overrides)?);
+        let state = Arc::new(match (&overrides.state, mode) {
+            (Some(path), _) => StateStore::open(path)?,
+            (None, ClockMode::System) => StateStore::open(&config.state_path())?,
+            (None, ClockMode::Virtual) => StateStore::in_memory(),
+        });
         let cache_dir = overrides
             .cache_dir
             .clone()
@@ -40,7 +49,6 @@ impl Runtime {
         let engine = Engine::new(cache_dir)?;
         let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
         let clock = SharedClock::default();
-        let state = Arc::new(StateStore::default());
         let mut modules = Vec::with_capacity(config.modules.len());
         let mut names = HashSet::new();
         for section in &config.modules {
@@ -70,7 +78,17 @@ impl Runtime {
             modules.push(module);
         }
         Ok(Self {
-            pipeline: Pipeline::new(modules, clock, mode, config.host_facts().max_email_bytes),
+            pipeline: Pipeline::new(
+                modules,
+                Services {
+                    clock,
+                    mode,
+                    max_email_bytes: config.host_facts().max_email_bytes,
+                    alerts: AlertQueue::new(state),
+                    // A replay's world stands in for the server.
+                    world: (mode == ClockMode::Virtual).then_some(lookups),
+                },
+            ),
             engine,
         })
     }

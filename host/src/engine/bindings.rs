@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
 
 // The world's own types (Action, Event, Failure, ModuleInfo, Setup) are
 // already at this module's root.
-pub use self::velociraptor::notify::types::{Email, LabelOp, LogLevel, ParamKind};
+pub use self::velociraptor::notify::types::{Alert, Email, LabelChange, LabelOp, LogLevel, ParamKind};
 use self::velociraptor::notify::types::{LookupError, ResultPage, ServerInfo};
 
 /// Adds the host interface to `linker`.

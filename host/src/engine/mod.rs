@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::component::{Component, Linker};
 
-pub use self::bindings::{Action, Email, Event, Failure, LabelOp, LogLevel, ModuleInfo, ParamKind, Setup};
+pub use self::bindings::{
+    Action, Alert, Email, Event, Failure, LabelChange, LabelOp, LogLevel, ModuleInfo, ParamKind, Setup,
+};
 pub use self::module::{CallError, CallOutcome, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
 pub use self::sandbox::{MemoryLimitExceeded, SandboxLimits, SharedClock};

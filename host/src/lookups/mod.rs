@@ -69,4 +69,9 @@ pub trait Lookups: Send + Sync {
     fn monitoring_logs(&self, org_id: &str, client_id: &str, artifact: &str, since_ms: u64)
     -> LookupAnswer<Vec<Value>>;
     fn audit_log(&self, org_id: &str, since_us: u64) -> LookupAnswer<Vec<Value>>;
+
+    /// Applies a label change the way the server would, for lookups that
+    /// stand in for a server (a replay's world). Lookups answered by a real
+    /// server see the change when the action is delivered.
+    fn apply_label_change(&self, _org_id: &str, _client_id: &str, _add: bool, _labels: &[String]) {}
 }

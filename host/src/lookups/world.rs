@@ -2,6 +2,7 @@
 //! lookups, as one JSON object (format in README.md and design.md).
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use serde_json::{Map, Value, json};
 
@@ -17,12 +18,13 @@ pub enum WorldError {
 }
 
 /// Lookups answered from a world file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct World {
     org_id: String,
     org_name: String,
     public_url: Option<String>,
-    clients: Map<String, Value>,
+    /// Label changes made during a replay apply here.
+    clients: RwLock<Map<String, Value>>,
     /// client id → flow id → flow object (with `results` and `uploads`).
     flows: Map<String, Value>,
     hunts: Map<String, Value>,
@@ -121,7 +123,7 @@ impl World {
             org_id: text_at(&org, "id").unwrap_or_else(|| "root".into()),
             org_name: text_at(&org, "name").unwrap_or_else(|| "root".into()),
             public_url: text_at(&server, "public_url"),
-            clients,
+            clients: RwLock::new(clients),
             flows,
             hunts,
             artifacts,
@@ -261,7 +263,7 @@ impl Lookups for World {
     }
 
     fn client_info(&self, _org: &str, client_id: &str) -> LookupAnswer<Option<Value>> {
-        Ok(self.clients.get(client_id).map(|c| {
+        Ok(self.clients.read().expect("world lock").get(client_id).map(|c| {
             let mut c = c.clone();
             if let Value::Object(m) = &mut c {
                 m.remove("metadata");
@@ -271,12 +273,18 @@ impl Lookups for World {
     }
 
     fn client_metadata(&self, _org: &str, client_id: &str) -> LookupAnswer<Option<Value>> {
-        Ok(self.clients.get(client_id).and_then(|c| c.get("metadata").cloned()))
+        Ok(self
+            .clients
+            .read()
+            .expect("world lock")
+            .get(client_id)
+            .and_then(|c| c.get("metadata").cloned()))
     }
 
     fn clients(&self, org: &str, label: Option<&str>) -> LookupAnswer<Vec<Value>> {
+        let ids: Vec<String> = self.clients.read().expect("world lock").keys().cloned().collect();
         let mut out = Vec::new();
-        for id in self.clients.keys() {
+        for id in &ids {
             let client = self.client_info(org, id)?.unwrap_or_default();
             let labelled = label.is_none_or(|wanted| {
                 client.get("labels").and_then(Value::as_array).is_some_and(|ls| {
@@ -372,6 +380,27 @@ impl Lookups for World {
         Ok(rows)
     }
 
+    fn apply_label_change(&self, _org: &str, client_id: &str, add: bool, labels: &[String]) {
+        let mut clients = self.clients.write().expect("world lock");
+        let Some(Value::Object(client)) = clients.get_mut(client_id) else {
+            return;
+        };
+        let current = client.entry("labels").or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(current) = current else { return };
+        for label in labels {
+            let present = current
+                .iter()
+                .position(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case(label)));
+            match (add, present) {
+                (true, None) => current.push(Value::String(label.clone())),
+                (false, Some(at)) => {
+                    current.remove(at);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn audit_log(&self, _org: &str, since_us: u64) -> LookupAnswer<Vec<Value>> {
         let since_s = since_us / 1_000_000;
         let mut rows: Vec<Value> = self.audit.iter().filter(|r| row_ts(r) > since_s).cloned().collect();
@@ -452,6 +481,18 @@ mod tests {
         let rows = w.monitoring_logs("root", "server", "A", 1000).unwrap();
         let messages: Vec<&str> = rows.iter().map(|r| r["Message"].as_str().unwrap()).collect();
         assert_eq!(messages, ["b", "c"]);
+    }
+
+    #[test]
+    fn label_changes_apply_to_the_world() {
+        let w = World::parse(r#"{"clients": {"C.1": {"labels": ["Slack", "linux"]}}}"#).unwrap();
+        w.apply_label_change("root", "C.1", false, &["slack".to_string()]);
+        assert_eq!(w.clients("root", Some("Slack")).unwrap().len(), 0);
+        w.apply_label_change("root", "C.1", true, &["notify_results".to_string()]);
+        assert_eq!(
+            w.client_info("root", "C.1").unwrap().unwrap()["labels"],
+            json!(["linux", "notify_results"])
+        );
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl Timestamp {
     pub fn rfc3339(&self) -> String {
         self.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
     }
+
+    /// RFC 3339 in UTC with the fraction of a second that is not zero, as
+    /// `alert()` stores its `timestamp` (`2026-04-22T14:42:27.123456Z`).
+    pub fn rfc3339_precise(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -190,6 +196,18 @@ mod tests {
     fn floats_are_seconds_with_a_fraction() {
         let ts = parse_timestamp(&json!(1767000000.75)).unwrap();
         assert_eq!(ts.unix_micros(), 1_767_000_000_750_000);
+    }
+
+    #[test]
+    fn precise_rfc3339_keeps_the_fraction_that_is_not_zero() {
+        assert_eq!(
+            Timestamp::from_unix_micros(1_778_400_000_123_456).rfc3339_precise(),
+            "2026-05-10T08:00:00.123456Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_seconds(1_778_400_000).rfc3339_precise(),
+            "2026-05-10T08:00:00Z"
+        );
     }
 
     #[test]
