@@ -54,9 +54,11 @@ struct CommonArgs {
 struct ReplayArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Events as JSON lines (`-` for stdin), each a row as watch_monitoring() emits it.
-    #[arg(long, value_name = "FILE")]
-    events: PathBuf,
+    /// Events as JSON lines (`-` for stdin), each a row as watch_monitoring()
+    /// emits it. Without events, give --start and --end: periodic modules
+    /// still get their ticks (a replay of monitoring logs alone).
+    #[arg(long, value_name = "FILE", required_unless_present_all = ["start", "end"])]
+    events: Option<PathBuf>,
     /// The offline answers to lookups (overrides `lookups.world`).
     #[arg(long, value_name = "WORLD")]
     world: Option<PathBuf>,
@@ -149,16 +151,21 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         ClockMode::Virtual,
     )?;
     let mut out = FileOutbox::fresh(&args.out)?.with_trace_level(Level::Warn);
-    let (reader, name) = event_reader(&args.events)?;
-    let source =
-        JsonlSource::new(reader, &name, config.default_org(), config.max_event_bytes()).with_default_queue(args.queue);
+    let source = match &args.events {
+        Some(path) => {
+            let (reader, name) = event_reader(path)?;
+            let source = JsonlSource::new(reader, &name, config.default_org(), config.max_event_bytes());
+            Some(source.with_default_queue(args.queue))
+        }
+        None => None,
+    };
 
     let pipeline = &mut runtime.pipeline;
     if let Some(start) = args.start {
         pipeline.advance_to(start * 1_000_000, &mut out)?;
     }
     let (mut events, mut skipped) = (0u64, 0u64);
-    for item in source {
+    for item in source.into_iter().flatten() {
         match item {
             Ok(event) => {
                 events += 1;

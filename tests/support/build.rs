@@ -13,6 +13,11 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("velonotify-alerts", "alerts.wasm"),
     ("velonotify-flow-completion", "flow_completion.wasm"),
+    ("velonotify-errors-alert", "errors_alert.wasm"),
+    ("velonotify-client-errors-alert", "client_errors_alert.wasm"),
+    ("velonotify-user-message", "user_message.wasm"),
+    ("velonotify-webhook", "webhook.wasm"),
+    ("velonotify-detect", "detect.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
 ];
 

@@ -98,13 +98,25 @@ impl Host for FakeHost {
         self.up()?;
         Ok(self.at(&["clients", client_id, "metadata"]).cloned())
     }
-    fn clients(&self, _label: Option<&str>) -> Lookup<Vec<Value>> {
+    fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
         self.up()?;
-        Ok(self
+        let all = self
             .at(&["clients"])
             .and_then(Value::as_object)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default())
+            .cloned()
+            .unwrap_or_default();
+        Ok(all
+            .values()
+            .filter(|c| {
+                label.is_none_or(|wanted| {
+                    c.get("labels").and_then(Value::as_array).is_some_and(|ls| {
+                        ls.iter()
+                            .any(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case(wanted)))
+                    })
+                })
+            })
+            .map(|c| without(c, &["metadata"]))
+            .collect())
     }
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
         self.up()?;
@@ -172,9 +184,17 @@ impl Host for FakeHost {
             .cloned()
             .unwrap_or_default())
     }
-    fn monitoring_logs(&self, _: &str, _: &str, _: u64) -> Lookup<Vec<Value>> {
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
         self.up()?;
-        Ok(Vec::new())
+        let rows = self
+            .at(&["monitoring_logs", client_id, artifact])
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.get("_ts").and_then(Value::as_u64).unwrap_or(0) > since_ms)
+            .collect())
     }
     fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {
         self.up()?;

@@ -9,6 +9,7 @@
 
 mod cell;
 mod elide;
+mod fill;
 mod html;
 mod links;
 mod table;
@@ -16,6 +17,7 @@ mod template;
 
 pub use self::cell::{Cell, Fields};
 pub use self::elide::{ELLIPSIS, elide_left, elide_middle, elide_right};
+pub use self::fill::{FillError, FillTemplate};
 pub use self::html::Html;
 pub use self::links::Links;
 pub use self::table::{FullTable, TableLimits};

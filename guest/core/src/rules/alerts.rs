@@ -16,9 +16,10 @@ use crate::params::{ParamKind, ParamSpec, Params};
 use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
 use crate::render::{Cell, Fields, Html, Links, MailTemplate, Section, elide_right, subject_safe};
 use crate::velociraptor::{
-    ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow, metadata_fields,
+    AlertRow, ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow,
+    metadata_fields,
 };
-use crate::vql::{Timestamp, VqlRegex, get_path, parse_timestamp, render_value};
+use crate::vql::{Timestamp, VqlRegex, get_path, parse_timestamp};
 
 /// The queue `alert()` writes to.
 pub const ALERT_QUEUE: &str = "Server.Internal.Alerts";
@@ -220,7 +221,7 @@ impl Rule for AlertsRule {
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
-        let alert = AlertRow::parse(&event.row)?;
+        let alert = AlertRow::parse(&event.row)?.with_overrides();
         if !self.name_passes(&alert.name) {
             host.log(
                 LogLevel::Debug,
@@ -269,68 +270,6 @@ fn sender_param(sender: &str) -> Result<String, Failure> {
         return Err(crate::params::ParamError::new("Sender", format!("{sender:?} is not an e-mail address")).into());
     }
     Ok(sender.to_string())
-}
-
-/// The columns of a `Server.Internal.Alerts` row (spec §2.2) with the
-/// `event_data` overrides of §7.2 applied.
-#[derive(Debug, Clone)]
-struct AlertRow {
-    name: String,
-    /// `event_data.ClientId` if truthy, else `client_id`.
-    client_id: String,
-    flow_id: String,
-    artifact: String,
-    artifact_type: String,
-    time: Option<Timestamp>,
-    event_data: Map<String, Value>,
-}
-
-impl AlertRow {
-    fn parse(row: &Map<String, Value>) -> Result<Self, Failure> {
-        let column = |name: &str| -> Result<String, Failure> {
-            match row.get(name) {
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(other) => Err(Failure::BadEvent(format!("column {name} should be text, got {other}"))),
-            }
-        };
-        let name = match row.get("name") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(Failure::BadEvent(format!("column name should be text, got {other}"))),
-            None => return Err(Failure::BadEvent("alert row has no name column".into())),
-        };
-        let event_data = match row.get("event_data") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(other) => {
-                return Err(Failure::BadEvent(format!(
-                    "column event_data should be an object, got {other}"
-                )));
-            }
-        };
-        let client_id = column("client_id")?;
-        if client_id.is_empty() {
-            return Err(Failure::BadEvent("alert row has no client_id".into()));
-        }
-        // §7.2: these four members of the context win over the row's columns.
-        let override_or = |member: &str, fallback: String| match event_data.get(member) {
-            Some(v) if crate::vql::is_truthy(v) => render_value(v),
-            _ => fallback,
-        };
-        Ok(Self {
-            client_id: override_or("ClientId", client_id),
-            flow_id: override_or("FlowId", column("flow_id")?),
-            artifact: override_or("Artifact", column("artifact")?),
-            artifact_type: override_or("ArtifactType", column("artifact_type")?),
-            time: row.get("timestamp").and_then(parse_timestamp),
-            name,
-            event_data,
-        })
-    }
-
-    fn is_server(&self) -> bool {
-        self.client_id == "server"
-    }
 }
 
 /// What the lookups told us about an alert.

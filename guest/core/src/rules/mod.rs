@@ -2,7 +2,11 @@
 //! component; `guest/modules/<name>` only adapts it to the WIT world.
 
 pub mod alerts;
+pub mod detect;
+pub mod errors_alert;
 pub mod flow_completion;
+pub mod user_message;
+pub mod webhook;
 
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};

@@ -2,9 +2,11 @@
 //! dictionaries both the FlowCompletion and Alerts artifacts build
 //! (spec §6.5), and small readers for their JSON.
 
+mod alert_row;
 mod client;
 mod flow;
 
+pub use self::alert_row::AlertRow;
 pub use self::client::{ClientDetails, MetadataField, client_fields, metadata_fields};
 pub(crate) use self::flow::duration_text;
 pub use self::flow::{FlowFieldsOptions, flow_fields, hunt_id_of_flow};

@@ -1,0 +1,465 @@
+//! Webhook: chat and HTTP notifications (spec §12).
+//!
+//! One module, three jobs, chosen by `Mode`:
+//! - `Alerts`: every alert, as Server.Alerts.Notification posts it to Slack,
+//!   for Slack, Microsoft Teams, Mattermost or any JSON endpoint;
+//! - `ClientsOnline`: Server.Slack.Clients.Online: a client carrying the
+//!   watch label is announced when it comes online, then the label is
+//!   removed;
+//! - `ClientsEnrolled`: Server.Slack.Clients.Enrolled: a client is
+//!   announced when its enrolment collection completes.
+//!
+//! Values from events are escaped for the target's markup, and cannot
+//! mention a whole channel.
+
+use serde_json::{Map, Value, json};
+
+use super::alerts::ALERT_QUEUE;
+use super::flow_completion::FLOW_COMPLETION_QUEUE;
+use super::{Rule, Setup};
+use crate::action::{Action, Failure, LabelChange, LabelOp, Webhook};
+use crate::host::{Event, Host, LogLevel};
+use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::render::FillTemplate;
+use crate::velociraptor::{AlertRow, str_at, strings_at, u64_at};
+use crate::vql::{Timestamp, VqlRegex, get_path, render_value_or_empty};
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::new(
+        "Mode",
+        ParamKind::Choices,
+        "Alerts",
+        "Alerts, ClientsOnline or ClientsEnrolled.",
+    )
+    .with_choices(&["Alerts", "ClientsOnline", "ClientsEnrolled"]),
+    ParamSpec::new("WebhookURL", ParamKind::String, "", "The webhook's https:// address."),
+    ParamSpec::new(
+        "SlackToken",
+        ParamKind::String,
+        "",
+        "The Slack artifacts' name for the incoming-webhook address (use one of the two).",
+    ),
+    ParamSpec::new(
+        "Target",
+        ParamKind::Choices,
+        "slack",
+        "slack, teams, mattermost or json.",
+    )
+    .with_choices(&["slack", "teams", "mattermost", "json"]),
+    ParamSpec::new(
+        "Template",
+        ParamKind::String,
+        "",
+        "The message, with {field} placeholders (empty: the artifact's message for the mode).",
+    ),
+    ParamSpec::new(
+        "AlertMsgInclude",
+        ParamKind::Regex,
+        ".+",
+        "Alerts: only alerts whose name matches.",
+    ),
+    ParamSpec::new(
+        "AlertMsgExclude",
+        ParamKind::Regex,
+        "",
+        "Alerts: alerts whose name matches are not posted.",
+    ),
+    ParamSpec::new(
+        "LabelGroup",
+        ParamKind::String,
+        "Slack",
+        "ClientsOnline: the label that puts a client on the watch list.",
+    ),
+    ParamSpec::new(
+        "Period",
+        ParamKind::Int,
+        "60",
+        "ClientsOnline: seconds between two looks at the watch list.",
+    ),
+    ParamSpec::new(
+        "OnlineWithin",
+        ParamKind::Int,
+        "300",
+        "ClientsOnline: a client seen within this many seconds is online.",
+    ),
+    ParamSpec::new(
+        "FirstSeenDelay",
+        ParamKind::Int,
+        "60",
+        "ClientsEnrolled: a client first seen within this many seconds of its enrolment is new.",
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Alerts,
+    ClientsOnline,
+    ClientsEnrolled,
+}
+
+impl Mode {
+    fn parse(text: &str) -> Self {
+        match text {
+            "ClientsOnline" => Self::ClientsOnline,
+            "ClientsEnrolled" => Self::ClientsEnrolled,
+            _ => Self::Alerts,
+        }
+    }
+
+    /// The artifact's own message.
+    fn default_template(self) -> &'static str {
+        match self {
+            Self::Alerts => {
+                "Alert: {name} | Details: {event_data} | Artifact: {artifact} | ClientId: {client_id} | Timestamp: {timestamp}"
+            }
+            Self::ClientsOnline => "Client {fqdn} ({client_id}) has appeared online {last_seen} seconds ago",
+            Self::ClientsEnrolled => "Enrollment FROM {fqdn} with ClientID {client_id}!",
+        }
+    }
+
+    fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Self::Alerts => (
+                &[
+                    "name",
+                    "client_id",
+                    "hostname",
+                    "fqdn",
+                    "artifact",
+                    "artifact_type",
+                    "flow_id",
+                    "timestamp",
+                    "event_data",
+                ],
+                &["event_data."],
+            ),
+            Self::ClientsOnline => (&["client_id", "hostname", "fqdn", "last_seen", "label"], &[]),
+            Self::ClientsEnrolled => (&["client_id", "hostname", "fqdn", "first_seen", "flow_id"], &[]),
+        }
+    }
+}
+
+/// Where the message goes, and how values are escaped for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Slack,
+    Teams,
+    Mattermost,
+    Json,
+}
+
+impl Target {
+    fn parse(text: &str) -> Self {
+        match text {
+            "teams" => Self::Teams,
+            "mattermost" => Self::Mattermost,
+            "json" => Self::Json,
+            _ => Self::Slack,
+        }
+    }
+
+    /// A value from an event, made inert in the target's markup: Slack's
+    /// `&<>` escapes (which also defuse `<!channel>`), Markdown punctuation
+    /// for Teams and Mattermost, and no `@channel`-style mentions.
+    pub(crate) fn escape(self, value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        for c in value.chars() {
+            match (self, c) {
+                (Self::Json, c) => out.push(c),
+                (_, '&') => out.push_str("&amp;"),
+                (_, '<') => out.push_str("&lt;"),
+                (_, '>') => out.push_str("&gt;"),
+                (Self::Slack, c) => out.push(c),
+                (_, '\\' | '`' | '*' | '_' | '~' | '[' | ']' | '(' | ')' | '#' | '|' | '!') => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                // A zero-width space after @ keeps @channel from paging.
+                (_, '@') => out.push_str("@\u{200B}"),
+                (_, c) => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The request body: the text in the target's JSON shape.
+    fn body(self, text: &str, data: Value) -> Vec<u8> {
+        let body = match self {
+            Self::Slack | Self::Mattermost => json!({ "text": text }),
+            Self::Teams => json!({
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": crate::render::elide_right(text, 100),
+                "text": text,
+            }),
+            Self::Json => json!({ "text": text, "data": data }),
+        };
+        body.to_string().into_bytes()
+    }
+}
+
+/// The configured Webhook module.
+#[derive(Debug, Clone)]
+pub struct WebhookRule {
+    mode: Mode,
+    url: String,
+    target: Target,
+    template: FillTemplate,
+    include: VqlRegex,
+    exclude: VqlRegex,
+    label: String,
+    online_within: i64,
+    first_seen_delay: i64,
+}
+
+/// State key of ClientsOnline: clients announced whose label removal has
+/// not been seen yet (they are not announced again meanwhile).
+const AWAITING_REMOVAL: &str = "awaiting-label-removal";
+
+impl Rule for WebhookRule {
+    const NAME: &'static str = "Webhook";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Posts to Slack, Microsoft Teams, Mattermost or a JSON endpoint: every alert \
+         (Server.Alerts.Notification), watched clients coming online (Server.Slack.Clients.Online) or new clients \
+         (Server.Slack.Clients.Enrolled).";
+    const PARAMS: &'static [ParamSpec] = PARAMS;
+
+    fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
+        let mode = Mode::parse(p.text("Mode"));
+        let url = webhook_url(p)?;
+        let text = p.text("Template");
+        let template = FillTemplate::parse(if text.is_empty() { mode.default_template() } else { text })
+            .map_err(|e| ParamError::new("Template", e.to_string()))?;
+        let (known, prefixes) = mode.fields();
+        template
+            .check_fields(known, prefixes)
+            .map_err(|e| ParamError::new("Template", e.to_string()))?;
+        let period = u32::try_from(p.int("Period"))
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| ParamError::new("Period", "must be at least 1 second"))?;
+        let label = p.text("LabelGroup").trim().to_string();
+        if mode == Mode::ClientsOnline && label.is_empty() {
+            return Err(ParamError::new("LabelGroup", "name the watch-list label").into());
+        }
+        let rule = Self {
+            mode,
+            url,
+            target: Target::parse(p.text("Target")),
+            template,
+            include: p.regex("AlertMsgInclude").clone(),
+            exclude: p.regex("AlertMsgExclude").clone(),
+            label,
+            online_within: p.int("OnlineWithin"),
+            first_seen_delay: p.int("FirstSeenDelay"),
+        };
+        let setup = match mode {
+            Mode::Alerts => Setup {
+                queues: vec![ALERT_QUEUE.into()],
+                tick_seconds: None,
+            },
+            Mode::ClientsOnline => Setup {
+                queues: Vec::new(),
+                tick_seconds: Some(period),
+            },
+            Mode::ClientsEnrolled => Setup {
+                queues: vec![FLOW_COMPLETION_QUEUE.into()],
+                tick_seconds: None,
+            },
+        };
+        Ok((rule, setup))
+    }
+
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        match self.mode {
+            Mode::Alerts => self.alert(event, host),
+            Mode::ClientsEnrolled => self.enrolled(event, host),
+            Mode::ClientsOnline => Ok(Vec::new()),
+        }
+    }
+
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        match self.mode {
+            Mode::ClientsOnline => self.online(host),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// `WebhookURL` or `SlackToken`: one http(s) address.
+fn webhook_url(p: &Params) -> Result<String, ParamError> {
+    let (url, param) = match (p.text("WebhookURL").trim(), p.text("SlackToken").trim()) {
+        ("", "") => {
+            return Err(ParamError::new(
+                "WebhookURL",
+                "set WebhookURL (or SlackToken) to the webhook's address",
+            ));
+        }
+        (url, "") => (url, "WebhookURL"),
+        ("", token) => (token, "SlackToken"),
+        (url, token) if url == token => (url, "WebhookURL"),
+        _ => return Err(ParamError::new("SlackToken", "set WebhookURL or SlackToken, not both")),
+    };
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) || url.contains(char::is_whitespace) {
+        return Err(ParamError::new(param, format!("{url:?} is not an http(s) address")));
+    }
+    Ok(url.to_string())
+}
+
+impl WebhookRule {
+    fn post(&self, text: String, data: Value) -> Action {
+        Action::Webhook(Webhook {
+            url: self.url.clone(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: self.target.body(&text, data),
+        })
+    }
+
+    /// Fills the template, escaping every value for the target.
+    fn text(&self, values: &Map<String, Value>) -> String {
+        let all = Value::Object(values.clone());
+        self.template.fill(|field| {
+            let value = values.get(field).or_else(|| get_path(&all, field));
+            value.map(|v| self.target.escape(&render_value_or_empty(v)))
+        })
+    }
+
+    fn alert(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let alert = AlertRow::parse(&event.row)?;
+        let passes = (self.include.is_empty() || self.include.is_match(&alert.name))
+            && (self.exclude.is_empty() || !self.exclude.is_match(&alert.name));
+        if !passes {
+            host.log(
+                LogLevel::Debug,
+                &format!(
+                    "alert {:?}: name filtered out by AlertMsgInclude/AlertMsgExclude",
+                    alert.name
+                ),
+            );
+            return Ok(Vec::new());
+        }
+        let client = if alert.is_server() {
+            None
+        } else {
+            host.client_info(&alert.client_id)?
+        };
+        let os = |key: &str| {
+            client
+                .as_ref()
+                .map(|c| str_at(c, &format!("os_info.{key}")).to_string())
+                .unwrap_or_default()
+        };
+        let timestamp = alert.time.map(|t| t.rfc3339_precise()).unwrap_or_default();
+        let mut values = Map::new();
+        for (key, value) in [
+            ("name", alert.name.clone()),
+            ("client_id", alert.client_id.clone()),
+            ("hostname", os("hostname")),
+            ("fqdn", os("fqdn")),
+            ("artifact", alert.artifact.clone()),
+            ("artifact_type", alert.artifact_type.clone()),
+            ("flow_id", alert.flow_id.clone()),
+            ("timestamp", timestamp),
+        ] {
+            values.insert(key.into(), Value::String(value));
+        }
+        values.insert("event_data".into(), Value::Object(alert.event_data.clone()));
+        let text = self.text(&values);
+        Ok(vec![self.post(text, Value::Object(event.row.clone()))])
+    }
+
+    fn online(&self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let now_us = host.now_us();
+        let mut clients = host.clients(Some(&self.label))?;
+        clients.sort_by(|a, b| str_at(a, "client_id").cmp(str_at(b, "client_id")));
+        let labelled: Vec<&str> = clients.iter().map(|c| str_at(c, "client_id")).collect();
+        let mut awaiting: Vec<String> = host
+            .state_get(AWAITING_REMOVAL)
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        // Once the label is gone, the client may be watched again later.
+        awaiting.retain(|id| labelled.contains(&id.as_str()));
+        let mut actions = Vec::new();
+        for client in &clients {
+            let id = str_at(client, "client_id");
+            let last_seen = u64_at(client, "last_seen_at");
+            if id.is_empty() || last_seen == 0 {
+                continue;
+            }
+            let seconds_ago = (now_us as i64 - last_seen as i64) / 1_000_000;
+            if seconds_ago >= self.online_within {
+                continue;
+            }
+            if awaiting.iter().any(|a| a == id) {
+                host.log(
+                    LogLevel::Debug,
+                    &format!("client {id}: announced; waiting for label {} to be removed", self.label),
+                );
+                continue;
+            }
+            let mut values = Map::new();
+            values.insert("client_id".into(), Value::String(id.into()));
+            values.insert(
+                "hostname".into(),
+                Value::String(str_at(client, "os_info.hostname").into()),
+            );
+            values.insert("fqdn".into(), Value::String(str_at(client, "os_info.fqdn").into()));
+            values.insert("last_seen".into(), Value::from(seconds_ago.max(0)));
+            values.insert("label".into(), Value::String(self.label.clone()));
+            actions.push(self.post(self.text(&values), Value::Object(values.clone())));
+            actions.push(Action::Label(LabelChange {
+                client_id: id.to_string(),
+                op: LabelOp::Remove,
+                labels: vec![self.label.clone()],
+            }));
+            awaiting.push(id.to_string());
+        }
+        let json = serde_json::to_vec(&awaiting).unwrap_or_default();
+        host.state_put(AWAITING_REMOVAL, &json, 0);
+        Ok(actions)
+    }
+
+    fn enrolled(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let row = Value::Object(event.row.clone());
+        let client_id = str_at(&row, "ClientId");
+        if client_id.is_empty() || client_id == "server" {
+            return Ok(Vec::new());
+        }
+        let with_results = strings_at(&row, "Flow.artifacts_with_results");
+        let basic_information = VqlRegex::new("Generic.Client.Info/BasicInformation").expect("a valid regex");
+        if !basic_information.matches_any(with_results.iter().map(String::as_str)) {
+            return Ok(Vec::new());
+        }
+        let Some(client) = host.client_info(client_id)? else {
+            return Err(Failure::BadEvent(format!(
+                "client {client_id} is not known to the lookups"
+            )));
+        };
+        let first_seen = u64_at(&client, "first_seen_at") as i64;
+        let now = (host.now_us() / 1_000_000) as i64;
+        if first_seen == 0 || now - first_seen >= self.first_seen_delay {
+            host.log(
+                LogLevel::Debug,
+                &format!("client {client_id}: not new (first seen {} s ago)", now - first_seen),
+            );
+            return Ok(Vec::new());
+        }
+        let mut values = Map::new();
+        values.insert("client_id".into(), Value::String(client_id.into()));
+        values.insert(
+            "hostname".into(),
+            Value::String(str_at(&client, "os_info.hostname").into()),
+        );
+        values.insert("fqdn".into(), Value::String(str_at(&client, "os_info.fqdn").into()));
+        values.insert(
+            "first_seen".into(),
+            Value::String(Timestamp::from_unix_seconds(first_seen).rfc3339()),
+        );
+        values.insert("flow_id".into(), Value::String(str_at(&row, "FlowId").into()));
+        Ok(vec![self.post(self.text(&values), Value::Object(values.clone()))])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The Webhook module: texts and escaping per target, Clients.Online's
+//! watch list, Clients.Enrolled.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::rules::configure;
+use crate::testing::FakeHost;
+
+const T0: u64 = 1_778_400_000;
+const SLACK: &str = "https://hooks.slack.com/services/T000/B000/XXXX";
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn rule(pairs: &[(&str, &str)], host: &FakeHost) -> WebhookRule {
+    configure::<WebhookRule>(&params(pairs), host).expect("configures").0
+}
+
+fn event(queue: &str, row: Value) -> Event {
+    Event {
+        id: "e".into(),
+        queue: queue.into(),
+        row: row.as_object().unwrap().clone(),
+        org_id: "root".into(),
+    }
+}
+
+fn bodies(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Webhook(w) => Some(serde_json::from_slice(&w.body).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn host() -> FakeHost {
+    let mut host = FakeHost::new(json!({"clients": {
+        "C.1": {"client_id": "C.1", "os_info": {"hostname": "ws1", "fqdn": "ws1.corp.example"}, "labels": ["Slack"],
+                "first_seen_at": T0 - 30, "last_seen_at": (T0 - 20) * 1_000_000},
+        "C.2": {"client_id": "C.2", "os_info": {"hostname": "ws2", "fqdn": "ws2.corp.example"}, "labels": ["Slack"],
+                "first_seen_at": T0 - 86400, "last_seen_at": (T0 - 3600) * 1_000_000},
+        "C.3": {"client_id": "C.3", "os_info": {"fqdn": "ws3.corp.example"}, "labels": [], "last_seen_at": T0 * 1_000_000},
+    }}));
+    host.now_us = T0 * 1_000_000;
+    host
+}
+
+fn alert_row(name: &str, data: Value) -> Value {
+    json!({"client_id": "C.1", "name": name, "timestamp": "2026-05-10T08:00:00Z", "event_data": data,
+           "artifact": "Linux.Detection.Honeyfiles", "artifact_type": "CLIENT_EVENT"})
+}
+
+#[test]
+fn alerts_post_the_server_alerts_notification_text_to_slack() {
+    let host = host();
+    let actions = rule(&[("WebhookURL", SLACK)], &host)
+        .handle(
+            &event(
+                ALERT_QUEUE,
+                alert_row("Honey file accessed", json!({"File": "/etc/shadow"})),
+            ),
+            &host,
+        )
+        .unwrap();
+    let Action::Webhook(hook) = &actions[0] else { panic!() };
+    assert_eq!(hook.url, SLACK);
+    assert_eq!(
+        hook.headers,
+        [("Content-Type".to_string(), "application/json".to_string())]
+    );
+    assert_eq!(
+        bodies(&actions)[0],
+        json!({"text": "Alert: Honey file accessed | Details: {\"File\":\"/etc/shadow\"} | Artifact: Linux.Detection.Honeyfiles | ClientId: C.1 | Timestamp: 2026-05-10T08:00:00Z"})
+    );
+}
+
+#[test]
+fn slack_values_cannot_add_markup_or_mention_the_channel() {
+    let host = host();
+    let actions = rule(&[("WebhookURL", SLACK), ("Template", "{name}")], &host)
+        .handle(
+            &event(
+                ALERT_QUEUE,
+                alert_row("<!channel> <https://evil.example|click> & more", json!({})),
+            ),
+            &host,
+        )
+        .unwrap();
+    assert_eq!(
+        bodies(&actions)[0]["text"],
+        json!("&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; more")
+    );
+}
+
+#[test]
+fn mattermost_and_teams_escape_markdown_and_mentions() {
+    let host = host();
+    let row = alert_row("@channel **urgent** [x](https://evil.example) C:\\tmp", json!({}));
+    let mm = rule(
+        &[
+            ("WebhookURL", "https://mm.example/hooks/abc"),
+            ("Target", "mattermost"),
+            ("Template", "{name}"),
+        ],
+        &host,
+    )
+    .handle(&event(ALERT_QUEUE, row.clone()), &host)
+    .unwrap();
+    assert_eq!(
+        bodies(&mm)[0]["text"],
+        json!("@\u{200B}channel \\*\\*urgent\\*\\* \\[x\\]\\(https://evil.example\\) C:\\\\tmp")
+    );
+    let teams = rule(
+        &[
+            ("WebhookURL", "https://corp.webhook.office.com/x"),
+            ("Target", "teams"),
+            ("Template", "Alert: {name}"),
+        ],
+        &host,
+    )
+    .handle(&event(ALERT_QUEUE, row), &host)
+    .unwrap();
+    let body = &bodies(&teams)[0];
+    assert_eq!(body["@type"], json!("MessageCard"));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Alert: @\u{200B}channel \\*\\*urgent")
+    );
+}
+
+#[test]
+fn json_targets_get_the_text_and_the_alert_row() {
+    let host = host();
+    let row = alert_row("Honey", json!({"File": "/etc/shadow"}));
+    let actions = rule(
+        &[
+            ("WebhookURL", "https://soar.example/in"),
+            ("Target", "json"),
+            ("Template", "{name} on {hostname}: {event_data.File}"),
+        ],
+        &host,
+    )
+    .handle(&event(ALERT_QUEUE, row.clone()), &host)
+    .unwrap();
+    assert_eq!(
+        bodies(&actions)[0],
+        json!({"text": "Honey on ws1: /etc/shadow", "data": row})
+    );
+}
+
+#[test]
+fn templates_and_addresses_are_checked_when_configured() {
+    let host = host();
+    let err = configure::<WebhookRule>(&params(&[("WebhookURL", SLACK), ("Template", "{nmae}")]), &host).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("parameter Template: unknown field {nmae} (known: {name}"),
+        "{err}"
+    );
+    let err = configure::<WebhookRule>(&params(&[]), &host).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("parameter WebhookURL: set WebhookURL (or SlackToken)"),
+        "{err}"
+    );
+    let err = configure::<WebhookRule>(&params(&[("SlackToken", "xoxb-123")]), &host).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("parameter SlackToken: \"xoxb-123\" is not an http(s) address"),
+        "{err}"
+    );
+    assert!(
+        configure::<WebhookRule>(&params(&[("SlackToken", SLACK)]), &host).is_ok(),
+        "the Slack artifacts' name"
+    );
+}
+
+#[test]
+fn alert_names_are_filtered() {
+    let host = host();
+    let mut r = rule(&[("WebhookURL", SLACK), ("AlertMsgExclude", "^test")], &host);
+    assert!(
+        r.handle(&event(ALERT_QUEUE, alert_row("TEST alert", json!({}))), &host)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn clients_online_announces_once_removes_the_label_and_waits_for_it() {
+    let mut host = host();
+    let mut r = rule(&[("Mode", "ClientsOnline"), ("SlackToken", SLACK)], &host);
+    let first = r.tick(&host).unwrap();
+    assert_eq!(
+        bodies(&first),
+        [json!({"text": "Client ws1.corp.example (C.1) has appeared online 20 seconds ago"})],
+        "C.2 was seen an hour ago"
+    );
+    assert_eq!(
+        first[1],
+        Action::Label(LabelChange {
+            client_id: "C.1".into(),
+            op: LabelOp::Remove,
+            labels: vec!["Slack".into()]
+        })
+    );
+    assert!(
+        r.tick(&host).unwrap().is_empty(),
+        "not announced again while the removal is pending"
+    );
+
+    // The server removed the label; later an analyst watches C.1 again.
+    host.world["clients"]["C.1"]["labels"] = json!([]);
+    assert!(r.tick(&host).unwrap().is_empty());
+    host.world["clients"]["C.1"]["labels"] = json!(["slack"]);
+    host.now_us += 600 * 1_000_000;
+    host.world["clients"]["C.1"]["last_seen_at"] = json!(host.now_us - 5_000_000);
+    assert_eq!(
+        bodies(&r.tick(&host).unwrap()).len(),
+        1,
+        "announced again after it came back on the watch list"
+    );
+}
+
+#[test]
+fn clients_online_ticks_every_period() {
+    let host = host();
+    let (_, setup) = configure::<WebhookRule>(
+        &params(&[("Mode", "ClientsOnline"), ("SlackToken", SLACK), ("Period", "30")]),
+        &host,
+    )
+    .unwrap();
+    assert_eq!(setup.tick_seconds, Some(30));
+    assert!(setup.queues.is_empty());
+}
+
+#[test]
+fn clients_enrolled_announces_new_clients_after_their_interrogation() {
+    let host = host();
+    let mut r = rule(&[("Mode", "ClientsEnrolled"), ("SlackToken", SLACK)], &host);
+    let completion = |client: &str, with_results: Value| {
+        event(
+            FLOW_COMPLETION_QUEUE,
+            json!({"ClientId": client, "FlowId": "F.1", "Timestamp": T0,
+                                            "Flow": {"artifacts_with_results": with_results}}),
+        )
+    };
+    let info = json!(["Generic.Client.Info/BasicInformation", "Generic.Client.Info/Users"]);
+    assert_eq!(
+        bodies(&r.handle(&completion("C.1", info.clone()), &host).unwrap()),
+        [json!({"text": "Enrollment FROM ws1.corp.example with ClientID C.1!"})]
+    );
+    assert!(
+        r.handle(&completion("C.2", info), &host).unwrap().is_empty(),
+        "first seen a day ago"
+    );
+    assert!(
+        r.handle(&completion("C.1", json!(["Windows.Sys.Users"])), &host)
+            .unwrap()
+            .is_empty()
+    );
+}

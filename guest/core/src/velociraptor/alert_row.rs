@@ -1,0 +1,82 @@
+//! A `Server.Internal.Alerts` row (spec §2.2).
+
+use serde_json::{Map, Value};
+
+use crate::action::Failure;
+use crate::vql::{Timestamp, is_truthy, parse_timestamp, render_value};
+
+/// The columns of an alert row. Missing text columns are empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub name: String,
+    /// The client the alert is about, or `server`.
+    pub client_id: String,
+    pub flow_id: String,
+    pub artifact: String,
+    pub artifact_type: String,
+    /// When `alert()` was called.
+    pub time: Option<Timestamp>,
+    /// The free-form context.
+    pub event_data: Map<String, Value>,
+}
+
+impl AlertRow {
+    /// Reads a row; a missing `name` or `client_id`, or a mistyped column,
+    /// is a bad event.
+    pub fn parse(row: &Map<String, Value>) -> Result<Self, Failure> {
+        let column = |name: &str| -> Result<String, Failure> {
+            match row.get(name) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(Failure::BadEvent(format!("column {name} should be text, got {other}"))),
+            }
+        };
+        let name = match row.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(Failure::BadEvent(format!("column name should be text, got {other}"))),
+            None => return Err(Failure::BadEvent("alert row has no name column".into())),
+        };
+        let event_data = match row.get("event_data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(Failure::BadEvent(format!(
+                    "column event_data should be an object, got {other}"
+                )));
+            }
+        };
+        let client_id = column("client_id")?;
+        if client_id.is_empty() {
+            return Err(Failure::BadEvent("alert row has no client_id".into()));
+        }
+        Ok(Self {
+            client_id,
+            flow_id: column("flow_id")?,
+            artifact: column("artifact")?,
+            artifact_type: column("artifact_type")?,
+            time: row.get("timestamp").and_then(parse_timestamp),
+            name,
+            event_data,
+        })
+    }
+
+    /// Server.Monitor.Alerts' view (spec §7.2): `ClientId`, `FlowId`,
+    /// `Artifact` and `ArtifactType` of the context win over the row's
+    /// columns when they are set.
+    pub fn with_overrides(mut self) -> Self {
+        let take = |member: &str, column: &mut String, data: &Map<String, Value>| {
+            if let Some(v) = data.get(member).filter(|v| is_truthy(v)) {
+                *column = render_value(v);
+            }
+        };
+        take("ClientId", &mut self.client_id, &self.event_data);
+        take("FlowId", &mut self.flow_id, &self.event_data);
+        take("Artifact", &mut self.artifact, &self.event_data);
+        take("ArtifactType", &mut self.artifact_type, &self.event_data);
+        self
+    }
+
+    pub fn is_server(&self) -> bool {
+        self.client_id == "server"
+    }
+}

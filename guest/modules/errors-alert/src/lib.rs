@@ -1,0 +1,4 @@
+//! Server.Monitor.Errors.Alert as a rule module component. The behaviour lives in
+//! `velonotify_core::rules::errors_alert`; this crate only exports it.
+
+velonotify_guest::rule_module!(velonotify_core::rules::errors_alert::ServerErrorsRule);

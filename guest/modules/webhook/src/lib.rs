@@ -1,0 +1,4 @@
+//! the Webhook module as a rule module component. The behaviour lives in
+//! `velonotify_core::rules::webhook`; this crate only exports it.
+
+velonotify_guest::rule_module!(velonotify_core::rules::webhook::WebhookRule);
