@@ -145,11 +145,11 @@ fn source_report(error: &SourceError) -> Report {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.common.config)?;
-    let mut runtime = Runtime::start(
-        &config,
-        &overrides(&args.common, args.world.clone()),
-        ClockMode::Virtual,
-    )?;
+    let overrides = Overrides {
+        state: args.state.clone(),
+        ..overrides(&args.common, args.world.clone())
+    };
+    let mut runtime = Runtime::start(&config, &overrides, ClockMode::Virtual)?;
     let mut out = FileOutbox::fresh(&args.out)?.with_trace_level(Level::Warn);
     let source = match &args.events {
         Some(path) => {

@@ -137,7 +137,7 @@ impl Config {
                 check_module_name(name).with_context(|| format!("module {}: name", i + 1))?;
             }
             for (name, value) in &module.params {
-                param_text(value).with_context(|| {
+                param_text(value, &self.base_dir).with_context(|| {
                     format!(
                         "module {} ({}): parameter {name}",
                         module.name.as_deref().unwrap_or("?"),
@@ -223,13 +223,14 @@ impl Config {
 
 impl ModuleSection {
     /// The parameters as the module receives them: Velociraptor's text.
-    pub fn param_texts(&self) -> anyhow::Result<Vec<(String, String)>> {
+    /// `base_dir` is where `{ file = "..." }` values are read from.
+    pub fn param_texts(&self, base_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
         self.params
             .iter()
             .map(|(name, value)| {
                 Ok((
                     name.clone(),
-                    param_text(value).with_context(|| format!("parameter {name}"))?,
+                    param_text(value, base_dir).with_context(|| format!("parameter {name}"))?,
                 ))
             })
             .collect()
@@ -250,8 +251,9 @@ fn check_module_name(name: &str) -> anyhow::Result<()> {
 
 /// A TOML value as the text a Velociraptor parameter holds: booleans as
 /// `Y`/`N`, numbers as decimals, lists as JSON (a list of tables is a CSV
-/// parameter's rows).
-fn param_text(value: &toml::Value) -> anyhow::Result<String> {
+/// parameter's rows), and `{ file = "path" }` as the file's text (relative
+/// to `base_dir`), for long CSV tables such as the KB's error catalogue.
+fn param_text(value: &toml::Value, base_dir: &Path) -> anyhow::Result<String> {
     Ok(match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
@@ -259,9 +261,20 @@ fn param_text(value: &toml::Value) -> anyhow::Result<String> {
         toml::Value::Boolean(b) => if *b { "Y" } else { "N" }.to_string(),
         toml::Value::Datetime(d) => d.to_string(),
         toml::Value::Array(_) => serde_json::to_string(&toml_to_json(value))?,
-        toml::Value::Table(_) => {
-            bail!("a table is not a parameter value (write the CSV text, or a list of tables for its rows)")
-        }
+        toml::Value::Table(table) => match (table.get("file"), table.len()) {
+            (Some(toml::Value::String(file)), 1) => {
+                let path = if Path::new(file).is_absolute() {
+                    PathBuf::from(file)
+                } else {
+                    base_dir.join(file)
+                };
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+            }
+            _ => bail!(
+                "a table is not a parameter value (write the text, a list of tables for a CSV parameter's rows, \
+                 or {{ file = \"path\" }})"
+            ),
+        },
     })
 }
 
@@ -304,7 +317,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let params: BTreeMap<String, String> = c.modules[0].param_texts().unwrap().into_iter().collect();
+        let params: BTreeMap<String, String> = c.modules[0].param_texts(Path::new(".")).unwrap().into_iter().collect();
         assert_eq!(params["HTML"], "N");
         assert_eq!(params["SendInterval"], "-1");
         assert_eq!(params["SeverityThreshold"], r#"["medium","high"]"#);
@@ -316,6 +329,39 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = parse("[smtp]\nhost = \"x\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("unknown field `host`"), "{err:#}");
+    }
+
+    #[test]
+    fn a_parameter_can_be_read_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("filter.csv"), "Artifact,Level,Message\n.+,ERROR,.+\n").unwrap();
+        let config = dir.path().join("velonotify.toml");
+        let module = "[[module]]\nname = \"errors\"\npath = \"a.wasm\"\n[module.params]\n";
+        std::fs::write(
+            &config,
+            format!("{module}IncludeFilter = {{ file = \"filter.csv\" }}\n"),
+        )
+        .unwrap();
+        let c = Config::load(&config).unwrap();
+        let params = c.modules[0].param_texts(&c.base_dir).unwrap();
+        assert_eq!(
+            params,
+            [(
+                "IncludeFilter".to_string(),
+                "Artifact,Level,Message\n.+,ERROR,.+\n".to_string()
+            )]
+        );
+
+        std::fs::write(
+            &config,
+            format!("{module}IncludeFilter = {{ file = \"missing.csv\" }}\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&config).unwrap_err());
+        assert!(
+            err.contains("module errors (1): parameter IncludeFilter: reading") && err.contains("missing.csv"),
+            "{err}"
+        );
     }
 
     #[test]

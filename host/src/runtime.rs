@@ -60,7 +60,7 @@ impl Runtime {
                 .unwrap_or_else(|| section.path.display().to_string());
             let spec = ModuleSpec {
                 name: section.name.clone().unwrap_or_default(),
-                params: section.param_texts().with_context(|| label(&shown))?,
+                params: section.param_texts(&config.base_dir).with_context(|| label(&shown))?,
                 limits: config.limits(section),
                 org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
                 lookups: lookups.clone(),

@@ -65,7 +65,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
         .map(|m| {
             let host = NativeHost::new("setup", "root", lookups.clone(), config.host_facts());
             let component = m.path.display().to_string();
-            let (rule, setup) = NativeRule::configure(&component, &m.param_texts().unwrap(), &host);
+            let (rule, setup) = NativeRule::configure(&component, &m.param_texts(&config.base_dir).unwrap(), &host);
             let name = m.name.clone().unwrap_or_else(|| AlertsRule::NAME.into());
             (name, rule, setup)
         })

@@ -7,6 +7,7 @@
 
 mod cli;
 mod demo;
+mod family;
 mod sandbox;
 
 use std::path::Path;

@@ -129,11 +129,13 @@ impl velociraptor::notify::host::Host for StoreData {
         artifact: String,
         since_ms: u64,
     ) -> Result<Vec<String>, LookupError> {
-        many(
-            self.call
-                .lookups
-                .monitoring_logs(&self.call.org_id, &client_id, &artifact, since_ms),
-        )
+        many(self.call.lookups.monitoring_logs(
+            &self.call.org_id,
+            &client_id,
+            &artifact,
+            since_ms,
+            self.call.now_us / 1000,
+        ))
     }
 
     fn audit_log(&mut self, since_us: u64) -> Result<Vec<String>, LookupError> {

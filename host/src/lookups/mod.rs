@@ -66,8 +66,16 @@ pub trait Lookups: Send + Sync {
     fn artifact(&self, org_id: &str, name: &str) -> LookupAnswer<Option<Value>>;
     fn event_tables(&self, org_id: &str) -> LookupAnswer<Value>;
     fn users(&self, org_id: &str) -> LookupAnswer<Vec<Value>>;
-    fn monitoring_logs(&self, org_id: &str, client_id: &str, artifact: &str, since_ms: u64)
-    -> LookupAnswer<Vec<Value>>;
+    /// Rows written after `since_ms` and up to `until_ms` (the host's
+    /// clock: a replay must not see log lines written after its "now").
+    fn monitoring_logs(
+        &self,
+        org_id: &str,
+        client_id: &str,
+        artifact: &str,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> LookupAnswer<Vec<Value>>;
     fn audit_log(&self, org_id: &str, since_us: u64) -> LookupAnswer<Vec<Value>>;
 
     /// Applies a label change the way the server would, for lookups that

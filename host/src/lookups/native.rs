@@ -94,7 +94,7 @@ impl Host for NativeHost {
     }
     fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
         self.lookups
-            .monitoring_logs(&self.org_id, client_id, artifact, since_ms)
+            .monitoring_logs(&self.org_id, client_id, artifact, since_ms, self.now_us / 1000)
     }
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         self.lookups.audit_log(&self.org_id, since_us)

@@ -368,13 +368,21 @@ impl Lookups for World {
         Ok(self.users.clone())
     }
 
-    fn monitoring_logs(&self, _org: &str, client_id: &str, artifact: &str, since_ms: u64) -> LookupAnswer<Vec<Value>> {
+    fn monitoring_logs(
+        &self,
+        _org: &str,
+        client_id: &str,
+        artifact: &str,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> LookupAnswer<Vec<Value>> {
+        let written = since_ms.saturating_add(1)..=until_ms;
         let mut rows: Vec<Value> = self
             .monitoring_logs
             .get(client_id)
             .and_then(|per| per.get(artifact))
             .and_then(Value::as_array)
-            .map(|rows| rows.iter().filter(|r| row_ts(r) > since_ms).cloned().collect())
+            .map(|rows| rows.iter().filter(|r| written.contains(&row_ts(r))).cloned().collect())
             .unwrap_or_default();
         rows.sort_by_key(row_ts);
         Ok(rows)
@@ -478,9 +486,11 @@ mod tests {
             r#"{"monitoring_logs": {"server": {"A": [{"_ts": 3000, "Message": "c"}, {"_ts": 1000, "Message": "a"}, {"_ts": 2000, "Message": "b"}]}}}"#,
         )
         .unwrap();
-        let rows = w.monitoring_logs("root", "server", "A", 1000).unwrap();
+        let rows = w.monitoring_logs("root", "server", "A", 1000, 3000).unwrap();
         let messages: Vec<&str> = rows.iter().map(|r| r["Message"].as_str().unwrap()).collect();
         assert_eq!(messages, ["b", "c"]);
+        let rows = w.monitoring_logs("root", "server", "A", 1000, 2999).unwrap();
+        assert_eq!(rows.len(), 1, "rows written after the host's now are not there yet");
     }
 
     #[test]
