@@ -227,7 +227,8 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let module = self.modules[index].name().to_string();
         let org_id = self.modules[index].spec().org_id.clone();
-        let event_id = event.map(|e| e.id.as_str());
+        // A tick's actions and reports are named after the tick.
+        let event_id = Some(origin);
         for (level, message) in outcome.logs {
             out.report(Report::new(level.into(), &module, event_id, message));
         }

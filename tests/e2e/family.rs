@@ -361,6 +361,7 @@ fn a_watched_client_is_announced_once_and_its_label_removed() {
     );
     assert_eq!(
         actions[1],
-        json!({"module": "slack-online", "kind": "label", "event": null, "client_id": "C.1", "op": "remove", "labels": ["Slack"]})
+        json!({"module": "slack-online", "kind": "label", "event": format!("tick:slack-online@{}", T0 + 60),
+               "client_id": "C.1", "op": "remove", "labels": ["Slack"]})
     );
 }

@@ -14,6 +14,7 @@ HERE = pathlib.Path(__file__).parent
 FIXTURES = HERE.parent / "velociraptor"
 ALERTS = "Server.Internal.Alerts"
 COMPLETIONS = "System.Flow.Completion"
+HONEYFILES = "Linux.Detection.Honeyfiles"
 
 T0 = 1778400000  # 2026-05-10T08:00:00Z
 US = 1_000_000
@@ -22,6 +23,7 @@ WIN = "C.91ac3d5e7f20b846"  # WIN-FIN-01, a finance workstation
 LIN = "C.4b7e1a9c0d2f3e51"  # ws-lin-07, a Linux box with honey files
 NEW = "C.e5f0a1b2c3d4e5f6"  # LAPTOP-CEO-02, enrolled during the demo
 DB = "C.77aa5501b2c3d4e5"  # db-prod-03, labelled notify_results
+KIOSK = "C.3c9d4e5f6a7b8c9d"  # KIOSK-LOBBY-01, on the Slack watch list
 
 
 def at(minutes, seconds=0):
@@ -102,6 +104,7 @@ def alert_rows():
 
 
 # ---------------------------------------------------------------- flows
+# (the comments number the scenarios of the demo's table)
 
 def spec(artifact, **params):
     return {"artifact": artifact,
@@ -269,6 +272,42 @@ def flows():
     return out
 
 
+# ---------------------------------------------------------------- client events
+
+def honeyfile_rows():
+    """Linux.Detection.Honeyfiles client events, as the Detect module sees
+    them: the same decoy twice within its dedup window, then another one."""
+    def row(at_, path, pid, process):
+        return {"Timestamp": at_, "FileName": path, "Pid": pid, "ProcessName": process,
+                "ProcInfo": {"Exe": f"/usr/bin/{process}", "CommandLine": f"{process} -r /srv", "Username": "www-data"},
+                "ClientId": LIN, "_ts": at_ + 1, "_Source": HONEYFILES}
+    return [row(at(33), "/srv/www/.env.backup", 7712, "grep"),
+            row(at(34), "/srv/www/.env.backup", 7712, "grep"),
+            row(at(35), "/srv/www/wp-config.php.bak", 7715, "cat")]
+
+
+def monitoring_logs():
+    """Event query logs: a failing S3 upload (a catalogue DEFAULT pattern),
+    a healthy server artifact, and a client artifact out of inotify watches."""
+    def server(at_, level, message):
+        return {"Timestamp": f"2026-05-10 08:{(at_ - T0) // 60:02}:00 +0000 UTC", "Level": level, "Message": message,
+                "_ts": at_ * 1000}
+    def client(at_, level, message):
+        return {"client_time": at_, "level": level, "message": message, "_ts": at_ * 1000 + 350}
+    upload_error = ("upload_S3: operation error S3: PutObject, https response error StatusCode: 403, "
+                    "RequestID: 8XKZ2Q, api error AccessDenied: Access Denied\n")
+    return {
+        "server": {
+            "Custom.Server.Upload.S3": [server(at(6), "DEFAULT", "vql: Starting query execution.\n"),
+                                        server(at(6, 30), "DEFAULT", upload_error),
+                                        server(at(36), "DEFAULT", upload_error)],
+            "Server.Monitor.HoneyfileAccess": [server(at(1), "DEFAULT", "vql: Starting query execution.\n")],
+        },
+        LIN: {HONEYFILES: [client(at(12), "INFO", "Watching 112 files\n"),
+                           client(at(12, 5), "ERROR", "inotify_add_watch /srv/share: no space left on device\n")]},
+    }
+
+
 def bad_completions():
     """Rows that are not usable: named in one message each, then skipped."""
     return [
@@ -324,12 +363,16 @@ def world(flow_list):
             NEW: {"client_id": NEW, "agent_information": {"version": "0.75.2", "name": "velociraptor"},
                   "os_info": {"system": "windows", "hostname": "LAPTOP-CEO-02", "release": "Windows 11 Pro 24H2 (10.0.26100)",
                               "machine": "amd64", "fqdn": "laptop-ceo-02.corp.example"},
-                  "first_seen_at": at(46) - 40, "last_seen_at": at(46, 20) * US, "labels": [], "metadata": {}},
+                  "first_seen_at": at(46) - 10, "last_seen_at": at(46, 20) * US, "labels": [], "metadata": {}},
             DB: {"client_id": DB, "agent_information": {"version": "0.75.2", "name": "velociraptor"},
                  "os_info": {"system": "linux", "hostname": "db-prod-03", "release": "Debian GNU/Linux 12 (bookworm)",
                              "machine": "x86_64", "fqdn": "db-prod-03.corp.example"},
                  "first_seen_at": 1760000000, "last_seen_at": at(49, 6) * US, "labels": ["linux", "notify_results"],
                  "metadata": {"Owner": "dba-team@corp.example"}},
+            # Offline for a week, watched (label Slack); it checks in at 08:48.
+            KIOSK: {"client_id": KIOSK, "os_info": {"system": "windows", "hostname": "KIOSK-LOBBY-01",
+                                                    "fqdn": "kiosk-lobby-01.corp.example"},
+                    "first_seen_at": 1765000000, "last_seen_at": at(48) * US, "labels": ["Slack", "kiosk"]},
             "C.5170dd5921551ec7": {"client_id": "C.5170dd5921551ec7",
                                    "os_info": {"system": "windows", "hostname": "TESTHOST", "fqdn": "testhost.local"},
                                    "first_seen_at": 1601547083, "last_seen_at": 1612354344000000, "labels": []},
@@ -359,6 +402,7 @@ def world(flow_list):
         "client_monitoring": {"all": ["Generic.Client.Stats", "Windows.Detection.Registry"],
                               "labels": {"linux": ["Linux.Detection.Honeyfiles"],
                                          "windows": ["Sigma.Windows.Hayabusa.Monitoring"]}},
+        "monitoring_logs": monitoring_logs(),
         "audit": [{"operation": "SetServerMonitoringState", "principal": "admin",
                    "details": {"artifact": "Custom.Server.Upload.S3"}, "_ts": 1778390000}],
     }
@@ -366,7 +410,7 @@ def world(flow_list):
 
 def main():
     flow_list = flows()
-    rows = alert_rows() + [c for _, c in flow_list] + bad_completions()
+    rows = alert_rows() + [c for _, c in flow_list] + honeyfile_rows() + bad_completions()
     rows.sort(key=lambda r: r["_ts"])  # as one merged watch_monitoring() stream
     lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rows]
     # A row cut short by a crashed exporter: reported with its line number.

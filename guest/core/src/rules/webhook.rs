@@ -388,7 +388,9 @@ impl WebhookRule {
                 continue;
             }
             let seconds_ago = (now_us as i64 - last_seen as i64) / 1_000_000;
-            if seconds_ago >= self.online_within {
+            // Seen "in the future" beyond a minute of clock skew: not yet
+            // (a replay's world holds the whole session's last contacts).
+            if seconds_ago >= self.online_within || seconds_ago < -60 {
                 continue;
             }
             if awaiting.iter().any(|a| a == id) {
