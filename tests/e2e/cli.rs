@@ -227,22 +227,50 @@ fn run_reads_events_from_stdin_into_the_outbox() {
     );
 }
 
-/// The parameter table of README.md's section about `module`.
-fn readme_table(module: &str) -> Vec<Vec<String>> {
+/// A parameter table of README.md: the section whose title contains
+/// `section`, and its n-th table for `section#n`.
+fn readme_table(section: &str) -> Vec<Vec<String>> {
+    let (title, nth) = match section.split_once('#') {
+        Some((title, n)) => (title, n.parse::<usize>().unwrap() - 1),
+        None => (section, 0),
+    };
     let readme = std::fs::read_to_string(velonotify_test_support::workspace().join("README.md")).unwrap();
-    let section = readme
+    let text = readme
         .split("\n## ")
-        .find(|s| s.lines().next().is_some_and(|title| title.contains(module)))
-        .unwrap_or_else(|| panic!("README.md has no section about {module}"));
-    section
-        .lines()
-        .filter(|l| l.starts_with("| "))
-        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
-        .collect()
+        .find(|s| s.lines().next().is_some_and(|t| t.contains(title)))
+        .unwrap_or_else(|| panic!("README.md has no section about {title}"));
+    let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.starts_with('|') {
+            if !in_table {
+                tables.push(Vec::new());
+                in_table = true;
+            }
+            if line.starts_with("| ") {
+                // Cells are separated by " | "; "\\|" inside a cell is a pipe.
+                let cells = line
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect();
+                tables.last_mut().unwrap().push(cells);
+            }
+        } else {
+            in_table = false;
+        }
+    }
+    tables
+        .into_iter()
+        .nth(nth)
+        .unwrap_or_else(|| panic!("README.md section {title} has no table {}", nth + 1))
 }
 
-fn assert_documented(module: &str, params: &[velonotify_core::params::ParamSpec]) {
-    let rows = readme_table(module);
+/// Every parameter of `params` is in the table of README.md's `section`
+/// with its default (its first line, for multi-line defaults), and the
+/// table has no other parameter.
+fn assert_documented(section: &str, module: &str, params: &[velonotify_core::params::ParamSpec]) {
+    let rows = readme_table(section);
     for param in params {
         let row = rows
             .iter()
@@ -271,9 +299,25 @@ fn assert_documented(module: &str, params: &[velonotify_core::params::ParamSpec]
 fn the_readme_documents_every_parameter_with_its_default() {
     use velonotify_core::rules::Rule;
     use velonotify_core::rules::alerts::AlertsRule;
+    use velonotify_core::rules::detect::DetectRule;
+    use velonotify_core::rules::errors_alert::{ClientErrorsRule, ServerErrorsRule};
     use velonotify_core::rules::flow_completion::FlowCompletionRule;
-    assert_documented(AlertsRule::NAME, AlertsRule::PARAMS);
-    assert_documented(FlowCompletionRule::NAME, FlowCompletionRule::PARAMS);
+    use velonotify_core::rules::user_message::UserMessageRule;
+    use velonotify_core::rules::webhook::WebhookRule;
+    assert_documented("Server.Monitor.Alerts", AlertsRule::NAME, AlertsRule::PARAMS);
+    assert_documented(
+        "Server.Monitor.FlowCompletion",
+        FlowCompletionRule::NAME,
+        FlowCompletionRule::PARAMS,
+    );
+    // One table for both monitors: the same parameters; ExcludeFilter's
+    // defaults differ and both start with its header row.
+    assert_documented("error monitors", ServerErrorsRule::NAME, ServerErrorsRule::PARAMS);
+    assert_documented("error monitors", ClientErrorsRule::NAME, ClientErrorsRule::PARAMS);
+    let tables = ["user messages", "user messages#2", "user messages#3"];
+    assert_documented(tables[0], UserMessageRule::NAME, UserMessageRule::PARAMS);
+    assert_documented(tables[1], WebhookRule::NAME, WebhookRule::PARAMS);
+    assert_documented(tables[2], DetectRule::NAME, DetectRule::PARAMS);
 }
 
 #[test]
