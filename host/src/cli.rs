@@ -3,14 +3,17 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::delivery::{Deliverer, SmtpSenders, WebhookSender};
 use crate::engine::ParamKind;
-use crate::outbox::{FileOutbox, Level, Outbox, Report};
+use crate::outbox::{FileOutbox, Level, Outbox, OutboxStore, Report, Status, StoreOutbox};
 use crate::pipeline::{ClockMode, Pipeline, system_now_us};
 use crate::runtime::{Overrides, Runtime, load_world};
 use crate::source::{IncomingEvent, JsonlSource, SourceError};
@@ -32,9 +35,45 @@ enum Command {
     /// Load and validate the configuration and every module; print what
     /// would run.
     Check(CommonArgs),
-    /// Run as a service: events as JSON lines on stdin, actions to the
-    /// outbox directory.
-    Run(RunArgs),
+    /// Run as a service: events as JSON lines on stdin; actions into the
+    /// durable outbox and delivered (SMTP, webhooks) with retries. At the
+    /// end of the input, what is left is delivered before it exits.
+    Run(CommonArgs),
+    /// Inspect and act on the delivery outbox.
+    Outbox(OutboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct OutboxArgs {
+    /// The configuration file (TOML): the outbox is in its state database.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    action: OutboxAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// List items, newest first, with counts per status.
+    List {
+        /// Only items with this status (pending, held, sent, dead, dropped,
+        /// digested, waiting-api).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead-lettered items back in line (all of them without ids).
+    Retry { ids: Vec<i64> },
+    /// Delete finished items (sent, dead, dropped, digested).
+    Purge {
+        /// Only items with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only items last updated at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        older_than_s: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -80,15 +119,6 @@ struct ReplayArgs {
     state: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-struct RunArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// The outbox directory (overrides `outbox.dir`).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-}
-
 /// Runs the command line; errors are printed with their causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -97,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
+        Command::Outbox(args) => outbox(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -265,19 +296,60 @@ enum Input {
     End,
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.common.config)?;
-    let dir = match args
-        .out
-        .clone()
-        .or_else(|| config.outbox.dir.as_ref().map(|d| config.resolve(d)))
-    {
-        Some(dir) => dir,
-        None => bail!("run needs an outbox directory: set [outbox] dir or pass --out"),
+fn run(args: CommonArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let mut runtime = Runtime::start(&config, &overrides(&args, None), ClockMode::System)?;
+    let metrics = runtime.metrics();
+    let store = Arc::new(OutboxStore::open(&config.state_path())?);
+    let modes = runtime
+        .pipeline
+        .modules()
+        .iter()
+        .zip(&config.modules)
+        .map(|(module, section)| (module.name().to_string(), section.throttle_mode.unwrap_or_default()))
+        .collect();
+    let mail_period = config.delivery.mail_period_s.unwrap_or(0);
+    let policy = config.retry_policy();
+    let mut out = StoreOutbox::new(
+        store.clone(),
+        modes,
+        mail_period,
+        policy.deadline.as_micros() as u64,
+        metrics.clone(),
+        Box::new(system_now_us),
+    );
+    let seconds = |s: Option<u64>| Duration::from_secs(s.unwrap_or(10));
+    let deliverer = Deliverer::new(
+        store.clone(),
+        SmtpSenders::new(
+            config.smtp.clone(),
+            config.secrets.clone().into_iter().collect(),
+            seconds(config.delivery.smtp_timeout_s),
+        ),
+        WebhookSender::new(seconds(config.delivery.webhook_timeout_s)),
+        policy,
+        metrics.clone(),
+        mail_period,
+        config.default_sender(),
+    )
+    .with_workers(config.delivery.workers.unwrap_or(4));
+    if let Some(listen) = &config.metrics.listen {
+        let address = crate::http::serve_metrics(listen, metrics.clone())?;
+        tracing::info!(%address, "serving Prometheus metrics at /metrics");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(false));
+    let delivery = {
+        let (stop, draining) = (stop.clone(), draining.clone());
+        std::thread::Builder::new()
+            .name("velonotify-delivery".into())
+            .spawn(move || deliverer.run(&stop, &draining))?
     };
-    let mut runtime = Runtime::start(&config, &overrides(&args.common, None), ClockMode::System)?;
-    let mut out = FileOutbox::append(&dir)?;
-    tracing::info!(modules = runtime.pipeline.modules().len(), outbox = %dir.display(), "velonotify running; reading events from stdin");
+    tracing::info!(
+        modules = runtime.pipeline.modules().len(),
+        state = %config.state_path().display(),
+        "velonotify running; reading events from stdin"
+    );
 
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(1024);
     let org = config.default_org().to_string();
@@ -307,9 +379,75 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 runtime.pipeline.advance_to(system_now_us(), &mut out)?
             }
         }
-        out.flush()?;
+        // The event counts as processed once its actions are in the outbox.
+        out.commit()?;
     }
-    out.flush()?;
-    tracing::info!("end of input");
+    tracing::info!(open = store.open_count()?, "end of input; delivering what is left");
+    draining.store(true, Ordering::Relaxed);
+    if delivery.join().is_err() {
+        stop.store(true, Ordering::Relaxed);
+        bail!("the delivery thread panicked");
+    }
+    let counts = store.counts()?;
+    tracing::info!(?counts, "done");
+    Ok(())
+}
+
+fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let path = config.state_path();
+    if !path.exists() {
+        bail!("no state database at {} (velonotify run creates it)", path.display());
+    }
+    let store = OutboxStore::open(&path)?;
+    let status = |text: &Option<String>| -> anyhow::Result<Option<Status>> {
+        text.as_deref()
+            .map(|t| Status::parse(t).with_context(|| format!("unknown status {t:?}")))
+            .transpose()
+    };
+    let now = system_now_us();
+    match args.action {
+        OutboxAction::List { status: wanted, limit } => {
+            let items = store.list(status(&wanted)?, limit)?;
+            println!(
+                "{:>6}  {:<11}  {:<12}  {:<28}  {:>3}  {:<30}  SUBJECT / LAST ERROR",
+                "ID", "STATUS", "KIND", "MODULE", "TRY", "TO"
+            );
+            for item in items {
+                let to = item.recipients.join(",");
+                let what = match (&item.subject, &item.last_error) {
+                    (_, Some(error)) => error.clone(),
+                    (Some(subject), None) => subject.clone(),
+                    (None, None) => String::new(),
+                };
+                println!(
+                    "{:>6}  {:<11}  {:<12}  {:<28}  {:>3}  {:<30}  {}",
+                    item.id,
+                    item.status.as_str(),
+                    item.kind,
+                    one_line(&item.module),
+                    item.attempts,
+                    one_line(&to),
+                    one_line(&what)
+                );
+            }
+            let mut counts: Vec<(String, u64)> = store.counts()?.into_iter().collect();
+            counts.sort();
+            let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            println!("{}", counts.join(", "));
+        }
+        OutboxAction::Retry { ids } => {
+            let deadline = now + config.retry_policy().deadline.as_micros() as u64;
+            let n = store.retry(&ids, now, deadline)?;
+            println!("{n} dead-lettered items put back in line");
+        }
+        OutboxAction::Purge {
+            status: wanted,
+            older_than_s,
+        } => {
+            let n = store.purge(status(&wanted)?, now.saturating_sub(older_than_s * 1_000_000))?;
+            println!("{n} items deleted");
+        }
+    }
     Ok(())
 }

@@ -27,8 +27,14 @@ pub struct Config {
     pub host: HostSection,
     #[serde(default)]
     pub lookups: LookupsSection,
+    /// Named SMTP Creds secrets (`[secrets.notify_mail_secret]`), used by
+    /// modules whose `Secret`/`ServerSecret` names them; others use `[smtp]`.
     #[serde(default)]
-    pub outbox: OutboxSection,
+    pub secrets: BTreeMap<String, SmtpSection>,
+    #[serde(default)]
+    pub delivery: DeliverySection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleSection>,
     /// The directory of the configuration file: relative paths start here.
@@ -90,11 +96,33 @@ pub struct LookupsSection {
     pub world: Option<PathBuf>,
 }
 
-/// Where `run` writes what it would deliver.
+/// How delivery retries, throttles and waits.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutboxSection {
-    pub dir: Option<PathBuf>,
+pub struct DeliverySection {
+    /// First wait after a transient failure, in milliseconds (default 1000).
+    pub retry_base_ms: Option<u64>,
+    /// Longest wait between two attempts, in seconds (default 300).
+    pub retry_cap_s: Option<u64>,
+    /// Give up on an item this long after it was queued (default 86400).
+    pub retry_deadline_s: Option<u64>,
+    /// Least seconds between two e-mails of the whole host, like
+    /// Velociraptor's global `mail()` period (default 0: none).
+    pub mail_period_s: Option<i64>,
+    /// SMTP connection and command timeout, seconds (default 10).
+    pub smtp_timeout_s: Option<u64>,
+    /// Webhook request timeout, seconds (default 10).
+    pub webhook_timeout_s: Option<u64>,
+    /// Items delivered at once, each on its own connection (default 4).
+    pub workers: Option<usize>,
+}
+
+/// Prometheus metrics of `run`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<String>,
 }
 
 /// One rule module instance.
@@ -109,6 +137,14 @@ pub struct ModuleSection {
     pub org: Option<String>,
     pub deadline_ms: Option<u64>,
     pub memory_mib: Option<u64>,
+    /// Within its SendInterval: hold e-mails for a digest (default) or drop
+    /// them with a log line, as Velociraptor does.
+    pub throttle_mode: Option<crate::outbox::ThrottleMode>,
+    /// Hosts the module's webhooks may post to (`hooks.slack.com`,
+    /// `*.webhook.office.com`). Unset: the hosts of the URLs in the
+    /// module's own parameters (its `WebhookURL`, `SlackToken`), so a module
+    /// posts where its operator said and nowhere else.
+    pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -187,6 +223,17 @@ impl Config {
             return user.to_string();
         }
         DEFAULT_SENDER.to_string()
+    }
+
+    /// The retry policy of delivery.
+    pub fn retry_policy(&self) -> crate::delivery::RetryPolicy {
+        let defaults = crate::delivery::RetryPolicy::default();
+        let d = &self.delivery;
+        crate::delivery::RetryPolicy {
+            base: d.retry_base_ms.map(Duration::from_millis).unwrap_or(defaults.base),
+            cap: d.retry_cap_s.map(Duration::from_secs).unwrap_or(defaults.cap),
+            deadline: d.retry_deadline_s.map(Duration::from_secs).unwrap_or(defaults.deadline),
+        }
     }
 
     /// Where `run` keeps its state.

@@ -13,8 +13,11 @@
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod engine;
+pub mod http;
 pub mod lookups;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod runtime;

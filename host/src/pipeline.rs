@@ -15,6 +15,7 @@ use velonotify_core::recipients::is_address;
 use crate::alerts::{AlertQueue, Raised};
 use crate::engine::{Action, CallError, CallOutcome, LabelOp, LogLevel, Module, SharedClock};
 use crate::lookups::Lookups;
+use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Level, Outbox, Report};
 use crate::source::IncomingEvent;
 
@@ -49,6 +50,7 @@ pub struct Services {
     /// In a replay, the world the lookups answer from: label changes are
     /// applied to it, as the server would apply them.
     pub world: Option<Arc<dyn Lookups>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Services {
@@ -184,6 +186,7 @@ impl Pipeline {
             ClockMode::Virtual => event.ts_us.unwrap_or(self.now_us),
             ClockMode::System => system_now_us(),
         };
+        self.services.metrics.event_in();
         self.advance_to(now, out)?;
         self.dispatch_at_depth(event, 0, out)?;
         self.drain_alerts(out)
@@ -227,6 +230,12 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let module = self.modules[index].name().to_string();
         let org_id = self.modules[index].spec().org_id.clone();
+        let allowed_hosts = self.modules[index].spec().allowed_hosts.clone();
+        match &outcome.result {
+            Ok(_) => self.services.metrics.handled(&module),
+            Err(CallError::Trapped { .. }) => self.services.metrics.trapped(&module),
+            Err(CallError::Failed(_)) => self.services.metrics.failed(&module),
+        }
         // A tick's actions and reports are named after the tick.
         let event_id = Some(origin);
         for (level, message) in outcome.logs {
@@ -245,7 +254,7 @@ impl Pipeline {
         };
         let mut raised = 0;
         for action in &actions {
-            if let Err(problem) = validate(action, self.services.max_email_bytes) {
+            if let Err(problem) = validate(action, self.services.max_email_bytes, &allowed_hosts) {
                 out.report(Report::new(
                     Level::Error,
                     &module,
@@ -321,7 +330,7 @@ pub(crate) fn system_now_us() -> u64 {
 
 /// Checks an action before it may leave: a module is not trusted to
 /// produce well-formed addresses, URLs or bounded sizes.
-pub fn validate(action: &Action, max_email_bytes: u64) -> Result<(), String> {
+pub fn validate(action: &Action, max_email_bytes: u64, allowed_hosts: &[String]) -> Result<(), String> {
     match action {
         Action::Email(email) => {
             if email.recipients.is_empty() {
@@ -350,6 +359,17 @@ pub fn validate(action: &Action, max_email_bytes: u64) -> Result<(), String> {
             }
             if hook.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err("the webhook URL contains spaces or control characters".into());
+            }
+            let host = url_host(&hook.url);
+            if !host_allowed(&host, allowed_hosts) {
+                return Err(format!(
+                    "webhook to {host} refused: not in the module's allowed_hosts ({})",
+                    if allowed_hosts.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed_hosts.join(", ")
+                    }
+                ));
             }
             if hook.body.len() > MAX_WEBHOOK_BYTES {
                 return Err(format!(
@@ -408,4 +428,103 @@ pub fn validate(action: &Action, max_email_bytes: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The host of a URL, lower-case, without user info or port.
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split_once(']')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.to_ascii_lowercase()
+}
+
+/// The hosts of the http(s) URLs found in `texts` (a module's parameter
+/// values): where a module may post when its `allowed_hosts` is unset.
+pub fn hosts_named_in<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for text in texts {
+        let lower = text.to_ascii_lowercase();
+        for (start, _) in lower.match_indices("http") {
+            let rest = &lower[start..];
+            if !(rest.starts_with("https://") || rest.starts_with("http://")) {
+                continue;
+            }
+            let url = rest
+                .split(|c: char| c.is_whitespace() || "\"',<>".contains(c))
+                .next()
+                .unwrap_or("");
+            let host = url_host(url);
+            if !host.is_empty() && !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
+/// `allowed` entries are host names, or `*.domain` for any host under it.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    !host.is_empty()
+        && allowed.iter().any(|a| {
+            let a = a.trim().to_ascii_lowercase();
+            match a.strip_prefix("*.") {
+                Some(domain) => host.ends_with(&format!(".{domain}")),
+                None => host == a,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_hosts_are_checked_against_the_allowed_list() {
+        let allowed = vec!["hooks.slack.com".to_string(), "*.webhook.office.com".to_string()];
+        assert!(host_allowed(
+            &url_host("https://hooks.slack.com/services/T/B/X"),
+            &allowed
+        ));
+        assert!(host_allowed(
+            &url_host("https://corp.webhook.office.com:443/x"),
+            &allowed
+        ));
+        assert!(!host_allowed(&url_host("https://webhook.office.com/x"), &allowed));
+        assert!(
+            !host_allowed(&url_host("https://hooks.slack.com@evil.example/x"), &allowed),
+            "user info is not the host"
+        );
+        assert!(!host_allowed(
+            &url_host("https://hooks.slack.com.evil.example/"),
+            &allowed
+        ));
+        assert!(
+            !host_allowed(&url_host("https://hooks.slack.com/"), &[]),
+            "nothing is allowed by default"
+        );
+        assert_eq!(url_host("http://[::1]:8080/x"), "::1");
+    }
+
+    #[test]
+    fn without_allowed_hosts_a_module_may_post_to_the_hosts_of_its_own_parameters() {
+        let params = [
+            "https://hooks.slack.com/services/T0/B0/X",
+            "Y",
+            "see HTTPS://Corp.Webhook.Office.com:443/webhookb2/x and http://10.0.0.5/hook",
+            "[\"https://hooks.slack.com/other\"]",
+        ];
+        assert_eq!(
+            hosts_named_in(params),
+            ["hooks.slack.com", "corp.webhook.office.com", "10.0.0.5"]
+        );
+        assert!(hosts_named_in(["no url here", "httpx://a.b"]).is_empty());
+    }
 }

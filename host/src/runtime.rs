@@ -11,7 +11,8 @@ use crate::alerts::AlertQueue;
 use crate::config::Config;
 use crate::engine::{Engine, Module, ModuleSpec, SharedClock};
 use crate::lookups::{Lookups, World};
-use crate::pipeline::{ClockMode, Pipeline, Services};
+use crate::metrics::Metrics;
+use crate::pipeline::{ClockMode, Pipeline, Services, hosts_named_in};
 use crate::state::StateStore;
 
 /// Command-line choices that override the configuration file.
@@ -31,6 +32,7 @@ pub struct Overrides {
 pub struct Runtime {
     pub pipeline: Pipeline,
     engine: Engine,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -49,6 +51,7 @@ impl Runtime {
         let engine = Engine::new(cache_dir)?;
         let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
         let clock = SharedClock::default();
+        let metrics = Arc::new(Metrics::new());
         let mut modules = Vec::with_capacity(config.modules.len());
         let mut names = HashSet::new();
         for section in &config.modules {
@@ -58,15 +61,21 @@ impl Runtime {
                 .name
                 .clone()
                 .unwrap_or_else(|| section.path.display().to_string());
+            let params = section.param_texts(&config.base_dir).with_context(|| label(&shown))?;
+            let allowed_hosts = section
+                .allowed_hosts
+                .clone()
+                .unwrap_or_else(|| hosts_named_in(params.iter().map(|(_, v)| v.as_str())));
             let spec = ModuleSpec {
                 name: section.name.clone().unwrap_or_default(),
-                params: section.param_texts(&config.base_dir).with_context(|| label(&shown))?,
+                params,
                 limits: config.limits(section),
                 org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
                 lookups: lookups.clone(),
                 facts: config.host_facts(),
                 state: state.clone(),
                 clock: clock.clone(),
+                allowed_hosts,
             };
             let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
             if !names.insert(module.name().to_string()) {
@@ -87,10 +96,17 @@ impl Runtime {
                     alerts: AlertQueue::new(state),
                     // A replay's world stands in for the server.
                     world: (mode == ClockMode::Virtual).then_some(lookups),
+                    metrics: metrics.clone(),
                 },
             ),
             engine,
+            metrics,
         })
+    }
+
+    /// The host's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn engine(&self) -> &Engine {

@@ -1,11 +1,8 @@
 //! The command line on good and bad input: `check` names what is wrong,
-//! `replay` reports bad lines and goes on, `run` reads stdin.
-
-use std::io::Write;
-use std::process::Stdio;
+//! `replay` reports bad lines and goes on.
 
 use serde_json::json;
-use velonotify_test_support::{data, emails, jsonl, modules_dir, scratch, stderr};
+use velonotify_test_support::{data, emails, jsonl, scratch, stderr};
 
 use super::{EXE, replay, velonotify, write_alerts, write_config};
 
@@ -182,49 +179,6 @@ fn a_module_that_rejects_an_event_is_reported_and_the_next_event_is_handled() {
         && l["event"] == "events.jsonl:1"
         && l["message"].as_str().unwrap().contains("alert row has no name column")));
     assert_eq!(emails(&out).len(), 1);
-}
-
-#[test]
-fn run_reads_events_from_stdin_into_the_outbox() {
-    let dir = scratch();
-    let config = write_config(
-        dir.path(),
-        &alerts_config("Recipients = \"Address\\nsoc@example.org\"\nSendInterval = -1"),
-    );
-    let outbox = dir.path().join("outbox");
-    let mut child = std::process::Command::new(EXE)
-        .args([
-            "run",
-            "-c",
-            &config.display().to_string(),
-            "--out",
-            &outbox.display().to_string(),
-        ])
-        .args(["--modules-dir", &modules_dir().display().to_string()])
-        .args([
-            "--cache-dir",
-            &velonotify_test_support::cache_dir().display().to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let stdin = child.stdin.as_mut().unwrap();
-        for name in ["first", "second"] {
-            let row = json!({"_Source": "Server.Internal.Alerts", "client_id": "server", "name": name, "event_data": {}, "_ts": 1_778_400_000});
-            writeln!(stdin, "{row}").unwrap();
-        }
-        writeln!(stdin, "not json").unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(emails(&outbox).len(), 2);
-    assert!(
-        stderr(&output).contains("stdin:3: malformed JSON"),
-        "{}",
-        stderr(&output)
-    );
 }
 
 /// A parameter table of README.md: the section whose title contains

@@ -3,9 +3,13 @@
 //!
 //! - `demo`: the demo replay, parsed back and pinned by snapshots;
 //! - `sandbox`: hostile modules are contained;
-//! - `cli`: `check`, `replay` and `run` on good and bad input.
+//! - `cli`: `check`, `replay` and `run` on good and bad input;
+//! - `family`: the other modules, alone and chained;
+//! - `delivery`: `run` against real SMTP and HTTP servers, killed and
+//!   restarted.
 
 mod cli;
+mod delivery;
 mod demo;
 mod family;
 mod sandbox;

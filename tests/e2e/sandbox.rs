@@ -21,6 +21,7 @@ SendInterval = -1
 [[module]]
 name = "loops-forever"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 deadline_ms = 200
 [module.params]
 Behaviour = "loop"
@@ -29,6 +30,7 @@ Trigger = "^boom"
 [[module]]
 name = "allocates-forever"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 memory_mib = 16
 [module.params]
 Behaviour = "alloc"
@@ -37,6 +39,7 @@ Trigger = "^boom"
 [[module]]
 name = "recurses-forever"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 [module.params]
 Behaviour = "recurse"
 Trigger = "^boom"
@@ -44,6 +47,7 @@ Trigger = "^boom"
 [[module]]
 name = "recurses-natively"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 [module.params]
 Behaviour = "recurse-native"
 Trigger = "^boom"
@@ -51,6 +55,7 @@ Trigger = "^boom"
 [[module]]
 name = "panics"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 [module.params]
 Behaviour = "panic"
 Trigger = "^boom"
@@ -206,6 +211,7 @@ const TICKING: &str = r#"
 [[module]]
 name = "ticker"
 path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
 [module.params]
 Behaviour = "echo"
 TickSeconds = 60

@@ -8,13 +8,14 @@
 //! - [`params`]: artifact parameters with Velociraptor's names and types.
 //! - [`context`]: alert context flattening, filtering and severity.
 //! - [`render`]: HTML (escaped by construction) and plain-text layouts.
-//! - [`mime`]: the RFC 5322 message.
+//! - [`mime`]: the RFC 5322 message; [`digest`]: held e-mails in one.
 //! - [`recipients`]: who gets an e-mail.
 //! - [`velociraptor`]: the client and flow dictionaries of the e-mails.
 //! - [`rules`]: the rule modules themselves.
 
 pub mod action;
 pub mod context;
+pub mod digest;
 pub mod host;
 pub mod mime;
 pub mod params;

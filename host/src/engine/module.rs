@@ -26,6 +26,8 @@ pub struct ModuleSpec {
     pub facts: HostFacts,
     pub state: Arc<StateStore>,
     pub clock: SharedClock,
+    /// Hosts the module's webhooks may post to.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for ModuleSpec {

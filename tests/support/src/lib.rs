@@ -2,6 +2,8 @@
 //! where things are, running the `velonotify` binary, and reading what a
 //! replay wrote.
 
+pub mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,119 @@
+//! The digest e-mail: notifications held by a module's `SendInterval`
+//! window, listed in one message when the window ends (Part A #11).
+
+use crate::mime::{MailContent, build_message};
+use crate::render::{Cell, Html, MailTemplate, Section, subject_safe};
+use crate::vql::Timestamp;
+
+/// One held notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub subject: String,
+    pub link: Option<String>,
+    /// When it was held.
+    pub at: Timestamp,
+}
+
+/// Everything a digest says.
+#[derive(Debug, Clone)]
+pub struct Digest<'a> {
+    /// The module instance that held them.
+    pub module: &'a str,
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    pub held: &'a [Held],
+    /// The module's `SendInterval`, when it caused the hold.
+    pub window_seconds: Option<u64>,
+    pub now: Timestamp,
+    /// Unique among the host's digests (seeds the Message-ID).
+    pub identity: &'a str,
+}
+
+/// The digest's subject and RFC 5322 message.
+pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
+    let count = digest.held.len();
+    let noun = if count == 1 { "notification" } else { "notifications" };
+    let subject = subject_safe(&format!("{count} held {noun} from {}", digest.module));
+    let window = digest.window_seconds.map_or_else(
+        || "the mail period".to_string(),
+        |s| format!("its SendInterval ({s} s)"),
+    );
+    let summary = format!(
+        "{count} {noun} from {} came within {window} of an e-mail already sent, and were held for this digest.",
+        digest.module
+    );
+    let items: Vec<Cell> = digest
+        .held
+        .iter()
+        .map(|h| Cell::Link {
+            text: format!("{} — {}", h.at.rfc3339(), h.subject),
+            url: h.link.clone(),
+        })
+        .collect();
+    let list = Cell::List(items);
+    let text = format!("{summary}\n{}\n", list.to_text());
+    let html = MailTemplate {
+        title: Html::text("Held notifications"),
+        summary: Html::text(&summary),
+        sections: vec![Section {
+            title: "Notifications".into(),
+            body: list.to_html(),
+        }],
+        footer: Html::text(&format!("Sent by velonotify for {}", digest.module)),
+        warning: false,
+    }
+    .render();
+    let message = build_message(&MailContent {
+        from: digest.sender,
+        to: digest.recipients,
+        subject: &subject,
+        date_unix: digest.now.unix_seconds(),
+        identity: digest.identity,
+        text: &text,
+        html: Some(&html),
+        attachments: &[],
+    });
+    (subject, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(n: usize) -> Vec<Held> {
+        (0..n)
+            .map(|i| Held {
+                subject: format!("Alert from client ws{i}: <honey> {i}"),
+                link: Some(format!("https://v.example/app/index.html?org_id=root#/host/C.{i}")),
+                at: Timestamp::from_unix_seconds(1_778_400_000 + i as i64),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_digest_lists_every_held_subject_with_its_link() {
+        let items = held(49);
+        let to = vec!["soc@example.org".to_string()];
+        let (subject, message) = build_digest(&Digest {
+            module: "Server.Monitor.Alerts",
+            sender: "velonotify@example.org",
+            recipients: &to,
+            held: &items,
+            window_seconds: Some(10),
+            now: Timestamp::from_unix_seconds(1_778_400_060),
+            identity: "digest:1",
+        });
+        assert_eq!(subject, "49 held notifications from Server.Monitor.Alerts");
+        let mail = mailparse::parse_mail(&message).unwrap();
+        let text = mail.subparts[0].get_body().unwrap();
+        assert!(text.starts_with("49 notifications from Server.Monitor.Alerts came within its SendInterval (10 s)"));
+        assert_eq!(text.matches("\n  - 2026-05-10T08:00").count(), 49);
+        assert!(
+            text.contains(
+                "Alert from client ws48: <honey> 48 (https://v.example/app/index.html?org_id=root#/host/C.48)"
+            )
+        );
+        let html = mail.subparts[1].get_body().unwrap();
+        assert!(html.contains("&lt;honey&gt; 48</a>"), "escaped, linked");
+    }
+}

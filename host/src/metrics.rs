@@ -1,0 +1,208 @@
+//! What `velonotify run` counts, in the Prometheus text format: events in,
+//! each module's calls, actions, and what delivery did with them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModuleLabel {
+    module: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    module: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+/// The host's counters. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    events: Counter,
+    handled: Family<ModuleLabel, Counter>,
+    failed: Family<ModuleLabel, Counter>,
+    trapped: Family<ModuleLabel, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    sent: Family<KindLabel, Counter>,
+    retried: Family<KindLabel, Counter>,
+    dead_lettered: Family<KindLabel, Counter>,
+    held: Family<ModuleLabel, Counter>,
+    dropped: Family<ModuleLabel, Counter>,
+    digests: Counter,
+    queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("velonotify");
+        let events = Counter::default();
+        registry.register("events", "Events read from every source", events.clone());
+        let handled = Family::<ModuleLabel, Counter>::default();
+        registry.register("module_handled", "Calls a module answered", handled.clone());
+        let failed = Family::<ModuleLabel, Counter>::default();
+        registry.register(
+            "module_failed",
+            "Calls a module failed (bad event, lookup, internal)",
+            failed.clone(),
+        );
+        let trapped = Family::<ModuleLabel, Counter>::default();
+        registry.register(
+            "module_trapped",
+            "Calls that trapped (deadline, memory, panic)",
+            trapped.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register("actions", "Actions put in the outbox", actions.clone());
+        let sent = Family::<KindLabel, Counter>::default();
+        registry.register("sent", "Actions delivered", sent.clone());
+        let retried = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "retried",
+            "Delivery attempts that failed transiently and will be retried",
+            retried.clone(),
+        );
+        let dead_lettered = Family::<KindLabel, Counter>::default();
+        registry.register("dead_lettered", "Actions given up on", dead_lettered.clone());
+        let held = Family::<ModuleLabel, Counter>::default();
+        registry.register("held", "E-mails held for a digest by SendInterval", held.clone());
+        let dropped = Family::<ModuleLabel, Counter>::default();
+        registry.register(
+            "dropped",
+            "E-mails dropped by SendInterval (throttle_mode drop)",
+            dropped.clone(),
+        );
+        let digests = Counter::default();
+        registry.register("digests", "Digest e-mails made of held e-mails", digests.clone());
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Outbox items still to deliver (pending or held)",
+            queue_depth.clone(),
+        );
+        Self {
+            registry,
+            events,
+            handled,
+            failed,
+            trapped,
+            actions,
+            sent,
+            retried,
+            dead_lettered,
+            held,
+            dropped,
+            digests,
+            queue_depth,
+        }
+    }
+
+    fn module(module: &str) -> ModuleLabel {
+        ModuleLabel {
+            module: module.to_string(),
+        }
+    }
+
+    fn kind(kind: &str) -> KindLabel {
+        KindLabel { kind: kind.to_string() }
+    }
+
+    pub fn event_in(&self) {
+        self.events.inc();
+    }
+
+    pub fn handled(&self, module: &str) {
+        self.handled.get_or_create(&Self::module(module)).inc();
+    }
+
+    pub fn failed(&self, module: &str) {
+        self.failed.get_or_create(&Self::module(module)).inc();
+    }
+
+    pub fn trapped(&self, module: &str) {
+        self.trapped.get_or_create(&Self::module(module)).inc();
+    }
+
+    pub fn queued(&self, module: &str, kind: &str) {
+        let labels = ActionLabels {
+            module: module.to_string(),
+            kind: kind.to_string(),
+        };
+        self.actions.get_or_create(&labels).inc();
+    }
+
+    pub fn held(&self, module: &str) {
+        self.held.get_or_create(&Self::module(module)).inc();
+    }
+
+    pub fn dropped(&self, module: &str) {
+        self.dropped.get_or_create(&Self::module(module)).inc();
+    }
+
+    pub fn sent(&self, kind: &str) {
+        self.sent.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    pub fn retried(&self, kind: &str) {
+        self.retried.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    pub fn dead_lettered(&self, kind: &str) {
+        self.dead_lettered.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    pub fn digest(&self) {
+        self.digests.inc();
+    }
+
+    pub fn set_queue_depth(&self, depth: u64) {
+        self.queue_depth.set(depth as i64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_labels() {
+        let m = Metrics::new();
+        m.event_in();
+        m.handled("Server.Monitor.Alerts");
+        m.queued("Server.Monitor.Alerts", "email");
+        m.sent("email");
+        m.set_queue_depth(3);
+        let text = m.render();
+        assert!(text.contains("velonotify_events_total 1"), "{text}");
+        assert!(
+            text.contains("velonotify_module_handled_total{module=\"Server.Monitor.Alerts\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("velonotify_actions_total{module=\"Server.Monitor.Alerts\",kind=\"email\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("velonotify_queue_depth 3"), "{text}");
+    }
+}

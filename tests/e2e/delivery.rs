@@ -1,0 +1,495 @@
+//! Delivery against real peers: an aiosmtpd SMTP server with STARTTLS and
+//! AUTH on a generated certificate, and HTTP(S) servers for webhooks;
+//! `velonotify run` as a real process, killed with SIGKILL where it counts.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, TestCertificate, free_port};
+use velonotify_test_support::{cache_dir, modules_dir, scratch};
+
+use super::{EXE, write_config};
+
+const USER: &str = "velonotify";
+const PASSWORD: &str = "s3cret-for-tests";
+
+/// A configuration delivering to `smtp_port` with STARTTLS and AUTH, fast
+/// retries, and `modules` (TOML) appended.
+fn config(dir: &Path, smtp_port: u16, cert: &TestCertificate, modules: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[smtp]
+server = "127.0.0.1"
+server_port = {smtp_port}
+auth_username = "{USER}"
+auth_password = "{PASSWORD}"
+from = "velonotify@example.org"
+root_ca = "{}"
+
+[delivery]
+retry_base_ms = 100
+retry_cap_s = 1
+retry_deadline_s = 120
+
+[host]
+state = "state.db"
+{modules}
+"#,
+            cert.cert.display()
+        ),
+    )
+}
+
+/// The Alerts module mailing soc@example.org.
+fn alerts_module(send_interval: i64, extra: &str) -> String {
+    format!(
+        "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n{extra}\n[module.params]\n\
+         Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = {send_interval}\n"
+    )
+}
+
+fn smtp(dir: &Path, cert: &TestCertificate) -> SmtpOptions {
+    let _ = dir;
+    SmtpOptions {
+        tls: Some((cert.cert.clone(), cert.key.clone())),
+        auth: Some((USER.into(), PASSWORD.into())),
+        ..SmtpOptions::default()
+    }
+}
+
+/// `n` alert rows named "Alert <prefix>-NNNN" (JSON lines).
+fn alerts(n: usize, prefix: &str) -> String {
+    (0..n)
+        .map(|i| {
+            json!({"_Source": "Server.Internal.Alerts", "client_id": "server", "name": format!("Alert {prefix}-{i:04}"),
+                   "timestamp": "2026-05-10T08:00:00Z", "event_data": {"n": i}, "_ts": 1_778_400_000 + i})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// Starts `velonotify run`, feeding it `input` and closing its stdin.
+fn spawn_run(config: &Path, input: &str) -> Child {
+    let mut child = Command::new(EXE)
+        .args(["run", "-c", &config.display().to_string()])
+        .args(["--modules-dir", &modules_dir().display().to_string()])
+        .args(["--cache-dir", &cache_dir().display().to_string()])
+        .env("VELONOTIFY_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting velonotify run");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    child
+}
+
+/// Waits for `child` to exit, at most `timeout`.
+fn finish(mut child: Child, timeout: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "velonotify run did not finish in {timeout:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "velonotify run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn run(config: &Path, input: &str) -> Output {
+    finish(spawn_run(config, input), Duration::from_secs(180))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `velonotify outbox list` of a configuration.
+fn outbox_list(config: &Path, status: &str) -> String {
+    let output = Command::new(EXE)
+        .args([
+            "outbox",
+            "-c",
+            &config.display().to_string(),
+            "list",
+            "--status",
+            status,
+            "--limit",
+            "10000",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn subjects(peer: &SmtpPeer) -> Vec<String> {
+    peer.received()
+        .iter()
+        .map(|r| r["subject"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_thousand_alerts_arrive_as_a_thousand_messages_over_starttls_with_auth() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    run(&config, &alerts(1000, "a"));
+    let received = peer.received();
+    assert_eq!(received.len(), 1000);
+    let mut by_subject: HashMap<String, usize> = HashMap::new();
+    for line in &received {
+        assert_eq!(line["tls"], true, "STARTTLS");
+        assert_eq!(line["auth"], true, "AUTH");
+        assert_eq!(line["rcpt_tos"], json!(["soc@example.org"]));
+        let message = peer.message(line["file"].as_str().unwrap());
+        let mail = mailparse::parse_mail(&message).expect("parses");
+        let subject = mail
+            .headers
+            .iter()
+            .find(|h| h.get_key() == "Subject")
+            .unwrap()
+            .get_value();
+        *by_subject.entry(subject).or_default() += 1;
+    }
+    for i in 0..1000 {
+        let subject = format!("Server alert: Alert a-{i:04}");
+        assert_eq!(by_subject.get(&subject), Some(&1), "{subject} arrived once");
+    }
+}
+
+#[test]
+fn run_reports_a_malformed_line_with_its_number_and_delivers_the_rest() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let input = alerts(3, "line").replacen("\n", "\n{\"name\": \"cut short\n", 1);
+    let output = run(&config, &input);
+    assert!(
+        stderr(&output).contains("stdin:2: malformed JSON"),
+        "{}",
+        stderr(&output)
+    );
+    let mut subjects = subjects(&peer);
+    subjects.sort(); // delivered in parallel
+    assert_eq!(
+        subjects,
+        [
+            "Server alert: Alert line-0000",
+            "Server alert: Alert line-0001",
+            "Server alert: Alert line-0002"
+        ]
+    );
+}
+
+#[test]
+fn notifications_wait_for_an_smtp_server_that_comes_up_later() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let mut peer = SmtpPeer::new(free_port(), &dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let child = spawn_run(&config, &alerts(20, "late"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(peer.received().is_empty());
+    peer.start();
+    let output = finish(child, Duration::from_secs(120));
+    assert_eq!(peer.received().len(), 20, "none lost");
+    assert!(
+        stderr(&output).contains("retrying in"),
+        "the failures were retried:\n{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_host_killed_while_delivering_resumes_after_a_restart() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let options = SmtpOptions {
+        delay_ms: 3,
+        ..smtp(dir.path(), &cert)
+    };
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), options);
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let mut child = spawn_run(&config, &alerts(2000, "kill"));
+    // Every event is in the outbox, and delivery is under way: kill.
+    let started = Instant::now();
+    loop {
+        let pending = match dir.path().join("state.db").exists() {
+            true => outbox_list(&config, "pending").lines().count().saturating_sub(2),
+            false => 0,
+        };
+        let queued = pending + peer.received().len();
+        if queued >= 2000 && peer.received().len() >= 300 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never reached the kill point"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = peer.received().len();
+    assert!(at_kill < 2000, "killed while delivering ({at_kill} delivered)");
+
+    run(&config, "");
+    let received = peer.received();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for line in &received {
+        *per_id
+            .entry(line["message_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 2000, "every notification arrived");
+    let duplicates = received.len() - per_id.len();
+    eprintln!("SIGKILL after {at_kill} of 2000 delivered: {duplicates} duplicate(s) after the restart");
+    assert!(
+        duplicates <= 4,
+        "at most the messages in flight (4 workers) are sent twice, got {duplicates}"
+    );
+}
+
+#[test]
+fn a_permanent_rejection_is_dead_lettered_at_once_with_the_servers_reply() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let options = SmtpOptions {
+        reject: Some("^<?nobody@".into()),
+        ..smtp(dir.path(), &cert)
+    };
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), options);
+    let module = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                  Recipients = \"Address\\nnobody@example.org\\n\"\nSendInterval = -1\n";
+    let config = config(dir.path(), peer.port, &cert, module);
+    let output = run(&config, &alerts(1, "reject"));
+    assert!(peer.received().is_empty());
+    let err = stderr(&output);
+    assert!(err.contains("dead-lettered email 1 to nobody@example.org"), "{err}");
+    assert!(
+        err.contains("550") && err.contains("Recipient address rejected"),
+        "the server's reply is logged:\n{err}"
+    );
+    assert!(!err.contains("retrying in"), "not retried:\n{err}");
+    let dead = outbox_list(&config, "dead");
+    assert!(dead.lines().nth(1).unwrap().contains("dead         email"), "{dead}");
+    assert!(dead.contains("  1  "), "one attempt:\n{dead}");
+}
+
+#[test]
+fn an_smtp_server_whose_certificate_does_not_verify_is_a_tls_failure_not_retried() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let untrusting = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let text = std::fs::read_to_string(&untrusting).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("root_ca"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&untrusting, text).unwrap();
+    let output = run(&untrusting, &alerts(1, "untrusted"));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("TLS failure talking to SMTP server 127.0.0.1:{}", peer.port)),
+        "{err}"
+    );
+    assert!(!err.contains("retrying in"), "not retried:\n{err}");
+    assert!(peer.received().is_empty());
+}
+
+#[test]
+fn fifty_alerts_in_one_window_make_one_message_and_one_digest_of_the_rest() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(3, ""));
+    run(&config, &alerts(50, "burst"));
+    let subjects = subjects(&peer);
+    assert_eq!(
+        subjects,
+        ["Server alert: Alert burst-0000", "49 held notifications from alerts"],
+        "one at once, one digest when the window ends"
+    );
+    let digest = peer.message(peer.received()[1]["file"].as_str().unwrap());
+    let mail = mailparse::parse_mail(&digest).unwrap();
+    let text = mail.subparts[0].get_body().unwrap();
+    for i in 1..50 {
+        assert!(
+            text.contains(&format!("Server alert: Alert burst-{i:04}")),
+            "the digest lists alert {i}"
+        );
+    }
+    assert_eq!(outbox_list(&config, "digested").lines().count() - 2, 49);
+}
+
+#[test]
+fn in_drop_mode_a_burst_sends_one_and_logs_each_drop() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(
+        dir.path(),
+        peer.port,
+        &cert,
+        &alerts_module(3, "throttle_mode = \"drop\""),
+    );
+    let output = run(&config, &alerts(50, "drop"));
+    assert_eq!(subjects(&peer), ["Server alert: Alert drop-0000"]);
+    assert_eq!(
+        stderr(&output)
+            .matches("dropped: inside its SendInterval window")
+            .count(),
+        49
+    );
+    assert_eq!(outbox_list(&config, "dropped").lines().count() - 2, 49);
+}
+
+// ---- webhooks --------------------------------------------------------------
+
+fn webhook_module(url: &str, allowed: &str) -> String {
+    format!(
+        "[[module]]\nname = \"hook\"\npath = \"webhook.wasm\"\nallowed_hosts = [{allowed}]\n[module.params]\n\
+         WebhookURL = \"{url}\"\nTarget = \"json\"\n"
+    )
+}
+
+#[test]
+fn a_webhook_answering_500_then_200_is_retried_and_delivered_once() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let http = HttpPeer::started(dir.path(), "500,200", None);
+    let url = format!("http://127.0.0.1:{}/hook", http.port);
+    let config = config(dir.path(), free_port(), &cert, &webhook_module(&url, "\"127.0.0.1\""));
+    run(&config, &alerts(1, "hook"));
+    let requests = http.requests();
+    let statuses: Vec<u64> = requests.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [500, 200]);
+    let body: Value = serde_json::from_str(requests[1]["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["text"].as_str().unwrap().starts_with("Alert: Alert hook-0000 |"),
+        "{body}"
+    );
+    assert_eq!(requests[1]["headers"]["content-type"], "application/json");
+    assert_eq!(outbox_list(&config, "sent").lines().count() - 2, 1);
+}
+
+#[test]
+fn a_webhook_to_a_host_outside_allowed_hosts_is_refused() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let config = config(
+        dir.path(),
+        free_port(),
+        &cert,
+        &webhook_module("https://hooks.example.org/x", "\"hooks.slack.com\""),
+    );
+    let output = run(&config, &alerts(1, "refused"));
+    assert!(
+        stderr(&output)
+            .contains("webhook to hooks.example.org refused: not in the module's allowed_hosts (hooks.slack.com)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(outbox_list(&config, "pending").lines().count(), 2, "nothing queued");
+}
+
+#[test]
+fn a_webhook_tls_failure_is_reported_as_such() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let https = HttpPeer::started(dir.path(), "200", Some(&cert));
+    let url = format!("https://127.0.0.1:{}/hook", https.port);
+    let config = config(dir.path(), free_port(), &cert, &webhook_module(&url, "\"127.0.0.1\""));
+    let output = run(&config, &alerts(1, "tls"));
+    let err = stderr(&output);
+    assert!(err.contains(&format!("TLS failure talking to {url}")), "{err}");
+    assert!(https.requests().is_empty());
+    assert!(outbox_list(&config, "dead").contains("TLS failure"));
+}
+
+// ---- metrics ---------------------------------------------------------------
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn run_serves_prometheus_metrics() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let metrics_port = free_port();
+    let modules = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}",
+        alerts_module(-1, "")
+    );
+    let config = config(dir.path(), peer.port, &cert, &modules);
+    let mut child = Command::new(EXE)
+        .args(["run", "-c", &config.display().to_string()])
+        .args(["--modules-dir", &modules_dir().display().to_string()])
+        .args(["--cache-dir", &cache_dir().display().to_string()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(alerts(3, "m").as_bytes()).unwrap();
+    stdin.write_all(b"not json\n").unwrap();
+    peer.wait_for(3, Duration::from_secs(60));
+    let started = Instant::now();
+    let text = loop {
+        let text = http_get(metrics_port, "/metrics");
+        if text.contains("velonotify_sent_total{kind=\"email\"} 3") || started.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin);
+    let _ = child.wait();
+    for expected in [
+        "velonotify_events_total 3",
+        "velonotify_module_handled_total{module=\"alerts\"} 3",
+        "velonotify_actions_total{module=\"alerts\",kind=\"email\"} 3",
+        "velonotify_sent_total{kind=\"email\"} 3",
+        "velonotify_queue_depth 0",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+}
