@@ -3,20 +3,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::delivery::{Deliverer, SmtpSenders, WebhookSender};
 use crate::engine::ParamKind;
-use crate::outbox::{FileOutbox, Level, Outbox, OutboxStore, Report, Status, StoreOutbox};
+use crate::outbox::{FileOutbox, Level, Outbox, OutboxStore, Status};
 use crate::pipeline::{ClockMode, Pipeline, system_now_us};
 use crate::runtime::{Overrides, Runtime, load_world};
-use crate::source::{IncomingEvent, JsonlSource, SourceError};
+use crate::source::JsonlSource;
 
 /// Alerting and notifications for Velociraptor, with rule modules that run
 /// as sandboxed WebAssembly components.
@@ -35,9 +31,10 @@ enum Command {
     /// Load and validate the configuration and every module; print what
     /// would run.
     Check(CommonArgs),
-    /// Run as a service: events as JSON lines on stdin; actions into the
-    /// durable outbox and delivered (SMTP, webhooks) with retries. At the
-    /// end of the input, what is left is delivered before it exits.
+    /// Run as a service: events from the Velociraptor API and the HTTP
+    /// ingest endpoint when configured, else JSON lines on stdin; actions
+    /// into the durable outbox and delivered with retries. At the end of
+    /// stdin, what is left is delivered before it exits.
     Run(CommonArgs),
     /// Inspect and act on the delivery outbox.
     Outbox(OutboxArgs),
@@ -169,11 +166,6 @@ fn event_reader(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, String)
     Ok((Box::new(BufReader::with_capacity(1 << 16, file)), name))
 }
 
-fn source_report(error: &SourceError) -> Report {
-    let at = format!("{}:{}", error.source_name, error.line);
-    Report::input(Level::Warn, Some(&at), format!("{at}: {}; line skipped", error.message))
-}
-
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.common.config)?;
     let overrides = Overrides {
@@ -204,7 +196,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             }
             Err(error) => {
                 skipped += 1;
-                out.report(source_report(&error));
+                out.report(crate::service::source_report(&error));
             }
         }
     }
@@ -243,7 +235,29 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     load_world(&config, &overrides(&args, None))?;
     let runtime = Runtime::start(&config, &overrides(&args, None), ClockMode::Virtual)?;
+    let api = match &config.velociraptor {
+        Some(section) => {
+            let api = crate::velociraptor::ApiClientConfig::load(&config.resolve(&section.api_config))
+                .context("velociraptor.api_config")?;
+            api.check_certificates().context("velociraptor.api_config")?;
+            let name = api.server_name(section.server_name.as_deref());
+            Some(format!(
+                "{} as {} (server name {name})",
+                api.api_connection_string, api.name
+            ))
+        }
+        None => None,
+    };
+    if let Some(section) = &config.ingest {
+        crate::ingest::token(&config, section)?;
+    }
     println!("{}: OK", args.config.display());
+    if let Some(api) = api {
+        println!("Velociraptor API: {api}");
+    }
+    if let Some(section) = &config.ingest {
+        println!("HTTP ingest: {}", section.listen);
+    }
     for module in runtime.pipeline.modules() {
         let info = module.info();
         let setup = module.setup();
@@ -290,107 +304,9 @@ fn kind_name(kind: ParamKind) -> &'static str {
     }
 }
 
-enum Input {
-    Event(IncomingEvent),
-    Bad(SourceError),
-    End,
-}
-
 fn run(args: CommonArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let mut runtime = Runtime::start(&config, &overrides(&args, None), ClockMode::System)?;
-    let metrics = runtime.metrics();
-    let store = Arc::new(OutboxStore::open(&config.state_path())?);
-    let modes = runtime
-        .pipeline
-        .modules()
-        .iter()
-        .zip(&config.modules)
-        .map(|(module, section)| (module.name().to_string(), section.throttle_mode.unwrap_or_default()))
-        .collect();
-    let mail_period = config.delivery.mail_period_s.unwrap_or(0);
-    let policy = config.retry_policy();
-    let mut out = StoreOutbox::new(
-        store.clone(),
-        modes,
-        mail_period,
-        policy.deadline.as_micros() as u64,
-        metrics.clone(),
-        Box::new(system_now_us),
-    );
-    let seconds = |s: Option<u64>| Duration::from_secs(s.unwrap_or(10));
-    let deliverer = Deliverer::new(
-        store.clone(),
-        SmtpSenders::new(
-            config.smtp.clone(),
-            config.secrets.clone().into_iter().collect(),
-            seconds(config.delivery.smtp_timeout_s),
-        ),
-        WebhookSender::new(seconds(config.delivery.webhook_timeout_s)),
-        policy,
-        metrics.clone(),
-        mail_period,
-        config.default_sender(),
-    )
-    .with_workers(config.delivery.workers.unwrap_or(4));
-    if let Some(listen) = &config.metrics.listen {
-        let address = crate::http::serve_metrics(listen, metrics.clone())?;
-        tracing::info!(%address, "serving Prometheus metrics at /metrics");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let draining = Arc::new(AtomicBool::new(false));
-    let delivery = {
-        let (stop, draining) = (stop.clone(), draining.clone());
-        std::thread::Builder::new()
-            .name("velonotify-delivery".into())
-            .spawn(move || deliverer.run(&stop, &draining))?
-    };
-    tracing::info!(
-        modules = runtime.pipeline.modules().len(),
-        state = %config.state_path().display(),
-        "velonotify running; reading events from stdin"
-    );
-
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(1024);
-    let org = config.default_org().to_string();
-    let max = config.max_event_bytes();
-    std::thread::Builder::new()
-        .name("velonotify-stdin".into())
-        .spawn(move || {
-            let source = JsonlSource::new(BufReader::new(std::io::stdin()), "stdin", &org, max);
-            for item in source {
-                let input = match item {
-                    Ok(event) => Input::Event(event),
-                    Err(error) => Input::Bad(error),
-                };
-                if sender.send(input).is_err() {
-                    return;
-                }
-            }
-            let _ = sender.send(Input::End);
-        })?;
-
-    loop {
-        match receiver.recv_timeout(Duration::from_millis(500)) {
-            Ok(Input::Event(event)) => runtime.pipeline.dispatch(&event, &mut out)?,
-            Ok(Input::Bad(error)) => out.report(source_report(&error)),
-            Ok(Input::End) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                runtime.pipeline.advance_to(system_now_us(), &mut out)?
-            }
-        }
-        // The event counts as processed once its actions are in the outbox.
-        out.commit()?;
-    }
-    tracing::info!(open = store.open_count()?, "end of input; delivering what is left");
-    draining.store(true, Ordering::Relaxed);
-    if delivery.join().is_err() {
-        stop.store(true, Ordering::Relaxed);
-        bail!("the delivery thread panicked");
-    }
-    let counts = store.counts()?;
-    tracing::info!(?counts, "done");
-    Ok(())
+    crate::service::run(&config, &overrides(&args, None))
 }
 
 fn outbox(args: OutboxArgs) -> anyhow::Result<()> {

@@ -35,6 +35,10 @@ pub struct Config {
     pub delivery: DeliverySection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// A Velociraptor server to take events from and answer lookups.
+    pub velociraptor: Option<VelociraptorSection>,
+    /// An HTTP endpoint that takes events posted to it.
+    pub ingest: Option<IngestSection>,
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleSection>,
     /// The directory of the configuration file: relative paths start here.
@@ -115,6 +119,45 @@ pub struct DeliverySection {
     pub webhook_timeout_s: Option<u64>,
     /// Items delivered at once, each on its own connection (default 4).
     pub workers: Option<usize>,
+}
+
+/// The Velociraptor API: events, lookups and actions over gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VelociraptorSection {
+    /// The `api_client` YAML made by `velociraptor config api_client`.
+    pub api_config: PathBuf,
+    /// The name the server's certificate is checked against (default: the
+    /// file's `pinned_server_name`, else `VelociraptorServer`).
+    pub server_name: Option<String>,
+    /// Seconds between heartbeat rows on the event stream (default 30);
+    /// three missed heartbeats mean the stream is dead.
+    pub heartbeat_s: Option<u64>,
+    /// Seconds a lookup may take (default 10).
+    pub lookup_timeout_s: Option<u64>,
+    /// Seconds a lookup's answer is reused (default 30; 0: never).
+    pub cache_ttl_s: Option<u64>,
+    /// After a disconnect or a restart, server event queues are read back
+    /// from the last row seen, at most this many seconds (default 86400).
+    pub backfill_max_s: Option<u64>,
+    /// Also write the alerts modules raise into the server's
+    /// `Server.Internal.Alerts` queue (default false).
+    #[serde(default)]
+    pub push_alerts: bool,
+}
+
+/// The HTTP ingest endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// Address to listen on, e.g. `127.0.0.1:8765`.
+    pub listen: String,
+    /// The bearer token senders must present (or `token_file`).
+    pub token: Option<String>,
+    /// A file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// Largest body accepted, in bytes (default 16 MiB).
+    pub max_body_bytes: Option<usize>,
 }
 
 /// Prometheus metrics of `run`.

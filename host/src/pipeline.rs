@@ -301,6 +301,7 @@ impl Pipeline {
             }
             out.accept(Delivery {
                 module: &module,
+                org_id: &org_id,
                 queue: event.map(|e| e.queue.as_str()),
                 event: event_id,
                 action,

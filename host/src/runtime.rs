@@ -33,12 +33,27 @@ pub struct Runtime {
     pub pipeline: Pipeline,
     engine: Engine,
     metrics: Arc<Metrics>,
+    state: Arc<StateStore>,
 }
 
 impl Runtime {
     /// Loads the lookups and starts every module of `config`.
     pub fn start(config: &Config, overrides: &Overrides, mode: ClockMode) -> anyhow::Result<Self> {
-        let lookups: Arc<dyn Lookups> = Arc::new(load_world(config, overrides)?);
+        Self::start_with(config, overrides, mode, None)
+    }
+
+    /// Starts every module of `config` with `lookups` (a Velociraptor
+    /// server), else the world file's.
+    pub fn start_with(
+        config: &Config,
+        overrides: &Overrides,
+        mode: ClockMode,
+        lookups: Option<Arc<dyn Lookups>>,
+    ) -> anyhow::Result<Self> {
+        let lookups: Arc<dyn Lookups> = match lookups {
+            Some(lookups) => lookups,
+            None => Arc::new(load_world(config, overrides)?),
+        };
         let state = Arc::new(match (&overrides.state, mode) {
             (Some(path), _) => StateStore::open(path)?,
             (None, ClockMode::System) => StateStore::open(&config.state_path())?,
@@ -93,7 +108,7 @@ impl Runtime {
                     clock,
                     mode,
                     max_email_bytes: config.host_facts().max_email_bytes,
-                    alerts: AlertQueue::new(state),
+                    alerts: AlertQueue::new(state.clone()),
                     // A replay's world stands in for the server.
                     world: (mode == ClockMode::Virtual).then_some(lookups),
                     metrics: metrics.clone(),
@@ -101,7 +116,13 @@ impl Runtime {
             ),
             engine,
             metrics,
+            state,
         })
+    }
+
+    /// The state store: module state, alert dedup, cursors.
+    pub fn state(&self) -> Arc<StateStore> {
+        self.state.clone()
     }
 
     /// The host's counters.

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, TestCertificate, free_port};
+use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, TestCertificate, free_port, http_get};
 use velonotify_test_support::{cache_dir, modules_dir, scratch};
 
 use super::{EXE, write_config};
@@ -436,19 +436,6 @@ fn a_webhook_tls_failure_is_reported_as_such() {
 }
 
 // ---- metrics ---------------------------------------------------------------
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 #[test]
 fn run_serves_prometheus_metrics() {

@@ -6,13 +6,16 @@
 //! - `cli`: `check`, `replay` and `run` on good and bad input;
 //! - `family`: the other modules, alone and chained;
 //! - `delivery`: `run` against real SMTP and HTTP servers, killed and
-//!   restarted.
+//!   restarted;
+//! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
+//!   the HTTP ingest endpoint.
 
 mod cli;
 mod delivery;
 mod demo;
 mod family;
 mod sandbox;
+mod velociraptor;
 
 use std::path::Path;
 use std::process::Output;

@@ -5,6 +5,7 @@
 
 mod retry;
 mod smtp;
+mod velociraptor;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use velonotify_core::vql::Timestamp;
 
 pub use self::retry::RetryPolicy;
 pub use self::smtp::SmtpSenders;
+pub use self::velociraptor::ApiActions;
 pub use self::webhook::WebhookSender;
 use crate::metrics::Metrics;
 use crate::outbox::NewItem;
@@ -46,6 +48,8 @@ pub struct Deliverer {
     default_sender: String,
     /// Items sent at once (each on its own connection).
     workers: usize,
+    /// Executes user messages, labels and alert pushes.
+    api: Option<ApiActions>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -78,7 +82,15 @@ impl Deliverer {
             mail_period_s,
             default_sender,
             workers: 1,
+            api: None,
         }
+    }
+
+    /// Executes user messages, labels and alert pushes through the
+    /// Velociraptor API.
+    pub fn with_api(mut self, api: ApiActions) -> Self {
+        self.api = Some(api);
+        self
     }
 
     /// Sends up to `workers` items at once. One SMTP session waits for the
@@ -154,6 +166,10 @@ impl Deliverer {
             "webhook" => match webhook_request(&item.payload) {
                 Ok((url, headers, body)) => self.webhooks.post(&url, &headers, &body),
                 Err(e) => Attempt::Permanent(format!("malformed webhook in the outbox: {e}")),
+            },
+            kind @ ("user-message" | "label" | "alert") => match &self.api {
+                Some(api) => api.execute(kind, &item.module, &item.payload),
+                None => Attempt::Transient("waiting for the Velociraptor API to be configured".into()),
             },
             other => Attempt::Permanent(format!("{other} actions are not delivered by this host")),
         }

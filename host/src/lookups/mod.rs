@@ -14,6 +14,23 @@ pub use self::world::{World, WorldError};
 /// A lookup's answer.
 pub type LookupAnswer<T> = Result<T, LookupError>;
 
+/// The first rows of a result set, at most `max_rows` of them and at most
+/// `max_bytes` of JSON, with the set's size.
+pub fn result_page(rows: &[Value], max_rows: Option<u32>, max_bytes: Option<u64>, total_rows: u64) -> ResultPage {
+    let max_rows = max_rows.map_or(usize::MAX, |m| m as usize);
+    let mut budget = max_bytes.unwrap_or(u64::MAX);
+    let mut page = Vec::new();
+    for row in rows.iter().take(max_rows) {
+        let size = row.to_string().len() as u64;
+        if size > budget {
+            break;
+        }
+        budget -= size;
+        page.push(row.clone());
+    }
+    ResultPage { rows: page, total_rows }
+}
+
 /// Facts about a Velociraptor org.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgInfo {

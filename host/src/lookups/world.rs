@@ -326,21 +326,7 @@ impl Lookups for World {
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let max_rows = max_rows.map_or(usize::MAX, |m| m as usize);
-        let mut budget = max_bytes.unwrap_or(u64::MAX);
-        let mut page = Vec::new();
-        for row in rows.iter().take(max_rows) {
-            let size = row.to_string().len() as u64;
-            if size > budget {
-                break;
-            }
-            budget -= size;
-            page.push(row.clone());
-        }
-        Ok(ResultPage {
-            rows: page,
-            total_rows: rows.len() as u64,
-        })
+        Ok(super::result_page(rows, max_rows, max_bytes, rows.len() as u64))
     }
 
     fn flow_uploads(&self, _org: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Vec<Value>> {

@@ -80,6 +80,8 @@ impl Report {
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
     pub module: &'a str,
+    /// The org of the module.
+    pub org_id: &'a str,
     pub queue: Option<&'a str>,
     pub event: Option<&'a str>,
     pub action: &'a Action,

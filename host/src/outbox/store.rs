@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
 
 use super::{Delivery, Level, Outbox, Report, action_json, summarize};
 use crate::engine::Action;
@@ -381,6 +382,18 @@ impl OutboxStore {
         })
     }
 
+    /// Puts the user messages and labels kept while no Velociraptor API was
+    /// configured in line for delivery; returns how many.
+    pub fn release_waiting_api(&self, now_us: u64, deadline_us: u64) -> anyhow::Result<usize> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_us = ?1, deadline_us = ?2, updated_us = ?1
+                 WHERE status = 'waiting-api'",
+                params![now_us as i64, deadline_us as i64],
+            )
+        })
+    }
+
     /// Deletes finished items (`sent`, `dead`, `dropped`, `digested`) of
     /// `status` (all finished when None) last updated before `before_us`.
     pub fn purge(&self, status: Option<Status>, before_us: u64) -> anyhow::Result<usize> {
@@ -471,6 +484,11 @@ pub struct StoreOutbox {
     retry_deadline_us: u64,
     metrics: std::sync::Arc<Metrics>,
     clock: Box<dyn Fn() -> u64 + Send>,
+    /// The Velociraptor API is configured: user messages and labels are
+    /// delivered through it instead of waiting.
+    api: bool,
+    /// Alerts raised by modules are also written to the server's queue.
+    push_alerts: bool,
 }
 
 impl std::fmt::Debug for StoreOutbox {
@@ -498,7 +516,17 @@ impl StoreOutbox {
             retry_deadline_us,
             metrics,
             clock,
+            api: false,
+            push_alerts: false,
         }
+    }
+
+    /// Delivers user messages and labels through the Velociraptor API, and
+    /// with `push_alerts` writes raised alerts into the server's queue.
+    pub fn with_api(mut self, push_alerts: bool) -> Self {
+        self.api = true;
+        self.push_alerts = push_alerts;
+        self
     }
 
     /// Decides, in the commit's transaction, whether an e-mail goes now,
@@ -520,6 +548,20 @@ impl StoreOutbox {
     }
 }
 
+impl StoreOutbox {
+    /// An action as JSON, with what executing it through the API needs:
+    /// its org, and an alert's creation time.
+    fn api_payload(&self, action: &Action, org_id: &str) -> Vec<u8> {
+        let mut value = action_json(action);
+        value["org_id"] = Value::String(org_id.to_string());
+        if let Action::Alert(_) = action {
+            let now = jiff::Timestamp::from_microsecond((self.clock)() as i64).unwrap_or_default();
+            value["timestamp"] = Value::String(now.to_string());
+        }
+        value.to_string().into_bytes()
+    }
+}
+
 impl Outbox for StoreOutbox {
     fn accept(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
         let (kind, recipients, subject) = summarize(delivery.action);
@@ -537,8 +579,9 @@ impl Outbox for StoreOutbox {
                 send_interval: e.send_interval_seconds,
                 status: Status::Pending,
             },
-            // Alerts go to the host's own queue, not out.
-            Action::Alert(_) => return Ok(()),
+            // Alerts go to the host's own queue, and to the server's
+            // when asked.
+            Action::Alert(_) if !self.push_alerts => return Ok(()),
             other => NewItem {
                 module: delivery.module.to_string(),
                 kind,
@@ -548,10 +591,11 @@ impl Outbox for StoreOutbox {
                 recipients,
                 subject,
                 link: None,
-                payload: action_json(other).to_string().into_bytes(),
+                payload: self.api_payload(other, delivery.org_id),
                 send_interval: -1,
                 status: match other {
                     Action::Webhook(_) => Status::Pending,
+                    _ if self.api => Status::Pending,
                     _ => Status::WaitingApi,
                 },
             },

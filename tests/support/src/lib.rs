@@ -3,6 +3,7 @@
 //! replay wrote.
 
 pub mod peers;
+pub mod velociraptor_peer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

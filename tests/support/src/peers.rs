@@ -26,6 +26,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `GET path` on 127.0.0.1:`port`; the whole response, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// A self-signed certificate for 127.0.0.1 and localhost, as PEM files.
 #[derive(Debug)]
 pub struct TestCertificate {

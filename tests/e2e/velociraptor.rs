@@ -1,0 +1,400 @@
+//! `velonotify run` against a stand-in Velociraptor server: a real gRPC
+//! server with mutual TLS (tests/support/src/velociraptor_peer.rs). Events
+//! arrive over `watch_monitoring()`, a cut stream is caught up exactly once,
+//! lookups and actions go through the API, no VQL ever carries event data,
+//! and wrong client certificates are refused with a clear message. Also the
+//! HTTP ingest endpoint.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port, http_get};
+use velonotify_test_support::velociraptor_peer::{ClientCert, TestPki, VelociraptorPeer};
+use velonotify_test_support::{cache_dir, modules_dir, scratch};
+
+use super::{EXE, write_config};
+
+const WORLD: &str = r#"{
+  "artifacts": {
+    "Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"},
+    "Custom.Detect.Input": {"name": "Custom.Detect.Input", "type": "CLIENT_EVENT"}
+  },
+  "clients": {"C.api1": {"client_id": "C.api1", "os_info": {"hostname": "ws-api-1", "fqdn": "ws-api-1.corp"}, "labels": []}},
+  "users": [{"name": "ann", "roles": ["administrator"]}, {"name": "bob", "roles": ["reader"]}]
+}"#;
+
+/// `velonotify run` as a process, its log in a file.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(config: &Path) -> Self {
+        let log = config.with_file_name("velonotify.log");
+        let child = Command::new(EXE)
+            .args(["run", "-c", &config.display().to_string()])
+            .args(["--modules-dir", &modules_dir().display().to_string()])
+            .args(["--cache-dir", &cache_dir().display().to_string()])
+            .env("VELONOTIFY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting velonotify run");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `done` holds, at most `timeout`, failing with the log.
+    fn wait(&mut self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("velonotify exited ({status}) waiting for {what}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration with the API at `api_config` and `modules` appended.
+fn config(dir: &Path, smtp_port: u16, modules: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[smtp]
+server = "127.0.0.1"
+server_port = {smtp_port}
+from = "velonotify@example.org"
+
+[delivery]
+retry_base_ms = 100
+retry_cap_s = 1
+
+[host]
+state = "state.db"
+
+[velociraptor]
+api_config = "api.yaml"
+heartbeat_s = 1
+{modules}
+"#
+        ),
+    )
+}
+
+fn alert(i: usize) -> Value {
+    json!({"client_id": "C.api1", "name": format!("api-alert-{i:04}"),
+           "timestamp": "2026-11-22T10:00:00Z", "event_data": {"n": i}})
+}
+
+/// The stand-in refuses, and records, any VQL text holding event data.
+fn assert_no_event_data_in_vql(peer: &VelociraptorPeer) {
+    assert!(!peer.requests().is_empty());
+    assert_eq!(peer.violations(), Vec::<String>::new(), "event data reached a VQL text");
+}
+
+#[test]
+fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let mut run = Running::start(&config(dir.path(), smtp.port, modules));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    run.wait("the catch-up position", Duration::from_secs(10), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+
+    let total = 120;
+    for i in 0..total {
+        peer.publish("Server.Internal.Alerts", alert(i));
+        if i == 40 {
+            peer.disconnect_all();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received = smtp.wait_for(total, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2)); // room for a duplicate to show
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+
+    let mut per_alert: HashMap<String, usize> = HashMap::new();
+    for line in &received {
+        *per_alert
+            .entry(line["subject"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let log = run.log();
+    for i in 0..total {
+        // The host name comes from a client_info lookup through the API.
+        let subject = format!("Alert from client ws-api-1: api-alert-{i:04}");
+        let got = per_alert.get(&subject).copied().unwrap_or(0);
+        assert_eq!(got, 1, "{subject} arrived {got} times\n{log}");
+    }
+    assert!(log.contains("reconnecting in"), "the cut was noticed:\n{log}");
+    assert!(log.contains("caught up on rows written while disconnected"), "{log}");
+
+    assert_no_event_data_in_vql(&peer);
+    let requests = peer.requests();
+    let watched: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["vql"].as_str().unwrap().contains("watch_monitoring"))
+        .collect();
+    assert!(watched.len() >= 2, "subscribed again after the cut");
+    assert_eq!(watched[0]["env"]["Queue0"], "Server.Internal.Alerts");
+}
+
+#[test]
+fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = r#"push_alerts = true
+
+[[module]]
+name = "detect"
+path = "detect.wasm"
+[module.params]
+Queue = "Custom.Detect.Input"
+Condition = "Column,Regex\nName,^suspicious\n"
+AlertName = "Detected {Name} on {client.hostname}"
+Dedup = -1
+
+[[module]]
+name = "user-message"
+path = "user_message.wasm"
+"#;
+    let mut run = Running::start(&config(dir.path(), free_port(), modules));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.publish(
+        "Custom.Detect.Input",
+        json!({"Name": "suspicious'); DROP", "ClientId": "C.api1"}),
+    );
+    peer.publish("Custom.Detect.Input", json!({"Name": "benign", "ClientId": "C.api1"}));
+    run.wait("the user message", Duration::from_secs(60), |_| {
+        peer.actions().iter().any(|a| a.get("user_message").is_some())
+    });
+    std::thread::sleep(Duration::from_secs(3)); // room for a second round to show
+    let actions = peer.actions();
+    let pushed: Vec<&Value> = actions.iter().filter_map(|a| a.get("alert")).collect();
+    assert_eq!(pushed.len(), 1, "{actions:?}");
+    assert_eq!(pushed[0]["name"], "Detected suspicious'); DROP on ws-api-1");
+    assert_eq!(pushed[0]["velonotify_module"], "detect");
+    let messages: Vec<&Value> = actions.iter().filter_map(|a| a.get("user_message")).collect();
+    // ann is an administrator, bob is not; the pushed alert coming back on
+    // the server's queue is not handled a second time.
+    assert_eq!(messages.len(), 1, "{actions:?}\n{}", run.log());
+    assert_eq!(messages[0]["user"], "ann");
+    assert_eq!(
+        messages[0]["message"]["Message"],
+        "Detected suspicious'); DROP on ws-api-1"
+    );
+    assert_no_event_data_in_vql(&peer);
+}
+
+#[test]
+fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let world = json!({
+        "clients": {"C.watch1": {"client_id": "C.watch1", "os_info": {"hostname": "laptop-7", "fqdn": "laptop-7.corp"},
+                                 "labels": ["Slack"], "last_seen_at": now_us}},
+    });
+    let peer = VelociraptorPeer::start(&pki, &world.to_string());
+    let hook = HttpPeer::started(dir.path(), "200", None);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = format!(
+        "[[module]]\nname = \"online\"\npath = \"webhook.wasm\"\n[module.params]\nMode = \"ClientsOnline\"\n\
+         WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
+        hook.port
+    );
+    let mut run = Running::start(&config(dir.path(), free_port(), &modules));
+    run.wait("the label change", Duration::from_secs(60), |_| {
+        peer.actions().iter().any(|a| a.get("label").is_some())
+    });
+    std::thread::sleep(Duration::from_secs(3)); // three more ticks
+    let actions = peer.actions();
+    assert_eq!(
+        actions,
+        [json!({"label": {"client_id": "C.watch1", "op": "remove", "labels": ["Slack"]}})],
+        "{}",
+        run.log()
+    );
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "announced once: {requests:?}");
+    assert!(requests[0]["body"].as_str().unwrap().contains("laptop-7"));
+    assert_no_event_data_in_vql(&peer);
+}
+
+/// A certificate the server would refuse stops `check` and `run` at once,
+/// naming the file, the field and the reason; nothing is sent.
+fn refused_at_start(which: ClientCert, expected: &str) {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let api = pki.api_client_file(&dir.path().join("api.yaml"), peer.port, which);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n";
+    let config = config(dir.path(), free_port(), modules);
+    let wanted = format!("velociraptor.api_config: {}: client_cert: {expected}", api.display());
+    for command in ["check", "run"] {
+        let output = super::velonotify(&[command, "-c", &config.display().to_string()]);
+        let err = velonotify_test_support::stderr(&output);
+        assert!(!output.status.success(), "{command} should fail");
+        assert!(err.contains(&wanted), "{command}:\n{err}");
+    }
+    assert!(peer.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused_clearly() {
+    refused_at_start(
+        ClientCert::ForeignCa,
+        "the server would refuse this certificate: it is not signed by ca_certificate",
+    );
+}
+
+#[test]
+fn an_expired_client_certificate_is_refused_clearly() {
+    refused_at_start(
+        ClientCert::Expired,
+        "the server would refuse this certificate: it has expired",
+    );
+}
+
+#[test]
+fn an_api_client_file_for_another_server_is_refused_clearly_and_retried() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::OtherServer);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n";
+    let mut run = Running::start(&config(dir.path(), free_port(), modules));
+    let expected = "the server's certificate does not check against ca_certificate and the server name";
+    run.wait("the refusal", Duration::from_secs(60), |r| r.log().contains(expected));
+    run.wait("a second attempt", Duration::from_secs(60), |r| {
+        r.log().matches(expected).count() >= 2
+    });
+    assert_eq!(peer.watchers(), 0);
+    assert!(
+        peer.requests().is_empty(),
+        "the TLS handshake failed: nothing got through"
+    );
+}
+
+const TOKEN: &str = "ingest-token-0123456789";
+
+/// One HTTP/1.1 POST; returns the status code and the body.
+fn post(port: u16, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST /v1/events?queue=Custom.Ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let _ = stream.write_all(body);
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn handled_by(metrics_port: u16, module: &str) -> u64 {
+    let prefix = format!("velonotify_module_handled_total{{module=\"{module}\"}} ");
+    http_get(metrics_port, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[test]
+fn the_ingest_endpoint_checks_token_size_and_lines_and_takes_ten_thousand_rows() {
+    let dir = scratch();
+    let (ingest_port, metrics_port) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[host]
+state = "state.db"
+[ingest]
+listen = "127.0.0.1:{ingest_port}"
+token = "{TOKEN}"
+max_body_bytes = 2000000
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+[[module]]
+name = "detect"
+path = "detect.wasm"
+[module.params]
+Queue = "Custom.Ingest"
+Condition = "Column,Regex\nName,^never$\n"
+AlertName = "{{Name}}"
+"#
+        ),
+    );
+    let mut run = Running::start(&config);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+
+    let row = |i: usize| format!("{{\"Name\":\"row-{i}\",\"ClientId\":\"C.1\"}}\n");
+    assert_eq!(post(ingest_port, None, row(0).as_bytes()).0, 401);
+    assert_eq!(
+        post(ingest_port, Some("wrong-token-0123456789"), row(0).as_bytes()).0,
+        401
+    );
+    let (status, body) = post(
+        ingest_port,
+        Some(TOKEN),
+        format!("{}{{\"Name\": oops}}\n{}", row(1), row(2)).as_bytes(),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("line 2: malformed JSON"), "{body}");
+    let oversize = "x".repeat(2_100_000);
+    assert_eq!(post(ingest_port, Some(TOKEN), oversize.as_bytes()).0, 413);
+    assert_eq!(handled_by(metrics_port, "detect"), 0, "refused bodies reach no module");
+
+    let rows: String = (0..10_000).map(row).collect();
+    let (status, body) = post(ingest_port, Some(TOKEN), rows.as_bytes());
+    assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000}"));
+    assert_eq!(
+        handled_by(metrics_port, "detect"),
+        10_000,
+        "answered once every row was handled"
+    );
+}
