@@ -188,6 +188,15 @@ pub struct ModuleSection {
     /// module's own parameters (its `WebhookURL`, `SlackToken`), so a module
     /// posts where its operator said and nowhere else.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Most actions one call may produce (default 100); a call producing
+    /// more keeps none of them.
+    pub max_actions: Option<usize>,
+    /// Largest action (an e-mail's message, a webhook's body...), in bytes
+    /// (default: 25 MiB for e-mails, 1 MiB for webhooks, 64 KiB for user
+    /// messages and alert context).
+    pub max_action_bytes: Option<u64>,
+    /// The lookups the module may make (default: all); see `LOOKUP_NAMES`.
+    pub lookups: Option<Vec<String>>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -307,6 +316,8 @@ impl Config {
         SandboxLimits {
             deadline: deadline.unwrap_or(defaults.deadline),
             memory_bytes: memory.unwrap_or(defaults.memory_bytes),
+            max_actions: module.max_actions.unwrap_or(defaults.max_actions),
+            max_action_bytes: module.max_action_bytes,
         }
     }
 }

@@ -252,9 +252,32 @@ impl Pipeline {
                 return Ok(());
             }
         };
+        let limits = self.modules[index].spec().limits;
+        if actions.len() > limits.max_actions {
+            out.report(Report::new(
+                Level::Error,
+                &module,
+                event_id,
+                format!(
+                    "{} actions from one call, more than its max_actions ({}): none kept",
+                    actions.len(),
+                    limits.max_actions
+                ),
+            ));
+            return Ok(());
+        }
         let mut raised = 0;
         for action in &actions {
-            if let Err(problem) = validate(action, self.services.max_email_bytes, &allowed_hosts) {
+            let checked = validate(action, self.services.max_email_bytes, &allowed_hosts).and_then(|()| {
+                match limits.max_action_bytes {
+                    Some(cap) if action_bytes(action) > cap => Err(format!(
+                        "an action of {} bytes (max_action_bytes {cap})",
+                        action_bytes(action)
+                    )),
+                    _ => Ok(()),
+                }
+            });
+            if let Err(problem) = checked {
                 out.report(Report::new(
                     Level::Error,
                     &module,
@@ -331,6 +354,18 @@ pub(crate) fn system_now_us() -> u64 {
 
 /// Checks an action before it may leave: a module is not trusted to
 /// produce well-formed addresses, URLs or bounded sizes.
+/// The size of what an action carries, for `max_action_bytes`.
+fn action_bytes(action: &Action) -> u64 {
+    let bytes = match action {
+        Action::Email(email) => email.message.len(),
+        Action::Webhook(hook) => hook.body.len() + hook.url.len(),
+        Action::UserMessage(message) => message.message.len(),
+        Action::Label(change) => change.labels.iter().map(String::len).sum(),
+        Action::Alert(alert) => alert.event_data.len() + alert.name.len(),
+    };
+    bytes as u64
+}
+
 pub fn validate(action: &Action, max_email_bytes: u64, allowed_hosts: &[String]) -> Result<(), String> {
     match action {
         Action::Email(email) => {

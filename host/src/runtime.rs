@@ -81,12 +81,20 @@ impl Runtime {
                 .allowed_hosts
                 .clone()
                 .unwrap_or_else(|| hosts_named_in(params.iter().map(|(_, v)| v.as_str())));
+            let lookups: Arc<dyn Lookups> = match &section.lookups {
+                Some(allowed) => Arc::new(
+                    crate::lookups::RestrictedLookups::new(lookups.clone(), allowed)
+                        .map_err(|e| anyhow::anyhow!("lookups: {e}"))
+                        .with_context(|| label(&shown))?,
+                ),
+                None => lookups.clone(),
+            };
             let spec = ModuleSpec {
                 name: section.name.clone().unwrap_or_default(),
                 params,
                 limits: config.limits(section),
                 org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
-                lookups: lookups.clone(),
+                lookups,
                 facts: config.host_facts(),
                 state: state.clone(),
                 clock: clock.clone(),

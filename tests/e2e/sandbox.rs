@@ -59,6 +59,31 @@ allowed_hosts = ["hooks.example.org"]
 [module.params]
 Behaviour = "panic"
 Trigger = "^boom"
+
+[[module]]
+name = "floods"
+path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
+[module.params]
+Behaviour = "flood"
+Trigger = "^boom"
+
+[[module]]
+name = "outputs-100mb"
+path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
+[module.params]
+Behaviour = "huge"
+Trigger = "^boom"
+
+[[module]]
+name = "answers-bad-json"
+path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
+max_action_bytes = 4096
+[module.params]
+Behaviour = "bad-json"
+Trigger = "^boom"
 "#;
 
 fn alerts() -> Vec<serde_json::Value> {
@@ -188,6 +213,38 @@ fn deep_recursion_and_panics_are_contained_and_named() {
         "{panics:?}"
     );
     assert_eq!(sent_by(&outcome, "panics"), ["events.jsonl:2", "events.jsonl:4"]);
+}
+
+#[test]
+fn floods_huge_outputs_and_invalid_json_are_refused_and_named() {
+    let outcome = run_hostile();
+    let expect = |module: &str, message: &str| {
+        let errors = errors_of(&outcome, module);
+        assert!(
+            errors.len() == 2 && errors.iter().all(|e| message.split(" | ").any(|m| e.contains(m))),
+            "{module}: {errors:?}"
+        );
+        // The module goes on: the calm events are still echoed.
+        assert_eq!(
+            sent_by(&outcome, module),
+            ["events.jsonl:2", "events.jsonl:4"],
+            "{module}"
+        );
+    };
+    expect(
+        "floods",
+        "10000 actions from one call, more than its max_actions (100): none kept",
+    );
+    // Copying 100 MB out of the instance can outlast the call's deadline
+    // (in debug builds): then the deadline stops it, else the size check.
+    expect(
+        "outputs-100mb",
+        "dropped an invalid action from the module: a webhook body of 104857600 bytes | stopped at its deadline",
+    );
+    expect(
+        "answers-bad-json",
+        "dropped an invalid action from the module: a user message that is not a JSON object",
+    );
 }
 
 #[test]

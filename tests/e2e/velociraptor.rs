@@ -398,3 +398,47 @@ AlertName = "{{Name}}"
         "answered once every row was handled"
     );
 }
+
+#[test]
+fn a_module_of_one_org_never_sees_another_orgs_events() {
+    let dir = scratch();
+    let (ingest_port, metrics_port) = (free_port(), free_port());
+    let detect = |org: &str| {
+        format!(
+            "[[module]]\nname = \"detect-{org}\"\npath = \"detect.wasm\"\norg = \"{org}\"\n[module.params]\n\
+             Queue = \"Custom.Ingest\"\nCondition = \"Column,Regex\\nName,^never$\\n\"\nAlertName = \"{{Name}}\"\n"
+        )
+    };
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[host]\nstate = \"state.db\"\n[ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\ntoken = \"{TOKEN}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}{}",
+            detect("O1"),
+            detect("O2")
+        ),
+    );
+    let mut run = Running::start(&config);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let post_to = |org: &str, n: usize| {
+        let rows: String = (0..n).map(|i| format!("{{\"Name\":\"{org}-{i}\"}}\n")).collect();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", ingest_port)).unwrap();
+        write!(
+            stream,
+            "POST /v1/events?queue=Custom.Ingest&org_id={org} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{rows}",
+            rows.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    };
+    post_to("O1", 3);
+    post_to("O2", 2);
+    post_to("O3", 4);
+    assert_eq!(handled_by(metrics_port, "detect-O1"), 3);
+    assert_eq!(handled_by(metrics_port, "detect-O2"), 2);
+}

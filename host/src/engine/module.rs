@@ -284,9 +284,20 @@ fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: 
     Ok(Live { store, bindings })
 }
 
+/// `configure` runs once per start and may compile many regexes (a whole
+/// error catalogue): it gets this many times the per-call deadline, at
+/// least [`MIN_CONFIGURE_DEADLINE`], so a busy machine does not fail a
+/// start-up that an idle one passes.
+const CONFIGURE_DEADLINE_FACTOR: u32 = 10;
+const MIN_CONFIGURE_DEADLINE: Duration = Duration::from_secs(5);
+
 fn configure(live: &mut Live, spec: &ModuleSpec) -> Result<Setup, StartError> {
     let params = spec.params.clone();
-    match guarded(live, spec.limits, |b, s| b.call_configure(s, &params)) {
+    let limits = SandboxLimits {
+        deadline: (spec.limits.deadline * CONFIGURE_DEADLINE_FACTOR).max(MIN_CONFIGURE_DEADLINE),
+        ..spec.limits
+    };
+    match guarded(live, limits, |b, s| b.call_configure(s, &params)) {
         Ok(Ok(setup)) => Ok(setup),
         Ok(Err(Failure::BadConfig(e))) => Err(StartError::Param {
             param: e.param,
@@ -295,7 +306,7 @@ fn configure(live: &mut Live, spec: &ModuleSpec) -> Result<Setup, StartError> {
         Ok(Err(other)) => Err(StartError::Other(CallError::Failed(other).to_string())),
         Err(trap) => {
             let stderr = live.store.data().stderr.take();
-            Err(StartError::Other(classify(&trap, &stderr, spec.limits).to_string()))
+            Err(StartError::Other(classify(&trap, &stderr, limits).to_string()))
         }
     }
 }

@@ -22,6 +22,10 @@ pub struct SandboxLimits {
     pub deadline: Duration,
     /// Largest linear memory, in bytes.
     pub memory_bytes: usize,
+    /// Most actions one call may produce; a call producing more keeps none.
+    pub max_actions: usize,
+    /// Largest action in bytes, below the host's limits per kind.
+    pub max_action_bytes: Option<u64>,
 }
 
 impl Default for SandboxLimits {
@@ -29,6 +33,8 @@ impl Default for SandboxLimits {
         Self {
             deadline: Duration::from_millis(500),
             memory_bytes: 256 << 20,
+            max_actions: 100,
+            max_action_bytes: None,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! Velociraptor's field names and units.
 
 mod native;
+mod restricted;
 mod world;
 
 use serde_json::Value;
 pub use velonotify_core::host::{LookupError, ResultPage, ServerInfo};
 
 pub use self::native::NativeHost;
+pub use self::restricted::{LOOKUP_NAMES, RestrictedLookups};
 pub use self::world::{World, WorldError};
 
 /// A lookup's answer.

@@ -1,17 +1,28 @@
 //! A rule module that misbehaves on purpose, so that tests can show the
 //! host contains it: it loops forever, allocates without bound, recurses
 //! without bound (on Rust's stack in linear memory, or on WebAssembly's own
-//! stack) or panics, as its `Behaviour` parameter says, on every
+//! stack) or panics; or it answers with a flood of actions, a huge one, or
+//! one that is not valid JSON, as its `Behaviour` parameter says, on every
 //! event whose `name` matches `Trigger`. On other events it echoes the
 //! event as a webhook action, which shows that it still works.
 
-use velonotify_core::action::{Action, Failure, Webhook};
+use velonotify_core::action::{Action, Failure, UserMessage, Webhook};
 use velonotify_core::host::{Event, Host};
 use velonotify_core::params::{ParamKind, ParamSpec, Params};
 use velonotify_core::rules::{Rule, Setup};
 use velonotify_core::vql::VqlRegex;
 
-const BEHAVIOURS: &[&str] = &["loop", "alloc", "recurse", "recurse-native", "panic", "echo"];
+const BEHAVIOURS: &[&str] = &[
+    "loop",
+    "alloc",
+    "recurse",
+    "recurse-native",
+    "panic",
+    "flood",
+    "huge",
+    "bad-json",
+    "echo",
+];
 
 /// The hostile rule.
 #[derive(Debug)]
@@ -62,6 +73,9 @@ impl Rule for Hostile {
     fn handle(&mut self, event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let name = event.row.get("name").and_then(|v| v.as_str()).unwrap_or("");
         if self.trigger.is_match(name) {
+            if let Some(actions) = bad_actions(&self.behaviour) {
+                return Ok(actions);
+            }
             misbehave(&self.behaviour);
         }
         Ok(vec![Action::Webhook(Webhook {
@@ -84,6 +98,31 @@ impl Hostile {
             headers: Vec::new(),
             body: format!("{{\"tick_us\":{}}}", host.now_us()).into_bytes(),
         })]
+    }
+}
+
+/// Answers the host cannot take: 10,000 actions, a 100 MB webhook body,
+/// a user message that is not JSON.
+fn bad_actions(behaviour: &str) -> Option<Vec<Action>> {
+    let hook = |body: Vec<u8>| {
+        Action::Webhook(Webhook {
+            url: "https://hooks.example.org/flood".into(),
+            headers: Vec::new(),
+            body,
+        })
+    };
+    match behaviour {
+        "flood" => Some(
+            (0..10_000)
+                .map(|i| hook(format!("{{\"n\":{i}}}").into_bytes()))
+                .collect(),
+        ),
+        "huge" => Some(vec![hook(vec![b'x'; 100 << 20])]),
+        "bad-json" => Some(vec![Action::UserMessage(UserMessage {
+            user: "ann".into(),
+            message: "{\"Message\": \"unterminated".into(),
+        })]),
+        _ => None,
     }
 }
 
