@@ -47,7 +47,6 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         .map(|section| connect(config, section))
         .transpose()?;
     let lookups = api.as_ref().map(|(client, section)| {
-        let seconds = |s: Option<u64>, default| Duration::from_secs(s.unwrap_or(default));
         Arc::new(ApiLookups::new(
             client.clone(),
             seconds(section.lookup_timeout_s, 10),
@@ -75,15 +74,14 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         metrics.clone(),
         Box::new(system_now_us),
     );
-    let seconds = |s: Option<u64>| Duration::from_secs(s.unwrap_or(10));
     let mut deliverer = Deliverer::new(
         store.clone(),
         SmtpSenders::new(
             config.smtp.clone(),
             config.secrets.clone().into_iter().collect(),
-            seconds(config.delivery.smtp_timeout_s),
+            seconds(config.delivery.smtp_timeout_s, 10),
         ),
-        WebhookSender::new(seconds(config.delivery.webhook_timeout_s)),
+        WebhookSender::new(seconds(config.delivery.webhook_timeout_s, 10)),
         policy,
         metrics.clone(),
         mail_period,
@@ -92,7 +90,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     .with_workers(config.delivery.workers.unwrap_or(4));
     if let Some((client, section)) = &api {
         out = out.with_api(section.push_alerts);
-        deliverer = deliverer.with_api(ApiActions::new(client.clone(), seconds(section.lookup_timeout_s)));
+        deliverer = deliverer.with_api(ApiActions::new(client.clone(), seconds(section.lookup_timeout_s, 10)));
         let now = system_now_us();
         let released = store.release_waiting_api(now, now + policy.deadline.as_micros() as u64)?;
         if released > 0 {
@@ -149,6 +147,11 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let counts = store.counts()?;
     tracing::info!(?counts, "done");
     Ok(())
+}
+
+/// A configured number of seconds, or `default`.
+fn seconds(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(value.unwrap_or(default))
 }
 
 /// Reads the api_client file and prepares the connection.

@@ -66,10 +66,12 @@ pub fn spawn(client: ApiClient, subscription: Subscription, sink: Sink) -> tokio
     runtime.spawn(async move { OrgStream::new(client, subscription, sink).run().await })
 }
 
-/// Fingerprints of recently handled rows of one stored queue, by second.
+/// Fingerprints of recently handled rows of one stored queue: a set to
+/// look rows up in, and the same fingerprints by second to forget old ones.
 #[derive(Debug, Default)]
 struct Seen {
-    by_second: BTreeMap<u64, HashSet<String>>,
+    all: HashSet<String>,
+    by_second: BTreeMap<u64, Vec<String>>,
 }
 
 /// Rows older than this (before the newest) are not looked for again.
@@ -78,19 +80,25 @@ const SEEN_WINDOW_S: u64 = 600;
 impl Seen {
     fn from_cursor(cursor: &Cursor) -> Self {
         let mut seen = Seen::default();
-        seen.by_second
-            .insert(cursor.ts_s, cursor.seen.iter().cloned().collect());
+        for fingerprint in &cursor.seen {
+            seen.insert(cursor.ts_s, fingerprint);
+        }
+        seen.by_second.entry(cursor.ts_s).or_default();
         seen
     }
 
     /// Records a row; false if it was handled already.
     fn insert(&mut self, ts_s: u64, fingerprint: &str) -> bool {
-        if self.by_second.values().any(|fps| fps.contains(fingerprint)) {
+        if !self.all.insert(fingerprint.to_string()) {
             return false;
         }
-        self.by_second.entry(ts_s).or_default().insert(fingerprint.to_string());
-        let newest = self.newest();
-        self.by_second = self.by_second.split_off(&newest.saturating_sub(SEEN_WINDOW_S));
+        self.by_second.entry(ts_s).or_default().push(fingerprint.to_string());
+        let horizon = self.newest().saturating_sub(SEEN_WINDOW_S);
+        while let Some(entry) = self.by_second.first_entry().filter(|e| *e.key() < horizon) {
+            for old in entry.remove() {
+                self.all.remove(&old);
+            }
+        }
         true
     }
 
@@ -100,7 +108,7 @@ impl Seen {
 
     fn cursor(&self) -> Cursor {
         let ts_s = self.newest();
-        let mut seen: Vec<String> = self.by_second.get(&ts_s).into_iter().flatten().cloned().collect();
+        let mut seen: Vec<String> = self.by_second.get(&ts_s).cloned().unwrap_or_default();
         seen.sort();
         Cursor { ts_s, seen }
     }
