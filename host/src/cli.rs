@@ -38,6 +38,17 @@ enum Command {
     Run(CommonArgs),
     /// Inspect and act on the delivery outbox.
     Outbox(OutboxArgs),
+    /// Ask the running `velonotify run` of this configuration to look at
+    /// its module files now and swap in those that changed (sends SIGHUP
+    /// to the process named in its pid file, beside the state database).
+    Reload(ReloadArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReloadArgs {
+    /// The configuration file (TOML) of the running service.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Outbox(args) => outbox(args),
+        Command::Reload(args) => reload(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,6 +264,7 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
         crate::ingest::token(&config, section)?;
     }
     println!("{}: OK", args.config.display());
+    println!("allocator: {}", runtime.engine().allocator());
     if let Some(api) = api {
         println!("Velociraptor API: {api}");
     }
@@ -307,6 +320,35 @@ fn kind_name(kind: ParamKind) -> &'static str {
 fn run(args: CommonArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     crate::service::run(&config, &overrides(&args, None))
+}
+
+fn reload(args: ReloadArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let path = crate::service::pid_path(&config);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no pid file at {} (is `velonotify run` running with this configuration?)",
+            path.display()
+        )
+    })?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .with_context(|| format!("{}: {:?} is not a process id", path.display(), text.trim()))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).with_context(|| {
+        format!(
+            "signalling process {} named in {} (a stale pid file?)",
+            pid.as_raw_nonzero(),
+            path.display()
+        )
+    })?;
+    println!(
+        "asked velonotify (pid {}) to reload its modules; its log says what was swapped",
+        pid.as_raw_nonzero()
+    );
+    Ok(())
 }
 
 fn outbox(args: OutboxArgs) -> anyhow::Result<()> {

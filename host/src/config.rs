@@ -39,6 +39,9 @@ pub struct Config {
     pub velociraptor: Option<VelociraptorSection>,
     /// An HTTP endpoint that takes events posted to it.
     pub ingest: Option<IngestSection>,
+    /// Hot swap of changed module components while `run` serves.
+    #[serde(default)]
+    pub reload: ReloadSection,
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleSection>,
     /// The directory of the configuration file: relative paths start here.
@@ -90,6 +93,29 @@ pub struct HostSection {
     /// `velonotify.db` beside the configuration; replays keep their state
     /// in memory unless given `--state`).
     pub state: Option<PathBuf>,
+    /// How instances get memory: "auto" (default: pooling when the address
+    /// space allows, else on-demand), "pooling" or "on-demand".
+    #[serde(default)]
+    pub allocator: crate::engine::AllocatorChoice,
+}
+
+/// Hot swap: when a module's component file changes (or on SIGHUP, or
+/// `velonotify reload`), the new build is compiled and validated beside
+/// the running one, then swapped in between two events.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSection {
+    /// Watch the module files for changes (default true; SIGHUP and
+    /// `velonotify reload` work either way).
+    pub watch: Option<bool>,
+    /// How often the files are looked at, in milliseconds (default 1000).
+    pub poll_ms: Option<u64>,
+    /// A new version is on probation for its first this many events
+    /// (default 100) ...
+    pub probation_events: Option<u32>,
+    /// ... and is rolled back when it traps on more than this many of them
+    /// (default 3).
+    pub max_probation_traps: Option<u32>,
 }
 
 /// Where lookups are answered from.
@@ -305,6 +331,25 @@ impl Config {
         crate::lookups::HostFacts {
             default_sender: self.default_sender(),
             max_email_bytes: self.host.max_email_mib.unwrap_or(DEFAULT_MAX_EMAIL_MIB) << 20,
+        }
+    }
+
+    /// The engine's options: the cache and allocator of `[host]`, a pool
+    /// sized for the configured modules.
+    pub fn engine_options(&self, cache_dir: Option<PathBuf>) -> crate::engine::EngineOptions {
+        let max_memory_bytes = self
+            .modules
+            .iter()
+            .map(|m| self.limits(m).memory_bytes)
+            .max()
+            .unwrap_or(SandboxLimits::default().memory_bytes);
+        crate::engine::EngineOptions {
+            cache_dir,
+            allocator: self.host.allocator,
+            // Each module: its live instance, a restart, and during a hot
+            // swap the candidate, its self-test and the previous version.
+            max_instances: (self.modules.len() as u32).saturating_mul(5),
+            max_memory_bytes,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod lookups;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod reload;
 pub mod runtime;
 pub mod service;
 pub mod source;

@@ -19,6 +19,12 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwapLabels {
+    module: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -36,6 +42,7 @@ pub struct Metrics {
     retried: Family<KindLabel, Counter>,
     dead_lettered: Family<KindLabel, Counter>,
     held: Family<ModuleLabel, Counter>,
+    swaps: Family<SwapLabels, Counter>,
     dropped: Family<ModuleLabel, Counter>,
     digests: Counter,
     queue_depth: Gauge,
@@ -86,6 +93,12 @@ impl Metrics {
             "E-mails dropped by SendInterval (throttle_mode drop)",
             dropped.clone(),
         );
+        let swaps = Family::<SwapLabels, Counter>::default();
+        registry.register(
+            "module_swaps",
+            "Hot swaps of a module's component, by result (swapped, refused, rolled-back)",
+            swaps.clone(),
+        );
         let digests = Counter::default();
         registry.register("digests", "Digest e-mails made of held e-mails", digests.clone());
         let queue_depth = Gauge::default();
@@ -105,6 +118,7 @@ impl Metrics {
             retried,
             dead_lettered,
             held,
+            swaps,
             dropped,
             digests,
             queue_depth,
@@ -143,6 +157,16 @@ impl Metrics {
             kind: kind.to_string(),
         };
         self.actions.get_or_create(&labels).inc();
+    }
+
+    /// A hot swap of `module` ended with `result`: swapped, refused or
+    /// rolled-back.
+    pub fn swap(&self, module: &str, result: &str) {
+        let labels = SwapLabels {
+            module: module.to_string(),
+            result: result.to_string(),
+        };
+        self.swaps.get_or_create(&labels).inc();
     }
 
     pub fn held(&self, module: &str) {

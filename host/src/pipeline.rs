@@ -6,6 +6,9 @@
 //! it is reported and counted, and the other modules go on. Alerts that
 //! modules raise go through the host's alert queue and come back as
 //! `Server.Internal.Alerts` rows, after the event that raised them.
+//!
+//! New versions of modules come in between two events ([`Pipeline::swap`])
+//! and stay on probation for their first events (see [`crate::reload`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use crate::engine::{Action, CallError, CallOutcome, LabelOp, LogLevel, Module, S
 use crate::lookups::Lookups;
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Level, Outbox, Report};
+use crate::reload::{Candidate, Probation, ProbationVerdict, ReloadSettings};
 use crate::source::IncomingEvent;
 
 /// Largest webhook body and message a module may produce (the largest
@@ -73,11 +77,15 @@ pub struct Pipeline {
     pending: VecDeque<(IncomingEvent, u32)>,
     alerts_raised: u64,
     alerts_suppressed: u64,
+    /// Per module: the version it replaced, while the new one is on trial.
+    probations: Vec<Option<Probation>>,
+    reload: ReloadSettings,
 }
 
 impl Pipeline {
     pub fn new(modules: Vec<Module>, services: Services) -> Self {
         let next_tick = vec![None; modules.len()];
+        let probations = modules.iter().map(|_| None).collect();
         Self {
             modules,
             next_tick,
@@ -86,7 +94,126 @@ impl Pipeline {
             pending: VecDeque::new(),
             alerts_raised: 0,
             alerts_suppressed: 0,
+            probations,
+            reload: ReloadSettings::default(),
         }
+    }
+
+    /// How long new versions stay on probation.
+    pub fn with_reload(mut self, reload: ReloadSettings) -> Self {
+        self.reload = reload;
+        self
+    }
+
+    /// Puts a new version of a running module in place. Called between two
+    /// events: the event before was handled by the old version, the next
+    /// one goes to the new. The old version is kept until the new one has
+    /// passed its probation.
+    pub fn swap(&mut self, candidate: Candidate, out: &mut dyn Outbox) {
+        let name = candidate.module.name().to_string();
+        let Some(index) = self.modules.iter().position(|m| m.name() == name) else {
+            out.report(Report::new(
+                Level::Error,
+                &name,
+                None,
+                "a new version of a module that is not running: ignored",
+            ));
+            return;
+        };
+        let replaced = std::mem::replace(&mut self.modules[index], candidate.module);
+        // A version still on trial is replaced outright: the version that
+        // last passed (or the first one) stays the one to fall back on.
+        let fallback = match self.probations[index].take() {
+            Some(probation) => probation.into_rollback().0,
+            None => replaced,
+        };
+        let new = &self.modules[index];
+        if new.setup().queues != fallback.setup().queues {
+            out.report(Report::new(
+                Level::Warn,
+                &name,
+                None,
+                format!(
+                    "the new version watches {:?} (was {:?}); a Velociraptor event stream opened at start-up \
+                     follows the change at the next restart",
+                    new.setup().queues,
+                    fallback.setup().queues
+                ),
+            ));
+        }
+        out.report(Report::new(
+            Level::Info,
+            &name,
+            None,
+            format!(
+                "swapped in version {} (was {}) {} ms after the file changed; on probation for {} events",
+                new.short_digest(),
+                fallback.short_digest(),
+                candidate.noticed.elapsed().as_millis(),
+                self.reload.probation_events
+            ),
+        ));
+        self.services.metrics.swap(&name, "swapped");
+        self.restart_ticks(index, &fallback);
+        self.probations[index] = Some(Probation::new(fallback));
+    }
+
+    /// A swap may change a module's tick period: its next tick follows the
+    /// new period from now.
+    fn restart_ticks(&mut self, index: usize, before: &Module) {
+        if self.modules[index].setup().tick_seconds == before.setup().tick_seconds || self.now_us == 0 {
+            return;
+        }
+        let ticks = self.modules[index].setup().tick_seconds.is_some();
+        self.next_tick[index] = ticks.then(|| self.now_us + self.period_us(index));
+    }
+
+    /// Counts a call of a module on probation, and rolls it back when it
+    /// trapped too often: the previous version returns and handles again
+    /// the events the new one trapped on.
+    fn on_trial(
+        &mut self,
+        index: usize,
+        trapped: bool,
+        event: Option<(&IncomingEvent, u32)>,
+        out: &mut dyn Outbox,
+    ) -> anyhow::Result<()> {
+        let Some(probation) = self.probations[index].as_mut() else {
+            return Ok(());
+        };
+        match probation.record(trapped, event, &self.reload) {
+            ProbationVerdict::Continue => return Ok(()),
+            ProbationVerdict::Passed => {
+                self.probations[index] = None;
+                return Ok(());
+            }
+            ProbationVerdict::RollBack => {}
+        }
+        let probation = self.probations[index].take().expect("on probation");
+        let (traps, calls) = probation.counts();
+        let (previous, trapped_events) = probation.into_rollback();
+        let failed = std::mem::replace(&mut self.modules[index], previous);
+        let name = failed.name().to_string();
+        out.report(Report::new(
+            Level::Error,
+            &name,
+            None,
+            format!(
+                "version {} trapped on {traps} of its first {calls} calls (more than max_probation_traps {}): \
+                 rolled back to version {}, which handles the {} trapped event(s) again",
+                failed.short_digest(),
+                self.reload.max_probation_traps,
+                self.modules[index].short_digest(),
+                trapped_events.len()
+            ),
+        ));
+        self.services.metrics.swap(&name, "rolled-back");
+        self.restart_ticks(index, &failed);
+        for (event, depth) in trapped_events {
+            let outcome = self.modules[index].handle(&event.to_wit(), self.now_us);
+            self.settle(index, Some(&event), &event.id, depth, outcome, out)?;
+        }
+        Ok(())
     }
 
     pub fn modules(&self) -> &[Module] {
@@ -130,7 +257,9 @@ impl Pipeline {
             self.next_tick[index] = Some(at + self.period_us(index));
             let outcome = self.modules[index].tick(at);
             let origin = format!("tick:{}@{}", self.modules[index].name(), at / 1_000_000);
+            let trapped = outcome.trapped();
             self.settle(index, None, &origin, 0, outcome, out)?;
+            self.on_trial(index, trapped, None, out)?;
             self.drain_alerts(out)?;
         }
         self.set_now(now_us);
@@ -193,18 +322,15 @@ impl Pipeline {
     }
 
     fn dispatch_at_depth(&mut self, event: &IncomingEvent, depth: u32, out: &mut dyn Outbox) -> anyhow::Result<()> {
-        let wit_event = crate::engine::Event {
-            id: event.id.clone(),
-            queue: event.queue.clone(),
-            row: event.row.clone(),
-            org_id: event.org_id.clone(),
-        };
+        let wit_event = event.to_wit();
         for index in 0..self.modules.len() {
             if !self.modules[index].subscribes_to(&event.queue, &event.org_id) {
                 continue;
             }
             let outcome = self.modules[index].handle(&wit_event, self.now_us);
+            let trapped = outcome.trapped();
             self.settle(index, Some(event), &event.id, depth, outcome, out)?;
+            self.on_trial(index, trapped, Some((event, depth)), out)?;
         }
         Ok(())
     }

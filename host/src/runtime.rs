@@ -13,6 +13,7 @@ use crate::engine::{Engine, Module, ModuleSpec, SharedClock};
 use crate::lookups::{Lookups, World};
 use crate::metrics::Metrics;
 use crate::pipeline::{ClockMode, Pipeline, Services, hosts_named_in};
+use crate::reload::{ModuleFile, ReloadSettings};
 use crate::state::StateStore;
 
 /// Command-line choices that override the configuration file.
@@ -31,7 +32,9 @@ pub struct Overrides {
 #[derive(Debug)]
 pub struct Runtime {
     pub pipeline: Pipeline,
-    engine: Engine,
+    engine: Arc<Engine>,
+    /// The component file of each module, in the pipeline's order.
+    paths: Vec<PathBuf>,
     metrics: Arc<Metrics>,
     state: Arc<StateStore>,
 }
@@ -63,11 +66,12 @@ impl Runtime {
             .cache_dir
             .clone()
             .or_else(|| config.host.cache_dir.as_ref().map(|d| config.resolve(d)));
-        let engine = Engine::new(cache_dir)?;
+        let engine = Arc::new(Engine::new(config.engine_options(cache_dir))?);
         let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
         let clock = SharedClock::default();
         let metrics = Arc::new(Metrics::new());
         let mut modules = Vec::with_capacity(config.modules.len());
+        let mut paths = Vec::with_capacity(config.modules.len());
         let mut names = HashSet::new();
         for section in &config.modules {
             let path = modules_dir.join(&section.path);
@@ -108,6 +112,7 @@ impl Runtime {
                 );
             }
             modules.push(module);
+            paths.push(path);
         }
         Ok(Self {
             pipeline: Pipeline::new(
@@ -121,11 +126,27 @@ impl Runtime {
                     world: (mode == ClockMode::Virtual).then_some(lookups),
                     metrics: metrics.clone(),
                 },
-            ),
+            )
+            .with_reload(ReloadSettings::from_config(&config.reload)),
             engine,
+            paths,
             metrics,
             state,
         })
+    }
+
+    /// Each running module with the file it came from, for the reloader.
+    pub fn module_files(&self) -> Vec<ModuleFile> {
+        self.pipeline
+            .modules()
+            .iter()
+            .zip(&self.paths)
+            .map(|(module, path)| ModuleFile {
+                path: path.clone(),
+                spec: module.spec().clone(),
+                digest: module.digest().to_string(),
+            })
+            .collect()
     }
 
     /// The state store: module state, alert dedup, cursors.
@@ -138,8 +159,8 @@ impl Runtime {
         self.metrics.clone()
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
     }
 }
 

@@ -16,6 +16,7 @@ use crate::delivery::{ApiActions, Deliverer, SmtpSenders, WebhookSender};
 use crate::lookups::Lookups;
 use crate::outbox::{Level, Outbox, OutboxStore, Report, StoreOutbox};
 use crate::pipeline::{ClockMode, system_now_us};
+use crate::reload::{Candidate, ReloadSettings, Reloader};
 use crate::runtime::{Overrides, Runtime};
 use crate::source::{IncomingEvent, JsonlSource, SourceError};
 use crate::state::StateStore;
@@ -32,6 +33,8 @@ pub enum Input {
     /// Rows posted to the ingest endpoint; `done` is told once their
     /// actions are in the outbox.
     Batch(Vec<IncomingEvent>, tokio::sync::oneshot::Sender<()>),
+    /// A new version of a module, ready to replace the running one.
+    Swap(Box<Candidate>),
     /// The end of a finite input (stdin).
     End,
 }
@@ -112,6 +115,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
 
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(QUEUE_DEPTH);
     let state = runtime.state();
+    let _pid_file = PidFile::write(&pid_path(config))?;
+    let _reloader = start_reloader(config, &runtime, &sender)?;
     let mut sources = Vec::new();
     if let Some((client, section)) = &api {
         subscribe(client, section, &runtime, &state, &sender);
@@ -147,6 +152,59 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let counts = store.counts()?;
     tracing::info!(?counts, "done");
     Ok(())
+}
+
+/// Watches the module files (and SIGHUP) and sends new versions to the
+/// pipeline through the input queue, so they come in between two events.
+fn start_reloader(
+    config: &Config,
+    runtime: &Runtime,
+    sender: &SyncSender<Input>,
+) -> anyhow::Result<crate::reload::StopOnDrop> {
+    let requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone()).context("handling SIGHUP")?;
+    let settings = ReloadSettings::from_config(&config.reload);
+    let reloader = Reloader::new(
+        runtime.engine(),
+        runtime.module_files(),
+        settings,
+        requested,
+        runtime.metrics(),
+    );
+    let sender = sender.clone();
+    let stop = reloader.spawn(move |candidate| sender.send(Input::Swap(Box::new(candidate))).is_ok())?;
+    match settings.poll {
+        Some(poll) => tracing::info!(
+            poll_ms = poll.as_millis() as u64,
+            "watching the module files for new versions"
+        ),
+        None => tracing::info!("new module versions are loaded on SIGHUP or `velonotify reload`"),
+    }
+    Ok(stop)
+}
+
+/// Where `run` writes its process id, for `velonotify reload`: beside the
+/// state database.
+pub fn pid_path(config: &Config) -> std::path::PathBuf {
+    config.state_path().with_extension("pid")
+}
+
+/// The pid file, removed when `run` ends.
+#[derive(Debug)]
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", path.display()))?;
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A configured number of seconds, or `default`.
@@ -273,6 +331,7 @@ fn handle_inputs(
                 done = Some(reply);
             }
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
+            Ok(Input::Swap(candidate)) => runtime.pipeline.swap(*candidate, out),
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => runtime.pipeline.advance_to(system_now_us(), out)?,
         }

@@ -14,6 +14,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod family;
+mod hotswap;
 mod sandbox;
 mod velociraptor;
 

@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port, http_get};
+use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port};
+use velonotify_test_support::scratch;
+use velonotify_test_support::service::{Running, metric, post_events};
 use velonotify_test_support::velociraptor_peer::{ClientCert, TestPki, VelociraptorPeer};
-use velonotify_test_support::{cache_dir, modules_dir, scratch};
 
 use super::{EXE, write_config};
 
@@ -26,56 +26,6 @@ const WORLD: &str = r#"{
   "clients": {"C.api1": {"client_id": "C.api1", "os_info": {"hostname": "ws-api-1", "fqdn": "ws-api-1.corp"}, "labels": []}},
   "users": [{"name": "ann", "roles": ["administrator"]}, {"name": "bob", "roles": ["reader"]}]
 }"#;
-
-/// `velonotify run` as a process, its log in a file.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(config: &Path) -> Self {
-        let log = config.with_file_name("velonotify.log");
-        let child = Command::new(EXE)
-            .args(["run", "-c", &config.display().to_string()])
-            .args(["--modules-dir", &modules_dir().display().to_string()])
-            .args(["--cache-dir", &cache_dir().display().to_string()])
-            .env("VELONOTIFY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting velonotify run");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `done` holds, at most `timeout`, failing with the log.
-    fn wait(&mut self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
-        let started = Instant::now();
-        while !done(self) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("velonotify exited ({status}) waiting for {what}:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "timed out waiting for {what}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A configuration with the API at `api_config` and `modules` appended.
 fn config(dir: &Path, smtp_port: u16, modules: &str) -> PathBuf {
@@ -124,7 +74,7 @@ fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
     let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
                    Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
-    let mut run = Running::start(&config(dir.path(), smtp.port, modules));
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     run.wait("the catch-up position", Duration::from_secs(10), |r| {
         r.log().contains("subscribed to the Velociraptor event queues")
@@ -189,7 +139,7 @@ Dedup = -1
 name = "user-message"
 path = "user_message.wasm"
 "#;
-    let mut run = Running::start(&config(dir.path(), free_port(), modules));
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     peer.publish(
         "Custom.Detect.Input",
@@ -237,7 +187,7 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
          WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
         hook.port
     );
-    let mut run = Running::start(&config(dir.path(), free_port(), &modules));
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &modules));
     run.wait("the label change", Duration::from_secs(60), |_| {
         peer.actions().iter().any(|a| a.get("label").is_some())
     });
@@ -297,7 +247,7 @@ fn an_api_client_file_for_another_server_is_refused_clearly_and_retried() {
     let peer = VelociraptorPeer::start(&pki, WORLD);
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::OtherServer);
     let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n";
-    let mut run = Running::start(&config(dir.path(), free_port(), modules));
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), modules));
     let expected = "the server's certificate does not check against ca_certificate and the server name";
     run.wait("the refusal", Duration::from_secs(60), |r| r.log().contains(expected));
     run.wait("a second attempt", Duration::from_secs(60), |r| {
@@ -312,33 +262,16 @@ fn an_api_client_file_for_another_server_is_refused_clearly_and_retried() {
 
 const TOKEN: &str = "ingest-token-0123456789";
 
-/// One HTTP/1.1 POST; returns the status code and the body.
+/// One POST of rows to the `Custom.Ingest` queue.
 fn post(port: u16, token: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "POST /v1/events?queue=Custom.Ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/x-ndjson\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let _ = stream.write_all(body);
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
+    post_events(port, token, "queue=Custom.Ingest", body)
 }
 
 fn handled_by(metrics_port: u16, module: &str) -> u64 {
-    let prefix = format!("velonotify_module_handled_total{{module=\"{module}\"}} ");
-    http_get(metrics_port, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    metric(
+        metrics_port,
+        &format!("velonotify_module_handled_total{{module=\"{module}\"}}"),
+    )
 }
 
 #[test]
@@ -367,7 +300,7 @@ AlertName = "{{Name}}"
 "#
         ),
     );
-    let mut run = Running::start(&config);
+    let mut run = Running::start(EXE, &config);
     run.wait("the endpoint", Duration::from_secs(60), |r| {
         r.log().contains("HTTP ingest at")
     });
@@ -418,7 +351,7 @@ fn a_module_of_one_org_never_sees_another_orgs_events() {
             detect("O2")
         ),
     );
-    let mut run = Running::start(&config);
+    let mut run = Running::start(EXE, &config);
     run.wait("the endpoint", Duration::from_secs(60), |r| {
         r.log().contains("HTTP ingest at")
     });

@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("velonotify-webhook", "webhook.wasm"),
     ("velonotify-detect", "detect.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
+    ("velonotify-versioned", "versioned.wasm"),
 ];
 
 fn main() {

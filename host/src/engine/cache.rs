@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+/// SHA-256 of a component file, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug)]
 pub(super) struct ComponentCache {
     dir: PathBuf,
@@ -24,9 +29,13 @@ impl ComponentCache {
         }
     }
 
-    pub(super) fn load_or_compile(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> anyhow::Result<Component> {
-        let digest = Sha256::digest(bytes);
-        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    /// The component of `bytes`, whose [`digest`] is `key`.
+    pub(super) fn load_or_compile(
+        &self,
+        engine: &wasmtime::Engine,
+        bytes: &[u8],
+        key: &str,
+    ) -> anyhow::Result<Component> {
         let path = self.dir.join(format!("{key}-{:016x}.cwasm", self.engine_key));
         if path.exists() {
             // SAFETY: the file was written by `Component::serialize` of an

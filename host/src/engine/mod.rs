@@ -5,6 +5,7 @@ mod bindings;
 mod cache;
 mod module;
 mod sandbox;
+mod wit_version;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,18 +18,88 @@ use wasmtime::component::{Component, Linker};
 pub use self::bindings::{
     Action, Alert, Email, Event, Failure, LabelChange, LabelOp, LogLevel, ModuleInfo, ParamKind, Setup,
 };
+pub use self::cache::digest;
 pub use self::module::{CallError, CallOutcome, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
 pub use self::sandbox::{MemoryLimitExceeded, SandboxLimits, SharedClock};
+pub use self::wit_version::{HOST_VERSION as WIT_VERSION, PACKAGE as WIT_PACKAGE};
 
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How instances get their memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// The pooling allocator when the address space can be reserved,
+    /// on-demand otherwise.
+    #[default]
+    Auto,
+    Pooling,
+    OnDemand,
+}
+
+/// What the engine is built with.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Where compiled components are cached (None: compile on every start).
+    pub cache_dir: Option<PathBuf>,
+    pub allocator: AllocatorChoice,
+    /// Component instances alive at once, at most (the pool's size).
+    pub max_instances: u32,
+    /// The largest memory limit of any module (the pool's slot size).
+    pub max_memory_bytes: usize,
+}
+
+/// The allocator the engine ended up with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocator {
+    /// Slots for this many instances reserved up front: instantiation
+    /// reuses them instead of mapping memory.
+    Pooling { instances: u32 },
+    /// Memory mapped per instance; `fallback` says why pooling was not used.
+    OnDemand { fallback: Option<String> },
+}
+
+impl std::fmt::Display for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Allocator::Pooling { instances } => write!(f, "pooling ({instances} instance slots)"),
+            Allocator::OnDemand { fallback: None } => write!(f, "on-demand"),
+            Allocator::OnDemand { fallback: Some(why) } => write!(f, "on-demand (pooling unavailable: {why})"),
+        }
+    }
+}
+
+/// A compiled component that fits the host, ready to instantiate.
+#[derive(Clone)]
+pub struct Loaded {
+    pub(crate) pre: bindings::RuleModulePre<StoreData>,
+    /// SHA-256 of the component file, in hex: which build this is.
+    pub digest: String,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// The first 12 hex digits of the digest, for logs.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..12]
+    }
+}
 
 /// The shared wasmtime engine and linker.
 pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<StoreData>,
     cache: Option<cache::ComponentCache>,
+    allocator: Allocator,
     ticker: EpochTicker,
 }
 
@@ -36,62 +107,139 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("cache", &self.cache)
+            .field("allocator", &self.allocator)
             .finish_non_exhaustive()
     }
 }
 
 impl Engine {
-    /// An engine whose compiled components are cached in `cache_dir`
-    /// (None: compile on every start).
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        // Deadlines: the ticker below advances the epoch; each call gets a
-        // budget of ticks and traps when it runs out.
-        config.epoch_interruption(true);
-        // Deep recursion traps with a clear stack-overflow message.
-        config.max_wasm_stack(1 << 20);
-        let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
+    /// An engine with the allocator asked for; `Auto` falls back to
+    /// on-demand allocation when the pool's address space cannot be
+    /// reserved (a `ulimit -v`, a 32-bit host).
+    pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
+        let (engine, allocator) = match options.allocator {
+            AllocatorChoice::OnDemand => (build(None)?, Allocator::OnDemand { fallback: None }),
+            AllocatorChoice::Pooling => {
+                let instances = pool_size(&options);
+                let engine = build(Some(&options)).context("the pooling allocator (host.allocator = \"pooling\")")?;
+                (engine, Allocator::Pooling { instances })
+            }
+            AllocatorChoice::Auto => match build(Some(&options)) {
+                Ok(engine) => (
+                    engine,
+                    Allocator::Pooling {
+                        instances: pool_size(&options),
+                    },
+                ),
+                Err(e) => {
+                    let fallback = format!("{e:#}");
+                    tracing::warn!(reason = %fallback, "pooling allocator unavailable; instances are allocated on demand");
+                    (
+                        build(None)?,
+                        Allocator::OnDemand {
+                            fallback: Some(fallback),
+                        },
+                    )
+                }
+            },
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
-        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        let cache = options.cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
             linker,
             cache,
+            allocator,
             ticker,
         })
     }
 
+    /// The allocator in use.
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
     /// Compiles (or loads from the cache) the component at `path` and
     /// checks that it is a rule module.
-    pub fn load(&self, path: &Path) -> anyhow::Result<bindings::RuleModulePre<StoreData>> {
+    pub fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.load_bytes(&bytes, path)
+    }
+
+    /// As [`Engine::load`], for the file's bytes already read.
+    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> anyhow::Result<Loaded> {
+        let digest = digest(bytes);
         let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &bytes),
-            None => Component::new(&self.engine, &bytes).map_err(anyhow::Error::from),
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest),
+            None => Component::new(&self.engine, bytes).map_err(anyhow::Error::from),
         }
         .with_context(|| format!("{} is not a WebAssembly component", path.display()))?;
+        let ty = component.component_type();
+        let names = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .chain(ty.exports(&self.engine).map(|(name, _)| name));
+        wit_version::check(names).map_err(|e| anyhow::anyhow!("{} does not fit this host: {e}", path.display()))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} does not fit velonotify's host (its imports)", path.display()))?;
-        bindings::RuleModulePre::new(pre)
+        let pre = bindings::RuleModulePre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
                     "{} is not a velociraptor:notify rule-module (its exports)",
                     path.display()
                 )
-            })
+            })?;
+        Ok(Loaded { pre, digest })
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
     }
+}
+
+/// Instance slots in the pool.
+fn pool_size(options: &EngineOptions) -> u32 {
+    options.max_instances.max(MIN_POOL_INSTANCES)
+}
+
+/// A pool never smaller than this: restarts after traps and hot swaps
+/// (candidate, self-test and the previous version on probation) need
+/// room beside the live instances.
+const MIN_POOL_INSTANCES: u32 = 16;
+
+/// Core instances and memories one rule module component may hold (the
+/// module, the WASI adapter and wit-component's shims).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+
+fn build(pooling: Option<&EngineOptions>) -> anyhow::Result<wasmtime::Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    // Deadlines: the ticker below advances the epoch; each call gets a
+    // budget of ticks and traps when it runs out.
+    config.epoch_interruption(true);
+    // Deep recursion traps with a clear stack-overflow message.
+    config.max_wasm_stack(1 << 20);
+    if let Some(options) = pooling {
+        let instances = pool_size(options);
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances * MEMORIES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .total_tables(instances * CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(options.max_memory_bytes.max(1 << 20));
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasmtime::Engine::new(&config).map_err(anyhow::Error::from)
 }
 
 impl Drop for Engine {

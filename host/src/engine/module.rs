@@ -8,7 +8,7 @@ use wasmtime::Store;
 
 use super::bindings::{Action, Event, Failure, LogLevel, ModuleInfo, RuleModule, RuleModulePre, Setup};
 use super::sandbox::{CallContext, MemoryLimitExceeded, SandboxLimits, SharedClock, StoreData};
-use super::{EPOCH_TICK, Engine};
+use super::{EPOCH_TICK, Engine, Loaded};
 use crate::lookups::{HostFacts, Lookups};
 use crate::state::StateStore;
 
@@ -109,12 +109,18 @@ pub struct CallOutcome {
     pub logs: Vec<(LogLevel, String)>,
 }
 
+impl CallOutcome {
+    pub fn trapped(&self) -> bool {
+        matches!(self.result, Err(CallError::Trapped { .. }))
+    }
+}
+
 /// A configured, running rule module.
 pub struct Module {
     spec: ModuleSpec,
     info: ModuleInfo,
     setup: Setup,
-    pre: RuleModulePre<StoreData>,
+    loaded: Loaded,
     engine: wasmtime::Engine,
     live: Option<Live>,
     stats: ModuleStats,
@@ -124,6 +130,7 @@ impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Module")
             .field("name", &self.spec.name)
+            .field("digest", &self.loaded.short_digest())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -148,9 +155,15 @@ impl Module {
     /// configures it with the spec's parameters.
     /// An empty `spec.name` takes the module's own name.
     pub fn start(engine: &Engine, path: &std::path::Path, spec: ModuleSpec) -> Result<Self, StartError> {
-        let pre = engine.load(path).map_err(|e| StartError::Other(format!("{e:#}")))?;
+        let loaded = engine.load(path).map_err(|e| StartError::Other(format!("{e:#}")))?;
+        Self::start_loaded(engine, &loaded, spec)
+    }
+
+    /// As [`Module::start`], for a component already loaded: a hot swap
+    /// starts a candidate (and its self-test instance) this way.
+    pub fn start_loaded(engine: &Engine, loaded: &Loaded, spec: ModuleSpec) -> Result<Self, StartError> {
         let engine = engine.wasmtime().clone();
-        let mut live = instantiate(&engine, &pre, &spec).map_err(|e| StartError::Other(e.to_string()))?;
+        let mut live = instantiate(&engine, &loaded.pre, &spec).map_err(|e| StartError::Other(e.to_string()))?;
         let info =
             guarded(&mut live, spec.limits, |b, s| b.call_describe(s)).map_err(|e| StartError::Other(e.to_string()))?;
         let mut spec = spec;
@@ -163,7 +176,7 @@ impl Module {
             spec,
             info,
             setup,
-            pre,
+            loaded: loaded.clone(),
             engine,
             live: Some(live),
             stats: ModuleStats::default(),
@@ -184,6 +197,16 @@ impl Module {
 
     pub fn spec(&self) -> &ModuleSpec {
         &self.spec
+    }
+
+    /// The SHA-256 of the component file this instance runs.
+    pub fn digest(&self) -> &str {
+        &self.loaded.digest
+    }
+
+    /// The first 12 hex digits of [`Module::digest`].
+    pub fn short_digest(&self) -> &str {
+        self.loaded.short_digest()
     }
 
     pub fn stats(&self) -> ModuleStats {
@@ -256,7 +279,7 @@ impl Module {
     /// the same parameters.
     fn restart(&mut self) {
         self.live = None;
-        match instantiate(&self.engine, &self.pre, &self.spec) {
+        match instantiate(&self.engine, &self.loaded.pre, &self.spec) {
             Ok(mut live) => match configure(&mut live, &self.spec) {
                 Ok(_) => self.live = Some(live),
                 Err(e) => tracing::error!(module = %self.spec.name, error = %e, "module could not be restarted"),

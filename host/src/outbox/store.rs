@@ -633,7 +633,7 @@ impl Outbox for StoreOutbox {
                     Level::Warn,
                     "dropped: inside its SendInterval window (throttle_mode = \"drop\")",
                 )),
-                Status::WaitingApi => Some((Level::Info, "kept: user messages and labels need the Velociraptor API")),
+                Status::WaitingApi => Some((Level::Debug, "kept: user messages and labels need the Velociraptor API")),
                 _ => None,
             };
             match item.status {

@@ -17,3 +17,15 @@ pub struct IncomingEvent {
     /// The row's `_ts` (the queue's write time), in microseconds.
     pub ts_us: Option<u64>,
 }
+
+impl IncomingEvent {
+    /// The event as a module receives it.
+    pub fn to_wit(&self) -> crate::engine::Event {
+        crate::engine::Event {
+            id: self.id.clone(),
+            queue: self.queue.clone(),
+            row: self.row.clone(),
+            org_id: self.org_id.clone(),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! replay wrote.
 
 pub mod peers;
+pub mod service;
 pub mod velociraptor_peer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,357 @@
+//! Hot swap under `velonotify run`: new builds of a module replace the
+//! running one while events stream in, broken builds never go live, and a
+//! build that traps is rolled back without losing the events it trapped on.
+//!
+//! The builds come from `versioned.wasm` (guest/testing/versioned), whose
+//! version and mode sit in one marker string: [`build`] rewrites it in the
+//! component's bytes, so every build is a real, different component.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use velonotify::outbox::{OutboxStore, Status};
+use velonotify_test_support::peers::free_port;
+use velonotify_test_support::service::{Running, metric, post_events};
+use velonotify_test_support::{modules_dir, scratch};
+
+use super::{EXE, velonotify, write_config};
+
+const TOKEN: &str = "ingest-token-0123456789";
+const MARKER: &[u8] = b"velonotify-swap-build:v000:ok";
+
+/// The versioned component with its marker set to `v{version}:{mode}`.
+fn build(version: u32, mode: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(modules_dir().join("versioned.wasm")).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(MARKER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == MARKER)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the marker appears once in versioned.wasm");
+    let marker = format!("velonotify-swap-build:v{version:03}:{mode}");
+    assert_eq!(marker.len(), MARKER.len());
+    bytes[at[0]..at[0] + MARKER.len()].copy_from_slice(marker.as_bytes());
+    bytes
+}
+
+/// The same component as if built against `velociraptor:notify@2.0.0`:
+/// every versioned name of the package rewritten (same length).
+fn built_for_wit_2() -> Vec<u8> {
+    let mut bytes = build(1, "ok");
+    let package = b"velociraptor:notify";
+    let mut renamed = 0;
+    let mut i = 0;
+    while let Some(found) = bytes[i..].windows(package.len()).position(|w| w == package) {
+        let mut at = i + found + package.len();
+        // `velociraptor:notify@0.1.0` or `velociraptor:notify/<interface>@0.1.0`
+        if bytes[at] == b'/' {
+            at += 1;
+            while bytes[at].is_ascii_lowercase() || bytes[at] == b'-' {
+                at += 1;
+            }
+        }
+        if bytes[at..].starts_with(b"@0.1.0") {
+            bytes[at + 1] = b'2';
+            bytes[at + 3] = b'0';
+            renamed += 1;
+        }
+        i = at;
+    }
+    assert!(renamed > 0, "no versioned package names in versioned.wasm");
+    bytes
+}
+
+/// Puts a build in place the way a deployment should: written beside,
+/// then renamed over the old file.
+fn install(dir: &Path, bytes: &[u8]) {
+    let temporary = dir.join("versioned.wasm.new");
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(&temporary, dir.join("versioned.wasm")).unwrap();
+}
+
+struct Service {
+    run: Running,
+    dir: PathBuf,
+    ingest: u16,
+    metrics: u16,
+}
+
+impl Service {
+    /// `run` with build v000 of the versioned module, `reload` settings
+    /// added to the configuration.
+    fn start(dir: &Path, reload: &str) -> Self {
+        install(dir, &build(0, "ok"));
+        let (ingest, metrics) = (free_port(), free_port());
+        let config = write_config(
+            dir,
+            &format!(
+                r#"
+[host]
+state = "state.db"
+
+[reload]
+{reload}
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{TOKEN}"
+
+[[module]]
+name = "swap"
+path = "versioned.wasm"
+[module.params]
+Queue = "Custom.Swap"
+"#
+            ),
+        );
+        let mut run = Running::start_in(EXE, &config, dir);
+        run.wait("the ingest endpoint", Duration::from_secs(60), |r| {
+            r.log().contains("HTTP ingest at")
+        });
+        Self {
+            run,
+            dir: dir.to_path_buf(),
+            ingest,
+            metrics,
+        }
+    }
+
+    /// Posts rows `{"n": first}` .. `{"n": first + count - 1}`.
+    fn post(&self, first: u64, count: u64) {
+        let body: String = (first..first + count).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+        let (status, answer) = post_events(self.ingest, Some(TOKEN), "queue=Custom.Swap", body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    fn swaps(&self, result: &str) -> u64 {
+        metric(
+            self.metrics,
+            &format!("velonotify_module_swaps_total{{module=\"swap\",result=\"{result}\"}}"),
+        )
+    }
+
+    fn wait_swaps(&mut self, result: &str, count: u64) {
+        let metrics = self.metrics;
+        let series = format!("velonotify_module_swaps_total{{module=\"swap\",result=\"{result}\"}}");
+        self.run
+            .wait(&format!("{count} swap(s) {result}"), Duration::from_secs(120), |_| {
+                metric(metrics, &series) >= count
+            });
+    }
+
+    /// Which build handled each row: `n` -> builds (one, if handled once).
+    fn handled(&self) -> HashMap<u64, Vec<String>> {
+        let store = OutboxStore::open(&self.dir.join("state.db")).unwrap();
+        let mut handled: HashMap<u64, Vec<String>> = HashMap::new();
+        for item in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
+            let action: Value = serde_json::from_slice(&item.payload).unwrap();
+            let message = &action["message"];
+            let n = message["n"].as_u64().unwrap();
+            handled
+                .entry(n)
+                .or_default()
+                .push(message["build"].as_str().unwrap().to_string());
+        }
+        handled
+    }
+}
+
+#[test]
+fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order() {
+    const BATCH: u64 = 1000;
+    const BATCHES: u64 = 200;
+    const SWAPS: u64 = 50;
+    let dir = scratch();
+    let mut service = Service::start(dir.path(), "poll_ms = 20");
+    let posted = Arc::new(AtomicU64::new(0));
+    let (ingest, metrics) = (service.ingest, service.metrics);
+    let swapped = move || {
+        metric(
+            metrics,
+            "velonotify_module_swaps_total{module=\"swap\",result=\"swapped\"}",
+        )
+    };
+    // The poster streams rows without waiting for swaps, but never runs
+    // more than a few batches ahead of them, so that the swaps happen
+    // while rows flow.
+    let poster = {
+        let posted = posted.clone();
+        std::thread::spawn(move || {
+            for b in 0..BATCHES {
+                while b > swapped() * 4 + 8 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let body: String = (b * BATCH..(b + 1) * BATCH)
+                    .map(|n| format!("{{\"n\":{n}}}\n"))
+                    .collect();
+                let (status, answer) = post_events(ingest, Some(TOKEN), "queue=Custom.Swap", body.as_bytes());
+                assert_eq!(status, 200, "{answer}");
+                posted.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    for version in 1..=SWAPS {
+        // Each build gets a whole batch posted after it went live and
+        // answered before the next is installed, so every version handles
+        // rows.
+        service.wait_swaps("swapped", version - 1);
+        let live_since = posted.load(Ordering::SeqCst);
+        service
+            .run
+            .wait("rows for the live build", Duration::from_secs(60), |_| {
+                posted.load(Ordering::SeqCst) >= live_since + 2
+            });
+        install(&service.dir, &build(version as u32, "ok"));
+    }
+    service.wait_swaps("swapped", SWAPS);
+    poster.join().expect("the poster thread");
+
+    let handled = service.handled();
+    let total = BATCH * BATCHES;
+    assert_eq!(handled.len() as u64, total, "rows lost");
+    let mut previous = 0;
+    let mut builds_seen = std::collections::BTreeSet::new();
+    for n in 0..total {
+        let builds = &handled[&n];
+        assert_eq!(builds.len(), 1, "row {n} handled by {builds:?}");
+        // Rows are handled in the order posted: a row never meets an
+        // older build than the row before it.
+        let version: u64 = builds[0][1..].parse().unwrap();
+        assert!(version >= previous, "row {n} handled by v{version} after v{previous}");
+        previous = version;
+        builds_seen.insert(version);
+    }
+    assert_eq!(
+        builds_seen.len() as u64,
+        SWAPS + 1,
+        "every build handled rows: {builds_seen:?}"
+    );
+    assert_eq!(service.swaps("swapped"), SWAPS);
+    assert_eq!(service.swaps("refused") + service.swaps("rolled-back"), 0);
+    let latencies = swap_latencies(&service.run.log());
+    assert_eq!(latencies.len() as u64, SWAPS);
+    eprintln!(
+        "{total} rows, {SWAPS} swaps; file change to swap: p50 {} ms, max {} ms",
+        latencies[latencies.len() / 2],
+        latencies.last().unwrap()
+    );
+}
+
+/// The "N ms after the file changed" of each swap in the log, sorted.
+fn swap_latencies(log: &str) -> Vec<u64> {
+    let mut latencies: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" ms after the file changed")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
+#[test]
+fn broken_builds_are_refused_with_one_log_line_each_and_the_running_version_goes_on() {
+    let dir = scratch();
+    let mut service = Service::start(dir.path(), "poll_ms = 20");
+    service.post(0, 1);
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "not wasm",
+            b"MZ\x90\x00 this is not a component".to_vec(),
+            "is not a WebAssembly component",
+        ),
+        (
+            "WIT 2.0.0",
+            built_for_wit_2(),
+            "it was built for velociraptor:notify@2.0.0 (velociraptor:notify/",
+        ),
+        (
+            "configure fails",
+            build(2, "cf"),
+            "configure with the running parameters failed: parameter Queue: this build refuses every configuration",
+        ),
+        (
+            "self-test traps",
+            build(3, "tr"),
+            "self-test event versioned.selftest.jsonl:1 failed: panicked",
+        ),
+    ];
+    std::fs::write(
+        dir.path().join("versioned.selftest.jsonl"),
+        "{\"_Source\": \"Custom.Swap\", \"n\": -1}\n",
+    )
+    .unwrap();
+    for (refused, (what, bytes, reason)) in cases.into_iter().enumerate() {
+        install(dir.path(), &bytes);
+        service.wait_swaps("refused", refused as u64 + 1);
+        let log = service.run.log();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("hot swap refused")).collect();
+        assert_eq!(lines.len(), refused + 1, "one line per refusal ({what}):\n{log}");
+        let line = lines.last().unwrap();
+        assert!(line.contains(reason), "{what}: {line}");
+        assert!(line.contains("keeps running"), "{what}: {line}");
+        service.post(refused as u64 + 1, 1);
+    }
+    assert_eq!(service.swaps("swapped"), 0);
+    let handled = service.handled();
+    assert_eq!(handled.len(), 5);
+    assert!(
+        handled.values().all(|b| b == &["v000"]),
+        "the first build handled everything: {handled:?}"
+    );
+}
+
+#[test]
+fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again() {
+    let dir = scratch();
+    let mut service = Service::start(
+        dir.path(),
+        "poll_ms = 20\nprobation_events = 50\nmax_probation_traps = 3",
+    );
+    install(dir.path(), &build(1, "tr"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 10);
+    assert_eq!(service.swaps("rolled-back"), 1);
+    let log = service.run.log();
+    assert!(
+        log.contains("trapped on 4 of its first 4 calls (more than max_probation_traps 3): rolled back to version"),
+        "{log}"
+    );
+    // The four rows v001 trapped on went to v000 again: nothing lost.
+    let handled = service.handled();
+    assert_eq!(handled.len(), 10, "{handled:?}");
+    assert!(handled.values().all(|b| b == &["v000"]), "{handled:?}");
+
+    // The same bytes are not tried again; a new build is.
+    install(dir.path(), &build(2, "ok"));
+    service.wait_swaps("swapped", 2);
+    service.post(10, 1);
+    assert_eq!(service.handled()[&10], ["v002"]);
+}
+
+#[test]
+fn without_watching_a_new_build_waits_for_velonotify_reload() {
+    let dir = scratch();
+    let mut service = Service::start(dir.path(), "watch = false");
+    install(dir.path(), &build(1, "ok"));
+    std::thread::sleep(Duration::from_millis(300));
+    service.post(0, 1);
+    assert_eq!(service.swaps("swapped"), 0);
+    let config = dir.path().join("velonotify.toml").display().to_string();
+    let output = velonotify(&["reload", "-c", &config]);
+    assert!(output.status.success(), "{}", velonotify_test_support::stderr(&output));
+    service.wait_swaps("swapped", 1);
+    service.post(1, 1);
+    let handled = service.handled();
+    assert_eq!(handled[&0], ["v000"]);
+    assert_eq!(handled[&1], ["v001"]);
+}
