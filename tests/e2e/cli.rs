@@ -41,6 +41,7 @@ fn check_accepts_the_demo_configuration_and_shows_its_modules() {
         "{out}"
     );
     assert!(out.contains("queues:   Server.Internal.Alerts"), "{out}");
+    assert!(out.contains("allocator: pooling ("), "{out}");
     assert!(out.contains("ContextRowLimit"), "every parameter is listed:\n{out}");
 }
 

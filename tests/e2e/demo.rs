@@ -14,7 +14,7 @@ use velonotify_core::host::{Event, Host};
 use velonotify_core::rules::alerts::AlertsRule;
 use velonotify_core::rules::flow_completion::FlowCompletionRule;
 use velonotify_core::rules::{Rule, Setup};
-use velonotify_test_support::{data, emails, header, jsonl, part, scratch};
+use velonotify_test_support::{data, emails, header, jsonl, part, scratch, stderr, velonotify_in_address_space};
 
 use super::replay;
 
@@ -214,11 +214,31 @@ fn attachments_of(mail: &mailparse::ParsedMail<'_>) -> String {
     if out.is_empty() { "(none)".into() } else { out }
 }
 
+/// 8 GB of address space: room for on-demand instances, not for the pool.
+const SCARCE_ADDRESS_SPACE_KIB: u64 = 8_000_000;
+
 #[test]
-fn replaying_the_same_inputs_twice_gives_identical_bytes() {
+fn replaying_twice_gives_identical_bytes_with_the_pool_and_without_room_for_it() {
     let (a, b) = (scratch(), scratch());
     demo_replay(a.path());
-    demo_replay(b.path());
+    let args = [
+        "replay",
+        "-c",
+        &data("demo/velonotify.toml").display().to_string(),
+        "--events",
+        &data("demo/events.jsonl").display().to_string(),
+        "--out",
+        &b.path().display().to_string(),
+    ]
+    .map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let scarce = velonotify_in_address_space(super::EXE, &args, SCARCE_ADDRESS_SPACE_KIB);
+    let log = stderr(&scarce);
+    assert!(scarce.status.success(), "{log}");
+    assert!(
+        log.contains("pooling allocator unavailable; instances are allocated on demand"),
+        "{log}"
+    );
     let mut names: Vec<_> = std::fs::read_dir(a.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -172,21 +172,17 @@ fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order
     let dir = scratch();
     let mut service = Service::start(dir.path(), "poll_ms = 20");
     let posted = Arc::new(AtomicU64::new(0));
-    let (ingest, metrics) = (service.ingest, service.metrics);
-    let swapped = move || {
-        metric(
-            metrics,
-            "velonotify_module_swaps_total{module=\"swap\",result=\"swapped\"}",
-        )
-    };
+    // Swaps seen live by the main thread (from the metrics endpoint).
+    let live = Arc::new(AtomicU64::new(0));
+    let ingest = service.ingest;
     // The poster streams rows without waiting for swaps, but never runs
     // more than a few batches ahead of them, so that the swaps happen
     // while rows flow.
     let poster = {
-        let posted = posted.clone();
+        let (posted, live) = (posted.clone(), live.clone());
         std::thread::spawn(move || {
             for b in 0..BATCHES {
-                while b > swapped() * 4 + 8 {
+                while b > live.load(Ordering::SeqCst) * 4 + 8 {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 let body: String = (b * BATCH..(b + 1) * BATCH)
@@ -203,15 +199,16 @@ fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order
         // answered before the next is installed, so every version handles
         // rows.
         service.wait_swaps("swapped", version - 1);
+        live.store(version - 1, Ordering::SeqCst);
         let live_since = posted.load(Ordering::SeqCst);
-        service
-            .run
-            .wait("rows for the live build", Duration::from_secs(60), |_| {
-                posted.load(Ordering::SeqCst) >= live_since + 2
-            });
+        let what = format!("two batches for v{:03} (posted {live_since})", version - 1);
+        service.run.wait(&what, Duration::from_secs(60), |_| {
+            posted.load(Ordering::SeqCst) >= live_since + 2
+        });
         install(&service.dir, &build(version as u32, "ok"));
     }
     service.wait_swaps("swapped", SWAPS);
+    live.store(SWAPS, Ordering::SeqCst);
     poster.join().expect("the poster thread");
 
     let handled = service.handled();

@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod family;
 mod hotswap;
+mod portability;
 mod sandbox;
 mod velociraptor;
 

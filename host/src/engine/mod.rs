@@ -118,13 +118,14 @@ impl Engine {
     /// reserved (a `ulimit -v`, a 32-bit host).
     pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
         let (engine, allocator) = match options.allocator {
-            AllocatorChoice::OnDemand => (build(None)?, Allocator::OnDemand { fallback: None }),
+            AllocatorChoice::OnDemand => (build(None, None)?, Allocator::OnDemand { fallback: None }),
             AllocatorChoice::Pooling => {
                 let instances = pool_size(&options);
-                let engine = build(Some(&options)).context("the pooling allocator (host.allocator = \"pooling\")")?;
+                let engine =
+                    build(Some(&options), None).context("the pooling allocator (host.allocator = \"pooling\")")?;
                 (engine, Allocator::Pooling { instances })
             }
-            AllocatorChoice::Auto => match build(Some(&options)) {
+            AllocatorChoice::Auto => match build(Some(&options), None) {
                 Ok(engine) => (
                     engine,
                     Allocator::Pooling {
@@ -134,8 +135,12 @@ impl Engine {
                 Err(e) => {
                     let fallback = format!("{e:#}");
                     tracing::warn!(reason = %fallback, "pooling allocator unavailable; instances are allocated on demand");
+                    // The address space is scarce: reserve for each memory
+                    // only what its limit allows (bounds are then checked
+                    // in code, a little slower, instead of by guard pages).
+                    let scarce = build(None, Some(options.max_memory_bytes))?;
                     (
-                        build(None)?,
+                        scarce,
                         Allocator::OnDemand {
                             fallback: Some(fallback),
                         },
@@ -219,7 +224,9 @@ const MIN_POOL_INSTANCES: u32 = 16;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 
-fn build(pooling: Option<&EngineOptions>) -> anyhow::Result<wasmtime::Engine> {
+/// A wasmtime engine; `pooling` sizes the pool, `reserve` (without a pool)
+/// caps the address space reserved per linear memory.
+fn build(pooling: Option<&EngineOptions>, reserve: Option<usize>) -> anyhow::Result<wasmtime::Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     // Deadlines: the ticker below advances the epoch; each call gets a
@@ -238,6 +245,11 @@ fn build(pooling: Option<&EngineOptions>) -> anyhow::Result<wasmtime::Engine> {
             .total_tables(instances * CORE_INSTANCES_PER_COMPONENT)
             .max_memory_size(options.max_memory_bytes.max(1 << 20));
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    if let Some(bytes) = reserve {
+        config.memory_reservation(bytes as u64);
+        config.memory_guard_size(1 << 16);
+        config.memory_reservation_for_growth(0);
     }
     wasmtime::Engine::new(&config).map_err(anyhow::Error::from)
 }

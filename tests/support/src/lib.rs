@@ -43,6 +43,32 @@ pub fn scratch() -> tempfile::TempDir {
 /// Runs `velonotify` (the binary at `exe`) with `args`, finding modules in
 /// the test build and caching compiled components.
 pub fn velonotify(exe: &str, args: &[&str]) -> Output {
+    Command::new(exe)
+        .args(with_test_modules(args))
+        .env("VELONOTIFY_LOG", "warn")
+        .output()
+        .expect("running velonotify")
+}
+
+/// As [`velonotify`], in a process whose address space is limited to
+/// `kib` KiB (`ulimit -v`): too small for the pooling allocator's
+/// reservation.
+pub fn velonotify_in_address_space(exe: &str, args: &[&str], kib: u64) -> Output {
+    Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v \"$1\" && shift && exec \"$@\"",
+            "sh",
+            &kib.to_string(),
+            exe,
+        ])
+        .args(with_test_modules(args))
+        .env("VELONOTIFY_LOG", "warn")
+        .output()
+        .expect("running velonotify under ulimit -v")
+}
+
+fn with_test_modules(args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     if matches!(args.first(), Some(&"replay" | &"check" | &"run")) {
         all.push("--modules-dir".into());
@@ -50,11 +76,7 @@ pub fn velonotify(exe: &str, args: &[&str]) -> Output {
         all.push("--cache-dir".into());
         all.push(cache_dir().display().to_string());
     }
-    Command::new(exe)
-        .args(&all)
-        .env("VELONOTIFY_LOG", "warn")
-        .output()
-        .expect("running velonotify")
+    all
 }
 
 /// Text of a process's stderr.
