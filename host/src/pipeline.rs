@@ -146,10 +146,10 @@ impl Pipeline {
             &name,
             None,
             format!(
-                "swapped in version {} (was {}) {} ms after the file changed; on probation for {} events",
+                "swapped in version {} (was {}) {:.2} ms after the file changed; on probation for {} events",
                 new.short_digest(),
                 fallback.short_digest(),
-                candidate.noticed.elapsed().as_millis(),
+                candidate.noticed.elapsed().as_secs_f64() * 1000.0,
                 self.reload.probation_events
             ),
         ));

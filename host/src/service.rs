@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -16,7 +16,7 @@ use crate::delivery::{ApiActions, Deliverer, SmtpSenders, WebhookSender};
 use crate::lookups::Lookups;
 use crate::outbox::{Level, Outbox, OutboxStore, Report, StoreOutbox};
 use crate::pipeline::{ClockMode, system_now_us};
-use crate::reload::{Candidate, ReloadSettings, Reloader};
+use crate::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::runtime::{Overrides, Runtime};
 use crate::source::{IncomingEvent, JsonlSource, SourceError};
 use crate::state::StateStore;
@@ -33,8 +33,9 @@ pub enum Input {
     /// Rows posted to the ingest endpoint; `done` is told once their
     /// actions are in the outbox.
     Batch(Vec<IncomingEvent>, tokio::sync::oneshot::Sender<()>),
-    /// A new version of a module, ready to replace the running one.
-    Swap(Box<Candidate>),
+    /// A new version of a module waits in the swap slot (a wake-up: the
+    /// slot is also looked at before every event).
+    SwapReady,
     /// The end of a finite input (stdin).
     End,
 }
@@ -116,7 +117,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(QUEUE_DEPTH);
     let state = runtime.state();
     let _pid_file = PidFile::write(&pid_path(config))?;
-    let _reloader = start_reloader(config, &runtime, &sender)?;
+    let swaps = Arc::new(SwapSlot::default());
+    let _reloader = start_reloader(config, &runtime, &sender, swaps.clone())?;
     let mut sources = Vec::new();
     if let Some((client, section)) = &api {
         subscribe(client, section, &runtime, &state, &sender);
@@ -142,7 +144,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         sources.join(", ")
     );
 
-    handle_inputs(&mut runtime, &mut out, &receiver, &state)?;
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &state)?;
     tracing::info!(open = store.open_count()?, "end of input; delivering what is left");
     draining.store(true, Ordering::Relaxed);
     if delivery.join().is_err() {
@@ -154,12 +156,13 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches the module files (and SIGHUP) and sends new versions to the
-/// pipeline through the input queue, so they come in between two events.
+/// Watches the module files (and SIGHUP) and puts new versions in the
+/// swap slot, waking the pipeline if it is idle.
 fn start_reloader(
     config: &Config,
     runtime: &Runtime,
     sender: &SyncSender<Input>,
+    swaps: Arc<SwapSlot>,
 ) -> anyhow::Result<crate::reload::StopOnDrop> {
     let requested = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone()).context("handling SIGHUP")?;
@@ -172,7 +175,12 @@ fn start_reloader(
         runtime.metrics(),
     );
     let sender = sender.clone();
-    let stop = reloader.spawn(move |candidate| sender.send(Input::Swap(Box::new(candidate))).is_ok())?;
+    let stop = reloader.spawn(move |candidate| {
+        swaps.put(candidate);
+        // A full queue means a busy pipeline, which looks at the slot
+        // before its next event anyway.
+        !matches!(sender.try_send(Input::SwapReady), Err(TrySendError::Disconnected(_)))
+    })?;
     match settings.poll {
         Some(poll) => tracing::info!(
             poll_ms = poll.as_millis() as u64,
@@ -311,14 +319,22 @@ fn handle_inputs(
     runtime: &mut Runtime,
     out: &mut StoreOutbox,
     receiver: &Receiver<Input>,
+    swaps: &SwapSlot,
     state: &StateStore,
 ) -> anyhow::Result<()> {
     let mut marks: HashMap<(String, String), Cursor> = HashMap::new();
     let mut flushed = Instant::now();
+    // New versions come in between two events, never during one.
+    let swap_in = |runtime: &mut Runtime, out: &mut StoreOutbox| {
+        for candidate in swaps.take() {
+            runtime.pipeline.swap(candidate, out);
+        }
+    };
     loop {
         let mut done = None;
         match receiver.recv_timeout(Duration::from_millis(500)) {
             Ok(Input::Event(event, mark)) => {
+                swap_in(runtime, out);
                 runtime.pipeline.dispatch(&event, out)?;
                 if let Some(mark) = mark {
                     marks.insert((mark.org_id, mark.queue), mark.cursor);
@@ -326,12 +342,13 @@ fn handle_inputs(
             }
             Ok(Input::Batch(batch, reply)) => {
                 for event in &batch {
+                    swap_in(runtime, out);
                     runtime.pipeline.dispatch(event, out)?;
                 }
                 done = Some(reply);
             }
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
-            Ok(Input::Swap(candidate)) => runtime.pipeline.swap(*candidate, out),
+            Ok(Input::SwapReady) => swap_in(runtime, out),
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => runtime.pipeline.advance_to(system_now_us(), out)?,
         }

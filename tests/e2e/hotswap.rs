@@ -243,15 +243,15 @@ fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order
 }
 
 /// The "N ms after the file changed" of each swap in the log, sorted.
-fn swap_latencies(log: &str) -> Vec<u64> {
-    let mut latencies: Vec<u64> = log
+fn swap_latencies(log: &str) -> Vec<f64> {
+    let mut latencies: Vec<f64> = log
         .lines()
         .filter_map(|l| {
             let (before, _) = l.split_once(" ms after the file changed")?;
             before.rsplit(' ').next()?.parse().ok()
         })
         .collect();
-    latencies.sort_unstable();
+    latencies.sort_by(f64::total_cmp);
     latencies
 }
 

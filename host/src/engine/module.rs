@@ -183,6 +183,14 @@ impl Module {
         })
     }
 
+    /// Creates an instance of `loaded` and drops it, without `describe` or
+    /// `configure`: the cost of instantiation alone (benchmarks).
+    pub fn instantiate_only(engine: &Engine, loaded: &Loaded, spec: &ModuleSpec) -> anyhow::Result<()> {
+        instantiate(engine.wasmtime(), &loaded.pre, spec)
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    }
+
     pub fn name(&self) -> &str {
         &self.spec.name
     }

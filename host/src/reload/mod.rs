@@ -23,6 +23,8 @@ mod reloader;
 pub use self::probation::{Probation, ProbationVerdict};
 pub use self::reloader::{ModuleFile, Reloader, StopOnDrop, selftest_path};
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::Module;
@@ -59,6 +61,30 @@ impl ReloadSettings {
             probation_events: section.probation_events.unwrap_or(defaults.probation_events),
             max_probation_traps: section.max_probation_traps.unwrap_or(defaults.max_probation_traps),
         }
+    }
+}
+
+/// New versions on their way from the reloader to the pipeline. The
+/// pipeline looks here before every event (an atomic load), so a swap
+/// waits for the event in hand, not for every event queued before it.
+#[derive(Debug, Default)]
+pub struct SwapSlot {
+    ready: AtomicBool,
+    candidates: Mutex<Vec<Candidate>>,
+}
+
+impl SwapSlot {
+    pub fn put(&self, candidate: Candidate) {
+        self.candidates.lock().expect("swap slot").push(candidate);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The versions waiting, oldest first (usually none).
+    pub fn take(&self) -> Vec<Candidate> {
+        if !self.ready.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.candidates.lock().expect("swap slot"))
     }
 }
 

@@ -26,11 +26,17 @@ impl Running {
 
     /// Runs with modules from `modules_dir`.
     pub fn start_in(exe: &str, config: &Path, modules_dir: &Path) -> Self {
+        Self::start_with_cache(exe, config, modules_dir, &cache_dir())
+    }
+
+    /// Runs with modules from `modules_dir`, compiled components cached in
+    /// `cache_dir`.
+    pub fn start_with_cache(exe: &str, config: &Path, modules_dir: &Path, cache_dir: &Path) -> Self {
         let log = config.with_file_name("velonotify.log");
         let child = Command::new(exe)
             .args(["run", "-c", &config.display().to_string()])
             .args(["--modules-dir", &modules_dir.display().to_string()])
-            .args(["--cache-dir", &cache_dir().display().to_string()])
+            .args(["--cache-dir", &cache_dir.display().to_string()])
             .env("VELONOTIFY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

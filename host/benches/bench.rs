@@ -1,0 +1,989 @@
+//! `scripts/bench`: what velonotify costs, measured in one run, side by side
+//! with the same rule logic called natively. Prints one table and rewrites
+//! BENCHMARKS.md with it and the machine it ran on.
+//!
+//! Not a test: nothing here asserts a time. Each figure is reported against
+//! its target (issue 8), and a missed target is marked, not failed.
+//!
+//! Inputs are the demo's (tests/data/demo): its configuration, world and
+//! rows, so the figures are for the e-mails `scripts/demo` shows.
+
+use std::io::{BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use velonotify::config::Config;
+use velonotify::engine::{
+    AllocatorChoice, Engine, EngineOptions, Loaded, Module, ModuleSpec, SandboxLimits, SharedClock,
+};
+use velonotify::lookups::{Lookups, NativeHost, World};
+use velonotify::runtime::{Overrides, load_world};
+use velonotify::source::{IncomingEvent, JsonlSource};
+use velonotify::state::StateStore;
+use velonotify_core::action::{Action, Failure};
+use velonotify_core::host::{Event, Host};
+use velonotify_core::rules::alerts::AlertsRule;
+use velonotify_core::rules::detect::DetectRule;
+use velonotify_core::rules::errors_alert::ServerErrorsRule;
+use velonotify_core::rules::flow_completion::FlowCompletionRule;
+use velonotify_core::rules::{Rule, configure};
+use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
+use velonotify_test_support::service::{Running, post_events};
+use velonotify_test_support::{data, scratch, workspace};
+
+/// How long each throughput figure is measured.
+fn measure() -> Duration {
+    if quick() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_millis(1500)
+    }
+}
+
+/// `VELONOTIFY_BENCH_QUICK=1`: a smoke run of every measure at a small
+/// scale (figures not comparable; BENCHMARKS.md is left alone).
+fn quick() -> bool {
+    std::env::var_os("VELONOTIFY_BENCH_QUICK").is_some()
+}
+
+fn main() {
+    let modules = PathBuf::from(std::env::var("VELONOTIFY_BENCH_MODULES").unwrap_or_else(|_| {
+        workspace()
+            .join("target/guests/wasm32-wasip2/guest")
+            .display()
+            .to_string()
+    }));
+    let exe = env!("CARGO_BIN_EXE_velonotify");
+    let mut report = Report::default();
+    let inputs = Inputs::load();
+    eprintln!("module throughput, WASM and native ...");
+    module_throughput(&modules, &inputs, &mut report);
+    eprintln!("instantiation and the component cache ...");
+    instantiation(&modules, &inputs, &mut report);
+    eprintln!("memory per instance ...");
+    memory_per_instance(&modules, &inputs, &mut report);
+    eprintln!("hot swap under load ...");
+    hot_swap(exe, &modules, &mut report);
+    eprintln!("replay of 1,000,000 rows ...");
+    replay_million(exe, &modules, &mut report);
+    eprintln!("SMTP delivery ...");
+    smtp_rate(exe, &modules, &mut report);
+    let table = report.markdown();
+    println!("{table}");
+    if quick() {
+        return;
+    }
+    let path = workspace().join("BENCHMARKS.md");
+    std::fs::write(&path, document(&table)).expect("writing BENCHMARKS.md");
+    eprintln!("written to {}", path.display());
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<[String; 4]>,
+}
+
+impl Report {
+    /// One figure: what, the measured value, its target, and whether it
+    /// meets it (None: no target).
+    fn add(&mut self, what: impl Into<String>, value: impl Into<String>, target: &str, met: Option<bool>) {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        self.rows
+            .push([what.into(), value.into(), target.to_string(), verdict.to_string()]);
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::from("| Measure | Value | Target | |\n|---|---:|---|---|\n");
+        for [what, value, target, verdict] in &self.rows {
+            out.push_str(&format!("| {what} | {value} | {target} | {verdict} |\n"));
+        }
+        out
+    }
+}
+
+fn document(table: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or_else(|| "?".into(), |kib| format!("{:.0} GiB", kib as f64 / 1048576.0));
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "# Benchmarks\n\n\
+         Written by `scripts/bench` (release build, every figure from one run) on {date}:\n\
+         {cpu}, {cores} cores, {memory}; {rustc}; wasmtime 48 (Cranelift).\n\n\
+         Rates are per core (one thread). \"Native\" is the same rule from `guest/core`\n\
+         called directly, with the same inputs, lookups and JSON parsing of the row;\n\
+         the ratio is WASM / native. Inputs are the demo's (`tests/data/demo`).\n\n\
+         {table}\n\
+         How each figure is measured, and what the misses mean: see the notes below the\n\
+         table in `host/benches/bench.rs` and the closing note of issue 8.\n"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Inputs: the demo configuration, world and rows
+
+struct Inputs {
+    config: Config,
+    world: Arc<World>,
+    events: Vec<IncomingEvent>,
+}
+
+impl Inputs {
+    fn load() -> Self {
+        let config = Config::load(&data("demo/velonotify.toml")).unwrap();
+        let world = Arc::new(load_world(&config, &Overrides::default()).unwrap());
+        let file = std::fs::File::open(data("demo/events.jsonl")).unwrap();
+        let events = JsonlSource::new(BufReader::new(file), "events.jsonl", "root", 1 << 22)
+            .filter_map(Result::ok)
+            .collect();
+        Self { config, world, events }
+    }
+
+    fn params(&self, name: &str) -> Vec<(String, String)> {
+        let section = self
+            .config
+            .modules
+            .iter()
+            .find(|m| m.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no module {name} in the demo"));
+        section.param_texts(&self.config.base_dir).unwrap()
+    }
+
+    fn spec(&self, name: &str, params: Vec<(String, String)>, world: Arc<dyn Lookups>) -> ModuleSpec {
+        ModuleSpec {
+            name: name.to_string(),
+            params,
+            limits: SandboxLimits::default(),
+            org_id: "root".into(),
+            lookups: world,
+            facts: self.config.host_facts(),
+            state: Arc::new(StateStore::in_memory()),
+            clock: SharedClock::default(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+
+    fn native_host(&self, name: &str, world: Arc<dyn Lookups>, now_us: u64) -> NativeHost {
+        let mut host = NativeHost::new(name, "root", world, self.config.host_facts());
+        host.now_us = now_us;
+        host
+    }
+}
+
+/// A core rule behind one interface, whatever its type.
+trait NativeRule {
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure>;
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure>;
+}
+
+impl<R: Rule> NativeRule for R {
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Rule::handle(self, event, host)
+    }
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Rule::tick(self, host)
+    }
+}
+
+/// Configures a core rule of some type, natively.
+type ConfigureNative = fn(&[(String, String)], &dyn Host) -> Box<dyn NativeRule>;
+
+fn native<R: Rule + 'static>(params: &[(String, String)], host: &dyn Host) -> Box<dyn NativeRule> {
+    Box::new(configure::<R>(params, host).unwrap().0)
+}
+
+fn core_event(event: &IncomingEvent) -> Event {
+    let row: Map<String, Value> = serde_json::from_str(&event.row).unwrap();
+    Event {
+        id: event.id.clone(),
+        queue: event.queue.clone(),
+        row,
+        org_id: event.org_id.clone(),
+    }
+}
+
+/// Calls per second of `call`, after a warm-up.
+fn rate(mut call: impl FnMut()) -> f64 {
+    for _ in 0..50 {
+        call();
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < measure() {
+        for _ in 0..16 {
+            call();
+        }
+        calls += 16;
+    }
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn per_s(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.2} M/s", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.1} k/s", rate / 1e3)
+    } else {
+        format!("{rate:.0}/s")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Events per second per module, WASM and native
+
+/// One module's case: a row it drops and a row it acts on.
+struct Case {
+    label: &'static str,
+    component: &'static str,
+    demo_name: &'static str,
+    params: Vec<(String, String)>,
+    filtered: IncomingEvent,
+    acting: IncomingEvent,
+    /// What the acting row produces ("e-mail", "alert").
+    produces: &'static str,
+    native: ConfigureNative,
+}
+
+fn with_row(event: &IncomingEvent, change: impl FnOnce(&mut Map<String, Value>)) -> IncomingEvent {
+    let mut row: Map<String, Value> = serde_json::from_str(&event.row).unwrap();
+    change(&mut row);
+    IncomingEvent {
+        row: Value::Object(row).to_string(),
+        ..event.clone()
+    }
+}
+
+fn first_of(inputs: &Inputs, queue: &str, wanted: impl Fn(&Map<String, Value>) -> bool) -> IncomingEvent {
+    inputs
+        .events
+        .iter()
+        .find(|e| e.queue == queue && wanted(&serde_json::from_str(&e.row).unwrap()))
+        .unwrap_or_else(|| panic!("no suitable demo row of {queue}"))
+        .clone()
+}
+
+fn cases(inputs: &Inputs) -> Vec<Case> {
+    let alert = first_of(inputs, "Server.Internal.Alerts", |r| {
+        r.get("name").and_then(Value::as_str) == Some("TestAlert")
+    });
+    // The rule looks the collection up by its id: which artifact it ran
+    // is in the world, not in the row.
+    let flow_of = |artifact: &str| {
+        first_of(inputs, "System.Flow.Completion", |r| {
+            r.values().any(|v| v.to_string().contains(artifact))
+        })
+    };
+    let disk_space = flow_of("\"Generic.Client.DiskSpace\"");
+    let pslist = flow_of("\"Linux.Sys.Pslist\"");
+    let honeyfile = first_of(inputs, "Linux.Detection.Honeyfiles", |_| true);
+    let mut detect_params = inputs.params("honeyfile-access");
+    detect_params.push((
+        "Condition".into(),
+        "Column,Regex\nFileName,(?i)salar|passw|secret|\\.kdbx$\n".into(),
+    ));
+    vec![
+        Case {
+            label: "alerts",
+            component: "alerts.wasm",
+            demo_name: "Server.Monitor.Alerts",
+            params: inputs.params("Server.Monitor.Alerts"),
+            // Below the SeverityThreshold (medium and above): dropped.
+            filtered: with_row(&alert, |r| {
+                r.insert("event_data".into(), json!({"field": "Field1", "severity": "low"}));
+            }),
+            acting: with_row(&alert, |r| {
+                r.insert("event_data".into(), json!({"field": "Field1", "severity": "high"}));
+            }),
+            produces: "e-mail",
+            native: native::<AlertsRule>,
+        },
+        Case {
+            label: "flow-completion",
+            component: "flow_completion.wasm",
+            demo_name: "Server.Monitor.FlowCompletion",
+            params: {
+                let mut params = inputs.params("Server.Monitor.FlowCompletion");
+                params.push(("ArtifactsToIgnore".into(), "^Generic\\.Client\\.DiskSpace$".into()));
+                // Every completed collection is mailed, not only slow ones.
+                params.push(("DelayThreshold".into(), "0".into()));
+                // No label overrides: an ignored collection stays ignored.
+                params.push(("NotifyIfResultsLabels".into(), String::new()));
+                params.push(("NotifyIfUploadsLabels".into(), String::new()));
+                params
+            },
+            // A collection of an ignored artifact: the decision drops it
+            // before any lookup of results.
+            filtered: disk_space,
+            // A process listing, mailed with its results as a table.
+            acting: pslist,
+            produces: "e-mail",
+            native: native::<FlowCompletionRule>,
+        },
+        Case {
+            label: "detect",
+            component: "detect.wasm",
+            demo_name: "honeyfile-access",
+            params: detect_params,
+            filtered: with_row(&honeyfile, |r| {
+                r.insert("FileName".into(), json!("/home/alice/notes.txt"));
+            }),
+            acting: with_row(&honeyfile, |r| {
+                r.insert("FileName".into(), json!("/home/alice/salaries.xlsx"));
+            }),
+            produces: "alert",
+            native: native::<DetectRule>,
+        },
+    ]
+}
+
+fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
+    let engine = Engine::new(EngineOptions {
+        allocator: AllocatorChoice::Pooling,
+        max_instances: 64,
+        max_memory_bytes: 256 << 20,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    for case in cases(inputs) {
+        let loaded = engine.load(&modules.join(case.component)).unwrap();
+        let world: Arc<dyn Lookups> = inputs.world.clone();
+        let spec = inputs.spec(case.demo_name, case.params.clone(), world.clone());
+        let mut module = Module::start_loaded(&engine, &loaded, spec).unwrap();
+        let now = case.acting.ts_us.unwrap_or(1_778_400_000_000_000);
+        let setup_host = inputs.native_host(case.demo_name, world.clone(), now);
+        let mut rule = (case.native)(&case.params, &setup_host);
+        for (path, event, acts) in [("filtered out", &case.filtered, false), ("acting", &case.acting, true)] {
+            // Check the row does what the figure claims, in both.
+            let wasm_actions = module.handle(&event.to_wit(), now).result.unwrap();
+            let native_actions = rule.handle(&core_event(event), &setup_host).unwrap();
+            assert_eq!(wasm_actions.len(), native_actions.len(), "{} {path}", case.label);
+            assert_eq!(
+                !wasm_actions.is_empty(),
+                acts,
+                "{} {path}: {} actions; {:?}",
+                case.label,
+                wasm_actions.len(),
+                setup_host.logs.borrow()
+            );
+            let wit = event.to_wit();
+            let wasm = rate(|| {
+                module.handle(&wit, now).result.unwrap();
+            });
+            let native_rate = rate(|| {
+                let host = inputs.native_host(case.demo_name, world.clone(), now);
+                rule.handle(&core_event(event), &host).unwrap();
+            });
+            let ratio = wasm / native_rate;
+            let what = if acts {
+                format!("{}: rows producing an {} ({})", case.label, case.produces, path)
+            } else {
+                format!("{}: rows {path}", case.label)
+            };
+            let (target, met) = match (acts, case.produces) {
+                (false, _) => ("≥ 200 k/s", Some(wasm >= 200e3)),
+                (true, "e-mail") => ("≥ 20 k/s", Some(wasm >= 20e3)),
+                (true, _) => ("", None),
+            };
+            report.add(format!("{what}, WASM"), per_s(wasm), target, met);
+            report.add(format!("{what}, native"), per_s(native_rate), "", None);
+            let (ratio_target, ratio_met) = if acts {
+                ("", None)
+            } else {
+                ("≥ 0.6", Some(ratio >= 0.6))
+            };
+            report.add(
+                format!("{what}, WASM / native"),
+                format!("{ratio:.2}"),
+                ratio_target,
+                ratio_met,
+            );
+        }
+    }
+    errors_alert_throughput(modules, inputs, &engine, report);
+}
+
+/// The error monitor reads monitoring logs on its tick: log rows scanned
+/// per second, for rows the catalogue ignores and rows it alerts on.
+fn errors_alert_throughput(modules: &Path, inputs: &Inputs, engine: &Engine, report: &mut Report) {
+    const ROWS: usize = 2000;
+    let loaded = engine.load(&modules.join("errors_alert.wasm")).unwrap();
+    let params = inputs.params("Server.Monitor.Errors.Alert");
+    let start_ms: u64 = 1_778_400_000_000;
+    for (path, message, acts) in [
+        ("filtered out", "vql: Starting query execution.\n", false),
+        (
+            "acting",
+            "upload_S3: operation error S3: PutObject, https response error StatusCode: 403, RequestID: 8XKZ2Q, api error AccessDenied: Access Denied\n",
+            true,
+        ),
+    ] {
+        let logs: Vec<Value> = (0..ROWS)
+            .map(|i| {
+                json!({"Timestamp": "2026-05-10 08:06:00 +0000 UTC", "Level": "DEFAULT",
+                       "Message": message, "_ts": start_ms + i as u64})
+            })
+            .collect();
+        let world_json = json!({
+            "server_monitoring": ["Custom.Server.Upload.S3"],
+            "monitoring_logs": {"server": {"Custom.Server.Upload.S3": logs}},
+        });
+        let file = scratch();
+        let path_json = file.path().join("world.json");
+        std::fs::write(&path_json, world_json.to_string()).unwrap();
+        let world: Arc<dyn Lookups> = Arc::new(World::load(&path_json).unwrap());
+        // A first tick reads from one period before "now": the rows.
+        let now = (start_ms + 1_000) * 1000;
+        // Each tick starts from an empty cursor, so it scans every row.
+        let mut wasm_runs = Vec::new();
+        let mut native_runs = Vec::new();
+        let mut produced = (0, 0);
+        for _ in 0..20 {
+            let spec = inputs.spec("errors", params.clone(), world.clone());
+            let mut module = Module::start_loaded(engine, &loaded, spec).unwrap();
+            let started = Instant::now();
+            let actions = module.tick(now).result.unwrap();
+            wasm_runs.push(started.elapsed());
+            produced.0 = actions.len();
+            let host = inputs.native_host("errors", world.clone(), now);
+            let mut rule = native::<ServerErrorsRule>(&params, &host);
+            let started = Instant::now();
+            let actions = rule.tick(&host).unwrap();
+            native_runs.push(started.elapsed());
+            produced.1 = actions.len();
+        }
+        assert_eq!(produced.0, produced.1, "errors-alert {path}");
+        assert_eq!(produced.0 > 0, acts, "errors-alert {path}");
+        let wasm = ROWS as f64 / median(&mut wasm_runs).as_secs_f64();
+        let native_rate = ROWS as f64 / median(&mut native_runs).as_secs_f64();
+        let what = if acts {
+            format!("errors-alert: log rows read by a tick, each raising an alert ({path})")
+        } else {
+            format!("errors-alert: log rows read by a tick, {path}")
+        };
+        let (target, met) = if acts {
+            ("", None)
+        } else {
+            ("≥ 200 k/s", Some(wasm >= 200e3))
+        };
+        report.add(format!("{what}, WASM"), per_s(wasm), target, met);
+        report.add(format!("{what}, native"), per_s(native_rate), "", None);
+        let (ratio_target, ratio_met) = if acts {
+            ("", None)
+        } else {
+            ("≥ 0.6", Some(wasm / native_rate >= 0.6))
+        };
+        report.add(
+            format!("{what}, WASM / native"),
+            format!("{:.2}", wasm / native_rate),
+            ratio_target,
+            ratio_met,
+        );
+    }
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+// ---------------------------------------------------------------------------
+// 2. Instantiation, compilation and the cache
+
+fn instantiation(modules: &Path, inputs: &Inputs, report: &mut Report) {
+    let component = modules.join("alerts.wasm");
+    for (choice, label) in [
+        (AllocatorChoice::Pooling, "pooling"),
+        (AllocatorChoice::OnDemand, "on-demand"),
+    ] {
+        let engine = Engine::new(EngineOptions {
+            allocator: choice,
+            max_instances: 64,
+            max_memory_bytes: 256 << 20,
+            ..EngineOptions::default()
+        })
+        .unwrap();
+        let loaded = engine.load(&component).unwrap();
+        let world: Arc<dyn Lookups> = inputs.world.clone();
+        let spec = inputs.spec("alerts", inputs.params("Server.Monitor.Alerts"), world);
+        let mut samples: Vec<Duration> = (0..300)
+            .map(|_| {
+                let started = Instant::now();
+                Module::instantiate_only(&engine, &loaded, &spec).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        report.add(
+            format!("alerts: instantiation, {label} allocator (median of 300)"),
+            micros(median(&mut samples)),
+            "",
+            None,
+        );
+        let mut starts: Vec<Duration> = (0..100)
+            .map(|_| {
+                let started = Instant::now();
+                drop(Module::start_loaded(&engine, &loaded, spec.clone()).unwrap());
+                started.elapsed()
+            })
+            .collect();
+        report.add(
+            format!("alerts: start (instantiate, describe, configure), {label} (median of 100)"),
+            micros(median(&mut starts)),
+            "",
+            None,
+        );
+    }
+    let cache = scratch();
+    let engine = Engine::new(EngineOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        allocator: AllocatorChoice::OnDemand,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    engine.load(&component).unwrap();
+    let compile = started.elapsed();
+    let mut loads: Vec<Duration> = (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            engine.load(&component).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    let size = std::fs::metadata(&component).map_or(0, |m| m.len());
+    report.add(
+        format!(
+            "alerts ({:.2} MB): compile with Cranelift (first start)",
+            size as f64 / 1e6
+        ),
+        format!("{:.0} ms", compile.as_secs_f64() * 1e3),
+        "",
+        None,
+    );
+    report.add(
+        "alerts: load from the precompiled cache (median of 20)",
+        format!("{:.2} ms", median(&mut loads).as_secs_f64() * 1e3),
+        "",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Memory per instance
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn memory_per_instance(modules: &Path, inputs: &Inputs, report: &mut Report) {
+    const INSTANCES: usize = 100;
+    for (component, demo_name) in [
+        ("alerts.wasm", "Server.Monitor.Alerts"),
+        ("detect.wasm", "honeyfile-access"),
+    ] {
+        let engine = Engine::new(EngineOptions {
+            allocator: AllocatorChoice::Pooling,
+            max_instances: INSTANCES as u32 + 8,
+            max_memory_bytes: 256 << 20,
+            ..EngineOptions::default()
+        })
+        .unwrap();
+        let loaded: Loaded = engine.load(&modules.join(component)).unwrap();
+        let world: Arc<dyn Lookups> = inputs.world.clone();
+        let event = inputs
+            .events
+            .iter()
+            .find(|e| {
+                e.queue
+                    == if component == "alerts.wasm" {
+                        "Server.Internal.Alerts"
+                    } else {
+                        "Linux.Detection.Honeyfiles"
+                    }
+            })
+            .unwrap()
+            .to_wit();
+        // One instance first, so that code pages and caches are resident.
+        let mut first = Module::start_loaded(
+            &engine,
+            &loaded,
+            inputs.spec(demo_name, inputs.params(demo_name), world.clone()),
+        )
+        .unwrap();
+        let _ = first.handle(&event, 1_778_400_000_000_000);
+        let before = rss_kib();
+        let running: Vec<Module> = (0..INSTANCES)
+            .map(|_| {
+                let mut module = Module::start_loaded(
+                    &engine,
+                    &loaded,
+                    inputs.spec(demo_name, inputs.params(demo_name), world.clone()),
+                )
+                .unwrap();
+                // Each has handled an event: its heap is what a live one holds.
+                let _ = module.handle(&event, 1_778_400_000_000_000);
+                module
+            })
+            .collect();
+        let per = (rss_kib().saturating_sub(before)) as f64 / INSTANCES as f64 / 1024.0;
+        report.add(
+            format!(
+                "{}: resident memory per configured instance (RSS growth over {INSTANCES})",
+                component.trim_end_matches(".wasm")
+            ),
+            format!("{per:.2} MiB"),
+            "≤ 2 MiB",
+            Some(per <= 2.0),
+        );
+        drop(running);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Hot swap while events flow (the release binary, as deployed)
+
+const MARKER: &[u8] = b"velonotify-swap-build:v000:ok";
+
+fn versioned_build(modules: &Path, version: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(modules.join("versioned.wasm")).unwrap();
+    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER).unwrap();
+    let marker = format!("velonotify-swap-build:v{version:03}:ok");
+    bytes[at..at + MARKER.len()].copy_from_slice(marker.as_bytes());
+    bytes
+}
+
+fn install(dir: &Path, bytes: &[u8]) {
+    std::fs::write(dir.join("versioned.wasm.new"), bytes).unwrap();
+    std::fs::rename(dir.join("versioned.wasm.new"), dir.join("versioned.wasm")).unwrap();
+}
+
+fn swap_latencies(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" ms after the file changed")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
+    const FRESH: u32 = 10;
+    let cached_swaps: u32 = if quick() { 6 } else { 50 };
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    install(dir.path(), &versioned_build(modules, 0));
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = dir.path().join("velonotify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[host]\nstate = \"state.db\"\n[reload]\npoll_ms = 10\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[ingest]\nlisten = \"127.0.0.1:{ingest}\"\ntoken = \"bench-token-0123456789\"\n\
+             [[module]]\nname = \"swap\"\npath = \"versioned.wasm\"\n[module.params]\nQueue = \"Custom.Swap\"\n"
+        ),
+    )
+    .unwrap();
+    let mut run = Running::start_with_cache(exe, &config, dir.path(), &cache);
+    run.wait("the ingest endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    // Rows flow all the time, from their own thread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poster = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let body: String = (0..200).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+            let mut batches = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _) = post_events(
+                    ingest,
+                    Some("bench-token-0123456789"),
+                    "queue=Custom.Swap",
+                    body.as_bytes(),
+                );
+                assert_eq!(status, 200);
+                batches += 1;
+            }
+            batches
+        })
+    };
+    let swapped = |run: &Running| swap_latencies(&run.log()).len();
+    // New builds: each is compiled when it appears.
+    for version in 1..=FRESH {
+        install(dir.path(), &versioned_build(modules, version));
+        let want = version as usize;
+        run.wait("a swap", Duration::from_secs(60), |r| swapped(r) >= want);
+    }
+    // Builds seen before: loaded from the cache, as when rolling between
+    // versions already deployed once.
+    let builds = [versioned_build(modules, FRESH - 1), versioned_build(modules, FRESH)];
+    for i in 0..cached_swaps {
+        install(dir.path(), &builds[(i % 2) as usize]);
+        let want = (FRESH + i + 1) as usize;
+        run.wait("a swap", Duration::from_secs(60), |r| swapped(r) >= want);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let batches = poster.join().unwrap();
+    let latencies = swap_latencies(&run.log());
+    let mut fresh: Vec<f64> = latencies[..FRESH as usize].to_vec();
+    let mut cached: Vec<f64> = latencies[FRESH as usize..].to_vec();
+    let p99 = percentile(&mut cached, 0.99);
+    report.add(
+        format!("hot swap of a cached build, change noticed to live, p50 ({cached_swaps} swaps, rows flowing)"),
+        format!("{:.2} ms", percentile(&mut cached, 0.5)),
+        "",
+        None,
+    );
+    report.add(
+        format!(
+            "hot swap of a cached build, p99 ({cached_swaps} swaps, {} rows meanwhile)",
+            batches * 200
+        ),
+        format!("{p99:.2} ms"),
+        "≤ 10 ms",
+        Some(p99 <= 10.0),
+    );
+    report.add(
+        format!("hot swap of a new build (compiled), p50 ({FRESH} swaps)"),
+        format!("{:.1} ms", percentile(&mut fresh, 0.5)),
+        "",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. Replay of 1,000,000 rows
+
+/// Runs `command`, sampling its peak resident set (VmHWM) until it exits.
+fn run_measured(command: &mut std::process::Command) -> (Duration, u64, std::process::Output) {
+    let started = Instant::now();
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                }) {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let output = child.wait_with_output().unwrap();
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    (elapsed, sampler.join().unwrap(), output)
+}
+
+fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
+    let rows_total: usize = if quick() { 20_000 } else { 1_000_000 };
+    const MAILED_EVERY: usize = 1000;
+    let dir = scratch();
+    let events = dir.path().join("alerts.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
+    for i in 0..rows_total {
+        // One row in a thousand is e-mailed; the others are below the
+        // severity threshold.
+        let level = if i % MAILED_EVERY == 0 { "high" } else { "low" };
+        writeln!(
+            file,
+            "{{\"client_id\":\"C.4b7e1a9c0d2f3e51\",\"name\":\"alert {i}\",\"timestamp\":\"2026-05-10T08:00:00Z\",\
+             \"event_data\":{{\"n\":{i},\"severity\":\"{level}\",\"path\":\"/home/alice/f{i}.txt\"}},\"artifact\":\"Custom.Detect\",\"artifact_type\":\"CLIENT_EVENT\",\
+             \"_ts\":{},\"_Source\":\"Server.Internal.Alerts\"}}",
+            1_778_400_000 + i / 1000
+        )
+        .unwrap();
+    }
+    drop(file);
+    let config = dir.path().join("velonotify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"https://velociraptor.corp.example:8889/app/index.html\"\n[smtp]\nfrom = \"velociraptor-alerts@corp.example\"\n\
+             [lookups]\nworld = \"{}\"\n[[module]]\nname = \"soc\"\npath = \"alerts.wasm\"\n[module.params]\n\
+             Recipients = \"Address\\nsoc@corp.example\\n\"\nSeverityThreshold = [\"medium\", \"high\", \"critical\"]\nSendInterval = -1\n",
+            data("demo/world.json").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    // Compile once, so that the figure is the steady state of a deployed
+    // host (the cache is what `run` and `replay` use).
+    let warm = std::process::Command::new(exe)
+        .args(["check", "-c", &config.display().to_string()])
+        .args([
+            "--modules-dir",
+            &modules.display().to_string(),
+            "--cache-dir",
+            &cache.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
+    let (elapsed, peak_kib, output) = run_measured(
+        std::process::Command::new(exe)
+            .args(["replay", "-c", &config.display().to_string()])
+            .args([
+                "--events",
+                &events.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+            ])
+            .args([
+                "--modules-dir",
+                &modules.display().to_string(),
+                "--cache-dir",
+                &cache.display().to_string(),
+            ])
+            .env("VELONOTIFY_LOG", "warn"),
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let emails = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
+        .count();
+    assert_eq!(emails, rows_total / MAILED_EVERY);
+    let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
+    report.add(
+        format!("velonotify replay of 1,000,000 alert rows ({emails} e-mailed, files out)"),
+        format!("{} ({:.1} s)", per_s(rows_per_s), elapsed.as_secs_f64()),
+        "≥ 100 k/s",
+        Some(rows_per_s >= 100e3),
+    );
+    report.add(
+        "velonotify replay of 1,000,000 rows: peak RSS",
+        format!("{:.0} MiB", peak_kib as f64 / 1024.0),
+        "",
+        None,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. SMTP delivery to a local aiosmtpd
+
+fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
+    let messages: usize = if quick() { 100 } else { 1000 };
+    let dir = scratch();
+    let peer_dir = dir.path().join("smtp");
+    std::fs::create_dir_all(&peer_dir).unwrap();
+    let peer = SmtpPeer::started(&peer_dir, SmtpOptions::default());
+    let rows: String = (0..messages)
+        .map(|i| {
+            format!(
+                "{{\"client_id\":\"server\",\"name\":\"bench {i}\",\"level\":\"high\",\"event_data\":{{\"n\":{i}}},\
+                 \"artifact\":\"Custom.Bench\",\"artifact_type\":\"SERVER_MONITORING\",\"_Source\":\"Server.Internal.Alerts\"}}\n"
+            )
+        })
+        .collect();
+    for workers in [1, 4] {
+        let state = dir.path().join(format!("state-{workers}.db"));
+        let config = dir.path().join(format!("velonotify-{workers}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[smtp]\nserver = \"127.0.0.1\"\nserver_port = {}\nfrom = \"velonotify@example.org\"\n\
+                 [host]\nstate = \"{}\"\n[delivery]\nworkers = {workers}\n\
+                 [[module]]\npath = \"alerts.wasm\"\n[module.params]\nRecipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n",
+                peer.port,
+                state.display()
+            ),
+        )
+        .unwrap();
+        let before = peer.received().len();
+        let started = Instant::now();
+        let mut child = std::process::Command::new(exe)
+            .args(["run", "-c", &config.display().to_string()])
+            .args(["--modules-dir", &modules.display().to_string()])
+            .args(["--cache-dir", &dir.path().join("cache").display().to_string()])
+            .env("VELONOTIFY_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(rows.as_bytes()).unwrap();
+        // The first message marks the start of delivery (start-up and the
+        // compile of the module are not delivery).
+        let first = loop {
+            if peer.received().len() > before {
+                break Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        let delivered = peer.received().len() - before;
+        assert_eq!(delivered, messages);
+        let seconds = first.elapsed().as_secs_f64();
+        let _ = started;
+        report.add(
+            format!("SMTP delivery to a local aiosmtpd, {workers} worker(s), reused connections ({messages} e-mails)"),
+            format!("{:.0}/s", messages as f64 / seconds),
+            "",
+            None,
+        );
+    }
+}
