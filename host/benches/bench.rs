@@ -30,6 +30,7 @@ use velonotify_core::rules::detect::DetectRule;
 use velonotify_core::rules::errors_alert::ServerErrorsRule;
 use velonotify_core::rules::flow_completion::FlowCompletionRule;
 use velonotify_core::rules::{Rule, configure};
+use velonotify_test_support::builds::{self, install_versioned, swap_latencies_ms};
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, post_events};
 use velonotify_test_support::{data, scratch, workspace};
@@ -617,15 +618,15 @@ fn instantiation(modules: &Path, inputs: &Inputs, report: &mut Report) {
 // ---------------------------------------------------------------------------
 // 3. Memory per instance
 
+/// A `Vm...:` figure (KiB) of a process's `/proc/<pid>/status`.
+fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    proc_status_kib("/proc/self/status", "VmRSS:").unwrap_or(0)
 }
 
 fn memory_per_instance(modules: &Path, inputs: &Inputs, report: &mut Report) {
@@ -695,28 +696,8 @@ fn memory_per_instance(modules: &Path, inputs: &Inputs, report: &mut Report) {
 // ---------------------------------------------------------------------------
 // 4. Hot swap while events flow (the release binary, as deployed)
 
-const MARKER: &[u8] = b"velonotify-swap-build:v000:ok";
-
 fn versioned_build(modules: &Path, version: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(modules.join("versioned.wasm")).unwrap();
-    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER).unwrap();
-    let marker = format!("velonotify-swap-build:v{version:03}:ok");
-    bytes[at..at + MARKER.len()].copy_from_slice(marker.as_bytes());
-    bytes
-}
-
-fn install(dir: &Path, bytes: &[u8]) {
-    std::fs::write(dir.join("versioned.wasm.new"), bytes).unwrap();
-    std::fs::rename(dir.join("versioned.wasm.new"), dir.join("versioned.wasm")).unwrap();
-}
-
-fn swap_latencies(log: &str) -> Vec<f64> {
-    log.lines()
-        .filter_map(|l| {
-            let (before, _) = l.split_once(" ms after the file changed")?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
-        .collect()
+    builds::versioned_build(&modules.join("versioned.wasm"), version, "ok")
 }
 
 fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
@@ -724,7 +705,7 @@ fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
     let cached_swaps: u32 = if quick() { 6 } else { 50 };
     let dir = scratch();
     let cache = dir.path().join("cache");
-    install(dir.path(), &versioned_build(modules, 0));
+    install_versioned(dir.path(), &versioned_build(modules, 0));
     let (ingest, metrics) = (free_port(), free_port());
     let config = dir.path().join("velonotify.toml");
     std::fs::write(
@@ -760,10 +741,10 @@ fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
             batches
         })
     };
-    let swapped = |run: &Running| swap_latencies(&run.log()).len();
+    let swapped = |run: &Running| swap_latencies_ms(&run.log()).len();
     // New builds: each is compiled when it appears.
     for version in 1..=FRESH {
-        install(dir.path(), &versioned_build(modules, version));
+        install_versioned(dir.path(), &versioned_build(modules, version));
         let want = version as usize;
         run.wait("a swap", Duration::from_secs(60), |r| swapped(r) >= want);
     }
@@ -771,13 +752,13 @@ fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
     // versions already deployed once.
     let builds = [versioned_build(modules, FRESH - 1), versioned_build(modules, FRESH)];
     for i in 0..cached_swaps {
-        install(dir.path(), &builds[(i % 2) as usize]);
+        install_versioned(dir.path(), &builds[(i % 2) as usize]);
         let want = (FRESH + i + 1) as usize;
         run.wait("a swap", Duration::from_secs(60), |r| swapped(r) >= want);
     }
     stop.store(true, Ordering::Relaxed);
     let batches = poster.join().unwrap();
-    let latencies = swap_latencies(&run.log());
+    let latencies = swap_latencies_ms(&run.log());
     let mut fresh: Vec<f64> = latencies[..FRESH as usize].to_vec();
     let mut cached: Vec<f64> = latencies[FRESH as usize..].to_vec();
     let p99 = percentile(&mut cached, 0.99);
@@ -822,11 +803,7 @@ fn run_measured(command: &mut std::process::Command) -> (Duration, u64, std::pro
         std::thread::spawn(move || {
             let mut peak = 0u64;
             while !done.load(Ordering::Relaxed) {
-                if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmHWM:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                }) {
+                if let Some(kib) = proc_status_kib(&status, "VmHWM:") {
                     peak = peak.max(kib);
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -956,7 +933,6 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
         )
         .unwrap();
         let before = peer.received().len();
-        let started = Instant::now();
         let mut child = std::process::Command::new(exe)
             .args(["run", "-c", &config.display().to_string()])
             .args(["--modules-dir", &modules.display().to_string()])
@@ -981,7 +957,6 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
         let delivered = peer.received().len() - before;
         assert_eq!(delivered, messages);
         let seconds = first.elapsed().as_secs_f64();
-        let _ = started;
         report.add(
             format!("SMTP delivery to a local aiosmtpd, {workers} worker(s), reused connections ({messages} e-mails)"),
             format!("{:.0}/s", messages as f64 / seconds),

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use velonotify::outbox::{OutboxStore, Status};
+use velonotify_test_support::builds::{built_for_wit_2, install_versioned, swap_latencies_ms, versioned_build};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events};
 use velonotify_test_support::{modules_dir, scratch};
@@ -21,57 +22,9 @@ use velonotify_test_support::{modules_dir, scratch};
 use super::{EXE, velonotify, write_config};
 
 const TOKEN: &str = "ingest-token-0123456789";
-const MARKER: &[u8] = b"velonotify-swap-build:v000:ok";
-
-/// The versioned component with its marker set to `v{version}:{mode}`.
+/// A build of the versioned module from the test build.
 fn build(version: u32, mode: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(modules_dir().join("versioned.wasm")).unwrap();
-    let at: Vec<usize> = bytes
-        .windows(MARKER.len())
-        .enumerate()
-        .filter(|(_, w)| *w == MARKER)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(at.len(), 1, "the marker appears once in versioned.wasm");
-    let marker = format!("velonotify-swap-build:v{version:03}:{mode}");
-    assert_eq!(marker.len(), MARKER.len());
-    bytes[at[0]..at[0] + MARKER.len()].copy_from_slice(marker.as_bytes());
-    bytes
-}
-
-/// The same component as if built against `velociraptor:notify@2.0.0`:
-/// every versioned name of the package rewritten (same length).
-fn built_for_wit_2() -> Vec<u8> {
-    let mut bytes = build(1, "ok");
-    let package = b"velociraptor:notify";
-    let mut renamed = 0;
-    let mut i = 0;
-    while let Some(found) = bytes[i..].windows(package.len()).position(|w| w == package) {
-        let mut at = i + found + package.len();
-        // `velociraptor:notify@0.1.0` or `velociraptor:notify/<interface>@0.1.0`
-        if bytes[at] == b'/' {
-            at += 1;
-            while bytes[at].is_ascii_lowercase() || bytes[at] == b'-' {
-                at += 1;
-            }
-        }
-        if bytes[at..].starts_with(b"@0.1.0") {
-            bytes[at + 1] = b'2';
-            bytes[at + 3] = b'0';
-            renamed += 1;
-        }
-        i = at;
-    }
-    assert!(renamed > 0, "no versioned package names in versioned.wasm");
-    bytes
-}
-
-/// Puts a build in place the way a deployment should: written beside,
-/// then renamed over the old file.
-fn install(dir: &Path, bytes: &[u8]) {
-    let temporary = dir.join("versioned.wasm.new");
-    std::fs::write(&temporary, bytes).unwrap();
-    std::fs::rename(&temporary, dir.join("versioned.wasm")).unwrap();
+    versioned_build(&modules_dir().join("versioned.wasm"), version, mode)
 }
 
 struct Service {
@@ -85,7 +38,7 @@ impl Service {
     /// `run` with build v000 of the versioned module, `reload` settings
     /// added to the configuration.
     fn start(dir: &Path, reload: &str) -> Self {
-        install(dir, &build(0, "ok"));
+        install_versioned(dir, &build(0, "ok"));
         let (ingest, metrics) = (free_port(), free_port());
         let config = write_config(
             dir,
@@ -209,7 +162,7 @@ fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order
         service.run.wait(&what, Duration::from_secs(60), |_| {
             posted.load(Ordering::SeqCst) >= live_since + 2
         });
-        install(&service.dir, &build(version as u32, "ok"));
+        install_versioned(&service.dir, &build(version as u32, "ok"));
     }
     service.wait_swaps("swapped", SWAPS);
     live.store(SWAPS, Ordering::SeqCst);
@@ -237,26 +190,14 @@ fn two_hundred_thousand_events_across_fifty_swaps_are_each_handled_once_in_order
     );
     assert_eq!(service.swaps("swapped"), SWAPS);
     assert_eq!(service.swaps("refused") + service.swaps("rolled-back"), 0);
-    let latencies = swap_latencies(&service.run.log());
+    let mut latencies = swap_latencies_ms(&service.run.log());
+    latencies.sort_by(f64::total_cmp);
     assert_eq!(latencies.len() as u64, SWAPS);
     eprintln!(
         "{total} rows, {SWAPS} swaps; file change to swap: p50 {} ms, max {} ms",
         latencies[latencies.len() / 2],
         latencies.last().unwrap()
     );
-}
-
-/// The "N ms after the file changed" of each swap in the log, sorted.
-fn swap_latencies(log: &str) -> Vec<f64> {
-    let mut latencies: Vec<f64> = log
-        .lines()
-        .filter_map(|l| {
-            let (before, _) = l.split_once(" ms after the file changed")?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    latencies
 }
 
 #[test]
@@ -272,7 +213,7 @@ fn broken_builds_are_refused_with_one_log_line_each_and_the_running_version_goes
         ),
         (
             "WIT 2.0.0",
-            built_for_wit_2(),
+            built_for_wit_2(&modules_dir().join("versioned.wasm")),
             "it was built for velociraptor:notify@2.0.0 (velociraptor:notify/",
         ),
         (
@@ -292,7 +233,7 @@ fn broken_builds_are_refused_with_one_log_line_each_and_the_running_version_goes
     )
     .unwrap();
     for (refused, (what, bytes, reason)) in cases.into_iter().enumerate() {
-        install(dir.path(), &bytes);
+        install_versioned(dir.path(), &bytes);
         service.wait_swaps("refused", refused as u64 + 1);
         let log = service.run.log();
         let lines: Vec<&str> = log.lines().filter(|l| l.contains("hot swap refused")).collect();
@@ -318,7 +259,7 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
         dir.path(),
         "poll_ms = 20\nprobation_events = 50\nmax_probation_traps = 3",
     );
-    install(dir.path(), &build(1, "tr"));
+    install_versioned(dir.path(), &build(1, "tr"));
     service.wait_swaps("swapped", 1);
     service.post(0, 10);
     assert_eq!(service.swaps("rolled-back"), 1);
@@ -333,7 +274,7 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
     assert!(handled.values().all(|b| b == &["v000"]), "{handled:?}");
 
     // The same bytes are not tried again; a new build is.
-    install(dir.path(), &build(2, "ok"));
+    install_versioned(dir.path(), &build(2, "ok"));
     service.wait_swaps("swapped", 2);
     service.post(10, 1);
     assert_eq!(service.handled()[&10], ["v002"]);
@@ -343,7 +284,7 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
 fn without_watching_a_new_build_waits_for_velonotify_reload() {
     let dir = scratch();
     let mut service = Service::start(dir.path(), "watch = false");
-    install(dir.path(), &build(1, "ok"));
+    install_versioned(dir.path(), &build(1, "ok"));
     std::thread::sleep(Duration::from_millis(300));
     service.post(0, 1);
     assert_eq!(service.swaps("swapped"), 0);
