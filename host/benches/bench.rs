@@ -50,6 +50,18 @@ fn quick() -> bool {
     std::env::var_os("VELONOTIFY_BENCH_QUICK").is_some()
 }
 
+/// `VELONOTIFY_BENCH_ONLY=modules,replay`: run only these parts (modules,
+/// or one module: alerts, flow-completion, detect, errors-alert;
+/// instantiation, memory, swap, replay, smtp), to profile one of them;
+/// BENCHMARKS.md is left alone.
+fn only() -> Option<String> {
+    std::env::var("VELONOTIFY_BENCH_ONLY").ok()
+}
+
+fn wanted(part: &str) -> bool {
+    only().is_none_or(|parts| parts.split(',').any(|p| p.trim() == part))
+}
+
 fn main() {
     let modules = PathBuf::from(std::env::var("VELONOTIFY_BENCH_MODULES").unwrap_or_else(|_| {
         workspace()
@@ -60,21 +72,36 @@ fn main() {
     let exe = env!("CARGO_BIN_EXE_velonotify");
     let mut report = Report::default();
     let inputs = Inputs::load();
-    eprintln!("module throughput, WASM and native ...");
-    module_throughput(&modules, &inputs, &mut report);
-    eprintln!("instantiation and the component cache ...");
-    instantiation(&modules, &inputs, &mut report);
-    eprintln!("memory per instance ...");
-    memory_per_instance(&modules, &inputs, &mut report);
-    eprintln!("hot swap under load ...");
-    hot_swap(exe, &modules, &mut report);
-    eprintln!("replay of 1,000,000 rows ...");
-    replay_million(exe, &modules, &mut report);
-    eprintln!("SMTP delivery ...");
-    smtp_rate(exe, &modules, &mut report);
+    if ["modules", "alerts", "flow-completion", "detect", "errors-alert"]
+        .iter()
+        .any(|part| wanted(part))
+    {
+        eprintln!("module throughput, WASM and native ...");
+        module_throughput(&modules, &inputs, &mut report);
+    }
+    if wanted("instantiation") {
+        eprintln!("instantiation and the component cache ...");
+        instantiation(&modules, &inputs, &mut report);
+    }
+    if wanted("memory") {
+        eprintln!("memory per instance ...");
+        memory_per_instance(&modules, &inputs, &mut report);
+    }
+    if wanted("swap") {
+        eprintln!("hot swap under load ...");
+        hot_swap(exe, &modules, &mut report);
+    }
+    if wanted("replay") {
+        eprintln!("replay of 1,000,000 rows ...");
+        replay_million(exe, &modules, &mut report);
+    }
+    if wanted("smtp") {
+        eprintln!("SMTP delivery ...");
+        smtp_rate(exe, &modules, &mut report);
+    }
     let table = report.markdown();
     println!("{table}");
-    if quick() {
+    if quick() || only().is_some() {
         return;
     }
     let path = workspace().join("BENCHMARKS.md");
@@ -381,6 +408,9 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
     })
     .unwrap();
     for case in cases(inputs) {
+        if !wanted("modules") && !wanted(case.label) {
+            continue;
+        }
         let loaded = engine.load(&modules.join(case.component)).unwrap();
         let world: Arc<dyn Lookups> = inputs.world.clone();
         let spec = inputs.spec(case.demo_name, case.params.clone(), world.clone());
@@ -437,7 +467,9 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
             );
         }
     }
-    errors_alert_throughput(modules, inputs, &engine, report);
+    if wanted("modules") || wanted("errors-alert") {
+        errors_alert_throughput(modules, inputs, &engine, report);
+    }
 }
 
 /// The error monitor reads monitoring logs on its tick: log rows scanned

@@ -234,6 +234,11 @@ fn build(pooling: Option<&EngineOptions>, reserve: Option<usize>) -> anyhow::Res
     config.epoch_interruption(true);
     // Deep recursion traps with a clear stack-overflow message.
     config.max_wasm_stack(1 << 20);
+    // For profiling modules with `perf`: names compiled functions in
+    // /tmp/perf-<pid>.map (a developer's switch, documented in the bench).
+    if std::env::var_os("VELONOTIFY_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(options) = pooling {
         let instances = pool_size(options);
         let mut pool = wasmtime::PoolingAllocationConfig::new();

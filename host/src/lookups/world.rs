@@ -150,6 +150,21 @@ impl World {
     }
 }
 
+/// A copy of `value` without the named members: a flow's results can be
+/// megabytes, so they are left behind rather than copied and dropped.
+fn without_members(value: &Value, left_out: &[&str]) -> Value {
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .filter(|(key, _)| !left_out.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -263,13 +278,12 @@ impl Lookups for World {
     }
 
     fn client_info(&self, _org: &str, client_id: &str) -> LookupAnswer<Option<Value>> {
-        Ok(self.clients.read().expect("world lock").get(client_id).map(|c| {
-            let mut c = c.clone();
-            if let Value::Object(m) = &mut c {
-                m.remove("metadata");
-            }
-            c
-        }))
+        Ok(self
+            .clients
+            .read()
+            .expect("world lock")
+            .get(client_id)
+            .map(|c| without_members(c, &["metadata"])))
     }
 
     fn client_metadata(&self, _org: &str, client_id: &str) -> LookupAnswer<Option<Value>> {
@@ -300,14 +314,9 @@ impl Lookups for World {
     }
 
     fn flow(&self, _org: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Option<Value>> {
-        Ok(self.flow_object(client_id, flow_id).map(|f| {
-            let mut f = f.clone();
-            if let Value::Object(m) = &mut f {
-                m.remove("results");
-                m.remove("uploads");
-            }
-            f
-        }))
+        Ok(self
+            .flow_object(client_id, flow_id)
+            .map(|f| without_members(f, &["results", "uploads"])))
     }
 
     fn flow_results(

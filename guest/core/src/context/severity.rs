@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::params::{ParamError, Row};
-use crate::vql::{VqlRegex, get_path, is_truthy, render_value};
+use crate::vql::{VqlRegex, get_member_path, is_truthy, render_value};
 
 /// One `SeverityTransforms` row: where to read a severity and how to
 /// rewrite it.
@@ -58,10 +58,9 @@ impl SeverityRules {
     /// passes non-matching values through Replace rows, so that `warning`
     /// with the row `level,(?i)warn,medium` becomes `mediuming`.
     pub fn derive(&self, context: &Map<String, Value>) -> Option<String> {
-        let context = Value::Object(context.clone());
         let mut severity = None;
         for rule in &self.rules {
-            let Some(value) = get_path(&context, &rule.member).filter(|v| !v.is_null()) else {
+            let Some(value) = get_member_path(context, &rule.member).filter(|v| !v.is_null()) else {
                 continue;
             };
             let text = render_value(value);

@@ -554,12 +554,12 @@ impl AlertsRule {
             fields.push(
                 "Artifact",
                 Cell::Link {
-                    text: alert.artifact.clone(),
+                    text: alert.artifact.to_string(),
                     url: links.artifact(&alert.artifact),
                 },
             );
         }
-        fields.push("Artifact type", Cell::text(&alert.artifact_type));
+        fields.push("Artifact type", Cell::text(&*alert.artifact_type));
         fields
     }
 
@@ -589,7 +589,7 @@ impl AlertsRule {
         let newest = |wanted: &dyn Fn(&Value) -> bool| audit.iter().find(|row| wanted(row)).cloned();
         if let Some(row) = newest(&|row| {
             row.get("operation").and_then(Value::as_str) == Some("SetArtifactFile")
-                && get_path(row, "details.artifact").and_then(Value::as_str) == Some(alert.artifact.as_str())
+                && get_path(row, "details.artifact").and_then(Value::as_str) == Some(&*alert.artifact)
         }) {
             definition.insert("ModifiedAt".into(), audit_time(&row));
             definition.insert(
@@ -602,7 +602,7 @@ impl AlertsRule {
         }
 
         let mut execution = event_table_entry(&host.event_tables()?, &alert.artifact, &alert.artifact_type);
-        let table_op = match alert.artifact_type.as_str() {
+        let table_op = match &*alert.artifact_type {
             "SERVER_MONITORING" => Some("SetServerMonitoringState"),
             "CLIENT_EVENT" => Some("SetClientMonitoringState"),
             _ => None,

@@ -14,7 +14,7 @@ use crate::action::{Action, Alert, Failure};
 use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params};
 use crate::render::{FillTemplate, elide_right};
-use crate::vql::{VqlRegex, get_path, render_value, render_value_or_empty};
+use crate::vql::{VqlRegex, get_member_path, get_path, render_value, render_value_or_empty};
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::new(
@@ -139,16 +139,16 @@ impl Rule for DetectRule {
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
-        let row = Value::Object(event.row.clone());
+        let row = &event.row;
         if let Some((column, _)) = self
             .condition
             .iter()
-            .find(|(c, re)| !re.matches_value(get_path(&row, c)))
+            .find(|(c, re)| !re.matches_value(get_member_path(row, c)))
         {
             host.log(LogLevel::Debug, &format!("row does not meet the condition on {column}"));
             return Ok(Vec::new());
         }
-        let client_id = get_path(&row, &self.client_column)
+        let client_id = get_member_path(row, &self.client_column)
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .map(str::to_string);
@@ -164,7 +164,7 @@ impl Rule for DetectRule {
                     os.or_else(|| client.as_ref().and_then(|c| get_path(c, key)))
                         .map(render_value_or_empty)
                 }
-                None => get_path(&row, other).map(render_value_or_empty),
+                None => get_member_path(row, other).map(render_value_or_empty),
             },
         });
         let name = elide_right(&crate::render::subject_safe(&name), MAX_NAME);

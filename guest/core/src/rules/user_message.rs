@@ -116,17 +116,17 @@ fn message(alert: &AlertRow) -> Map<String, Value> {
         .unwrap_or(Value::Null);
     for (key, value) in [
         ("AlertTime", time),
-        ("Message", Value::String(alert.name.clone())),
-        ("ClientId", Value::String(alert.client_id.clone())),
-        ("FlowId", Value::String(alert.flow_id.clone())),
-        ("ArtifactName", Value::String(alert.artifact.clone())),
-        ("ArtifactType", Value::String(alert.artifact_type.clone())),
+        ("Message", Value::String(alert.name.to_string())),
+        ("ClientId", Value::String(alert.client_id.to_string())),
+        ("FlowId", Value::String(alert.flow_id.to_string())),
+        ("ArtifactName", Value::String(alert.artifact.to_string())),
+        ("ArtifactType", Value::String(alert.artifact_type.to_string())),
     ] {
         if is_truthy(&value) {
             info.insert(key.into(), value);
         }
     }
-    info.insert("Alert".into(), Value::Object(alert.event_data.clone()));
+    info.insert("Alert".into(), Value::Object(alert.event_data.clone().into_owned()));
     info
 }
 

@@ -353,18 +353,18 @@ impl WebhookRule {
         let timestamp = alert.time.map(|t| t.rfc3339_precise()).unwrap_or_default();
         let mut values = Map::new();
         for (key, value) in [
-            ("name", alert.name.clone()),
-            ("client_id", alert.client_id.clone()),
+            ("name", alert.name.to_string()),
+            ("client_id", alert.client_id.to_string()),
             ("hostname", os("hostname")),
             ("fqdn", os("fqdn")),
-            ("artifact", alert.artifact.clone()),
-            ("artifact_type", alert.artifact_type.clone()),
-            ("flow_id", alert.flow_id.clone()),
+            ("artifact", alert.artifact.to_string()),
+            ("artifact_type", alert.artifact_type.to_string()),
+            ("flow_id", alert.flow_id.to_string()),
             ("timestamp", timestamp),
         ] {
             values.insert(key.into(), Value::String(value));
         }
-        values.insert("event_data".into(), Value::Object(alert.event_data.clone()));
+        values.insert("event_data".into(), Value::Object(alert.event_data.into_owned()));
         let text = self.text(&values);
         Ok(vec![self.post(text, Value::Object(event.row.clone()))])
     }

@@ -1,44 +1,47 @@
 //! A `Server.Internal.Alerts` row (spec §2.2).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::action::Failure;
 use crate::vql::{Timestamp, is_truthy, parse_timestamp, render_value};
 
-/// The columns of an alert row. Missing text columns are empty.
+/// The columns of an alert row, borrowed from the row (a rule that drops
+/// the alert copies nothing). Missing text columns are empty.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlertRow {
-    pub name: String,
+pub struct AlertRow<'row> {
+    pub name: &'row str,
     /// The client the alert is about, or `server`.
-    pub client_id: String,
-    pub flow_id: String,
-    pub artifact: String,
-    pub artifact_type: String,
+    pub client_id: Cow<'row, str>,
+    pub flow_id: Cow<'row, str>,
+    pub artifact: Cow<'row, str>,
+    pub artifact_type: Cow<'row, str>,
     /// When `alert()` was called.
     pub time: Option<Timestamp>,
     /// The free-form context.
-    pub event_data: Map<String, Value>,
+    pub event_data: Cow<'row, Map<String, Value>>,
 }
 
-impl AlertRow {
+impl<'row> AlertRow<'row> {
     /// Reads a row; a missing `name` or `client_id`, or a mistyped column,
     /// is a bad event.
-    pub fn parse(row: &Map<String, Value>) -> Result<Self, Failure> {
-        let column = |name: &str| -> Result<String, Failure> {
+    pub fn parse(row: &'row Map<String, Value>) -> Result<Self, Failure> {
+        let column = |name: &str| -> Result<Cow<'row, str>, Failure> {
             match row.get(name) {
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.clone()),
+                None | Some(Value::Null) => Ok(Cow::Borrowed("")),
+                Some(Value::String(s)) => Ok(Cow::Borrowed(s)),
                 Some(other) => Err(Failure::BadEvent(format!("column {name} should be text, got {other}"))),
             }
         };
         let name = match row.get("name") {
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s.as_str(),
             Some(other) => return Err(Failure::BadEvent(format!("column name should be text, got {other}"))),
             None => return Err(Failure::BadEvent("alert row has no name column".into())),
         };
         let event_data = match row.get("event_data") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
+            None | Some(Value::Null) => Cow::Owned(Map::new()),
+            Some(Value::Object(map)) => Cow::Borrowed(map),
             Some(other) => {
                 return Err(Failure::BadEvent(format!(
                     "column event_data should be an object, got {other}"
@@ -64,9 +67,9 @@ impl AlertRow {
     /// `Artifact` and `ArtifactType` of the context win over the row's
     /// columns when they are set.
     pub fn with_overrides(mut self) -> Self {
-        let take = |member: &str, column: &mut String, data: &Map<String, Value>| {
+        let take = |member: &str, column: &mut Cow<'row, str>, data: &Map<String, Value>| {
             if let Some(v) = data.get(member).filter(|v| is_truthy(v)) {
-                *column = render_value(v);
+                *column = Cow::Owned(render_value(v));
             }
         };
         take("ClientId", &mut self.client_id, &self.event_data);

@@ -10,4 +10,4 @@ mod value;
 pub use self::humanize::{humanize_bytes, humanize_duration_since};
 pub use self::regex::{RegexError, VqlRegex};
 pub use self::time::{Timestamp, parse_timestamp};
-pub use self::value::{get_path, is_truthy, render_value, render_value_or_empty};
+pub use self::value::{get_member_path, get_path, is_truthy, render_value, render_value_or_empty};

@@ -1,6 +1,6 @@
 //! How VQL judges and prints values (spec §1.2, §1.10, §1.12).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// VQL truthiness: NULL is false; numbers are true when greater than zero
 /// (so negative numbers are false); strings, lists and dicts when
@@ -122,6 +122,16 @@ pub fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     get_path(child, rest)
 }
 
+/// [`get_path`] into the members of an object, without making a `Value`
+/// of it (which would copy it). An empty path finds nothing.
+pub fn get_member_path<'a>(members: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(found) = members.get(path) {
+        return Some(found);
+    }
+    let (head, rest) = path.split_once('.')?;
+    get_path(members.get(head)?, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +191,22 @@ mod tests {
         assert_eq!(get_path(&v, "a.b"), Some(&json!(1)));
         assert_eq!(get_path(&v, "Details.Missing"), None);
         assert_eq!(get_path(&v, "details"), None, "keys are case-sensitive");
+    }
+
+    #[test]
+    fn get_member_path_finds_what_get_path_finds_below_an_object() {
+        let v = json!({"Details": {"Connections": [{"Ip": "198.51.100.42"}]}, "a.b": 1, "a": {"b": 2}});
+        let members = v.as_object().unwrap();
+        for path in [
+            "Details.Connections.0.Ip",
+            "a.b",
+            "a",
+            "Details.Missing",
+            "details",
+            "Details",
+        ] {
+            assert_eq!(get_member_path(members, path), get_path(&v, path), "{path}");
+        }
+        assert_eq!(get_member_path(members, ""), None, "an empty path names no member");
     }
 }
