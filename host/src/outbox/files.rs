@@ -180,16 +180,29 @@ impl Outbox for FileOutbox {
         if report.level >= self.trace_level {
             report.trace();
         }
-        let line = json!({
-            "level": report.level.as_str(),
-            "module": report.module,
-            "event": report.event,
-            "message": report.message,
-        });
-        if let Err(e) = writeln!(self.log, "{line}") {
+        let line = LogLine {
+            level: report.level.as_str(),
+            module: report.module.as_deref(),
+            event: report.event.as_deref(),
+            message: &report.message,
+        };
+        let written = serde_json::to_writer(&mut self.log, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.log.write_all(b"\n"));
+        if let Err(e) = written {
             tracing::error!(error = %e, "could not write log.jsonl");
         }
     }
+}
+
+/// One line of `log.jsonl`, written straight from the report (a replay
+/// can write one per row).
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    level: &'a str,
+    module: Option<&'a str>,
+    event: Option<&'a str>,
+    message: &'a str,
 }
 
 #[cfg(test)]

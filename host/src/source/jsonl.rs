@@ -92,17 +92,22 @@ impl<R: BufRead> JsonlSource<R> {
         if text.trim().is_empty() {
             return Ok(None);
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| self.error(format!("malformed JSON: {e}")))?;
-        let Value::Object(row) = value else {
-            return Err(self.error("expected a JSON object (one row per line)"));
-        };
-        let queue = match row.get("_Source").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => self.error("expected a JSON object (one row per line)"),
+            _ => self.error(format!("malformed JSON: {e}")),
+        })?;
+        let queue = match envelope
+            .source
+            .as_ref()
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(q) => q.to_string(),
             None => self.default_queue.clone().ok_or_else(|| {
                 self.error("row has no _Source naming its queue (use --queue for a dump of one queue)")
             })?,
         };
-        let ts_us = match row.get("_ts") {
+        let ts_us = match &envelope.ts {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64().filter(|f| *f >= 0.0).map(|f| (f * 1e6).round() as u64),
             Some(other) => return Err(self.error(format!("_ts should be epoch seconds, got {other}"))),
@@ -114,6 +119,46 @@ impl<R: BufRead> JsonlSource<R> {
             org_id: self.org_id.clone(),
             ts_us,
         }))
+    }
+}
+
+/// What the source reads of a row: `_Source` and `_ts`. The rest is
+/// checked to be JSON and skipped without building it; the module parses
+/// the row itself.
+#[derive(Default)]
+struct Envelope {
+    source: Option<Value>,
+    ts: Option<Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        let mut envelope = Envelope::default();
+        // As in a parsed object, the last of repeated keys counts.
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "_Source" => envelope.source = Some(map.next_value()?),
+                "_ts" => envelope.ts = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
     }
 }
 
@@ -184,6 +229,19 @@ mod tests {
             "{errors:?}"
         );
         assert_eq!(got[4].as_ref().unwrap().id, "events.jsonl:6");
+    }
+
+    #[test]
+    fn only_the_rows_own_source_counts_and_the_last_of_repeated_keys_wins() {
+        let got = read(
+            "{\"Details\":{\"_Source\":\"Inner\",\"_ts\":\"x\"},\"_Source\":\"Q\"}\n\
+             {\"_Source\":\"A\",\"_ts\":1,\"_Source\":\"B\",\"_ts\":2}\n",
+            1000,
+        );
+        let first = got[0].as_ref().unwrap();
+        assert_eq!((first.queue.as_str(), first.ts_us), ("Q", None));
+        let second = got[1].as_ref().unwrap();
+        assert_eq!((second.queue.as_str(), second.ts_us), ("B", Some(2_000_000)));
     }
 
     #[test]
