@@ -11,6 +11,7 @@
 //! - [`cli`]: the `velonotify` command.
 
 pub mod alerts;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod delivery;

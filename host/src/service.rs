@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use crate::config::{Config, VelociraptorSection};
 use crate::delivery::{ApiActions, Deliverer, SmtpSenders, WebhookSender};
 use crate::lookups::Lookups;
@@ -61,6 +62,15 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let mut runtime = Runtime::start_with(config, overrides, ClockMode::System, lookups)?;
     let metrics = runtime.metrics();
     let store = Arc::new(OutboxStore::open(&config.state_path())?);
+    // Checkpoints run on their own thread, not inside the pipeline's
+    // commits (a swap or an event would wait for them).
+    let state_db = overrides.state.clone().unwrap_or_else(|| config.state_path());
+    let mut checkpointers = vec![Checkpointer::start(&config.state_path(), CHECKPOINT_EVERY)?];
+    if state_db != config.state_path() {
+        checkpointers.push(Checkpointer::start(&state_db, CHECKPOINT_EVERY)?);
+    }
+    store.leave_checkpoints_to_checkpointer()?;
+    runtime.state().leave_checkpoints_to_checkpointer()?;
     let policy = config.retry_policy();
     let mail_period = config.delivery.mail_period_s.unwrap_or(0);
     let modes = runtime

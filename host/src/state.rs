@@ -66,6 +66,13 @@ impl StateStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
+    /// Leaves WAL checkpoints to a [`crate::checkpoint::Checkpointer`],
+    /// so that no commit of this connection waits for one.
+    pub fn leave_checkpoints_to_checkpointer(&self) -> anyhow::Result<()> {
+        let conn = self.conn.lock().expect("store lock");
+        Ok(crate::checkpoint::leave_checkpoints_to_checkpointer(&conn)?)
+    }
+
     /// A store that lasts as long as the process (replays, tests).
     pub fn in_memory() -> Self {
         let conn = Connection::open_in_memory().expect("an in-memory SQLite database");

@@ -185,6 +185,13 @@ impl OutboxStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
+    /// Leaves WAL checkpoints to a [`crate::checkpoint::Checkpointer`],
+    /// so that no commit of this connection waits for one.
+    pub fn leave_checkpoints_to_checkpointer(&self) -> anyhow::Result<()> {
+        let conn = self.conn.lock().expect("store lock");
+        Ok(crate::checkpoint::leave_checkpoints_to_checkpointer(&conn)?)
+    }
+
     pub fn in_memory() -> Self {
         let conn = Connection::open_in_memory().expect("an in-memory SQLite database");
         conn.execute_batch(SCHEMA).expect("creating the outbox schema");

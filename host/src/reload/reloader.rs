@@ -153,7 +153,7 @@ impl Reloader {
                             file = %path.display(),
                             from = %running,
                             to = %module.short_digest(),
-                            built_ms = noticed.elapsed().as_millis() as u64,
+                            built_ms = %format!("{:.2}", noticed.elapsed().as_secs_f64() * 1e3),
                             "new version validated; swapping it in"
                         );
                         self.files[index].digest = module.digest().to_string();

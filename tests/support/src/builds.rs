@@ -62,6 +62,18 @@ pub fn install_versioned(dir: &Path, bytes: &[u8]) {
 
 /// The "N ms after the file changed" of each swap in a service's log, in
 /// the order of the swaps.
+/// How long the reloader took to build each new version (load,
+/// instantiate, configure), in log order: the part of a swap's latency
+/// that is not the pipeline finishing the event in hand.
+pub fn swap_build_ms(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| {
+            let (_, after) = l.split_once("built_ms=")?;
+            after.split_whitespace().next()?.trim_matches('"').parse().ok()
+        })
+        .collect()
+}
+
 pub fn swap_latencies_ms(log: &str) -> Vec<f64> {
     log.lines()
         .filter_map(|l| {

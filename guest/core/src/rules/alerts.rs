@@ -222,7 +222,7 @@ impl Rule for AlertsRule {
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let alert = AlertRow::parse(&event.row)?.with_overrides();
-        if !self.name_passes(&alert.name) {
+        if !self.name_passes(alert.name) {
             host.log(
                 LogLevel::Debug,
                 &format!(
@@ -371,11 +371,11 @@ impl AlertsRule {
         if let Some(severity) = severity {
             subject.push_str(&format!(" ({severity})"));
         }
-        subject.push_str(&format!(": {}", elide_right(&alert.name, SUBJECT_NAME_LIMIT)));
+        subject.push_str(&format!(": {}", elide_right(alert.name, SUBJECT_NAME_LIMIT)));
         let subject = subject_safe(&subject);
 
         let alert_time = alert.time.map_or_else(|| "(unknown)".to_string(), |t| t.rfc3339());
-        let summary_name = elide_right(&alert.name, SUMMARY_NAME_LIMIT);
+        let summary_name = elide_right(alert.name, SUMMARY_NAME_LIMIT);
         let summary_text = format!("An alert was sent from {source} at {alert_time}: {summary_name}");
         let mut summary_html = Html::text(&format!("An alert was sent from {source} at {alert_time}: "));
         summary_html.push(&Html::bold(&Html::text(&summary_name)));
@@ -549,7 +549,7 @@ impl AlertsRule {
             );
         }
         fields.push("Severity", Cell::text(severity.unwrap_or("")));
-        fields.push("Message", Cell::Text(elide_right(&alert.name, MESSAGE_ROW_LIMIT)));
+        fields.push("Message", Cell::Text(elide_right(alert.name, MESSAGE_ROW_LIMIT)));
         if !alert.artifact.is_empty() {
             fields.push(
                 "Artifact",

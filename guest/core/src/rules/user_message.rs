@@ -72,8 +72,8 @@ impl Rule for UserMessageRule {
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         // No event_data overrides here (unlike Server.Monitor.Alerts, §7.2).
         let alert = AlertRow::parse(&event.row)?;
-        let passes = (self.include.is_empty() || self.include.is_match(&alert.name))
-            && (self.exclude.is_empty() || !self.exclude.is_match(&alert.name));
+        let passes = (self.include.is_empty() || self.include.is_match(alert.name))
+            && (self.exclude.is_empty() || !self.exclude.is_match(alert.name));
         if !passes {
             host.log(
                 LogLevel::Debug,

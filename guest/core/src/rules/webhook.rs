@@ -327,8 +327,8 @@ impl WebhookRule {
 
     fn alert(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let alert = AlertRow::parse(&event.row)?;
-        let passes = (self.include.is_empty() || self.include.is_match(&alert.name))
-            && (self.exclude.is_empty() || !self.exclude.is_match(&alert.name));
+        let passes = (self.include.is_empty() || self.include.is_match(alert.name))
+            && (self.exclude.is_empty() || !self.exclude.is_match(alert.name));
         if !passes {
             host.log(
                 LogLevel::Debug,
