@@ -265,20 +265,32 @@ fn core_event(event: &IncomingEvent) -> Event {
     }
 }
 
-/// Calls per second of `call`, after a warm-up.
-fn rate(mut call: impl FnMut()) -> f64 {
+/// Calls per second of two ways of doing the same thing (WASM, native),
+/// after a warm-up, measured in alternating slices so that a busy moment
+/// of this shared machine weighs on both alike: their ratio is the figure
+/// that holds from run to run.
+fn side_by_side(mut first: impl FnMut(), mut second: impl FnMut()) -> (f64, f64) {
+    const SLICES: u32 = 10;
     for _ in 0..50 {
-        call();
+        first();
+        second();
     }
-    let started = Instant::now();
-    let mut calls = 0u64;
-    while started.elapsed() < measure() {
-        for _ in 0..16 {
-            call();
+    let slice = measure() / SLICES;
+    let (mut one, mut two) = ((Duration::ZERO, 0u64), (Duration::ZERO, 0u64));
+    for _ in 0..SLICES {
+        for (call, total) in [(&mut first as &mut dyn FnMut(), &mut one), (&mut second, &mut two)] {
+            let started = Instant::now();
+            while started.elapsed() < slice {
+                for _ in 0..16 {
+                    call();
+                }
+                total.1 += 16;
+            }
+            total.0 += started.elapsed();
         }
-        calls += 16;
     }
-    calls as f64 / started.elapsed().as_secs_f64()
+    let per_s = |(time, calls): (Duration, u64)| calls as f64 / time.as_secs_f64();
+    (per_s(one), per_s(two))
 }
 
 fn per_s(rate: f64) -> String {
@@ -432,15 +444,17 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
                 setup_host.logs.borrow()
             );
             let wit = event.to_wit();
-            let wasm = rate(|| {
-                module.handle(&wit, now).result.unwrap();
-            });
-            // One host for every call, as the component keeps its store;
-            // its log is cleared per call, as the component's is.
-            let native_rate = rate(|| {
-                setup_host.logs.borrow_mut().clear();
-                rule.handle(&core_event(event), &setup_host).unwrap();
-            });
+            // One host for every native call, as the component keeps its
+            // store; its log is cleared per call, as the component's is.
+            let (wasm, native_rate) = side_by_side(
+                || {
+                    module.handle(&wit, now).result.unwrap();
+                },
+                || {
+                    setup_host.logs.borrow_mut().clear();
+                    rule.handle(&core_event(event), &setup_host).unwrap();
+                },
+            );
             let ratio = wasm / native_rate;
             let what = if acts {
                 format!("{}: rows producing an {} ({})", case.label, case.produces, path)
