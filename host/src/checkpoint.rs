@@ -4,10 +4,16 @@
 //! checkpoint, with an fsync) inside whichever commit pushes the log past
 //! 1,000 pages. In `velonotify run` that commit is usually the pipeline's,
 //! so every few hundred events one of them, and any hot swap waiting
-//! behind it, took tens of milliseconds. The service turns those
-//! automatic checkpoints off on its connections and runs them here, on a
-//! connection and a thread of their own: a passive checkpoint never
-//! blocks the writers, which go on appending to the log meanwhile.
+//! behind it, took tens of milliseconds. The service moves that work
+//! here, to a connection and a thread of their own: a passive checkpoint
+//! never blocks the writers, which go on appending to the log meanwhile.
+//!
+//! A passive checkpoint copies what was in the log when it began; the log
+//! starts over only when a writer finds it all copied. Under writes that
+//! never pause, that moment may not come, so the writers keep an automatic
+//! checkpoint of their own at ten times SQLite's threshold as a backstop:
+//! the log stays bounded (about 40 MB) and the rare commit that runs it is
+//! the old cost, ten times less often.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -16,14 +22,17 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// How often the log is copied back: often enough that it stays a few
-/// megabytes at the busiest.
+/// How often the log is copied back.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Turns off the automatic checkpoints of one connection (the
-/// [`Checkpointer`] does them).
+/// The writers' own automatic checkpoint, in log pages (SQLite's default
+/// is 1,000): a backstop for when the [`Checkpointer`] cannot catch up.
+pub const WRITER_BACKSTOP_PAGES: u32 = 10_000;
+
+/// Leaves the checkpoints of one connection to the [`Checkpointer`],
+/// but for the backstop.
 pub fn leave_checkpoints_to_checkpointer(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_BACKSTOP_PAGES)
 }
 
 /// Checkpoints the database at a path every `every` until dropped; the
@@ -82,8 +91,8 @@ mod tests {
         std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len())
     }
 
-    /// Without automatic checkpoints the log only grows; the checkpointer
-    /// lets the writer start it over from the beginning.
+    /// Below the backstop the writer does not checkpoint and the log only
+    /// grows; the checkpointer lets the writer start it over.
     #[test]
     fn the_log_stays_small_when_writers_leave_checkpoints_to_it() {
         let dir = tempfile::tempdir().unwrap();

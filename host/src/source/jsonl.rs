@@ -123,8 +123,9 @@ impl<R: BufRead> JsonlSource<R> {
 }
 
 /// What the source reads of a row: `_Source` and `_ts`. The rest is
-/// checked to be JSON and skipped without building it; the module parses
-/// the row itself.
+/// checked for JSON syntax and skipped without building it; the module
+/// parses the row itself, and reports what only a full parse finds (a
+/// number out of range, a lone surrogate) as a bad event naming the row.
 #[derive(Default)]
 struct Envelope {
     source: Option<Value>,

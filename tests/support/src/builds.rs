@@ -60,8 +60,6 @@ pub fn install_versioned(dir: &Path, bytes: &[u8]) {
     std::fs::rename(&temporary, dir.join("versioned.wasm")).unwrap();
 }
 
-/// The "N ms after the file changed" of each swap in a service's log, in
-/// the order of the swaps.
 /// How long the reloader took to build each new version (load,
 /// instantiate, configure), in log order: the part of a swap's latency
 /// that is not the pipeline finishing the event in hand.
@@ -74,6 +72,8 @@ pub fn swap_build_ms(log: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The "N ms after the file changed" of each swap in a service's log, in
+/// the order of the swaps.
 pub fn swap_latencies_ms(log: &str) -> Vec<f64> {
     log.lines()
         .filter_map(|l| {

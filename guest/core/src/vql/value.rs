@@ -123,7 +123,8 @@ pub fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// [`get_path`] into the members of an object, without making a `Value`
-/// of it (which would copy it). An empty path finds nothing.
+/// of it (which would copy it). Unlike `get_path`, an empty path cannot
+/// mean the object itself: it finds only a member named "".
 pub fn get_member_path<'a>(members: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     if let Some(found) = members.get(path) {
         return Some(found);
@@ -207,6 +208,6 @@ mod tests {
         ] {
             assert_eq!(get_member_path(members, path), get_path(&v, path), "{path}");
         }
-        assert_eq!(get_member_path(members, ""), None, "an empty path names no member");
+        assert_eq!(get_member_path(members, ""), None, "an empty path is not the object");
     }
 }
