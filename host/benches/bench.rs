@@ -830,23 +830,17 @@ fn hot_swap(exe: &str, modules: &Path, report: &mut Report) {
         "≤ 10 ms",
         Some(p99 <= 10.0),
     );
+    let p50_p99 =
+        |samples: &mut [f64]| format!("{:.2} / {:.2} ms", percentile(samples, 0.5), percentile(samples, 0.99));
     report.add(
         "hot swap of a cached build: of which building it (load, instantiate, configure), p50 / p99",
-        format!(
-            "{:.2} / {:.2} ms",
-            percentile(&mut cached_build, 0.5),
-            percentile(&mut cached_build, 0.99)
-        ),
+        p50_p99(&mut cached_build),
         "",
         None,
     );
     report.add(
         "hot swap of a cached build: of which the pipeline finishing the event in hand, p50 / p99",
-        format!(
-            "{:.2} / {:.2} ms",
-            percentile(&mut cached_wait, 0.5),
-            percentile(&mut cached_wait, 0.99)
-        ),
+        p50_p99(&mut cached_wait),
         "",
         None,
     );

@@ -150,17 +150,29 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
         let mut envelope = Envelope::default();
         // As in a parsed object, the last of repeated keys counts.
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*key {
-                "_Source" => envelope.source = Some(map.next_value()?),
-                "_ts" => envelope.ts = Some(map.next_value()?),
-                _ => {
+        while let Some(member) = map.next_key::<EnvelopeMember>()? {
+            match member {
+                EnvelopeMember::Source => envelope.source = Some(map.next_value()?),
+                EnvelopeMember::Ts => envelope.ts = Some(map.next_value()?),
+                EnvelopeMember::Other => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
         Ok(envelope)
     }
+}
+
+/// A row's member name, told apart without copying it.
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum EnvelopeMember {
+    #[serde(rename = "_Source")]
+    Source,
+    #[serde(rename = "_ts")]
+    Ts,
+    #[serde(other)]
+    Other,
 }
 
 impl<R: BufRead> Iterator for JsonlSource<R> {
