@@ -142,7 +142,7 @@ fn replay_reports_a_malformed_line_with_its_number_and_goes_on() {
 }
 
 #[test]
-fn part_a_7_an_alert_without_recipients_sends_nothing_and_logs_one_error() {
+fn d7_an_alert_without_recipients_sends_nothing_and_logs_one_error() {
     let dir = scratch();
     let config = write_config(dir.path(), "[[module]]\npath = \"alerts.wasm\"\n");
     let rows = [json!({"client_id": "server", "name": "Lonely alert", "event_data": {}, "_ts": 1_778_400_000})];

@@ -253,7 +253,7 @@ fn replaying_twice_gives_identical_bytes_with_the_pool_and_without_room_for_it()
 }
 
 #[test]
-fn part_a_14_an_alert_name_cannot_add_a_header() {
+fn d14_an_alert_name_cannot_add_a_header() {
     let out = scratch();
     demo_replay(out.path());
     let mut seen = 0;
@@ -276,7 +276,7 @@ fn part_a_14_an_alert_name_cannot_add_a_header() {
 }
 
 #[test]
-fn part_a_13_event_data_is_escaped_in_html() {
+fn d13_event_data_is_escaped_in_html() {
     let out = scratch();
     demo_replay(out.path());
     let hostile = emails(out.path())
@@ -292,7 +292,7 @@ fn part_a_13_event_data_is_escaped_in_html() {
 }
 
 #[test]
-fn part_a_10_one_of_each_header_with_a_message_id_and_encoded_words() {
+fn d10_one_of_each_header_with_a_message_id_and_encoded_words() {
     let out = scratch();
     demo_replay(out.path());
     let mut message_ids = std::collections::HashSet::new();
@@ -332,7 +332,7 @@ fn part_a_10_one_of_each_header_with_a_message_id_and_encoded_words() {
 }
 
 #[test]
-fn part_a_9_boundaries_are_quoted_and_never_occur_inside_a_part() {
+fn d9_boundaries_are_quoted_and_never_occur_inside_a_part() {
     fn check(file: &str, text: &str, part: &mailparse::ParsedMail<'_>) {
         match part.ctype.params.get("boundary") {
             Some(boundary) => {
@@ -381,7 +381,7 @@ fn part_a_9_boundaries_are_quoted_and_never_occur_inside_a_part() {
 
 #[test]
 fn severity_transforms_make_warning_medium_and_the_threshold_drops_low() {
-    // Part A #5 with the demo's SeverityThreshold of medium and above.
+    // Decision D5 (docs/decisions.md) with the demo's SeverityThreshold of medium and above.
     let out = scratch();
     demo_replay(out.path());
     let summary = jsonl(&out.path().join("summary.jsonl"));

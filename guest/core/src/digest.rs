@@ -1,5 +1,6 @@
 //! The digest e-mail: notifications held by a module's `SendInterval`
-//! window, listed in one message when the window ends (Part A #11).
+//! window, listed in one message when the window ends (decision D11,
+//! docs/decisions.md).
 
 use crate::mime::{MailContent, build_message};
 use crate::render::{Cell, Html, MailTemplate, Section, subject_safe};

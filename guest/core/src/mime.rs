@@ -1,4 +1,5 @@
-//! Building the RFC 5322 message (spec §5, Part A #9, #10, #14).
+//! Building the RFC 5322 message (docs/velociraptor.md §4, §5), with
+//! decisions D9, D10 and D14 (docs/decisions.md).
 //!
 //! Compared with `Generic.Utils.SendEmail` + `mail()`: one of each header
 //! in a fixed order, a `Message-ID`, RFC 2047 encoded words for non-ASCII
@@ -31,7 +32,7 @@ pub struct Attachment {
 pub struct MailContent<'a> {
     pub from: &'a str,
     pub to: &'a [String],
-    /// Made safe for a header here (Part A #14), whatever the caller did.
+    /// Made safe for a header here (D14), whatever the caller did.
     pub subject: &'a str,
     /// Seconds since the epoch, for the `Date` header.
     pub date_unix: i64,

@@ -1,9 +1,10 @@
-//! Who gets an e-mail (spec §6.4, §7.5, Part A #4, #7).
+//! Who gets an e-mail (docs/velociraptor.md §6.4, §7.5), with decisions D4
+//! and D7 (docs/decisions.md).
 
 use crate::params::Row;
 use crate::vql::{VqlRegex, render_value};
 
-/// Principals that run collections but read no mail (Part A #4).
+/// Principals that run collections but read no mail (D4).
 const SERVICE_PRINCIPALS: [&str; 2] = ["InterrogationService", "VelociraptorServer"];
 
 /// The `NotifyExecutorDomains` table: user name pattern to mail domain.
@@ -35,7 +36,7 @@ impl ExecutorDomains {
     /// The address of the user who started a collection: the creator
     /// itself when it already is an address, else `creator@domain` from the
     /// first row whose pattern matches; none for service principals
-    /// (Part A #4).
+    /// (D4).
     pub fn creator_address(&self, creator: &str) -> Option<String> {
         if creator.is_empty() || SERVICE_PRINCIPALS.contains(&creator) {
             return None;

@@ -1,4 +1,5 @@
-//! Which context rows an alert e-mail shows, and how (spec §7.4).
+//! Which context rows an alert e-mail shows, and how (docs/velociraptor.md
+//! §7.4).
 
 use serde_json::{Map, Value};
 
@@ -30,7 +31,8 @@ pub struct ContextFilter {
 
 /// A user limit clamped to its hard cap. Zero or negative also means the
 /// hard cap: in VQL they turn the cap off (a falsy `maxRows`), which would
-/// let one event make an unbounded e-mail (compare Part A #6).
+/// let one event make an unbounded e-mail (compare decision D6,
+/// docs/decisions.md).
 pub fn clamp_limit(value: i64, cap: usize) -> usize {
     if value <= 0 { cap } else { (value as usize).min(cap) }
 }

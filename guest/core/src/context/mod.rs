@@ -1,5 +1,5 @@
 //! Alert context: the free-form `event_data` of an alert, flattened,
-//! filtered and rated (spec §3 `Unnest`, §7.3, §7.4).
+//! filtered and rated (docs/velociraptor.md §3 `Unnest`, §7.3, §7.4).
 
 mod filter;
 mod severity;

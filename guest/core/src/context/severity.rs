@@ -1,4 +1,5 @@
-//! `SeverityTransforms` and `SeverityThreshold` (spec §7.3, Part A #5).
+//! `SeverityTransforms` and `SeverityThreshold` (docs/velociraptor.md §7.3),
+//! with decision D5 (docs/decisions.md).
 
 use serde_json::{Map, Value};
 
@@ -54,7 +55,7 @@ impl SeverityRules {
     /// a row without one passes the value through. The last applying row
     /// with a non-empty result wins.
     ///
-    /// This is the documented meaning (Part A #5). Velociraptor's VQL also
+    /// This is the documented meaning (D5). Velociraptor's VQL also
     /// passes non-matching values through Replace rows, so that `warning`
     /// with the row `level,(?i)warn,medium` becomes `mediuming`.
     pub fn derive(&self, context: &Map<String, Value>) -> Option<String> {
@@ -125,7 +126,7 @@ mod tests {
 
     #[test]
     fn warning_becomes_medium_not_mediuming() {
-        // Part A #5: VQL's regex_replace would give "mediuming".
+        // D5: VQL's regex_replace would give "mediuming".
         assert_eq!(
             derive(DEFAULT_TRANSFORMS, json!({"level": "warning"})).as_deref(),
             Some("medium")
@@ -146,7 +147,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_keeps_warnings_as_medium() {
-        // The KB example that VQL gets wrong (§7.3 DISCREPANCY).
+        // The knowledge base's example, which the VQL gets wrong (docs/velociraptor.md §7.3).
         let table = "Member,Regex,Replace\nlevel,(?i)warning,medium\nlevel,(?i)critical,high\n";
         assert_eq!(derive(table, json!({"level": "Warning"})).as_deref(), Some("medium"));
         assert_eq!(derive(table, json!({"level": "critical"})).as_deref(), Some("high"));

@@ -1,5 +1,5 @@
 //! CSV parameters: a header row, then rows typed cell by cell as
-//! Velociraptor's CSV reader types them (spec §1.7).
+//! Velociraptor's CSV reader types them (docs/velociraptor.md §1.7).
 
 use base64::Engine as _;
 use serde_json::{Map, Value};

@@ -1,6 +1,6 @@
 //! Artifact parameters: declared with Velociraptor's names, defaults and
 //! types, parsed from the text a user copies out of their artifact
-//! configuration (spec §1.7).
+//! configuration (docs/velociraptor.md §1.7).
 //!
 //! Parsing is stricter than VQL's generated preamble, which turns any typo
 //! into a silent `false` or `0`: an unknown name, a value of the wrong type

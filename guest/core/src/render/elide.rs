@@ -1,4 +1,5 @@
-//! The artifacts' `ElideRight`, `ElideLeft` and `ElideMiddle` (spec §3).
+//! The artifacts' `ElideRight`, `ElideLeft` and `ElideMiddle`
+//! (docs/velociraptor.md §3).
 //!
 //! Lengths are in bytes, as in VQL, but cuts never split a UTF-8 sequence:
 //! VQL's byte slicing can leave half a character, which shows as a

@@ -35,7 +35,7 @@ impl Html {
     }
 
     /// A link, if `url` is an `http`, `https` or `mailto` address;
-    /// otherwise just the escaped `text` (Part A #13).
+    /// otherwise just the escaped `text` (decision D13, docs/decisions.md).
     pub fn link(url: &str, text: &str) -> Self {
         if !is_linkable(url) {
             return Self::text(text);

@@ -1,4 +1,4 @@
-//! The GUI addresses `link_to()` makes (spec §1.13).
+//! The GUI addresses `link_to()` makes (docs/velociraptor.md §1.13).
 
 /// Builds links into the Velociraptor GUI for one org.
 #[derive(Debug, Clone, PartialEq, Eq)]

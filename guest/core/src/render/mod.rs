@@ -1,6 +1,6 @@
 //! Turning notification content into HTML and plain text, the way the
-//! artifacts' helper library lays it out (spec §3), with every value from
-//! an event escaped (Part A #13).
+//! artifacts' helper library lays it out (docs/velociraptor.md §3), with
+//! every value from an event escaped (decision D13, docs/decisions.md).
 //!
 //! Content is built once as [`Fields`] of [`Cell`]s and rendered twice: as
 //! HTML for the `text/html` part and as text for the `text/plain` part.
@@ -25,7 +25,7 @@ pub use self::template::{MailTemplate, Section};
 
 /// Text for a mail subject: control characters (CR, LF, NUL and the rest of
 /// C0, and DEL) become spaces, so no event data can end the header
-/// (Part A #14).
+/// (decision D14).
 pub fn subject_safe(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }

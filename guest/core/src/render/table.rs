@@ -1,5 +1,5 @@
 //! The artifacts' `FullTable`: a multi-column HTML table with row and
-//! column caps (spec §3.1).
+//! column caps (docs/velociraptor.md §3.1).
 
 use super::html::Html;
 

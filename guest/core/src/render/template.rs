@@ -1,5 +1,5 @@
 //! The artifacts' `MailTemplate`: the HTML document around a notification
-//! (spec §3.2).
+//! (docs/velociraptor.md §3.2).
 
 use super::html::Html;
 

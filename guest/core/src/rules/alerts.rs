@@ -1,6 +1,6 @@
 //! Server.Monitor.Alerts: e-mails every alert on `Server.Internal.Alerts`
-//! (spec §7), with velonotify's product decisions (Part A #1, #4, #5, #7,
-//! #8, #9, #10, #13, #14).
+//! (docs/velociraptor.md §7), with velonotify's decisions D1, D4, D5, D7,
+//! D8, D9, D10, D13 and D14 (docs/decisions.md).
 
 use serde_json::{Map, Value};
 
@@ -247,7 +247,7 @@ impl Rule for AlertsRule {
         let facts = self.look_up(&alert, host)?;
         let recipients = self.recipients(&facts);
         if recipients.is_empty() {
-            // Part A #7: say so once, send nothing, consume no throttle window.
+            // D7: say so once, send nothing, consume no throttle window.
             host.log(
                 LogLevel::Error,
                 &format!(
@@ -263,7 +263,7 @@ impl Rule for AlertsRule {
 }
 
 /// An empty Sender means "the SMTP settings' from"; anything else must be
-/// an address that can go into a header (Part A #8).
+/// an address that can go into a header (D8).
 fn sender_param(sender: &str) -> Result<String, Failure> {
     let sender = sender.trim();
     if !sender.is_empty() && !is_address(sender) {
@@ -564,7 +564,8 @@ impl AlertsRule {
     }
 
     /// The artifact's definition and its event-table entry, flattened as
-    /// `Definition.*` and `Execution.*` (spec §7.5 item 5).
+    /// `Definition.*` and `Execution.*` (the `Artifact details` section of
+    /// docs/velociraptor.md §7.5).
     fn artifact_details(&self, alert: &AlertRow, host: &dyn Host) -> Result<ContextRows, Failure> {
         let mut details = Map::new();
         let mut definition = Map::new();

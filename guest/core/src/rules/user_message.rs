@@ -1,5 +1,5 @@
 //! Server.Monitor.Alerts.UserMessage: posts each alert to the GUI message
-//! panel of the matching users (spec §10).
+//! panel of the matching users (docs/velociraptor.md §10).
 
 use serde_json::{Map, Value};
 
@@ -70,7 +70,7 @@ impl Rule for UserMessageRule {
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
-        // No event_data overrides here (unlike Server.Monitor.Alerts, §7.2).
+        // No event_data overrides here (unlike Server.Monitor.Alerts, docs/velociraptor.md §7.2).
         let alert = AlertRow::parse(&event.row)?;
         let passes = (self.include.is_empty() || self.include.is_match(alert.name))
             && (self.exclude.is_empty() || !self.exclude.is_match(alert.name));

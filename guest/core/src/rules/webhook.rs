@@ -1,4 +1,4 @@
-//! Webhook: chat and HTTP notifications (spec §12).
+//! Webhook: chat and HTTP notifications (docs/velociraptor.md §11).
 //!
 //! One module, three jobs, chosen by `Mode`:
 //! - `Alerts`: every alert, as Server.Alerts.Notification posts it to Slack,

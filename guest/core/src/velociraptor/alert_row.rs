@@ -1,4 +1,4 @@
-//! A `Server.Internal.Alerts` row (spec §2.2).
+//! A `Server.Internal.Alerts` row (docs/velociraptor.md §2.2).
 
 use std::borrow::Cow;
 
@@ -63,7 +63,7 @@ impl<'row> AlertRow<'row> {
         })
     }
 
-    /// Server.Monitor.Alerts' view (spec §7.2): `ClientId`, `FlowId`,
+    /// Server.Monitor.Alerts' view (docs/velociraptor.md §7.2): `ClientId`, `FlowId`,
     /// `Artifact` and `ArtifactType` of the context win over the row's
     /// columns when they are set.
     pub fn with_overrides(mut self) -> Self {

@@ -1,4 +1,4 @@
-//! The client dictionary (spec §6.5 "Client dictionary").
+//! The client dictionary ("Client dictionary" in docs/velociraptor.md §6.5).
 
 use serde_json::Value;
 

@@ -1,4 +1,4 @@
-//! The flow dictionary (spec §6.5 "Flow dictionary").
+//! The flow dictionary ("Flow dictionary" in docs/velociraptor.md §6.5).
 
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! Velociraptor's objects as the e-mails show them: the client and flow
 //! dictionaries both the FlowCompletion and Alerts artifacts build
-//! (spec §6.5), and small readers for their JSON.
+//! (docs/velociraptor.md §6.5), and small readers for their JSON.
 
 mod alert_row;
 mod client;

@@ -1,4 +1,4 @@
-//! `humanize()` as go-humanize v1.0.1 prints (spec §1.9).
+//! `humanize()` as go-humanize v1.0.1 prints (docs/velociraptor.md §1.9).
 
 use super::time::Timestamp;
 

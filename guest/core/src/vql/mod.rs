@@ -1,6 +1,6 @@
 //! The parts of VQL's runtime semantics that the artifacts depend on
-//! (spec Part B §1): how regexes match, what is "truthy", how values print,
-//! and how timestamps are read, printed and humanized.
+//! (docs/velociraptor.md §1): how regexes match, what is "truthy", how
+//! values print, and how timestamps are read, printed and humanized.
 
 mod humanize;
 mod regex;

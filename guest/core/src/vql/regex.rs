@@ -1,4 +1,5 @@
-//! VQL's `=~` operator (spec §1.1, Part A #1).
+//! VQL's `=~` operator (docs/velociraptor.md §1.1), kept as VQL has it
+//! (decision D1, docs/decisions.md).
 
 use serde_json::Value;
 use std::fmt;

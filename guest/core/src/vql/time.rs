@@ -1,4 +1,4 @@
-//! `timestamp()` and how times print (spec §1.9).
+//! `timestamp()` and how times print (docs/velociraptor.md §1.9).
 
 use jiff::fmt::strtime;
 use serde_json::Value;

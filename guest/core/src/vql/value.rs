@@ -1,4 +1,5 @@
-//! How VQL judges and prints values (spec §1.2, §1.10, §1.12).
+//! How VQL judges and prints values (docs/velociraptor.md §1.2, §1.10,
+//! §1.12).
 
 use serde_json::{Map, Value};
 

@@ -1,5 +1,6 @@
-//! The Server.Monitor.Alerts rules of spec §7 and the Part A rows that
-//! concern it, checked on the rule itself (natively).
+//! The Server.Monitor.Alerts rules of docs/velociraptor.md §7 and the
+//! decisions of docs/decisions.md that concern it, checked on the rule
+//! itself (natively).
 
 use serde_json::{Value, json};
 
@@ -122,7 +123,7 @@ fn event_data_overrides_client_flow_and_artifact() {
 
 #[test]
 fn alert_names_are_filtered_case_insensitively() {
-    // Part A #1: regexes are case-insensitive and unanchored.
+    // D1: regexes are case-insensitive and unanchored.
     let host = host();
     let params = [
         ("Recipients", SOC),
@@ -151,7 +152,7 @@ fn severity_threshold_keeps_listed_severities_and_alerts_without_one() {
     assert_eq!(
         emails(&params, &host, client_alert("b", json!({"level": "warning"}))).len(),
         1,
-        "Part A #5: warning → medium"
+        "D5: warning → medium"
     );
     assert_eq!(
         emails(&params, &host, client_alert("c", json!({"Severity": "low"}))).len(),
@@ -186,7 +187,7 @@ fn severity_members_and_override_keys_are_removed_from_the_context() {
 
 #[test]
 fn no_recipients_sends_nothing_and_logs_one_error() {
-    // Part A #7.
+    // D7.
     let host = host();
     let actions = rule(&[], &host)
         .handle(&event(client_alert("x", json!({}))), &host)
@@ -207,14 +208,14 @@ fn notify_executor_mails_the_creator_of_the_flow() {
     ];
     let e = one_email(&params, &host, row.clone());
     assert_eq!(e.recipients, ["ann@corp.example"]);
-    // Part A #4: the mapping is only consulted when NotifyExecutor is on.
+    // D4: the mapping is only consulted when NotifyExecutor is on.
     let off = [("NotifyExecutorDomains", "UsernameRegex,Domain\n.+,corp.example\n")];
     assert!(emails(&off, &host, row).is_empty());
 }
 
 #[test]
 fn sender_parameter_wins_over_the_default() {
-    // Part A #8.
+    // D8.
     let host = host();
     let e = one_email(&[("Recipients", SOC)], &host, client_alert("x", json!({})));
     assert_eq!(e.sender, "velonotify@example.org");
@@ -229,7 +230,7 @@ fn sender_parameter_wins_over_the_default() {
 
 #[test]
 fn header_injection_in_the_alert_name_adds_no_header() {
-    // Part A #14.
+    // D14.
     let host = host();
     let e = one_email(
         &[("Recipients", SOC)],
@@ -247,7 +248,7 @@ fn header_injection_in_the_alert_name_adds_no_header() {
 
 #[test]
 fn event_data_is_escaped_in_html() {
-    // Part A #13.
+    // D13.
     let mut host = host();
     host.world["clients"]["C.1a2b"]["os_info"]["hostname"] = json!("<img src=x onerror=alert(1)>");
     let e = one_email(

@@ -1,4 +1,4 @@
-//! Server.Monitor.Client.Errors.Alert (spec §9).
+//! Server.Monitor.Client.Errors.Alert (docs/velociraptor.md §9).
 
 use serde_json::Value;
 

@@ -1,4 +1,5 @@
-//! The IncludeFilter/ExcludeFilter model shared by both monitors (§8.2).
+//! The IncludeFilter/ExcludeFilter model shared by both monitors
+//! (docs/velociraptor.md §8.2).
 
 use serde_json::{Map, Value};
 

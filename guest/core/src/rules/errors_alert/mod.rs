@@ -1,6 +1,6 @@
 //! Server.Monitor.Errors.Alert and Server.Monitor.Client.Errors.Alert:
 //! raise an alert when an event query's monitoring log shows an error
-//! (spec §8, §9).
+//! (docs/velociraptor.md §8, §9).
 //!
 //! Better than the artifacts' sliding window (§8.3): each (client,
 //! artifact) log is read from a cursor kept in the host's state, so no log
@@ -95,9 +95,10 @@ impl CursorRead<'_> {
     }
 }
 
-/// The alert's context (spec §8.4): the matching row's severity (under
-/// `SeverityField`) and extra columns, then `Level`, `Error`,
-/// `Log timestamp` and `Artifact`; later keys override earlier ones.
+/// The alert's context (docs/velociraptor.md §8.4): the matching row's
+/// severity (under `SeverityField`) and extra columns, then `Level`,
+/// `Error`, `Log timestamp` and `Artifact`; later keys override earlier
+/// ones.
 pub(crate) fn alert_context(
     row: &FilterRow,
     severity_field: &str,

@@ -1,4 +1,4 @@
-//! Server.Monitor.Errors.Alert (spec §8).
+//! Server.Monitor.Errors.Alert (docs/velociraptor.md §8).
 
 use super::filter::LogFilters;
 use super::{CursorRead, LogLine, alert_action, alert_context, announce, spec_artifacts};

@@ -1,6 +1,6 @@
-//! The error monitors against spec §8.2 (every rule of the filter model),
-//! §8.4 (the alert), §9 (the client variant's label scoping), and the
-//! cursor that replaces the sliding window.
+//! The error monitors against docs/velociraptor.md §8.2 (every rule of the
+//! filter model), §8.4 (the alert), §9 (the client variant's label
+//! scoping), and the cursor that replaces the sliding window of §8.3.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! What a flow-completion e-mail says (spec §6.5).
+//! What a flow-completion e-mail says (docs/velociraptor.md §6.5).
 
 use serde_json::Value;
 

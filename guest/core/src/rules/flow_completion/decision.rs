@@ -1,4 +1,5 @@
-//! Whether a completed collection notifies (spec §6.3, Part A #2, #3).
+//! Whether a completed collection notifies (docs/velociraptor.md §6.3), with
+//! decisions D2 and D3 (docs/decisions.md).
 
 use std::fmt;
 
@@ -145,7 +146,7 @@ impl FlowFacts {
         })
     }
 
-    /// A hunt flow's id ends with `.H` (Part A #3: the VQL's `.H$` lost
+    /// A hunt flow's id ends with `.H` (decision D3: the VQL's `.H$` lost
     /// its backslash).
     pub fn is_hunt(&self) -> bool {
         self.flow_id.ends_with(".H")
@@ -239,7 +240,7 @@ impl Filters {
 
     /// The overrides bypass every filter.
     fn override_reason(&self, f: &FlowFacts) -> Option<String> {
-        // Part A #2: an empty NewClientArtifacts turns the override off.
+        // D2: an empty NewClientArtifacts turns the override off.
         if self.is_new_client(f)
             && !self.new_client_artifacts.is_empty()
             && any(&self.new_client_artifacts, &f.artifacts)

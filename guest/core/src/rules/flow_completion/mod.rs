@@ -1,6 +1,6 @@
 //! Server.Monitor.FlowCompletion: e-mails when a collection completes and
-//! passes the filters (spec §6), with velonotify's product decisions
-//! (Part A #2, #3, #4, #6, #8).
+//! passes the filters (docs/velociraptor.md §6), with velonotify's decisions
+//! D2, D3, D4, D6 and D8 (docs/decisions.md).
 //!
 //! - [`decision`]: whether a flow notifies (§6.3);
 //! - [`content`]: subject, summary, client/flow/upload tables (§6.5);
@@ -343,7 +343,8 @@ impl Rule for FlowCompletionRule {
 
 impl FlowCompletionRule {
     /// `Recipients`, the creator (with `NotifyExecutor`) and the address in
-    /// the client's `NotifyMetadataEMail` field (spec §6.4, Part A #4).
+    /// the client's `NotifyMetadataEMail` field (docs/velociraptor.md §6.4,
+    /// D4).
     fn recipients(
         &self,
         flow: &Value,
@@ -426,7 +427,7 @@ impl FlowCompletionRule {
 }
 
 /// An empty Sender means "the SMTP settings' from"; anything else must be
-/// an address that can go into a header (Part A #8).
+/// an address that can go into a header (D8).
 fn sender_param(sender: &str) -> Result<String, Failure> {
     let sender = sender.trim();
     if !sender.is_empty() && !is_address(sender) {
@@ -435,7 +436,7 @@ fn sender_param(sender: &str) -> Result<String, Failure> {
     Ok(sender.to_string())
 }
 
-/// A `System.Flow.Completion` row (spec §2.1).
+/// A `System.Flow.Completion` row (docs/velociraptor.md §2.1).
 #[derive(Debug, Clone)]
 pub(crate) struct Completion {
     pub client_id: String,

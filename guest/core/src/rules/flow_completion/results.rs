@@ -1,5 +1,6 @@
-//! Result rows in the e-mail: inline tables (spec §6.6) and attached files
-//! (§6.7), with every size bounded (Part A #6).
+//! Result rows in the e-mail: inline tables (docs/velociraptor.md §6.6) and
+//! attached files (§6.7), with every size bounded (decision D6,
+//! docs/decisions.md).
 
 use serde_json::{Map, Value};
 
@@ -70,7 +71,7 @@ impl ResultSource {
     }
 }
 
-/// A user limit under a hard cap. Blank means the cap (Part A #6); so do
+/// A user limit under a hard cap. Blank means the cap (D6); so do
 /// zero and negative numbers, which in VQL switch the cap off.
 fn capped(limit: Option<i64>, cap: usize) -> usize {
     match limit {

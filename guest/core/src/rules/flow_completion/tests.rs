@@ -1,6 +1,7 @@
-//! Server.Monitor.FlowCompletion against spec §6.3 (every filter, every
-//! ErrorHandling choice, every override), §6.4 (every recipient source)
-//! and the Part A rows that concern it.
+//! Server.Monitor.FlowCompletion against docs/velociraptor.md §6.3 (every
+//! filter, every ErrorHandling choice, every override), §6.4 (every
+//! recipient source) and §6.5, and the decisions of docs/decisions.md that
+//! concern it (D2, D3, D4, D6, D7).
 
 use serde_json::{Value, json};
 
@@ -194,7 +195,7 @@ const CASES: &[Case] = &[
         because: "passed",
     },
     Case {
-        name: "Part A #3: a flow id ending in H without the dot is not a hunt flow",
+        name: "D3: a flow id ending in H without the dot is not a hunt flow",
         params: &[],
         facts: || FlowFacts {
             flow_id: "F.CR3NHK4RL7C7H".into(),
@@ -402,7 +403,7 @@ const CASES: &[Case] = &[
         because: "a new client collected an artifact matching NewClientArtifacts",
     },
     Case {
-        name: "Part A #2: empty NewClientArtifacts turns the new-client override off",
+        name: "D2: empty NewClientArtifacts turns the new-client override off",
         params: &[],
         facts: || FlowFacts {
             artifacts: vec!["Generic.Client.Info".into()],
@@ -522,7 +523,7 @@ const CASES: &[Case] = &[
 ];
 
 #[test]
-fn decision_table_of_spec_6_3() {
+fn decision_table_of_section_6_3() {
     let mut failures = Vec::new();
     for case in CASES {
         let verdict = rule(case.params).filters.decide(&(case.facts)());
@@ -614,7 +615,7 @@ const DOMAINS: (&str, &str) = (
 );
 
 #[test]
-fn recipients_come_from_each_source_of_spec_6_4() {
+fn recipients_come_from_each_source_of_section_6_4() {
     assert_eq!(recipients(&[SOC], "F.OK"), ["soc@corp.example"], "Recipients");
     assert_eq!(
         recipients(&[("NotifyExecutor", "Y"), DOMAINS], "F.OK"),
@@ -654,12 +655,12 @@ fn recipients_come_from_each_source_of_spec_6_4() {
 }
 
 #[test]
-fn part_a_4_the_executor_mapping_needs_notify_executor() {
+fn d4_the_executor_mapping_needs_notify_executor() {
     assert!(recipients(&[DOMAINS], "F.OK").is_empty());
 }
 
 #[test]
-fn part_a_4_service_principals_are_never_recipients() {
+fn d4_service_principals_are_never_recipients() {
     assert!(
         recipients(
             &[
@@ -720,7 +721,7 @@ fn server_flows_are_ignored() {
 }
 
 #[test]
-fn subject_summary_and_text_body_follow_spec_6_5() {
+fn subject_summary_and_text_body_follow_section_6_5() {
     let host = FakeHost::new(world());
     let e = run(&[SOC], &host, completion("C.1", "F.OK")).unwrap().remove(0);
     assert_eq!(e.subject, "ws1.corp.example finished collecting Windows.Sys.Users");
@@ -814,7 +815,7 @@ fn result_tables_are_cut_by_rows_columns_and_cell_length() {
 }
 
 #[test]
-fn part_a_6_a_blank_max_rows_means_the_hard_cap_of_100() {
+fn d6_a_blank_max_rows_means_the_hard_cap_of_100() {
     let mut world = world();
     let rows: Vec<Value> = (0..150).map(|i| json!({"N": i})).collect();
     world["flows"]["C.1"]["F.OK"]["results"] = json!({"Windows.Sys.Users": rows});
