@@ -15,14 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use velonotify::config::Config;
-use velonotify::engine::{
-    AllocatorChoice, Engine, EngineOptions, Loaded, Module, ModuleSpec, SandboxLimits, SharedClock,
-};
-use velonotify::lookups::{Lookups, NativeHost, World};
-use velonotify::runtime::{Overrides, load_world};
-use velonotify::source::{IncomingEvent, JsonlSource};
-use velonotify::state::StateStore;
+use velonotify::capabilities::lookups::{LookupSource as Lookups, World};
+use velonotify::capabilities::{CallContext, Grants};
+use velonotify::cli::config::Config;
+use velonotify::cli::runtime::{Overrides, load_world};
+use velonotify::clock::CallTime;
+use velonotify::engine::{AllocatorChoice, Engine, EngineOptions, Loaded, Module, ModuleSpec, SandboxLimits};
+use velonotify::sources::{IncomingEvent, JsonlSource};
 use velonotify_core::action::{Action, Failure};
 use velonotify_core::host::{Event, Host};
 use velonotify_core::rules::alerts::AlertsRule;
@@ -217,19 +216,17 @@ impl Inputs {
             name: name.to_string(),
             params,
             limits: SandboxLimits::default(),
-            org_id: "root".into(),
-            lookups: world,
-            facts: self.config.host_facts(),
-            state: Arc::new(StateStore::in_memory()),
-            clock: SharedClock::default(),
-            allowed_hosts: Vec::new(),
+            grants: Grants::native(world, "root", self.config.host_facts()),
+            time: CallTime::default(),
         }
     }
 
-    fn native_host(&self, name: &str, world: Arc<dyn Lookups>, now_us: u64) -> NativeHost {
-        let mut host = NativeHost::new(name, "root", world, self.config.host_facts());
-        host.now_us = now_us;
-        host
+    /// The same call context as a component's, for the rule called
+    /// natively at `now_us`.
+    fn native_host(&self, name: &str, world: Arc<dyn Lookups>, now_us: u64) -> CallContext {
+        let time = CallTime::default();
+        time.set_us(now_us);
+        CallContext::new(name, &Grants::native(world, "root", self.config.host_facts()), time)
     }
 }
 
@@ -428,31 +425,31 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
         let spec = inputs.spec(case.demo_name, case.params.clone(), world.clone());
         let mut module = Module::start_loaded(&engine, &loaded, spec).unwrap();
         let now = case.acting.ts_us.unwrap_or(1_778_400_000_000_000);
-        let setup_host = inputs.native_host(case.demo_name, world.clone(), now);
+        let mut setup_host = inputs.native_host(case.demo_name, world.clone(), now);
         let mut rule = (case.native)(&case.params, &setup_host);
         for (path, event, acts) in [("filtered out", &case.filtered, false), ("acting", &case.acting, true)] {
             // Check the row does what the figure claims, in both.
             let wasm_actions = module.handle(&event.to_wit(), now).result.unwrap();
             let native_actions = rule.handle(&core_event(event), &setup_host).unwrap();
+            let logs = setup_host.end_call(false);
             assert_eq!(wasm_actions.len(), native_actions.len(), "{} {path}", case.label);
             assert_eq!(
                 !wasm_actions.is_empty(),
                 acts,
-                "{} {path}: {} actions; {:?}",
+                "{} {path}: {} actions; {logs:?}",
                 case.label,
                 wasm_actions.len(),
-                setup_host.logs.borrow()
             );
             let wit = event.to_wit();
-            // One host for every native call, as the component keeps its
-            // store; its log is cleared per call, as the component's is.
+            // One call context for every native call, as the component
+            // keeps its store; each call ends as a component's does.
             let (wasm, native_rate) = side_by_side(
                 || {
                     module.handle(&wit, now).result.unwrap();
                 },
                 || {
-                    setup_host.logs.borrow_mut().clear();
                     rule.handle(&core_event(event), &setup_host).unwrap();
+                    setup_host.end_call(false);
                 },
             );
             let ratio = wasm / native_rate;

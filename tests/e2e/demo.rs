@@ -5,10 +5,12 @@
 use std::io::BufReader;
 use std::sync::Arc;
 
-use velonotify::config::Config;
-use velonotify::lookups::{Lookups, NativeHost};
-use velonotify::runtime::{Overrides, load_world};
-use velonotify::source::JsonlSource;
+use velonotify::capabilities::lookups::LookupSource;
+use velonotify::capabilities::{CallContext, Grants};
+use velonotify::cli::config::Config;
+use velonotify::cli::runtime::{Overrides, load_world};
+use velonotify::clock::CallTime;
+use velonotify::sources::JsonlSource;
 use velonotify_core::action::{Action, Email, Failure};
 use velonotify_core::host::{Event, Host};
 use velonotify_core::rules::alerts::AlertsRule;
@@ -61,7 +63,9 @@ impl NativeRule {
 /// with the same configuration, world and events, in replay order.
 fn native_demo_emails() -> Vec<(String, Email)> {
     let config = Config::load(&data("demo/velonotify.toml")).unwrap();
-    let lookups: Arc<dyn Lookups> = Arc::new(load_world(&config, &Overrides::default()).unwrap());
+    let lookups: Arc<dyn LookupSource> = Arc::new(load_world(&config, &Overrides::default()).unwrap());
+    let grants = Grants::native(lookups, "root", config.host_facts());
+    let time = CallTime::default();
     let events = std::fs::File::open(data("demo/events.jsonl")).unwrap();
     let source = JsonlSource::new(BufReader::new(events), "events.jsonl", "root", 1 << 20);
     let mut rules: Vec<(String, NativeRule, Setup)> = config
@@ -69,7 +73,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
         .iter()
         .filter(|m| NativeRule::mails(&m.path.display().to_string()))
         .map(|m| {
-            let host = NativeHost::new("setup", "root", lookups.clone(), config.host_facts());
+            let host = CallContext::new("setup", &grants, time.clone());
             let component = m.path.display().to_string();
             let (rule, setup) = NativeRule::configure(&component, &m.param_texts(&config.base_dir).unwrap(), &host);
             let name = m.name.clone().unwrap_or_else(|| AlertsRule::NAME.into());
@@ -89,8 +93,8 @@ fn native_demo_emails() -> Vec<(String, Email)> {
             if !setup.queues.contains(&event.queue) {
                 continue;
             }
-            let mut host = NativeHost::new(name, "root", lookups.clone(), config.host_facts());
-            host.now_us = event.ts_us.unwrap();
+            let mut host = CallContext::new(name, &grants, time.clone());
+            time.set_us(event.ts_us.unwrap());
             // Bad rows fail natively too; the replay reports them.
             for action in rule.handle(&core_event, &host).unwrap_or_default() {
                 let Action::Email(email) = action else {
@@ -98,6 +102,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
                 };
                 out.push((name.clone(), email));
             }
+            host.end_call(false);
         }
     }
     out

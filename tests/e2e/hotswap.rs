@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
-use velonotify::outbox::{OutboxStore, Status};
+use velonotify::store::{Payload, Status, Store};
 use velonotify_test_support::builds::{built_for_wit_2, install_versioned, swap_latencies_ms, versioned_build};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events};
@@ -102,11 +101,13 @@ Queue = "Custom.Swap"
 
     /// Which build handled each row: `n` -> builds (one, if handled once).
     fn handled(&self) -> HashMap<u64, Vec<String>> {
-        let store = OutboxStore::open(&self.dir.join("state.db")).unwrap();
+        let store = Store::open(&self.dir.join("state.db")).unwrap();
         let mut handled: HashMap<u64, Vec<String>> = HashMap::new();
-        for item in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
-            let action: Value = serde_json::from_slice(&item.payload).unwrap();
-            let message = &action["message"];
+        for row in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
+            let Payload::UserMessage(message) = row.unwrap().payload else {
+                panic!("the versioned module sends user messages")
+            };
+            let message = &message.message;
             let n = message["n"].as_u64().unwrap();
             handled
                 .entry(n)

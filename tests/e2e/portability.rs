@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use velonotify::config::Config;
-use velonotify::lookups::Lookups;
-use velonotify::runtime::{Overrides, load_world};
+use velonotify::capabilities::lookups::LookupSource;
+use velonotify::cli::config::Config;
+use velonotify::cli::runtime::{Overrides, load_world};
 use velonotify_test_support::{emails, jsonl, modules_dir, scratch, workspace};
 
 use super::{replay, write_config};
@@ -59,8 +59,8 @@ fn portability_dir() -> std::path::PathBuf {
 }
 
 /// Transpiles `component` with jco into tests/portability/transpiled
-/// (where Node finds the preview2 shim), the host interface mapped to
-/// tests/portability/host.js. Returns the module's JavaScript file.
+/// (where Node finds the preview2 shim), each of velonotify's interfaces
+/// mapped to the export of the same name in tests/portability/host.js. Returns the module's JavaScript file.
 fn transpile(component: &Path) -> std::path::PathBuf {
     let jco = portability_dir().join("node_modules/@bytecodealliance/jco/dist/jco.js");
     assert!(
@@ -75,7 +75,7 @@ fn transpile(component: &Path) -> std::path::PathBuf {
         .arg(component)
         .arg("-o")
         .arg(&out)
-        .args(["--map", "velociraptor:notify/host=../../host.js", "--quiet"])
+        .args(["--map", "velociraptor:notify/*=../../host.js#*", "--quiet"])
         .output()
         .expect("running node (is Node.js installed?)");
     assert!(

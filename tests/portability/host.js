@@ -1,7 +1,9 @@
-// The `velociraptor:notify/host` interface for a rule module running in
-// Node.js (transpiled by jco): answers from a JSON file written by the
-// portability test, the same answers velonotify's replay gives from its
-// world file. Lookups the test does not expect fail loudly.
+// The interfaces velonotify offers a rule module (`velociraptor:notify/clock`,
+// `log`, `lookups`, `state`), for a module running in Node.js (transpiled by
+// jco, each interface mapped to the export of the same name here): answers
+// from a JSON file written by the portability test, the same answers
+// velonotify's replay gives from its world file. Lookups the test does not
+// expect fail loudly.
 
 let answers = null;
 let now = 0n;
@@ -16,15 +18,15 @@ export function setNowUs(value) {
   now = value;
 }
 
-export function nowUs() {
+function nowUs() {
   return now;
 }
 
-export function log(level, message) {
+function logLine(level, message) {
   process.stderr.write(`module log ${level}: ${message}\n`);
 }
 
-export function server() {
+function server() {
   const s = answers.server;
   return {
     orgId: s.org_id,
@@ -39,14 +41,14 @@ function client(clientId) {
   return answers.world.clients?.[clientId];
 }
 
-export function clientInfo(clientId) {
+function clientInfo(clientId) {
   const found = client(clientId);
   if (found === undefined) return undefined;
   const { metadata, ...info } = found;
   return JSON.stringify(info);
 }
 
-export function clientMetadata(clientId) {
+function clientMetadata(clientId) {
   const metadata = client(clientId)?.metadata;
   return metadata === undefined ? undefined : JSON.stringify(metadata);
 }
@@ -57,15 +59,31 @@ function unexpected(name) {
   };
 }
 
-export const clients = unexpected('clients');
-export const flow = unexpected('flow');
-export const flowResults = unexpected('flow-results');
-export const flowUploads = unexpected('flow-uploads');
-export const hunt = unexpected('hunt');
-export const artifact = unexpected('artifact');
-export const eventTables = unexpected('event-tables');
-export const users = unexpected('users');
-export const monitoringLogs = unexpected('monitoring-logs');
-export const auditLog = unexpected('audit-log');
-export const stateGet = unexpected('state-get');
-export const statePut = unexpected('state-put');
+export const clock = { nowUs };
+
+export const log = { log: logLine };
+
+export const lookups = {
+  server,
+  clientInfo,
+  clientMetadata,
+  clients: unexpected('clients'),
+  flow: unexpected('flow'),
+  flowResults: unexpected('flow-results'),
+  flowUploads: unexpected('flow-uploads'),
+  hunt: unexpected('hunt'),
+  artifact: unexpected('artifact'),
+  eventTables: unexpected('event-tables'),
+  users: unexpected('users'),
+  monitoringLogs: unexpected('monitoring-logs'),
+  auditLog: unexpected('audit-log'),
+};
+
+export const state = {
+  get: unexpected('state.get'),
+  put: unexpected('state.put'),
+};
+
+// Interfaces that only hold types.
+export const types = {};
+export const actions = {};

@@ -1,4 +1,6 @@
-//! Builds every rule module and test module as a wasm32-wasip2 component,
+//! Generates the server side of Velociraptor's API for the stand-in
+//! server (`src/velociraptor_peer.rs`), and builds every rule module and
+//! test module as a wasm32-wasip2 component,
 //! so that tests load real components and never a hand-built file (the
 //! wasmtime `test-programs` pattern).
 //!
@@ -25,6 +27,7 @@ const GUESTS: &[(&str, &str)] = &[
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().and_then(Path::parent).unwrap().to_path_buf();
+    stand_in_server(&workspace);
     for watched in ["guest", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
@@ -54,4 +57,18 @@ fn main() {
     }
     println!("cargo:rustc-env=VELONOTIFY_TEST_MODULES_DIR={}", modules_dir.display());
     println!("cargo:rustc-env=VELONOTIFY_TEST_WORKSPACE={}", workspace.display());
+}
+
+/// The gRPC server of `host/proto/velociraptor_api.proto`: only the tests'
+/// stand-in for Velociraptor serves it.
+fn stand_in_server(workspace: &Path) {
+    let proto_dir = workspace.join("host").join("proto");
+    let proto = proto_dir.join("velociraptor_api.proto");
+    println!("cargo:rerun-if-changed={}", proto.display());
+    let descriptors = protox::compile([&proto], [&proto_dir]).expect("compiling the Velociraptor API proto");
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_fds(descriptors)
+        .expect("generating the stand-in's gRPC server");
 }

@@ -1,5 +1,5 @@
-//! What a rule sees of the host: the event, the clock, the log and the
-//! Velociraptor lookups (the guest-side view of `wit/host.wit`).
+//! What a rule sees of the host: the event, the clock, the log, the
+//! Velociraptor lookups and its state (the guest-side view of `wit/`).
 //!
 //! Inside a component these calls cross the WIT boundary; natively (tests,
 //! benchmarks) they are plain method calls on the same data.
@@ -54,10 +54,19 @@ pub enum LookupError {
 /// A lookup's answer.
 pub type Lookup<T> = Result<T, LookupError>;
 
-/// The host's services. See `wit/host.wit` for each one's meaning.
-pub trait Host {
+/// The host's clock (`wit/clock.wit`).
+pub trait Clock {
     fn now_us(&self) -> u64;
+}
+
+/// The host's log (`wit/log.wit`).
+pub trait Log {
     fn log(&self, level: LogLevel, message: &str);
+}
+
+/// What a rule may read of Velociraptor (`wit/lookups.wit`, where each
+/// one's meaning is).
+pub trait Lookups {
     fn server_info(&self) -> ServerInfo;
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>>;
     fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>>;
@@ -78,6 +87,17 @@ pub trait Host {
     fn users(&self) -> Lookup<Vec<Value>>;
     fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>>;
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>>;
+}
+
+/// The rule's durable state (`wit/state.wit`).
+pub trait State {
     fn state_get(&self, key: &str) -> Option<Vec<u8>>;
     fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32);
 }
+
+/// Everything the host offers a rule: one trait per host capability, as in
+/// `wit/`. Inside a component they are the imported interfaces; natively
+/// (tests, benchmarks) the host's own call context implements them.
+pub trait Host: Clock + Log + Lookups + State {}
+
+impl<T: Clock + Log + Lookups + State + ?Sized> Host for T {}

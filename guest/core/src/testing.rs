@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::host::{Host, LogLevel, Lookup, LookupError, ResultPage, ServerInfo};
+use crate::host::{Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
 
 pub(crate) struct FakeHost {
     pub now_us: u64,
@@ -70,13 +70,19 @@ fn without(value: &Value, keys: &[&str]) -> Value {
     Value::Object(map)
 }
 
-impl Host for FakeHost {
+impl Clock for FakeHost {
     fn now_us(&self) -> u64 {
         self.now_us
     }
+}
+
+impl Log for FakeHost {
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
+}
+
+impl Lookups for FakeHost {
     fn server_info(&self) -> ServerInfo {
         ServerInfo {
             org_id: self.org_id.clone(),
@@ -204,6 +210,9 @@ impl Host for FakeHost {
             .cloned()
             .unwrap_or_default())
     }
+}
+
+impl State for FakeHost {
     fn state_get(&self, key: &str) -> Option<Vec<u8>> {
         self.state.borrow().get(key).cloned()
     }

@@ -3,6 +3,7 @@
 use velonotify_core::action::{Action, Failure, LabelOp};
 use velonotify_core::params::{ParamKind, ParamSpec};
 
+use crate::bindings::velociraptor::notify::actions;
 use crate::bindings::velociraptor::notify::types as wit;
 
 pub(crate) fn param(spec: &ParamSpec) -> wit::Param {
@@ -36,9 +37,9 @@ pub(crate) fn failure(failure: Failure) -> wit::Failure {
     }
 }
 
-pub(crate) fn action(action: Action) -> wit::Action {
+pub(crate) fn action(action: Action) -> actions::Action {
     match action {
-        Action::Email(e) => wit::Action::Email(wit::Email {
+        Action::Email(e) => actions::Action::Email(actions::Email {
             secret: e.secret,
             sender: e.sender,
             recipients: e.recipients,
@@ -47,24 +48,24 @@ pub(crate) fn action(action: Action) -> wit::Action {
             send_interval_seconds: e.send_interval_seconds,
             link: e.link,
         }),
-        Action::Webhook(w) => wit::Action::Webhook(wit::Webhook {
+        Action::Webhook(w) => actions::Action::Webhook(actions::Webhook {
             url: w.url,
             headers: w.headers,
             body: w.body,
         }),
-        Action::UserMessage(m) => wit::Action::UserMessage(wit::UserMessage {
+        Action::UserMessage(m) => actions::Action::UserMessage(actions::UserMessage {
             user: m.user,
             message: m.message,
         }),
-        Action::Label(l) => wit::Action::Label(wit::LabelChange {
+        Action::Label(l) => actions::Action::Label(actions::LabelChange {
             client_id: l.client_id,
             op: match l.op {
-                LabelOp::Set => wit::LabelOp::Set,
-                LabelOp::Remove => wit::LabelOp::Remove,
+                LabelOp::Set => actions::LabelOp::Set,
+                LabelOp::Remove => actions::LabelOp::Remove,
             },
             labels: l.labels,
         }),
-        Action::Alert(a) => wit::Action::Alert(wit::Alert {
+        Action::Alert(a) => actions::Action::Alert(actions::Alert {
             name: a.name,
             dedup_seconds: a.dedup_seconds,
             event_data: a.event_data,

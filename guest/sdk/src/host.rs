@@ -1,11 +1,11 @@
-//! The core `Host` over the imported `host` interface: every lookup answer
-//! arrives as JSON text and is parsed here.
+//! The core `Host` over the imported interfaces (`clock`, `log`, `lookups`,
+//! `state`): every lookup answer arrives as JSON text and is parsed here.
 
 use serde_json::Value;
-use velonotify_core::host::{Host, LogLevel, Lookup, LookupError, ResultPage, ServerInfo};
+use velonotify_core::host::{Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
 
-use crate::bindings::velociraptor::notify::host as imports;
-use crate::bindings::velociraptor::notify::types as wit;
+use crate::bindings::velociraptor::notify::lookups as imports;
+use crate::bindings::velociraptor::notify::{clock, log, lookups as wit, state};
 
 /// The host this component runs in.
 #[derive(Debug, Clone, Copy)]
@@ -31,21 +31,25 @@ fn many(answer: Result<Vec<String>, wit::LookupError>) -> Lookup<Vec<Value>> {
     answer.map_err(lookup_error)?.iter().map(|s| parse(s)).collect()
 }
 
-impl Host for WitHost {
+impl Clock for WitHost {
     fn now_us(&self) -> u64 {
-        imports::now_us()
+        clock::now_us()
     }
+}
 
+impl Log for WitHost {
     fn log(&self, level: LogLevel, message: &str) {
         let level = match level {
-            LogLevel::Debug => wit::LogLevel::Debug,
-            LogLevel::Info => wit::LogLevel::Info,
-            LogLevel::Warn => wit::LogLevel::Warn,
-            LogLevel::Error => wit::LogLevel::Error,
+            LogLevel::Debug => log::LogLevel::Debug,
+            LogLevel::Info => log::LogLevel::Info,
+            LogLevel::Warn => log::LogLevel::Warn,
+            LogLevel::Error => log::LogLevel::Error,
         };
-        imports::log(level, message);
+        log::log(level, message);
     }
+}
 
+impl Lookups for WitHost {
     fn server_info(&self) -> ServerInfo {
         let info = imports::server();
         ServerInfo {
@@ -115,12 +119,14 @@ impl Host for WitHost {
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         many(imports::audit_log(since_us))
     }
+}
 
+impl State for WitHost {
     fn state_get(&self, key: &str) -> Option<Vec<u8>> {
-        imports::state_get(key)
+        state::get(key)
     }
 
     fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32) {
-        imports::state_put(key, value, ttl_seconds)
+        state::put(key, value, ttl_seconds)
     }
 }

@@ -37,6 +37,7 @@ use std::cell::RefCell;
 use velonotify_core::host::Event;
 use velonotify_core::rules::Rule;
 
+use crate::bindings::velociraptor::notify::actions::Action as WitAction;
 use crate::bindings::velociraptor::notify::types as wit;
 use crate::host::WitHost;
 
@@ -96,7 +97,7 @@ pub fn configure<R: Rule + 'static>(params: Vec<(String, String)>) -> Result<wit
 }
 
 #[doc(hidden)]
-pub fn handle<R: Rule + 'static>(event: wit::Event) -> Result<Vec<wit::Action>, wit::Failure> {
+pub fn handle<R: Rule + 'static>(event: wit::Event) -> Result<Vec<WitAction>, wit::Failure> {
     let row = match serde_json::from_str::<serde_json::Value>(&event.row) {
         Ok(serde_json::Value::Object(row)) => row,
         Ok(other) => return Err(wit::Failure::BadEvent(format!("row is not a JSON object: {other}"))),
@@ -112,11 +113,11 @@ pub fn handle<R: Rule + 'static>(event: wit::Event) -> Result<Vec<wit::Action>, 
 }
 
 #[doc(hidden)]
-pub fn tick<R: Rule + 'static>() -> Result<Vec<wit::Action>, wit::Failure> {
+pub fn tick<R: Rule + 'static>() -> Result<Vec<WitAction>, wit::Failure> {
     with_rule::<R, _>(|rule| rule.tick(&WitHost))
 }
 
-fn with_rule<R: Rule + 'static, F>(f: F) -> Result<Vec<wit::Action>, wit::Failure>
+fn with_rule<R: Rule + 'static, F>(f: F) -> Result<Vec<WitAction>, wit::Failure>
 where
     F: FnOnce(&mut R) -> Result<Vec<velonotify_core::action::Action>, velonotify_core::action::Failure>,
 {

@@ -1,7 +1,14 @@
 //! Delivery: works through the durable outbox, sends what is due, retries
 //! transient failures with backoff until their deadline, dead-letters the
 //! rest with a log line, and folds held e-mails into digests when their
-//! window ends (Part A #11, #15).
+//! window ends (decisions D11, D15).
+//!
+//! At least once: an item is marked sent after the server took it. A crash
+//! between the two sends it again after the restart, so the duplicates of
+//! a crash are at most the items in flight (one per worker). A store that
+//! cannot take the mark (a full disk) does not make delivery send again:
+//! the outcome is kept in memory and written when the store recovers, and
+//! nothing new is sent meanwhile.
 
 mod retry;
 mod smtp;
@@ -13,19 +20,56 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::Value;
 use velonotify_core::digest::{Digest, Held, build_digest};
 use velonotify_core::vql::Timestamp;
 
 pub use self::retry::RetryPolicy;
-pub use self::smtp::SmtpSenders;
+pub use self::smtp::{SmtpSection, SmtpSenders};
 pub use self::velociraptor::ApiActions;
 pub use self::webhook::WebhookSender;
+use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
-use crate::outbox::NewItem;
-use crate::outbox::{OutboxItem, OutboxStore, Status};
-use crate::pipeline::system_now_us;
+use crate::store::{EmailPayload, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable};
+
+/// `[delivery]`: how delivery retries, throttles and waits.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// First wait after a transient failure, in milliseconds (default 1000).
+    pub retry_base_ms: Option<u64>,
+    /// Longest wait between two attempts, in seconds (default 300).
+    pub retry_cap_s: Option<u64>,
+    /// Give up on an item this long after it was queued (default 86400).
+    pub retry_deadline_s: Option<u64>,
+    /// Least seconds between two e-mails of the whole host, like
+    /// Velociraptor's global `mail()` period (default 0: none).
+    pub mail_period_s: Option<i64>,
+    /// SMTP connection and command timeout, seconds (default 10).
+    pub smtp_timeout_s: Option<u64>,
+    /// Webhook request timeout, seconds (default 10).
+    pub webhook_timeout_s: Option<u64>,
+    /// Items delivered at once, each on its own connection (default 4).
+    pub workers: Option<usize>,
+}
+
+/// Defaults of `[delivery]`.
+pub const DEFAULT_TIMEOUT_S: u64 = 10;
+pub const DEFAULT_WORKERS: usize = 4;
+
+impl DeliverySection {
+    /// The retry policy it sets.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let defaults = RetryPolicy::default();
+        RetryPolicy {
+            base: self.retry_base_ms.map(Duration::from_millis).unwrap_or(defaults.base),
+            cap: self.retry_cap_s.map(Duration::from_secs).unwrap_or(defaults.cap),
+            deadline: self
+                .retry_deadline_s
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.deadline),
+        }
+    }
+}
 
 /// How one delivery attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,19 +81,31 @@ pub enum Attempt {
     Permanent(String),
 }
 
+/// An outcome decided and not yet written to the store.
+#[derive(Debug, Clone)]
+enum Settlement {
+    Sent,
+    Retry { next_attempt_us: u64, error: String },
+    Dead(String),
+    SetAside(Unreadable),
+}
+
 /// Sends what the outbox holds.
 pub struct Deliverer {
-    store: Arc<OutboxStore>,
+    store: Arc<Store>,
     smtp: SmtpSenders,
     webhooks: WebhookSender,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
+    clock: Clock,
     mail_period_s: i64,
     default_sender: String,
     /// Items sent at once (each on its own connection).
     workers: usize,
     /// Executes user messages, labels and alert pushes.
     api: Option<ApiActions>,
+    /// Outcomes the store could not take yet, by item.
+    unsettled: Mutex<BTreeMap<i64, Settlement>>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -63,13 +119,19 @@ impl std::fmt::Debug for Deliverer {
 /// Most items tried in one round.
 const BATCH: usize = 100;
 
+/// How long an outbox row this release cannot read is set aside before it
+/// is looked at (and reported) again.
+const UNREADABLE_AGAIN: Duration = Duration::from_secs(3600);
+
 impl Deliverer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<OutboxStore>,
+        store: Arc<Store>,
         smtp: SmtpSenders,
         webhooks: WebhookSender,
         policy: RetryPolicy,
         metrics: Arc<Metrics>,
+        clock: Clock,
         mail_period_s: i64,
         default_sender: String,
     ) -> Self {
@@ -79,10 +141,12 @@ impl Deliverer {
             webhooks,
             policy,
             metrics,
+            clock,
             mail_period_s,
             default_sender,
             workers: 1,
             api: None,
+            unsettled: Mutex::default(),
         }
     }
 
@@ -105,41 +169,48 @@ impl Deliverer {
     /// nothing is left to deliver.
     pub fn run(&self, stop: &AtomicBool, draining: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            let now = system_now_us();
-            let worked = match self.round(now) {
+            let worked = match self.round() {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "delivery round failed");
+                    tracing::error!(error = %e, "delivery round failed; trying again shortly");
                     0
                 }
             };
-            let open = self.store.open_count().unwrap_or(0);
-            self.metrics.set_queue_depth(open);
-            if draining.load(Ordering::Relaxed) && open == 0 {
+            let open = self.store.open_count().unwrap_or(u64::MAX);
+            if open != u64::MAX {
+                self.metrics.set_queue_depth(open);
+            }
+            if draining.load(Ordering::Relaxed) && open == 0 && self.unsettled().is_empty() {
                 return;
             }
             if worked == 0 {
                 let next = self.store.next_due_us().ok().flatten().unwrap_or(u64::MAX);
-                let wait = next.saturating_sub(system_now_us()).clamp(10_000, 250_000);
+                let wait = next.saturating_sub(self.clock.now_us()).clamp(10_000, 250_000);
                 std::thread::sleep(Duration::from_micros(wait));
             }
         }
     }
 
-    /// Makes the digests that are due, then tries the items that are due.
-    /// Returns how many items it tried.
-    pub fn round(&self, now_us: u64) -> anyhow::Result<usize> {
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Settlement>> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the outcomes kept while the store failed, then makes the
+    /// digests that are due and tries the items that are due. Returns how
+    /// many items it tried.
+    pub fn round(&self) -> Result<usize, StoreError> {
+        self.settle_kept()?;
+        let now_us = self.clock.now_us();
         self.make_digests(now_us)?;
         let due = self.store.due(now_us, BATCH)?;
         let next = AtomicUsize::new(0);
-        let failure = Mutex::new(None);
         let work = || {
-            while let Some(item) = due.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let attempt = self.attempt(item);
-                if let Err(e) = self.settle(item, attempt, system_now_us()) {
-                    *failure.lock().expect("failure lock") = Some(e);
-                    return;
-                }
+            while let Some(row) = due.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let (id, settlement) = match row {
+                    Ok(item) => (item.id, self.attempt(item)),
+                    Err(unreadable) => (unreadable.id, Settlement::SetAside(unreadable.clone())),
+                };
+                self.unsettled().insert(id, settlement);
             }
         };
         match self.workers.min(due.len()) {
@@ -150,120 +221,109 @@ impl Deliverer {
                 }
             }),
         }
-        match failure.into_inner().expect("failure lock") {
-            Some(e) => Err(e),
-            None => Ok(due.len()),
-        }
+        self.settle_kept()?;
+        Ok(due.len())
     }
 
-    fn attempt(&self, item: &OutboxItem) -> Attempt {
-        match item.kind.as_str() {
-            "email" => {
-                let from = item.sender.as_deref().unwrap_or(&self.default_sender);
+    /// Sends one item and decides what becomes of it.
+    fn attempt(&self, item: &OutboxItem) -> Settlement {
+        let attempt = match &item.payload {
+            Payload::Email(email) => {
+                let from = email.sender.as_deref().unwrap_or(&self.default_sender);
                 self.smtp
-                    .send(item.secret.as_deref(), from, &item.recipients, &item.payload)
+                    .send(email.secret.as_deref(), from, &email.recipients, &item.body)
             }
-            "webhook" => match webhook_request(&item.payload) {
-                Ok((url, headers, body)) => self.webhooks.post(&url, &headers, &body),
-                Err(e) => Attempt::Permanent(format!("malformed webhook in the outbox: {e}")),
-            },
-            kind @ ("user-message" | "label" | "alert") => match &self.api {
-                Some(api) => api.execute(kind, &item.module, &item.payload),
+            Payload::Webhook(hook) => self.webhooks.post(&hook.url, &hook.headers, &item.body),
+            payload @ (Payload::UserMessage(_) | Payload::Label(_) | Payload::Alert(_)) => match &self.api {
+                Some(api) => api.execute(&item.module, payload),
                 None => Attempt::Transient("waiting for the Velociraptor API to be configured".into()),
             },
-            other => Attempt::Permanent(format!("{other} actions are not delivered by this host")),
-        }
+        };
+        crate::crash_point!("delivery::after-send");
+        self.decide(item, attempt)
     }
 
-    fn settle(&self, item: &OutboxItem, attempt: Attempt, now_us: u64) -> anyhow::Result<()> {
-        let what = describe(item);
+    fn decide(&self, item: &OutboxItem, attempt: Attempt) -> Settlement {
+        let what = item.describe();
+        let kind = item.kind().as_str();
         match attempt {
             Attempt::Delivered => {
-                self.store.mark_sent(item.id, now_us)?;
-                self.metrics.sent(&item.kind);
+                self.metrics.sent(kind);
                 tracing::debug!(item = item.id, module = %item.module, "delivered {what}");
+                Settlement::Sent
             }
             Attempt::Permanent(error) => {
-                self.store.mark_dead(item.id, &error, now_us)?;
-                self.metrics.dead_lettered(&item.kind);
+                self.metrics.dead_lettered(kind);
                 tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {error}");
+                Settlement::Dead(error)
             }
             Attempt::Transient(error) => {
                 let attempts = item.attempts + 1;
-                let next = now_us + self.policy.wait(attempts).as_micros() as u64;
-                if next > item.deadline_us {
+                let now_us = self.clock.now_us();
+                let next_attempt_us = now_us.saturating_add(micros(self.policy.wait(attempts)));
+                if next_attempt_us > item.deadline_us {
                     let error = format!("gave up after {attempts} attempts: {error}");
-                    self.store.mark_dead(item.id, &error, now_us)?;
-                    self.metrics.dead_lettered(&item.kind);
+                    self.metrics.dead_lettered(kind);
                     tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {error}");
-                } else {
-                    self.store.mark_retry(item.id, next, &error, now_us)?;
-                    self.metrics.retried(&item.kind);
-                    let wait = Duration::from_micros(next - now_us);
-                    tracing::warn!(item = item.id, module = %item.module, "{what} failed ({error}); retrying in {wait:.1?}");
+                    return Settlement::Dead(error);
+                }
+                self.metrics.retried(kind);
+                let wait = Duration::from_micros(next_attempt_us - now_us);
+                tracing::warn!(item = item.id, module = %item.module, "{what} failed ({error}); retrying in {wait:.1?}");
+                Settlement::Retry { next_attempt_us, error }
+            }
+        }
+    }
+
+    /// Writes every kept outcome; stops at the first the store refuses.
+    fn settle_kept(&self) -> Result<(), StoreError> {
+        let kept: Vec<(i64, Settlement)> = self.unsettled().iter().map(|(id, s)| (*id, s.clone())).collect();
+        for (id, settlement) in kept {
+            let now_us = self.clock.now_us();
+            match &settlement {
+                Settlement::Sent => self.store.mark_sent(id, now_us)?,
+                Settlement::Retry { next_attempt_us, error } => {
+                    self.store.mark_retry(id, *next_attempt_us, error, now_us)?;
+                }
+                Settlement::Dead(error) => self.store.mark_dead(id, error, now_us)?,
+                Settlement::SetAside(unreadable) => {
+                    tracing::error!(item = id, "{unreadable}; set aside for an hour, its status unchanged");
+                    self.store
+                        .set_aside(unreadable, now_us.saturating_add(micros(UNREADABLE_AGAIN)), now_us)?;
                 }
             }
+            self.unsettled().remove(&id);
         }
         Ok(())
     }
 
     /// One digest per module and recipient list whose window has ended.
-    fn make_digests(&self, now_us: u64) -> anyhow::Result<()> {
-        let released = self.store.released(now_us, self.mail_period_s)?;
-        if released.is_empty() {
+    fn make_digests(&self, now_us: u64) -> Result<(), StoreError> {
+        let mut digests = Vec::new();
+        for module_rows in self.store.held_by_module()? {
+            let mut items = Vec::with_capacity(module_rows.len());
+            for row in module_rows {
+                match row {
+                    Ok(item) => items.push(item),
+                    Err(unreadable) => tracing::error!("{unreadable}; left held"),
+                }
+            }
+            let Some(last) = items.last() else { continue };
+            let Payload::Email(last_email) = &last.payload else {
+                continue;
+            };
+            let open = self
+                .store
+                .window_open_until(&last.module, last_email.send_interval_s, self.mail_period_s)?;
+            if open.is_some_and(|end| end > now_us) {
+                continue;
+            }
+            digests.extend(self.digests_of(&items, now_us));
+        }
+        if digests.is_empty() {
             return Ok(());
         }
-        let now = Timestamp::from_unix_micros(now_us as i64);
-        let mut digests = Vec::new();
-        for module_items in released {
-            let mut by_recipients: BTreeMap<Vec<String>, Vec<&OutboxItem>> = BTreeMap::new();
-            for item in &module_items {
-                by_recipients.entry(item.recipients.clone()).or_default().push(item);
-            }
-            for (recipients, items) in by_recipients {
-                let module = &items[0].module;
-                let sender = items[0].sender.clone().unwrap_or_else(|| self.default_sender.clone());
-                let held: Vec<Held> = items
-                    .iter()
-                    .map(|i| Held {
-                        subject: i.subject.clone().unwrap_or_default(),
-                        link: i.link.clone(),
-                        at: Timestamp::from_unix_micros(i.created_us as i64),
-                    })
-                    .collect();
-                let window = match items.last().map(|i| i.send_interval) {
-                    Some(0) => Some(60),
-                    Some(s) if s > 0 => Some(s as u64),
-                    _ => None,
-                };
-                let identity = format!("digest/{module}/{}/{}", items[0].id, now_us);
-                let (subject, message) = build_digest(&Digest {
-                    module,
-                    sender: &sender,
-                    recipients: &recipients,
-                    held: &held,
-                    window_seconds: window,
-                    now,
-                    identity: &identity,
-                });
-                let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-                let digest = NewItem {
-                    module: module.clone(),
-                    kind: "email",
-                    event: None,
-                    secret: items[0].secret.clone(),
-                    sender: Some(sender),
-                    recipients,
-                    subject: Some(subject),
-                    link: None,
-                    payload: message,
-                    send_interval: -1,
-                    status: Status::Pending,
-                };
-                digests.push((ids, digest));
-            }
-        }
-        let deadline = now_us + self.policy.deadline.as_micros() as u64;
+        let deadline = now_us.saturating_add(micros(self.policy.deadline));
         let ids = self.store.fold_into_digests(&digests, now_us, deadline)?;
         for ((held, digest), id) in digests.iter().zip(ids) {
             self.metrics.digest();
@@ -274,6 +334,69 @@ impl Deliverer {
             );
         }
         Ok(())
+    }
+
+    /// The digests of one module's held e-mails, one per recipient list,
+    /// with the ids of the items each replaces.
+    fn digests_of(&self, items: &[OutboxItem], now_us: u64) -> Vec<(Vec<i64>, NewItem)> {
+        let mut by_recipients: BTreeMap<Vec<String>, Vec<(&OutboxItem, &EmailPayload)>> = BTreeMap::new();
+        for item in items {
+            if let Payload::Email(email) = &item.payload {
+                by_recipients
+                    .entry(email.recipients.clone())
+                    .or_default()
+                    .push((item, email));
+            }
+        }
+        let now = Timestamp::from_unix_micros(i64::try_from(now_us).unwrap_or(i64::MAX));
+        by_recipients
+            .into_iter()
+            .map(|(recipients, group)| {
+                let (first, first_email) = group[0];
+                let module = &first.module;
+                let sender = first_email
+                    .sender
+                    .clone()
+                    .unwrap_or_else(|| self.default_sender.clone());
+                let held: Vec<Held> = group
+                    .iter()
+                    .map(|(item, email)| Held {
+                        subject: email.subject.clone(),
+                        link: email.link.clone(),
+                        at: Timestamp::from_unix_micros(i64::try_from(item.created_us).unwrap_or(i64::MAX)),
+                    })
+                    .collect();
+                let window = group
+                    .last()
+                    .and_then(|(_, e)| crate::store::window_seconds(e.send_interval_s));
+                let identity = format!("digest/{module}/{}/{now_us}", first.id);
+                let (subject, message) = build_digest(&Digest {
+                    module,
+                    sender: &sender,
+                    recipients: &recipients,
+                    held: &held,
+                    window_seconds: window,
+                    now,
+                    identity: &identity,
+                });
+                let ids: Vec<i64> = group.iter().map(|(item, _)| item.id).collect();
+                let digest = NewItem {
+                    module: module.clone(),
+                    event: None,
+                    status: Status::Pending,
+                    payload: Payload::Email(EmailPayload {
+                        secret: first_email.secret.clone(),
+                        sender: Some(sender),
+                        recipients,
+                        subject,
+                        link: None,
+                        send_interval_s: -1,
+                    }),
+                    body: message,
+                };
+                (ids, digest)
+            })
+            .collect()
     }
 }
 
@@ -296,38 +419,4 @@ fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         next = error.source();
     }
     None
-}
-
-/// "e-mail 12 to a@b (Subject)" for log lines.
-fn describe(item: &OutboxItem) -> String {
-    let to = item.recipients.join(", ");
-    match &item.subject {
-        Some(subject) => format!("{} {} to {to} ({subject:?})", item.kind, item.id),
-        None => format!("{} {} to {to}", item.kind, item.id),
-    }
-}
-
-/// A webhook's URL, headers and body, as stored in the outbox.
-type WebhookRequest = (String, Vec<(String, String)>, Vec<u8>);
-
-/// The URL, headers and body of a webhook stored in the outbox.
-fn webhook_request(payload: &[u8]) -> Result<WebhookRequest, String> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let url = value["url"].as_str().ok_or("no url")?.to_string();
-    let headers = value["headers"]
-        .as_array()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| Some((h.get(0)?.as_str()?.to_string(), h.get(1)?.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body = match (value["body"].as_str(), value["body_base64"].as_str()) {
-        (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|e| e.to_string())?,
-        (None, None) => Vec::new(),
-    };
-    Ok((url, headers, body))
 }

@@ -12,7 +12,21 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 
 use super::{Attempt, tls_failure};
-use crate::config::SmtpSection;
+
+/// The fields of Velociraptor's "SMTP Creds" secret: `[smtp]`, and each
+/// named secret (`[secrets.notify_mail_secret]`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub server: Option<String>,
+    pub server_port: Option<u16>,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub skip_verify: bool,
+    pub root_ca: Option<String>,
+}
 
 /// The SMTP settings of every secret, and a transport per secret.
 pub struct SmtpSenders {

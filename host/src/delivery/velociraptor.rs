@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Attempt;
+use crate::store::{AlertPayload, Payload};
 use crate::velociraptor::client::{ApiClient, ApiError};
-use crate::velociraptor::events::PUSHED_MARK;
-use crate::velociraptor::vql;
+use crate::velociraptor::{PUSHED_MARK, vql};
 
 /// Runs outbox items of kinds `user-message`, `label` and `alert` as VQL.
 #[derive(Debug, Clone)]
@@ -23,35 +23,38 @@ impl ApiActions {
         Self { client, timeout }
     }
 
-    /// Executes one item; `payload` is the action as the outbox keeps it.
-    pub fn execute(&self, kind: &str, module: &str, payload: &[u8]) -> Attempt {
-        let action: Value = match serde_json::from_slice(payload) {
-            Ok(value) => value,
-            Err(e) => return Attempt::Permanent(format!("malformed {kind} in the outbox: {e}")),
-        };
-        let org = action["org_id"].as_str().unwrap_or_default();
-        let text = |key: &str| action[key].as_str().unwrap_or_default().to_string();
-        let (statement, env, column) = match kind {
-            "user-message" => (
+    /// Executes one outbox item of a user message, a label change or an
+    /// alert.
+    pub fn execute(&self, module: &str, payload: &Payload) -> Attempt {
+        let (org, statement, env, column) = match payload {
+            Payload::UserMessage(m) => (
+                &m.org_id,
                 vql::USER_MESSAGE,
-                vec![("User", text("user")), ("Message", action["message"].to_string())],
+                vec![
+                    ("User", m.user.clone()),
+                    ("Message", Value::Object(m.message.clone()).to_string()),
+                ],
                 "Sent",
             ),
-            "label" => (
+            Payload::Label(l) => (
+                &l.org_id,
                 vql::LABEL,
                 vec![
-                    ("ClientId", text("client_id")),
-                    ("Labels", action["labels"].to_string()),
-                    ("Op", text("op")),
+                    ("ClientId", l.client_id.clone()),
+                    ("Labels", json!(l.labels).to_string()),
+                    ("Op", l.op.as_str().to_string()),
                 ],
                 "Done",
             ),
-            "alert" => (
+            Payload::Alert(a) => (
+                &a.org_id,
                 vql::PUSH_ALERT,
-                vec![("Row", alert_row(&action, module).to_string())],
+                vec![("Row", alert_row(a, module).to_string())],
                 "Sent",
             ),
-            other => return Attempt::Permanent(format!("{other} actions are not executed through the API")),
+            other => {
+                return Attempt::Permanent(format!("{} items are not executed through the API", other.kind()));
+            }
         };
         match self.client.query_blocking(statement, &env, org, self.timeout) {
             Err(error @ ApiError::Unavailable { .. }) => Attempt::Transient(error.to_string()),
@@ -74,14 +77,20 @@ impl ApiActions {
 }
 
 /// An alert as a `Server.Internal.Alerts` row, marked as velonotify's own.
-fn alert_row(action: &Value, module: &str) -> Value {
+fn alert_row(alert: &AlertPayload, module: &str) -> Value {
     let mut row = json!({
-        "name": action["name"],
-        "timestamp": action["timestamp"],
-        "event_data": action["event_data"],
+        "name": alert.name,
+        "timestamp": alert.timestamp,
+        "event_data": alert.event_data,
     });
-    for key in ["client_id", "artifact", "artifact_type", "flow_id"] {
-        if let Some(value) = action[key].as_str().filter(|v| !v.is_empty()) {
+    let optional = [
+        ("client_id", &alert.client_id),
+        ("artifact", &alert.artifact),
+        ("artifact_type", &alert.artifact_type),
+        ("flow_id", &alert.flow_id),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             row[key] = Value::String(value.to_string());
         }
     }

@@ -1,7 +1,8 @@
 //! The wasmtime side of the host: one engine, components compiled once
-//! and cached on disk, and rule module instances that run sandboxed.
+//! and cached on disk, the WIT version check, and rule module instances
+//! that run sandboxed (memory limit, call deadline, WASI granting nothing),
+//! their host interfaces answered by a [`CallContext`].
 
-mod bindings;
 mod cache;
 mod module;
 mod sandbox;
@@ -13,15 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 
-pub use self::bindings::{
-    Action, Alert, Email, Event, Failure, LabelChange, LabelOp, LogLevel, ModuleInfo, ParamKind, Setup,
-};
+use crate::capabilities::CallContext;
+use crate::contract::{RuleModule, RuleModulePre};
+
 pub use self::cache::digest;
 pub use self::module::{CallError, CallOutcome, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
-pub use self::sandbox::{MemoryLimitExceeded, SandboxLimits, SharedClock};
+pub use self::sandbox::{MemoryLimitExceeded, SandboxLimits};
 pub use self::wit_version::{HOST_VERSION as WIT_VERSION, PACKAGE as WIT_PACKAGE};
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -74,7 +75,7 @@ impl std::fmt::Display for Allocator {
 /// A compiled component that fits the host, ready to instantiate.
 #[derive(Clone)]
 pub struct Loaded {
-    pub(crate) pre: bindings::RuleModulePre<StoreData>,
+    pub(crate) pre: RuleModulePre<StoreData>,
     /// SHA-256 of the component file, in hex: which build this is.
     pub digest: String,
 }
@@ -150,7 +151,9 @@ impl Engine {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
+        // Every interface of the world, answered by the module's call context.
+        RuleModule::add_to_linker::<StoreData, HasSelf<CallContext>>(&mut linker, |data| &mut data.call)
+            .map_err(anyhow::Error::from)?;
         let cache = options.cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
@@ -193,14 +196,12 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} does not fit velonotify's host (its imports)", path.display()))?;
-        let pre = bindings::RuleModulePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "{} is not a velociraptor:notify rule-module (its exports)",
-                    path.display()
-                )
-            })?;
+        let pre = RuleModulePre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+            format!(
+                "{} is not a velociraptor:notify rule-module (its exports)",
+                path.display()
+            )
+        })?;
         Ok(Loaded { pre, digest })
     }
 

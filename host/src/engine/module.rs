@@ -1,41 +1,33 @@
 //! A running rule module: its instance, its calls, and what happens when a
 //! call traps.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::{Action, Event, Failure, LogLevel, ModuleInfo, RuleModule, RuleModulePre, Setup};
-use super::sandbox::{CallContext, MemoryLimitExceeded, SandboxLimits, SharedClock, StoreData};
+use super::sandbox::{MemoryLimitExceeded, SandboxLimits, StoreData};
 use super::{EPOCH_TICK, Engine, Loaded};
-use crate::lookups::{HostFacts, Lookups};
-use crate::state::StateStore;
+use crate::capabilities::{CallContext, Grants};
+use crate::clock::CallTime;
+use crate::contract::{Action, Event, Failure, LogLevel, ModuleInfo, RuleModule, RuleModulePre, Setup};
 
 /// Everything needed to start a module.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ModuleSpec {
     /// The instance's name (unique in a configuration).
     pub name: String,
     pub params: Vec<(String, String)>,
     pub limits: SandboxLimits,
-    /// The org whose events and lookups the module gets.
-    pub org_id: String,
-    pub lookups: Arc<dyn Lookups>,
-    /// What modules are told about this host.
-    pub facts: HostFacts,
-    pub state: Arc<StateStore>,
-    pub clock: SharedClock,
-    /// Hosts the module's webhooks may post to.
-    pub allowed_hosts: Vec<String>,
+    /// What the module may use of the host (its org is its lookups' org).
+    pub grants: Grants,
+    /// The time its calls see, set by whoever calls it.
+    pub time: CallTime,
 }
 
-impl std::fmt::Debug for ModuleSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModuleSpec")
-            .field("name", &self.name)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+impl ModuleSpec {
+    /// The org whose events and lookups the module gets.
+    pub fn org_id(&self) -> &str {
+        &self.grants.lookups.org_id
     }
 }
 
@@ -169,7 +161,7 @@ impl Module {
         let mut spec = spec;
         if spec.name.is_empty() {
             spec.name = info.name.clone();
-            live.store.data_mut().call.module = spec.name.clone();
+            live.store.data_mut().call.rename(&spec.name);
         }
         let setup = configure(&mut live, &spec)?;
         Ok(Self {
@@ -223,7 +215,7 @@ impl Module {
 
     /// Whether the module wants rows of `queue` from `org_id`.
     pub fn subscribes_to(&self, queue: &str, org_id: &str) -> bool {
-        org_id == self.spec.org_id && self.setup.queues.iter().any(|q| q == queue)
+        org_id == self.spec.org_id() && self.setup.queues.iter().any(|q| q == queue)
     }
 
     /// Passes one event to the module.
@@ -252,13 +244,12 @@ impl Module {
                 logs: Vec::new(),
             };
         };
-        self.spec.clock.set_us(now_us);
-        let data = live.store.data_mut();
-        data.call.now_us = now_us;
-        data.call.logs.clear();
+        self.spec.time.set_us(now_us);
         let started = Instant::now();
         let outcome = guarded(live, self.spec.limits, f);
-        let logs = std::mem::take(&mut live.store.data_mut().call.logs);
+        crate::crash_point!("engine::after-call");
+        // A trapped call keeps none of its state writes.
+        let logs = live.store.data_mut().call.end_call(outcome.is_err());
         let result = match outcome {
             Ok(Ok(actions)) => {
                 self.stats.handled += 1;
@@ -298,17 +289,9 @@ impl Module {
 }
 
 fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: &ModuleSpec) -> wasmtime::Result<Live> {
-    let call = CallContext {
-        module: spec.name.clone(),
-        org_id: spec.org_id.clone(),
-        now_us: spec.clock.now_us(),
-        clock: spec.clock.clone(),
-        lookups: spec.lookups.clone(),
-        facts: spec.facts.clone(),
-        state: spec.state.clone(),
-        logs: Vec::new(),
-    };
-    let mut store = Store::new(engine, StoreData::new(call, spec.limits));
+    let call = CallContext::new(&spec.name, &spec.grants, spec.time.clone());
+    let data = StoreData::new(call, spec.time.clone(), spec.limits);
+    let mut store = Store::new(engine, data);
     store.limiter(|data| &mut data.limiter);
     store.set_epoch_deadline(deadline_ticks(spec.limits.deadline));
     let bindings = pre.instantiate(&mut store)?;
@@ -328,7 +311,10 @@ fn configure(live: &mut Live, spec: &ModuleSpec) -> Result<Setup, StartError> {
         deadline: (spec.limits.deadline * CONFIGURE_DEADLINE_FACTOR).max(MIN_CONFIGURE_DEADLINE),
         ..spec.limits
     };
-    match guarded(live, limits, |b, s| b.call_configure(s, &params)) {
+    let outcome = guarded(live, limits, |b, s| b.call_configure(s, &params));
+    // Configuring belongs to no input: whatever it wrote or logged goes.
+    live.store.data_mut().call.end_call(true);
+    match outcome {
         Ok(Ok(setup)) => Ok(setup),
         Ok(Err(Failure::BadConfig(e))) => Err(StartError::Param {
             param: e.param,

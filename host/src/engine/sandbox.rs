@@ -1,19 +1,17 @@
 //! What a rule module's store holds, and the walls around it: WASI with
-//! nothing granted, a memory limit, a virtual clock, captured stderr, and
-//! the per-call context the host interface answers from.
+//! nothing granted, a memory limit, the call's clock, captured stderr, and
+//! the call context the host's interfaces answer from.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::LogLevel;
-use crate::lookups::{HostFacts, Lookups};
-use crate::state::StateStore;
+use crate::capabilities::CallContext;
+use crate::clock::CallTime;
 
 /// Limits of one module instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +20,6 @@ pub struct SandboxLimits {
     pub deadline: Duration,
     /// Largest linear memory, in bytes.
     pub memory_bytes: usize,
-    /// Most actions one call may produce; a call producing more keeps none.
-    pub max_actions: usize,
-    /// Largest action in bytes, below the host's limits per kind.
-    pub max_action_bytes: Option<u64>,
 }
 
 impl Default for SandboxLimits {
@@ -33,11 +27,12 @@ impl Default for SandboxLimits {
         Self {
             deadline: Duration::from_millis(500),
             memory_bytes: 256 << 20,
-            max_actions: 100,
-            max_action_bytes: None,
         }
     }
 }
+
+/// What a module may write to stderr (a panic message) per call, at most.
+const STDERR_CAPACITY: usize = 16 * 1024;
 
 /// The data of a module's store.
 pub struct StoreData {
@@ -51,7 +46,7 @@ pub struct StoreData {
 impl std::fmt::Debug for StoreData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreData")
-            .field("module", &self.call.module)
+            .field("module", &self.call.module())
             .finish_non_exhaustive()
     }
 }
@@ -60,13 +55,12 @@ impl StoreData {
     /// A store with WASI that grants nothing: no preopened directories, no
     /// sockets, no environment, no arguments; stdout discarded, stderr
     /// captured (panic messages), and clocks that read the host's clock.
-    pub fn new(call: CallContext, limits: SandboxLimits) -> Self {
+    pub fn new(call: CallContext, time: CallTime, limits: SandboxLimits) -> Self {
         let stderr = GuestOutput::new(STDERR_CAPACITY);
-        let clock = call.clock.clone();
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
-            .wall_clock(clock.clone())
-            .monotonic_clock(clock)
+            .wall_clock(time.clone())
+            .monotonic_clock(time)
             .build();
         Self {
             wasi,
@@ -86,53 +80,6 @@ impl WasiView for StoreData {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// What the host interface needs to answer a module during one call.
-pub struct CallContext {
-    /// The module instance's name (from the configuration).
-    pub module: String,
-    pub org_id: String,
-    pub now_us: u64,
-    pub clock: SharedClock,
-    pub lookups: Arc<dyn Lookups>,
-    pub facts: HostFacts,
-    pub state: Arc<StateStore>,
-    /// Log lines of the current call, bounded.
-    pub logs: Vec<(LogLevel, String)>,
-}
-
-impl std::fmt::Debug for CallContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallContext")
-            .field("module", &self.module)
-            .field("org_id", &self.org_id)
-            .field("now_us", &self.now_us)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A call may log this many lines of at most this many bytes; the rest is
-/// counted, not kept.
-const MAX_LOG_LINES: usize = 100;
-const MAX_LOG_LINE: usize = 4096;
-const STDERR_CAPACITY: usize = 16 * 1024;
-
-impl CallContext {
-    pub(crate) fn log(&mut self, level: LogLevel, mut message: String) {
-        if self.logs.len() >= MAX_LOG_LINES {
-            return;
-        }
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
-        self.logs.push((level, message));
     }
 }
 
@@ -166,41 +113,6 @@ impl ResourceLimiter for MemoryLimiter {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
-    }
-}
-
-/// The host's clock as the guest's WASI clocks see it: the virtual clock
-/// of a replay or the system clock, whichever the pipeline sets.
-#[derive(Debug, Clone, Default)]
-pub struct SharedClock(Arc<AtomicU64>);
-
-impl SharedClock {
-    pub fn set_us(&self, now_us: u64) {
-        self.0.store(now_us, Ordering::Relaxed);
-    }
-
-    pub fn now_us(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl HostWallClock for SharedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_micros(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::from_micros(self.now_us())
-    }
-}
-
-impl HostMonotonicClock for SharedClock {
-    fn resolution(&self) -> u64 {
-        1000
-    }
-
-    fn now(&self) -> u64 {
-        self.now_us().saturating_mul(1000)
     }
 }
 

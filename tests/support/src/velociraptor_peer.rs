@@ -23,10 +23,18 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
-use velonotify::lookups::{Lookups, World};
-use velonotify::velociraptor::proto::api_server::{Api, ApiServer};
-use velonotify::velociraptor::proto::{VqlCollectorArgs, VqlResponse};
+use velonotify::capabilities::lookups::{LookupSource, World};
 use velonotify::velociraptor::vql;
+
+use self::proto::api_server::{Api, ApiServer};
+use self::proto::{VqlCollectorArgs, VqlResponse};
+
+/// The server side of `host/proto/velociraptor_api.proto`, generated for
+/// this stand-in only (the host builds the client).
+#[allow(missing_debug_implementations, unused_qualifications, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("proto");
+}
 
 /// A certificate authority and what it signed, as Velociraptor sets them up.
 pub struct TestPki {
@@ -407,7 +415,7 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
     let world = &shared.world;
     let var = |k: &str| env.get(k).cloned().unwrap_or_default();
     let num = |k: &str| var(k).parse::<u64>().unwrap_or(0);
-    let unavailable = |e: velonotify::lookups::LookupError| Status::internal(e.to_string());
+    let unavailable = |e: velonotify_core::host::LookupError| Status::internal(e.to_string());
     let one = |v: Option<Value>| vec![v.into_iter().collect::<Vec<_>>()];
     let org = "root";
     let rows = match vql_text {

@@ -1,0 +1,462 @@
+//! The `lookups` interface: what a module may read of Velociraptor.
+//!
+//! Answers come from a [`LookupSource`]: the offline world file
+//! ([`World`], `[lookups] world`, and replays) or the Velociraptor API
+//! ([`ApiLookups`], `[velociraptor]`). Answers are JSON with Velociraptor's
+//! field names and units.
+//!
+//! Policy: a module's `lookups = [...]` names the lookups it may make
+//! ([`LookupPolicy`], checked when the module loads); the others answer
+//! `denied`. Without it, every lookup is allowed.
+//!
+//! Adding a lookup: its function in `wit/lookups.wit`, a [`LookupName`],
+//! a method of [`LookupSource`] answered by [`World`] and [`ApiLookups`], the
+//! two interface impls at the end of this file, and in the guest SDK
+//! (`velonotify_core::host::Lookups` and the SDK's `WitHost`).
+
+mod api;
+mod world;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value;
+use velonotify_core::host::{Lookup, LookupError, ResultPage, ServerInfo};
+
+pub use self::api::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S};
+pub use self::world::{World, WorldError};
+use super::CallContext;
+use crate::contract;
+
+/// A lookup's answer.
+pub type LookupAnswer<T> = Result<T, LookupError>;
+
+/// The lookups, by the names a module's configuration uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LookupName {
+    ClientInfo,
+    ClientMetadata,
+    Clients,
+    Flow,
+    FlowResults,
+    FlowUploads,
+    Hunt,
+    Artifact,
+    EventTables,
+    Users,
+    MonitoringLogs,
+    AuditLog,
+}
+
+impl LookupName {
+    pub const ALL: [LookupName; 12] = [
+        LookupName::ClientInfo,
+        LookupName::ClientMetadata,
+        LookupName::Clients,
+        LookupName::Flow,
+        LookupName::FlowResults,
+        LookupName::FlowUploads,
+        LookupName::Hunt,
+        LookupName::Artifact,
+        LookupName::EventTables,
+        LookupName::Users,
+        LookupName::MonitoringLogs,
+        LookupName::AuditLog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupName::ClientInfo => "client_info",
+            LookupName::ClientMetadata => "client_metadata",
+            LookupName::Clients => "clients",
+            LookupName::Flow => "flow",
+            LookupName::FlowResults => "flow_results",
+            LookupName::FlowUploads => "flow_uploads",
+            LookupName::Hunt => "hunt",
+            LookupName::Artifact => "artifact",
+            LookupName::EventTables => "event_tables",
+            LookupName::Users => "users",
+            LookupName::MonitoringLogs => "monitoring_logs",
+            LookupName::AuditLog => "audit_log",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.as_str() == name)
+    }
+}
+
+/// Which lookups a module may make.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupPolicy {
+    /// None: every lookup.
+    allowed: Option<BTreeSet<LookupName>>,
+}
+
+impl LookupPolicy {
+    /// The policy of a module's `lookups = [...]` (None: every lookup).
+    /// Fails naming the first entry that is not a lookup.
+    pub fn from_config(names: Option<&[String]>) -> Result<Self, String> {
+        let Some(names) = names else {
+            return Ok(Self::default());
+        };
+        let allowed = names
+            .iter()
+            .map(|name| {
+                LookupName::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = LookupName::ALL.iter().map(|n| n.as_str()).collect();
+                    format!("unknown lookup {name:?} (known: {})", known.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { allowed: Some(allowed) })
+    }
+
+    fn check(&self, name: LookupName) -> Result<(), LookupError> {
+        match &self.allowed {
+            Some(allowed) if !allowed.contains(&name) => Err(LookupError::Denied(format!(
+                "lookup {} is not in the module's `lookups`",
+                name.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The org of events that name none, unless `[server] org_id` says.
+pub const DEFAULT_ORG: &str = "root";
+
+/// `[server]`: facts about the Velociraptor server.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `GUI.public_url`, for links in e-mails.
+    pub public_url: Option<String>,
+    /// The org of events that do not name one.
+    pub org_id: Option<String>,
+}
+
+impl ServerSection {
+    /// The org of events that do not name one.
+    pub fn org(&self) -> &str {
+        self.org_id.as_deref().unwrap_or(DEFAULT_ORG)
+    }
+}
+
+/// `[lookups]`: where answers come from when no Velociraptor server does.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupsSection {
+    /// An offline world file.
+    pub world: Option<std::path::PathBuf>,
+}
+
+/// Facts about a Velociraptor org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgInfo {
+    pub org_id: String,
+    pub org_name: String,
+    /// The GUI's public URL, for links.
+    pub public_url: Option<String>,
+}
+
+/// Facts about this host that modules are told (from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The From address of modules that set none.
+    pub default_sender: String,
+    /// The largest e-mail the host accepts.
+    pub max_email_bytes: u64,
+}
+
+impl HostFacts {
+    /// What a module's `server()` call answers for `org`.
+    pub fn server_info(&self, org: OrgInfo) -> ServerInfo {
+        ServerInfo {
+            org_id: org.org_id,
+            org_name: org.org_name,
+            public_url: org.public_url,
+            default_sender: self.default_sender.clone(),
+            max_email_bytes: self.max_email_bytes,
+        }
+    }
+}
+
+/// Where answers come from: a Velociraptor server or the world file. Each
+/// lookup is asked for one org (`wit/lookups.wit` says what each answers).
+pub trait LookupSource: Send + Sync {
+    fn org_info(&self, org_id: &str) -> OrgInfo;
+    fn client_info(&self, org_id: &str, client_id: &str) -> LookupAnswer<Option<Value>>;
+    fn client_metadata(&self, org_id: &str, client_id: &str) -> LookupAnswer<Option<Value>>;
+    fn clients(&self, org_id: &str, label: Option<&str>) -> LookupAnswer<Vec<Value>>;
+    fn flow(&self, org_id: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Option<Value>>;
+    fn flow_results(
+        &self,
+        org_id: &str,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> LookupAnswer<ResultPage>;
+    fn flow_uploads(&self, org_id: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Vec<Value>>;
+    fn hunt(&self, org_id: &str, hunt_id: &str) -> LookupAnswer<Option<Value>>;
+    fn artifact(&self, org_id: &str, name: &str) -> LookupAnswer<Option<Value>>;
+    fn event_tables(&self, org_id: &str) -> LookupAnswer<Value>;
+    fn users(&self, org_id: &str) -> LookupAnswer<Vec<Value>>;
+    /// Rows written after `since_ms` and up to `until_ms` (the host's
+    /// clock: a replay must not see log lines written after its "now").
+    fn monitoring_logs(
+        &self,
+        org_id: &str,
+        client_id: &str,
+        artifact: &str,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> LookupAnswer<Vec<Value>>;
+    fn audit_log(&self, org_id: &str, since_us: u64) -> LookupAnswer<Vec<Value>>;
+
+    /// Applies a label change the way the server would, for sources that
+    /// stand in for a server (a replay's world). A real server sees the
+    /// change when the action is delivered.
+    fn apply_label_change(&self, _org_id: &str, _client_id: &str, _add: bool, _labels: &[String]) {}
+}
+
+/// The first rows of a result set, at most `max_rows` of them and at most
+/// `max_bytes` of JSON, with the set's size.
+pub fn result_page(rows: &[Value], max_rows: Option<u32>, max_bytes: Option<u64>, total_rows: u64) -> ResultPage {
+    let max_rows = max_rows.map_or(usize::MAX, |m| m as usize);
+    let mut budget = max_bytes.unwrap_or(u64::MAX);
+    let mut page = Vec::new();
+    for row in rows.iter().take(max_rows) {
+        let size = row.to_string().len() as u64;
+        if size > budget {
+            break;
+        }
+        budget -= size;
+        page.push(row.clone());
+    }
+    ResultPage { rows: page, total_rows }
+}
+
+/// One module's lookups: its org, its source and its policy.
+#[derive(Clone)]
+pub struct ModuleLookups {
+    pub org_id: String,
+    pub source: Arc<dyn LookupSource>,
+    pub policy: LookupPolicy,
+    pub facts: HostFacts,
+}
+
+impl std::fmt::Debug for ModuleLookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleLookups")
+            .field("org_id", &self.org_id)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleLookups {
+    /// The source's answer for this module's org, if the policy allows.
+    fn ask<T>(&self, name: LookupName, answer: impl FnOnce(&dyn LookupSource, &str) -> Lookup<T>) -> Lookup<T> {
+        self.policy.check(name)?;
+        answer(self.source.as_ref(), &self.org_id)
+    }
+}
+
+impl velonotify_core::host::Lookups for CallContext {
+    fn server_info(&self) -> ServerInfo {
+        let org = self.lookups.source.org_info(&self.lookups.org_id);
+        self.lookups.facts.server_info(org)
+    }
+    fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
+        self.lookups
+            .ask(LookupName::ClientInfo, |s, org| s.client_info(org, client_id))
+    }
+    fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
+        self.lookups
+            .ask(LookupName::ClientMetadata, |s, org| s.client_metadata(org, client_id))
+    }
+    fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
+        self.lookups.ask(LookupName::Clients, |s, org| s.clients(org, label))
+    }
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+        self.lookups
+            .ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))
+    }
+    fn flow_results(
+        &self,
+        client_id: &str,
+        flow_id: &str,
+        source: &str,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Lookup<ResultPage> {
+        self.lookups.ask(LookupName::FlowResults, |s, org| {
+            s.flow_results(org, client_id, flow_id, source, max_rows, max_bytes)
+        })
+    }
+    fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
+        self.lookups.ask(LookupName::FlowUploads, |s, org| {
+            s.flow_uploads(org, client_id, flow_id)
+        })
+    }
+    fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
+        self.lookups.ask(LookupName::Hunt, |s, org| s.hunt(org, hunt_id))
+    }
+    fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
+        self.lookups.ask(LookupName::Artifact, |s, org| s.artifact(org, name))
+    }
+    fn event_tables(&self) -> Lookup<Value> {
+        self.lookups.ask(LookupName::EventTables, |s, org| s.event_tables(org))
+    }
+    fn users(&self) -> Lookup<Vec<Value>> {
+        self.lookups.ask(LookupName::Users, |s, org| s.users(org))
+    }
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
+        let until_ms = self.time.now_us() / 1000;
+        self.lookups.ask(LookupName::MonitoringLogs, |s, org| {
+            s.monitoring_logs(org, client_id, artifact, since_ms, until_ms)
+        })
+    }
+    fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
+        self.lookups
+            .ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
+    }
+}
+
+/// Lookup errors and answers as the interface passes them: JSON text.
+fn wit_error(e: LookupError) -> contract::LookupError {
+    match e {
+        LookupError::Unavailable(m) => contract::LookupError::Unavailable(m),
+        LookupError::Denied(m) => contract::LookupError::Denied(m),
+    }
+}
+
+fn one(answer: Lookup<Option<Value>>) -> Result<Option<String>, contract::LookupError> {
+    answer.map(|v| v.map(|v| v.to_string())).map_err(wit_error)
+}
+
+fn many(answer: Lookup<Vec<Value>>) -> Result<Vec<String>, contract::LookupError> {
+    answer
+        .map(|rows| rows.iter().map(Value::to_string).collect())
+        .map_err(wit_error)
+}
+
+impl contract::lookups::Host for CallContext {
+    fn server(&mut self) -> contract::ServerInfo {
+        let info = velonotify_core::host::Lookups::server_info(self);
+        contract::ServerInfo {
+            org_id: info.org_id,
+            org_name: info.org_name,
+            public_url: info.public_url,
+            default_sender: info.default_sender,
+            max_email_bytes: info.max_email_bytes,
+        }
+    }
+    fn client_info(&mut self, client_id: String) -> Result<Option<String>, contract::LookupError> {
+        one(velonotify_core::host::Lookups::client_info(self, &client_id))
+    }
+    fn client_metadata(&mut self, client_id: String) -> Result<Option<String>, contract::LookupError> {
+        one(velonotify_core::host::Lookups::client_metadata(self, &client_id))
+    }
+    fn clients(&mut self, label: Option<String>) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::clients(self, label.as_deref()))
+    }
+    fn flow(&mut self, client_id: String, flow_id: String) -> Result<Option<String>, contract::LookupError> {
+        one(velonotify_core::host::Lookups::flow(self, &client_id, &flow_id))
+    }
+    fn flow_results(
+        &mut self,
+        client_id: String,
+        flow_id: String,
+        source: String,
+        max_rows: Option<u32>,
+        max_bytes: Option<u64>,
+    ) -> Result<contract::ResultPage, contract::LookupError> {
+        let page =
+            velonotify_core::host::Lookups::flow_results(self, &client_id, &flow_id, &source, max_rows, max_bytes)
+                .map_err(wit_error)?;
+        Ok(contract::ResultPage {
+            rows: page.rows.iter().map(Value::to_string).collect(),
+            total_rows: page.total_rows,
+        })
+    }
+    fn flow_uploads(&mut self, client_id: String, flow_id: String) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::flow_uploads(self, &client_id, &flow_id))
+    }
+    fn hunt(&mut self, hunt_id: String) -> Result<Option<String>, contract::LookupError> {
+        one(velonotify_core::host::Lookups::hunt(self, &hunt_id))
+    }
+    fn artifact(&mut self, name: String) -> Result<Option<String>, contract::LookupError> {
+        one(velonotify_core::host::Lookups::artifact(self, &name))
+    }
+    fn event_tables(&mut self) -> Result<String, contract::LookupError> {
+        velonotify_core::host::Lookups::event_tables(self)
+            .map(|v| v.to_string())
+            .map_err(wit_error)
+    }
+    fn users(&mut self) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::users(self))
+    }
+    fn monitoring_logs(
+        &mut self,
+        client_id: String,
+        artifact: String,
+        since_ms: u64,
+    ) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::monitoring_logs(
+            self, &client_id, &artifact, since_ms,
+        ))
+    }
+    fn audit_log(&mut self, since_us: u64) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::audit_log(self, since_us))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Grants, outbound::OutboundPolicy, state::StateCapability};
+    use crate::clock::CallTime;
+    use velonotify_core::host::Lookups as _;
+
+    fn context(policy: LookupPolicy) -> CallContext {
+        let world: Arc<dyn LookupSource> = Arc::new(World::parse(r#"{"users": [{"name": "ann"}]}"#).unwrap());
+        let grants = Grants {
+            lookups: ModuleLookups {
+                org_id: "root".into(),
+                source: world,
+                policy,
+                facts: HostFacts {
+                    default_sender: "v@example.org".into(),
+                    max_email_bytes: 1 << 20,
+                },
+            },
+            state: Arc::new(StateCapability::in_memory()),
+            outbound: OutboundPolicy::default(),
+        };
+        CallContext::new("m", &grants, CallTime::default())
+    }
+
+    #[test]
+    fn only_the_allowed_lookups_are_answered() {
+        let policy = LookupPolicy::from_config(Some(&["users".to_string()])).unwrap();
+        let ctx = context(policy);
+        assert_eq!(ctx.users().unwrap().len(), 1);
+        assert_eq!(
+            ctx.client_info("C.1"),
+            Err(LookupError::Denied(
+                "lookup client_info is not in the module's `lookups`".into()
+            ))
+        );
+        assert_eq!(context(LookupPolicy::default()).client_info("C.1"), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_lookup_name_is_refused() {
+        let err = LookupPolicy::from_config(Some(&["clients_info".to_string()])).unwrap_err();
+        assert!(err.starts_with("unknown lookup \"clients_info\""), "{err}");
+    }
+}

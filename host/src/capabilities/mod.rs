@@ -1,0 +1,115 @@
+//! What a module may use of the host, one capability per folder or file,
+//! as Spin's "factors" are made: each owns its interface of `wit/`, its
+//! configuration (with the defaults in code) and its per-module policy,
+//! checked when a module loads.
+//!
+//! | capability  | WIT interface | configuration                             | per-module policy |
+//! |-------------|---------------|-------------------------------------------|-------------------|
+//! | [`clock`]   | `clock`       | none (the host's clock, or a replay's)    | none              |
+//! | [`log`]     | `log`         | none                                      | lines per call    |
+//! | [`lookups`] | `lookups`     | `[lookups]`, `[velociraptor]`, `[server]` | `lookups = [...]` |
+//! | [`state`]   | `state`       | `[host] state`                            | its own keys only, bounded |
+//! | [`outbound`]| `actions`     | `[host] max_email_mib`                    | `allowed_hosts`, `max_actions`, `max_action_bytes` |
+//!
+//! One [`CallContext`] per module instance implements every interface: the
+//! WIT host traits for a component, and the core `Host` traits of
+//! `velonotify_core` for the same rule called natively (tests, benchmarks),
+//! so both paths run the same host code.
+
+pub mod clock;
+pub mod log;
+pub mod lookups;
+pub mod outbound;
+pub mod state;
+
+use std::sync::Arc;
+
+use crate::clock::CallTime;
+
+/// What one module instance is granted: built once per module from the
+/// configuration.
+#[derive(Clone)]
+pub struct Grants {
+    pub lookups: lookups::ModuleLookups,
+    pub state: Arc<state::StateCapability>,
+    pub outbound: outbound::OutboundPolicy,
+}
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grants")
+            .field("lookups", &self.lookups)
+            .field("outbound", &self.outbound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grants {
+    /// Every lookup of `org` from `source`, state in memory, the default
+    /// outbound policy: for a rule called natively (tests, benchmarks).
+    pub fn native(source: Arc<dyn lookups::LookupSource>, org_id: &str, facts: lookups::HostFacts) -> Self {
+        Self {
+            lookups: lookups::ModuleLookups {
+                org_id: org_id.to_string(),
+                source,
+                policy: lookups::LookupPolicy::default(),
+                facts,
+            },
+            state: Arc::new(state::StateCapability::in_memory()),
+            outbound: outbound::OutboundPolicy::default(),
+        }
+    }
+}
+
+/// What the host's interfaces answer a module from, during its calls.
+pub struct CallContext {
+    /// The module instance's name (from the configuration).
+    module: String,
+    time: CallTime,
+    log: log::CallLog,
+    lookups: lookups::ModuleLookups,
+    state: state::ModuleState,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("module", &self.module)
+            .field("now_us", &self.time.now_us())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallContext {
+    /// The context of module `name`, whose calls see the time `time`.
+    pub fn new(name: &str, grants: &Grants, time: CallTime) -> Self {
+        Self {
+            module: name.to_string(),
+            time,
+            log: log::CallLog::default(),
+            lookups: grants.lookups.clone(),
+            state: state::ModuleState::new(grants.state.clone(), name),
+        }
+    }
+
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// A module configured without a name takes the one it gives itself.
+    pub fn rename(&mut self, name: &str) {
+        self.module = name.to_string();
+        self.state.rename(name);
+    }
+
+    /// Ends a call: what it wrote to its state is kept for the input's
+    /// commit unless the call trapped. Returns what it logged.
+    pub fn end_call(&mut self, trapped: bool) -> Vec<(crate::contract::LogLevel, String)> {
+        self.state.end_call(!trapped);
+        self.log.take()
+    }
+}
+
+/// The interfaces that only hold types: nothing to implement.
+impl crate::contract::velociraptor::notify::types::Host for CallContext {}
+impl crate::contract::velociraptor::notify::actions::Host for CallContext {}

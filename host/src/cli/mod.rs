@@ -1,0 +1,436 @@
+//! The `velonotify` command line, and the wiring of the other rooms into
+//! a running host: the configuration ([`config`]), the modules started
+//! from it ([`runtime`]), and the service of `run` ([`service`]).
+
+pub mod config;
+pub mod runtime;
+pub mod service;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use self::config::Config;
+use self::runtime::{Overrides, Runtime, load_world};
+use crate::clock::{Clock, micros};
+use crate::contract::ParamKind;
+use crate::pipeline::Pipeline;
+use crate::pipeline::files::FileOutbox;
+use crate::pipeline::outbox::{Level, Outbox};
+use crate::sources::JsonlSource;
+use crate::store::{OutboxItem, Status, Store};
+
+/// Alerting and notifications for Velociraptor, with rule modules that run
+/// as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "velonotify", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Feed recorded events through the modules offline and write what they
+    /// produce into a directory.
+    Replay(ReplayArgs),
+    /// Load and validate the configuration and every module; print what
+    /// would run.
+    Check(CommonArgs),
+    /// Run as a service: events from the Velociraptor API and the HTTP
+    /// ingest endpoint when configured, else JSON lines on stdin; actions
+    /// into the durable outbox and delivered with retries. At the end of
+    /// stdin, what is left is delivered before it exits.
+    Run(CommonArgs),
+    /// Inspect and act on the delivery outbox.
+    Outbox(OutboxArgs),
+    /// Ask the running `velonotify run` of this configuration to look at
+    /// its module files now and swap in those that changed (sends SIGHUP
+    /// to the process named in its pid file, beside the state database).
+    Reload(ReloadArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReloadArgs {
+    /// The configuration file (TOML) of the running service.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct OutboxArgs {
+    /// The configuration file (TOML): the outbox is in its state database.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    action: OutboxAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// List items, newest first, with counts per status.
+    List {
+        /// Only items with this status (pending, held, sent, dead, dropped,
+        /// digested, waiting-api).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead-lettered items back in line (all of them without ids).
+    Retry { ids: Vec<i64> },
+    /// Delete finished items (sent, dead, dropped, digested).
+    Purge {
+        /// Only items with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only items last updated at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        older_than_s: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// The configuration file (TOML).
+    #[arg(short, long, value_name = "CONFIG")]
+    config: PathBuf,
+    /// Where module components are looked up (overrides `host.modules_dir`).
+    #[arg(long, value_name = "DIR")]
+    modules_dir: Option<PathBuf>,
+    /// Where compiled components are cached (overrides `host.cache_dir`).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Events as JSON lines (`-` for stdin), each a row as watch_monitoring()
+    /// emits it. Without events, give --start and --end: periodic modules
+    /// still get their ticks (a replay of monitoring logs alone).
+    #[arg(long, value_name = "FILE", required_unless_present_all = ["start", "end"])]
+    events: Option<PathBuf>,
+    /// The offline answers to lookups (overrides `lookups.world`).
+    #[arg(long, value_name = "WORLD")]
+    world: Option<PathBuf>,
+    /// The output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The queue of rows that carry no `_Source` (a dump of one queue).
+    #[arg(long, value_name = "QUEUE")]
+    queue: Option<String>,
+    /// Start of the virtual clock, epoch seconds (default: the first row's `_ts`).
+    #[arg(long, value_name = "TS")]
+    start: Option<u64>,
+    /// End of the virtual clock, epoch seconds (default: the last row's `_ts`).
+    #[arg(long, value_name = "TS")]
+    end: Option<u64>,
+    /// Keep state (alert dedup, cursors, module state) in this database, so
+    /// that a later replay carries on from it (default: memory, forgotten).
+    #[arg(long, value_name = "DB")]
+    state: Option<PathBuf>,
+}
+
+/// Runs the command line; errors are printed with their causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    crate::failpoints::setup();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Check(args) => check(args),
+        Command::Run(args) => run(args),
+        Command::Outbox(args) => outbox(args),
+        Command::Reload(args) => reload(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VELONOTIFY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn overrides(common: &CommonArgs, world: Option<PathBuf>) -> Overrides {
+    Overrides {
+        modules_dir: common.modules_dir.clone(),
+        world,
+        cache_dir: common.cache_dir.clone(),
+        state: None,
+    }
+}
+
+fn event_reader(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, String)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(BufReader::new(std::io::stdin())), "stdin".into()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening events file {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, file)), name))
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.common.config)?;
+    let overrides = Overrides {
+        state: args.state.clone(),
+        ..overrides(&args.common, args.world.clone())
+    };
+    let mut runtime = Runtime::start(&config, &overrides, Clock::virtual_at(0))?;
+    let mut out = FileOutbox::fresh(&args.out, runtime.store())?.with_trace_level(Level::Warn);
+    let source = match &args.events {
+        Some(path) => {
+            let (reader, name) = event_reader(path)?;
+            let source = JsonlSource::new(reader, &name, config.default_org(), config.max_event_bytes());
+            Some(source.with_default_queue(args.queue))
+        }
+        None => None,
+    };
+
+    let pipeline = &mut runtime.pipeline;
+    // Each input's state is stored before the next, as in `run`.
+    let commit = |pipeline: &mut Pipeline, out: &mut FileOutbox| out.commit(&pipeline.take_staged_state());
+    if let Some(start) = args.start {
+        pipeline.advance_to(start.saturating_mul(1_000_000), &mut out);
+        commit(pipeline, &mut out)?;
+    }
+    let (mut events, mut skipped) = (0u64, 0u64);
+    for item in source.into_iter().flatten() {
+        match item {
+            Ok(event) => {
+                events += 1;
+                pipeline.dispatch(&event, &mut out);
+            }
+            Err(error) => {
+                skipped += 1;
+                out.report(service::source_report(&error));
+            }
+        }
+        commit(pipeline, &mut out)?;
+    }
+    if let Some(end) = args.end {
+        pipeline.advance_to(end.saturating_mul(1_000_000), &mut out);
+        commit(pipeline, &mut out)?;
+    }
+    out.flush()?;
+    print_replay_summary(pipeline, &out, events, skipped, &args.out);
+    Ok(())
+}
+
+fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skipped: u64, dir: &Path) {
+    let counts = out.counts();
+    let (raised, suppressed) = pipeline.alert_counts();
+    eprintln!(
+        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions in {}; \
+         {raised} alerts raised, {suppressed} suppressed by dedup",
+        counts.emails,
+        counts.other_actions,
+        dir.display()
+    );
+    for module in pipeline.modules() {
+        let s = module.stats();
+        eprintln!(
+            "  {:<32} handled {:>6}  failed {:>4}  trapped {:>4}  actions {:>6}",
+            module.name(),
+            s.handled,
+            s.failed,
+            s.trapped,
+            s.actions
+        );
+    }
+}
+
+fn check(args: CommonArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    load_world(&config, &overrides(&args, None))?;
+    let runtime = Runtime::start(&config, &overrides(&args, None), Clock::virtual_at(0))?;
+    let api = match &config.velociraptor {
+        Some(section) => {
+            let api = crate::velociraptor::ApiClientConfig::load(&config.resolve(&section.api_config))
+                .context("velociraptor.api_config")?;
+            api.check_certificates().context("velociraptor.api_config")?;
+            let name = api.server_name(section.server_name.as_deref());
+            Some(format!(
+                "{} as {} (server name {name})",
+                api.api_connection_string, api.name
+            ))
+        }
+        None => None,
+    };
+    if let Some(section) = &config.ingest {
+        section.token(&config.base_dir)?;
+    }
+    println!("{}: OK", args.config.display());
+    println!("allocator: {}", runtime.engine().allocator());
+    if let Some(api) = api {
+        println!("Velociraptor API: {api}");
+    }
+    if let Some(section) = &config.ingest {
+        println!("HTTP ingest: {}", section.listen);
+    }
+    for module in runtime.pipeline.modules() {
+        let info = module.info();
+        let setup = module.setup();
+        let spec = module.spec();
+        println!("module {} ({} {})", module.name(), info.name, info.version);
+        println!("  queues:   {}", setup.queues.join(", "));
+        if let Some(tick) = setup.tick_seconds {
+            println!("  tick:     every {tick} s");
+        }
+        println!("  org:      {}", spec.org_id());
+        println!(
+            "  limits:   {} ms per call, {} MiB memory",
+            spec.limits.deadline.as_millis(),
+            spec.limits.memory_bytes >> 20
+        );
+        for param in &info.params {
+            let set = spec.params.iter().rev().find(|(n, _)| *n == param.name).map(|(_, v)| v);
+            let shown = set.map_or_else(|| format!("(default) {}", one_line(&param.default)), |v| one_line(v));
+            println!("  {:<24} {:<11} {shown}", param.name, kind_name(param.kind));
+        }
+    }
+    Ok(())
+}
+
+fn one_line(text: &str) -> String {
+    let flat = text.trim_end().replace('\n', "\\n");
+    if flat.chars().count() > 60 {
+        format!("{}…", flat.chars().take(60).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+fn kind_name(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Bool => "bool",
+        ParamKind::Int => "int",
+        ParamKind::String => "string",
+        ParamKind::Regex => "regex",
+        ParamKind::Csv => "csv",
+        ParamKind::JsonArray => "json_array",
+        ParamKind::Choices => "choices",
+        ParamKind::Multichoice => "multichoice",
+    }
+}
+
+fn run(args: CommonArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    service::run(&config, &overrides(&args, None))
+}
+
+fn reload(args: ReloadArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let path = service::pid_path(&config);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no pid file at {} (is `velonotify run` running with this configuration?)",
+            path.display()
+        )
+    })?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .with_context(|| format!("{}: {:?} is not a process id", path.display(), text.trim()))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).with_context(|| {
+        format!(
+            "signalling process {} named in {} (a stale pid file?)",
+            pid.as_raw_nonzero(),
+            path.display()
+        )
+    })?;
+    println!(
+        "asked velonotify (pid {}) to reload its modules; its log says what was swapped",
+        pid.as_raw_nonzero()
+    );
+    Ok(())
+}
+
+fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let path = config.state_path();
+    if !path.exists() {
+        bail!("no state database at {} (velonotify run creates it)", path.display());
+    }
+    let store = Store::open(&path)?;
+    let status = |text: &Option<String>| -> anyhow::Result<Option<Status>> {
+        text.as_deref()
+            .map(|t| {
+                Status::parse(t).with_context(|| {
+                    let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                    format!("unknown status {t:?} (known: {})", known.join(", "))
+                })
+            })
+            .transpose()
+    };
+    let now = Clock::System.now_us();
+    match args.action {
+        OutboxAction::List { status: wanted, limit } => {
+            println!(
+                "{:>6}  {:<11}  {:<12}  {:<28}  {:>3}  {:<30}  SUBJECT / LAST ERROR",
+                "ID", "STATUS", "KIND", "MODULE", "TRY", "TO"
+            );
+            for row in store.list(status(&wanted)?, limit)? {
+                match row {
+                    Ok(item) => print_item(&item),
+                    Err(unreadable) => println!("{:>6}  {unreadable}", unreadable.id),
+                }
+            }
+            println!("{}", store.counts()?);
+        }
+        OutboxAction::Retry { ids } => {
+            let deadline = now.saturating_add(micros(config.delivery.retry_policy().deadline));
+            let n = store.retry(&ids, now, deadline)?;
+            println!("{n} dead-lettered items put back in line");
+        }
+        OutboxAction::Purge {
+            status: wanted,
+            older_than_s,
+        } => {
+            let before = now.saturating_sub(older_than_s.saturating_mul(1_000_000));
+            let n = store.purge(status(&wanted)?, before)?;
+            println!("{n} items deleted");
+        }
+    }
+    Ok(())
+}
+
+/// One line of `outbox list`.
+fn print_item(item: &OutboxItem) {
+    let to = item.payload.recipients().join(",");
+    let what = item
+        .last_error
+        .as_deref()
+        .or(item.payload.subject())
+        .unwrap_or_default();
+    println!(
+        "{:>6}  {:<11}  {:<12}  {:<28}  {:>3}  {:<30}  {}",
+        item.id,
+        item.status.as_str(),
+        item.kind().as_str(),
+        one_line(&item.module),
+        item.attempts,
+        one_line(&to),
+        one_line(what)
+    );
+}

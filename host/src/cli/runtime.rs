@@ -1,0 +1,197 @@
+//! Builds a running host from a configuration: the engine, the lookups,
+//! and every configured module, started and checked.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use super::config::{Config, ModuleSection};
+use crate::capabilities::Grants;
+use crate::capabilities::lookups::{LookupPolicy, LookupSource, ModuleLookups, World};
+use crate::capabilities::outbound::OutboundPolicy;
+use crate::capabilities::state::StateCapability;
+use crate::clock::{CallTime, Clock};
+use crate::engine::{Engine, Module, ModuleSpec};
+use crate::metrics::Metrics;
+use crate::pipeline::alerts::AlertQueue;
+use crate::pipeline::reload::{ModuleFile, ReloadSettings};
+use crate::pipeline::{Pipeline, Services};
+use crate::store::Store;
+
+/// Command-line choices that override the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub modules_dir: Option<PathBuf>,
+    pub world: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    /// The state database; None: the configuration's for `run`, memory for
+    /// a replay.
+    pub state: Option<PathBuf>,
+}
+
+/// A started host. The engine must live as long as the pipeline: it runs
+/// the clock that enforces call deadlines.
+#[derive(Debug)]
+pub struct Runtime {
+    pub pipeline: Pipeline,
+    engine: Arc<Engine>,
+    /// The component file of each module, in the pipeline's order.
+    paths: Vec<PathBuf>,
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+}
+
+impl Runtime {
+    /// Loads the lookups of the world file and starts every module of
+    /// `config` on `clock` (the system's for `run`, a virtual one for a
+    /// replay).
+    pub fn start(config: &Config, overrides: &Overrides, clock: Clock) -> anyhow::Result<Self> {
+        Self::start_with(config, overrides, clock, None)
+    }
+
+    /// Starts every module of `config` with `lookups` (a Velociraptor
+    /// server), else the world file's.
+    pub fn start_with(
+        config: &Config,
+        overrides: &Overrides,
+        clock: Clock,
+        lookups: Option<Arc<dyn LookupSource>>,
+    ) -> anyhow::Result<Self> {
+        let lookups: Arc<dyn LookupSource> = match lookups {
+            Some(lookups) => lookups,
+            None => Arc::new(load_world(config, overrides)?),
+        };
+        let store = Arc::new(match (&overrides.state, clock.is_virtual()) {
+            (Some(path), _) => Store::open(path)?,
+            (None, false) => Store::open(&config.state_path())?,
+            (None, true) => Store::in_memory(),
+        });
+        let state = Arc::new(StateCapability::new(store.clone()));
+        let cache_dir = overrides
+            .cache_dir
+            .clone()
+            .or_else(|| config.host.cache_dir.as_ref().map(|d| config.resolve(d)));
+        let engine = Arc::new(Engine::new(config.engine_options(cache_dir))?);
+        let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
+        let time = CallTime::default();
+        let mut modules = Vec::with_capacity(config.modules.len());
+        let mut paths = Vec::with_capacity(config.modules.len());
+        let mut names = HashSet::new();
+        for section in &config.modules {
+            let path = modules_dir.join(&section.path);
+            let label = |name: &str| format!("module {name} ({})", path.display());
+            let shown = section
+                .name
+                .clone()
+                .unwrap_or_else(|| section.path.display().to_string());
+            let spec = module_spec(config, section, &lookups, &state, &time).with_context(|| label(&shown))?;
+            let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
+            if !names.insert(module.name().to_string()) {
+                bail!(
+                    "{}: another module has the same name; give one a different `name`",
+                    label(module.name())
+                );
+            }
+            modules.push(module);
+            paths.push(path);
+        }
+        let metrics = Arc::new(Metrics::new());
+        let services = Services {
+            // A replay's world stands in for the server.
+            world: clock.is_virtual().then_some(lookups),
+            clock,
+            alerts: AlertQueue::new(state.clone()),
+            state,
+            metrics: metrics.clone(),
+        };
+        Ok(Self {
+            pipeline: Pipeline::new(modules, services).with_reload(ReloadSettings::from_config(&config.reload)),
+            engine,
+            paths,
+            metrics,
+            store,
+        })
+    }
+
+    /// Each running module with the file it came from, for the reloader.
+    pub fn module_files(&self) -> Vec<ModuleFile> {
+        self.pipeline
+            .modules()
+            .iter()
+            .zip(&self.paths)
+            .map(|(module, path)| ModuleFile {
+                path: path.clone(),
+                spec: module.spec().clone(),
+                digest: module.digest().to_string(),
+            })
+            .collect()
+    }
+
+    /// The store the pipeline's inputs are committed to.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// The host's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+}
+
+/// What module `section` is started with: its parameters, limits and
+/// grants, each capability checking its part of the section.
+fn module_spec(
+    config: &Config,
+    section: &ModuleSection,
+    lookups: &Arc<dyn LookupSource>,
+    state: &Arc<StateCapability>,
+    time: &CallTime,
+) -> anyhow::Result<ModuleSpec> {
+    let params = section.param_texts(&config.base_dir)?;
+    let policy = LookupPolicy::from_config(section.lookups.as_deref()).map_err(|e| anyhow::anyhow!("lookups: {e}"))?;
+    let outbound = OutboundPolicy::from_config(
+        section.allowed_hosts.as_deref(),
+        &params,
+        section.max_actions,
+        section.max_action_bytes,
+        config.max_email_bytes(),
+    );
+    let grants = Grants {
+        lookups: ModuleLookups {
+            org_id: section.org.clone().unwrap_or_else(|| config.default_org().to_string()),
+            source: lookups.clone(),
+            policy,
+            facts: config.host_facts(),
+        },
+        state: state.clone(),
+        outbound,
+    };
+    Ok(ModuleSpec {
+        name: section.name.clone().unwrap_or_default(),
+        params,
+        limits: config.limits(section),
+        grants,
+        time: time.clone(),
+    })
+}
+
+/// The world file of the command line, else of the configuration, else an
+/// empty world; with the configuration's public URL and sender.
+pub fn load_world(config: &Config, overrides: &Overrides) -> anyhow::Result<World> {
+    let path = overrides
+        .world
+        .clone()
+        .or_else(|| config.lookups.world.as_ref().map(|w| config.resolve(w)));
+    let mut world = match path {
+        Some(path) => World::load(&path)?,
+        None => World::empty(),
+    };
+    world.set_public_url(config.server.public_url.clone());
+    Ok(world)
+}

@@ -1,0 +1,423 @@
+//! `velonotify run`: inputs from the configured sources (a Velociraptor
+//! server, the HTTP ingest endpoint, or else stdin) through the modules,
+//! one transaction per input, and delivery working through the outbox.
+//!
+//! ```text
+//! input (row | batch | tick)
+//!   -> module calls (state writes staged per call, dropped on a trap)
+//!   -> one store transaction { module state, dedup windows, stream position, outbox items }
+//!   -> acknowledge (ingest 200 | stream position moves with the commit)
+//! ```
+//!
+//! A store failure that can pass (busy, disk full) does not stop the
+//! service: the input's commit is tried again until it is stored, the
+//! ingest endpoint answers 503 meanwhile, and the event streams wait.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use super::config::Config;
+use super::runtime::{Overrides, Runtime};
+use crate::capabilities::lookups::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S, LookupSource};
+use crate::clock::{Clock, micros};
+use crate::delivery::{ApiActions, DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, Deliverer, SmtpSenders, WebhookSender};
+use crate::pipeline::outbox::{Level, Outbox, Report, StoreOutbox};
+use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
+use crate::sources::ingest::IngestSettings;
+use crate::sources::velociraptor::{self as stream, Mark, Subscription};
+use crate::sources::{Input, JsonlSource, SourceError};
+use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, StateWrite, Store};
+use crate::velociraptor::{
+    ApiClient, ApiClientConfig, DEFAULT_BACKFILL_MAX_S, DEFAULT_HEARTBEAT_S, VelociraptorSection,
+};
+
+/// Events waiting for the pipeline, at most.
+const QUEUE_DEPTH: usize = 1024;
+
+/// Waits between two tries of a commit the store refused: from the first
+/// to the longest.
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+const COMMIT_RETRY_LONGEST: Duration = Duration::from_secs(5);
+
+/// Runs until the input ends (stdin) or the process is stopped.
+pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
+    keep_running_on_a_full_file();
+    let clock = Clock::System;
+    let api = config
+        .velociraptor
+        .as_ref()
+        .map(|section| connect(config, section))
+        .transpose()?;
+    let lookups = api.as_ref().map(|(client, section)| {
+        Arc::new(ApiLookups::new(
+            client.clone(),
+            seconds(section.lookup_timeout_s, DEFAULT_LOOKUP_TIMEOUT_S),
+            seconds(section.cache_ttl_s, DEFAULT_CACHE_TTL_S),
+            config.server.public_url.clone(),
+        )) as Arc<dyn LookupSource>
+    });
+    let mut runtime = Runtime::start_with(config, overrides, clock.clone(), lookups)?;
+    let metrics = runtime.metrics();
+    let store = runtime.store();
+    // Checkpoints run on their own thread, not inside the pipeline's
+    // commits (a swap or an event would wait for them).
+    let _checkpointer = match store.location() {
+        crate::store::Location::File(path) => Some(Checkpointer::start(path, CHECKPOINT_EVERY)?),
+        crate::store::Location::Memory => None,
+    };
+    store.leave_checkpoints_to_checkpointer()?;
+    let delivery_store = Arc::new(store.reopen()?);
+    delivery_store.leave_checkpoints_to_checkpointer()?;
+    let policy = config.delivery.retry_policy();
+    let mail_period = config.delivery.mail_period_s.unwrap_or(0);
+    let modes = runtime
+        .pipeline
+        .modules()
+        .iter()
+        .zip(&config.modules)
+        .map(|(module, section)| (module.name().to_string(), section.throttle_mode.unwrap_or_default()))
+        .collect();
+    let mut out = StoreOutbox::new(
+        store.clone(),
+        modes,
+        mail_period,
+        micros(policy.deadline),
+        metrics.clone(),
+        clock.clone(),
+    );
+    let mut deliverer = Deliverer::new(
+        delivery_store.clone(),
+        SmtpSenders::new(
+            config.smtp.clone(),
+            config.secrets.clone().into_iter().collect(),
+            seconds(config.delivery.smtp_timeout_s, DEFAULT_TIMEOUT_S),
+        ),
+        WebhookSender::new(seconds(config.delivery.webhook_timeout_s, DEFAULT_TIMEOUT_S)),
+        policy,
+        metrics.clone(),
+        clock.clone(),
+        mail_period,
+        config.default_sender(),
+    )
+    .with_workers(config.delivery.workers.unwrap_or(DEFAULT_WORKERS));
+    if let Some((client, section)) = &api {
+        out = out.with_api(section.push_alerts);
+        let timeout = seconds(section.lookup_timeout_s, DEFAULT_LOOKUP_TIMEOUT_S);
+        deliverer = deliverer.with_api(ApiActions::new(client.clone(), timeout));
+        let now = clock.now_us();
+        let released = delivery_store.release_waiting_api(now, now.saturating_add(micros(policy.deadline)))?;
+        if released > 0 {
+            tracing::info!(released, "user messages and labels kept for the API are put in line");
+        }
+    }
+    if let Some(listen) = &config.metrics.listen {
+        let address = crate::http::serve_metrics(listen, metrics.clone())?;
+        tracing::info!(%address, "serving Prometheus metrics at /metrics");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(false));
+    let delivery = {
+        let (stop, draining) = (stop.clone(), draining.clone());
+        std::thread::Builder::new()
+            .name("velonotify-delivery".into())
+            .spawn(move || deliverer.run(&stop, &draining))?
+    };
+
+    let health = Arc::new(Health::default());
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(QUEUE_DEPTH);
+    let _pid_file = PidFile::write(&pid_path(config))?;
+    let swaps = Arc::new(SwapSlot::default());
+    let _reloader = start_reloader(config, &runtime, &sender, swaps.clone())?;
+    let mut sources = Vec::new();
+    if let Some((client, section)) = &api {
+        subscribe(client, section, &runtime, &store, &sender, &clock)?;
+        sources.push(format!("Velociraptor API at {}", client.address()));
+    }
+    if let Some(section) = &config.ingest {
+        let settings = IngestSettings {
+            listen: section.listen.clone(),
+            token: section.token(&config.base_dir)?,
+            max_body_bytes: section
+                .max_body_bytes
+                .unwrap_or(crate::sources::ingest::DEFAULT_MAX_BODY_BYTES),
+            default_org: config.default_org().to_string(),
+            max_row_bytes: config.max_event_bytes(),
+        };
+        let address = crate::sources::ingest::serve(settings, sender.clone(), health.clone())?;
+        sources.push(format!("HTTP ingest at http://{address}/v1/events"));
+    }
+    // Network sources never end: the service runs until it is stopped,
+    // even when no stream is open (modules that only tick).
+    let _network_sources_open = if sources.is_empty() {
+        read_stdin(config, sender)?;
+        sources.push("stdin".into());
+        None
+    } else {
+        Some(sender)
+    };
+    tracing::info!(
+        modules = runtime.pipeline.modules().len(),
+        state = %store.location(),
+        "velonotify running; events from {}",
+        sources.join(", ")
+    );
+
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &health)?;
+    tracing::info!(
+        open = delivery_store.open_count()?,
+        "end of input; delivering what is left"
+    );
+    draining.store(true, Ordering::Relaxed);
+    if delivery.join().is_err() {
+        stop.store(true, Ordering::Relaxed);
+        bail!("the delivery thread panicked");
+    }
+    tracing::info!(counts = %delivery_store.counts()?, "done");
+    Ok(())
+}
+
+/// A file over the process's size limit must fail the write that grows it
+/// (the store reports it and the service waits), not kill the process with
+/// SIGXFSZ.
+fn keep_running_on_a_full_file() {
+    // SIGXFSZ's default action ends the process; handled, the write fails
+    // with EFBIG instead.
+    let noticed = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, noticed) {
+        tracing::warn!(error = %e, "could not handle SIGXFSZ");
+    }
+}
+
+/// Watches the module files (and SIGHUP) and puts new versions in the
+/// swap slot, waking the pipeline if it is idle.
+fn start_reloader(
+    config: &Config,
+    runtime: &Runtime,
+    sender: &SyncSender<Input>,
+    swaps: Arc<SwapSlot>,
+) -> anyhow::Result<crate::pipeline::reload::StopOnDrop> {
+    let requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone()).context("handling SIGHUP")?;
+    let settings = ReloadSettings::from_config(&config.reload);
+    let reloader = Reloader::new(
+        runtime.engine(),
+        runtime.module_files(),
+        settings,
+        requested,
+        runtime.metrics(),
+    );
+    let sender = sender.clone();
+    let stop = reloader.spawn(move |candidate| {
+        swaps.put(candidate);
+        // A full queue means a busy pipeline, which looks at the slot
+        // before its next event anyway.
+        !matches!(sender.try_send(Input::SwapReady), Err(TrySendError::Disconnected(_)))
+    })?;
+    match settings.poll {
+        Some(poll) => tracing::info!(
+            poll_ms = poll.as_millis() as u64,
+            "watching the module files for new versions"
+        ),
+        None => tracing::info!("new module versions are loaded on SIGHUP or `velonotify reload`"),
+    }
+    Ok(stop)
+}
+
+/// Where `run` writes its process id, for `velonotify reload`: beside the
+/// state database.
+pub fn pid_path(config: &Config) -> std::path::PathBuf {
+    config.state_path().with_extension("pid")
+}
+
+/// The pid file, removed when `run` ends.
+#[derive(Debug)]
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", path.display()))?;
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A configured number of seconds, or `default`.
+fn seconds(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(value.unwrap_or(default))
+}
+
+/// Reads the api_client file and prepares the connection.
+fn connect<'a>(
+    config: &Config,
+    section: &'a VelociraptorSection,
+) -> anyhow::Result<(ApiClient, &'a VelociraptorSection)> {
+    let path = config.resolve(&section.api_config);
+    let api_config = ApiClientConfig::load(&path).context("velociraptor.api_config")?;
+    api_config.check_certificates().context("velociraptor.api_config")?;
+    let server_name = api_config.server_name(section.server_name.as_deref());
+    let client = ApiClient::new(&api_config, &server_name)?;
+    tracing::info!(address = client.address(), user = %api_config.name, %server_name, "Velociraptor API configured");
+    Ok((client, section))
+}
+
+/// One event stream per org, over the queues that org's modules watch,
+/// from the positions an earlier run stored.
+fn subscribe(
+    client: &ApiClient,
+    section: &VelociraptorSection,
+    runtime: &Runtime,
+    store: &Store,
+    sender: &SyncSender<Input>,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let mut queues_by_org: HashMap<String, Vec<String>> = HashMap::new();
+    for module in runtime.pipeline.modules() {
+        let queues = queues_by_org.entry(module.spec().org_id().to_string()).or_default();
+        for queue in &module.setup().queues {
+            if !queues.contains(queue) {
+                queues.push(queue.clone());
+            }
+        }
+    }
+    for (org_id, queues) in queues_by_org {
+        if queues.is_empty() {
+            continue;
+        }
+        let cursors = stream::stored_cursors(store, &org_id, &queues, clock.now_us())?;
+        let subscription = Subscription {
+            org_id,
+            queues,
+            heartbeat: Duration::from_secs(section.heartbeat_s.unwrap_or(DEFAULT_HEARTBEAT_S).max(1)),
+            backfill_max: Duration::from_secs(section.backfill_max_s.unwrap_or(DEFAULT_BACKFILL_MAX_S)),
+            cursors,
+        };
+        let sender = sender.clone();
+        let sink: stream::Sink = Arc::new(move |event, mark| {
+            // The pipeline may be busy: wait for room without holding up
+            // the other tasks of the runtime.
+            tokio::task::block_in_place(|| sender.send(Input::Event(event, mark)).is_ok())
+        });
+        stream::spawn(client.clone(), subscription, sink, clock.clone());
+    }
+    Ok(())
+}
+
+/// Events as JSON lines on stdin, until its end.
+fn read_stdin(config: &Config, sender: SyncSender<Input>) -> anyhow::Result<()> {
+    let org = config.default_org().to_string();
+    let max = config.max_event_bytes();
+    std::thread::Builder::new()
+        .name("velonotify-stdin".into())
+        .spawn(move || {
+            let source = JsonlSource::new(BufReader::new(std::io::stdin()), "stdin", &org, max);
+            for item in source {
+                let input = match item {
+                    Ok(event) => Input::Event(event, None),
+                    Err(error) => Input::Bad(error),
+                };
+                if sender.send(input).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(Input::End);
+        })?;
+    Ok(())
+}
+
+/// The pipeline loop: each input is handled, then everything it caused is
+/// committed in one transaction before it is acknowledged and the next is
+/// taken; ticks run while the inputs are quiet.
+fn handle_inputs(
+    runtime: &mut Runtime,
+    out: &mut StoreOutbox,
+    receiver: &Receiver<Input>,
+    swaps: &SwapSlot,
+    health: &Health,
+) -> anyhow::Result<()> {
+    // New versions come in between two events, never during one.
+    let swap_in = |runtime: &mut Runtime, out: &mut StoreOutbox| {
+        for candidate in swaps.take() {
+            runtime.pipeline.swap(candidate, out);
+        }
+    };
+    loop {
+        let mut done = None;
+        let mut position = None;
+        match receiver.recv_timeout(Duration::from_millis(500)) {
+            Ok(Input::Event(event, mark)) => {
+                swap_in(runtime, out);
+                runtime.pipeline.dispatch(&event, out);
+                position = mark;
+            }
+            Ok(Input::Batch(batch, reply)) => {
+                for event in &batch {
+                    swap_in(runtime, out);
+                    runtime.pipeline.dispatch(event, out);
+                }
+                done = Some(reply);
+            }
+            Ok(Input::Bad(error)) => out.report(source_report(&error)),
+            Ok(Input::SwapReady) => swap_in(runtime, out),
+            Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_to_now(out),
+        }
+        let mut state = runtime.pipeline.take_staged_state();
+        state.extend(position.as_ref().map(Mark::to_state_write));
+        crate::crash_point!("service::before-commit");
+        commit_until_stored(out, &state, health)?;
+        crate::crash_point!("service::after-commit");
+        // The input counts as handled now, and not before.
+        if let Some(reply) = done {
+            let _ = reply.send(());
+        }
+    }
+    Ok(())
+}
+
+/// Commits the input until the store takes it: a failure that can pass
+/// (busy, disk full) is waited out, with the ingest endpoint answering 503
+/// meanwhile; any other failure stops the service.
+fn commit_until_stored(out: &mut StoreOutbox, state: &[StateWrite], health: &Health) -> anyhow::Result<()> {
+    let mut wait = COMMIT_RETRY_FIRST;
+    loop {
+        match out.commit(state) {
+            Ok(()) => {
+                if health.is_failing() {
+                    tracing::info!("the state database takes writes again; carrying on");
+                }
+                health.recovered();
+                return Ok(());
+            }
+            Err(error) if error.is_transient() => {
+                if !health.is_failing() {
+                    tracing::error!(
+                        %error,
+                        "could not store an input; holding it and trying again (ingest answers 503 meanwhile)"
+                    );
+                }
+                health.failed(&error);
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(COMMIT_RETRY_LONGEST);
+            }
+            Err(error) => return Err(error).context("storing an input"),
+        }
+    }
+}
+
+/// A skipped input line, reported with where it was.
+pub fn source_report(error: &SourceError) -> Report {
+    let at = format!("{}:{}", error.source_name, error.line);
+    Report::input(Level::Warn, Some(&at), format!("{at}: {}; line skipped", error.message))
+}

@@ -1,0 +1,243 @@
+//! The files a replay writes (see README.md "Command line"):
+//! - `NNNN.eml`: each e-mail, as it would be sent; `NNNN.html` its HTML part;
+//! - `actions.jsonl`: every other action;
+//! - `summary.jsonl`: one line per action:
+//!   `{"module","kind","recipients","subject","queue","event"}`;
+//! - `log.jsonl`: what modules logged and what went wrong, per event.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::outbox::{Delivery, Level, Outbox, Report, action_json, summarize};
+use crate::contract::Action;
+use crate::store::{Changes, StateWrite, Store, StoreError, Throttle};
+
+/// Writes actions and reports into a directory; module state goes to the
+/// replay's store.
+#[derive(Debug)]
+pub struct FileOutbox {
+    dir: PathBuf,
+    store: std::sync::Arc<Store>,
+    /// The first file that could not be written, told at the next commit.
+    failed: Option<String>,
+    next_email: u32,
+    summary: BufWriter<File>,
+    actions: BufWriter<File>,
+    log: BufWriter<File>,
+    /// Reports at or above this level are also written to the process log.
+    trace_level: Level,
+    counts: Counts,
+}
+
+/// What an outbox has taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub emails: u64,
+    pub other_actions: u64,
+    pub warnings: u64,
+    pub errors: u64,
+}
+
+/// Files a replay writes; a new replay removes the previous ones.
+const OUTPUT_FILES: [&str; 3] = ["summary.jsonl", "actions.jsonl", "log.jsonl"];
+
+impl FileOutbox {
+    /// A fresh output directory: earlier outputs in it are removed.
+    pub fn fresh(dir: &Path, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if is_numbered_output(name) || OUTPUT_FILES.contains(&name) {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Self::open(dir, 1, store)
+    }
+
+    /// An outbox that adds to what the directory already holds.
+    pub fn append(dir: &Path, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut last = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".eml"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                last = last.max(n);
+            }
+        }
+        Self::open(dir, last + 1, store)
+    }
+
+    fn open(dir: &Path, next_email: u32, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+        let open = |name: &str| -> anyhow::Result<BufWriter<File>> {
+            let path = dir.join(name);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok(BufWriter::new(file))
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            store,
+            failed: None,
+            next_email,
+            summary: open("summary.jsonl")?,
+            actions: open("actions.jsonl")?,
+            log: open("log.jsonl")?,
+            trace_level: Level::Info,
+            counts: Counts::default(),
+        })
+    }
+
+    /// Reports below `level` go to `log.jsonl` only.
+    pub fn with_trace_level(mut self, level: Level) -> Self {
+        self.trace_level = level;
+        self
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.summary.flush()?;
+        self.actions.flush()?;
+        self.log.flush()?;
+        Ok(())
+    }
+
+    fn write_email(&mut self, message: &[u8]) -> anyhow::Result<String> {
+        let name = format!("{:04}", self.next_email);
+        self.next_email += 1;
+        let eml = self.dir.join(format!("{name}.eml"));
+        std::fs::write(&eml, message).with_context(|| format!("writing {}", eml.display()))?;
+        if let Some(html) = html_part(message) {
+            let path = self.dir.join(format!("{name}.html"));
+            std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(name)
+    }
+}
+
+impl FileOutbox {
+    fn write(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        let (kind, recipients, subject) = summarize(delivery.action);
+        match delivery.action {
+            Action::Email(email) => {
+                self.write_email(&email.message)?;
+                self.counts.emails += 1;
+            }
+            other => {
+                let mut line = json!({"module": delivery.module, "kind": kind, "event": delivery.event});
+                if let (Value::Object(m), Value::Object(fields)) = (&mut line, action_json(other)) {
+                    m.extend(fields);
+                }
+                writeln!(self.actions, "{line}")?;
+                self.counts.other_actions += 1;
+            }
+        }
+        let summary = json!({
+            "module": delivery.module,
+            "kind": kind,
+            "recipients": recipients,
+            "subject": subject,
+            "queue": delivery.queue,
+            "event": delivery.event,
+        });
+        writeln!(self.summary, "{summary}")?;
+        Ok(())
+    }
+}
+
+fn is_numbered_output(name: &str) -> bool {
+    let stem = name.strip_suffix(".eml").or_else(|| name.strip_suffix(".html"));
+    stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The decoded `text/html` part of a message, if it has one.
+fn html_part(message: &[u8]) -> Option<String> {
+    fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
+        if part.ctype.mimetype == "text/html" {
+            return part.get_body().ok();
+        }
+        part.subparts.iter().find_map(find)
+    }
+    find(&mailparse::parse_mail(message).ok()?)
+}
+
+impl Outbox for FileOutbox {
+    fn accept(&mut self, delivery: Delivery<'_>) {
+        if let Err(e) = self.write(delivery)
+            && self.failed.is_none()
+        {
+            self.failed = Some(format!("{e:#}"));
+        }
+    }
+
+    /// Stores the input's state; the files are written as actions come
+    /// (and flushed at the end of the replay).
+    fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
+        let changes = Changes { state, items: &[] };
+        self.store.commit(&changes, 0, 0, &Throttle::default())?;
+        match self.failed.take() {
+            Some(problem) => Err(StoreError::files(&self.dir, problem)),
+            None => Ok(()),
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        match report.level {
+            Level::Warn => self.counts.warnings += 1,
+            Level::Error => self.counts.errors += 1,
+            _ => {}
+        }
+        if report.level >= self.trace_level {
+            report.trace();
+        }
+        let line = LogLine {
+            level: report.level.as_str(),
+            module: report.module.as_deref(),
+            event: report.event.as_deref(),
+            message: &report.message,
+        };
+        let written = serde_json::to_writer(&mut self.log, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.log.write_all(b"\n"));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "could not write log.jsonl");
+        }
+    }
+}
+
+/// One line of `log.jsonl`, written straight from the report (a replay
+/// can write one per row).
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    level: &'a str,
+    module: Option<&'a str>,
+    event: Option<&'a str>,
+    message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_numbered_outputs_are_cleared() {
+        assert!(is_numbered_output("0001.eml"));
+        assert!(is_numbered_output("0012.html"));
+        assert!(!is_numbered_output("notes.html"));
+        assert!(!is_numbered_output(".eml"));
+    }
+}

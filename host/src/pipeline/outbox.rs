@@ -1,0 +1,358 @@
+//! The end of the pipeline: where the actions that passed their checks and
+//! the reports about each call go. For `run`, the durable outbox
+//! ([`StoreOutbox`]), committed with the input's state in one transaction;
+//! for a replay, files ([`super::files::FileOutbox`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use crate::contract::{Action, LabelOp};
+use crate::metrics::Metrics;
+use crate::store::{
+    self, AlertPayload, Changes, EmailPayload, LabelPayload, NewItem, Payload, StateWrite, Status, Store, StoreError,
+    Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
+};
+
+/// How serious a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl From<crate::contract::LogLevel> for Level {
+    fn from(level: crate::contract::LogLevel) -> Self {
+        use crate::contract::LogLevel;
+        match level {
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+        }
+    }
+}
+
+/// Something to tell the operator about a module or an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub level: Level,
+    pub module: Option<String>,
+    pub event: Option<String>,
+    pub message: String,
+}
+
+impl Report {
+    pub fn new(level: Level, module: &str, event: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            module: Some(module.to_string()),
+            event: event.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// A report about the input, not about a module.
+    pub fn input(level: Level, event: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            module: None,
+            event: event.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// Writes the report to the process log.
+    pub fn trace(&self) {
+        let module = self.module.as_deref().unwrap_or("-");
+        let event = self.event.as_deref().unwrap_or("-");
+        match self.level {
+            Level::Debug => tracing::debug!(module, event, "{}", self.message),
+            Level::Info => tracing::info!(module, event, "{}", self.message),
+            Level::Warn => tracing::warn!(module, event, "{}", self.message),
+            Level::Error => tracing::error!(module, event, "{}", self.message),
+        }
+    }
+}
+
+/// An action on its way out, with where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub module: &'a str,
+    /// The org of the module.
+    pub org_id: &'a str,
+    pub queue: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub action: &'a Action,
+    /// The pipeline's time when the action was taken.
+    pub now_us: u64,
+}
+
+/// Takes actions and reports, and makes them durable with the input's
+/// state writes.
+pub trait Outbox {
+    /// Takes an action that passed its checks.
+    fn accept(&mut self, delivery: Delivery<'_>);
+    fn report(&mut self, report: Report);
+    /// Stores what the input caused, `state` and the accepted actions, at
+    /// once: an input counts as handled once this returns Ok. After an
+    /// error nothing of it is stored, and the same call may be made again.
+    fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError>;
+}
+
+/// What `summary.jsonl` says of an action: its kind, who it goes to, and
+/// its subject.
+pub fn summarize(action: &Action) -> (&'static str, Vec<String>, Option<String>) {
+    match action {
+        Action::Email(e) => ("email", e.recipients.clone(), Some(e.subject.clone())),
+        Action::Webhook(w) => ("webhook", vec![w.url.clone()], None),
+        Action::UserMessage(m) => ("user-message", vec![m.user.clone()], None),
+        Action::Label(l) => ("label", vec![l.client_id.clone()], None),
+        Action::Alert(a) => ("alert", Vec::new(), Some(a.name.clone())),
+    }
+}
+
+/// An action other than an e-mail as one JSON object (`actions.jsonl`).
+pub(crate) fn action_json(action: &Action) -> Value {
+    let text_or_base64 = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => json!({ "body": text }),
+        Err(_) => json!({ "body_base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+    };
+    match action {
+        Action::Email(e) => json!({"recipients": e.recipients, "subject": e.subject}),
+        Action::Webhook(w) => {
+            let mut v = json!({"url": w.url, "headers": w.headers});
+            if let (Value::Object(m), Value::Object(body)) = (&mut v, text_or_base64(&w.body)) {
+                m.extend(body);
+            }
+            v
+        }
+        Action::UserMessage(m) => {
+            json!({"user": m.user, "message": serde_json::from_str::<Value>(&m.message).unwrap_or(Value::Null)})
+        }
+        Action::Label(l) => json!({
+            "client_id": l.client_id,
+            "op": match l.op { LabelOp::Set => "set", LabelOp::Remove => "remove" },
+            "labels": l.labels,
+        }),
+        Action::Alert(a) => json!({
+            "name": a.name,
+            "dedup_seconds": a.dedup_seconds,
+            "event_data": serde_json::from_str::<Value>(&a.event_data).unwrap_or(Value::Null),
+            "client_id": a.client_id,
+            "artifact": a.artifact,
+            "artifact_type": a.artifact_type,
+            "flow_id": a.flow_id,
+        }),
+    }
+}
+
+/// A JSON object from a module's text (checked to be one before it got
+/// here); anything else becomes an empty object.
+fn object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The outbox of `velonotify run`: an input's actions wait here until its
+/// commit writes them, with its state, in one transaction.
+pub struct StoreOutbox {
+    store: Arc<Store>,
+    pending: Vec<NewItem>,
+    throttle: Throttle,
+    retry_deadline_us: u64,
+    metrics: Arc<Metrics>,
+    clock: crate::clock::Clock,
+    /// The Velociraptor API is configured: user messages and labels are
+    /// delivered through it instead of waiting.
+    api: bool,
+    /// Alerts raised by modules are also written to the server's queue.
+    push_alerts: bool,
+}
+
+impl std::fmt::Debug for StoreOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOutbox")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreOutbox {
+    pub fn new(
+        store: Arc<Store>,
+        modes: HashMap<String, ThrottleMode>,
+        mail_period_s: i64,
+        retry_deadline_us: u64,
+        metrics: Arc<Metrics>,
+        clock: crate::clock::Clock,
+    ) -> Self {
+        Self {
+            store,
+            pending: Vec::new(),
+            throttle: Throttle { modes, mail_period_s },
+            retry_deadline_us,
+            metrics,
+            clock,
+            api: false,
+            push_alerts: false,
+        }
+    }
+
+    /// Delivers user messages and labels through the Velociraptor API, and
+    /// with `push_alerts` writes raised alerts into the server's queue.
+    pub fn with_api(mut self, push_alerts: bool) -> Self {
+        self.api = true;
+        self.push_alerts = push_alerts;
+        self
+    }
+
+    /// The outbox item of an action, if it is delivered from here (alerts
+    /// go to the host's own queue, and to the server's only when asked).
+    fn item(&self, delivery: Delivery<'_>) -> Option<NewItem> {
+        let through_api = if self.api { Status::Pending } else { Status::WaitingApi };
+        let org_id = delivery.org_id.to_string();
+        let (status, payload, body) = match delivery.action {
+            Action::Email(e) => (
+                Status::Pending,
+                Payload::Email(EmailPayload {
+                    secret: e.secret.clone(),
+                    sender: Some(e.sender.clone()),
+                    recipients: e.recipients.clone(),
+                    subject: e.subject.clone(),
+                    link: e.link.clone(),
+                    send_interval_s: e.send_interval_seconds,
+                }),
+                e.message.clone(),
+            ),
+            Action::Webhook(w) => (
+                Status::Pending,
+                Payload::Webhook(WebhookPayload {
+                    url: w.url.clone(),
+                    headers: w.headers.clone(),
+                }),
+                w.body.clone(),
+            ),
+            Action::UserMessage(m) => (
+                through_api,
+                Payload::UserMessage(UserMessagePayload {
+                    org_id,
+                    user: m.user.clone(),
+                    message: object(&m.message),
+                }),
+                Vec::new(),
+            ),
+            Action::Label(l) => (
+                through_api,
+                Payload::Label(LabelPayload {
+                    org_id,
+                    client_id: l.client_id.clone(),
+                    op: match l.op {
+                        LabelOp::Set => store::LabelOp::Set,
+                        LabelOp::Remove => store::LabelOp::Remove,
+                    },
+                    labels: l.labels.clone(),
+                }),
+                Vec::new(),
+            ),
+            Action::Alert(_) if !self.push_alerts => return None,
+            Action::Alert(a) => (
+                Status::Pending,
+                Payload::Alert(AlertPayload {
+                    org_id,
+                    name: a.name.clone(),
+                    timestamp: velonotify_core::vql::Timestamp::from_unix_micros(
+                        i64::try_from(delivery.now_us).unwrap_or(i64::MAX),
+                    )
+                    .rfc3339_precise(),
+                    event_data: object(&a.event_data),
+                    client_id: a.client_id.clone(),
+                    artifact: a.artifact.clone(),
+                    artifact_type: a.artifact_type.clone(),
+                    flow_id: a.flow_id.clone(),
+                }),
+                Vec::new(),
+            ),
+        };
+        Some(NewItem {
+            module: delivery.module.to_string(),
+            event: delivery.event.map(str::to_string),
+            status,
+            payload,
+            body,
+        })
+    }
+
+    /// Says what the commit decided for items that do not simply wait for
+    /// delivery.
+    fn tell(&self, item: &NewItem, committed: store::Committed) {
+        self.metrics.queued(&item.module, item.payload.kind().as_str());
+        let what = match committed.status {
+            Status::Held => {
+                self.metrics.held(&item.module);
+                (Level::Info, "held for the digest at the end of its SendInterval window")
+            }
+            Status::Dropped => {
+                self.metrics.dropped(&item.module);
+                (
+                    Level::Warn,
+                    "dropped: inside its SendInterval window (throttle_mode = \"drop\")",
+                )
+            }
+            Status::WaitingApi => (Level::Debug, "kept: user messages and labels need the Velociraptor API"),
+            _ => return,
+        };
+        let subject = item.payload.subject().unwrap_or("");
+        Report::new(
+            what.0,
+            &item.module,
+            item.event.as_deref(),
+            format!("outbox item {} ({subject:?}) {}", committed.id, what.1),
+        )
+        .trace();
+    }
+}
+
+impl Outbox for StoreOutbox {
+    fn accept(&mut self, delivery: Delivery<'_>) {
+        if let Some(item) = self.item(delivery) {
+            self.pending.push(item);
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        report.trace();
+    }
+
+    fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
+        let now_us = self.clock.now_us();
+        let changes = Changes {
+            state,
+            items: &self.pending,
+        };
+        let deadline = now_us.saturating_add(self.retry_deadline_us);
+        let committed = self.store.commit(&changes, now_us, deadline, &self.throttle)?;
+        for (item, committed) in self.pending.iter().zip(committed) {
+            self.tell(item, committed);
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The reloader thread: notices changed component files, builds and
+//! validates each new version away from the pipeline, and hands the
+//! pipeline only versions that are ready to run.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Candidate, ReloadSettings};
+use crate::capabilities::Grants;
+use crate::capabilities::state::StateCapability;
+use crate::clock::{CallTime, Clock};
+use crate::contract::Failure;
+use crate::engine::{CallError, Engine, Loaded, Module, ModuleSpec};
+use crate::metrics::Metrics;
+use crate::sources::JsonlSource;
+
+/// A running module and the component file it was started from.
+#[derive(Debug, Clone)]
+pub struct ModuleFile {
+    pub path: PathBuf,
+    /// The running module's spec: a new version starts with the same
+    /// name, parameters, limits, org and lookups.
+    pub spec: ModuleSpec,
+    /// The digest of the running version.
+    pub digest: String,
+}
+
+/// The self-test events shipped beside a component: `alerts.wasm` ->
+/// `alerts.selftest.jsonl` (rows as `velonotify replay` reads them).
+pub fn selftest_path(component: &Path) -> PathBuf {
+    let stem = component.file_stem().unwrap_or_default().to_string_lossy();
+    component.with_file_name(format!("{stem}.selftest.jsonl"))
+}
+
+/// The longest self-test line read.
+const MAX_SELFTEST_LINE: usize = 4 << 20;
+
+/// How often the reload request flag (SIGHUP) is looked at.
+const REQUEST_CHECK: Duration = Duration::from_millis(50);
+
+/// Watches the module files and prepares new versions.
+pub struct Reloader {
+    engine: Arc<Engine>,
+    files: Vec<ModuleFile>,
+    settings: ReloadSettings,
+    requested: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    seen: HashMap<PathBuf, FileState>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("files", &self.files.len())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What was last seen of one component file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileState {
+    stamp: Option<(SystemTime, u64)>,
+    /// The digest last built (swapped in or refused): the same bytes are
+    /// not built again until they change.
+    considered: String,
+}
+
+impl Reloader {
+    /// `requested` is set by SIGHUP (or a test) to look at every file now.
+    pub fn new(
+        engine: Arc<Engine>,
+        files: Vec<ModuleFile>,
+        settings: ReloadSettings,
+        requested: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let seen = files
+            .iter()
+            .map(|f| {
+                let state = FileState {
+                    stamp: stamp(&f.path),
+                    considered: f.digest.clone(),
+                };
+                (f.path.clone(), state)
+            })
+            .collect();
+        Self {
+            engine,
+            files,
+            settings,
+            requested,
+            stop: Arc::new(AtomicBool::new(false)),
+            metrics,
+            seen,
+        }
+    }
+
+    /// Runs on its own thread, handing each ready version to `deliver`
+    /// (which answers false once the pipeline has stopped). Dropping the
+    /// returned guard stops the thread.
+    pub fn spawn(mut self, mut deliver: impl FnMut(Candidate) -> bool + Send + 'static) -> std::io::Result<StopOnDrop> {
+        let stop = self.stop.clone();
+        std::thread::Builder::new()
+            .name("velonotify-reload".into())
+            .spawn(move || {
+                let mut last_poll = Instant::now();
+                while !self.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(REQUEST_CHECK.min(self.settings.poll.unwrap_or(REQUEST_CHECK)));
+                    let forced = self.requested.swap(false, Ordering::Relaxed);
+                    let due = self.settings.poll.is_some_and(|p| last_poll.elapsed() >= p);
+                    if !(forced || due) {
+                        continue;
+                    }
+                    last_poll = Instant::now();
+                    if forced {
+                        tracing::info!("reload requested: looking at every module file");
+                    }
+                    for candidate in self.look(forced) {
+                        if !deliver(candidate) {
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(StopOnDrop(stop))
+    }
+
+    /// Builds a candidate for every module whose file changed.
+    fn look(&mut self, forced: bool) -> Vec<Candidate> {
+        let mut paths: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        let mut ready = Vec::new();
+        for path in paths {
+            let Some(bytes) = self.changed(&path, forced) else {
+                continue;
+            };
+            let noticed = Instant::now();
+            for index in 0..self.files.len() {
+                if self.files[index].path != path {
+                    continue;
+                }
+                let file = &self.files[index];
+                let name = file.spec.name.clone();
+                let running = file.digest[..12].to_string();
+                match self.prepare(file, &bytes) {
+                    Ok(module) => {
+                        tracing::info!(
+                            module = %name,
+                            file = %path.display(),
+                            from = %running,
+                            to = %module.short_digest(),
+                            built_ms = %format!("{:.2}", noticed.elapsed().as_secs_f64() * 1e3),
+                            "new version validated; swapping it in"
+                        );
+                        self.files[index].digest = module.digest().to_string();
+                        ready.push(Candidate { module, noticed });
+                    }
+                    Err(reason) => {
+                        self.metrics.swap(&name, "refused");
+                        tracing::error!(
+                            module = %name,
+                            file = %path.display(),
+                            "hot swap refused, version {running} keeps running: {reason}"
+                        );
+                    }
+                }
+            }
+        }
+        ready
+    }
+
+    /// The file's bytes when they differ from what was last considered.
+    /// A file still being written (its size or time moves while it is
+    /// read) waits for the next look.
+    fn changed(&mut self, path: &Path, forced: bool) -> Option<Vec<u8>> {
+        let before = stamp(path);
+        let state = self.seen.get_mut(path)?;
+        if before.is_none() || (!forced && before == state.stamp) {
+            return None;
+        }
+        let bytes = std::fs::read(path).ok()?;
+        if stamp(path) != before {
+            return None;
+        }
+        state.stamp = before;
+        let digest = crate::engine::digest(&bytes);
+        if digest == state.considered {
+            return None;
+        }
+        state.considered = digest;
+        Some(bytes)
+    }
+
+    /// Compiles, checks and configures a new version of `file`'s module.
+    fn prepare(&self, file: &ModuleFile, bytes: &[u8]) -> Result<Module, String> {
+        let loaded = self
+            .engine
+            .load_bytes(bytes, &file.path)
+            .map_err(|e| format!("{e:#}"))?;
+        self.self_test(file, &loaded)?;
+        Module::start_loaded(&self.engine, &loaded, file.spec.clone())
+            .map_err(|e| format!("configure with the running parameters failed: {e}"))
+    }
+
+    /// Runs the self-test events shipped beside the component, if any, on
+    /// an instance of its own (its state in memory, its own clock): a trap
+    /// or an internal failure refuses the version.
+    fn self_test(&self, file: &ModuleFile, loaded: &Loaded) -> Result<(), String> {
+        let path = selftest_path(&file.path);
+        let Ok(events) = std::fs::File::open(&path) else {
+            return Ok(());
+        };
+        let spec = ModuleSpec {
+            grants: Grants {
+                state: Arc::new(StateCapability::in_memory()),
+                ..file.spec.grants.clone()
+            },
+            time: CallTime::default(),
+            ..file.spec.clone()
+        };
+        let mut module = Module::start_loaded(&self.engine, loaded, spec)
+            .map_err(|e| format!("configure with the running parameters failed: {e}"))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let source = JsonlSource::new(BufReader::new(events), &name, file.spec.org_id(), MAX_SELFTEST_LINE);
+        for item in source {
+            let event = item.map_err(|e| format!("{}:{}: {}", e.source_name, e.line, e.message))?;
+            let now_us = event.ts_us.unwrap_or_else(|| Clock::System.now_us());
+            match module.handle(&event.to_wit(), now_us).result {
+                Ok(_) | Err(CallError::Failed(Failure::BadEvent(_) | Failure::Lookup(_))) => {}
+                Err(error) => return Err(format!("self-test event {} failed: {error}", event.id)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops the reloader thread when dropped.
+#[derive(Debug)]
+pub struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}

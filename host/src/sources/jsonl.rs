@@ -1,0 +1,288 @@
+use std::io::BufRead;
+
+use serde_json::Value;
+
+use super::IncomingEvent;
+
+/// A line that is not an event. The source reports it and goes on with
+/// the next line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}:{line}: {message}")]
+pub struct SourceError {
+    pub source_name: String,
+    pub line: u64,
+    pub message: String,
+}
+
+/// Reads events from JSON lines.
+#[derive(Debug)]
+pub struct JsonlSource<R> {
+    reader: R,
+    name: String,
+    line: u64,
+    max_line_bytes: usize,
+    default_queue: Option<String>,
+    org_id: String,
+    buffer: Vec<u8>,
+}
+
+impl<R: BufRead> JsonlSource<R> {
+    /// `name` names the input in event ids and error messages.
+    pub fn new(reader: R, name: &str, org_id: &str, max_line_bytes: usize) -> Self {
+        Self {
+            reader,
+            name: name.to_string(),
+            line: 0,
+            max_line_bytes,
+            default_queue: None,
+            org_id: org_id.to_string(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The queue of rows without a `_Source` (a dump of a single queue).
+    pub fn with_default_queue(mut self, queue: Option<String>) -> Self {
+        self.default_queue = queue;
+        self
+    }
+
+    fn error(&self, message: impl Into<String>) -> SourceError {
+        SourceError {
+            source_name: self.name.clone(),
+            line: self.line,
+            message: message.into(),
+        }
+    }
+
+    /// Reads one line into the buffer; lines longer than the limit are
+    /// consumed to their end but not kept. Returns false at the end.
+    fn read_line(&mut self) -> std::io::Result<Option<bool>> {
+        self.buffer.clear();
+        let mut too_long = false;
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                return Ok(if self.buffer.is_empty() && !too_long {
+                    None
+                } else {
+                    Some(too_long)
+                });
+            }
+            let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+                Some(pos) => (&available[..pos], Some(pos + 1)),
+                None => (available, None),
+            };
+            if !too_long && self.buffer.len() + chunk.len() <= self.max_line_bytes {
+                self.buffer.extend_from_slice(chunk);
+            } else {
+                too_long = true;
+                self.buffer.clear();
+            }
+            let consumed = done.unwrap_or(available.len());
+            self.reader.consume(consumed);
+            if done.is_some() {
+                return Ok(Some(too_long));
+            }
+        }
+    }
+
+    fn parse_line(&self) -> Result<Option<IncomingEvent>, SourceError> {
+        let text = std::str::from_utf8(&self.buffer).map_err(|_| self.error("not UTF-8 text"))?;
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let (queue, ts_us) = read_envelope(text, self.default_queue.as_deref()).map_err(|e| self.error(e))?;
+        Ok(Some(IncomingEvent {
+            id: format!("{}:{}", self.name, self.line),
+            queue,
+            row: text.to_string(),
+            org_id: self.org_id.clone(),
+            ts_us,
+        }))
+    }
+}
+
+/// A row's queue (its `_Source`, else `default_queue`) and time (its `_ts`,
+/// epoch seconds, in microseconds); the error says what is wrong with it.
+pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<(String, Option<u64>), String> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => "expected a JSON object (one row per line)".to_string(),
+        _ => format!("malformed JSON: {e}"),
+    })?;
+    let queue = match envelope
+        .source
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        Some(q) => q.to_string(),
+        None => default_queue
+            .map(str::to_string)
+            .ok_or("row has no _Source naming its queue (use --queue for a dump of one queue)")?,
+    };
+    let ts_us = match &envelope.ts {
+        None | Some(Value::Null) => None,
+        // `as` saturates: a time past the year 586,000 is the last one.
+        Some(Value::Number(n)) => n.as_f64().filter(|f| *f >= 0.0).map(|f| (f * 1e6).round() as u64),
+        Some(other) => return Err(format!("_ts should be epoch seconds, got {other}")),
+    };
+    Ok((queue, ts_us))
+}
+
+/// What the source reads of a row: `_Source` and `_ts`. The rest is
+/// checked for JSON syntax and skipped without building it; the module
+/// parses the row itself, and reports what only a full parse finds (a
+/// number out of range, a lone surrogate) as a bad event naming the row.
+#[derive(Default)]
+struct Envelope {
+    source: Option<Value>,
+    ts: Option<Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        let mut envelope = Envelope::default();
+        // As in a parsed object, the last of repeated keys counts.
+        while let Some(member) = map.next_key::<EnvelopeMember>()? {
+            match member {
+                EnvelopeMember::Source => envelope.source = Some(map.next_value()?),
+                EnvelopeMember::Ts => envelope.ts = Some(map.next_value()?),
+                EnvelopeMember::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+/// A row's member name, told apart without copying it.
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum EnvelopeMember {
+    #[serde(rename = "_Source")]
+    Source,
+    #[serde(rename = "_ts")]
+    Ts,
+    #[serde(other)]
+    Other,
+}
+
+impl<R: BufRead> Iterator for JsonlSource<R> {
+    type Item = Result<IncomingEvent, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.line += 1;
+            let too_long = match self.read_line() {
+                Ok(None) => return None,
+                Ok(Some(too_long)) => too_long,
+                Err(e) => return Some(Err(self.error(format!("read error: {e}")))),
+            };
+            if too_long {
+                return Some(Err(
+                    self.error(format!("line is longer than {} bytes", self.max_line_bytes))
+                ));
+            }
+            match self.parse_line() {
+                Ok(None) => continue,
+                Ok(Some(event)) => return Some(Ok(event)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, max: usize) -> Vec<Result<IncomingEvent, SourceError>> {
+        JsonlSource::new(text.as_bytes(), "events.jsonl", "root", max).collect()
+    }
+
+    #[test]
+    fn rows_carry_their_queue_time_and_line() {
+        let got = read(
+            "{\"_Source\":\"Server.Internal.Alerts\",\"_ts\":1767000000,\"name\":\"x\"}\n",
+            1000,
+        );
+        let event = got[0].as_ref().unwrap();
+        assert_eq!(event.id, "events.jsonl:1");
+        assert_eq!(event.queue, "Server.Internal.Alerts");
+        assert_eq!(event.ts_us, Some(1_767_000_000_000_000));
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_their_number_and_skipped() {
+        let got = read(
+            "{\"_Source\":\"Q\"}\n{not json\n\n[1]\n{\"name\":\"no queue\"}\n{\"_Source\":\"Q\"}\n",
+            1000,
+        );
+        assert_eq!(got.len(), 5);
+        let errors: Vec<String> = got
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors[0].starts_with("events.jsonl:2: malformed JSON"), "{errors:?}");
+        assert!(
+            errors[1].starts_with("events.jsonl:4: expected a JSON object"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].starts_with("events.jsonl:5: row has no _Source"),
+            "{errors:?}"
+        );
+        assert_eq!(got[4].as_ref().unwrap().id, "events.jsonl:6");
+    }
+
+    #[test]
+    fn only_the_rows_own_source_counts_and_the_last_of_repeated_keys_wins() {
+        let got = read(
+            "{\"Details\":{\"_Source\":\"Inner\",\"_ts\":\"x\"},\"_Source\":\"Q\"}\n\
+             {\"_Source\":\"A\",\"_ts\":1,\"_Source\":\"B\",\"_ts\":2}\n",
+            1000,
+        );
+        let first = got[0].as_ref().unwrap();
+        assert_eq!((first.queue.as_str(), first.ts_us), ("Q", None));
+        let second = got[1].as_ref().unwrap();
+        assert_eq!((second.queue.as_str(), second.ts_us), ("B", Some(2_000_000)));
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_whole() {
+        let long = format!("{{\"_Source\":\"Q\",\"x\":\"{}\"}}", "a".repeat(100));
+        let got = read(&format!("{long}\n{{\"_Source\":\"Q\"}}\n"), 50);
+        assert!(got[0].as_ref().unwrap_err().message.contains("longer than 50 bytes"));
+        assert_eq!(got[1].as_ref().unwrap().id, "events.jsonl:2");
+    }
+
+    #[test]
+    fn a_default_queue_serves_rows_without_source() {
+        let got: Vec<_> = JsonlSource::new("{\"name\":\"x\",\"_Source\":\"\"}\n".as_bytes(), "f", "root", 100)
+            .with_default_queue(Some("Server.Internal.Alerts".into()))
+            .collect();
+        assert_eq!(got[0].as_ref().unwrap().queue, "Server.Internal.Alerts");
+    }
+
+    #[test]
+    fn the_last_line_needs_no_newline() {
+        assert_eq!(read("{\"_Source\":\"Q\"}", 100).len(), 1);
+    }
+}

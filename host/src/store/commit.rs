@@ -1,0 +1,245 @@
+//! One transaction per input: everything an input caused (each module's
+//! state writes, alert dedup windows, stream positions, outbox items)
+//! is stored together, or none of it is.
+//!
+//! E-mails are throttled here, in the same transaction (decision D11):
+//! within a module's `SendInterval` (or the host's mail period) an e-mail
+//! is held for the digest sent when the window ends, or, with
+//! `throttle_mode = "drop"`, dropped with a log line, as Velociraptor does.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::outbox::{NewItem, Payload, Status, insert};
+use super::state::{StateWrite, put};
+use super::{Store, StoreError, db_time, from_db_time};
+
+/// What one input caused, to be stored at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Changes<'a> {
+    /// In the order they were made: a later write of a key wins.
+    pub state: &'a [StateWrite],
+    pub items: &'a [NewItem],
+}
+
+impl Changes<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty() && self.items.is_empty()
+    }
+}
+
+/// How a module's throttled e-mails are handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThrottleMode {
+    /// Held and sent as one digest when the window ends.
+    #[default]
+    Digest,
+    /// Dropped with a log line and a counter (Velociraptor's behaviour).
+    Drop,
+}
+
+/// What the commit needs to throttle e-mails.
+#[derive(Debug, Clone, Default)]
+pub struct Throttle {
+    /// Each module's mode (default: digest).
+    pub modes: HashMap<String, ThrottleMode>,
+    /// Least seconds between two e-mails of the whole host (0: none).
+    pub mail_period_s: i64,
+}
+
+/// An item as committed: its id and the status the throttle gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub id: i64,
+    pub status: Status,
+}
+
+/// The global mail period's key in the throttle table.
+const GLOBAL: &str = "*";
+
+impl Store {
+    /// Stores `changes` in one transaction; items get `now_us` as their
+    /// creation time and `deadline_us` as their delivery deadline. Returns
+    /// each item's id and status, in order.
+    pub fn commit(
+        &self,
+        changes: &Changes<'_>,
+        now_us: u64,
+        deadline_us: u64,
+        throttle: &Throttle,
+    ) -> Result<Vec<Committed>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            for write in changes.state {
+                put(tx, write, now_us)?;
+            }
+            crate::crash_point!("store::between-writes");
+            let mut committed = Vec::with_capacity(changes.items.len());
+            for item in changes.items {
+                let status = decide(tx, item, now_us, throttle)?;
+                let id = insert(tx, item, status, now_us, deadline_us)?;
+                committed.push(Committed { id, status });
+            }
+            Ok(committed)
+        })
+    }
+}
+
+/// Whether an e-mail goes now, is held or is dropped; other items keep
+/// their status.
+fn decide(tx: &Transaction<'_>, item: &NewItem, now_us: u64, throttle: &Throttle) -> rusqlite::Result<Status> {
+    let Payload::Email(email) = &item.payload else {
+        return Ok(item.status);
+    };
+    let open_until = window_open_until(tx, &item.module, email.send_interval_s, throttle.mail_period_s)?;
+    if open_until.is_none_or(|end| end <= now_us) {
+        record_send(tx, &item.module, now_us)?;
+        return Ok(item.status);
+    }
+    Ok(match throttle.modes.get(&item.module).copied().unwrap_or_default() {
+        ThrottleMode::Digest => Status::Held,
+        ThrottleMode::Drop => Status::Dropped,
+    })
+}
+
+/// A module's `SendInterval` as the throttle reads it, in seconds: 0 means
+/// 60, negative means none.
+pub fn window_seconds(send_interval_s: i64) -> Option<u64> {
+    match send_interval_s {
+        0 => Some(60),
+        s if s > 0 => Some(s.unsigned_abs()),
+        _ => None,
+    }
+}
+
+/// When the module's (and the host's) window ends, if one is open.
+pub(super) fn window_open_until(
+    c: &Connection,
+    module: &str,
+    send_interval_s: i64,
+    mail_period_s: i64,
+) -> rusqlite::Result<Option<u64>> {
+    let last = |key: &str| -> rusqlite::Result<Option<u64>> {
+        c.prepare_cached("SELECT last_sent_us FROM throttle WHERE key = ?1")?
+            .query_row(params![key], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|v| v.map(from_db_time))
+    };
+    let seconds = |s: u64| s.saturating_mul(1_000_000);
+    let mut end = None;
+    if let (Some(interval), Some(last)) = (window_seconds(send_interval_s), last(module)?) {
+        end = Some(last.saturating_add(seconds(interval)));
+    }
+    if mail_period_s > 0
+        && let Some(last) = last(GLOBAL)?
+    {
+        let global_end = last.saturating_add(seconds(mail_period_s.unsigned_abs()));
+        end = Some(end.map_or(global_end, |e: u64| e.max(global_end)));
+    }
+    Ok(end)
+}
+
+/// Every e-mail sent moves its module's and the host's last send (as
+/// Velociraptor's `last_mail`, even for modules that are not throttled).
+pub(super) fn record_send(tx: &Transaction<'_>, module: &str, now_us: u64) -> rusqlite::Result<()> {
+    for key in [module, GLOBAL] {
+        tx.prepare_cached(
+            "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
+        )?
+        .execute(params![key, db_time(now_us)])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Owner;
+    use crate::store::outbox::tests::email;
+
+    const S: u64 = 1_000_000;
+
+    fn dedup_and_email() -> (Vec<StateWrite>, Vec<NewItem>) {
+        let state = vec![StateWrite {
+            owner: Owner::AlertDedup,
+            key: "root/Honey".into(),
+            value: b"1".to_vec(),
+            expires_us: None,
+        }];
+        (state, vec![email("alerts", "soc@example.org", "Honey", -1)])
+    }
+
+    fn throttle(mode: ThrottleMode) -> Throttle {
+        Throttle {
+            modes: [("alerts".to_string(), mode)].into(),
+            mail_period_s: 0,
+        }
+    }
+
+    #[test]
+    fn state_and_items_of_one_input_are_stored_together() {
+        let store = Store::in_memory();
+        let (state, items) = dedup_and_email();
+        let changes = Changes {
+            state: &state,
+            items: &items,
+        };
+        let committed = store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).unwrap();
+        assert_eq!(committed.len(), 1);
+        assert_eq!(committed[0].status, Status::Pending);
+        assert!(
+            store
+                .state_get(&Owner::AlertDedup, "root/Honey", 6 * S)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.open_count().unwrap(), 1);
+    }
+
+    /// A failed transaction leaves no trace: the dedup window of an alert
+    /// whose e-mail was not stored must not suppress its retry.
+    #[test]
+    fn a_failed_commit_stores_nothing() {
+        let store = Store::in_memory();
+        store
+            .read(|c| {
+                c.execute_batch("CREATE TRIGGER fail BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no'); END")
+            })
+            .unwrap();
+        let (state, items) = dedup_and_email();
+        let changes = Changes {
+            state: &state,
+            items: &items,
+        };
+        assert!(store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).is_err());
+        assert_eq!(store.state_get(&Owner::AlertDedup, "root/Honey", 6 * S).unwrap(), None);
+    }
+
+    #[test]
+    fn e_mails_inside_the_window_are_held_or_dropped() {
+        for (mode, expected) in [
+            (ThrottleMode::Digest, Status::Held),
+            (ThrottleMode::Drop, Status::Dropped),
+        ] {
+            let store = Store::in_memory();
+            let commit = |subject: &str, now_us| {
+                let items = [email("alerts", "soc@example.org", subject, 300)];
+                let changes = Changes {
+                    state: &[],
+                    items: &items,
+                };
+                store
+                    .commit(&changes, now_us, now_us + 100 * S, &throttle(mode))
+                    .unwrap()[0]
+                    .status
+            };
+            let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
+            assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
+        }
+    }
+}

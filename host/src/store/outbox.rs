@@ -1,0 +1,702 @@
+//! The outbox: every action waiting to be delivered, and what became of
+//! it. Delivery works from this table, so a restart resumes where the last
+//! run stopped.
+//!
+//! An item is typed: its [`Kind`] and [`Status`] are enums, its
+//! [`Payload`] a serde type of a versioned schema ([`PAYLOAD_VERSION`]),
+//! and its body (an e-mail's message, a webhook's request body) raw bytes.
+//! A row that cannot be read (a payload of an unknown version, a status
+//! this release does not know) is reported as [`Unreadable`] with its id
+//! and the reason, never taken for something else.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, db_time, from_db_time};
+
+/// The schema version of [`Payload`] written by this release.
+pub const PAYLOAD_VERSION: i64 = 1;
+
+/// What an item does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Email,
+    Webhook,
+    UserMessage,
+    Label,
+    /// An alert written into the Velociraptor server's own alert queue.
+    Alert,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Email, Kind::Webhook, Kind::UserMessage, Kind::Label, Kind::Alert];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Email => "email",
+            Kind::Webhook => "webhook",
+            Kind::UserMessage => "user-message",
+            Kind::Label => "label",
+            Kind::Alert => "alert",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Waiting for its (next) delivery attempt.
+    Pending,
+    /// Throttled: waits for its module's window to end, then goes out in a
+    /// digest.
+    Held,
+    /// Folded into a digest that was sent instead.
+    Digested,
+    Sent,
+    /// Failed permanently, or transiently until its deadline.
+    Dead,
+    /// Throttled in `drop` mode.
+    Dropped,
+    /// A user message or label change: executed through the Velociraptor
+    /// API, which this host has not configured.
+    WaitingApi,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Held,
+        Status::Digested,
+        Status::Sent,
+        Status::Dead,
+        Status::Dropped,
+        Status::WaitingApi,
+    ];
+
+    /// Statuses an item never leaves (but by `outbox retry` for dead ones).
+    pub const FINISHED: [Status; 4] = [Status::Sent, Status::Dead, Status::Dropped, Status::Digested];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Held => "held",
+            Status::Digested => "digested",
+            Status::Sent => "sent",
+            Status::Dead => "dead",
+            Status::Dropped => "dropped",
+            Status::WaitingApi => "waiting-api",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An e-mail: its envelope and what throttling and listing need; the
+/// message is the item's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPayload {
+    /// The SMTP Creds secret to send with (None: `[smtp]`).
+    pub secret: Option<String>,
+    /// Envelope sender (None: the host's default sender).
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// A link to what the e-mail is about, for digests.
+    pub link: Option<String>,
+    /// The module's `SendInterval` (0: 60 s, negative: none).
+    pub send_interval_s: i64,
+}
+
+/// A webhook request; the request body is the item's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A message for a GUI user's notification panel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserMessagePayload {
+    pub org_id: String,
+    pub user: String,
+    /// A JSON object.
+    pub message: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Adds or removes labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelOp {
+    Set,
+    Remove,
+}
+
+impl LabelOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelOp::Set => "set",
+            LabelOp::Remove => "remove",
+        }
+    }
+}
+
+/// A change to a client's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelPayload {
+    pub org_id: String,
+    pub client_id: String,
+    pub op: LabelOp,
+    pub labels: Vec<String>,
+}
+
+/// An alert row for the server's `Server.Internal.Alerts` queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPayload {
+    pub org_id: String,
+    pub name: String,
+    /// When it was raised, RFC 3339.
+    pub timestamp: String,
+    /// A JSON object.
+    pub event_data: serde_json::Map<String, serde_json::Value>,
+    pub client_id: Option<String>,
+    pub artifact: Option<String>,
+    pub artifact_type: Option<String>,
+    pub flow_id: Option<String>,
+}
+
+/// What an item carries besides its body, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Payload {
+    Email(EmailPayload),
+    Webhook(WebhookPayload),
+    UserMessage(UserMessagePayload),
+    Label(LabelPayload),
+    Alert(AlertPayload),
+}
+
+impl Payload {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Payload::Email(_) => Kind::Email,
+            Payload::Webhook(_) => Kind::Webhook,
+            Payload::UserMessage(_) => Kind::UserMessage,
+            Payload::Label(_) => Kind::Label,
+            Payload::Alert(_) => Kind::Alert,
+        }
+    }
+
+    /// Who it goes to: e-mail recipients, a webhook's URL, a user, a client.
+    pub fn recipients(&self) -> Vec<String> {
+        match self {
+            Payload::Email(e) => e.recipients.clone(),
+            Payload::Webhook(w) => vec![w.url.clone()],
+            Payload::UserMessage(m) => vec![m.user.clone()],
+            Payload::Label(l) => vec![l.client_id.clone()],
+            Payload::Alert(_) => Vec::new(),
+        }
+    }
+
+    /// An e-mail's subject, an alert's name.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Payload::Email(e) => Some(&e.subject),
+            Payload::Alert(a) => Some(&a.name),
+            _ => None,
+        }
+    }
+}
+
+/// An item to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewItem {
+    pub module: String,
+    /// The event (or tick) that caused it.
+    pub event: Option<String>,
+    /// Pending, or waiting for the Velociraptor API.
+    pub status: Status,
+    pub payload: Payload,
+    pub body: Vec<u8>,
+}
+
+/// One row of the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub created_us: u64,
+    pub updated_us: u64,
+    pub module: String,
+    pub event: Option<String>,
+    pub status: Status,
+    pub attempts: u32,
+    pub next_attempt_us: u64,
+    pub deadline_us: u64,
+    pub last_error: Option<String>,
+    pub payload: Payload,
+    pub body: Vec<u8>,
+}
+
+impl OutboxItem {
+    pub fn kind(&self) -> Kind {
+        self.payload.kind()
+    }
+
+    /// "e-mail 12 to a@b ("Subject")", for log lines.
+    pub fn describe(&self) -> String {
+        let to = self.payload.recipients().join(", ");
+        match self.payload.subject() {
+            Some(subject) => format!("{} {} to {to} ({subject:?})", self.kind(), self.id),
+            None => format!("{} {} to {to}", self.kind(), self.id),
+        }
+    }
+}
+
+/// A row this release cannot read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("outbox item {id} cannot be read: {reason}")]
+pub struct Unreadable {
+    pub id: i64,
+    pub reason: String,
+}
+
+/// Items per status, and rows that cannot be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub by_status: BTreeMap<Status, u64>,
+    /// Rows whose status this release does not know.
+    pub unknown: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for StatusCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.by_status.iter().map(|(s, n)| format!("{s} {n}"));
+        let unknown = self.unknown.iter().map(|(s, n)| format!("{s:?} (unknown) {n}"));
+        f.write_str(&known.chain(unknown).collect::<Vec<_>>().join(", "))
+    }
+}
+
+const COLUMNS: &str = "id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us, \
+                       deadline_us, last_error, payload_version, payload, body";
+
+/// Reads a row: a SQL error is an error, a row this release cannot make
+/// sense of is [`Unreadable`].
+fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> {
+    let id: i64 = row.get(0)?;
+    let unreadable = |reason: String| Ok(Err(Unreadable { id, reason }));
+    let kind: String = row.get(5)?;
+    let status: String = row.get(6)?;
+    let version: i64 = row.get(11)?;
+    let payload: String = row.get(12)?;
+    let Some(status) = Status::parse(&status) else {
+        return unreadable(format!("status {status:?} is not one this release knows"));
+    };
+    if version != PAYLOAD_VERSION {
+        return unreadable(match version {
+            0 => format!("written by an earlier release and not converted: {payload}"),
+            _ => format!("payload version {version} (this release reads {PAYLOAD_VERSION})"),
+        });
+    }
+    let payload: Payload = match serde_json::from_str(&payload) {
+        Ok(payload) => payload,
+        Err(e) => return unreadable(format!("payload: {e}")),
+    };
+    if Kind::parse(&kind) != Some(payload.kind()) {
+        return unreadable(format!("kind {kind:?} but a {} payload", payload.kind()));
+    }
+    Ok(Ok(OutboxItem {
+        id,
+        created_us: from_db_time(row.get(1)?),
+        updated_us: from_db_time(row.get(2)?),
+        module: row.get(3)?,
+        event: row.get(4)?,
+        status,
+        attempts: u32::try_from(row.get::<_, i64>(7)?).unwrap_or(0),
+        next_attempt_us: from_db_time(row.get(8)?),
+        deadline_us: from_db_time(row.get(9)?),
+        last_error: row.get(10)?,
+        payload,
+        body: row.get(13)?,
+    }))
+}
+
+/// Inserts an item with `status`; returns its id.
+pub(super) fn insert(
+    tx: &Transaction<'_>,
+    item: &NewItem,
+    status: Status,
+    now_us: u64,
+    deadline_us: u64,
+) -> rusqlite::Result<i64> {
+    let payload =
+        serde_json::to_string(&item.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (created_us, updated_us, module, event, kind, status, next_attempt_us, deadline_us,
+                             payload_version, payload, body)
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        db_time(now_us),
+        item.module,
+        item.event,
+        item.payload.kind().as_str(),
+        status.as_str(),
+        db_time(deadline_us),
+        PAYLOAD_VERSION,
+        payload,
+        item.body,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn query(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Result<OutboxItem, Unreadable>>> {
+    conn.prepare_cached(sql)?.query_map(args, read_item)?.collect()
+}
+
+impl Store {
+    /// Pending items whose attempt is due, oldest first.
+    pub fn due(&self, now_us: u64, limit: usize) -> Result<Vec<Result<OutboxItem, Unreadable>>, StoreError> {
+        self.read(|c| {
+            query(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_us <= ?1 ORDER BY id LIMIT ?2"
+                ),
+                params![db_time(now_us), i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+        })
+    }
+
+    /// When the next pending item is due, if any.
+    pub fn next_due_us(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT min(next_attempt_us) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.map(from_db_time))
+        })
+    }
+
+    /// Items still to be delivered: pending or held.
+    pub fn open_count(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    pub fn mark_sent(&self, id: i64, now_us: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, updated_us = ?2
+                 WHERE id = ?1",
+                params![id, db_time(now_us)],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn mark_retry(&self, id: i64, next_attempt_us: u64, error: &str, now_us: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_us = ?2, last_error = ?3, updated_us = ?4
+                 WHERE id = ?1",
+                params![id, db_time(next_attempt_us), error, db_time(now_us)],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn mark_dead(&self, id: i64, error: &str, now_us: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2, updated_us = ?3
+                 WHERE id = ?1",
+                params![id, error, db_time(now_us)],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Sets an unreadable item aside until `until_us`, its reason as its
+    /// last error; its status stays what it is.
+    pub fn set_aside(&self, unreadable: &Unreadable, until_us: u64, now_us: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET next_attempt_us = ?2, last_error = ?3, updated_us = ?4 WHERE id = ?1",
+                params![unreadable.id, db_time(until_us), unreadable.reason, db_time(now_us)],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Held e-mails, by module, in the order they were held.
+    pub fn held_by_module(&self) -> Result<Vec<Vec<Result<OutboxItem, Unreadable>>>, StoreError> {
+        let held = self.read(|c| {
+            query(
+                c,
+                &format!("SELECT {COLUMNS} FROM outbox WHERE status = 'held' ORDER BY id"),
+                [],
+            )
+        })?;
+        let mut by_module: Vec<(String, Vec<Result<OutboxItem, Unreadable>>)> = Vec::new();
+        let module_of = |row: &Result<OutboxItem, Unreadable>| match row {
+            Ok(item) => item.module.clone(),
+            Err(_) => String::new(),
+        };
+        for row in held {
+            let module = module_of(&row);
+            match by_module.iter_mut().find(|(m, _)| *m == module) {
+                Some((_, rows)) => rows.push(row),
+                None => by_module.push((module, vec![row])),
+            }
+        }
+        Ok(by_module.into_iter().map(|(_, rows)| rows).collect())
+    }
+
+    /// When the window of `module` (and of the host) ends, if one is open.
+    pub fn window_open_until(
+        &self,
+        module: &str,
+        send_interval_s: i64,
+        mail_period_s: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.read(|c| super::commit::window_open_until(c, module, send_interval_s, mail_period_s))
+    }
+
+    /// Replaces held items by digest e-mails, in one transaction; each
+    /// digest consumes its module's window. Returns the digests' ids.
+    pub fn fold_into_digests(
+        &self,
+        digests: &[(Vec<i64>, NewItem)],
+        now_us: u64,
+        deadline_us: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write(|tx| {
+            let mut ids = Vec::with_capacity(digests.len());
+            for (held, digest) in digests {
+                let id = insert(tx, digest, Status::Pending, now_us, deadline_us)?;
+                for held_id in held {
+                    tx.execute(
+                        "UPDATE outbox SET status = 'digested', digest_id = ?2, updated_us = ?3 WHERE id = ?1",
+                        params![held_id, id, db_time(now_us)],
+                    )?;
+                }
+                super::commit::record_send(tx, &digest.module, now_us)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Items with `status` (all when None), newest first.
+    pub fn list(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Result<OutboxItem, Unreadable>>, StoreError> {
+        self.read(|c| {
+            query(
+                c,
+                &format!("SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2"),
+                params![status.map(Status::as_str), i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+        })
+    }
+
+    /// One item, if there is one with that id.
+    pub fn item(&self, id: i64) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?
+                .query_row(params![id], read_item)
+                .optional()
+        })
+    }
+
+    /// Counts per status.
+    pub fn counts(&self) -> Result<StatusCounts, StoreError> {
+        let rows: Vec<(String, i64)> = self.read(|c| {
+            c.prepare_cached("SELECT status, count(*) FROM outbox GROUP BY status")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
+        let mut counts = StatusCounts::default();
+        for (status, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            match Status::parse(&status) {
+                Some(status) => *counts.by_status.entry(status).or_default() += n,
+                None => *counts.unknown.entry(status).or_default() += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Puts dead items (those of `ids`, or all) back in line, with a new
+    /// deadline. Returns how many.
+    pub fn retry(&self, ids: &[i64], now_us: u64, deadline_us: u64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let sql = "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_us = ?1, deadline_us = ?2,
+                       updated_us = ?1 WHERE status = 'dead'";
+            let (now, deadline) = (db_time(now_us), db_time(deadline_us));
+            if ids.is_empty() {
+                return tx.execute(sql, params![now, deadline]);
+            }
+            let mut n = 0;
+            for id in ids {
+                n += tx.execute(&format!("{sql} AND id = ?3"), params![now, deadline, id])?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Puts the user messages and labels kept while no Velociraptor API was
+    /// configured in line for delivery; returns how many.
+    pub fn release_waiting_api(&self, now_us: u64, deadline_us: u64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_us = ?1, deadline_us = ?2, updated_us = ?1
+                 WHERE status = 'waiting-api'",
+                params![db_time(now_us), db_time(deadline_us)],
+            )
+        })
+    }
+
+    /// Deletes finished items of `status` (every finished status when
+    /// None) last updated before `before_us`. Returns how many.
+    pub fn purge(&self, status: Option<Status>, before_us: u64) -> Result<usize, StoreError> {
+        let statuses = match status {
+            Some(status) => vec![status],
+            None => Status::FINISHED.to_vec(),
+        };
+        self.write(|tx| {
+            let mut n = 0;
+            for status in statuses {
+                n += tx.execute(
+                    "DELETE FROM outbox WHERE status = ?1 AND updated_us < ?2",
+                    params![status.as_str(), db_time(before_us)],
+                )?;
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(crate) fn email(module: &str, to: &str, subject: &str, send_interval_s: i64) -> NewItem {
+        NewItem {
+            module: module.into(),
+            event: Some("e:1".into()),
+            status: Status::Pending,
+            payload: Payload::Email(EmailPayload {
+                secret: None,
+                sender: Some("v@example.org".into()),
+                recipients: vec![to.into()],
+                subject: subject.into(),
+                link: None,
+                send_interval_s,
+            }),
+            body: b"Subject: x\r\n\r\nhello\r\n".to_vec(),
+        }
+    }
+
+    fn add(store: &Store, item: &NewItem) -> i64 {
+        store.write(|tx| insert(tx, item, item.status, 10, 1_000_000)).unwrap()
+    }
+
+    #[test]
+    fn an_item_reads_back_as_it_was_written() {
+        let store = Store::in_memory();
+        let item = email("alerts", "soc@example.org", "Hello", -1);
+        let id = add(&store, &item);
+        let read = store.item(id).unwrap().unwrap().unwrap();
+        assert_eq!(read.payload, item.payload);
+        assert_eq!(read.body, item.body);
+        assert_eq!(
+            (read.status, read.kind(), read.module.as_str()),
+            (Status::Pending, Kind::Email, "alerts")
+        );
+    }
+
+    /// A status or payload written by a later release is reported, never
+    /// read as another status or kind.
+    #[test]
+    fn a_row_this_release_cannot_read_is_reported_by_id_and_reason() {
+        let store = Store::in_memory();
+        let id = add(&store, &email("alerts", "soc@example.org", "Hello", -1));
+        store
+            .write(|tx| tx.execute("UPDATE outbox SET status = 'quarantined' WHERE id = ?1", [id]))
+            .unwrap();
+        let row = store.list(None, 10).unwrap().remove(0);
+        assert_eq!(
+            row,
+            Err(Unreadable {
+                id,
+                reason: "status \"quarantined\" is not one this release knows".into()
+            })
+        );
+        assert_eq!(store.counts().unwrap().unknown["quarantined"], 1);
+
+        let id = add(&store, &email("alerts", "soc@example.org", "Hello", -1));
+        store
+            .write(|tx| tx.execute("UPDATE outbox SET payload_version = 7 WHERE id = ?1", [id]))
+            .unwrap();
+        let due = store.due(u64::MAX >> 2, 10).unwrap();
+        assert_eq!(
+            due,
+            [Err(Unreadable {
+                id,
+                reason: "payload version 7 (this release reads 1)".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn retry_puts_dead_items_back_and_purge_deletes_finished_ones() {
+        let store = Store::in_memory();
+        let dead = add(&store, &email("alerts", "a@example.org", "A", -1));
+        let pending = add(&store, &email("alerts", "b@example.org", "B", -1));
+        store.mark_dead(dead, "550 no such user", 20).unwrap();
+        assert_eq!(store.retry(&[], 30, 100).unwrap(), 1);
+        let item = store.item(dead).unwrap().unwrap().unwrap();
+        assert_eq!(
+            (item.status, item.attempts, item.deadline_us),
+            (Status::Pending, 0, 100)
+        );
+        store.mark_sent(dead, 40).unwrap();
+        assert_eq!(store.purge(None, 41).unwrap(), 1);
+        assert!(store.item(dead).unwrap().is_none());
+        assert!(store.item(pending).unwrap().is_some());
+    }
+}

@@ -1,0 +1,419 @@
+//! The database's schema and its migrations.
+//!
+//! The schema version is SQLite's `user_version`. Opening a database runs
+//! every migration above its version, each in one `BEGIN IMMEDIATE`
+//! transaction with the version bump, so a crash leaves a database at one
+//! version or the next, never between. A database of a later release is
+//! refused rather than misread. (rusqlite_migration does the same job but
+//! follows its own rusqlite version, an older one than ours; the runner is
+//! the 20 lines of [`migrate`].)
+//!
+//! | version | what                                                             |
+//! |---------|------------------------------------------------------------------|
+//! | 0       | an empty file, or a database of the first releases (no version)  |
+//! | 1       | the first releases' tables: `state`, `outbox`, `throttle`        |
+//! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::outbox::{
+    AlertPayload, EmailPayload, LabelOp, LabelPayload, PAYLOAD_VERSION, Payload, UserMessagePayload, WebhookPayload,
+};
+use super::{Location, StoreError};
+
+/// The version this release writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
+/// Migrations by the version they lead to.
+const MIGRATIONS: [(i64, Step); 2] = [(1, first_tables), (2, typed_outbox)];
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::sqlite(location, &e);
+    let version = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+    if version(conn).map_err(fail)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (to, step) in MIGRATIONS {
+        // Another process may be migrating the same file: the version is
+        // read again inside the transaction.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let current = version(&tx).map_err(fail)?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::permanent(
+                location,
+                format!(
+                    "written by a later release of velonotify (schema version {current}; this release reads up to \
+                     {SCHEMA_VERSION})"
+                ),
+            ));
+        }
+        if current < to {
+            step(&tx).map_err(fail)?;
+            tx.pragma_update(None, "user_version", to).map_err(fail)?;
+            if current > 0 || to > 1 {
+                tracing::info!(%location, from = current, to, "state database migrated");
+            }
+        }
+        tx.commit().map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// The tables as the first releases created them (they carried no
+/// version): a no-op on their databases, the start of a new one.
+fn first_tables(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS state (
+            owner      TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            value      BLOB NOT NULL,
+            expires_us INTEGER,
+            PRIMARY KEY (owner, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_us      INTEGER NOT NULL,
+            module          TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            event           TEXT,
+            secret          TEXT,
+            sender          TEXT,
+            recipients      TEXT NOT NULL,
+            subject         TEXT,
+            link            TEXT,
+            payload         BLOB NOT NULL,
+            send_interval   INTEGER NOT NULL DEFAULT -1,
+            status          TEXT NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_us INTEGER NOT NULL,
+            deadline_us     INTEGER NOT NULL,
+            last_error      TEXT,
+            digest_id       INTEGER,
+            updated_us      INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_us);
+        CREATE TABLE IF NOT EXISTS throttle (
+            key          TEXT PRIMARY KEY,
+            last_sent_us INTEGER NOT NULL
+        );",
+    )
+}
+
+/// Outbox items with a typed, versioned payload and their body apart; the
+/// old rows are converted one by one. A row that cannot be converted keeps
+/// its id and status, with payload version 0 and the reason, and is
+/// reported as unreadable (never dropped, never made something else).
+fn typed_outbox(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE outbox_v2 (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_us      INTEGER NOT NULL,
+            updated_us      INTEGER NOT NULL,
+            module          TEXT NOT NULL,
+            event           TEXT,
+            kind            TEXT NOT NULL,
+            status          TEXT NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_us INTEGER NOT NULL,
+            deadline_us     INTEGER NOT NULL,
+            last_error      TEXT,
+            digest_id       INTEGER,
+            payload_version INTEGER NOT NULL,
+            payload         TEXT NOT NULL,
+            body            BLOB NOT NULL
+        );",
+    )?;
+    let mut old = tx.prepare(
+        "SELECT id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us, deadline_us,
+                last_error, digest_id, secret, sender, recipients, subject, link, send_interval, payload
+         FROM outbox ORDER BY id",
+    )?;
+    let mut insert = tx.prepare(
+        "INSERT INTO outbox_v2 (id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us,
+                                deadline_us, last_error, digest_id, payload_version, payload, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    let mut rows = old.query([])?;
+    while let Some(row) = rows.next()? {
+        let legacy = LegacyItem {
+            kind: row.get(5)?,
+            secret: row.get(12)?,
+            sender: row.get(13)?,
+            recipients: row.get(14)?,
+            subject: row.get(15)?,
+            link: row.get(16)?,
+            send_interval: row.get(17)?,
+            payload: row.get(18)?,
+        };
+        let (version, payload, body) = match legacy.convert() {
+            Ok((payload, body)) => (
+                PAYLOAD_VERSION,
+                serde_json::to_string(&payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                body,
+            ),
+            Err(reason) => (0, reason, legacy.payload.clone()),
+        };
+        insert.execute(params![
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, Option<String>>(4)?,
+            legacy.kind,
+            row.get::<_, String>(6)?,
+            row.get::<_, i64>(7)?,
+            row.get::<_, i64>(8)?,
+            row.get::<_, i64>(9)?,
+            row.get::<_, Option<String>>(10)?,
+            row.get::<_, Option<i64>>(11)?,
+            version,
+            payload,
+            body,
+        ])?;
+    }
+    drop(rows);
+    drop(old);
+    drop(insert);
+    // Ids are never reused, even those of purged items (digests name the
+    // items they replaced).
+    let sequence: Option<i64> = tx
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    tx.execute_batch(
+        "DROP TABLE outbox;
+         ALTER TABLE outbox_v2 RENAME TO outbox;
+         CREATE INDEX outbox_due ON outbox (status, next_attempt_us);",
+    )?;
+    if let Some(sequence) = sequence {
+        tx.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbox'",
+            params![sequence],
+        )?;
+    }
+    // A module may be named anything but `host:...`: the stream positions
+    // move to a `host:` owner, out of any module's reach.
+    tx.execute(
+        "UPDATE state SET owner = 'host:stream-positions' WHERE owner = 'velonotify/velociraptor'",
+        [],
+    )?;
+    Ok(())
+}
+
+/// An outbox row as the first releases wrote it: kind and status as text,
+/// e-mail fields in columns, other actions as JSON with their body inline.
+struct LegacyItem {
+    kind: String,
+    secret: Option<String>,
+    sender: Option<String>,
+    recipients: String,
+    subject: Option<String>,
+    link: Option<String>,
+    send_interval: i64,
+    payload: Vec<u8>,
+}
+
+impl LegacyItem {
+    fn convert(&self) -> Result<(Payload, Vec<u8>), String> {
+        let json = || -> Result<Value, String> {
+            serde_json::from_slice(&self.payload).map_err(|e| format!("its {} action is not JSON: {e}", self.kind))
+        };
+        let text = |v: &Value, key: &str| -> Result<String, String> {
+            v[key]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("its {} has no {key}", self.kind))
+        };
+        let optional = |v: &Value, key: &str| v[key].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let object = |v: &Value, key: &str| -> Result<serde_json::Map<String, Value>, String> {
+            v[key]
+                .as_object()
+                .cloned()
+                .ok_or_else(|| format!("its {} has no {key} object", self.kind))
+        };
+        let strings = |v: &Value, key: &str| -> Result<Vec<String>, String> {
+            serde_json::from_value(v[key].clone()).map_err(|e| format!("its {key}: {e}"))
+        };
+        Ok(match self.kind.as_str() {
+            "email" => (
+                Payload::Email(EmailPayload {
+                    secret: self.secret.clone(),
+                    sender: self.sender.clone(),
+                    recipients: serde_json::from_str(&self.recipients).map_err(|e| format!("its recipients: {e}"))?,
+                    subject: self.subject.clone().unwrap_or_default(),
+                    link: self.link.clone(),
+                    send_interval_s: self.send_interval,
+                }),
+                self.payload.clone(),
+            ),
+            "webhook" => {
+                let v = json()?;
+                let body = match (v["body"].as_str(), v["body_base64"].as_str()) {
+                    (Some(text), _) => text.as_bytes().to_vec(),
+                    (None, Some(encoded)) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(encoded)
+                            .map_err(|e| format!("its body_base64: {e}"))?
+                    }
+                    (None, None) => Vec::new(),
+                };
+                let headers: Vec<(String, String)> =
+                    serde_json::from_value(v["headers"].clone()).map_err(|e| format!("its headers: {e}"))?;
+                (
+                    Payload::Webhook(WebhookPayload {
+                        url: text(&v, "url")?,
+                        headers,
+                    }),
+                    body,
+                )
+            }
+            "user-message" => {
+                let v = json()?;
+                let payload = UserMessagePayload {
+                    org_id: text(&v, "org_id")?,
+                    user: text(&v, "user")?,
+                    message: object(&v, "message")?,
+                };
+                (Payload::UserMessage(payload), Vec::new())
+            }
+            "label" => {
+                let v = json()?;
+                let op = match v["op"].as_str() {
+                    Some("set") => LabelOp::Set,
+                    Some("remove") => LabelOp::Remove,
+                    other => return Err(format!("its label op {other:?} is neither set nor remove")),
+                };
+                let payload = LabelPayload {
+                    org_id: text(&v, "org_id")?,
+                    client_id: text(&v, "client_id")?,
+                    op,
+                    labels: strings(&v, "labels")?,
+                };
+                (Payload::Label(payload), Vec::new())
+            }
+            "alert" => {
+                let v = json()?;
+                let payload = AlertPayload {
+                    org_id: text(&v, "org_id")?,
+                    name: text(&v, "name")?,
+                    timestamp: text(&v, "timestamp")?,
+                    event_data: object(&v, "event_data")?,
+                    client_id: optional(&v, "client_id"),
+                    artifact: optional(&v, "artifact"),
+                    artifact_type: optional(&v, "artifact_type"),
+                    flow_id: optional(&v, "flow_id"),
+                };
+                (Payload::Alert(payload), Vec::new())
+            }
+            other => return Err(format!("kind {other:?} is not one this release knows")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{Kind, Owner, Status, Store};
+
+    const RELEASE_DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/store/release-0.1.db");
+
+    fn copy_of_release_db(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("state.db");
+        std::fs::copy(RELEASE_DB, &path).unwrap();
+        path
+    }
+
+    /// `tests/data/store/release-0.1.db` was written by the release before
+    /// the typed store: every item and every state entry survives the
+    /// migration, readable, with its id, kind and status.
+    #[test]
+    fn a_database_of_the_first_release_opens_migrated_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = copy_of_release_db(dir.path());
+        let before: BTreeMap<i64, (String, String)> = {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mut stmt = conn.prepare("SELECT id, kind, status FROM outbox").unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(before.len() > 40, "the fixture holds {} items", before.len());
+
+        let store = Store::open(&path).unwrap();
+        let items = store.list(None, 10_000).unwrap();
+        let after: BTreeMap<i64, (String, String)> = items
+            .iter()
+            .map(|row| {
+                let item = row.as_ref().unwrap_or_else(|e| panic!("{e}"));
+                (item.id, (item.kind().to_string(), item.status.to_string()))
+            })
+            .collect();
+        assert_eq!(after, before);
+        let kinds: std::collections::BTreeSet<Kind> = items.iter().flatten().map(|i| i.kind()).collect();
+        assert_eq!(kinds.len(), 4, "e-mails, webhooks, user messages and labels: {kinds:?}");
+        let statuses: std::collections::BTreeSet<Status> = items.iter().flatten().map(|i| i.status).collect();
+        assert_eq!(statuses.len(), 6, "{statuses:?}");
+
+        let email = items
+            .iter()
+            .flatten()
+            .find(|i| i.kind() == Kind::Email && i.status == Status::Sent)
+            .unwrap();
+        assert!(email.body.starts_with(b"From: ") || email.body.windows(9).any(|w| w == b"Subject: "));
+        let webhook = items.iter().flatten().find(|i| i.kind() == Kind::Webhook).unwrap();
+        assert!(
+            std::str::from_utf8(&webhook.body).unwrap().starts_with('{'),
+            "the body is the JSON posted"
+        );
+
+        let module = Owner::Module("Server.Slack.Clients.Online".into());
+        assert!(store.state_get(&module, "awaiting-label-removal", 0).unwrap().is_some());
+        let dedup: i64 = store
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM state WHERE owner = 'host:alert-dedup'", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
+        assert_eq!(dedup, 2);
+    }
+
+    #[test]
+    fn a_migrated_database_hands_out_new_ids_above_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&copy_of_release_db(dir.path())).unwrap();
+        let highest = store.list(None, 1).unwrap()[0].as_ref().unwrap().id;
+        let items = [super::super::outbox::tests::email("alerts", "a@example.org", "A", -1)];
+        let changes = super::super::Changes {
+            state: &[],
+            items: &items,
+        };
+        let committed = store
+            .commit(&changes, 1, 2, &super::super::Throttle::default())
+            .unwrap();
+        assert!(committed[0].id > highest);
+    }
+
+    #[test]
+    fn a_database_of_a_later_release_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", super::SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = Store::open(&path).unwrap_err().to_string();
+        assert!(error.contains("written by a later release"), "{error}");
+    }
+}

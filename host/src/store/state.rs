@@ -1,0 +1,202 @@
+//! Key/value state: what modules keep with `state.put` (cursors, throttle
+//! windows) and what the host keeps for itself (alert dedup windows, event
+//! stream positions).
+//!
+//! Entries belong to an [`Owner`], so state survives module swaps and host
+//! restarts, and one module never sees another's or the host's. Sizes are
+//! bounded per owner.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{Store, StoreError, db_time};
+
+/// Bounds of one owner's state.
+pub const MAX_KEY_BYTES: usize = 256;
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_ENTRIES_PER_OWNER: usize = 100_000;
+
+/// Whose an entry is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Owner {
+    /// A module instance, by its configured name (a name never starts with
+    /// `host:`, so modules cannot reach the host's own entries).
+    Module(String),
+    /// The host's alert dedup windows, per org and alert name.
+    AlertDedup,
+    /// How far each Velociraptor event stream has been read, per org and
+    /// queue.
+    StreamPositions,
+}
+
+impl Owner {
+    /// The owner column's value.
+    pub fn as_db(&self) -> &str {
+        match self {
+            Owner::Module(name) => name,
+            Owner::AlertDedup => "host:alert-dedup",
+            Owner::StreamPositions => "host:stream-positions",
+        }
+    }
+}
+
+/// One value to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    pub owner: Owner,
+    pub key: String,
+    pub value: Vec<u8>,
+    /// When it is forgotten (µs); None: kept until overwritten.
+    pub expires_us: Option<u64>,
+}
+
+impl StateWrite {
+    /// Why the write is refused, if it is over a bound.
+    pub fn oversized(&self) -> Option<String> {
+        (self.key.len() > MAX_KEY_BYTES || self.value.len() > MAX_VALUE_BYTES).then(|| {
+            format!(
+                "state entry refused: a key of {} bytes (at most {MAX_KEY_BYTES}) or a value of {} bytes \
+                 (at most {MAX_VALUE_BYTES})",
+                self.key.len(),
+                self.value.len()
+            )
+        })
+    }
+}
+
+impl Store {
+    /// The value of `owner`'s `key`, unless it has expired by `now_us`.
+    pub fn state_get(&self, owner: &Owner, key: &str, now_us: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|conn| get(conn, owner, key, now_us))
+    }
+
+    /// Stores one value at once, in a transaction of its own (tools and
+    /// tests; the pipeline stores state with [`Store::commit`]).
+    pub fn state_put(&self, write: &StateWrite, now_us: u64) -> Result<(), StoreError> {
+        self.write(|tx| put(tx, write, now_us).map(drop))
+    }
+}
+
+fn get(conn: &Connection, owner: &Owner, key: &str, now_us: u64) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT value FROM state WHERE owner = ?1 AND key = ?2 AND (expires_us IS NULL OR expires_us > ?3)",
+    )?
+    .query_row(params![owner.as_db(), key, db_time(now_us)], |row| row.get(0))
+    .optional()
+}
+
+/// Writes one entry; false if the owner already has
+/// [`MAX_ENTRIES_PER_OWNER`] live entries and this is a new key (refused
+/// with a log line).
+pub(super) fn put(tx: &Transaction<'_>, write: &StateWrite, now_us: u64) -> rusqlite::Result<bool> {
+    if let Some(problem) = write.oversized() {
+        tracing::warn!(owner = write.owner.as_db(), "{problem}");
+        return Ok(false);
+    }
+    let owner = write.owner.as_db();
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM state WHERE owner = ?1 AND key = ?2")?
+        .query_row(params![owner, write.key], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists && !room_for_one_more(tx, owner, now_us)? {
+        tracing::warn!(
+            owner,
+            "state entry refused: the owner has {MAX_ENTRIES_PER_OWNER} entries"
+        );
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO state (owner, key, value, expires_us) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, expires_us = excluded.expires_us",
+    )?
+    .execute(params![owner, write.key, write.value, write.expires_us.map(db_time)])?;
+    Ok(true)
+}
+
+/// Whether `owner` may add a key, after forgetting its expired entries
+/// when it is at its bound.
+fn room_for_one_more(tx: &Transaction<'_>, owner: &str, now_us: u64) -> rusqlite::Result<bool> {
+    let count = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
+        tx.prepare_cached("SELECT count(*) FROM state WHERE owner = ?1")?
+            .query_row(params![owner], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    if count(tx)? < MAX_ENTRIES_PER_OWNER {
+        return Ok(true);
+    }
+    tx.execute(
+        "DELETE FROM state WHERE owner = ?1 AND expires_us <= ?2",
+        params![owner, db_time(now_us)],
+    )?;
+    Ok(count(tx)? < MAX_ENTRIES_PER_OWNER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(owner: &str, key: &str, value: &[u8], expires_us: Option<u64>) -> StateWrite {
+        StateWrite {
+            owner: Owner::Module(owner.into()),
+            key: key.into(),
+            value: value.to_vec(),
+            expires_us,
+        }
+    }
+
+    #[test]
+    fn values_expire_at_their_time() {
+        let s = Store::in_memory();
+        s.state_put(&write("m", "k", b"v", Some(10_000_000)), 0).unwrap();
+        let get = |now| s.state_get(&Owner::Module("m".into()), "k", now).unwrap();
+        assert_eq!(get(9_999_999).as_deref(), Some(&b"v"[..]));
+        assert_eq!(get(10_000_000), None);
+    }
+
+    #[test]
+    fn owners_do_not_see_each_others_state() {
+        let s = Store::in_memory();
+        s.state_put(&write("a", "k", b"1", None), 0).unwrap();
+        assert_eq!(s.state_get(&Owner::Module("b".into()), "k", 0).unwrap(), None);
+        assert_eq!(s.state_get(&Owner::AlertDedup, "k", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_entries_are_refused() {
+        let s = Store::in_memory();
+        s.state_put(&write("m", "k", &vec![0; MAX_VALUE_BYTES + 1], None), 0)
+            .unwrap();
+        assert_eq!(s.state_get(&Owner::Module("m".into()), "k", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn state_survives_reopening_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Store::open(&path)
+            .unwrap()
+            .state_put(&write("m", "cursor", b"42", None), 0)
+            .unwrap();
+        let reopened = Store::open(&path).unwrap();
+        assert_eq!(
+            reopened
+                .state_get(&Owner::Module("m".into()), "cursor", 0)
+                .unwrap()
+                .as_deref(),
+            Some(&b"42"[..])
+        );
+    }
+
+    #[test]
+    fn overwriting_replaces_value_and_expiry() {
+        let s = Store::in_memory();
+        s.state_put(&write("m", "k", b"1", Some(1_000_000)), 0).unwrap();
+        s.state_put(&write("m", "k", b"2", None), 0).unwrap();
+        assert_eq!(
+            s.state_get(&Owner::Module("m".into()), "k", 5_000_000)
+                .unwrap()
+                .as_deref(),
+            Some(&b"2"[..])
+        );
+    }
+}
