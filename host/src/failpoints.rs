@@ -13,7 +13,7 @@
 //! |-----------------------------|----------------------------------------------------|
 //! | `engine::after-call`        | a module call returned, its effects not yet kept   |
 //! | `store::between-writes`     | inside the input's transaction: state written, outbox not yet |
-//! | `service::before-commit`    | an input handled, its transaction not yet begun    |
+//! | `service::before-commit`    | an input of events handled, its transaction not yet begun |
 //! | `service::after-commit`     | the input committed, not yet acknowledged          |
 //! | `delivery::after-send`      | the server took the message, the item not yet marked sent |
 

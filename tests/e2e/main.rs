@@ -7,12 +7,15 @@
 //! - `family`: the other modules, alone and chained;
 //! - `delivery`: `run` against real SMTP and HTTP servers, killed and
 //!   restarted;
+//! - `durability`: `run` killed at each crash point and at random moments,
+//!   its store busy or full: nothing lost;
 //! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
 //!   the HTTP ingest endpoint.
 
 mod cli;
 mod delivery;
 mod demo;
+mod durability;
 mod family;
 mod hotswap;
 mod portability;

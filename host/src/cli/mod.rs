@@ -165,6 +165,9 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A log that cannot be written (a full disk) must not stop the
+        // service: the line is lost, the service goes on.
+        .log_internal_errors(false)
         .init();
 }
 

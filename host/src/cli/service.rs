@@ -168,7 +168,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         sources.join(", ")
     );
 
-    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &health)?;
+    let delivering = || !delivery.is_finished();
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &health, &delivering)?;
     tracing::info!(
         open = delivery_store.open_count()?,
         "end of input; delivering what is left"
@@ -345,6 +346,7 @@ fn handle_inputs(
     receiver: &Receiver<Input>,
     swaps: &SwapSlot,
     health: &Health,
+    delivering: &dyn Fn() -> bool,
 ) -> anyhow::Result<()> {
     // New versions come in between two events, never during one.
     let swap_in = |runtime: &mut Runtime, out: &mut StoreOutbox| {
@@ -353,13 +355,20 @@ fn handle_inputs(
         }
     };
     loop {
+        // Without delivery nothing would leave: stop, and let the
+        // supervisor start a service that delivers (nothing is lost).
+        if !delivering() {
+            bail!("the delivery thread stopped");
+        }
         let mut done = None;
         let mut position = None;
+        let mut events = false;
         match receiver.recv_timeout(Duration::from_millis(500)) {
             Ok(Input::Event(event, mark)) => {
                 swap_in(runtime, out);
                 runtime.pipeline.dispatch(&event, out);
                 position = mark;
+                events = true;
             }
             Ok(Input::Batch(batch, reply)) => {
                 for event in &batch {
@@ -367,6 +376,7 @@ fn handle_inputs(
                     runtime.pipeline.dispatch(event, out);
                 }
                 done = Some(reply);
+                events = true;
             }
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
             Ok(Input::SwapReady) => swap_in(runtime, out),
@@ -375,9 +385,13 @@ fn handle_inputs(
         }
         let mut state = runtime.pipeline.take_staged_state();
         state.extend(position.as_ref().map(Mark::to_state_write));
-        crate::crash_point!("service::before-commit");
+        if events {
+            crate::crash_point!("service::before-commit");
+        }
         commit_until_stored(out, &state, health)?;
-        crate::crash_point!("service::after-commit");
+        if events {
+            crate::crash_point!("service::after-commit");
+        }
         // The input counts as handled now, and not before.
         if let Some(reply) = done {
             let _ = reply.send(());

@@ -119,6 +119,9 @@ impl std::fmt::Debug for Deliverer {
 /// Most items tried in one round.
 const BATCH: usize = 100;
 
+/// The wait before the next round when the store failed.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
 /// How long an outbox row this release cannot read is set aside before it
 /// is looked at (and reported) again.
 const UNREADABLE_AGAIN: Duration = Duration::from_secs(3600);
@@ -168,12 +171,24 @@ impl Deliverer {
     /// Delivers until `stop` is set, or, once `draining` is set, until
     /// nothing is left to deliver.
     pub fn run(&self, stop: &AtomicBool, draining: &AtomicBool) {
+        let mut failing: Option<String> = None;
         while !stop.load(Ordering::Relaxed) {
             let worked = match self.round() {
-                Ok(n) => n,
+                Ok(n) => {
+                    if failing.take().is_some() {
+                        tracing::info!("delivery goes on: the state database takes writes again");
+                    }
+                    n
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "delivery round failed; trying again shortly");
-                    0
+                    // Said once, not every round, while the store fails.
+                    let error = e.to_string();
+                    if failing.as_deref() != Some(error.as_str()) {
+                        tracing::error!(%error, "delivery paused: the state database refuses writes; trying again");
+                    }
+                    failing = Some(error);
+                    std::thread::sleep(STORE_RETRY);
+                    continue;
                 }
             };
             let open = self.store.open_count().unwrap_or(u64::MAX);
@@ -196,8 +211,8 @@ impl Deliverer {
     }
 
     /// Writes the outcomes kept while the store failed, then makes the
-    /// digests that are due and tries the items that are due. Returns how
-    /// many items it tried.
+    /// digests that are due and tries the items that are due, each marked
+    /// as soon as it is tried. Returns how many items it tried.
     pub fn round(&self) -> Result<usize, StoreError> {
         self.settle_kept()?;
         let now_us = self.clock.now_us();
@@ -206,11 +221,19 @@ impl Deliverer {
         let next = AtomicUsize::new(0);
         let work = || {
             while let Some(row) = due.get(next.fetch_add(1, Ordering::Relaxed)) {
+                // While the store refuses outcomes, nothing more is sent:
+                // what is sent and not marked is sent again after a crash.
+                if !self.unsettled().is_empty() {
+                    return;
+                }
                 let (id, settlement) = match row {
                     Ok(item) => (item.id, self.attempt(item)),
                     Err(unreadable) => (unreadable.id, Settlement::SetAside(unreadable.clone())),
                 };
-                self.unsettled().insert(id, settlement);
+                if let Err(error) = self.settle(id, &settlement) {
+                    tracing::error!(item = id, %error, "could not record a delivery; kept until the store recovers");
+                    self.unsettled().insert(id, settlement);
+                }
             }
         };
         match self.workers.min(due.len()) {
@@ -221,7 +244,6 @@ impl Deliverer {
                 }
             }),
         }
-        self.settle_kept()?;
         Ok(due.len())
     }
 
@@ -279,22 +301,25 @@ impl Deliverer {
     fn settle_kept(&self) -> Result<(), StoreError> {
         let kept: Vec<(i64, Settlement)> = self.unsettled().iter().map(|(id, s)| (*id, s.clone())).collect();
         for (id, settlement) in kept {
-            let now_us = self.clock.now_us();
-            match &settlement {
-                Settlement::Sent => self.store.mark_sent(id, now_us)?,
-                Settlement::Retry { next_attempt_us, error } => {
-                    self.store.mark_retry(id, *next_attempt_us, error, now_us)?;
-                }
-                Settlement::Dead(error) => self.store.mark_dead(id, error, now_us)?,
-                Settlement::SetAside(unreadable) => {
-                    tracing::error!(item = id, "{unreadable}; set aside for an hour, its status unchanged");
-                    self.store
-                        .set_aside(unreadable, now_us.saturating_add(micros(UNREADABLE_AGAIN)), now_us)?;
-                }
-            }
+            self.settle(id, &settlement)?;
             self.unsettled().remove(&id);
         }
         Ok(())
+    }
+
+    /// Records what became of item `id`.
+    fn settle(&self, id: i64, settlement: &Settlement) -> Result<(), StoreError> {
+        let now_us = self.clock.now_us();
+        match settlement {
+            Settlement::Sent => self.store.mark_sent(id, now_us),
+            Settlement::Retry { next_attempt_us, error } => self.store.mark_retry(id, *next_attempt_us, error, now_us),
+            Settlement::Dead(error) => self.store.mark_dead(id, error, now_us),
+            Settlement::SetAside(unreadable) => {
+                tracing::error!(item = id, "{unreadable}; set aside for an hour, its status unchanged");
+                let until = now_us.saturating_add(micros(UNREADABLE_AGAIN));
+                self.store.set_aside(unreadable, until, now_us)
+            }
+        }
     }
 
     /// One digest per module and recipient list whose window has ended.

@@ -266,6 +266,13 @@ mod tests {
     }
 
     #[test]
+    fn a_store_that_cannot_take_writes_is_a_503_with_retry_after() {
+        let response = unavailable("the disk is full".into());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_S.to_string());
+    }
+
+    #[test]
     fn only_the_right_token_is_authorized() {
         let digest: [u8; 32] = Sha256::digest(b"0123456789abcdef").into();
         let mut headers = HeaderMap::new();

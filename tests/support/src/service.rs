@@ -32,18 +32,62 @@ impl Running {
     /// Runs with modules from `modules_dir`, compiled components cached in
     /// `cache_dir`.
     pub fn start_with_cache(exe: &str, config: &Path, modules_dir: &Path, cache_dir: &Path) -> Self {
+        Self::spawn(exe, config, modules_dir, cache_dir, &[])
+    }
+
+    /// Runs with `env` set (`FAILPOINTS` to arm a crash point). The log
+    /// goes on in the same file across restarts.
+    pub fn start_env(exe: &str, config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(exe, config, &modules_dir(), &cache_dir(), env)
+    }
+
+    fn spawn(exe: &str, config: &Path, modules_dir: &Path, cache_dir: &Path, env: &[(&str, &str)]) -> Self {
         let log = config.with_file_name("velonotify.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(exe)
             .args(["run", "-c", &config.display().to_string()])
             .args(["--modules-dir", &modules_dir.display().to_string()])
             .args(["--cache-dir", &cache_dir.display().to_string()])
             .env("VELONOTIFY_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(file)
             .spawn()
             .expect("starting velonotify run");
         Self { child, log }
+    }
+
+    /// Stops the process as a crash would: SIGKILL, nothing flushed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits until the process has ended, at most `timeout`, failing with
+    /// the log.
+    pub fn wait_exit(&mut self, what: &str, timeout: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -77,7 +121,13 @@ impl Drop for Running {
 /// One HTTP/1.1 POST of JSON lines to the ingest endpoint at `port`
 /// (`query`: the part after `/v1/events?`); the status code and the body.
 pub fn post_events(port: u16, token: Option<&str>, query: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_post_events(port, token, query, body).expect("connecting to the ingest endpoint")
+}
+
+/// As [`post_events`]; None when nothing listens (the service is down).
+/// A connection cut before the answer is status 0.
+pub fn try_post_events(port: u16, token: Option<&str>, query: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -93,7 +143,28 @@ pub fn post_events(port: u16, token: Option<&str>, query: &str, body: &[u8]) -> 
     let _ = stream.read_to_string(&mut response);
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
+    Some((status, body))
+}
+
+/// Posts `body` until it is answered 200, as a forwarder that re-posts
+/// what was not accepted: through connection failures (the service is
+/// down), 503s and cut connections. Returns how many posts it took.
+pub fn post_until_accepted(port: u16, token: &str, query: &str, body: &[u8], timeout: Duration) -> u32 {
+    let started = Instant::now();
+    let mut posts = 0;
+    loop {
+        posts += 1;
+        match try_post_events(port, Some(token), query, body) {
+            Some((200, _)) => return posts,
+            None | Some((0 | 503, _)) => {}
+            Some((status, answer)) => panic!("the ingest endpoint refused a batch: {status} {answer}"),
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "a batch was not accepted within {timeout:?} ({posts} posts)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The value of one Prometheus counter served at `port` (`series`: its
