@@ -454,8 +454,11 @@ fn a_full_disk_makes_ingest_answer_503_and_loses_nothing_when_space_returns() {
         };
         rustix::process::prlimit(Some(pid), rustix::process::Resource::Fsize, limit).unwrap();
     };
-    // No file of the service may grow any more.
-    limit(Some(file_size(&scene.dir.path().join("state.db"))));
+    // No file of the service may grow any more: its database, nor its
+    // log (a log that cannot be written must not stop it either).
+    let db = file_size(&scene.dir.path().join("state.db"));
+    let log = file_size(&scene.dir.path().join("velonotify.log"));
+    limit(Some(db.min(log)));
     // Each probe posts on a thread of its own: the batch whose commit fails
     // first waits for space, the next ones are refused.
     let (answers, answered) = std::sync::mpsc::channel();
