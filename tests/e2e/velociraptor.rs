@@ -375,3 +375,101 @@ fn a_module_of_one_org_never_sees_another_orgs_events() {
     assert_eq!(handled_by(metrics_port, "detect-O1"), 3);
     assert_eq!(handled_by(metrics_port, "detect-O2"), 2);
 }
+
+/// `Server.Velonotify.Forward` posts each alert row as
+/// `serialize(item=[Row,], format="json")` writes it: an indented array of
+/// one row, every column of its `dict()` present (null where the row has
+/// none). Such bodies are taken, and an alert velonotify pushed to the
+/// server itself (its `velonotify_module` kept by the `dict()`) is not
+/// handled a second time.
+#[test]
+fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
+    let artifact: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(
+            velonotify_test_support::workspace().join("host/velociraptor-artifacts/Server.Velonotify.Forward.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let alerts_query = artifact["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Alerts")
+        .unwrap()["query"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for source in artifact["sources"].as_array().unwrap() {
+        let query = source["query"].as_str().unwrap();
+        assert!(
+            query.contains(r#"data=serialize(item=[Row,], format="json")"#),
+            "{query}"
+        );
+    }
+    // The columns the Alerts source's dict() carries.
+    let dict = &alerts_query[alerts_query.find("Row=dict(").unwrap() + "Row=dict(".len()..];
+    let dict = &dict[..dict.find("))").unwrap()];
+    let columns: Vec<&str> = dict
+        .split(',')
+        .map(|arg| arg.split('=').next().unwrap().trim())
+        .collect();
+    assert!(columns.contains(&"velonotify_module"), "{columns:?}");
+
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), Default::default());
+    let ingest_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[smtp]\nserver = \"127.0.0.1\"\nserver_port = {}\nfrom = \"v@example.org\"\n[host]\nstate = \"state.db\"\n\
+             [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\ntoken = \"{TOKEN}\"\n\
+             [[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+             Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n",
+            smtp.port
+        ),
+    );
+    let mut run = Running::start(EXE, &config);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    // A row of the queue as the artifact's dict() makes it.
+    let row = |name: &str, mark: serde_json::Value| {
+        let sample = json!({"client_id": "server", "name": name, "timestamp": "2026-11-30T08:00:00Z",
+                            "event_data": {"File": "/etc/shadow"}, "artifact": "Custom.Forwarded",
+                            "velonotify_module": mark, "_ts": 1_767_000_000});
+        let mut out = serde_json::Map::new();
+        for column in &columns {
+            out.insert(
+                column.to_string(),
+                sample.get(*column).cloned().unwrap_or(serde_json::Value::Null),
+            );
+        }
+        serde_json::Value::Object(out)
+    };
+    // Go's json.MarshalIndent, as serialize() calls it: one row per post.
+    let indented = |row: serde_json::Value| {
+        let mut body = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b" ");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut body, formatter);
+        serde::Serialize::serialize(&json!([row]), &mut serializer).unwrap();
+        body
+    };
+    let query = "queue=Server.Internal.Alerts";
+    let forwarded = indented(row("Forwarded detection", serde_json::Value::Null));
+    assert!(forwarded.iter().filter(|b| **b == b'\n').count() > 5, "many lines");
+    let (status, answer) = post_events(ingest_port, Some(TOKEN), query, &forwarded);
+    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
+    let own = indented(row("Pushed by velonotify", json!("detect")));
+    assert_eq!(post_events(ingest_port, Some(TOKEN), query, &own).0, 200);
+
+    let received = smtp.wait_for(1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(received.len(), 1, "{subjects:?}");
+    assert!(subjects[0].contains("Forwarded detection"), "{subjects:?}");
+}

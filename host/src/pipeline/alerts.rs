@@ -19,9 +19,8 @@ use crate::capabilities::state::StateCapability;
 use crate::contract::Alert;
 use crate::sources::IncomingEvent;
 use crate::store::{Owner, StateWrite};
+use crate::velociraptor::ALERTS_QUEUE;
 
-/// The queue `alert()` writes to.
-pub const ALERT_QUEUE: &str = "Server.Internal.Alerts";
 /// `alert()`'s default: the same name is suppressed for two hours.
 pub const DEFAULT_DEDUP_SECONDS: i64 = 7200;
 
@@ -80,7 +79,7 @@ impl AlertQueue {
         }
         Raised::Queued(IncomingEvent {
             id,
-            queue: ALERT_QUEUE.to_string(),
+            queue: ALERTS_QUEUE.to_string(),
             row: alert_row(alert, now_us).to_string(),
             org_id: org_id.to_string(),
             ts_us: Some(now_us),
@@ -123,7 +122,7 @@ fn alert_row(alert: &Alert, now_us: u64) -> Value {
         }
     }
     map.insert("_ts".into(), Value::from(now_us / 1_000_000));
-    map.insert("_Source".into(), Value::String(ALERT_QUEUE.into()));
+    map.insert("_Source".into(), Value::String(ALERTS_QUEUE.into()));
     row
 }
 
@@ -260,7 +259,7 @@ mod tests {
         let Raised::Queued(event) = q.raise(&alert("Honey", None), "root", T + 123_456, "e#alert1".into()) else {
             panic!("queued");
         };
-        assert_eq!(event.queue, ALERT_QUEUE);
+        assert_eq!(event.queue, ALERTS_QUEUE);
         let row: Value = serde_json::from_str(&event.row).unwrap();
         assert_eq!(
             row,

@@ -193,13 +193,17 @@ fn parse(body: &[u8], org: &str, queue: Option<&str>, max_row_bytes: usize) -> R
         if row.len() > max_row_bytes {
             return Err(format!("{at}: a row of {} bytes (at most {max_row_bytes})", row.len()));
         }
-        let (queue, ts_us) = read_envelope(row, queue).map_err(|e| format!("{at}: {e}"))?;
+        let envelope = read_envelope(row, queue).map_err(|e| format!("{at}: {e}"))?;
+        if envelope.is_own_alert() {
+            tracing::debug!("{at}: an alert velonotify pushed itself, forwarded back: not handled again");
+            continue;
+        }
         events.push(IncomingEvent {
             id: format!("ingest:{}", index + 1),
-            queue,
+            queue: envelope.queue,
             row: row.to_string(),
             org_id: org.to_string(),
-            ts_us,
+            ts_us: envelope.ts_us,
         });
     }
     Ok(events)
@@ -245,6 +249,20 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// `Server.Velonotify.Forward` keeps the `velonotify_module` column, null
+    /// for alerts raised in Velociraptor: only velonotify's own alerts,
+    /// pushed to the server and forwarded back, are left out.
+    #[test]
+    fn alerts_velonotify_pushed_itself_are_not_handled_again() {
+        let body =
+            b"[{\"name\": \"a\", \"velonotify_module\": null},\n {\"name\": \"b\", \"velonotify_module\": \"detect\"}]";
+        let rows = parse(body, "root", Some("Server.Internal.Alerts"), 1000).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].row.contains("\"a\""));
+        let elsewhere = parse(body, "root", Some("Custom.Queue"), 1000).unwrap();
+        assert_eq!(elsewhere.len(), 2, "the mark means something only on the alert queue");
     }
 
     #[test]

@@ -92,20 +92,43 @@ impl<R: BufRead> JsonlSource<R> {
         if text.trim().is_empty() {
             return Ok(None);
         }
-        let (queue, ts_us) = read_envelope(text, self.default_queue.as_deref()).map_err(|e| self.error(e))?;
+        let envelope = read_envelope(text, self.default_queue.as_deref()).map_err(|e| self.error(e))?;
+        if envelope.is_own_alert() {
+            tracing::debug!(line = self.line, "an alert velonotify pushed itself: not handled again");
+            return Ok(None);
+        }
         Ok(Some(IncomingEvent {
             id: format!("{}:{}", self.name, self.line),
-            queue,
+            queue: envelope.queue,
             row: text.to_string(),
             org_id: self.org_id.clone(),
-            ts_us,
+            ts_us: envelope.ts_us,
         }))
     }
 }
 
-/// A row's queue (its `_Source`, else `default_queue`) and time (its `_ts`,
-/// epoch seconds, in microseconds); the error says what is wrong with it.
-pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<(String, Option<u64>), String> {
+/// What the sources read of a row before any module parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowEnvelope {
+    /// Its `_Source`, else the default queue.
+    pub queue: String,
+    /// Its `_ts` (epoch seconds) in microseconds.
+    pub ts_us: Option<u64>,
+    /// An alert velonotify wrote into the server's queue itself (the
+    /// module named by its `velonotify_module` column): not to be handled
+    /// a second time when it comes back.
+    pub pushed_by: Option<String>,
+}
+
+impl RowEnvelope {
+    /// Whether the row is one of velonotify's own alerts coming back.
+    pub fn is_own_alert(&self) -> bool {
+        self.queue == crate::velociraptor::ALERTS_QUEUE && self.pushed_by.is_some()
+    }
+}
+
+/// A row's queue, time and mark; the error says what is wrong with it.
+pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<RowEnvelope, String> {
     let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => "expected a JSON object (one row per line)".to_string(),
         _ => format!("malformed JSON: {e}"),
@@ -127,7 +150,17 @@ pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<(String,
         Some(Value::Number(n)) => n.as_f64().filter(|f| *f >= 0.0).map(|f| (f * 1e6).round() as u64),
         Some(other) => return Err(format!("_ts should be epoch seconds, got {other}")),
     };
-    Ok((queue, ts_us))
+    let pushed_by = envelope
+        .mark
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    Ok(RowEnvelope {
+        queue,
+        ts_us,
+        pushed_by,
+    })
 }
 
 /// What the source reads of a row: `_Source` and `_ts`. The rest is
@@ -138,6 +171,7 @@ pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<(String,
 struct Envelope {
     source: Option<Value>,
     ts: Option<Value>,
+    mark: Option<Value>,
 }
 
 impl<'de> serde::Deserialize<'de> for Envelope {
@@ -162,6 +196,7 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
             match member {
                 EnvelopeMember::Source => envelope.source = Some(map.next_value()?),
                 EnvelopeMember::Ts => envelope.ts = Some(map.next_value()?),
+                EnvelopeMember::Mark => envelope.mark = Some(map.next_value()?),
                 EnvelopeMember::Other => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -179,6 +214,8 @@ enum EnvelopeMember {
     Source,
     #[serde(rename = "_ts")]
     Ts,
+    #[serde(rename = "velonotify_module")]
+    Mark,
     #[serde(other)]
     Other,
 }

@@ -23,10 +23,7 @@ use super::IncomingEvent;
 use crate::clock::Clock;
 use crate::store::{Owner, StateWrite, Store, StoreError};
 use crate::velociraptor::client::{ApiClient, ApiError};
-use crate::velociraptor::{PUSHED_MARK, proto, vql};
-
-/// The queue alert() writes to; always stored on the server.
-pub const ALERTS_QUEUE: &str = "Server.Internal.Alerts";
+use crate::velociraptor::{ALERTS_QUEUE, PUSHED_MARK, proto, vql};
 
 /// How far a stored queue has been read: the newest `_ts` (seconds) and
 /// the fingerprints of the rows of that second already handled.
@@ -347,7 +344,11 @@ impl OrgStream {
                 None => return Ok(false),
             },
         };
-        if queue == vql::HEARTBEAT_SOURCE || (queue == ALERTS_QUEUE && row.contains_key(PUSHED_MARK)) {
+        let own_alert = queue == ALERTS_QUEUE
+            && row
+                .get(PUSHED_MARK)
+                .is_some_and(|m| m.as_str().is_some_and(|m| !m.is_empty()));
+        if queue == vql::HEARTBEAT_SOURCE || own_alert {
             return Ok(false);
         }
         let ts_s = row_seconds(&row);

@@ -14,6 +14,10 @@ pub mod proto {
     tonic::include_proto!("proto");
 }
 
+/// The queue `alert()` writes to: stored on the server, read back after a
+/// disconnect, and the queue of the host's own alerts.
+pub const ALERTS_QUEUE: &str = "Server.Internal.Alerts";
+
 /// The key velonotify adds to the alert rows it writes into the server's
 /// `Server.Internal.Alerts` queue (and `Server.Velonotify.Forward` keeps),
 /// so that it does not handle them a second time when they come back.
