@@ -384,7 +384,7 @@ fn a_module_of_one_org_never_sees_another_orgs_events() {
 /// handled a second time.
 #[test]
 fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
-    let artifact: serde_json::Value = serde_yaml_ng::from_str(
+    let artifact: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(
             velonotify_test_support::workspace().join("host/velociraptor-artifacts/Server.Velonotify.Forward.yaml"),
         )
@@ -434,21 +434,18 @@ fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
         r.log().contains("HTTP ingest at")
     });
     // A row of the queue as the artifact's dict() makes it.
-    let row = |name: &str, mark: serde_json::Value| {
+    let row = |name: &str, mark: Value| {
         let sample = json!({"client_id": "server", "name": name, "timestamp": "2026-11-30T08:00:00Z",
                             "event_data": {"File": "/etc/shadow"}, "artifact": "Custom.Forwarded",
                             "velonotify_module": mark, "_ts": 1_767_000_000});
         let mut out = serde_json::Map::new();
         for column in &columns {
-            out.insert(
-                column.to_string(),
-                sample.get(*column).cloned().unwrap_or(serde_json::Value::Null),
-            );
+            out.insert(column.to_string(), sample.get(*column).cloned().unwrap_or(Value::Null));
         }
-        serde_json::Value::Object(out)
+        Value::Object(out)
     };
     // Go's json.MarshalIndent, as serialize() calls it: one row per post.
-    let indented = |row: serde_json::Value| {
+    let indented = |row: Value| {
         let mut body = Vec::new();
         let formatter = serde_json::ser::PrettyFormatter::with_indent(b" ");
         let mut serializer = serde_json::Serializer::with_formatter(&mut body, formatter);
@@ -456,7 +453,7 @@ fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
         body
     };
     let query = "queue=Server.Internal.Alerts";
-    let forwarded = indented(row("Forwarded detection", serde_json::Value::Null));
+    let forwarded = indented(row("Forwarded detection", Value::Null));
     assert!(forwarded.iter().filter(|b| **b == b'\n').count() > 5, "many lines");
     let (status, answer) = post_events(ingest_port, Some(TOKEN), query, &forwarded);
     assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
