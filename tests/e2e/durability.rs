@@ -265,10 +265,10 @@ fn three_thousand_rows_survive_repeated_sigkills_with_none_lost() {
     });
     let mailed = scene.mailed(ROWS, Duration::from_secs(400));
     let (lost, duplicates) = lost_and_duplicates(&mailed, ROWS);
-    eprintln!(
+    report(&format!(
         "{ROWS} rows, {KILLS} SIGKILLs: {} lost, {duplicates} duplicate e-mails",
         lost.len()
-    );
+    ));
     assert!(lost.is_empty(), "rows never e-mailed: {lost:?}");
     assert!(
         duplicates <= KILLS as usize * WORKERS,
@@ -318,12 +318,28 @@ fn an_error_monitor_keeps_its_cursors_with_its_alerts_across_sigkills() {
     let mailed = artifacts_mailed(&scene.smtp);
     let lost: Vec<usize> = (0..ARTIFACTS).filter(|i| !mailed.contains_key(i)).collect();
     let duplicates: usize = mailed.values().map(|n| n - 1).sum();
-    eprintln!(
-        "{ARTIFACTS} error lines, {KILLS} SIGKILLs: {} lost, {duplicates} duplicate e-mails",
+    report(&format!(
+        "{ARTIFACTS} error-monitor lines, {KILLS} SIGKILLs: {} lost, {duplicates} duplicate e-mails",
         lost.len()
-    );
+    ));
     assert!(lost.is_empty(), "errors never e-mailed: {lost:?}\n{}", run.log());
     assert!(run.exited().is_none(), "the service is up:\n{}", run.log());
+}
+
+/// Says what a soak found, on stderr and in `target/durability-report.txt`,
+/// which `scripts/test` prints once the tests pass.
+fn report(line: &str) {
+    use std::io::Write as _;
+    eprintln!("{line}");
+    let path = velonotify_test_support::workspace()
+        .join("target")
+        .join("durability-report.txt");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
 }
 
 fn now_ms() -> u64 {

@@ -65,7 +65,7 @@ impl std::fmt::Debug for Reloader {
 /// What was last seen of one component file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileState {
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<Stamp>,
     /// The digest last built (swapped in or refused): the same bytes are
     /// not built again until they change.
     considered: String,
@@ -251,7 +251,41 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells one version of a file from the next without reading it: its
+/// time and size, and its inode, since a deployment that writes a new file
+/// and renames it over the old one within the same clock tick, at the same
+/// size, changes nothing else that `stat` shows.
+type Stamp = (SystemTime, u64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new build renamed over the old one at the same size, with the same
+    /// time (within one tick of the file system's clock), is still a change.
+    #[test]
+    fn a_file_renamed_over_at_the_same_size_and_time_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("module.wasm");
+        std::fs::write(&path, b"build-a").unwrap();
+        let first = stamp(&path).unwrap();
+        let next = dir.path().join("module.wasm.new");
+        std::fs::write(&next, b"build-b").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&next)
+            .unwrap()
+            .set_modified(first.0)
+            .unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        let second = stamp(&path).unwrap();
+        assert_eq!((second.0, second.1), (first.0, first.1), "same time and size");
+        assert_ne!(second, first);
+    }
 }
