@@ -323,6 +323,10 @@ fn an_error_monitor_keeps_its_cursors_with_its_alerts_across_sigkills() {
         lost.len()
     ));
     assert!(lost.is_empty(), "errors never e-mailed: {lost:?}\n{}", run.log());
+    assert!(
+        duplicates <= KILLS as usize * WORKERS,
+        "{duplicates} duplicates, more than {WORKERS} per crash"
+    );
     assert!(run.exited().is_none(), "the service is up:\n{}", run.log());
 }
 
