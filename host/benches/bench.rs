@@ -431,7 +431,7 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
             // Check the row does what the figure claims, in both.
             let wasm_actions = module.handle(&event.to_wit(), now).result.unwrap();
             let native_actions = rule.handle(&core_event(event), &setup_host).unwrap();
-            let logs = setup_host.end_call(false);
+            let logs = setup_host.end_call(true);
             assert_eq!(wasm_actions.len(), native_actions.len(), "{} {path}", case.label);
             assert_eq!(
                 !wasm_actions.is_empty(),
@@ -449,7 +449,7 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
                 },
                 || {
                     rule.handle(&core_event(event), &setup_host).unwrap();
-                    setup_host.end_call(false);
+                    setup_host.end_call(true);
                 },
             );
             let ratio = wasm / native_rate;

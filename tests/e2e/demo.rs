@@ -102,7 +102,7 @@ fn native_demo_emails() -> Vec<(String, Email)> {
                 };
                 out.push((name.clone(), email));
             }
-            host.end_call(false);
+            host.end_call(true);
         }
     }
     out

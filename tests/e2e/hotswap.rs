@@ -281,6 +281,29 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
     assert_eq!(service.handled()[&10], ["v002"]);
 }
 
+/// Before any rollback, each event the new build trapped on is handled by
+/// the previous version in the same input: a crash before a rollback that
+/// never comes loses nothing.
+#[test]
+fn an_event_a_build_on_probation_traps_on_is_handled_at_once_by_the_previous_version() {
+    let dir = scratch();
+    let mut service = Service::start(
+        dir.path(),
+        "poll_ms = 20\nprobation_events = 50\nmax_probation_traps = 3",
+    );
+    install_versioned(dir.path(), &build(1, "tr"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 2);
+    assert_eq!(
+        service.swaps("rolled-back"),
+        0,
+        "two traps are within max_probation_traps"
+    );
+    let handled = service.handled();
+    assert_eq!(handled.len(), 2, "{handled:?}");
+    assert!(handled.values().all(|b| b == &["v000"]), "{handled:?}");
+}
+
 #[test]
 fn without_watching_a_new_build_waits_for_velonotify_reload() {
     let dir = scratch();

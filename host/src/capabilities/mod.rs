@@ -102,10 +102,12 @@ impl CallContext {
         self.state.rename(name);
     }
 
-    /// Ends a call: what it wrote to its state is kept for the input's
-    /// commit unless the call trapped. Returns what it logged.
-    pub fn end_call(&mut self, trapped: bool) -> Vec<(crate::contract::LogLevel, String)> {
-        self.state.end_call(!trapped);
+    /// Ends a call: what it wrote to its state is handed to the input's
+    /// commit when `keep_state` (a call that returned), dropped otherwise (a
+    /// trap, or `configure`, which belongs to no input). Returns what the
+    /// call logged.
+    pub fn end_call(&mut self, keep_state: bool) -> Vec<(crate::contract::LogLevel, String)> {
+        self.state.end_call(keep_state);
         self.log.take()
     }
 }

@@ -10,20 +10,41 @@
 //!
 //! Policy: a module reads and writes its own keys only (its owner is its
 //! configured name), within the bounds of the store (key and value sizes,
-//! entries per module).
+//! entries per module), and stages at most [`MAX_STAGED_KEYS`] keys and
+//! [`MAX_STAGED_BYTES`] bytes per input: a write past them is refused with
+//! a log line, as a write past the store's bounds is.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::CallContext;
 use crate::store::{Owner, StateWrite, Store, StoreError};
 
+/// What one module may write for one input, at most (the memory a hostile
+/// module can make the host hold until the commit).
+pub const MAX_STAGED_KEYS: usize = 10_000;
+pub const MAX_STAGED_BYTES: usize = 16 << 20;
+
 /// One input's state writes, and the store they go to.
 #[derive(Debug)]
 pub struct StateCapability {
     store: Arc<Store>,
-    staged: Mutex<BTreeMap<(Owner, String), StateWrite>>,
+    staged: Mutex<Staged>,
+}
+
+/// The writes of the input in hand, and their size per owner.
+#[derive(Debug, Default)]
+struct Staged {
+    writes: BTreeMap<(Owner, String), StateWrite>,
+    usage: HashMap<Owner, Usage>,
+}
+
+/// Keys and bytes staged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    keys: usize,
+    bytes: usize,
 }
 
 impl StateCapability {
@@ -46,7 +67,7 @@ impl StateCapability {
     /// `owner`'s value of `key` as the input in hand sees it: its own
     /// writes first, then the store.
     pub fn get(&self, owner: &Owner, key: &str, now_us: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let staged = self.lock().get(&(owner.clone(), key.to_string())).cloned();
+        let staged = self.lock().writes.get(&(owner.clone(), key.to_string())).cloned();
         match staged {
             Some(write) => Ok(live(write, now_us)),
             None => self.store.state_get(owner, key, now_us),
@@ -55,15 +76,32 @@ impl StateCapability {
 
     /// Adds a write to the input in hand.
     pub fn stage(&self, write: StateWrite) {
-        self.lock().insert((write.owner.clone(), write.key.clone()), write);
+        let mut staged = self.lock();
+        let usage = staged.usage.entry(write.owner.clone()).or_default();
+        usage.keys += 1;
+        usage.bytes += write.value.len();
+        let key = (write.owner.clone(), write.key.clone());
+        if let Some(replaced) = staged.writes.insert(key, write) {
+            let usage = staged.usage.entry(replaced.owner).or_default();
+            usage.keys -= 1;
+            usage.bytes -= replaced.value.len();
+        }
+    }
+
+    /// What `owner` has staged for the input in hand, and whether `key` is
+    /// among it.
+    fn usage(&self, owner: &Owner, key: &str) -> (Usage, bool) {
+        let staged = self.lock();
+        let usage = staged.usage.get(owner).copied().unwrap_or_default();
+        (usage, staged.writes.contains_key(&(owner.clone(), key.to_string())))
     }
 
     /// The input's writes, for its commit; none are left staged.
     pub fn take_staged(&self) -> Vec<StateWrite> {
-        std::mem::take(&mut *self.lock()).into_values().collect()
+        std::mem::take(&mut *self.lock()).writes.into_values().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Owner, String), StateWrite>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Staged> {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -81,8 +119,9 @@ fn live(write: StateWrite, now_us: u64) -> Option<Vec<u8>> {
 pub(super) struct ModuleState {
     shared: Arc<StateCapability>,
     owner: Owner,
-    /// The writes of the call in progress.
+    /// The writes of the call in progress, and their bytes.
     call: RefCell<BTreeMap<String, StateWrite>>,
+    call_bytes: Cell<usize>,
 }
 
 impl ModuleState {
@@ -91,6 +130,7 @@ impl ModuleState {
             shared,
             owner: Owner::Module(module.to_string()),
             call: RefCell::default(),
+            call_bytes: Cell::new(0),
         }
     }
 
@@ -118,16 +158,38 @@ impl ModuleState {
             value: value.to_vec(),
             expires_us: (ttl_seconds > 0).then(|| now_us.saturating_add(u64::from(ttl_seconds) * 1_000_000)),
         };
-        if let Some(problem) = write.oversized() {
+        if let Some(problem) = write.oversized().or_else(|| self.over_bounds(&write)) {
             tracing::warn!(owner = self.owner.as_db(), "{problem}");
             return;
         }
-        self.call.borrow_mut().insert(write.key.clone(), write);
+        let added = write.value.len();
+        let replaced = self.call.borrow_mut().insert(write.key.clone(), write);
+        let removed = replaced.map_or(0, |r| r.value.len());
+        self.call_bytes.set(self.call_bytes.get() + added - removed);
+    }
+
+    /// Why `write` would take the module past what it may stage for one
+    /// input, if it would. (A key written in this call and in an earlier
+    /// call of the input counts twice: the bound errs on the safe side.)
+    fn over_bounds(&self, write: &StateWrite) -> Option<String> {
+        let (input, staged) = self.shared.usage(&self.owner, &write.key);
+        let call = self.call.borrow();
+        let replaced = call.get(&write.key).map(|w| w.value.len());
+        let new_key = replaced.is_none() && !staged;
+        let keys = input.keys + call.len() + usize::from(new_key);
+        let bytes = input.bytes + self.call_bytes.get() + write.value.len() - replaced.unwrap_or(0);
+        (keys > MAX_STAGED_KEYS || bytes > MAX_STAGED_BYTES).then(|| {
+            format!(
+                "state entry refused: one input may stage at most {MAX_STAGED_KEYS} keys and {MAX_STAGED_BYTES} \
+                 bytes per module"
+            )
+        })
     }
 
     /// Hands the call's writes to the input (`kept`), or drops them.
     pub(super) fn end_call(&self, kept: bool) {
         let writes = std::mem::take(&mut *self.call.borrow_mut());
+        self.call_bytes.set(0);
         if kept {
             for write in writes.into_values() {
                 self.shared.stage(write);
@@ -190,6 +252,34 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    /// A module looping over `put` within its deadline cannot make the
+    /// host hold its writes without bound until the commit.
+    #[test]
+    fn what_one_input_may_stage_is_bounded() {
+        let shared = Arc::new(StateCapability::in_memory());
+        let state = module(&shared);
+        for i in 0..MAX_STAGED_KEYS + 10 {
+            state.put(&format!("k{i}"), b"x", 0, 0);
+        }
+        assert_eq!(state.call.borrow().len(), MAX_STAGED_KEYS);
+        state.end_call(true);
+        state.put("one-more", b"x", 0, 0);
+        assert_eq!(state.get("one-more", 0), None, "the input's staged keys count too");
+        state.put("k1", b"rewritten", 0, 0);
+        assert_eq!(
+            state.get("k1", 0).as_deref(),
+            Some(&b"rewritten"[..]),
+            "a staged key may be written again"
+        );
+
+        let other = ModuleState::new(shared.clone(), "n");
+        let big = vec![0u8; 60 << 10];
+        for i in 0..(MAX_STAGED_BYTES / big.len()) + 5 {
+            other.put(&format!("big{i}"), &big, 0, 0);
+        }
+        assert!(other.call_bytes.get() <= MAX_STAGED_BYTES);
     }
 
     #[test]

@@ -272,8 +272,9 @@ impl ModuleSection {
 }
 
 /// Module names key their state: they must be readable and must not take
-/// the host's own `host:` owners.
-fn check_module_name(name: &str) -> anyhow::Result<()> {
+/// the host's own `host:` owners. Checked for configured names, and for the
+/// name a module gives itself when its section sets none.
+pub(crate) fn check_module_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         bail!("{name:?}: a name is 1 to 100 characters without control characters");
     }

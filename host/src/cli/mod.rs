@@ -198,7 +198,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         ..overrides(&args.common, args.world.clone())
     };
     let mut runtime = Runtime::start(&config, &overrides, Clock::virtual_at(0))?;
-    let mut out = FileOutbox::fresh(&args.out, runtime.store())?.with_trace_level(Level::Warn);
+    let clock = runtime.pipeline.clock().clone();
+    let mut out = FileOutbox::fresh(&args.out, runtime.store(), clock)?.with_trace_level(Level::Warn);
     let source = match &args.events {
         Some(path) => {
             let (reader, name) = event_reader(path)?;

@@ -15,7 +15,7 @@ mod smtp;
 mod velociraptor;
 mod webhook;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,6 +106,9 @@ pub struct Deliverer {
     api: Option<ApiActions>,
     /// Outcomes the store could not take yet, by item.
     unsettled: Mutex<BTreeMap<i64, Settlement>>,
+    /// Rows this release cannot read, each reported once (they wait for a
+    /// release that can, or for an operator).
+    unreadable: Mutex<HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -150,6 +153,7 @@ impl Deliverer {
             workers: 1,
             api: None,
             unsettled: Mutex::default(),
+            unreadable: Mutex::default(),
         }
     }
 
@@ -195,7 +199,10 @@ impl Deliverer {
             if open != u64::MAX {
                 self.metrics.set_queue_depth(open);
             }
-            if draining.load(Ordering::Relaxed) && open == 0 && self.unsettled().is_empty() {
+            // Rows this release cannot read never go: draining does not
+            // wait for them.
+            let waiting = open.saturating_sub(self.unreadable_count());
+            if draining.load(Ordering::Relaxed) && waiting == 0 && self.unsettled().is_empty() {
                 return;
             }
             if worked == 0 {
@@ -208,6 +215,18 @@ impl Deliverer {
 
     fn unsettled(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Settlement>> {
         self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes an unreadable row; true the first time it is seen.
+    fn first_seen_unreadable(&self, unreadable: &Unreadable) -> bool {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(unreadable.id)
+    }
+
+    fn unreadable_count(&self) -> u64 {
+        self.unreadable.lock().unwrap_or_else(|p| p.into_inner()).len() as u64
     }
 
     /// Writes the outcomes kept while the store failed, then makes the
@@ -315,7 +334,9 @@ impl Deliverer {
             Settlement::Retry { next_attempt_us, error } => self.store.mark_retry(id, *next_attempt_us, error, now_us),
             Settlement::Dead(error) => self.store.mark_dead(id, error, now_us),
             Settlement::SetAside(unreadable) => {
-                tracing::error!(item = id, "{unreadable}; set aside for an hour, its status unchanged");
+                if self.first_seen_unreadable(unreadable) {
+                    tracing::error!(item = id, "{unreadable}; set aside, its status unchanged");
+                }
                 let until = now_us.saturating_add(micros(UNREADABLE_AGAIN));
                 self.store.set_aside(unreadable, until, now_us)
             }
@@ -330,7 +351,11 @@ impl Deliverer {
             for row in module_rows {
                 match row {
                     Ok(item) => items.push(item),
-                    Err(unreadable) => tracing::error!("{unreadable}; left held"),
+                    Err(unreadable) => {
+                        if self.first_seen_unreadable(&unreadable) {
+                            tracing::error!("{unreadable}; left held");
+                        }
+                    }
                 }
             }
             let Some(last) = items.last() else { continue };

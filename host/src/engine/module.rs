@@ -249,7 +249,7 @@ impl Module {
         let outcome = guarded(live, self.spec.limits, f);
         crate::crash_point!("engine::after-call");
         // A trapped call keeps none of its state writes.
-        let logs = live.store.data_mut().call.end_call(outcome.is_err());
+        let logs = live.store.data_mut().call.end_call(outcome.is_ok());
         let result = match outcome {
             Ok(Ok(actions)) => {
                 self.stats.handled += 1;
@@ -313,7 +313,7 @@ fn configure(live: &mut Live, spec: &ModuleSpec) -> Result<Setup, StartError> {
     };
     let outcome = guarded(live, limits, |b, s| b.call_configure(s, &params));
     // Configuring belongs to no input: whatever it wrote or logged goes.
-    live.store.data_mut().call.end_call(true);
+    live.store.data_mut().call.end_call(false);
     match outcome {
         Ok(Ok(setup)) => Ok(setup),
         Ok(Err(Failure::BadConfig(e))) => Err(StartError::Param {

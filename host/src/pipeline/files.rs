@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::outbox::{Delivery, Level, Outbox, Report, action_json, summarize};
+use crate::clock::Clock;
 use crate::contract::Action;
 use crate::store::{Changes, StateWrite, Store, StoreError, Throttle};
 
@@ -22,6 +23,8 @@ use crate::store::{Changes, StateWrite, Store, StoreError, Throttle};
 pub struct FileOutbox {
     dir: PathBuf,
     store: std::sync::Arc<Store>,
+    /// The replay's clock: state expires by it.
+    clock: Clock,
     /// The first file that could not be written, told at the next commit.
     failed: Option<String>,
     next_email: u32,
@@ -47,7 +50,7 @@ const OUTPUT_FILES: [&str; 3] = ["summary.jsonl", "actions.jsonl", "log.jsonl"];
 
 impl FileOutbox {
     /// A fresh output directory: earlier outputs in it are removed.
-    pub fn fresh(dir: &Path, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+    pub fn fresh(dir: &Path, store: std::sync::Arc<Store>, clock: Clock) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -56,11 +59,11 @@ impl FileOutbox {
                 std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             }
         }
-        Self::open(dir, 1, store)
+        Self::open(dir, 1, store, clock)
     }
 
     /// An outbox that adds to what the directory already holds.
-    pub fn append(dir: &Path, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+    pub fn append(dir: &Path, store: std::sync::Arc<Store>, clock: Clock) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut last = 0;
         for entry in std::fs::read_dir(dir)? {
@@ -73,10 +76,10 @@ impl FileOutbox {
                 last = last.max(n);
             }
         }
-        Self::open(dir, last + 1, store)
+        Self::open(dir, last + 1, store, clock)
     }
 
-    fn open(dir: &Path, next_email: u32, store: std::sync::Arc<Store>) -> anyhow::Result<Self> {
+    fn open(dir: &Path, next_email: u32, store: std::sync::Arc<Store>, clock: Clock) -> anyhow::Result<Self> {
         let open = |name: &str| -> anyhow::Result<BufWriter<File>> {
             let path = dir.join(name);
             let file = OpenOptions::new()
@@ -89,6 +92,7 @@ impl FileOutbox {
         Ok(Self {
             dir: dir.to_path_buf(),
             store,
+            clock,
             failed: None,
             next_email,
             summary: open("summary.jsonl")?,
@@ -188,7 +192,8 @@ impl Outbox for FileOutbox {
     /// (and flushed at the end of the replay).
     fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
         let changes = Changes { state, items: &[] };
-        self.store.commit(&changes, 0, 0, &Throttle::default())?;
+        let now_us = self.clock.now_us();
+        self.store.commit(&changes, now_us, now_us, &Throttle::default())?;
         match self.failed.take() {
             Some(problem) => Err(StoreError::files(&self.dir, problem)),
             None => Ok(()),

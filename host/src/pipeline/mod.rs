@@ -124,7 +124,7 @@ impl Pipeline {
         // A version still on trial is replaced outright: the version that
         // last passed (or the first one) stays the one to fall back on.
         let fallback = match self.probations[index].take() {
-            Some(probation) => probation.into_rollback().0,
+            Some(probation) => probation.into_previous(),
             None => replaced,
         };
         let new = &self.modules[index];
@@ -168,25 +168,43 @@ impl Pipeline {
         self.next_tick[index] = ticks.then(|| self.now_us + self.period_us(index));
     }
 
-    /// Counts a call of a module on probation, and rolls it back when it
-    /// trapped too often: the previous version returns and handles again
-    /// the events the new one trapped on.
+    /// Counts a call of a module on probation. When the new version
+    /// trapped, the previous one handles the same event (or tick) at once,
+    /// in the same input, so a bad build loses nothing even if the process
+    /// stops before a rollback; past `max_probation_traps` traps the
+    /// previous version comes back for good.
     fn on_trial(&mut self, index: usize, trapped: bool, event: Option<(&IncomingEvent, u32)>, out: &mut dyn Outbox) {
+        let now = self.now_us;
         let Some(probation) = self.probations[index].as_mut() else {
             return;
         };
-        match probation.record(trapped, event, &self.reload) {
-            ProbationVerdict::Continue => return,
-            ProbationVerdict::Passed => {
-                self.probations[index] = None;
-                return;
-            }
-            ProbationVerdict::RollBack => {}
+        let verdict = probation.record(trapped, &self.reload);
+        if trapped {
+            let previous = probation.previous_mut();
+            let outcome = match event {
+                Some((event, _)) => previous.handle(&event.to_wit(), now),
+                None => previous.tick(now),
+            };
+            let origin = match event {
+                Some((event, _)) => event.id.clone(),
+                None => format!("tick:{}@{}", previous.name(), now / 1_000_000),
+            };
+            let depth = event.map_or(0, |(_, depth)| depth);
+            // The alerts it raises wait in the queue like any others.
+            self.settle(index, event.map(|(event, _)| event), &origin, depth, outcome, out);
         }
+        match verdict {
+            ProbationVerdict::Continue => {}
+            ProbationVerdict::Passed => self.probations[index] = None,
+            ProbationVerdict::RollBack => self.roll_back(index, out),
+        }
+    }
+
+    /// Brings back the version a module on probation replaced.
+    fn roll_back(&mut self, index: usize, out: &mut dyn Outbox) {
         let probation = self.probations[index].take().expect("on probation");
         let (traps, calls) = probation.counts();
-        let (previous, trapped_events) = probation.into_rollback();
-        let failed = std::mem::replace(&mut self.modules[index], previous);
+        let failed = std::mem::replace(&mut self.modules[index], probation.into_previous());
         let name = failed.name().to_string();
         out.report(Report::new(
             Level::Error,
@@ -194,19 +212,14 @@ impl Pipeline {
             None,
             format!(
                 "version {} trapped on {traps} of its first {calls} calls (more than max_probation_traps {}): \
-                 rolled back to version {}, which handles the {} trapped event(s) again",
+                 rolled back to version {}, which handled each event it trapped on",
                 failed.short_digest(),
                 self.reload.max_probation_traps,
                 self.modules[index].short_digest(),
-                trapped_events.len()
             ),
         ));
         self.services.metrics.swap(&name, "rolled-back");
         self.restart_ticks(index, &failed);
-        for (event, depth) in trapped_events {
-            let outcome = self.modules[index].handle(&event.to_wit(), self.now_us);
-            self.settle(index, Some(&event), &event.id, depth, outcome, out);
-        }
     }
 
     pub fn modules(&self) -> &[Module] {
@@ -216,6 +229,11 @@ impl Pipeline {
     /// The current time of the pipeline's clock (µs).
     pub fn now_us(&self) -> u64 {
         self.now_us
+    }
+
+    /// The clock the pipeline moves (a replay's) or reads (`run`'s).
+    pub fn clock(&self) -> &Clock {
+        &self.services.clock
     }
 
     /// Alerts raised on the host's queue, and alerts suppressed by dedup.

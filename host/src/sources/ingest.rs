@@ -185,17 +185,27 @@ fn parse(body: &[u8], org: &str, queue: Option<&str>, max_row_bytes: usize) -> R
     let mut events = Vec::with_capacity(rows.len());
     for (index, raw) in rows.into_iter().enumerate() {
         let row = raw.get();
-        let at = if array {
-            format!("row {}", index + 1)
-        } else {
-            format!("line {}", line_of(text, row))
+        // Where the row is, named only when something is wrong with it.
+        let at = || {
+            if array {
+                format!("row {}", index + 1)
+            } else {
+                format!("line {}", line_of(text, row))
+            }
         };
         if row.len() > max_row_bytes {
-            return Err(format!("{at}: a row of {} bytes (at most {max_row_bytes})", row.len()));
+            return Err(format!(
+                "{}: a row of {} bytes (at most {max_row_bytes})",
+                at(),
+                row.len()
+            ));
         }
-        let envelope = read_envelope(row, queue).map_err(|e| format!("{at}: {e}"))?;
+        let envelope = read_envelope(row, queue).map_err(|e| format!("{}: {e}", at()))?;
         if envelope.is_own_alert() {
-            tracing::debug!("{at}: an alert velonotify pushed itself, forwarded back: not handled again");
+            tracing::debug!(
+                "{}: an alert velonotify pushed itself, forwarded back: not handled again",
+                at()
+            );
             continue;
         }
         events.push(IncomingEvent {

@@ -312,7 +312,11 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> 
     };
     if version != PAYLOAD_VERSION {
         return unreadable(match version {
-            0 => format!("written by an earlier release and not converted: {payload}"),
+            0 => {
+                let kept: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+                let reason = kept["reason"].as_str().unwrap_or(&payload);
+                format!("written by an earlier release and not converted: {reason}")
+            }
             _ => format!("payload version {version} (this release reads {PAYLOAD_VERSION})"),
         });
     }

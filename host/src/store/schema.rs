@@ -157,7 +157,7 @@ fn typed_outbox(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
                 serde_json::to_string(&payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
                 body,
             ),
-            Err(reason) => (0, reason, legacy.payload.clone()),
+            Err(reason) => (0, legacy.unconverted(&reason).to_string(), legacy.payload.clone()),
         };
         insert.execute(params![
             row.get::<_, i64>(0)?,
@@ -193,10 +193,17 @@ fn typed_outbox(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
          CREATE INDEX outbox_due ON outbox (status, next_attempt_us);",
     )?;
     if let Some(sequence) = sequence {
-        tx.execute(
+        // The old table's row went with it when nothing was left to copy.
+        let updated = tx.execute(
             "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbox'",
             params![sequence],
         )?;
+        if updated == 0 {
+            tx.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?1)",
+                params![sequence],
+            )?;
+        }
     }
     // A module may be named anything but `host:...`: the stream positions
     // move to a `host:` owner, out of any module's reach.
@@ -221,6 +228,24 @@ struct LegacyItem {
 }
 
 impl LegacyItem {
+    /// What a row that cannot be converted keeps (its body apart): the
+    /// reason and every column of the first releases, so nothing of it is
+    /// lost.
+    fn unconverted(&self, reason: &str) -> Value {
+        serde_json::json!({
+            "reason": reason,
+            "legacy": {
+                "kind": self.kind,
+                "secret": self.secret,
+                "sender": self.sender,
+                "recipients": self.recipients,
+                "subject": self.subject,
+                "link": self.link,
+                "send_interval": self.send_interval,
+            },
+        })
+    }
+
     fn convert(&self) -> Result<(Payload, Vec<u8>), String> {
         let json = || -> Result<Value, String> {
             serde_json::from_slice(&self.payload).map_err(|e| format!("its {} action is not JSON: {e}", self.kind))
@@ -402,6 +427,60 @@ mod tests {
             .commit(&changes, 1, 2, &super::super::Throttle::default())
             .unwrap();
         assert!(committed[0].id > highest);
+    }
+
+    /// A database of the first releases, its outbox made by `rows`.
+    fn first_release_db(dir: &std::path::Path, rows: &str) -> std::path::PathBuf {
+        let path = dir.join("state.db");
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        super::first_tables(&tx).unwrap();
+        tx.execute_batch(rows).unwrap();
+        tx.commit().unwrap();
+        path
+    }
+
+    const OLD_ROW: &str = "INSERT INTO outbox (created_us, module, kind, recipients, subject, payload, status,
+                           next_attempt_us, deadline_us, updated_us)
+                           VALUES (1, 'alerts', 'email', '[\"a@example.org\"]', 'S', X'00', 'dead', 1, 2, 3);";
+
+    /// Purged to the last item: the new table still hands out ids above
+    /// the old ones (digests name the items they replaced).
+    #[test]
+    fn ids_are_not_reused_after_migrating_an_emptied_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = format!("{OLD_ROW}{OLD_ROW}{OLD_ROW}DELETE FROM outbox;");
+        let store = Store::open(&first_release_db(dir.path(), &rows)).unwrap();
+        let items = [super::super::outbox::tests::email("alerts", "a@example.org", "A", -1)];
+        let changes = super::super::Changes {
+            state: &[],
+            items: &items,
+        };
+        let committed = store
+            .commit(&changes, 1, 2, &super::super::Throttle::default())
+            .unwrap();
+        assert_eq!(committed[0].id, 4);
+    }
+
+    /// A row the first releases wrote and this one cannot convert keeps its
+    /// id, status and every column, and is reported, not dropped.
+    #[test]
+    fn a_row_that_cannot_be_converted_is_kept_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = OLD_ROW.replace(r#"["a@example.org"]"#, "not a list");
+        let path = first_release_db(dir.path(), &format!("{OLD_ROW}{broken}"));
+        let store = Store::open(&path).unwrap();
+        let rows = store.list(None, 10).unwrap();
+        assert!(rows[1].is_ok());
+        let unreadable = rows[0].as_ref().unwrap_err();
+        assert_eq!(unreadable.id, 2);
+        assert!(unreadable.reason.contains("its recipients"), "{unreadable}");
+        let kept: String = store
+            .read(|c| c.query_row("SELECT payload FROM outbox WHERE id = 2", [], |r| r.get(0)))
+            .unwrap();
+        let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+        assert_eq!(kept["legacy"]["subject"], "S");
+        assert_eq!(store.counts().unwrap().by_status[&Status::Dead], 2);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //!                                  │ Candidate (through the service's input queue)
 //!                                  ▼
 //!  pipeline thread: swapped between two events ▸ probation of M events
-//!        more than N traps: rolled back, the trapped events handled again
-//!        by the previous version
+//!        each event it traps on handled at once by the previous version;
+//!        more than N traps: rolled back to the previous version
 //! ```
 //!
 //! The candidate is built entirely off the pipeline thread; the swap

@@ -1,9 +1,9 @@
-//! The first events of a freshly swapped version: if it traps on too many
-//! of them, the previous version (kept running beside it) comes back.
+//! The first events of a freshly swapped version: the previous version is
+//! kept running beside it, handles at once each event (or tick) the new one
+//! traps on, and comes back for good if the new one traps too often.
 
 use super::ReloadSettings;
 use crate::engine::Module;
-use crate::sources::IncomingEvent;
 
 /// A new version on trial, and the version it replaced.
 #[derive(Debug)]
@@ -11,10 +11,6 @@ pub struct Probation {
     previous: Module,
     calls: u32,
     traps: u32,
-    /// Events the new version trapped on, with their alert depth: the
-    /// previous version handles them again after a rollback, so a bad
-    /// build loses nothing. At most `max_probation_traps + 1`.
-    trapped: Vec<(IncomingEvent, u32)>,
 }
 
 /// What one more call of the new version means for its trial.
@@ -34,24 +30,14 @@ impl Probation {
             previous,
             calls: 0,
             traps: 0,
-            trapped: Vec::new(),
         }
     }
 
-    /// Counts one call of the new version (an event, or a tick when
-    /// `event` is None) and whether it trapped.
-    pub fn record(
-        &mut self,
-        trapped: bool,
-        event: Option<(&IncomingEvent, u32)>,
-        settings: &ReloadSettings,
-    ) -> ProbationVerdict {
+    /// Counts one call of the new version and whether it trapped.
+    pub fn record(&mut self, trapped: bool, settings: &ReloadSettings) -> ProbationVerdict {
         self.calls += 1;
         if trapped {
             self.traps += 1;
-            if let Some((event, depth)) = event {
-                self.trapped.push((event.clone(), depth));
-            }
         }
         if self.traps > settings.max_probation_traps {
             ProbationVerdict::RollBack
@@ -67,8 +53,13 @@ impl Probation {
         (self.traps, self.calls)
     }
 
-    /// The previous version, and the events to hand it again.
-    pub fn into_rollback(self) -> (Module, Vec<(IncomingEvent, u32)>) {
-        (self.previous, self.trapped)
+    /// The previous version, to handle what the new one trapped on.
+    pub fn previous_mut(&mut self) -> &mut Module {
+        &mut self.previous
+    }
+
+    /// The previous version, back for good.
+    pub fn into_previous(self) -> Module {
+        self.previous
     }
 }
