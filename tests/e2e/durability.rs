@@ -540,3 +540,30 @@ fn a_full_disk_makes_ingest_answer_503_and_loses_nothing_when_space_returns() {
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
+
+/// Two `run`s of one configuration would deliver everything twice: the
+/// second is refused, naming the first, and the first goes on alone.
+#[test]
+fn a_second_run_of_the_same_state_database_is_refused() {
+    let scene = Scene::new("");
+    let first = scene.start_ready(&[]);
+    let mut second = scene.start(&[]);
+    let status = second.wait_exit("the second run to be refused", Duration::from_secs(60));
+    assert!(!status.success());
+    let expected = format!(
+        "another `velonotify run` (pid {}) is using the state database",
+        first.child.id()
+    );
+    assert!(second.log().contains(&expected), "{}", second.log());
+    let query = format!("queue={QUEUE}");
+    post_until_accepted(
+        scene.ingest,
+        TOKEN,
+        &query,
+        Scene::batch(0, 3).as_bytes(),
+        Duration::from_secs(60),
+    );
+    let mailed = scene.mailed(3, Duration::from_secs(60));
+    assert_eq!(lost_and_duplicates(&mailed, 3), (vec![], 0));
+    drop(first);
+}

@@ -48,6 +48,8 @@ const COMMIT_RETRY_LONGEST: Duration = Duration::from_secs(5);
 /// Runs until the input ends (stdin) or the process is stopped.
 pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     keep_running_on_a_full_file();
+    // Before anything is opened: a second run stops here.
+    let _pid_file = PidFile::lock(&pid_path(config), &config.state_path())?;
     let clock = Clock::System;
     let api = config
         .velociraptor
@@ -131,7 +133,6 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
 
     let health = Arc::new(Health::default());
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Input>(QUEUE_DEPTH);
-    let _pid_file = PidFile::write(&pid_path(config))?;
     let swaps = Arc::new(SwapSlot::default());
     let _reloader = start_reloader(config, &runtime, &sender, swaps.clone())?;
     let mut sources = Vec::new();
@@ -236,21 +237,56 @@ pub fn pid_path(config: &Config) -> std::path::PathBuf {
     config.state_path().with_extension("pid")
 }
 
-/// The pid file, removed when `run` ends.
+/// The pid file, locked while `run` runs: one `run` per state database,
+/// since two would deliver everything twice. The lock goes with the process,
+/// however it ends; the file is removed when `run` ends by itself.
 #[derive(Debug)]
-struct PidFile(std::path::PathBuf);
+struct PidFile {
+    path: std::path::PathBuf,
+    _locked: std::fs::File,
+}
 
 impl PidFile {
-    fn write(path: &std::path::Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing the pid file {}", path.display()))?;
-        Ok(Self(path.to_path_buf()))
+    fn lock(path: &std::path::Path, state: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::{Read as _, Write as _};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening the pid file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                bail!(
+                    "another `velonotify run` (pid {}) is using the state database {}: one run per state database \
+                     (two would deliver everything twice)",
+                    pid.trim(),
+                    state.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking the pid file {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "{}\n", std::process::id()).with_context(|| format!("writing the pid file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            _locked: file,
+        })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
