@@ -118,6 +118,29 @@ fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
     assert_eq!(watched[0]["env"]["Queue0"], "Server.Internal.Alerts");
 }
 
+/// A server that takes 0.8 s to answer a lookup: the time the alerts module
+/// waits for the client's details is not counted against its 500 ms
+/// deadline (lookups have their own timeout), so the alert is e-mailed.
+#[test]
+fn a_slow_lookup_does_not_spend_the_modules_deadline() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\ndeadline_ms = 500\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.delay_lookups(Duration::from_millis(800));
+    peer.publish("Server.Internal.Alerts", alert(1));
+    let received = smtp.wait_for(1, Duration::from_secs(60));
+    let log = run.log();
+    assert_eq!(received.len(), 1, "{log}");
+    assert_eq!(received[0]["subject"], "Alert from client ws-api-1: api-alert-0001");
+    assert!(!log.contains("deadline"), "{log}");
+}
+
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();

@@ -69,6 +69,8 @@ pub struct CallContext {
     log: log::CallLog,
     lookups: lookups::ModuleLookups,
     state: state::ModuleState,
+    /// Time the call in progress spent waiting on host lookups.
+    waiting: std::cell::Cell<std::time::Duration>,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -89,7 +91,19 @@ impl CallContext {
             log: log::CallLog::default(),
             lookups: grants.lookups.clone(),
             state: state::ModuleState::new(grants.state.clone(), name),
+            waiting: std::cell::Cell::default(),
         }
+    }
+
+    /// A new call begins: nothing waited on yet.
+    pub fn start_waiting_clock(&self) {
+        self.waiting.set(std::time::Duration::ZERO);
+    }
+
+    /// How long the call in progress has waited on host lookups (not
+    /// counted against its deadline).
+    pub fn time_waiting_on_host(&self) -> std::time::Duration {
+        self.waiting.get()
     }
 
     pub fn module(&self) -> &str {

@@ -276,7 +276,7 @@ impl PidFile {
             }
         }
         file.set_len(0)?;
-        write!(file, "{}\n", std::process::id()).with_context(|| format!("writing the pid file {}", path.display()))?;
+        writeln!(file, "{}", std::process::id()).with_context(|| format!("writing the pid file {}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             _locked: file,

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
-use super::sandbox::{MemoryLimitExceeded, SandboxLimits, StoreData};
+use super::sandbox::{CallBudget, MemoryLimitExceeded, SandboxLimits, StoreData};
 use super::{EPOCH_TICK, Engine, Loaded};
 use crate::capabilities::{CallContext, Grants};
 use crate::clock::CallTime;
@@ -294,6 +294,15 @@ fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: 
     let mut store = Store::new(engine, data);
     store.limiter(|data| &mut data.limiter);
     store.set_epoch_deadline(deadline_ticks(spec.limits.deadline));
+    // At the deadline: go on if the call waited on the host meanwhile, for
+    // what is left of its own time.
+    store.epoch_deadline_callback(|store| {
+        let data = store.data();
+        Ok(match data.budget.left(data.call.time_waiting_on_host()) {
+            Some(left) => UpdateDeadline::Continue(deadline_ticks(left)),
+            None => UpdateDeadline::Interrupt,
+        })
+    });
     let bindings = pre.instantiate(&mut store)?;
     Ok(Live { store, bindings })
 }
@@ -334,6 +343,9 @@ fn guarded<T>(
     limits: SandboxLimits,
     f: impl FnOnce(&RuleModule, &mut Store<StoreData>) -> wasmtime::Result<T>,
 ) -> wasmtime::Result<T> {
+    let data = live.store.data_mut();
+    data.budget = CallBudget::start(limits.deadline);
+    data.call.start_waiting_clock();
     live.store.set_epoch_deadline(deadline_ticks(limits.deadline));
     f(&live.bindings, &mut live.store)
 }

@@ -41,6 +41,34 @@ pub struct StoreData {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) call: CallContext,
     pub(crate) stderr: GuestOutput,
+    /// The deadline of the call in progress.
+    pub(crate) budget: CallBudget,
+}
+
+/// A call's deadline counts the module's own work: the time it waits for
+/// the host (a lookup answered by a slow server) is not its to spend, and
+/// lookups have their own timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallBudget {
+    started: std::time::Instant,
+    deadline: Duration,
+}
+
+impl CallBudget {
+    pub(crate) fn start(deadline: Duration) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            deadline,
+        }
+    }
+
+    /// What is left of the deadline once `waiting` (time spent in the
+    /// host) is taken out of the time since the call started; None once it
+    /// is spent.
+    pub(crate) fn left(&self, waiting: Duration) -> Option<Duration> {
+        let own = self.started.elapsed().saturating_sub(waiting);
+        self.deadline.checked_sub(own).filter(|left| !left.is_zero())
+    }
 }
 
 impl std::fmt::Debug for StoreData {
@@ -70,6 +98,7 @@ impl StoreData {
             },
             call,
             stderr,
+            budget: CallBudget::start(limits.deadline),
         }
     }
 }

@@ -154,6 +154,8 @@ struct Shared {
     event_strings: Mutex<std::collections::HashSet<String>>,
     /// Requests whose VQL held event data.
     violations: Mutex<Vec<String>>,
+    /// How long lookups take to answer (a slow or loaded server).
+    lookup_delay: Mutex<Duration>,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -187,6 +189,7 @@ impl VelociraptorPeer {
             actions: Mutex::default(),
             event_strings: Mutex::default(),
             violations: Mutex::default(),
+            lookup_delay: Mutex::default(),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -221,6 +224,12 @@ impl VelociraptorPeer {
         row["_ts"] = json!(now_s());
         row["_Source"] = json!(queue);
         self.shared.publish(queue, row);
+    }
+
+    /// Makes every lookup (client, flow, hunt, ... queries) take `delay`
+    /// before it answers, as a loaded server does.
+    pub fn delay_lookups(&self, delay: Duration) {
+        *self.shared.lookup_delay.lock().unwrap() = delay;
     }
 
     /// Cuts every open stream, as a server restart or a network failure would.
@@ -333,7 +342,13 @@ impl Api for PeerService {
             self.watch(env, sender);
         } else {
             let answer = answer(&self.shared, &vql_text, &env);
+            let delay = if is_lookup(&vql_text) {
+                *self.shared.lookup_delay.lock().unwrap()
+            } else {
+                Duration::ZERO
+            };
             tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
                 let _ = sender.send(Ok(log("DEBUG:Starting query execution."))).await;
                 match answer {
                     Ok(statements) => {
@@ -408,6 +423,19 @@ impl PeerService {
             }
         });
     }
+}
+
+/// Whether `vql_text` is one of the lookups a module makes (not an action,
+/// not the stream's own queries).
+fn is_lookup(vql_text: &str) -> bool {
+    ![
+        vql::BACKFILL,
+        vql::ARTIFACT_TYPES,
+        vql::USER_MESSAGE,
+        vql::LABEL,
+        vql::PUSH_ALERT,
+    ]
+    .contains(&vql_text)
 }
 
 /// The rows of each statement of a finite query.

@@ -257,11 +257,15 @@ impl std::fmt::Debug for ModuleLookups {
     }
 }
 
-impl ModuleLookups {
-    /// The source's answer for this module's org, if the policy allows.
+impl CallContext {
+    /// The source's answer for this module's org, if the policy allows; the
+    /// time it takes is the host's, not the call's (see `CallBudget`).
     fn ask<T>(&self, name: LookupName, answer: impl FnOnce(&dyn LookupSource, &str) -> Lookup<T>) -> Lookup<T> {
-        self.policy.check(name)?;
-        answer(self.source.as_ref(), &self.org_id)
+        self.lookups.policy.check(name)?;
+        let started = std::time::Instant::now();
+        let answered = answer(self.lookups.source.as_ref(), &self.lookups.org_id);
+        self.waiting.set(self.waiting.get() + started.elapsed());
+        answered
     }
 }
 
@@ -271,19 +275,16 @@ impl velonotify_core::host::Lookups for CallContext {
         self.lookups.facts.server_info(org)
     }
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
-        self.lookups
-            .ask(LookupName::ClientInfo, |s, org| s.client_info(org, client_id))
+        self.ask(LookupName::ClientInfo, |s, org| s.client_info(org, client_id))
     }
     fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
-        self.lookups
-            .ask(LookupName::ClientMetadata, |s, org| s.client_metadata(org, client_id))
+        self.ask(LookupName::ClientMetadata, |s, org| s.client_metadata(org, client_id))
     }
     fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
-        self.lookups.ask(LookupName::Clients, |s, org| s.clients(org, label))
+        self.ask(LookupName::Clients, |s, org| s.clients(org, label))
     }
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
-        self.lookups
-            .ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))
+        self.ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))
     }
     fn flow_results(
         &self,
@@ -293,36 +294,35 @@ impl velonotify_core::host::Lookups for CallContext {
         max_rows: Option<u32>,
         max_bytes: Option<u64>,
     ) -> Lookup<ResultPage> {
-        self.lookups.ask(LookupName::FlowResults, |s, org| {
+        self.ask(LookupName::FlowResults, |s, org| {
             s.flow_results(org, client_id, flow_id, source, max_rows, max_bytes)
         })
     }
     fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
-        self.lookups.ask(LookupName::FlowUploads, |s, org| {
+        self.ask(LookupName::FlowUploads, |s, org| {
             s.flow_uploads(org, client_id, flow_id)
         })
     }
     fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
-        self.lookups.ask(LookupName::Hunt, |s, org| s.hunt(org, hunt_id))
+        self.ask(LookupName::Hunt, |s, org| s.hunt(org, hunt_id))
     }
     fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
-        self.lookups.ask(LookupName::Artifact, |s, org| s.artifact(org, name))
+        self.ask(LookupName::Artifact, |s, org| s.artifact(org, name))
     }
     fn event_tables(&self) -> Lookup<Value> {
-        self.lookups.ask(LookupName::EventTables, |s, org| s.event_tables(org))
+        self.ask(LookupName::EventTables, |s, org| s.event_tables(org))
     }
     fn users(&self) -> Lookup<Vec<Value>> {
-        self.lookups.ask(LookupName::Users, |s, org| s.users(org))
+        self.ask(LookupName::Users, |s, org| s.users(org))
     }
     fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
         let until_ms = self.time.now_us() / 1000;
-        self.lookups.ask(LookupName::MonitoringLogs, |s, org| {
+        self.ask(LookupName::MonitoringLogs, |s, org| {
             s.monitoring_logs(org, client_id, artifact, since_ms, until_ms)
         })
     }
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
-        self.lookups
-            .ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
+        self.ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
     }
 }
 
