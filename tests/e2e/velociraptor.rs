@@ -141,6 +141,61 @@ fn a_slow_lookup_does_not_spend_the_modules_deadline() {
     assert!(!log.contains("deadline"), "{log}");
 }
 
+/// A row nested 130 deep (past the JSON parser's limit), live and read
+/// back after a cut: it is reported and left out on its own, the rows
+/// around it are handled once each, and the stream does not reconnect over
+/// it again and again.
+#[test]
+fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    run.wait("the catch-up position", Duration::from_secs(10), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    let mut deep = json!(1);
+    for _ in 0..130 {
+        deep = json!([deep]);
+    }
+    let deep_row = json!({"client_id": "C.api1", "name": "too-deep", "event_data": {"deep": deep}});
+    peer.publish("Server.Internal.Alerts", alert(0));
+    peer.publish("Server.Internal.Alerts", deep_row.clone());
+    peer.publish("Server.Internal.Alerts", alert(1));
+    std::thread::sleep(Duration::from_millis(500));
+    peer.disconnect_all();
+    peer.publish("Server.Internal.Alerts", alert(2));
+    peer.publish("Server.Internal.Alerts", deep_row);
+    peer.publish("Server.Internal.Alerts", alert(3));
+    smtp.wait_for(4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    let log = run.log();
+    for i in 0..4 {
+        let subject = format!("Alert from client ws-api-1: api-alert-{i:04}");
+        assert_eq!(
+            subjects.iter().filter(|s| **s == subject).count(),
+            1,
+            "{subjects:?}\n{log}"
+        );
+    }
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert!(
+        log.contains("cannot be read and is left out: recursion limit exceeded"),
+        "{log}"
+    );
+    assert!(log.matches("reconnecting in").count() <= 2, "no reconnect loop:\n{log}");
+}
+
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::IncomingEvent;
 use crate::clock::Clock;
 use crate::store::{Owner, StateWrite, Store, StoreError};
-use crate::velociraptor::client::{ApiClient, ApiError};
+use crate::velociraptor::client::{ApiClient, ApiError, read_rows};
 use crate::velociraptor::{ALERTS_QUEUE, PUSHED_MARK, proto, vql};
 
 /// How far a stored queue has been read: the newest `_ts` (seconds) and
@@ -106,6 +106,11 @@ struct Seen {
     by_second: BTreeMap<u64, Vec<String>>,
 }
 
+/// The wait before reconnecting, at first and after a session that ran for
+/// at least [`HEALTHY_SESSION`]; it doubles after each short one.
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
 /// Rows older than this (before the newest) are not looked for again.
 const SEEN_WINDOW_S: u64 = 600;
 
@@ -176,9 +181,17 @@ impl OrgStream {
     }
 
     async fn run(mut self) {
-        let mut wait = Duration::from_millis(250);
+        let mut wait = FIRST_WAIT;
         while !self.stopping {
-            let error = match self.session(&mut wait).await {
+            let started = std::time::Instant::now();
+            let ended = self.session().await;
+            // A session that fails at once (a server that answers, then
+            // sends what the stream cannot take) must not be retried at
+            // once forever: the wait starts over only after a good run.
+            if started.elapsed() >= HEALTHY_SESSION {
+                wait = FIRST_WAIT;
+            }
+            let error = match ended {
                 Ok(()) => continue,
                 Err(error) => error,
             };
@@ -190,8 +203,8 @@ impl OrgStream {
     }
 
     /// One connection: subscribe, catch up, then follow the stream until it
-    /// fails. Resets `wait` once the server has answered.
-    async fn session(&mut self, wait: &mut Duration) -> Result<(), ApiError> {
+    /// fails.
+    async fn session(&mut self) -> Result<(), ApiError> {
         let org = self.sub.org_id.clone();
         let mut env: Vec<(String, String)> = self
             .sub
@@ -212,7 +225,6 @@ impl OrgStream {
         // The server's first message (its "Starting query" log line) says
         // the watchers are in place: only then is catching up complete.
         let first = self.next(&mut stream).await?;
-        *wait = Duration::from_millis(250);
         tracing::info!(%org, queues = ?self.sub.queues, "subscribed to the Velociraptor event queues");
         if self.stored.is_none() {
             self.stored = Some(self.stored_queues().await);
@@ -302,6 +314,7 @@ impl OrgStream {
                 )
                 .await?;
             let before = self.seen.get(&queue).map_or(0, Seen::newest);
+            self.report_unreadable(&output.unreadable, &format!("the catch-up of {queue}"));
             let mut handled = 0;
             for row in output.rows() {
                 let Value::Object(row) = row.clone() else { continue };
@@ -316,7 +329,8 @@ impl OrgStream {
         Ok(())
     }
 
-    /// Handles the rows of one stream message.
+    /// Handles the rows of one stream message. A row that cannot be read is
+    /// reported and left out on its own: the rows beside it go on.
     fn absorb(&mut self, response: proto::VqlResponse) -> Result<(), ApiError> {
         if let Some(error) = response.log.strip_prefix("ERROR:") {
             tracing::warn!(org = %self.sub.org_id, "event stream: {}", error.trim());
@@ -324,14 +338,21 @@ impl OrgStream {
         if response.response.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Value> = serde_json::from_str(&response.response)
-            .map_err(|e| ApiError::Query(format!("the server sent rows that are not a JSON array: {e}")))?;
+        let (rows, unreadable) = read_rows(&response.response)?;
+        self.report_unreadable(&unreadable, "the event stream");
         for row in rows {
             if let Value::Object(row) = row {
                 self.handle_row(row, None)?;
             }
         }
         Ok(())
+    }
+
+    /// Says, once per row, which rows could not be read.
+    fn report_unreadable(&self, unreadable: &[String], whence: &str) {
+        for reason in unreadable {
+            tracing::error!(org = %self.sub.org_id, "a row from {whence} cannot be read and is left out: {reason}");
+        }
     }
 
     /// Passes one row on unless it was handled already; `read_back` names

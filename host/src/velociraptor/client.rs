@@ -42,6 +42,9 @@ pub struct QueryOutput {
     /// Rows by statement (`query_id`), in order.
     pub statements: Vec<Vec<Value>>,
     pub logs: Vec<String>,
+    /// Rows that could not be read, each with why: left out, never the
+    /// rows beside them.
+    pub unreadable: Vec<String>,
 }
 
 impl QueryOutput {
@@ -229,14 +232,32 @@ fn absorb(output: &mut QueryOutput, response: VqlResponse) -> Result<(), ApiErro
     if response.response.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Value> = serde_json::from_str(&response.response)
-        .map_err(|e| ApiError::Query(format!("the server sent rows that are not a JSON array: {e}")))?;
+    let (rows, unreadable) = read_rows(&response.response)?;
+    output.unreadable.extend(unreadable);
     let statement = response.query_id as usize;
     if output.statements.len() <= statement {
         output.statements.resize_with(statement + 1, Vec::new);
     }
     output.statements[statement].extend(rows);
     Ok(())
+}
+
+/// The rows of one response (a JSON array), each read on its own: a row
+/// that cannot be read (nested deeper than the parser goes, a number out of
+/// range) is left out with why, and the others are kept. Only a response
+/// that is not an array at all is an error.
+pub fn read_rows(response: &str) -> Result<(Vec<Value>, Vec<String>), ApiError> {
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(response)
+        .map_err(|e| ApiError::Query(format!("the server sent rows that are not a JSON array: {e}")))?;
+    let mut rows = Vec::with_capacity(raw.len());
+    let mut unreadable = Vec::new();
+    for row in raw {
+        match serde_json::from_str(row.get()) {
+            Ok(value) => rows.push(value),
+            Err(e) => unreadable.push(format!("{e} (a row of {} bytes)", row.get().len())),
+        }
+    }
+    Ok((rows, unreadable))
 }
 
 /// Recognises certificate problems in an error's text and says what to do.
@@ -297,7 +318,15 @@ mod tests {
         absorb(&mut out, batch(1, r#"[{"Total":7}]"#, "")).unwrap();
         absorb(&mut out, batch(0, r#"[{"a":3}]"#, "")).unwrap();
         absorb(&mut out, batch(0, "", "ERROR:client_info: permission denied\n")).unwrap();
-        assert_eq!(out.rows().len(), 3);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        absorb(&mut out, batch(0, &format!(r#"[{{"a":4}},{{"deep":{deep}}}]"#), "")).unwrap();
+        assert_eq!(
+            out.rows().len(),
+            4,
+            "the unreadable row is left out, its neighbour kept"
+        );
+        assert_eq!(out.unreadable.len(), 1);
+        assert!(out.unreadable[0].contains("recursion limit"), "{:?}", out.unreadable);
         assert_eq!(out.statements[1][0]["Total"], 7);
         assert_eq!(out.errors(), ["client_info: permission denied"]);
         assert!(absorb(&mut out, batch(0, "{not rows", "")).is_err());
