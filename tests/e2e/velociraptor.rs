@@ -196,6 +196,34 @@ fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
     assert!(log.matches("reconnecting in").count() <= 2, "no reconnect loop:\n{log}");
 }
 
+/// Started, stopped before any row came, and started again after one was
+/// written: the row is caught up, because the stream's first position was
+/// kept when it started, not when its first row came.
+#[test]
+fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let config = config(dir.path(), smtp.port, modules);
+    let mut run = Running::start(EXE, &config);
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    run.wait("the catch-up position", Duration::from_secs(10), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    run.kill();
+    std::thread::sleep(Duration::from_millis(1100));
+    peer.publish("Server.Internal.Alerts", alert(7));
+    let run = Running::start(EXE, &config);
+    let received = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(received.len(), 1, "{}", run.log());
+    assert_eq!(received[0]["subject"], "Alert from client ws-api-1: api-alert-0007");
+}
+
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();

@@ -341,10 +341,10 @@ fn subscribe(
             cursors,
         };
         let sender = sender.clone();
-        let sink: stream::Sink = Arc::new(move |event, mark| {
+        let sink: stream::Sink = Arc::new(move |input| {
             // The pipeline may be busy: wait for room without holding up
             // the other tasks of the runtime.
-            tokio::task::block_in_place(|| sender.send(Input::Event(event, mark)).is_ok())
+            tokio::task::block_in_place(|| sender.send(input).is_ok())
         });
         stream::spawn(client.clone(), subscription, sink, clock.clone());
     }
@@ -414,6 +414,7 @@ fn handle_inputs(
                 done = Some(reply);
                 events = true;
             }
+            Ok(Input::Position(mark)) => position = Some(mark),
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
             Ok(Input::SwapReady) => swap_in(runtime, out),
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,

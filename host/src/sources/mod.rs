@@ -41,6 +41,10 @@ impl IncomingEvent {
 pub enum Input {
     /// An event, and the stream position to keep with it.
     Event(IncomingEvent, Option<Mark>),
+    /// A stream position to keep with no event: where a stream starts, so
+    /// that what is written before the first row is caught up after a
+    /// restart.
+    Position(Mark),
     /// A line that is not an event: reported and skipped.
     Bad(SourceError),
     /// Rows posted to the ingest endpoint; `done` is told once everything

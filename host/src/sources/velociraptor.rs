@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::IncomingEvent;
+use super::{IncomingEvent, Input};
 use crate::clock::Clock;
 use crate::store::{Owner, StateWrite, Store, StoreError};
 use crate::velociraptor::client::{ApiClient, ApiError, read_rows};
@@ -78,8 +78,9 @@ pub fn stored_cursors(
     Ok(cursors)
 }
 
-/// Receives the events; returns false when the service is stopping.
-pub type Sink = Arc<dyn Fn(IncomingEvent, Option<Mark>) -> bool + Send + Sync>;
+/// Receives the stream's inputs (rows, and positions to keep); returns
+/// false when the service is stopping.
+pub type Sink = Arc<dyn Fn(Input) -> bool + Send + Sync>;
 
 /// What one org's stream watches and how.
 #[derive(Debug, Clone)]
@@ -293,14 +294,21 @@ impl OrgStream {
         let now_s = self.clock.now_us() / 1_000_000;
         for queue in stored {
             let Some(seen) = self.seen.get(&queue) else {
-                // Nothing seen yet: catch up from now on at the next reconnect.
-                self.seen.insert(
+                // Nothing seen yet: catch up from now on, after a reconnect
+                // or a restart alike, so the position is kept at once.
+                let cursor = Cursor {
+                    ts_s: now_s,
+                    seen: vec![],
+                };
+                self.seen.insert(queue.clone(), Seen::from_cursor(&cursor));
+                let mark = Mark {
+                    org_id: self.sub.org_id.clone(),
                     queue,
-                    Seen::from_cursor(&Cursor {
-                        ts_s: now_s,
-                        seen: vec![],
-                    }),
-                );
+                    cursor,
+                };
+                if !(self.sink)(Input::Position(mark)) {
+                    self.stopping = true;
+                }
                 continue;
             };
             let since = seen.newest().max(now_s.saturating_sub(self.sub.backfill_max.as_secs()));
@@ -397,7 +405,7 @@ impl OrgStream {
             org_id: self.sub.org_id.clone(),
             ts_us: Some(ts_s * 1_000_000),
         };
-        if !(self.sink)(event, mark) {
+        if !(self.sink)(Input::Event(event, mark)) {
             self.stopping = true;
         }
         Ok(true)
