@@ -224,6 +224,117 @@ fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
     assert_eq!(received[0]["subject"], "Alert from client ws-api-1: api-alert-0007");
 }
 
+/// A detection publishing the same row twice in one second, and once more
+/// seconds later, raised three alerts: three e-mails, also when a cut makes
+/// the stream read those rows back.
+#[test]
+fn the_same_row_published_again_is_another_row_live_and_read_back() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    run.wait("the catch-up position", Duration::from_secs(10), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    peer.publish_at("Server.Internal.Alerts", alert(5), second);
+    peer.publish_at("Server.Internal.Alerts", alert(5), second);
+    peer.publish_at("Server.Internal.Alerts", alert(5), second + 5);
+    smtp.wait_for(3, Duration::from_secs(60));
+    peer.disconnect_all();
+    run.wait("the catch-up", Duration::from_secs(30), |r| {
+        r.log().matches("subscribed to the Velociraptor event queues").count() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(smtp.received().len(), 3, "{}", run.log());
+}
+
+/// 20,000 rows written in one second while velonotify was stopped, one of
+/// them nested too deep: read back a page at a time and handled once each,
+/// the deep one reported; the position of that second fits its state value,
+/// so a second restart handles none of them again.
+#[test]
+fn a_burst_of_twenty_thousand_rows_in_one_second_is_caught_up_once() {
+    const ROWS: u64 = 20_000;
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let metrics_port = free_port();
+    let modules = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [[module]]\nname = \"burst\"\npath = \"detect.wasm\"\n[module.params]\nQueue = \"Server.Internal.Alerts\"\n\
+         Condition = \"Column,Regex\\nname,^never$\\n\"\nAlertName = \"{{name}}\"\n"
+    );
+    let config = config(dir.path(), 1, &modules);
+    let mut run = Running::start(EXE, &config);
+    run.wait("the catch-up position", Duration::from_secs(60), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    run.kill();
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    for i in 0..ROWS {
+        if i == ROWS / 2 {
+            let mut deep = json!(1);
+            for _ in 0..130 {
+                deep = json!([deep]);
+            }
+            peer.publish_at(
+                "Server.Internal.Alerts",
+                json!({"name": "too-deep", "event_data": deep}),
+                second,
+            );
+        }
+        peer.publish_at(
+            "Server.Internal.Alerts",
+            json!({"name": format!("burst-{i}"), "event_data": {}}),
+            second,
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut run = Running::start(EXE, &config);
+    let serving = |r: &Running, starts: usize| r.log().matches("serving Prometheus metrics").count() >= starts;
+    run.wait("the metrics", Duration::from_secs(60), |r| serving(r, 2));
+    let handled = || metric(metrics_port, "velonotify_module_handled_total{module=\"burst\"}");
+    run.wait("the burst", Duration::from_secs(120), |_| handled() >= ROWS);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(handled(), ROWS, "each once:\n{}", run.log());
+    assert!(
+        run.log()
+            .contains("cannot be read and is left out: recursion limit exceeded"),
+        "{}",
+        run.log()
+    );
+    let peak = velonotify_test_support::service::peak_rss_kib(run.child.id());
+    eprintln!("20,000 rows caught up in {took:.1?}, peak RSS {} MiB", peak / 1024);
+    assert!(took < Duration::from_secs(5), "caught up in {took:?}");
+    assert!(peak < 400 * 1024, "peak RSS {peak} KiB");
+    run.kill();
+
+    // Started again: the position of that second says all of it was handled.
+    let mut run = Running::start(EXE, &config);
+    run.wait("the metrics", Duration::from_secs(60), |r| serving(r, 3));
+    run.wait("the catch-up", Duration::from_secs(60), |r| {
+        r.log().matches("subscribed to the Velociraptor event queues").count() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(handled(), 0, "nothing handled twice:\n{}", run.log());
+}
+
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();

@@ -397,13 +397,21 @@ fn handle_inputs(
             bail!("the delivery thread stopped");
         }
         let mut done = None;
-        let mut position = None;
+        let mut positions = Vec::new();
         let mut events = false;
         match receiver.recv_timeout(Duration::from_millis(500)) {
             Ok(Input::Event(event, mark)) => {
                 swap_in(runtime, out);
                 runtime.pipeline.dispatch(&event, out);
-                position = mark;
+                positions.extend(mark);
+                events = true;
+            }
+            Ok(Input::Rows(rows, marks)) => {
+                for event in &rows {
+                    swap_in(runtime, out);
+                    runtime.pipeline.dispatch(event, out);
+                }
+                positions.extend(marks);
                 events = true;
             }
             Ok(Input::Batch(batch, reply)) => {
@@ -414,14 +422,14 @@ fn handle_inputs(
                 done = Some(reply);
                 events = true;
             }
-            Ok(Input::Position(mark)) => position = Some(mark),
+            Ok(Input::Position(mark)) => positions.push(mark),
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
             Ok(Input::SwapReady) => swap_in(runtime, out),
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_to_now(out),
         }
         let mut state = runtime.pipeline.take_staged_state();
-        state.extend(position.as_ref().map(Mark::to_state_write));
+        state.extend(positions.iter().map(Mark::to_state_write));
         if events {
             crate::crash_point!("service::before-commit");
         }

@@ -41,6 +41,9 @@ impl IncomingEvent {
 pub enum Input {
     /// An event, and the stream position to keep with it.
     Event(IncomingEvent, Option<Mark>),
+    /// Rows of one message (or page) of an event stream, and the positions
+    /// they take their queues to, kept with them.
+    Rows(Vec<IncomingEvent>, Vec<Mark>),
     /// A stream position to keep with no event: where a stream starts, so
     /// that what is written before the first row is caught up after a
     /// restart.

@@ -6,10 +6,19 @@
 //! queues (`Server.Internal.Alerts` and other SERVER_EVENT artifacts) are
 //! also stored on the server, so after a disconnect (or a restart of
 //! velonotify) the rows written meanwhile are read back with `source()`
-//! from the last second seen. Rows of that second, and rows that arrive
-//! both live and read back, are recognised by a fingerprint of their
-//! content and handled once. Client event queues are stored per client
-//! and cannot be read back fleet-wide: a gap in them is logged.
+//! from the last second seen, a page at a time. Rows that arrive both live
+//! and read back are recognised by a key of their content, their second
+//! and how many identical rows came before them in that second: rows that
+//! only look alike (the same row published twice, even in the same second)
+//! stay apart. Client event queues are stored per client and cannot be read
+//! back fleet-wide: a gap in them is logged.
+//!
+//! Times are the server's: the position of a queue that has none yet starts
+//! at the server's clock (read from its answers), so a server whose clock
+//! is behind the host's loses no gap; a difference is logged.
+//!
+//! Rows go to the pipeline a stream message (or a page) at a time, with the
+//! positions they reach, and are committed together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -25,15 +34,22 @@ use crate::store::{Owner, StateWrite, Store, StoreError};
 use crate::velociraptor::client::{ApiClient, ApiError, read_rows};
 use crate::velociraptor::{ALERTS_QUEUE, PUSHED_MARK, proto, vql};
 
-/// How far a stored queue has been read: the newest `_ts` (seconds) and
-/// the fingerprints of the rows of that second already handled.
+/// How far a stored queue has been read: the newest second (`_ts`) whose
+/// rows were handled, and which of that second's rows they were: their
+/// keys, or, when there were more than [`MAX_CURSOR_KEYS`], how many (the
+/// first that many of the second, in the order the server keeps them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub ts_s: u64,
     pub seen: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
-/// A cursor to keep with the event that carries it, in the same commit.
+/// Keys a cursor keeps at most (a position must fit a state value).
+pub const MAX_CURSOR_KEYS: usize = 2000;
+
+/// A cursor to keep with the events that reach it, in the same commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub org_id: String,
@@ -99,12 +115,44 @@ pub fn spawn(client: ApiClient, subscription: Subscription, sink: Sink, clock: C
     runtime.spawn(async move { OrgStream::new(client, subscription, sink, clock).run().await })
 }
 
-/// Fingerprints of recently handled rows of one stored queue: a set to
-/// look rows up in, and the same fingerprints by second to forget old ones.
+/// The rows of one stored queue handled lately: their keys, by second, to
+/// recognise a row that comes both live and read back.
 #[derive(Debug, Default)]
 struct Seen {
-    all: HashSet<String>,
-    by_second: BTreeMap<u64, Vec<String>>,
+    keys: HashSet<RowKey>,
+    by_second: BTreeMap<u64, Vec<RowKey>>,
+    /// Rows of a second known only by their number (a cursor that had too
+    /// many to keep their keys): the first that many read back are skipped.
+    counted: Option<(u64, u64)>,
+}
+
+/// A row's identity: its second, its content, and how many rows identical
+/// to it came before it in that second (in one pass over the queue).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RowKey {
+    ts_s: u64,
+    content: [u8; 12],
+    occurrence: u32,
+}
+
+impl RowKey {
+    fn text(&self) -> String {
+        let hex: String = self.content.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}#{}", self.occurrence)
+    }
+
+    fn parse(ts_s: u64, text: &str) -> Option<Self> {
+        let (hex, occurrence) = text.split_once('#').unwrap_or((text, "0"));
+        let mut content = [0u8; 12];
+        for (i, byte) in content.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(Self {
+            ts_s,
+            content,
+            occurrence: occurrence.parse().ok()?,
+        })
+    }
 }
 
 /// The wait before reconnecting, at first and after a session that ran for
@@ -115,41 +163,109 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// Rows older than this (before the newest) are not looked for again.
 const SEEN_WINDOW_S: u64 = 600;
 
+/// Rows read back per query at first; a page of a single second doubles.
+const FIRST_PAGE_ROWS: usize = 5000;
+
+/// A server clock further than this from the host's is logged.
+const NOTABLE_SKEW: Duration = Duration::from_secs(30);
+
 impl Seen {
     fn from_cursor(cursor: &Cursor) -> Self {
         let mut seen = Seen::default();
-        for fingerprint in &cursor.seen {
-            seen.insert(cursor.ts_s, fingerprint);
+        for key in cursor.seen.iter().filter_map(|k| RowKey::parse(cursor.ts_s, k)) {
+            seen.insert(key);
+        }
+        if let Some(count) = cursor.count {
+            seen.counted = Some((cursor.ts_s, count));
         }
         seen.by_second.entry(cursor.ts_s).or_default();
         seen
     }
 
     /// Records a row; false if it was handled already.
-    fn insert(&mut self, ts_s: u64, fingerprint: &str) -> bool {
-        if !self.all.insert(fingerprint.to_string()) {
+    fn insert(&mut self, key: RowKey) -> bool {
+        if !self.keys.insert(key.clone()) {
             return false;
         }
-        self.by_second.entry(ts_s).or_default().push(fingerprint.to_string());
+        self.by_second.entry(key.ts_s).or_default().push(key);
         let horizon = self.newest().saturating_sub(SEEN_WINDOW_S);
         while let Some(entry) = self.by_second.first_entry().filter(|e| *e.key() < horizon) {
             for old in entry.remove() {
-                self.all.remove(&old);
+                self.keys.remove(&old);
             }
         }
         true
+    }
+
+    /// Whether a row read back is among the first of its second that a
+    /// cursor knew only by their number.
+    fn counted_before(&self, ts_s: u64, index_in_second: u64) -> bool {
+        self.counted
+            .is_some_and(|(second, count)| second == ts_s && index_in_second < count)
     }
 
     fn newest(&self) -> u64 {
         self.by_second.keys().next_back().copied().unwrap_or(0)
     }
 
+    /// The position to keep: the newest second and its rows (their keys,
+    /// or their number past [`MAX_CURSOR_KEYS`]).
     fn cursor(&self) -> Cursor {
         let ts_s = self.newest();
-        let mut seen: Vec<String> = self.by_second.get(&ts_s).cloned().unwrap_or_default();
-        seen.sort();
-        Cursor { ts_s, seen }
+        let keys = self.by_second.get(&ts_s).map(Vec::as_slice).unwrap_or_default();
+        let counted = match self.counted {
+            Some((second, count)) if second == ts_s => count,
+            _ => 0,
+        };
+        if keys.len() <= MAX_CURSOR_KEYS && counted == 0 {
+            let mut seen: Vec<String> = keys.iter().map(RowKey::text).collect();
+            seen.sort();
+            return Cursor {
+                ts_s,
+                seen,
+                count: None,
+            };
+        }
+        Cursor {
+            ts_s,
+            seen: Vec::new(),
+            count: Some(counted.max(keys.len() as u64)),
+        }
     }
+}
+
+/// Counts identical rows within one pass over a queue (a live session, or
+/// one catch-up), so that the n-th identical row of a second has the same
+/// key whichever way it comes.
+#[derive(Debug, Default)]
+struct Pass {
+    occurrences: HashMap<(u64, [u8; 12]), u32>,
+    /// Rows of each second so far (read back: their order in the queue).
+    per_second: HashMap<u64, u64>,
+}
+
+impl Pass {
+    fn key(&mut self, ts_s: u64, content: [u8; 12]) -> (RowKey, u64) {
+        let occurrence = self.occurrences.entry((ts_s, content)).or_default();
+        let key = RowKey {
+            ts_s,
+            content,
+            occurrence: *occurrence,
+        };
+        *occurrence += 1;
+        let index = self.per_second.entry(ts_s).or_default();
+        let in_second = *index;
+        *index += 1;
+        (key, in_second)
+    }
+}
+
+/// The rows of one message or page on their way to the pipeline, with the
+/// positions they reach.
+#[derive(Debug, Default)]
+struct Outgoing {
+    events: Vec<IncomingEvent>,
+    queues: Vec<String>,
 }
 
 struct OrgStream {
@@ -159,8 +275,13 @@ struct OrgStream {
     /// Stored (SERVER_EVENT) queues, once known.
     stored: Option<HashSet<String>>,
     seen: HashMap<String, Seen>,
+    /// The live rows of the session in progress.
+    live: Pass,
     stopping: bool,
     clock: Clock,
+    /// The server's clock minus the host's, in µs, from its answers.
+    server_offset_us: i64,
+    skew_logged: bool,
 }
 
 impl OrgStream {
@@ -176,8 +297,11 @@ impl OrgStream {
             sink,
             stored: None,
             seen,
+            live: Pass::default(),
             stopping: false,
             clock,
+            server_offset_us: 0,
+            skew_logged: false,
         }
     }
 
@@ -223,9 +347,11 @@ impl OrgStream {
             .client
             .stream(&vql::event_stream(self.sub.queues.len()), &env, &org)
             .await?;
+        self.live = Pass::default();
         // The server's first message (its "Starting query" log line) says
         // the watchers are in place: only then is catching up complete.
         let first = self.next(&mut stream).await?;
+        self.learn_server_clock(&first);
         tracing::info!(%org, queues = ?self.sub.queues, "subscribed to the Velociraptor event queues");
         if self.stored.is_none() {
             self.stored = Some(self.stored_queues().await);
@@ -253,6 +379,37 @@ impl OrgStream {
             Ok(Ok(None)) => Err(unavailable("the server ended the stream".into())),
             Ok(Ok(Some(response))) => Ok(response),
         }
+    }
+
+    /// Takes the server's clock from the time it stamps an answer with, and
+    /// says once when it is far from the host's.
+    fn learn_server_clock(&mut self, response: &proto::VqlResponse) {
+        if response.timestamp == 0 {
+            return;
+        }
+        let server = i64::try_from(response.timestamp).unwrap_or(i64::MAX);
+        let host = i64::try_from(self.clock.now_us()).unwrap_or(i64::MAX);
+        self.server_offset_us = server.saturating_sub(host);
+        let skew = Duration::from_micros(self.server_offset_us.unsigned_abs());
+        if skew > NOTABLE_SKEW && !self.skew_logged {
+            self.skew_logged = true;
+            let way = if self.server_offset_us < 0 {
+                "behind"
+            } else {
+                "ahead of"
+            };
+            tracing::warn!(
+                org = %self.sub.org_id,
+                "the Velociraptor server's clock is {} s {way} this host's; stream positions follow the server's",
+                skew.as_secs()
+            );
+        }
+    }
+
+    /// The server's time now, in seconds.
+    fn server_now_s(&self) -> u64 {
+        let host = i64::try_from(self.clock.now_us()).unwrap_or(i64::MAX);
+        u64::try_from(host.saturating_add(self.server_offset_us)).unwrap_or(0) / 1_000_000
     }
 
     /// Which of the subscribed queues the server stores.
@@ -291,14 +448,15 @@ impl OrgStream {
     /// Reads back what stored queues received since their cursor.
     async fn catch_up(&mut self) -> Result<(), ApiError> {
         let stored: Vec<String> = self.stored.iter().flatten().cloned().collect();
-        let now_s = self.clock.now_us() / 1_000_000;
+        let now_s = self.server_now_s();
         for queue in stored {
             let Some(seen) = self.seen.get(&queue) else {
-                // Nothing seen yet: catch up from now on, after a reconnect
-                // or a restart alike, so the position is kept at once.
+                // Nothing seen yet: catch up from now on (the server's now),
+                // after a reconnect or a restart alike, so the position is
+                // kept at once.
                 let cursor = Cursor {
                     ts_s: now_s,
-                    seen: vec![],
+                    ..Cursor::default()
                 };
                 self.seen.insert(queue.clone(), Seen::from_cursor(&cursor));
                 let mark = Mark {
@@ -306,33 +464,56 @@ impl OrgStream {
                     queue,
                     cursor,
                 };
-                if !(self.sink)(Input::Position(mark)) {
-                    self.stopping = true;
-                }
+                self.deliver(Input::Position(mark));
                 continue;
             };
             let since = seen.newest().max(now_s.saturating_sub(self.sub.backfill_max.as_secs()));
+            self.read_back(&queue, since).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads `queue` back from second `since`, a page at a time: each page
+    /// from the last second of the one before (its rows recognised), a page
+    /// that a single second fills twice as large.
+    async fn read_back(&mut self, queue: &str, mut since: u64) -> Result<(), ApiError> {
+        let mut page_rows = FIRST_PAGE_ROWS;
+        let (mut read, mut handled) = (0, 0);
+        loop {
             let output = self
                 .client
                 .query(
-                    vql::BACKFILL,
-                    &[("Queue", queue.clone()), ("Since", since.to_string())],
+                    &vql::backfill_page(page_rows),
+                    &[("Queue", queue.to_string()), ("Since", since.to_string())],
                     &self.sub.org_id,
                     Duration::from_secs(120),
                 )
                 .await?;
-            let before = self.seen.get(&queue).map_or(0, Seen::newest);
             self.report_unreadable(&output.unreadable, &format!("the catch-up of {queue}"));
-            let mut handled = 0;
-            for row in output.rows() {
-                let Value::Object(row) = row.clone() else { continue };
-                if self.handle_row(row, Some(&queue))? {
+            let rows = output.rows();
+            let last_second = rows.last().and_then(Value::as_object).map(row_seconds);
+            let mut pass = Pass::default();
+            let mut out = Outgoing::default();
+            for row in rows {
+                if let Value::Object(row) = row
+                    && self.take_row(row.clone(), Some(queue), &mut pass, &mut out)
+                {
                     handled += 1;
                 }
             }
-            if handled > 0 {
-                tracing::info!(org = %self.sub.org_id, %queue, handled, since = before, "caught up on rows written while disconnected");
+            read += rows.len();
+            self.send(out);
+            if rows.len() + output.unreadable.len() < page_rows {
+                break;
             }
+            match last_second {
+                Some(second) if second > since => since = second,
+                _ => page_rows = page_rows.saturating_mul(2),
+            }
+        }
+        if handled > 0 {
+            tracing::info!(org = %self.sub.org_id, %queue, read, handled, already_handled = read - handled,
+                "caught up on rows written while disconnected");
         }
         Ok(())
     }
@@ -340,6 +521,7 @@ impl OrgStream {
     /// Handles the rows of one stream message. A row that cannot be read is
     /// reported and left out on its own: the rows beside it go on.
     fn absorb(&mut self, response: proto::VqlResponse) -> Result<(), ApiError> {
+        self.learn_server_clock(&response);
         if let Some(error) = response.log.strip_prefix("ERROR:") {
             tracing::warn!(org = %self.sub.org_id, "event stream: {}", error.trim());
         }
@@ -348,11 +530,15 @@ impl OrgStream {
         }
         let (rows, unreadable) = read_rows(&response.response)?;
         self.report_unreadable(&unreadable, "the event stream");
+        let mut pass = std::mem::take(&mut self.live);
+        let mut out = Outgoing::default();
         for row in rows {
             if let Value::Object(row) = row {
-                self.handle_row(row, None)?;
+                self.take_row(row, None, &mut pass, &mut out);
             }
         }
+        self.live = pass;
+        self.send(out);
         Ok(())
     }
 
@@ -363,14 +549,20 @@ impl OrgStream {
         }
     }
 
-    /// Passes one row on unless it was handled already; `read_back` names
-    /// the queue of a row read back with `source()`. True if passed on.
-    fn handle_row(&mut self, mut row: Map<String, Value>, read_back: Option<&str>) -> Result<bool, ApiError> {
+    /// Adds one row to `out` unless it was handled already; `read_back`
+    /// names the queue of a row read back with `source()`. True if added.
+    fn take_row(
+        &mut self,
+        mut row: Map<String, Value>,
+        read_back: Option<&str>,
+        pass: &mut Pass,
+        out: &mut Outgoing,
+    ) -> bool {
         let queue = match read_back {
             Some(queue) => queue.to_string(),
             None => match row.get("_Source").and_then(Value::as_str) {
                 Some(queue) => queue.to_string(),
-                None => return Ok(false),
+                None => return false,
             },
         };
         let own_alert = queue == ALERTS_QUEUE
@@ -378,37 +570,57 @@ impl OrgStream {
                 .get(PUSHED_MARK)
                 .is_some_and(|m| m.as_str().is_some_and(|m| !m.is_empty()));
         if queue == vql::HEARTBEAT_SOURCE || own_alert {
-            return Ok(false);
+            return false;
         }
         let ts_s = row_seconds(&row);
         // Rows read back carry `_ts` in milliseconds and may lack `_Source`.
         row.insert("_Source".into(), Value::String(queue.clone()));
         row.insert("_ts".into(), Value::from(ts_s));
-        let fingerprint = fingerprint(&row);
-        let mark = match self.seen.get_mut(&queue) {
-            Some(seen) => {
-                if !seen.insert(ts_s, &fingerprint) {
-                    return Ok(false);
-                }
-                Some(Mark {
-                    org_id: self.sub.org_id.clone(),
-                    queue: queue.clone(),
-                    cursor: seen.cursor(),
-                })
+        let (key, in_second) = pass.key(ts_s, fingerprint(&row));
+        if let Some(seen) = self.seen.get_mut(&queue) {
+            let counted = read_back.is_some() && seen.counted_before(ts_s, in_second);
+            if counted || !seen.insert(key.clone()) {
+                return false;
             }
-            None => None,
-        };
-        let event = IncomingEvent {
-            id: format!("api:{}:{queue}:{ts_s}:{}", self.sub.org_id, &fingerprint[..12]),
+            if !out.queues.contains(&queue) {
+                out.queues.push(queue.clone());
+            }
+        }
+        out.events.push(IncomingEvent {
+            id: format!("api:{}:{queue}:{ts_s}:{}", self.sub.org_id, key.text()),
             queue,
             row: Value::Object(row).to_string(),
             org_id: self.sub.org_id.clone(),
-            ts_us: Some(ts_s * 1_000_000),
-        };
-        if !(self.sink)(Input::Event(event, mark)) {
+            ts_us: Some(ts_s.saturating_mul(1_000_000)),
+        });
+        true
+    }
+
+    /// Hands the rows of one message or page to the pipeline with the
+    /// positions of their stored queues.
+    fn send(&mut self, out: Outgoing) {
+        if out.events.is_empty() {
+            return;
+        }
+        let marks = out
+            .queues
+            .into_iter()
+            .filter_map(|queue| {
+                let cursor = self.seen.get(&queue)?.cursor();
+                Some(Mark {
+                    org_id: self.sub.org_id.clone(),
+                    queue,
+                    cursor,
+                })
+            })
+            .collect();
+        self.deliver(Input::Rows(out.events, marks));
+    }
+
+    fn deliver(&mut self, input: Input) {
+        if !(self.sink)(input) {
             self.stopping = true;
         }
-        Ok(true)
     }
 }
 
@@ -421,11 +633,14 @@ fn row_seconds(row: &Map<String, Value>) -> u64 {
 }
 
 /// The same row read live or read back gives the same fingerprint: the
-/// queue decorations are left out and the columns put in order.
-fn fingerprint(row: &Map<String, Value>) -> String {
+/// queue decorations are left out (the row's second is part of its key)
+/// and the columns put in order.
+fn fingerprint(row: &Map<String, Value>) -> [u8; 12] {
     let columns: BTreeMap<&String, &Value> = row.iter().filter(|(k, _)| *k != "_ts" && *k != "_Source").collect();
     let digest = Sha256::digest(serde_json::to_vec(&columns).unwrap_or_default());
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    let mut content = [0u8; 12];
+    content.copy_from_slice(&digest[..12]);
+    content
 }
 
 #[cfg(test)]
@@ -450,24 +665,79 @@ mod tests {
         assert_ne!(fingerprint(&live), fingerprint(&other));
     }
 
+    fn content(n: u8) -> [u8; 12] {
+        [n; 12]
+    }
+
+    /// The same row published twice, in the same second or seconds apart,
+    /// is two rows; the same row seen live and read back is one.
     #[test]
-    fn seen_rows_are_recognised_and_the_cursor_keeps_the_last_second() {
-        let mut seen = Seen::from_cursor(&Cursor {
-            ts_s: 100,
-            seen: vec!["a".into()],
-        });
-        assert!(!seen.insert(100, "a"), "kept from the earlier run");
-        assert!(seen.insert(100, "b"));
-        assert!(seen.insert(101, "c"));
-        assert!(!seen.insert(101, "b"), "a row comes once whatever its second");
-        assert_eq!(
-            seen.cursor(),
-            Cursor {
-                ts_s: 101,
-                seen: vec!["c".into()]
-            }
+    fn rows_alike_stay_apart_and_a_row_read_back_is_recognised() {
+        let mut seen = Seen::default();
+        let mut live = Pass::default();
+        let (a0, _) = live.key(100, content(1));
+        let (a1, _) = live.key(100, content(1));
+        let (a_later, _) = live.key(105, content(1));
+        assert!(seen.insert(a0) && seen.insert(a1) && seen.insert(a_later), "three rows");
+        let mut back = Pass::default();
+        for (second, expected_new) in [(100, false), (100, false), (100, true), (105, false)] {
+            let (key, _) = back.key(second, content(1));
+            assert_eq!(seen.insert(key), expected_new, "second {second}");
+        }
+    }
+
+    #[test]
+    fn the_cursor_keeps_the_keys_of_the_last_second_and_a_restart_recognises_them() {
+        let mut seen = Seen::default();
+        let mut pass = Pass::default();
+        for (second, row) in [(100, 1), (101, 2), (101, 2), (101, 3)] {
+            seen.insert(pass.key(second, content(row)).0);
+        }
+        let cursor = seen.cursor();
+        assert_eq!((cursor.ts_s, cursor.seen.len(), cursor.count), (101, 3, None));
+        let mut restarted = Seen::from_cursor(&cursor);
+        let mut back = Pass::default();
+        let fresh: Vec<bool> = [2, 2, 3, 4]
+            .iter()
+            .map(|row| restarted.insert(back.key(101, content(*row)).0))
+            .collect();
+        assert_eq!(fresh, [false, false, false, true]);
+        assert!(restarted.insert(Pass::default().key(100 + SEEN_WINDOW_S + 200, content(9)).0));
+        assert!(
+            restarted.insert(Pass::default().key(101, content(2)).0),
+            "forgotten after the window"
         );
-        assert!(seen.insert(100 + SEEN_WINDOW_S + 5, "d"));
-        assert!(seen.insert(100, "a"), "forgotten after the window");
+    }
+
+    /// A burst past what a position can list is kept as a number: the first
+    /// that many rows of the second read back are recognised.
+    #[test]
+    fn a_burst_in_one_second_is_kept_as_a_number_that_fits_a_state_value() {
+        let mut seen = Seen::default();
+        let mut pass = Pass::default();
+        for row in 0..(MAX_CURSOR_KEYS as u32 + 500) {
+            let mut bytes = [0u8; 12];
+            bytes[..4].copy_from_slice(&row.to_le_bytes());
+            seen.insert(pass.key(200, bytes).0);
+        }
+        let cursor = seen.cursor();
+        assert_eq!(cursor.count, Some(MAX_CURSOR_KEYS as u64 + 500));
+        assert!(serde_json::to_vec(&cursor).unwrap().len() < 1024);
+        let restarted = Seen::from_cursor(&cursor);
+        assert!(restarted.counted_before(200, MAX_CURSOR_KEYS as u64 + 499));
+        assert!(!restarted.counted_before(200, MAX_CURSOR_KEYS as u64 + 500));
+        assert!(!restarted.counted_before(201, 0));
+    }
+
+    #[test]
+    fn keys_read_back_from_a_cursor_are_the_keys_written() {
+        let key = RowKey {
+            ts_s: 7,
+            content: content(0xab),
+            occurrence: 3,
+        };
+        assert_eq!(RowKey::parse(7, &key.text()), Some(key));
+        let old = RowKey::parse(7, "abababababababababababab").unwrap();
+        assert_eq!(old.occurrence, 0, "positions of earlier releases had no occurrence");
     }
 }

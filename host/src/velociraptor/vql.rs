@@ -35,6 +35,12 @@ pub const HEARTBEAT_SOURCE: &str = "velonotify.heartbeat";
 /// catch up after a disconnect. Their `_ts` comes back in milliseconds.
 pub const BACKFILL: &str = "SELECT * FROM source(artifact=Queue, start_time=int(int=Since))";
 
+/// [`BACKFILL`], a page of at most `rows` rows (a number velonotify picks,
+/// never data).
+pub fn backfill_page(rows: usize) -> String {
+    format!("{BACKFILL} LIMIT {rows}")
+}
+
 /// The type of each artifact in `Names` (a JSON list), to know which
 /// queues are stored on the server and can be read back.
 pub const ARTIFACT_TYPES: &str = "SELECT name, type FROM artifact_definitions(names=parse_json_array(data=Names))";
@@ -98,6 +104,7 @@ pub fn catalogue(queues: usize) -> Vec<String> {
     .map(str::to_string)
     .to_vec();
     all.extend((1..=queues).map(event_stream));
+    all.push(backfill_page(5000));
     all
 }
 

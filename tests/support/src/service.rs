@@ -177,3 +177,13 @@ pub fn metric(port: u16, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&prefix))
         .map_or(0, |n| n.trim().parse().unwrap())
 }
+
+/// The peak resident memory of process `pid` so far (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -232,6 +232,14 @@ impl VelociraptorPeer {
         *self.shared.lookup_delay.lock().unwrap() = delay;
     }
 
+    /// As [`VelociraptorPeer::publish`], written at second `ts_s` (a burst
+    /// of rows written in one second).
+    pub fn publish_at(&self, queue: &str, mut row: Value, ts_s: u64) {
+        row["_ts"] = json!(ts_s);
+        row["_Source"] = json!(queue);
+        self.shared.publish(queue, row);
+    }
+
     /// Cuts every open stream, as a server restart or a network failure would.
     pub fn disconnect_all(&self) {
         self.shared.generation.send_modify(|g| *g += 1);
@@ -446,26 +454,32 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
     let unavailable = |e: velonotify_core::host::LookupError| Status::internal(e.to_string());
     let one = |v: Option<Value>| vec![v.into_iter().collect::<Vec<_>>()];
     let org = "root";
+    // A page of a stored queue: `... LIMIT n`.
+    let page = vql_text
+        .strip_prefix(vql::BACKFILL)
+        .and_then(|rest| rest.strip_prefix(" LIMIT "))
+        .and_then(|n| n.parse::<usize>().ok());
+    if let Some(limit) = page {
+        let since = num("Since");
+        let queue = var("Queue");
+        let rows = shared
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(q, r)| *q == queue && r["_ts"].as_u64().unwrap_or(0) >= since)
+            .take(limit)
+            .map(|(_, r)| {
+                // Read back from a timed result set: `_ts` in milliseconds, no `_Source`.
+                let mut r = r.clone();
+                r["_ts"] = json!(r["_ts"].as_u64().unwrap_or(0) * 1000 + 123);
+                r.as_object_mut().unwrap().remove("_Source");
+                r
+            })
+            .collect();
+        return Ok(vec![rows]);
+    }
     let rows = match vql_text {
-        vql::BACKFILL => {
-            let since = num("Since");
-            let queue = var("Queue");
-            let rows = shared
-                .stored
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(q, r)| *q == queue && r["_ts"].as_u64().unwrap_or(0) >= since)
-                .map(|(_, r)| {
-                    // Read back from a timed result set: `_ts` in milliseconds, no `_Source`.
-                    let mut r = r.clone();
-                    r["_ts"] = json!(r["_ts"].as_u64().unwrap_or(0) * 1000 + 123);
-                    r.as_object_mut().unwrap().remove("_Source");
-                    r
-                })
-                .collect();
-            vec![rows]
-        }
         vql::ARTIFACT_TYPES => {
             let names: Vec<String> = serde_json::from_str(&var("Names")).unwrap_or_default();
             vec![
