@@ -335,6 +335,38 @@ fn a_burst_of_twenty_thousand_rows_in_one_second_is_caught_up_once() {
     assert_eq!(handled(), 0, "nothing handled twice:\n{}", run.log());
 }
 
+/// A server whose clock is an hour behind the host's: the position of a
+/// queue starts at the server's time, so a row written while velonotify was
+/// stopped is read back, and the difference is logged.
+#[test]
+fn a_server_an_hour_behind_loses_no_gap() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    peer.set_clock_offset(-3600);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let config = config(dir.path(), smtp.port, modules);
+    let mut run = Running::start(EXE, &config);
+    run.wait("the catch-up position", Duration::from_secs(60), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    run.kill();
+    std::thread::sleep(Duration::from_millis(1100));
+    peer.publish("Server.Internal.Alerts", alert(9));
+    let run = Running::start(EXE, &config);
+    let received = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(received.len(), 1, "{}", run.log());
+    assert!(
+        run.log().contains("clock is 3600 s behind this host's"),
+        "{}",
+        run.log()
+    );
+}
+
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();

@@ -135,8 +135,9 @@ impl TestPki {
     }
 }
 
-fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+/// The host's clock, in microseconds.
+fn host_now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
 /// What the stand-in shares between its calls and the test.
@@ -156,6 +157,8 @@ struct Shared {
     violations: Mutex<Vec<String>>,
     /// How long lookups take to answer (a slow or loaded server).
     lookup_delay: Mutex<Duration>,
+    /// The server's clock minus the host's, in seconds.
+    clock_offset_s: std::sync::atomic::AtomicI64,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -190,6 +193,7 @@ impl VelociraptorPeer {
             event_strings: Mutex::default(),
             violations: Mutex::default(),
             lookup_delay: Mutex::default(),
+            clock_offset_s: std::sync::atomic::AtomicI64::new(0),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -221,9 +225,17 @@ impl VelociraptorPeer {
     /// Writes `row` to `queue` as the server would: `_ts` (seconds) and
     /// `_Source` added, kept if the queue is stored, shown to watchers.
     pub fn publish(&self, queue: &str, mut row: Value) {
-        row["_ts"] = json!(now_s());
+        row["_ts"] = json!(self.shared.now_s());
         row["_Source"] = json!(queue);
         self.shared.publish(queue, row);
+    }
+
+    /// Sets the server's clock `offset_s` seconds off the host's (negative:
+    /// behind): its rows, heartbeats and answers carry its time.
+    pub fn set_clock_offset(&self, offset_s: i64) {
+        self.shared
+            .clock_offset_s
+            .store(offset_s, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes every lookup (client, flow, hunt, ... queries) take `delay`
@@ -282,6 +294,16 @@ fn strings_of(value: &Value, out: &mut std::collections::HashSet<String>) {
 }
 
 impl Shared {
+    /// The server's clock, in microseconds.
+    fn now_us(&self) -> u64 {
+        let offset = self.clock_offset_s.load(std::sync::atomic::Ordering::Relaxed);
+        host_now_us().saturating_add(offset.saturating_mul(1_000_000)).max(0) as u64
+    }
+
+    fn now_s(&self) -> u64 {
+        self.now_us() / 1_000_000
+    }
+
     /// Refuses a VQL text that holds event data, and records it.
     fn check_vql(&self, vql_text: &str) -> Result<(), Status> {
         let strings = self.event_strings.lock().unwrap();
@@ -314,18 +336,21 @@ struct PeerService {
 
 type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<VqlResponse, Status>> + Send>>;
 
-fn batch(query_id: u64, rows: &[Value]) -> VqlResponse {
+/// Rows of one statement, stamped with the server's time.
+fn batch(query_id: u64, rows: &[Value], now_us: u64) -> VqlResponse {
     VqlResponse {
         response: Value::Array(rows.to_vec()).to_string(),
         query_id,
-        timestamp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64,
+        timestamp: now_us,
         ..Default::default()
     }
 }
 
-fn log(line: &str) -> VqlResponse {
+/// A log line, stamped with the server's time.
+fn log(line: &str, now_us: u64) -> VqlResponse {
     VqlResponse {
         log: format!("{line}\n"),
+        timestamp: now_us,
         ..Default::default()
     }
 }
@@ -355,24 +380,27 @@ impl Api for PeerService {
             } else {
                 Duration::ZERO
             };
+            let shared = self.shared.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = sender.send(Ok(log("DEBUG:Starting query execution."))).await;
+                let _ = sender
+                    .send(Ok(log("DEBUG:Starting query execution.", shared.now_us())))
+                    .await;
                 match answer {
                     Ok(statements) => {
                         // Each statement ships its rows in batches of max_row,
                         // and always a last batch, empty or not.
                         for (i, rows) in statements.iter().enumerate() {
                             for (part, chunk) in rows.chunks(max_row).enumerate() {
-                                let _ = sender.send(Ok(batch(i as u64, chunk))).await;
+                                let _ = sender.send(Ok(batch(i as u64, chunk, shared.now_us()))).await;
                                 let line = format!(
                                     "DEBUG:Time 0: velonotify: Sending response part {part} ({} rows).",
                                     chunk.len()
                                 );
-                                let _ = sender.send(Ok(log(&line))).await;
+                                let _ = sender.send(Ok(log(&line, shared.now_us()))).await;
                             }
                             if rows.is_empty() {
-                                let _ = sender.send(Ok(batch(i as u64, &[]))).await;
+                                let _ = sender.send(Ok(batch(i as u64, &[], shared.now_us()))).await;
                             }
                         }
                     }
@@ -394,8 +422,13 @@ impl PeerService {
         let heartbeat: u64 = env.get("HeartbeatSeconds").and_then(|s| s.parse().ok()).unwrap_or(30);
         let mut live = self.shared.live.subscribe();
         let mut generation = self.shared.generation.subscribe();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            if sender.send(Ok(log("DEBUG:Starting query execution."))).await.is_err() {
+            if sender
+                .send(Ok(log("DEBUG:Starting query execution.", shared.now_us())))
+                .await
+                .is_err()
+            {
                 return;
             }
             let mut beat = tokio::time::interval(Duration::from_secs(heartbeat));
@@ -417,11 +450,11 @@ impl PeerService {
                                 Err(_) => break,
                             }
                         }
-                        if !rows.is_empty() && sender.send(Ok(batch(0, &rows))).await.is_err() { return; }
+                        if !rows.is_empty() && sender.send(Ok(batch(0, &rows, shared.now_us()))).await.is_err() { return; }
                     },
                     _ = beat.tick() => {
-                        let row = json!({"_Source": vql::HEARTBEAT_SOURCE, "_ts": now_s()});
-                        if sender.send(Ok(batch(0, &[row]))).await.is_err() { return; }
+                        let row = json!({"_Source": vql::HEARTBEAT_SOURCE, "_ts": shared.now_s()});
+                        if sender.send(Ok(batch(0, &[row], shared.now_us()))).await.is_err() { return; }
                     }
                     _ = generation.changed() => {
                         let _ = sender.send(Err(Status::unavailable("server going away"))).await;
@@ -561,7 +594,7 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
         vql::PUSH_ALERT => {
             let mut row: Value = serde_json::from_str(&var("Row")).unwrap_or(Value::Null);
             shared.actions.lock().unwrap().push(json!({"alert": row.clone()}));
-            row["_ts"] = json!(now_s());
+            row["_ts"] = json!(shared.now_s());
             row["_Source"] = json!("Server.Internal.Alerts");
             shared.publish("Server.Internal.Alerts", row);
             vec![vec![json!({"Sent": true})]]
