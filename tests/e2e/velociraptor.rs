@@ -424,9 +424,13 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64;
+    // The server's label search is a prefix match: `Slack` also finds
+    // `SlackOld`, which is not on the watch list.
     let world = json!({
         "clients": {"C.watch1": {"client_id": "C.watch1", "os_info": {"hostname": "laptop-7", "fqdn": "laptop-7.corp"},
-                                 "labels": ["Slack"], "last_seen_at": now_us}},
+                                 "labels": ["Slack"], "last_seen_at": now_us},
+                    "C.watch2": {"client_id": "C.watch2", "os_info": {"hostname": "old-9", "fqdn": "old-9.corp"},
+                                 "labels": ["SlackOld"], "last_seen_at": now_us}},
     });
     let peer = VelociraptorPeer::start(&pki, &world.to_string());
     let hook = HttpPeer::started(dir.path(), "200", None);

@@ -528,8 +528,22 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
             json!({"Metadata": world.client_metadata(org, &var("ClientId")).map_err(unavailable)?}),
         ]],
         vql::CLIENTS_SEARCH => {
+            // As the server searches labels: a prefix, ignoring case.
             let search = var("Search");
-            vec![world.clients(org, search.strip_prefix("label:")).map_err(unavailable)?]
+            let prefix = search.strip_prefix("label:").unwrap_or_default().to_lowercase();
+            let found = world
+                .clients(org, None)
+                .map_err(unavailable)?
+                .into_iter()
+                .filter(|c| {
+                    c["labels"].as_array().is_some_and(|labels| {
+                        labels
+                            .iter()
+                            .any(|l| l.as_str().is_some_and(|l| l.to_lowercase().starts_with(&prefix)))
+                    })
+                })
+                .collect();
+            vec![found]
         }
         vql::CLIENTS_ALL => vec![world.clients(org, None).map_err(unavailable)?],
         vql::FLOW => one(world.flow(org, &var("ClientId"), &var("FlowId")).map_err(unavailable)?),

@@ -80,6 +80,16 @@ impl ApiLookups {
     }
 }
 
+/// Whether `client` carries `label` (labels match ignoring case, as the
+/// server compares them).
+fn carries_label(client: &Value, label: &str) -> bool {
+    client["labels"].as_array().is_some_and(|labels| {
+        labels
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case(label)))
+    })
+}
+
 fn var(key: &'static str, value: &str) -> (&'static str, String) {
     (key, value.to_string())
 }
@@ -108,10 +118,17 @@ impl LookupSource for ApiLookups {
     }
 
     fn clients(&self, org: &str, label: Option<&str>) -> LookupAnswer<Vec<Value>> {
-        match label {
-            Some(label) => self.rows(org, vql::CLIENTS_SEARCH, &[("Search", format!("label:{label}"))]),
-            None => self.rows(org, vql::CLIENTS_ALL, &[]),
-        }
+        let Some(label) = label else {
+            return self.rows(org, vql::CLIENTS_ALL, &[]);
+        };
+        // The server's `label:` search is a prefix match that ignores case
+        // (`Slack` also finds `SlackOld`): keep the clients that carry the
+        // label itself.
+        let found = self.rows(org, vql::CLIENTS_SEARCH, &[("Search", format!("label:{label}"))])?;
+        Ok(found
+            .into_iter()
+            .filter(|client| carries_label(client, label))
+            .collect())
     }
 
     fn flow(&self, org: &str, client_id: &str, flow_id: &str) -> LookupAnswer<Option<Value>> {

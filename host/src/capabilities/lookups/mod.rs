@@ -269,21 +269,32 @@ impl CallContext {
     }
 }
 
+/// An empty id asks for nothing: the server would read `clients(client_id='')`
+/// as every client, so such lookups answer "none" without asking.
 impl velonotify_core::host::Lookups for CallContext {
     fn server_info(&self) -> ServerInfo {
         let org = self.lookups.source.org_info(&self.lookups.org_id);
         self.lookups.facts.server_info(org)
     }
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>> {
+        if client_id.is_empty() {
+            return Ok(None);
+        }
         self.ask(LookupName::ClientInfo, |s, org| s.client_info(org, client_id))
     }
     fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>> {
+        if client_id.is_empty() {
+            return Ok(None);
+        }
         self.ask(LookupName::ClientMetadata, |s, org| s.client_metadata(org, client_id))
     }
     fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
         self.ask(LookupName::Clients, |s, org| s.clients(org, label))
     }
     fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+        if client_id.is_empty() || flow_id.is_empty() {
+            return Ok(None);
+        }
         self.ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))
     }
     fn flow_results(
@@ -294,19 +305,31 @@ impl velonotify_core::host::Lookups for CallContext {
         max_rows: Option<u32>,
         max_bytes: Option<u64>,
     ) -> Lookup<ResultPage> {
+        if client_id.is_empty() || flow_id.is_empty() {
+            return Ok(ResultPage::default());
+        }
         self.ask(LookupName::FlowResults, |s, org| {
             s.flow_results(org, client_id, flow_id, source, max_rows, max_bytes)
         })
     }
     fn flow_uploads(&self, client_id: &str, flow_id: &str) -> Lookup<Vec<Value>> {
+        if client_id.is_empty() || flow_id.is_empty() {
+            return Ok(Vec::new());
+        }
         self.ask(LookupName::FlowUploads, |s, org| {
             s.flow_uploads(org, client_id, flow_id)
         })
     }
     fn hunt(&self, hunt_id: &str) -> Lookup<Option<Value>> {
+        if hunt_id.is_empty() {
+            return Ok(None);
+        }
         self.ask(LookupName::Hunt, |s, org| s.hunt(org, hunt_id))
     }
     fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
+        if name.is_empty() {
+            return Ok(None);
+        }
         self.ask(LookupName::Artifact, |s, org| s.artifact(org, name))
     }
     fn event_tables(&self) -> Lookup<Value> {
@@ -316,6 +339,9 @@ impl velonotify_core::host::Lookups for CallContext {
         self.ask(LookupName::Users, |s, org| s.users(org))
     }
     fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
+        if client_id.is_empty() || artifact.is_empty() {
+            return Ok(Vec::new());
+        }
         let until_ms = self.time.now_us() / 1000;
         self.ask(LookupName::MonitoringLogs, |s, org| {
             s.monitoring_logs(org, client_id, artifact, since_ms, until_ms)
@@ -452,6 +478,100 @@ mod tests {
             ))
         );
         assert_eq!(context(LookupPolicy::default()).client_info("C.1"), Ok(None));
+    }
+
+    /// A source that fails the test if it is asked with an empty id.
+    struct NoEmptyIds;
+
+    impl LookupSource for NoEmptyIds {
+        fn org_info(&self, org_id: &str) -> OrgInfo {
+            OrgInfo {
+                org_id: org_id.into(),
+                org_name: org_id.into(),
+                public_url: None,
+            }
+        }
+        fn client_info(&self, _: &str, id: &str) -> LookupAnswer<Option<Value>> {
+            assert!(!id.is_empty(), "asked for client ''");
+            Ok(None)
+        }
+        fn client_metadata(&self, _: &str, id: &str) -> LookupAnswer<Option<Value>> {
+            assert!(!id.is_empty(), "asked for client ''");
+            Ok(None)
+        }
+        fn clients(&self, _: &str, _: Option<&str>) -> LookupAnswer<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        fn flow(&self, _: &str, c: &str, f: &str) -> LookupAnswer<Option<Value>> {
+            assert!(!c.is_empty() && !f.is_empty());
+            Ok(None)
+        }
+        fn flow_results(
+            &self,
+            _: &str,
+            c: &str,
+            f: &str,
+            _: &str,
+            _: Option<u32>,
+            _: Option<u64>,
+        ) -> LookupAnswer<ResultPage> {
+            assert!(!c.is_empty() && !f.is_empty());
+            Ok(ResultPage::default())
+        }
+        fn flow_uploads(&self, _: &str, c: &str, f: &str) -> LookupAnswer<Vec<Value>> {
+            assert!(!c.is_empty() && !f.is_empty());
+            Ok(Vec::new())
+        }
+        fn hunt(&self, _: &str, h: &str) -> LookupAnswer<Option<Value>> {
+            assert!(!h.is_empty());
+            Ok(None)
+        }
+        fn artifact(&self, _: &str, a: &str) -> LookupAnswer<Option<Value>> {
+            assert!(!a.is_empty());
+            Ok(None)
+        }
+        fn event_tables(&self, _: &str) -> LookupAnswer<Value> {
+            Ok(Value::Null)
+        }
+        fn users(&self, _: &str) -> LookupAnswer<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        fn monitoring_logs(&self, _: &str, c: &str, a: &str, _: u64, _: u64) -> LookupAnswer<Vec<Value>> {
+            assert!(!c.is_empty() && !a.is_empty());
+            Ok(Vec::new())
+        }
+        fn audit_log(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `clients(client_id='')` lists every client on a real server: a
+    /// module asking about an empty id gets "none" without the question
+    /// reaching the source.
+    #[test]
+    fn empty_ids_are_never_asked() {
+        let grants = Grants::native(
+            Arc::new(NoEmptyIds),
+            "root",
+            HostFacts {
+                default_sender: "v@example.org".into(),
+                max_email_bytes: 1,
+            },
+        );
+        let ctx = CallContext::new("m", &grants, CallTime::default());
+        assert_eq!(ctx.client_info(""), Ok(None));
+        assert_eq!(ctx.client_metadata(""), Ok(None));
+        assert_eq!(ctx.flow("", "F.1"), Ok(None));
+        assert_eq!(ctx.flow("C.1", ""), Ok(None));
+        assert_eq!(
+            ctx.flow_results("", "F.1", "X", None, None).map(|p| p.rows.len()),
+            Ok(0)
+        );
+        assert_eq!(ctx.flow_uploads("C.1", ""), Ok(vec![]));
+        assert_eq!(ctx.hunt(""), Ok(None));
+        assert_eq!(ctx.artifact(""), Ok(None));
+        assert_eq!(ctx.monitoring_logs("", "A", 0), Ok(vec![]));
+        assert_eq!(ctx.client_info("C.1"), Ok(None), "a real id is asked");
     }
 
     #[test]
