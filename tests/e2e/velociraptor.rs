@@ -416,6 +416,33 @@ path = "user_message.wasm"
     assert_no_event_data_in_vql(&peer);
 }
 
+/// `user_message()` accepts any name: a message to a user deleted after the
+/// module last listed the users is not counted delivered but dead-lettered,
+/// with the reason.
+#[test]
+fn a_message_to_a_user_the_server_no_longer_has_is_not_counted_delivered() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"user-message\"\npath = \"user_message.wasm\"\n";
+    let config = config(dir.path(), free_port(), modules);
+    let mut run = Running::start(EXE, &config);
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.publish("Server.Internal.Alerts", alert(1));
+    run.wait("the first message", Duration::from_secs(60), |_| {
+        peer.actions().len() == 1
+    });
+    // The users list stays cached for 30 s: the module still picks ann.
+    peer.remove_user("ann");
+    peer.publish("Server.Internal.Alerts", alert(2));
+    run.wait("the second message dead-lettered", Duration::from_secs(60), |r| {
+        r.log().contains("the server has no user \"ann\"")
+    });
+    assert_eq!(peer.actions().len(), 1, "{:?}", peer.actions());
+    assert!(run.log().contains("dead-lettered"), "{}", run.log());
+}
+
 #[test]
 fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
     let dir = scratch();

@@ -60,14 +60,19 @@ impl ApiActions {
             Err(error @ ApiError::Unavailable { .. }) => Attempt::Transient(error.to_string()),
             Err(error) => Attempt::Permanent(error.to_string()),
             Ok(output) => {
-                let done = output.rows().first().is_some_and(|row| !row[column].is_null());
+                let row = output.rows().first();
+                let done = row.is_some_and(|row| !row[column].is_null());
                 match (done, output.errors()) {
                     (true, _) => Attempt::Delivered,
                     (false, errors) if !errors.is_empty() => {
                         Attempt::Permanent(format!("the server refused it: {}", errors.join("; ")))
                     }
+                    (false, _) if row.is_none() => match payload {
+                        Payload::UserMessage(m) => Attempt::Permanent(format!("the server has no user {:?}", m.user)),
+                        _ => Attempt::Permanent("the server answered nothing".into()),
+                    },
                     (false, _) => Attempt::Permanent(
-                        "the server returned NULL (unknown client or user, or a server older than 0.77.1 for user messages)"
+                        "the server returned NULL (an unknown client, or a server older than 0.77.1 for user messages)"
                             .into(),
                     ),
                 }

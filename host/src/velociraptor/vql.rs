@@ -71,7 +71,10 @@ pub const MONITORING_LOGS: &str = "SELECT * FROM monitoring_logs(client_id=Clien
 pub const AUDIT_LOG: &str = "SELECT * FROM source(artifact='Server.Audit.Logs', start_time=int(int=Since))";
 
 /// An in-app message: `User`, and `Message` as a JSON object.
-pub const USER_MESSAGE: &str = "SELECT user_message(user=User, message=parse_json(data=Message)) AS Sent FROM scope()";
+/// `user_message()` sends to any name, existing or not: the message goes
+/// only to a user `gui_users()` knows (no row otherwise).
+pub const USER_MESSAGE: &str = "SELECT user_message(user=User, message=parse_json(data=Message)) AS Sent \
+                                FROM gui_users() WHERE name = User";
 /// A label change: `ClientId`, `Labels` as a JSON list, `Op` (set/remove).
 pub const LABEL: &str =
     "SELECT label(client_id=ClientId, labels=parse_json_array(data=Labels), op=Op) AS Done FROM scope()";

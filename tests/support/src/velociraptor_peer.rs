@@ -159,6 +159,8 @@ struct Shared {
     lookup_delay: Mutex<Duration>,
     /// The server's clock minus the host's, in seconds.
     clock_offset_s: std::sync::atomic::AtomicI64,
+    /// Users deleted from the server since it started.
+    removed_users: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -194,6 +196,7 @@ impl VelociraptorPeer {
             violations: Mutex::default(),
             lookup_delay: Mutex::default(),
             clock_offset_s: std::sync::atomic::AtomicI64::new(0),
+            removed_users: Mutex::default(),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -242,6 +245,12 @@ impl VelociraptorPeer {
     /// before it answers, as a loaded server does.
     pub fn delay_lookups(&self, delay: Duration) {
         *self.shared.lookup_delay.lock().unwrap() = delay;
+    }
+
+    /// Deletes the user `name`, as an administrator would: `gui_users()`
+    /// no longer lists it.
+    pub fn remove_user(&self, name: &str) {
+        self.shared.removed_users.lock().unwrap().insert(name.to_string());
     }
 
     /// As [`VelociraptorPeer::publish`], written at second `ts_s` (a burst
@@ -302,6 +311,16 @@ impl Shared {
 
     fn now_s(&self) -> u64 {
         self.now_us() / 1_000_000
+    }
+
+    /// `gui_users()`: the world's users, less those deleted.
+    fn users(&self, org: &str) -> Result<Vec<Value>, Status> {
+        let removed = self.removed_users.lock().unwrap();
+        let users = self.world.users(org).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(users
+            .into_iter()
+            .filter(|u| !u["name"].as_str().is_some_and(|n| removed.contains(n)))
+            .collect())
     }
 
     /// Refuses a VQL text that holds event data, and records it.
@@ -567,7 +586,7 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
         ],
         vql::HUNT => one(world.hunt(org, &var("HuntId")).map_err(unavailable)?),
         vql::ARTIFACT => one(world.artifact(org, &var("Name")).map_err(unavailable)?),
-        vql::USERS => vec![world.users(org).map_err(unavailable)?],
+        vql::USERS => vec![shared.users(org)?],
         vql::EVENT_TABLES => {
             let tables = world.event_tables(org).map_err(unavailable)?;
             vec![vec![json!({"Server": tables["server"], "Client": tables["client"]})]]
@@ -586,6 +605,15 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
         }
         vql::AUDIT_LOG => vec![world.audit_log(org, num("Since") * 1_000_000).map_err(unavailable)?],
         vql::USER_MESSAGE => {
+            // `FROM gui_users() WHERE name = User`: no row for a user the
+            // server does not know (user_message() itself would not care).
+            let known = shared
+                .users(org)?
+                .iter()
+                .any(|u| u["name"].as_str() == Some(var("User").as_str()));
+            if !known {
+                return Ok(vec![vec![]]);
+            }
             let message: Value = serde_json::from_str(&var("Message")).unwrap_or(Value::Null);
             shared
                 .actions
