@@ -54,6 +54,13 @@ heartbeat_s = 1
     )
 }
 
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
 fn alert(i: usize) -> Value {
     json!({"client_id": "C.api1", "name": format!("api-alert-{i:04}"),
            "timestamp": "2026-11-22T10:00:00Z", "event_data": {"n": i}})
@@ -441,6 +448,77 @@ fn a_message_to_a_user_the_server_no_longer_has_is_not_counted_delivered() {
     });
     assert_eq!(peer.actions().len(), 1, "{:?}", peer.actions());
     assert!(run.log().contains("dead-lettered"), "{}", run.log());
+}
+
+/// The server's ACL checks refuse a function with a plain log line and a
+/// NULL: the label change is dead-lettered with the server's words, not
+/// taken for an unknown client.
+#[test]
+fn a_refused_label_change_is_dead_lettered_with_the_servers_reason() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let world = json!({
+        "clients": {"C.watch1": {"client_id": "C.watch1", "os_info": {"hostname": "laptop-7"},
+                                 "labels": ["Slack"], "last_seen_at": now_us()}},
+    });
+    let peer = VelociraptorPeer::start(&pki, &world.to_string());
+    peer.deny("label");
+    let hook = HttpPeer::started(dir.path(), "200", None);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = format!(
+        "[[module]]\nname = \"online\"\npath = \"webhook.wasm\"\n[module.params]\nMode = \"ClientsOnline\"\n\
+         WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
+        hook.port
+    );
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &modules));
+    run.wait("the label change dead-lettered", Duration::from_secs(60), |r| {
+        r.log().contains("dead-lettered label")
+    });
+    let log = run.log();
+    assert!(
+        log.contains("the server refused it: label: PermissionDenied: Permission denied: [LABEL_CLIENT]"),
+        "{log}"
+    );
+    assert!(peer.actions().is_empty(), "{:?}", peer.actions());
+}
+
+/// `watch_monitoring()` ends quietly on a queue the server does not know,
+/// and an artifact that is not an event artifact never fires: both are
+/// said at start, naming the queue.
+#[test]
+fn a_queue_that_is_unknown_or_not_an_event_queue_is_reported_at_start() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let world = json!({
+        "artifacts": {"Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"},
+                      "Generic.Client.Info": {"name": "Generic.Client.Info", "type": "CLIENT"}},
+    });
+    let peer = VelociraptorPeer::start(&pki, &world.to_string());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let detect = |name: &str, queue: &str| {
+        format!(
+            "[[module]]\nname = \"{name}\"\npath = \"detect.wasm\"\n[module.params]\nQueue = \"{queue}\"\n\
+             Condition = \"Column,Regex\\nName,.\\n\"\nAlertName = \"seen\"\n"
+        )
+    };
+    let modules = detect("typo", "Custom.Detect.Inptu") + &detect("not-events", "Generic.Client.Info");
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &modules));
+    run.wait("the queues reported", Duration::from_secs(60), |r| {
+        r.log().contains("is a CLIENT artifact") && r.log().contains("Artifact Custom.Detect.Inptu not known")
+    });
+    let log = run.log();
+    assert!(
+        log.contains("the Velociraptor server does not know the queue \"Custom.Detect.Inptu\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"Generic.Client.Info\" is a CLIENT artifact, not an event queue"),
+        "{log}"
+    );
+    assert!(
+        log.contains("event stream: watch_monitoring: Artifact Custom.Detect.Inptu not known"),
+        "{log}"
+    );
 }
 
 #[test]

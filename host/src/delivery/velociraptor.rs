@@ -62,10 +62,10 @@ impl ApiActions {
             Ok(output) => {
                 let row = output.rows().first();
                 let done = row.is_some_and(|row| !row[column].is_null());
-                match (done, output.errors()) {
+                match (done, output.problems()) {
                     (true, _) => Attempt::Delivered,
-                    (false, errors) if !errors.is_empty() => {
-                        Attempt::Permanent(format!("the server refused it: {}", errors.join("; ")))
+                    (false, problems) if !problems.is_empty() => {
+                        Attempt::Permanent(format!("the server refused it: {}", problems.join("; ")))
                     }
                     (false, _) if row.is_none() => match payload {
                         Payload::UserMessage(m) => Attempt::Permanent(format!("the server has no user {:?}", m.user)),

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use super::{IncomingEvent, Input};
 use crate::clock::Clock;
 use crate::store::{Owner, StateWrite, Store, StoreError};
-use crate::velociraptor::client::{ApiClient, ApiError, read_rows};
+use crate::velociraptor::client::{ApiClient, ApiError, problem, read_rows};
 use crate::velociraptor::{ALERTS_QUEUE, PUSHED_MARK, proto, vql};
 
 /// How far a stored queue has been read: the newest second (`_ts`) whose
@@ -425,16 +425,20 @@ impl OrgStream {
             )
             .await;
         let mut stored: HashSet<String> = match answer {
-            Ok(output) => output
-                .rows()
-                .iter()
-                .filter(|r| {
-                    r["type"]
-                        .as_str()
-                        .is_some_and(|t| t.eq_ignore_ascii_case("server_event"))
-                })
-                .filter_map(|r| r["name"].as_str().map(str::to_string))
-                .collect(),
+            Ok(output) if output.rows().is_empty() && !output.problems().is_empty() => {
+                let problems = output.problems().join("; ");
+                tracing::warn!(org = %self.sub.org_id, "could not learn the queues' types ({problems}); only {ALERTS_QUEUE} will be caught up after a disconnect");
+                HashSet::new()
+            }
+            Ok(output) => {
+                let types = queue_types(output.rows());
+                self.report_queues_without_events(&types);
+                types
+                    .into_iter()
+                    .filter(|(_, kind)| kind.eq_ignore_ascii_case("server_event"))
+                    .map(|(name, _)| name)
+                    .collect()
+            }
             Err(error) => {
                 tracing::warn!(org = %self.sub.org_id, "could not learn the queues' types ({error}); only {ALERTS_QUEUE} will be caught up after a disconnect");
                 HashSet::new()
@@ -443,6 +447,25 @@ impl OrgStream {
         stored.extend(self.sub.queues.iter().filter(|q| *q == ALERTS_QUEUE).cloned());
         stored.retain(|q| self.sub.queues.contains(q));
         stored
+    }
+
+    /// Says which subscribed queues will never carry a row: the server's
+    /// `watch_monitoring()` ends quietly on a name it does not know and
+    /// never fires for an artifact that is not an event artifact.
+    fn report_queues_without_events(&self, types: &HashMap<String, String>) {
+        for queue in &self.sub.queues {
+            match types.get(queue) {
+                None if queue == ALERTS_QUEUE => {}
+                None => tracing::error!(org = %self.sub.org_id, %queue,
+                    "the Velociraptor server does not know the queue {queue:?} (misspelt, or not in this org?): \
+                     no row will come from it"),
+                Some(kind) if !kind.to_ascii_lowercase().ends_with("_event") => tracing::error!(
+                    org = %self.sub.org_id, %queue,
+                    "{queue:?} is a {kind} artifact, not an event queue: no row will come from it; \
+                     watch an event artifact (SERVER_EVENT or CLIENT_EVENT)"),
+                Some(_) => {}
+            }
+        }
     }
 
     /// Reads back what stored queues received since their cursor.
@@ -522,8 +545,10 @@ impl OrgStream {
     /// reported and left out on its own: the rows beside it go on.
     fn absorb(&mut self, response: proto::VqlResponse) -> Result<(), ApiError> {
         self.learn_server_clock(&response);
-        if let Some(error) = response.log.strip_prefix("ERROR:") {
-            tracing::warn!(org = %self.sub.org_id, "event stream: {}", error.trim());
+        // A branch of the stream that fails (a queue the server does not
+        // know) says so in a log line, plain or ERROR, and ends quietly.
+        if let Some(problem) = problem(&response.log) {
+            tracing::warn!(org = %self.sub.org_id, "event stream: {problem}");
         }
         if response.response.is_empty() {
             return Ok(());
@@ -626,6 +651,13 @@ impl OrgStream {
 
 /// A row's `_ts` in seconds: live rows carry seconds, rows read back from
 /// a stored queue milliseconds.
+/// `name` -> `type` of the rows of [`vql::ARTIFACT_TYPES`].
+fn queue_types(rows: &[Value]) -> HashMap<String, String> {
+    rows.iter()
+        .filter_map(|r| Some((r["name"].as_str()?.to_string(), r["type"].as_str()?.to_string())))
+        .collect()
+}
+
 fn row_seconds(row: &Map<String, Value>) -> u64 {
     let ts = row.get("_ts").and_then(Value::as_f64).unwrap_or(0.0);
     let seconds = if ts > 1e11 { ts / 1000.0 } else { ts };

@@ -25,7 +25,7 @@ pub enum ApiError {
     /// The API user may not do this.
     #[error("Velociraptor API at {address} refused: {message}")]
     Denied { address: String, message: String },
-    /// The query ran and failed (its ERROR log lines).
+    /// The query ran and failed (the problems its log reports).
     #[error("Velociraptor query failed: {0}")]
     Query(String),
 }
@@ -53,14 +53,73 @@ impl QueryOutput {
         self.statements.first().map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// Log lines at level ERROR, without their prefix.
-    pub fn errors(&self) -> Vec<&str> {
-        self.logs
-            .iter()
-            .filter_map(|l| l.strip_prefix("ERROR:"))
-            .map(str::trim)
-            .collect()
+    /// What the query's log says went wrong: its ERROR lines, and the
+    /// plain lines Velociraptor's plugins write their failures as
+    /// (`label: PermissionDenied: ...`, `Artifact X not known`), less the
+    /// API's own progress lines.
+    pub fn problems(&self) -> Vec<&str> {
+        self.logs.iter().filter_map(|line| problem(line)).collect()
     }
+
+    /// Whether the server refused the query for want of a permission.
+    pub fn denied(&self) -> bool {
+        self.problems().iter().any(|p| is_denial(p))
+    }
+}
+
+/// A log line's level, split off as Velociraptor splits it: a known level
+/// name before the first `:`, or none (DEFAULT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Default,
+    Error,
+    Warning,
+    Info,
+    Debug,
+    Alert,
+}
+
+/// `line`'s level and message.
+pub fn split_level(line: &str) -> (LogLevel, &str) {
+    if let Some((head, rest)) = line.split_once(':') {
+        let level = match head.to_ascii_uppercase().as_str() {
+            "DEFAULT" => Some(LogLevel::Default),
+            "ERROR" => Some(LogLevel::Error),
+            "WARNING" | "WARN" => Some(LogLevel::Warning),
+            "INFO" => Some(LogLevel::Info),
+            "DEBUG" => Some(LogLevel::Debug),
+            "ALERT" => Some(LogLevel::Alert),
+            _ => None,
+        };
+        if let Some(level) = level {
+            return (level, rest.trim());
+        }
+    }
+    (LogLevel::Default, line.trim())
+}
+
+/// The failure a log line reports, if it reports one: an ERROR line, or a
+/// plain line that is not one of the API's progress lines ("Starting query
+/// execution.", "Time 0: name: Sending response part ...").
+pub fn problem(line: &str) -> Option<&str> {
+    match split_level(line) {
+        (LogLevel::Error, message) => Some(message),
+        (LogLevel::Default, message) if !message.is_empty() && !is_progress(message) => Some(message),
+        _ => None,
+    }
+}
+
+fn is_progress(message: &str) -> bool {
+    message.starts_with("Starting query execution")
+        || message.starts_with("Time ") && message.contains(": Sending response part ")
+        || message.starts_with("Query Stats:")
+}
+
+/// Whether a problem is a permission refused (`PermissionDenied: Permission
+/// denied: [LABEL_CLIENT]`, as the server's ACL checks word it).
+pub fn is_denial(problem: &str) -> bool {
+    let lower = problem.to_ascii_lowercase();
+    lower.contains("permissiondenied") || lower.contains("permission denied")
 }
 
 /// A connection to one Velociraptor server, shared by every org's stream,
@@ -328,8 +387,39 @@ mod tests {
         assert_eq!(out.unreadable.len(), 1);
         assert!(out.unreadable[0].contains("recursion limit"), "{:?}", out.unreadable);
         assert_eq!(out.statements[1][0]["Total"], 7);
-        assert_eq!(out.errors(), ["client_info: permission denied"]);
+        assert_eq!(out.problems(), ["client_info: permission denied"]);
         assert!(absorb(&mut out, batch(0, "{not rows", "")).is_err());
+    }
+
+    /// Velociraptor's plugins log their failures without a level; the API
+    /// logs its progress the same way.
+    #[test]
+    fn plain_log_lines_are_problems_unless_they_are_the_apis_progress() {
+        let out = QueryOutput {
+            logs: [
+                "Starting query execution.",
+                "Time 0: velonotify: Sending response part 0 1.2 kB (3 rows).",
+                "DEBUG:Query Stats: {}",
+                "INFO:all fine",
+                "label: PermissionDenied: Permission denied: [LABEL_CLIENT]",
+                "Artifact Custom.Typo not known",
+                "ERROR:send_event: no such queue",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..QueryOutput::default()
+        };
+        assert_eq!(
+            out.problems(),
+            [
+                "label: PermissionDenied: Permission denied: [LABEL_CLIENT]",
+                "Artifact Custom.Typo not known",
+                "send_event: no such queue"
+            ]
+        );
+        assert!(out.denied());
+        assert!(!QueryOutput::default().denied());
+        assert_eq!(split_level("Time 0: x"), (LogLevel::Default, "Time 0: x"));
     }
 
     #[test]

@@ -161,6 +161,8 @@ struct Shared {
     clock_offset_s: std::sync::atomic::AtomicI64,
     /// Users deleted from the server since it started.
     removed_users: Mutex<std::collections::HashSet<String>>,
+    /// Plugins and functions the API user may not use.
+    denied: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -197,6 +199,7 @@ impl VelociraptorPeer {
             lookup_delay: Mutex::default(),
             clock_offset_s: std::sync::atomic::AtomicI64::new(0),
             removed_users: Mutex::default(),
+            denied: Mutex::default(),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -251,6 +254,19 @@ impl VelociraptorPeer {
     /// no longer lists it.
     pub fn remove_user(&self, name: &str) {
         self.shared.removed_users.lock().unwrap().insert(name.to_string());
+    }
+
+    /// Takes from the API user the permission `plugin` (`clients`, `label`,
+    /// `user_message`, `send_event`, ...) needs: the server then answers as
+    /// its ACL checks do, with a plain log line and no row (a plugin) or a
+    /// NULL (a function).
+    pub fn deny(&self, plugin: &str) {
+        self.shared.denied.lock().unwrap().insert(plugin.to_string());
+    }
+
+    /// Gives back every permission [`VelociraptorPeer::deny`] took.
+    pub fn allow_all(&self) {
+        self.shared.denied.lock().unwrap().clear();
     }
 
     /// As [`VelociraptorPeer::publish`], written at second `ts_s` (a burst
@@ -311,6 +327,31 @@ impl Shared {
 
     fn now_s(&self) -> u64 {
         self.now_us() / 1_000_000
+    }
+
+    /// The answer to a query whose plugin or function the API user may
+    /// not use: the rows the server gives (none from a plugin, a NULL
+    /// column from a function) and its log line.
+    fn denial(&self, vql_text: &str) -> Option<(Vec<Vec<Value>>, String)> {
+        let (plugin, permission, column) = match vql_text {
+            vql::CLIENT_INFO | vql::CLIENTS_SEARCH | vql::CLIENTS_ALL => ("clients", "READ_RESULTS", None),
+            vql::FLOW => ("flows", "READ_RESULTS", None),
+            vql::HUNT => ("hunts", "READ_RESULTS", None),
+            vql::USERS => ("gui_users", "READ_RESULTS", None),
+            vql::LABEL => ("label", "LABEL_CLIENT", Some("Done")),
+            vql::USER_MESSAGE => ("user_message", "SERVER_ADMIN", Some("Sent")),
+            vql::PUSH_ALERT => ("send_event", "PUBLISH", Some("Sent")),
+            _ => return None,
+        };
+        if !self.denied.lock().unwrap().contains(plugin) {
+            return None;
+        }
+        let rows = match column {
+            Some(column) => vec![json!({column: null})],
+            None => vec![],
+        };
+        let line = format!("{plugin}: PermissionDenied: Permission denied: [{permission}]");
+        Some((vec![rows], line))
     }
 
     /// `gui_users()`: the world's users, less those deleted.
@@ -393,7 +434,10 @@ impl Api for PeerService {
         if vql_text.contains("watch_monitoring(") {
             self.watch(env, sender);
         } else {
-            let answer = answer(&self.shared, &vql_text, &env);
+            let (answer, logs) = match self.shared.denial(&vql_text) {
+                Some((statements, line)) => (Ok(statements), vec![line]),
+                None => (answer(&self.shared, &vql_text, &env), Vec::new()),
+            };
             let delay = if is_lookup(&vql_text) {
                 *self.shared.lookup_delay.lock().unwrap()
             } else {
@@ -402,9 +446,10 @@ impl Api for PeerService {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = sender
-                    .send(Ok(log("DEBUG:Starting query execution.", shared.now_us())))
-                    .await;
+                let _ = sender.send(Ok(log("Starting query execution.", shared.now_us()))).await;
+                for line in logs {
+                    let _ = sender.send(Ok(log(&line, shared.now_us()))).await;
+                }
                 match answer {
                     Ok(statements) => {
                         // Each statement ships its rows in batches of max_row,
@@ -413,7 +458,7 @@ impl Api for PeerService {
                             for (part, chunk) in rows.chunks(max_row).enumerate() {
                                 let _ = sender.send(Ok(batch(i as u64, chunk, shared.now_us()))).await;
                                 let line = format!(
-                                    "DEBUG:Time 0: velonotify: Sending response part {part} ({} rows).",
+                                    "Time 0: velonotify: Sending response part {part} 1.2 kB ({} rows).",
                                     chunk.len()
                                 );
                                 let _ = sender.send(Ok(log(&line, shared.now_us()))).await;
@@ -444,11 +489,21 @@ impl PeerService {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             if sender
-                .send(Ok(log("DEBUG:Starting query execution.", shared.now_us())))
+                .send(Ok(log("Starting query execution.", shared.now_us())))
                 .await
                 .is_err()
             {
                 return;
+            }
+            // watch_monitoring() ends a branch on a name it does not know,
+            // saying so only in a plain log line.
+            for queue in &queues {
+                if shared.world.artifact("root", queue).ok().flatten().is_none() {
+                    let line = format!("watch_monitoring: Artifact {queue} not known");
+                    if sender.send(Ok(log(&line, shared.now_us()))).await.is_err() {
+                        return;
+                    }
+                }
             }
             let mut beat = tokio::time::interval(Duration::from_secs(heartbeat));
             loop {

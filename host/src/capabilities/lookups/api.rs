@@ -58,8 +58,18 @@ impl ApiLookups {
                 ApiError::Denied { .. } => LookupError::Denied(e.to_string()),
                 _ => LookupError::Unavailable(e.to_string()),
             })?;
-        if output.statements.iter().all(Vec::is_empty) && !output.errors().is_empty() {
-            return Err(LookupError::Unavailable(output.errors().join("; ")));
+        // The server reports a refused or failed plugin in its log, with
+        // no rows: not the same as "not found".
+        let problems = output.problems();
+        if output.statements.iter().all(Vec::is_empty) && !problems.is_empty() {
+            let text = problems.join("; ");
+            return Err(if output.denied() {
+                LookupError::Denied(format!(
+                    "the server refused the API user: {text} (see README, \"Against a real Velociraptor server\", for the roles)"
+                ))
+            } else {
+                LookupError::Unavailable(text)
+            });
         }
         if cache && !self.ttl.is_zero() {
             let mut entries = self.cache.lock().expect("cache lock");
