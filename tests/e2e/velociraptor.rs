@@ -450,6 +450,25 @@ fn a_message_to_a_user_the_server_no_longer_has_is_not_counted_delivered() {
     assert!(run.log().contains("dead-lettered"), "{}", run.log());
 }
 
+/// A server with one online client on the `Slack` watch list.
+fn one_watched_client() -> String {
+    json!({
+        "clients": {"C.watch1": {"client_id": "C.watch1", "os_info": {"hostname": "laptop-7"},
+                                 "labels": ["Slack"], "last_seen_at": now_us()}},
+    })
+    .to_string()
+}
+
+/// A Clients.Online webhook module looking at the `Slack` watch list every
+/// second and posting to `hook`.
+fn watch_list_module(hook: &HttpPeer) -> String {
+    format!(
+        "[[module]]\nname = \"online\"\npath = \"webhook.wasm\"\n[module.params]\nMode = \"ClientsOnline\"\n\
+         WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
+        hook.port
+    )
+}
+
 /// The server's ACL checks refuse a function with a plain log line and a
 /// NULL: the label change is dead-lettered with the server's words, not
 /// taken for an unknown client.
@@ -457,20 +476,11 @@ fn a_message_to_a_user_the_server_no_longer_has_is_not_counted_delivered() {
 fn a_refused_label_change_is_dead_lettered_with_the_servers_reason() {
     let dir = scratch();
     let pki = TestPki::generate();
-    let world = json!({
-        "clients": {"C.watch1": {"client_id": "C.watch1", "os_info": {"hostname": "laptop-7"},
-                                 "labels": ["Slack"], "last_seen_at": now_us()}},
-    });
-    let peer = VelociraptorPeer::start(&pki, &world.to_string());
+    let peer = VelociraptorPeer::start(&pki, &one_watched_client());
     peer.deny("label");
     let hook = HttpPeer::started(dir.path(), "200", None);
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = format!(
-        "[[module]]\nname = \"online\"\npath = \"webhook.wasm\"\n[module.params]\nMode = \"ClientsOnline\"\n\
-         WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
-        hook.port
-    );
-    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &modules));
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
     run.wait("the label change dead-lettered", Duration::from_secs(60), |r| {
         r.log().contains("dead-lettered label")
     });
@@ -540,12 +550,7 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
     let peer = VelociraptorPeer::start(&pki, &world.to_string());
     let hook = HttpPeer::started(dir.path(), "200", None);
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = format!(
-        "[[module]]\nname = \"online\"\npath = \"webhook.wasm\"\n[module.params]\nMode = \"ClientsOnline\"\n\
-         WebhookURL = \"http://127.0.0.1:{}/hook\"\nLabelGroup = \"Slack\"\nPeriod = 1\n",
-        hook.port
-    );
-    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &modules));
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
     run.wait("the label change", Duration::from_secs(60), |_| {
         peer.actions().iter().any(|a| a.get("label").is_some())
     });
@@ -561,6 +566,29 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
     assert_eq!(requests.len(), 1, "announced once: {requests:?}");
     assert!(requests[0]["body"].as_str().unwrap().contains("laptop-7"));
     assert_no_event_data_in_vql(&peer);
+}
+
+/// Velociraptor's Clients.Online removes the watch-list label even when
+/// the post failed, and the client is never announced. Here the label
+/// change waits for its announcement and goes with it when it is
+/// dead-lettered: the client keeps its label.
+#[test]
+fn a_label_change_is_not_made_when_its_announcement_failed() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, &one_watched_client());
+    let hook = HttpPeer::started(dir.path(), "400", None);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
+    run.wait("the label change dead-lettered", Duration::from_secs(60), |r| {
+        r.log().contains("dead-lettered label")
+    });
+    std::thread::sleep(Duration::from_secs(2)); // two more ticks
+    let log = run.log();
+    assert!(log.contains("dead-lettered webhook"), "{log}");
+    assert!(log.contains("not done: it follows outbox item"), "{log}");
+    assert_eq!(hook.requests().len(), 1, "{:?}", hook.requests());
+    assert!(peer.actions().is_empty(), "the label stays: {:?}", peer.actions());
 }
 
 /// A certificate the server would refuse stops `check` and `run` at once,

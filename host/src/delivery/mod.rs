@@ -332,7 +332,13 @@ impl Deliverer {
         match settlement {
             Settlement::Sent => self.store.mark_sent(id, now_us),
             Settlement::Retry { next_attempt_us, error } => self.store.mark_retry(id, *next_attempt_us, error, now_us),
-            Settlement::Dead(error) => self.store.mark_dead(id, error, now_us),
+            Settlement::Dead(error) => {
+                for follower in self.store.mark_dead(id, error, now_us)? {
+                    self.metrics.dead_lettered(&follower.kind);
+                    tracing::error!(item = follower.id, "dead-lettered {}: {}", follower.kind, follower.why);
+                }
+                Ok(())
+            }
             Settlement::SetAside(unreadable) => {
                 if self.first_seen_unreadable(unreadable) {
                     tracing::error!(item = id, "{unreadable}; set aside, its status unchanged");
@@ -443,6 +449,7 @@ impl Deliverer {
                         send_interval_s: -1,
                     }),
                     body: message,
+                    follows: Vec::new(),
                 };
                 (ids, digest)
             })

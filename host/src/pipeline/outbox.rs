@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use crate::contract::{Action, LabelOp};
 use crate::metrics::Metrics;
 use crate::store::{
-    self, AlertPayload, Changes, EmailPayload, LabelPayload, NewItem, Payload, StateWrite, Status, Store, StoreError,
-    Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
+    self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, StateWrite, Status, Store,
+    StoreError, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
 };
 
 /// How serious a report is.
@@ -291,13 +291,39 @@ impl StoreOutbox {
                 Vec::new(),
             ),
         };
+        let follows = match delivery.action {
+            Action::Label(_) => self.notifications_of_the_same_call(&delivery),
+            _ => Vec::new(),
+        };
         Some(NewItem {
             module: delivery.module.to_string(),
             event: delivery.event.map(str::to_string),
             status,
             payload,
             body,
+            follows,
         })
+    }
+
+    /// The notifications (e-mails, webhooks, user messages) the call that
+    /// made `delivery` made just before it, back to its previous label
+    /// change: "announce A, unlabel A, announce B, unlabel B" pairs each
+    /// label change with its announcement. One module's actions on one
+    /// event or tick come one after the other, and the input's items are
+    /// all in `pending`. A label change waits for them (decision D16).
+    fn notifications_of_the_same_call(&self, delivery: &Delivery<'_>) -> Vec<usize> {
+        let mut follows: Vec<usize> = self
+            .pending
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, item)| item.module == delivery.module && item.event.as_deref() == delivery.event)
+            .take_while(|(_, item)| item.payload.kind() != Kind::Label)
+            .filter(|(_, item)| matches!(item.payload.kind(), Kind::Email | Kind::Webhook | Kind::UserMessage))
+            .map(|(index, _)| index)
+            .collect();
+        follows.reverse();
+        follows
     }
 
     /// Says what the commit decided for items that do not simply wait for
@@ -317,6 +343,14 @@ impl StoreOutbox {
                 )
             }
             Status::WaitingApi => (Level::Debug, "kept: user messages and labels need the Velociraptor API"),
+            Status::Blocked => (
+                Level::Debug,
+                "waits until the notifications its call made before it are sent",
+            ),
+            Status::Dead => (
+                Level::Warn,
+                "not done: a notification its call made before it was dropped",
+            ),
             _ => return,
         };
         let subject = item.payload.subject().unwrap_or("");

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::outbox::{NewItem, Payload, Status, insert};
 use super::state::{StateWrite, put};
-use super::{Store, StoreError, db_time, from_db_time};
+use super::{Store, StoreError, db_time, follows, from_db_time};
 
 /// What one input caused, to be stored at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -78,10 +78,23 @@ impl Store {
                 put(tx, write, now_us)?;
             }
             crate::crash_point!("store::between-writes");
-            let mut committed = Vec::with_capacity(changes.items.len());
+            let mut committed: Vec<Committed> = Vec::with_capacity(changes.items.len());
             for item in changes.items {
-                let status = decide(tx, item, now_us, throttle)?;
+                let mut status = decide(tx, item, now_us, throttle)?;
+                let after: Vec<i64> = item
+                    .follows
+                    .iter()
+                    .filter_map(|i| committed.get(*i).map(|c| c.id))
+                    .collect();
+                let mut why = None;
+                if !after.is_empty() {
+                    (status, why) = follows::status_of_follower(tx, &after, status)?;
+                }
                 let id = insert(tx, item, status, now_us, deadline_us)?;
+                follows::link(tx, id, &after)?;
+                if let Some(why) = why {
+                    tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
+                }
                 committed.push(Committed { id, status });
             }
             Ok(committed)

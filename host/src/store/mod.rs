@@ -15,6 +15,7 @@
 
 mod checkpoint;
 mod commit;
+mod follows;
 mod outbox;
 mod schema;
 mod state;
@@ -28,6 +29,7 @@ use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
+pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewItem, OutboxItem, PAYLOAD_VERSION, Payload, Status,
     StatusCounts, Unreadable, UserMessagePayload, WebhookPayload,

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, db_time, from_db_time};
+use super::follows::FailedFollower;
+use super::{Store, StoreError, db_time, follows, from_db_time};
 
 /// The schema version of [`Payload`] written by this release.
 pub const PAYLOAD_VERSION: i64 = 1;
@@ -72,10 +73,13 @@ pub enum Status {
     /// A user message or label change: executed through the Velociraptor
     /// API, which this host has not configured.
     WaitingApi,
+    /// Waits until the items it follows are sent (a label change after
+    /// its call's announcement; see `follows.rs`).
+    Blocked,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Held,
         Status::Digested,
@@ -83,6 +87,7 @@ impl Status {
         Status::Dead,
         Status::Dropped,
         Status::WaitingApi,
+        Status::Blocked,
     ];
 
     /// Statuses an item never leaves (but by `outbox retry` for dead ones).
@@ -97,6 +102,7 @@ impl Status {
             Status::Dead => "dead",
             Status::Dropped => "dropped",
             Status::WaitingApi => "waiting-api",
+            Status::Blocked => "blocked",
         }
     }
 
@@ -237,6 +243,9 @@ pub struct NewItem {
     pub status: Status,
     pub payload: Payload,
     pub body: Vec<u8>,
+    /// The items of the same commit (by their index, earlier ones) it
+    /// waits for.
+    pub follows: Vec<usize>,
 }
 
 /// One row of the outbox.
@@ -411,11 +420,11 @@ impl Store {
         })
     }
 
-    /// Items still to be delivered: pending or held.
+    /// Items still to be delivered: pending, held or blocked.
     pub fn open_count(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held')",
+                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held', 'blocked')",
                 [],
                 |r| r.get::<_, i64>(0),
             )
@@ -423,14 +432,15 @@ impl Store {
         })
     }
 
+    /// Records a delivery; what waited for it goes in line.
     pub fn mark_sent(&self, id: i64, now_us: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, updated_us = ?2
                  WHERE id = ?1",
                 params![id, db_time(now_us)],
-            )
-            .map(drop)
+            )?;
+            follows::release_followers(tx, id, now_us).map(drop)
         })
     }
 
@@ -445,14 +455,15 @@ impl Store {
         })
     }
 
-    pub fn mark_dead(&self, id: i64, error: &str, now_us: u64) -> Result<(), StoreError> {
+    /// Dead-letters an item, and what waited for it (returned).
+    pub fn mark_dead(&self, id: i64, error: &str, now_us: u64) -> Result<Vec<FailedFollower>, StoreError> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2, updated_us = ?3
                  WHERE id = ?1",
                 params![id, error, db_time(now_us)],
-            )
-            .map(drop)
+            )?;
+            follows::fail_followers(tx, id, Status::Dead, now_us)
         })
     }
 
@@ -516,6 +527,7 @@ impl Store {
                         params![held_id, id, db_time(now_us)],
                     )?;
                 }
+                follows::follow_digest(tx, held, id)?;
                 super::commit::record_send(tx, &digest.module, now_us)?;
                 ids.push(id);
             }
@@ -565,20 +577,26 @@ impl Store {
         Ok(counts)
     }
 
-    /// Puts dead items (those of `ids`, or all) back in line, with a new
-    /// deadline. Returns how many.
+    /// Puts dead items (those of `ids` and the dead items they follow, or
+    /// all) back in line, with a new deadline; an item that follows one
+    /// not sent waits for it again. Returns how many.
     pub fn retry(&self, ids: &[i64], now_us: u64, deadline_us: u64) -> Result<usize, StoreError> {
         self.write(|tx| {
             let sql = "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_us = ?1, deadline_us = ?2,
                        updated_us = ?1 WHERE status = 'dead'";
             let (now, deadline) = (db_time(now_us), db_time(deadline_us));
-            if ids.is_empty() {
-                return tx.execute(sql, params![now, deadline]);
-            }
-            let mut n = 0;
-            for id in ids {
-                n += tx.execute(&format!("{sql} AND id = ?3"), params![now, deadline, id])?;
-            }
+            let n = if ids.is_empty() {
+                tx.execute(sql, params![now, deadline])?
+            } else {
+                let mut ids = ids.to_vec();
+                ids.extend(follows::dead_predecessors(tx, &ids)?);
+                let mut n = 0;
+                for id in ids {
+                    n += tx.execute(&format!("{sql} AND id = ?3"), params![now, deadline, id])?;
+                }
+                n
+            };
+            follows::block_waiting(tx)?;
             Ok(n)
         })
     }
@@ -592,6 +610,7 @@ impl Store {
                  WHERE status = 'waiting-api'",
                 params![db_time(now_us), db_time(deadline_us)],
             )
+            .and_then(|n| follows::block_waiting(tx).map(|_| n))
         })
     }
 
@@ -610,6 +629,7 @@ impl Store {
                     params![status.as_str(), db_time(before_us)],
                 )?;
             }
+            follows::forget_purged(tx)?;
             Ok(n)
         })
     }
@@ -633,6 +653,7 @@ pub(super) mod tests {
                 send_interval_s,
             }),
             body: b"Subject: x\r\n\r\nhello\r\n".to_vec(),
+            follows: Vec::new(),
         }
     }
 

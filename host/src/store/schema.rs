@@ -13,6 +13,7 @@
 //! | 0       | an empty file, or a database of the first releases (no version)  |
 //! | 1       | the first releases' tables: `state`, `outbox`, `throttle`        |
 //! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
+//! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup) |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -23,12 +24,12 @@ use super::outbox::{
 use super::{Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 2] = [(1, first_tables), (2, typed_outbox)];
+const MIGRATIONS: [(i64, Step); 3] = [(1, first_tables), (2, typed_outbox), (3, follows_and_retries)];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
 pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
@@ -212,6 +213,30 @@ fn typed_outbox(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         [],
     )?;
     Ok(())
+}
+
+/// Two tables, nothing converted: which outbox items wait for which
+/// (a label change for the announcement before it), and the events to hand
+/// a module again because a lookup failed.
+fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE outbox_follows (
+            item  INTEGER NOT NULL,
+            after INTEGER NOT NULL,
+            PRIMARY KEY (item, after)
+        ) WITHOUT ROWID;
+        CREATE INDEX outbox_follows_after ON outbox_follows (after);
+        CREATE TABLE event_retries (
+            module          TEXT NOT NULL,
+            event_id        TEXT NOT NULL,
+            event           TEXT NOT NULL,
+            attempts        INTEGER NOT NULL,
+            first_failed_us INTEGER NOT NULL,
+            next_attempt_us INTEGER NOT NULL,
+            last_error      TEXT NOT NULL,
+            PRIMARY KEY (module, event_id)
+        );",
+    )
 }
 
 /// An outbox row as the first releases wrote it: kind and status as text,

@@ -1,0 +1,294 @@
+//! Items that wait for others. A label change a module makes after
+//! announcing a client (Clients.Online: post to the webhook, then remove the
+//! watch-list label) must not happen unless the announcement went out:
+//! Velociraptor's own artifact removes the label even when the post
+//! failed, and the client is never announced again (decision D16).
+//!
+//! An item that follows others is `blocked` until every one of them is
+//! sent, then `pending`; if one of them is dead-lettered or dropped, so is
+//! it, saying which. A digest takes over what its held e-mails were
+//! followed by. The links live in `outbox_follows (item, after)`.
+
+use rusqlite::{Transaction, params};
+
+use super::db_time;
+use super::outbox::Status;
+
+/// Records that `item` waits for each of `after`.
+pub(super) fn link(tx: &Transaction<'_>, item: i64, after: &[i64]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO outbox_follows (item, after) VALUES (?1, ?2)")?;
+    for before in after {
+        insert.execute(params![item, before])?;
+    }
+    Ok(())
+}
+
+/// Blocks every pending item that follows one not yet sent.
+pub(super) fn block_waiting(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE outbox SET status = 'blocked' WHERE status = 'pending' AND EXISTS (
+             SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
+             WHERE f.item = outbox.id AND p.status <> 'sent')",
+    )?
+    .execute([])
+}
+
+/// The status of a new item that follows `after`: dead-lettered if one of
+/// them already failed for good, blocked while one is not sent.
+pub(super) fn status_of_follower(
+    tx: &Transaction<'_>,
+    after: &[i64],
+    status: Status,
+) -> rusqlite::Result<(Status, Option<String>)> {
+    let mut waits = false;
+    for before in after {
+        let before_status: String = tx
+            .prepare_cached("SELECT status FROM outbox WHERE id = ?1")?
+            .query_row(params![before], |r| r.get(0))?;
+        match Status::parse(&before_status) {
+            Some(failed @ (Status::Dead | Status::Dropped)) => {
+                let why = format!("not done: it follows outbox item {before}, which was {failed}");
+                return Ok((Status::Dead, Some(why)));
+            }
+            Some(Status::Sent) => {}
+            _ => waits = true,
+        }
+    }
+    Ok(match status {
+        Status::Pending if waits => (Status::Blocked, None),
+        other => (other, None),
+    })
+}
+
+/// After `id` was sent: the items that follow it and nothing else unsent
+/// go in line.
+pub(super) fn release_followers(tx: &Transaction<'_>, id: i64, now_us: u64) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE outbox SET status = 'pending', next_attempt_us = ?2, updated_us = ?2
+         WHERE status = 'blocked'
+           AND id IN (SELECT item FROM outbox_follows WHERE after = ?1)
+           AND NOT EXISTS (SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
+                           WHERE f.item = outbox.id AND p.status <> 'sent')",
+    )?
+    .execute(params![id, db_time(now_us)])
+}
+
+/// An item dead-lettered because one it followed failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedFollower {
+    pub id: i64,
+    /// Its kind as stored (`label`, ...).
+    pub kind: String,
+    pub why: String,
+}
+
+/// After `id` failed for good (`status` dead or dropped): the items that
+/// follow it, and those that follow them, are dead-lettered, naming it.
+pub(super) fn fail_followers(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: Status,
+    now_us: u64,
+) -> rusqlite::Result<Vec<FailedFollower>> {
+    let mut done = Vec::new();
+    let mut failed = vec![(id, status)];
+    while let Some((before, status)) = failed.pop() {
+        let followers: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT i.id, i.kind FROM outbox_follows f JOIN outbox i ON i.id = f.item
+                 WHERE f.after = ?1 AND i.status IN ('blocked', 'pending', 'waiting-api')",
+            )?
+            .query_map(params![before], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (follower, kind) in followers {
+            let why = format!("not done: it follows outbox item {before}, which was {status}");
+            tx.prepare_cached("UPDATE outbox SET status = 'dead', last_error = ?2, updated_us = ?3 WHERE id = ?1")?
+                .execute(params![follower, why, db_time(now_us)])?;
+            failed.push((follower, Status::Dead));
+            done.push(FailedFollower {
+                id: follower,
+                kind,
+                why,
+            });
+        }
+    }
+    Ok(done)
+}
+
+/// `held` were folded into `digest`: what followed them follows the digest.
+pub(super) fn follow_digest(tx: &Transaction<'_>, held: &[i64], digest: i64) -> rusqlite::Result<()> {
+    for id in held {
+        tx.prepare_cached("UPDATE OR IGNORE outbox_follows SET after = ?2 WHERE after = ?1")?
+            .execute(params![id, digest])?;
+        tx.prepare_cached("DELETE FROM outbox_follows WHERE after = ?1")?
+            .execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// The dead items that `ids` follow, directly or not: retrying an item
+/// retries what it waits for.
+pub(super) fn dead_predecessors(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    let mut found = Vec::new();
+    let mut frontier = ids.to_vec();
+    while let Some(id) = frontier.pop() {
+        let before: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT p.id FROM outbox_follows f JOIN outbox p ON p.id = f.after
+                 WHERE f.item = ?1 AND p.status = 'dead'",
+            )?
+            .query_map(params![id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in before {
+            if !found.contains(&id) {
+                found.push(id);
+                frontier.push(id);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Forgets the links of items that were purged.
+pub(super) fn forget_purged(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+    tx.execute(
+        "DELETE FROM outbox_follows WHERE item NOT IN (SELECT id FROM outbox)
+                                        OR after NOT IN (SELECT id FROM outbox)",
+        [],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::outbox::tests::email;
+    use super::super::outbox::{LabelOp, LabelPayload, NewItem, Payload, WebhookPayload};
+    use super::super::{Changes, Store, Throttle, ThrottleMode};
+    use super::*;
+
+    fn announcement() -> NewItem {
+        NewItem {
+            module: "online".into(),
+            event: Some("tick:online@1".into()),
+            status: Status::Pending,
+            payload: Payload::Webhook(WebhookPayload {
+                url: "http://hook.example.org/".into(),
+                headers: Vec::new(),
+            }),
+            body: b"{}".to_vec(),
+            follows: Vec::new(),
+        }
+    }
+
+    fn unlabel(follows: Vec<usize>) -> NewItem {
+        NewItem {
+            payload: Payload::Label(LabelPayload {
+                org_id: "root".into(),
+                client_id: "C.1".into(),
+                op: LabelOp::Remove,
+                labels: vec!["Slack".into()],
+            }),
+            body: Vec::new(),
+            follows,
+            ..announcement()
+        }
+    }
+
+    /// Commits `items` as one input; returns their ids.
+    fn commit(store: &Store, items: &[NewItem], throttle: &Throttle) -> Vec<i64> {
+        let changes = Changes { state: &[], items };
+        let committed = store.commit(&changes, 10, 1_000_000_000, throttle).unwrap();
+        committed.iter().map(|c| c.id).collect()
+    }
+
+    fn status(store: &Store, id: i64) -> (Status, Option<String>) {
+        let item = store.item(id).unwrap().unwrap().unwrap();
+        (item.status, item.last_error)
+    }
+
+    fn due_ids(store: &Store) -> Vec<i64> {
+        store
+            .due(u64::MAX >> 2, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().id)
+            .collect()
+    }
+
+    #[test]
+    fn a_label_change_waits_until_its_announcement_is_sent() {
+        let store = Store::in_memory();
+        let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
+        assert_eq!(due_ids(&store), [ids[0]]);
+        store.mark_sent(ids[0], 20).unwrap();
+        assert_eq!(status(&store, ids[1]).0, Status::Pending);
+        assert_eq!(due_ids(&store), [ids[1]]);
+    }
+
+    #[test]
+    fn a_label_change_is_dead_lettered_with_its_announcement_and_says_why() {
+        let store = Store::in_memory();
+        let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        store.mark_dead(ids[0], "HTTP 500", 20).unwrap();
+        let (label_status, why) = status(&store, ids[1]);
+        assert_eq!(label_status, Status::Dead);
+        assert_eq!(
+            why.unwrap(),
+            format!("not done: it follows outbox item {}, which was dead", ids[0])
+        );
+        assert!(due_ids(&store).is_empty());
+    }
+
+    #[test]
+    fn retrying_a_label_change_retries_its_announcement_and_waits_for_it_again() {
+        let store = Store::in_memory();
+        let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        store.mark_dead(ids[0], "HTTP 500", 20).unwrap();
+        assert_eq!(store.retry(&[ids[1]], 30, 1_000_000_000).unwrap(), 2);
+        assert_eq!(status(&store, ids[0]).0, Status::Pending);
+        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
+    }
+
+    #[test]
+    fn an_e_mail_dropped_by_the_throttle_takes_its_label_change_with_it() {
+        let store = Store::in_memory();
+        let throttle = Throttle {
+            modes: [("online".to_string(), ThrottleMode::Drop)].into(),
+            mail_period_s: 0,
+        };
+        let mail = || NewItem {
+            event: Some("tick:online@1".into()),
+            ..email("online", "soc@example.org", "online", 600)
+        };
+        commit(&store, &[mail()], &throttle);
+        let ids = commit(&store, &[mail(), unlabel(vec![0])], &throttle);
+        assert_eq!(status(&store, ids[0]).0, Status::Dropped);
+        let (label_status, why) = status(&store, ids[1]);
+        assert_eq!(label_status, Status::Dead);
+        assert!(why.unwrap().contains("which was dropped"));
+    }
+
+    #[test]
+    fn a_label_change_after_a_held_e_mail_waits_for_the_digest() {
+        let store = Store::in_memory();
+        let throttle = Throttle::default();
+        let mail = || NewItem {
+            event: Some("tick:online@1".into()),
+            ..email("online", "soc@example.org", "online", 600)
+        };
+        commit(&store, &[mail()], &throttle);
+        let ids = commit(&store, &[mail(), unlabel(vec![0])], &throttle);
+        assert_eq!(status(&store, ids[0]).0, Status::Held);
+        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
+        let digest = store
+            .fold_into_digests(
+                &[(vec![ids[0]], email("online", "soc@example.org", "digest", -1))],
+                40,
+                1 << 40,
+            )
+            .unwrap()[0];
+        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
+        store.mark_sent(digest, 50).unwrap();
+        assert_eq!(status(&store, ids[1]).0, Status::Pending);
+    }
+}
