@@ -148,6 +148,79 @@ fn a_slow_lookup_does_not_spend_the_modules_deadline() {
     assert!(!log.contains("deadline"), "{log}");
 }
 
+/// A lookup the server refuses (the API user lacks a role) fails the
+/// alerts module's call: the alert is kept, with the server's reason, and
+/// handed to the module again, across a SIGKILL, until the role is given.
+#[test]
+fn an_alert_whose_lookup_is_refused_is_handed_again_and_arrives_once_allowed() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let config = config(dir.path(), smtp.port, modules);
+    let mut run = Running::start(EXE, &config);
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.deny("clients");
+    peer.publish("Server.Internal.Alerts", alert(1));
+    run.wait("a second refusal", Duration::from_secs(60), |r| {
+        r.log().contains("(attempt 2 failed)")
+    });
+    let log = run.log();
+    assert!(
+        log.contains("lookup denied: the server refused the API user: clients: PermissionDenied"),
+        "said as a refusal, not an unknown client: {log}"
+    );
+    assert!(
+        log.contains("the event is handed to the module again in 5s (attempt 1 failed)"),
+        "{log}"
+    );
+    run.kill();
+    assert!(smtp.wait_for(1, Duration::from_millis(10)).is_empty());
+
+    peer.allow_all();
+    let mut run = Running::start(EXE, &config);
+    let received = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(received.len(), 1, "{}", run.log());
+    assert_eq!(received[0]["subject"], "Alert from client ws-api-1: api-alert-0001");
+    run.wait("the retry done", Duration::from_secs(10), |r| {
+        r.log().contains("handled on attempt")
+    });
+    std::thread::sleep(Duration::from_secs(2)); // room for a second e-mail
+    assert_eq!(smtp.wait_for(2, Duration::from_millis(10)).len(), 1);
+}
+
+/// Past the retry window (`[delivery] retry_deadline_s`) the event is
+/// given up on, and said so: never dropped silently.
+#[test]
+fn an_alert_whose_lookup_keeps_failing_is_given_up_on_loudly() {
+    let dir = scratch();
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, WORLD);
+    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let text = std::fs::read_to_string(config(dir.path(), free_port(), modules)).unwrap();
+    let config = write_config(
+        dir.path(),
+        &text.replace("retry_cap_s = 1", "retry_cap_s = 1\nretry_deadline_s = 3"),
+    );
+    let mut run = Running::start(EXE, &config);
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.deny("clients");
+    peer.publish("Server.Internal.Alerts", alert(1));
+    run.wait("the event given up on", Duration::from_secs(60), |r| {
+        r.log().contains("given up after 2 attempts")
+    });
+    assert!(
+        run.log().contains("the event is not handed to this module again"),
+        "{}",
+        run.log()
+    );
+}
+
 /// A row nested 130 deep (past the JSON parser's limit), live and read
 /// back after a cut: it is reported and left out on its own, the rows
 /// around it are handled once each, and the stream does not reconnect over

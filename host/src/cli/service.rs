@@ -18,7 +18,7 @@ use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -29,6 +29,7 @@ use crate::clock::{Clock, micros};
 use crate::delivery::{ApiActions, DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, Deliverer, SmtpSenders, WebhookSender};
 use crate::pipeline::outbox::{Level, Outbox, Report, StoreOutbox};
 use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
+use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
 use crate::sources::ingest::IngestSettings;
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
 use crate::sources::{Input, JsonlSource, SourceError};
@@ -39,6 +40,9 @@ use crate::velociraptor::{
 
 /// Events waiting for the pipeline, at most.
 const QUEUE_DEPTH: usize = 1024;
+
+/// How often the store is asked for events to hand to a module again.
+const LOOK_FOR_RETRIES_EVERY: Duration = Duration::from_secs(1);
 
 /// Waits between two tries of a commit the store refused: from the first
 /// to the longest.
@@ -67,6 +71,20 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let mut runtime = Runtime::start_with(config, overrides, clock.clone(), lookups)?;
     let metrics = runtime.metrics();
     let store = runtime.store();
+    let policy = config.delivery.retry_policy();
+    // An event a module could not handle for want of a lookup is retried
+    // as long as a delivery would be.
+    runtime.pipeline.set_lookup_retry(LookupRetry {
+        give_up_after: policy.deadline,
+        ..LookupRetry::default()
+    });
+    let waiting = store.retries_waiting()?;
+    if waiting > 0 {
+        tracing::info!(
+            waiting,
+            "events modules failed on for want of a lookup are handed to them again when due"
+        );
+    }
     // Checkpoints run on their own thread, not inside the pipeline's
     // commits (a swap or an event would wait for them).
     let _checkpointer = match store.location() {
@@ -76,7 +94,6 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     store.leave_checkpoints_to_checkpointer()?;
     let delivery_store = Arc::new(store.reopen()?);
     delivery_store.leave_checkpoints_to_checkpointer()?;
-    let policy = config.delivery.retry_policy();
     let mail_period = config.delivery.mail_period_s.unwrap_or(0);
     let modes = runtime
         .pipeline
@@ -390,6 +407,7 @@ fn handle_inputs(
             runtime.pipeline.swap(candidate, out);
         }
     };
+    let mut last_retry_look = Instant::now();
     loop {
         // Without delivery nothing would leave: stop, and let the
         // supervisor start a service that delivers (nothing is lost).
@@ -428,6 +446,10 @@ fn handle_inputs(
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_to_now(out),
         }
+        if last_retry_look.elapsed() >= LOOK_FOR_RETRIES_EVERY {
+            last_retry_look = Instant::now();
+            hand_due_events_again(runtime, out, &swap_in);
+        }
         let mut state = runtime.pipeline.take_staged_state();
         state.extend(positions.iter().map(Mark::to_state_write));
         if events {
@@ -443,6 +465,28 @@ fn handle_inputs(
         }
     }
     Ok(())
+}
+
+/// Hands the stored events that are due to their modules again, as part of
+/// the input being handled (and committed with it).
+fn hand_due_events_again(
+    runtime: &mut Runtime,
+    out: &mut StoreOutbox,
+    swap_in: &dyn Fn(&mut Runtime, &mut StoreOutbox),
+) {
+    let now = runtime.pipeline.clock().now_us();
+    let due = match runtime.store().due_retries(now, RETRIES_PER_INPUT) {
+        Ok(due) => due,
+        Err(error) => {
+            // They stay stored; the next look finds them.
+            tracing::warn!(%error, "could not read the events to hand to modules again");
+            return;
+        }
+    };
+    for retry in &due {
+        swap_in(runtime, out);
+        runtime.pipeline.hand_again(retry, out);
+    }
 }
 
 /// Commits the input until the store takes it: a failure that can pass

@@ -241,6 +241,7 @@ mod tests {
         let changes = Changes {
             state: &state.take_staged(),
             items: &[],
+            retries: &[],
         };
         state.store().commit(&changes, T, T, &Throttle::default()).unwrap();
         drop((first, state));

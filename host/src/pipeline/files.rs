@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::outbox::{Delivery, Level, Outbox, Report, action_json, summarize};
 use crate::clock::Clock;
 use crate::contract::Action;
-use crate::store::{Changes, StateWrite, Store, StoreError, Throttle};
+use crate::store::{Changes, RetryChange, StateWrite, Store, StoreError, Throttle};
 
 /// Writes actions and reports into a directory; module state goes to the
 /// replay's store.
@@ -191,12 +191,29 @@ impl Outbox for FileOutbox {
     /// Stores the input's state; the files are written as actions come
     /// (and flushed at the end of the replay).
     fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
-        let changes = Changes { state, items: &[] };
+        let changes = Changes {
+            state,
+            items: &[],
+            retries: &[],
+        };
         let now_us = self.clock.now_us();
         self.store.commit(&changes, now_us, now_us, &Throttle::default())?;
         match self.failed.take() {
             Some(problem) => Err(StoreError::files(&self.dir, problem)),
             None => Ok(()),
+        }
+    }
+
+    /// A replay is not run again later: an event a module failed on for
+    /// want of a lookup stays failed, as reported.
+    fn defer(&mut self, change: RetryChange) {
+        if let RetryChange::Schedule(retry) = change {
+            self.report(Report::new(
+                Level::Warn,
+                &retry.module,
+                Some(&retry.event_id),
+                "a replay does not hand an event to a module again: this one is not handled by it",
+            ));
         }
     }
 

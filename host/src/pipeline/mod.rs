@@ -19,6 +19,7 @@ pub mod alerts;
 pub mod files;
 pub mod outbox;
 pub mod reload;
+pub mod retries;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use self::alerts::{AlertQueue, Raised};
 use self::outbox::{Delivery, Level, Outbox, Report};
 use self::reload::{Candidate, Probation, ProbationVerdict, ReloadSettings};
+use self::retries::LookupRetry;
 use crate::capabilities::lookups::LookupSource;
 use crate::capabilities::state::StateCapability;
 use crate::clock::Clock;
@@ -33,7 +35,7 @@ use crate::contract::{Action, LabelOp};
 use crate::engine::{CallError, CallOutcome, Module};
 use crate::metrics::Metrics;
 use crate::sources::IncomingEvent;
-use crate::store::StateWrite;
+use crate::store::{EventRetry, StateWrite};
 
 /// Above this many due ticks, a module gets only the latest one.
 pub const MAX_CATCH_UP_TICKS: u64 = 1000;
@@ -80,6 +82,9 @@ pub struct Pipeline {
     /// Per module: the version it replaced, while the new one is on trial.
     probations: Vec<Option<Probation>>,
     reload: ReloadSettings,
+    lookup_retry: LookupRetry,
+    /// The stored event being handed again, while it is.
+    retrying: Option<EventRetry>,
 }
 
 impl Pipeline {
@@ -96,6 +101,8 @@ impl Pipeline {
             alerts_suppressed: 0,
             probations,
             reload: ReloadSettings::default(),
+            lookup_retry: LookupRetry::default(),
+            retrying: None,
         }
     }
 
@@ -388,9 +395,14 @@ impl Pipeline {
         for (level, message) in outcome.logs {
             out.report(Report::new(level.into(), &module, event_id, message));
         }
-        let actions = match outcome.result {
-            Ok(actions) => actions,
-            Err(error) => {
+        let actions = match (outcome.result, event) {
+            (Ok(actions), _) => actions,
+            // Not lost: the event comes back to this module.
+            (Err(CallError::Failed(crate::contract::Failure::Lookup(why))), Some(event)) => {
+                self.retry_later(index, event, format!("lookup failed: {why}"), out);
+                return;
+            }
+            (Err(error), _) => {
                 let level = match &error {
                     CallError::Failed(crate::contract::Failure::BadEvent(_)) => Level::Warn,
                     _ => Level::Error,

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use crate::contract::{Action, LabelOp};
 use crate::metrics::Metrics;
 use crate::store::{
-    self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, StateWrite, Status, Store,
-    StoreError, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
+    self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, RetryChange, StateWrite, Status,
+    Store, StoreError, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
 };
 
 /// How serious a report is.
@@ -109,6 +109,8 @@ pub trait Outbox {
     /// Takes an action that passed its checks.
     fn accept(&mut self, delivery: Delivery<'_>);
     fn report(&mut self, report: Report);
+    /// Takes a change to the events to hand a module again, for the commit.
+    fn defer(&mut self, change: RetryChange);
     /// Stores what the input caused, `state` and the accepted actions, at
     /// once: an input counts as handled once this returns Ok. After an
     /// error nothing of it is stored, and the same call may be made again.
@@ -176,6 +178,7 @@ fn object(text: &str) -> Map<String, Value> {
 pub struct StoreOutbox {
     store: Arc<Store>,
     pending: Vec<NewItem>,
+    retries: Vec<RetryChange>,
     throttle: Throttle,
     retry_deadline_us: u64,
     metrics: Arc<Metrics>,
@@ -207,6 +210,7 @@ impl StoreOutbox {
         Self {
             store,
             pending: Vec::new(),
+            retries: Vec::new(),
             throttle: Throttle { modes, mail_period_s },
             retry_deadline_us,
             metrics,
@@ -375,11 +379,16 @@ impl Outbox for StoreOutbox {
         report.trace();
     }
 
+    fn defer(&mut self, change: RetryChange) {
+        self.retries.push(change);
+    }
+
     fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
         let now_us = self.clock.now_us();
         let changes = Changes {
             state,
             items: &self.pending,
+            retries: &self.retries,
         };
         let deadline = now_us.saturating_add(self.retry_deadline_us);
         let committed = self.store.commit(&changes, now_us, deadline, &self.throttle)?;
@@ -387,6 +396,7 @@ impl Outbox for StoreOutbox {
             self.tell(item, committed);
         }
         self.pending.clear();
+        self.retries.clear();
         Ok(())
     }
 }

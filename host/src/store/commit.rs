@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::outbox::{NewItem, Payload, Status, insert};
+use super::retries::{self, RetryChange};
 use super::state::{StateWrite, put};
 use super::{Store, StoreError, db_time, follows, from_db_time};
 
@@ -21,11 +22,13 @@ pub struct Changes<'a> {
     /// In the order they were made: a later write of a key wins.
     pub state: &'a [StateWrite],
     pub items: &'a [NewItem],
+    /// Events to hand a module again, or that it is done with.
+    pub retries: &'a [RetryChange],
 }
 
 impl Changes<'_> {
     pub fn is_empty(&self) -> bool {
-        self.state.is_empty() && self.items.is_empty()
+        self.state.is_empty() && self.items.is_empty() && self.retries.is_empty()
     }
 }
 
@@ -76,6 +79,9 @@ impl Store {
         self.write(|tx| {
             for write in changes.state {
                 put(tx, write, now_us)?;
+            }
+            for change in changes.retries {
+                retries::apply(tx, change)?;
             }
             crate::crash_point!("store::between-writes");
             let mut committed: Vec<Committed> = Vec::with_capacity(changes.items.len());
@@ -201,6 +207,7 @@ mod tests {
         let changes = Changes {
             state: &state,
             items: &items,
+            retries: &[],
         };
         let committed = store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).unwrap();
         assert_eq!(committed.len(), 1);
@@ -228,6 +235,7 @@ mod tests {
         let changes = Changes {
             state: &state,
             items: &items,
+            retries: &[],
         };
         assert!(store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).is_err());
         assert_eq!(store.state_get(&Owner::AlertDedup, "root/Honey", 6 * S).unwrap(), None);
@@ -245,6 +253,7 @@ mod tests {
                 let changes = Changes {
                     state: &[],
                     items: &items,
+                    retries: &[],
                 };
                 store
                     .commit(&changes, now_us, now_us + 100 * S, &throttle(mode))

@@ -195,7 +195,11 @@ mod tests {
 
     /// Commits `items` as one input; returns their ids.
     fn commit(store: &Store, items: &[NewItem], throttle: &Throttle) -> Vec<i64> {
-        let changes = Changes { state: &[], items };
+        let changes = Changes {
+            state: &[],
+            items,
+            retries: &[],
+        };
         let committed = store.commit(&changes, 10, 1_000_000_000, throttle).unwrap();
         committed.iter().map(|c| c.id).collect()
     }

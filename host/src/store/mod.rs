@@ -1,6 +1,7 @@
 //! The typed store: one SQLite database in WAL mode holding what must
 //! survive a crash: module state, alert dedup windows, event stream
-//! positions, the outbox and the e-mail throttle.
+//! positions, the outbox, the e-mail throttle and the events to hand a
+//! module again.
 //!
 //! Everything one input causes is written by [`Store::commit`] in one
 //! transaction, or not at all: an input counts as handled only once that
@@ -17,6 +18,7 @@ mod checkpoint;
 mod commit;
 mod follows;
 mod outbox;
+mod retries;
 mod schema;
 mod state;
 
@@ -34,6 +36,7 @@ pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewItem, OutboxItem, PAYLOAD_VERSION, Payload, Status,
     StatusCounts, Unreadable, UserMessagePayload, WebhookPayload,
 };
+pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
 

@@ -229,13 +229,17 @@ fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         CREATE TABLE event_retries (
             module          TEXT NOT NULL,
             event_id        TEXT NOT NULL,
-            event           TEXT NOT NULL,
+            queue           TEXT NOT NULL,
+            org_id          TEXT NOT NULL,
+            row             TEXT NOT NULL,
+            ts_us           INTEGER,
             attempts        INTEGER NOT NULL,
             first_failed_us INTEGER NOT NULL,
             next_attempt_us INTEGER NOT NULL,
             last_error      TEXT NOT NULL,
             PRIMARY KEY (module, event_id)
-        );",
+        );
+        CREATE INDEX event_retries_due ON event_retries (next_attempt_us);",
     )
 }
 
@@ -447,6 +451,7 @@ mod tests {
         let changes = super::super::Changes {
             state: &[],
             items: &items,
+            retries: &[],
         };
         let committed = store
             .commit(&changes, 1, 2, &super::super::Throttle::default())
@@ -480,6 +485,7 @@ mod tests {
         let changes = super::super::Changes {
             state: &[],
             items: &items,
+            retries: &[],
         };
         let committed = store
             .commit(&changes, 1, 2, &super::super::Throttle::default())
