@@ -27,6 +27,29 @@ const WORLD: &str = r#"{
   "users": [{"name": "ann", "roles": ["administrator"]}, {"name": "bob", "roles": ["reader"]}]
 }"#;
 
+/// The alerts module, e-mailing every alert to soc@example.org at once.
+const ALERTS_TO_SOC: &str = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                             Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+
+/// A stand-in server, an SMTP server, and an API client file the server
+/// accepts (`api.yaml` in `dir`).
+struct Fixture {
+    dir: tempfile::TempDir,
+    peer: VelociraptorPeer,
+    smtp: SmtpPeer,
+}
+
+impl Fixture {
+    fn start(world: &str) -> Self {
+        let dir = scratch();
+        let pki = TestPki::generate();
+        let peer = VelociraptorPeer::start(&pki, world);
+        let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+        pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+        Self { dir, peer, smtp }
+    }
+}
+
 /// A configuration with the API at `api_config` and `modules` appended.
 fn config(dir: &Path, smtp_port: u16, modules: &str) -> PathBuf {
     write_config(
@@ -74,13 +97,8 @@ fn assert_no_event_data_in_vql(peer: &VelociraptorPeer) {
 
 #[test]
 fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     run.wait("the catch-up position", Duration::from_secs(10), |r| {
@@ -130,11 +148,7 @@ fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
 /// deadline (lookups have their own timeout), so the alert is e-mailed.
 #[test]
 fn a_slow_lookup_does_not_spend_the_modules_deadline() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
     let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\ndeadline_ms = 500\n[module.params]\n\
                    Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
@@ -153,13 +167,8 @@ fn a_slow_lookup_does_not_spend_the_modules_deadline() {
 /// handed to the module again, across a SIGKILL, until the role is given.
 #[test]
 fn an_alert_whose_lookup_is_refused_is_handed_again_and_arrives_once_allowed() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
@@ -200,8 +209,7 @@ fn an_alert_whose_lookup_keeps_failing_is_given_up_on_loudly() {
     let pki = TestPki::generate();
     let peer = VelociraptorPeer::start(&pki, WORLD);
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let modules = ALERTS_TO_SOC;
     let text = std::fs::read_to_string(config(dir.path(), free_port(), modules)).unwrap();
     let config = write_config(
         dir.path(),
@@ -227,13 +235,8 @@ fn an_alert_whose_lookup_keeps_failing_is_given_up_on_loudly() {
 /// it again and again.
 #[test]
 fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     run.wait("the catch-up position", Duration::from_secs(10), |r| {
@@ -281,13 +284,8 @@ fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
 /// kept when it started, not when its first row came.
 #[test]
 fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
@@ -309,13 +307,8 @@ fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
 /// the stream read those rows back.
 #[test]
 fn the_same_row_published_again_is_another_row_live_and_read_back() {
-    let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     run.wait("the catch-up position", Duration::from_secs(10), |r| {
@@ -426,8 +419,7 @@ fn a_server_an_hour_behind_loses_no_gap() {
     peer.set_clock_offset(-3600);
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
-    let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
-                   Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+    let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
     run.wait("the catch-up position", Duration::from_secs(60), |r| {
