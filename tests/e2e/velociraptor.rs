@@ -302,6 +302,144 @@ fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
     assert_eq!(received[0]["subject"], "Alert from client ws-api-1: api-alert-0007");
 }
 
+/// `watch_monitoring()` starts watching a moment after the query starts:
+/// a row written in between is neither streamed nor in the first
+/// catch-up. It is read back once the watchers are in place; a row that
+/// comes both ways is e-mailed once.
+#[test]
+fn a_row_written_before_the_server_watches_is_read_back_once() {
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    peer.delay_watchers(Duration::from_millis(1500));
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
+    run.wait("the stream started", Duration::from_secs(60), |r| {
+        r.log().contains("subscribed to the Velociraptor event queues")
+    });
+    assert_eq!(peer.watchers(), 0, "not watching yet");
+    peer.publish("Server.Internal.Alerts", alert(1));
+    run.wait("the watcher", Duration::from_secs(10), |_| peer.watchers() >= 1);
+    peer.publish("Server.Internal.Alerts", alert(2));
+    let received = smtp.wait_for(2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3)); // room for a duplicate
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "Alert from client ws-api-1: api-alert-0001",
+            "Alert from client ws-api-1: api-alert-0002"
+        ],
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log()
+            .contains("caught up on rows written while the server started watching")
+    );
+}
+
+/// A frontend restarting behind a proxy drops its watchers and leaves the
+/// stream open and silent: the missing heartbeats are noticed, the stream
+/// opened again, and the rows written meanwhile read back once.
+#[test]
+fn a_stream_whose_watchers_were_dropped_is_noticed_and_caught_up() {
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.publish("Server.Internal.Alerts", alert(1));
+    smtp.wait_for(1, Duration::from_secs(60));
+    peer.drop_watchers();
+    run.wait("the watcher gone", Duration::from_secs(10), |_| peer.watchers() == 0);
+    peer.publish("Server.Internal.Alerts", alert(2));
+    run.wait("the silence noticed", Duration::from_secs(30), |r| {
+        r.log().contains("no heartbeat for 3 s")
+    });
+    let received = smtp.wait_for(2, Duration::from_secs(60));
+    assert_eq!(received.len(), 2, "{}", run.log());
+    assert_eq!(received[1]["subject"], "Alert from client ws-api-1: api-alert-0002");
+    std::thread::sleep(Duration::from_secs(3)); // room for a duplicate
+    assert_eq!(smtp.wait_for(3, Duration::from_millis(10)).len(), 2);
+}
+
+/// Rows of one queue do not come in the order of their `_ts` (writers
+/// race): each is handled once, live and across a cut.
+#[test]
+fn rows_out_of_order_are_each_handled_once_across_a_cut() {
+    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    std::thread::sleep(Duration::from_millis(2500)); // past the second read-back
+    let now = now_us() / 1_000_000;
+    for (i, second) in [(1, now + 2), (2, now), (3, now + 1), (4, now - 1)] {
+        peer.publish_at("Server.Internal.Alerts", alert(i), second);
+    }
+    smtp.wait_for(4, Duration::from_secs(60));
+    peer.disconnect_all();
+    run.wait("caught up", Duration::from_secs(30), |r| {
+        r.log().matches("subscribed to the").count() >= 2
+    });
+    peer.publish_at("Server.Internal.Alerts", alert(5), now + 1);
+    let received = smtp.wait_for(5, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3)); // room for a duplicate
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    let expected: Vec<String> = (1..=5)
+        .map(|i| format!("Alert from client ws-api-1: api-alert-{i:04}"))
+        .collect();
+    assert_eq!(subjects, expected, "{}", run.log());
+}
+
+/// `System.Flow.Completion` is a client event queue, stored per client:
+/// what was written during a cut, or while velonotify was stopped, cannot
+/// be read back fleet-wide, so the stretch is logged with its times.
+#[test]
+fn a_gap_in_a_client_event_queue_is_logged_with_its_times() {
+    let world = json!({
+        "artifacts": {"System.Flow.Completion": {"name": "System.Flow.Completion", "type": "CLIENT_EVENT"}},
+    });
+    let Fixture { dir, peer, smtp } = Fixture::start(&world.to_string());
+    let modules = "[[module]]\nname = \"flows\"\npath = \"detect.wasm\"\n[module.params]\n\
+                   Queue = \"System.Flow.Completion\"\nCondition = \"Column,Regex\\nFlowId,.\\n\"\n\
+                   AlertName = \"flow done\"\n";
+    let config = config(dir.path(), smtp.port, modules);
+    let gap = "event stream: rows of System.Flow.Completion written between ";
+    let mut run = Running::start(EXE, &config);
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!run.log().contains(gap), "no gap yet: {}", run.log());
+    peer.disconnect_all();
+    run.wait("the cut's gap logged", Duration::from_secs(30), |r| {
+        r.log().contains(gap)
+    });
+    assert!(
+        run.log()
+            .contains("cannot be read back: it is not a server event queue")
+    );
+    run.kill();
+    let before = run.log().matches(gap).count();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut run = Running::start(EXE, &config);
+    run.wait("the downtime's gap logged", Duration::from_secs(60), |r| {
+        r.log().matches(gap).count() > before
+    });
+    let log = run.log();
+    let line = log.lines().rev().find(|l| l.contains(gap)).unwrap();
+    let (from_s, to_s) = (field(line, "from_s"), field(line, "to_s"));
+    assert!(to_s >= from_s + 2, "the stretch covers the downtime: {line}");
+}
+
+/// The number after `name=` in a log line.
+fn field(line: &str, name: &str) -> u64 {
+    let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
 /// A detection publishing the same row twice in one second, and once more
 /// seconds later, raised three alerts: three e-mails, also when a cut makes
 /// the stream read those rows back.

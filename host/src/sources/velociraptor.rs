@@ -10,8 +10,13 @@
 //! and read back are recognised by a key of their content, their second
 //! and how many identical rows came before them in that second: rows that
 //! only look alike (the same row published twice, even in the same second)
-//! stay apart. Client event queues are stored per client and cannot be read
-//! back fleet-wide: a gap in them is logged.
+//! stay apart. The server starts watching a moment after the stream starts,
+//! so each stream reads back once more two seconds in.
+//!
+//! Client event queues (`System.Flow.Completion` among them) are stored per
+//! client and internal ones not at all: they cannot be read back
+//! fleet-wide. A gap in them (a cut, or velonotify stopped) is logged with
+//! its times; where the stream was last alive is kept once a minute.
 //!
 //! Times are the server's: the position of a queue that has none yet starts
 //! at the server's clock (read from its answers), so a server whose clock
@@ -121,6 +126,8 @@ pub fn spawn(client: ApiClient, subscription: Subscription, sink: Sink, clock: C
 struct Seen {
     keys: HashSet<RowKey>,
     by_second: BTreeMap<u64, Vec<RowKey>>,
+    /// How many rows of each second and content were handled.
+    alike: HashMap<(u64, [u8; 12]), u32>,
     /// Rows of a second known only by their number (a cursor that had too
     /// many to keep their keys): the first that many read back are skipped.
     counted: Option<(u64, u64)>,
@@ -166,6 +173,12 @@ const SEEN_WINDOW_S: u64 = 600;
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
 
+/// How often, at most, where the stream was last alive is kept (seconds).
+const KEEP_ALIVE_EVERY_S: u64 = 60;
+
+/// How long after a stream starts the server surely watches its queues.
+const WATCHERS_SETTLE: Duration = Duration::from_secs(2);
+
 /// A server clock further than this from the host's is logged.
 const NOTABLE_SKEW: Duration = Duration::from_secs(30);
 
@@ -187,14 +200,27 @@ impl Seen {
         if !self.keys.insert(key.clone()) {
             return false;
         }
+        *self.alike.entry((key.ts_s, key.content)).or_default() += 1;
         self.by_second.entry(key.ts_s).or_default().push(key);
         let horizon = self.newest().saturating_sub(SEEN_WINDOW_S);
         while let Some(entry) = self.by_second.first_entry().filter(|e| *e.key() < horizon) {
             for old in entry.remove() {
+                self.alike.remove(&(old.ts_s, old.content));
                 self.keys.remove(&old);
             }
         }
         true
+    }
+
+    /// The key of a live row: live rows are all new (but for the overlap
+    /// with a catch-up), so it is the next of its second and content
+    /// after those handled, whichever way they came.
+    fn next_live_key(&self, ts_s: u64, content: [u8; 12]) -> RowKey {
+        RowKey {
+            ts_s,
+            content,
+            occurrence: self.alike.get(&(ts_s, content)).copied().unwrap_or(0),
+        }
     }
 
     /// Whether a row read back is among the first of its second that a
@@ -274,7 +300,13 @@ struct OrgStream {
     sink: Sink,
     /// Stored (SERVER_EVENT) queues, once known.
     stored: Option<HashSet<String>>,
+    /// Per stored queue, the rows handled lately.
     seen: HashMap<String, Seen>,
+    /// Per queue that cannot be read back, the server's second of the
+    /// stream's last message: where a gap in it starts.
+    alive_until_s: HashMap<String, u64>,
+    /// When `alive_until_s` was last kept in the store.
+    alive_kept_s: u64,
     /// The live rows of the session in progress.
     live: Pass,
     stopping: bool,
@@ -286,17 +318,14 @@ struct OrgStream {
 
 impl OrgStream {
     fn new(client: ApiClient, sub: Subscription, sink: Sink, clock: Clock) -> Self {
-        let seen = sub
-            .cursors
-            .iter()
-            .map(|(q, c)| (q.clone(), Seen::from_cursor(c)))
-            .collect();
         Self {
             client,
             sub,
             sink,
             stored: None,
-            seen,
+            seen: HashMap::new(),
+            alive_until_s: HashMap::new(),
+            alive_kept_s: 0,
             live: Pass::default(),
             stopping: false,
             clock,
@@ -355,12 +384,35 @@ impl OrgStream {
         tracing::info!(%org, queues = ?self.sub.queues, "subscribed to the Velociraptor event queues");
         if self.stored.is_none() {
             self.stored = Some(self.stored_queues().await);
+            self.take_kept_positions();
         }
-        self.catch_up().await?;
+        self.report_gaps();
+        let reached = self.catch_up().await?;
         self.absorb(first)?;
+        // The server starts watching a queue a moment after the query
+        // starts: rows written in between come neither live nor in the
+        // catch-up above. Reading back once more from where it ended, once
+        // the watchers are surely in place, finds them; the rows that came
+        // both ways are recognised.
+        let mut read_again_at = Some(tokio::time::Instant::now() + WATCHERS_SETTLE);
         loop {
-            let response = self.next(&mut stream).await?;
-            self.absorb(response)?;
+            let message = match read_again_at {
+                Some(at) => tokio::select! {
+                    message = self.next(&mut stream) => Some(message?),
+                    () = tokio::time::sleep_until(at) => None,
+                },
+                None => Some(self.next(&mut stream).await?),
+            };
+            match message {
+                Some(response) => self.absorb(response)?,
+                None => {
+                    read_again_at = None;
+                    for (queue, since) in &reached {
+                        self.read_back(queue, *since, "written while the server started watching")
+                            .await?;
+                    }
+                }
+            }
             if self.stopping {
                 return Ok(());
             }
@@ -468,11 +520,82 @@ impl OrgStream {
         }
     }
 
-    /// Reads back what stored queues received since their cursor.
-    async fn catch_up(&mut self) -> Result<(), ApiError> {
+    /// The positions an earlier run kept: a stored queue's rows, or where
+    /// the stream of another queue was last alive.
+    fn take_kept_positions(&mut self) {
+        let stored = self.stored.clone().unwrap_or_default();
+        for (queue, cursor) in std::mem::take(&mut self.sub.cursors) {
+            if stored.contains(&queue) {
+                self.seen.insert(queue, Seen::from_cursor(&cursor));
+            } else {
+                self.alive_until_s.insert(queue, cursor.ts_s);
+            }
+        }
+    }
+
+    fn not_stored(&self) -> Vec<String> {
+        let stored = self.stored.as_ref();
+        self.sub
+            .queues
+            .iter()
+            .filter(|q| stored.is_none_or(|s| !s.contains(*q)))
+            .cloned()
+            .collect()
+    }
+
+    /// Says, per queue that cannot be read back (client event queues are
+    /// stored per client, internal ones not at all), which stretch of its
+    /// rows this stream missed: from its last message before the cut (or
+    /// before the last run stopped, to the minute) to now.
+    fn report_gaps(&self) {
+        let now_s = self.server_now_s();
+        for queue in self.not_stored() {
+            let Some(&from_s) = self.alive_until_s.get(&queue) else {
+                continue;
+            };
+            if from_s > now_s {
+                continue;
+            }
+            tracing::warn!(org = %self.sub.org_id, %queue, from_s, to_s = now_s,
+                "event stream: rows of {queue} written between {} and {} (server time) were not received and \
+                 cannot be read back: it is not a server event queue; look at that stretch in Velociraptor",
+                utc(from_s), utc(now_s));
+        }
+    }
+
+    /// Notes that the stream was alive at the server's second `now_s` for
+    /// the queues that cannot be read back, and keeps it in the store once
+    /// a minute, so a restart knows where its gap starts.
+    fn note_alive(&mut self, now_s: u64) {
+        let queues = self.not_stored();
+        for queue in &queues {
+            self.alive_until_s.insert(queue.clone(), now_s);
+        }
+        if queues.is_empty() || now_s < self.alive_kept_s.saturating_add(KEEP_ALIVE_EVERY_S) {
+            return;
+        }
+        self.alive_kept_s = now_s;
+        let marks = queues
+            .into_iter()
+            .map(|queue| Mark {
+                org_id: self.sub.org_id.clone(),
+                queue,
+                cursor: Cursor {
+                    ts_s: now_s,
+                    ..Cursor::default()
+                },
+            })
+            .collect();
+        self.deliver(Input::Rows(Vec::new(), marks));
+    }
+
+    /// Reads back what stored queues received since their cursor. Returns
+    /// the second each queue was read to.
+    async fn catch_up(&mut self) -> Result<Vec<(String, u64)>, ApiError> {
         let stored: Vec<String> = self.stored.iter().flatten().cloned().collect();
         let now_s = self.server_now_s();
-        for queue in stored {
+        for queue in &stored {
+            let queue = queue.clone();
             let Some(seen) = self.seen.get(&queue) else {
                 // Nothing seen yet: catch up from now on (the server's now),
                 // after a reconnect or a restart alike, so the position is
@@ -491,15 +614,21 @@ impl OrgStream {
                 continue;
             };
             let since = seen.newest().max(now_s.saturating_sub(self.sub.backfill_max.as_secs()));
-            self.read_back(&queue, since).await?;
+            self.read_back(&queue, since, "written while disconnected").await?;
         }
-        Ok(())
+        Ok(stored
+            .into_iter()
+            .filter_map(|queue| {
+                let newest = self.seen.get(&queue)?.newest();
+                Some((queue, newest))
+            })
+            .collect())
     }
 
     /// Reads `queue` back from second `since`, a page at a time: each page
     /// from the last second of the one before (its rows recognised), a page
     /// that a single second fills twice as large.
-    async fn read_back(&mut self, queue: &str, mut since: u64) -> Result<(), ApiError> {
+    async fn read_back(&mut self, queue: &str, mut since: u64, whence: &str) -> Result<(), ApiError> {
         let mut page_rows = FIRST_PAGE_ROWS;
         let (mut read, mut handled) = (0, 0);
         loop {
@@ -536,7 +665,7 @@ impl OrgStream {
         }
         if handled > 0 {
             tracing::info!(org = %self.sub.org_id, %queue, read, handled, already_handled = read - handled,
-                "caught up on rows written while disconnected");
+                "caught up on rows {whence}");
         }
         Ok(())
     }
@@ -545,6 +674,9 @@ impl OrgStream {
     /// reported and left out on its own: the rows beside it go on.
     fn absorb(&mut self, response: proto::VqlResponse) -> Result<(), ApiError> {
         self.learn_server_clock(&response);
+        if self.stored.is_some() {
+            self.note_alive(self.server_now_s());
+        }
         // A branch of the stream that fails (a queue the server does not
         // know) says so in a log line, plain or ERROR, and ends quietly.
         if let Some(problem) = problem(&response.log) {
@@ -601,15 +733,27 @@ impl OrgStream {
         // Rows read back carry `_ts` in milliseconds and may lack `_Source`.
         row.insert("_Source".into(), Value::String(queue.clone()));
         row.insert("_ts".into(), Value::from(ts_s));
-        let (key, in_second) = pass.key(ts_s, fingerprint(&row));
-        if let Some(seen) = self.seen.get_mut(&queue) {
-            let counted = read_back.is_some() && seen.counted_before(ts_s, in_second);
-            if counted || !seen.insert(key.clone()) {
-                return false;
+        let content = fingerprint(&row);
+        let key = match (self.seen.get_mut(&queue), read_back) {
+            // A stored queue read back: the n-th such row of its second in
+            // the queue (a page starts at a whole second).
+            (Some(seen), Some(_)) => {
+                let (key, in_second) = pass.key(ts_s, content);
+                if seen.counted_before(ts_s, in_second) || !seen.insert(key.clone()) {
+                    return false;
+                }
+                key
             }
-            if !out.queues.contains(&queue) {
-                out.queues.push(queue.clone());
+            (Some(seen), None) => {
+                let key = seen.next_live_key(ts_s, content);
+                seen.insert(key.clone());
+                key
             }
+            // Not stored: the key only names the event.
+            (None, _) => pass.key(ts_s, content).0,
+        };
+        if self.seen.contains_key(&queue) && !out.queues.contains(&queue) {
+            out.queues.push(queue.clone());
         }
         out.events.push(IncomingEvent {
             id: format!("api:{}:{queue}:{ts_s}:{}", self.sub.org_id, key.text()),
@@ -649,8 +793,14 @@ impl OrgStream {
     }
 }
 
-/// A row's `_ts` in seconds: live rows carry seconds, rows read back from
-/// a stored queue milliseconds.
+/// A second as an RFC 3339 UTC time.
+fn utc(second: u64) -> String {
+    i64::try_from(second)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| format!("{second} s"), |t| t.to_string())
+}
+
 /// `name` -> `type` of the rows of [`vql::ARTIFACT_TYPES`].
 fn queue_types(rows: &[Value]) -> HashMap<String, String> {
     rows.iter()
@@ -658,6 +808,8 @@ fn queue_types(rows: &[Value]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A row's `_ts` in seconds: live rows carry seconds, rows read back from
+/// a stored queue milliseconds.
 fn row_seconds(row: &Map<String, Value>) -> u64 {
     let ts = row.get("_ts").and_then(Value::as_f64).unwrap_or(0.0);
     let seconds = if ts > 1e11 { ts / 1000.0 } else { ts };
@@ -716,6 +868,23 @@ mod tests {
             let (key, _) = back.key(second, content(1));
             assert_eq!(seen.insert(key), expected_new, "second {second}");
         }
+    }
+
+    /// A catch-up read a row of second 100; the same row written again in
+    /// that second then comes live: it is the second such row, not the
+    /// first seen again (a new session's count would start at zero).
+    #[test]
+    fn a_live_row_alike_one_read_back_is_counted_after_it() {
+        let mut seen = Seen::default();
+        let (read_back, _) = Pass::default().key(100, content(1));
+        assert!(seen.insert(read_back.clone()));
+        let live = seen.next_live_key(100, content(1));
+        assert_ne!(live, read_back);
+        assert!(seen.insert(live), "a new row");
+        // Read back again (a cut): both are recognised.
+        let mut again = Pass::default();
+        assert!(!seen.insert(again.key(100, content(1)).0));
+        assert!(!seen.insert(again.key(100, content(1)).0));
     }
 
     #[test]

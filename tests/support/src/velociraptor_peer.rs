@@ -148,6 +148,8 @@ struct Shared {
     live: broadcast::Sender<(String, Value)>,
     /// Bumped to cut every open stream.
     generation: watch::Sender<u64>,
+    /// Bumped to drop every watcher and leave its stream open and silent.
+    stalls: watch::Sender<u64>,
     requests: Mutex<Vec<Value>>,
     actions: Mutex<Vec<Value>>,
     /// Every string of every row published: event data, which must never
@@ -163,6 +165,8 @@ struct Shared {
     removed_users: Mutex<std::collections::HashSet<String>>,
     /// Plugins and functions the API user may not use.
     denied: Mutex<std::collections::HashSet<String>>,
+    /// How long after an event stream starts its watchers are in place.
+    watch_delay: Mutex<Duration>,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -192,6 +196,7 @@ impl VelociraptorPeer {
             stored: Mutex::default(),
             live: broadcast::channel(100_000).0,
             generation: watch::channel(0).0,
+            stalls: watch::channel(0).0,
             requests: Mutex::default(),
             actions: Mutex::default(),
             event_strings: Mutex::default(),
@@ -200,6 +205,7 @@ impl VelociraptorPeer {
             clock_offset_s: std::sync::atomic::AtomicI64::new(0),
             removed_users: Mutex::default(),
             denied: Mutex::default(),
+            watch_delay: Mutex::default(),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -264,6 +270,14 @@ impl VelociraptorPeer {
         self.shared.denied.lock().unwrap().insert(plugin.to_string());
     }
 
+    /// Makes each event stream start watching its queues `delay` after it
+    /// says the query started, as `watch_monitoring()` registers its
+    /// watcher once its goroutine runs: rows written in between are stored
+    /// but not streamed.
+    pub fn delay_watchers(&self, delay: Duration) {
+        *self.shared.watch_delay.lock().unwrap() = delay;
+    }
+
     /// Gives back every permission [`VelociraptorPeer::deny`] took.
     pub fn allow_all(&self) {
         self.shared.denied.lock().unwrap().clear();
@@ -280,6 +294,13 @@ impl VelociraptorPeer {
     /// Cuts every open stream, as a server restart or a network failure would.
     pub fn disconnect_all(&self) {
         self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Drops every watcher as a restarting frontend behind a proxy does:
+    /// the streams stay open but carry nothing more, not even heartbeats;
+    /// rows written later are stored.
+    pub fn drop_watchers(&self) {
+        self.shared.stalls.send_modify(|g| *g += 1);
     }
 
     /// How many event streams are open.
@@ -484,9 +505,10 @@ impl PeerService {
     fn watch(&self, env: HashMap<String, String>, sender: mpsc::Sender<Result<VqlResponse, Status>>) {
         let queues: Vec<String> = (0..).map_while(|i| env.get(&format!("Queue{i}")).cloned()).collect();
         let heartbeat: u64 = env.get("HeartbeatSeconds").and_then(|s| s.parse().ok()).unwrap_or(30);
-        let mut live = self.shared.live.subscribe();
         let mut generation = self.shared.generation.subscribe();
+        let mut stalls = self.shared.stalls.subscribe();
         let shared = self.shared.clone();
+        let watch_delay = *self.shared.watch_delay.lock().unwrap();
         tokio::spawn(async move {
             if sender
                 .send(Ok(log("Starting query execution.", shared.now_us())))
@@ -495,6 +517,8 @@ impl PeerService {
             {
                 return;
             }
+            tokio::time::sleep(watch_delay).await;
+            let mut live = shared.live.subscribe();
             // watch_monitoring() ends a branch on a name it does not know,
             // saying so only in a plain log line.
             for queue in &queues {
@@ -507,7 +531,7 @@ impl PeerService {
             }
             let mut beat = tokio::time::interval(Duration::from_secs(heartbeat));
             loop {
-                tokio::select! {
+                let stalled = tokio::select! {
                     row = live.recv() => {
                         // What arrived meanwhile goes in the same batch.
                         let mut rows = Vec::new();
@@ -525,15 +549,23 @@ impl PeerService {
                             }
                         }
                         if !rows.is_empty() && sender.send(Ok(batch(0, &rows, shared.now_us()))).await.is_err() { return; }
+                        false
                     },
                     _ = beat.tick() => {
                         let row = json!({"_Source": vql::HEARTBEAT_SOURCE, "_ts": shared.now_s()});
                         if sender.send(Ok(batch(0, &[row], shared.now_us()))).await.is_err() { return; }
+                        false
                     }
                     _ = generation.changed() => {
                         let _ = sender.send(Err(Status::unavailable("server going away"))).await;
                         return;
                     }
+                    _ = stalls.changed() => true,
+                };
+                if stalled {
+                    drop(live);
+                    sender.closed().await;
+                    return;
                 }
             }
         });
