@@ -1,23 +1,51 @@
 //! The HTTP endpoints of `velonotify run`: Prometheus metrics here, the
-//! ingest endpoint in `ingest.rs`; both served the same way.
+//! ingest endpoint in `sources/ingest.rs`; both served the same way, with
+//! the same defences against clients that hold connections open: at most
+//! [`Limits::max_connections`] at once (more are closed on arrival), and a
+//! connection that does not send a request's headers within
+//! [`Limits::header_timeout`] (also while idle between requests) is closed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+
+/// What one endpoint allows its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and to start the next request on
+    /// a kept-alive connection.
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Serves `GET /metrics` on `listen` from a thread of its own.
 pub fn serve_metrics(listen: &str, metrics: Arc<Metrics>) -> anyhow::Result<std::net::SocketAddr> {
     let app = Router::new().route("/metrics", get(move || async move { metrics.render() }));
-    serve(listen, "metrics", app)
+    serve(listen, "metrics", app, Limits::default())
 }
 
 /// Serves `app` on `listen` from a thread of its own, named after `what`.
 /// The address is bound before this returns, so a busy port stops start-up.
-pub fn serve(listen: &str, what: &'static str, app: Router) -> anyhow::Result<std::net::SocketAddr> {
+pub fn serve(listen: &str, what: &'static str, app: Router, limits: Limits) -> anyhow::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(listen).with_context(|| format!("{what}: listening on {listen}"))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
@@ -30,14 +58,51 @@ pub fn serve(listen: &str, what: &'static str, app: Router) -> anyhow::Result<st
                 .expect("a tokio runtime");
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        if let Err(e) = axum::serve(listener, app).await {
-                            tracing::error!(error = %e, "{what} endpoint stopped");
-                        }
-                    }
+                    Ok(listener) => accept_loop(listener, what, app, limits).await,
                     Err(e) => tracing::error!(error = %e, "{what} endpoint could not start"),
                 }
             });
         })?;
     Ok(address)
+}
+
+/// Takes connections while there is room, each served on its own task.
+async fn accept_loop(listener: tokio::net::TcpListener, what: &'static str, app: Router, limits: Limits) {
+    let room = Arc::new(Semaphore::new(limits.max_connections));
+    let turned_away = AtomicU64::new(0);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait for some to
+                // come back rather than spin.
+                tracing::warn!(error = %e, "{what}: could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = room.clone().try_acquire_owned() else {
+            drop(stream);
+            let n = turned_away.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                tracing::warn!(
+                    "{what}: {} connections open, the most allowed: new ones are closed ({} so far)",
+                    limits.max_connections,
+                    n + 1
+                );
+            }
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "{what}: connection ended");
+            }
+        });
+    }
 }

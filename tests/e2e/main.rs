@@ -10,13 +10,16 @@
 //! - `durability`: `run` killed at each crash point and at random moments,
 //!   its store busy or full: nothing lost;
 //! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
-//!   the HTTP ingest endpoint.
+//!   the HTTP ingest endpoint;
+//! - `hostile`: the ingest endpoint against strangers and careless senders
+//!   (peak memory measured).
 
 mod cli;
 mod delivery;
 mod demo;
 mod durability;
 mod family;
+mod hostile;
 mod hotswap;
 mod portability;
 mod sandbox;

@@ -164,6 +164,12 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
             max_body_bytes: section
                 .max_body_bytes
                 .unwrap_or(crate::sources::ingest::DEFAULT_MAX_BODY_BYTES),
+            max_rows: section
+                .max_rows
+                .unwrap_or(crate::sources::ingest::DEFAULT_MAX_ROWS)
+                .max(1),
+            body_timeout: seconds(section.body_timeout_s, crate::sources::ingest::DEFAULT_BODY_TIMEOUT_S),
+            limits: section.limits(),
             default_org: config.default_org().to_string(),
             max_row_bytes: config.max_event_bytes(),
         };

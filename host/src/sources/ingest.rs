@@ -8,6 +8,11 @@
 //! The answer comes once everything the rows caused is committed: 200 means
 //! stored. While the store cannot take writes (a full disk) the endpoint
 //! answers 503 with `Retry-After`, and the sender posts again later.
+//!
+//! A client is hostile until its token checks: the body is not read before
+//! that. After it, a body is read within a time limit and a size limit, a
+//! few at a time, and refused past a number of rows, so that neither
+//! strangers nor a careless sender can make the process grow.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,22 +21,37 @@ use std::sync::mpsc::SyncSender;
 
 use anyhow::{Context as _, bail};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::jsonl::read_envelope;
 use super::{IncomingEvent, Input};
+use crate::http::Limits;
 use crate::store::Health;
 
 /// Largest body, unless `max_body_bytes` says.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Rows in one body at most, unless `max_rows` says.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+/// Time to send a body once its headers are in, unless `body_timeout_s`
+/// says.
+pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
+
+/// Bodies read at once; others wait (up to [`READ_TURN_WAIT`]) for their
+/// turn. Each may hold `max_body_bytes` and its rows.
+const BODIES_AT_ONCE: usize = 2;
+const READ_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Seconds a sender is asked to wait while the store cannot take writes.
 const RETRY_AFTER_S: u32 = 5;
@@ -48,6 +68,27 @@ pub struct IngestSection {
     pub token_file: Option<PathBuf>,
     /// Largest body accepted, in bytes (default 16 MiB).
     pub max_body_bytes: Option<usize>,
+    /// Most rows in one body (default 10,000).
+    pub max_rows: Option<usize>,
+    /// Connections open at once (default 64); more are closed on arrival.
+    pub max_connections: Option<usize>,
+    /// Seconds to send a request's headers (default 10).
+    pub header_timeout_s: Option<u64>,
+    /// Seconds to send a body (default 30).
+    pub body_timeout_s: Option<u64>,
+}
+
+impl IngestSection {
+    /// The connection limits it sets.
+    pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections).max(1),
+            header_timeout: self
+                .header_timeout_s
+                .map_or(defaults.header_timeout, |s| std::time::Duration::from_secs(s.max(1))),
+        }
+    }
 }
 
 impl IngestSection {
@@ -75,6 +116,9 @@ pub struct IngestSettings {
     pub listen: String,
     pub token: String,
     pub max_body_bytes: usize,
+    pub max_rows: usize,
+    pub body_timeout: std::time::Duration,
+    pub limits: Limits,
     /// The org of rows whose request names none.
     pub default_org: String,
     pub max_row_bytes: usize,
@@ -87,6 +131,11 @@ struct Ingest {
     health: Arc<Health>,
     default_org: String,
     max_row_bytes: usize,
+    max_body_bytes: usize,
+    max_rows: usize,
+    body_timeout: std::time::Duration,
+    /// Turns to read a body.
+    reading: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,12 +153,13 @@ pub fn serve(settings: IngestSettings, sender: SyncSender<Input>, health: Arc<He
         health,
         default_org: settings.default_org,
         max_row_bytes: settings.max_row_bytes,
+        max_body_bytes: settings.max_body_bytes,
+        max_rows: settings.max_rows,
+        body_timeout: settings.body_timeout,
+        reading: Arc::new(tokio::sync::Semaphore::new(BODIES_AT_ONCE)),
     };
-    let app = Router::new()
-        .route("/v1/events", post(accept))
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .with_state(state);
-    crate::http::serve(&settings.listen, "ingest", app).context("ingest.listen")
+    let app = Router::new().route("/v1/events", post(accept)).with_state(state);
+    crate::http::serve(&settings.listen, "ingest", app, settings.limits).context("ingest.listen")
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -140,8 +190,9 @@ async fn accept(
     State(ingest): State<Ingest>,
     Query(params): Query<Params>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // Nothing of the body is read before the token checks.
     if !authorized(&headers, &ingest.token_digest) {
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -152,11 +203,27 @@ async fn accept(
         let why = ingest.health.last_error().unwrap_or_default();
         return unavailable(format!("velonotify cannot store events now ({why}); post again later"));
     }
-    let org = params.org_id.unwrap_or_else(|| ingest.default_org.clone());
-    let events = match parse(&body, &org, params.queue.as_deref(), ingest.max_row_bytes) {
-        Ok(events) => events,
-        Err(message) => return answer(StatusCode::BAD_REQUEST, json!({"error": message})),
+    let body = match read_body(&ingest, &headers, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
+    let org = params.org_id.unwrap_or_else(|| ingest.default_org.clone());
+    let limits = RowLimits {
+        max_rows: ingest.max_rows,
+        max_row_bytes: ingest.max_row_bytes,
+    };
+    let events = match parse(&body, &org, params.queue.as_deref(), limits) {
+        Ok(events) => events,
+        Err(BodyError::TooManyRows) => {
+            let why = format!(
+                "more than {} rows in one body (ingest.max_rows): post them in smaller bodies",
+                ingest.max_rows
+            );
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": why}));
+        }
+        Err(BodyError::Malformed(message)) => return answer(StatusCode::BAD_REQUEST, json!({"error": message})),
+    };
+    drop(body);
     let count = events.len();
     let (done, handled) = tokio::sync::oneshot::channel();
     let sender = ingest.sender.clone();
@@ -167,21 +234,134 @@ async fn accept(
     answer(StatusCode::OK, json!({"accepted": count}))
 }
 
+/// Reads an authorized request's body: its turn among [`BODIES_AT_ONCE`],
+/// within `body_timeout`, at most `max_body_bytes` (a declared length over
+/// it is refused before a byte is read).
+async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        let why = format!(
+            "the body is over {} bytes (ingest.max_body_bytes)",
+            ingest.max_body_bytes
+        );
+        answer(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": why}))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ingest.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let Ok(Ok(_turn)) = tokio::time::timeout(READ_TURN_WAIT, ingest.reading.clone().acquire_owned()).await else {
+        return Err(unavailable(
+            "velonotify is reading other bodies; post again later".into(),
+        ));
+    };
+    let limited = Limited::new(body, ingest.max_body_bytes);
+    match tokio::time::timeout(ingest.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("the body could not be read: {e}")}),
+        )),
+        Err(_) => {
+            let why = format!(
+                "the body did not arrive within {} s (ingest.body_timeout_s)",
+                ingest.body_timeout.as_secs()
+            );
+            Err(answer(StatusCode::REQUEST_TIMEOUT, json!({"error": why})))
+        }
+    }
+}
+
+/// What a body may hold.
+#[derive(Debug, Clone, Copy)]
+struct RowLimits {
+    max_rows: usize,
+    max_row_bytes: usize,
+}
+
+/// Why a body is refused whole.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyError {
+    /// Named at the first bad row or line.
+    Malformed(String),
+    TooManyRows,
+}
+
+impl From<String> for BodyError {
+    fn from(message: String) -> Self {
+        BodyError::Malformed(message)
+    }
+}
+
+/// A JSON array's elements, refused past `max` without reading further.
+struct BoundedArray {
+    max: usize,
+}
+
+/// The message a [`BoundedArray`] fails with, told apart from JSON errors.
+const TOO_MANY_ROWS: &str = "velonotify: too many rows";
+
+impl<'de> DeserializeSeed<'de> for BoundedArray {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedArray {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut rows = Vec::new();
+        while let Some(row) = seq.next_element::<&'de RawValue>()? {
+            if rows.len() == self.max {
+                return Err(A::Error::custom(TOO_MANY_ROWS));
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// The rows of `text` as raw JSON values, and whether it was an array.
+fn split_rows(text: &str, max_rows: usize) -> Result<(Vec<&RawValue>, bool), BodyError> {
+    if text.trim_start().starts_with('[') {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let rows = BoundedArray { max: max_rows }
+            .deserialize(&mut deserializer)
+            .and_then(|rows| deserializer.end().map(|()| rows))
+            .map_err(|e| match e.to_string().starts_with(TOO_MANY_ROWS) {
+                true => BodyError::TooManyRows,
+                false => BodyError::Malformed(format!("malformed JSON array: {e}")),
+            })?;
+        return Ok((rows, true));
+    }
+    let mut rows = Vec::new();
+    for row in serde_json::Deserializer::from_str(text).into_iter::<&RawValue>() {
+        let row = row.map_err(|e| format!("line {}: malformed JSON: {e}", e.line()))?;
+        if rows.len() == max_rows {
+            return Err(BodyError::TooManyRows);
+        }
+        rows.push(row);
+    }
+    Ok((rows, false))
+}
+
 /// The rows of a body: a JSON array of objects, or JSON values one after
 /// the other (JSON lines, or one object over many lines). The first problem
 /// refuses the whole body, naming the row or line.
-fn parse(body: &[u8], org: &str, queue: Option<&str>, max_row_bytes: usize) -> Result<Vec<IncomingEvent>, String> {
+fn parse(body: &[u8], org: &str, queue: Option<&str>, limits: RowLimits) -> Result<Vec<IncomingEvent>, BodyError> {
+    let max_row_bytes = limits.max_row_bytes;
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 text: {e}"))?;
-    let (rows, array) = if text.trim_start().starts_with('[') {
-        let rows: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| format!("malformed JSON array: {e}"))?;
-        (rows, true)
-    } else {
-        let rows = serde_json::Deserializer::from_str(text)
-            .into_iter::<&RawValue>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("line {}: malformed JSON: {e}", e.line()))?;
-        (rows, false)
-    };
+    let (rows, array) = split_rows(text, limits.max_rows)?;
     let mut events = Vec::with_capacity(rows.len());
     for (index, raw) in rows.into_iter().enumerate() {
         let row = raw.get();
@@ -194,11 +374,11 @@ fn parse(body: &[u8], org: &str, queue: Option<&str>, max_row_bytes: usize) -> R
             }
         };
         if row.len() > max_row_bytes {
-            return Err(format!(
+            return Err(BodyError::Malformed(format!(
                 "{}: a row of {} bytes (at most {max_row_bytes})",
                 at(),
                 row.len()
-            ));
+            )));
         }
         let envelope = read_envelope(row, queue).map_err(|e| format!("{}: {e}", at()))?;
         if envelope.is_own_alert() {
@@ -233,13 +413,34 @@ fn line_of(text: &str, part: &str) -> usize {
 mod tests {
     use super::*;
 
+    fn limits(max_row_bytes: usize) -> RowLimits {
+        RowLimits {
+            max_rows: 100,
+            max_row_bytes,
+        }
+    }
+
+    /// The message of a body refused as malformed.
+    fn malformed(parsed: Result<Vec<IncomingEvent>, BodyError>) -> String {
+        match parsed.unwrap_err() {
+            BodyError::Malformed(message) => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn arrays_objects_and_lines_are_rows() {
-        let lines = parse(b"{\"_Source\":\"Q\",\"a\":1}\n\n{\"a\":2}\n", "root", Some("D"), 1000).unwrap();
+        let lines = parse(
+            b"{\"_Source\":\"Q\",\"a\":1}\n\n{\"a\":2}\n",
+            "root",
+            Some("D"),
+            limits(1000),
+        )
+        .unwrap();
         assert_eq!(lines.iter().map(|e| e.queue.as_str()).collect::<Vec<_>>(), ["Q", "D"]);
-        let array = parse(b" [{\"a\":1},{\"a\":2}]", "root", Some("D"), 1000).unwrap();
+        let array = parse(b" [{\"a\":1},{\"a\":2}]", "root", Some("D"), limits(1000)).unwrap();
         assert_eq!(array.len(), 2);
-        assert_eq!(parse(b"{\"a\":1}", "root", Some("D"), 1000).unwrap().len(), 1);
+        assert_eq!(parse(b"{\"a\":1}", "root", Some("D"), limits(1000)).unwrap().len(), 1);
     }
 
     /// What Velociraptor's `serialize(item=..., format="json")` writes:
@@ -247,14 +448,14 @@ mod tests {
     #[test]
     fn an_indented_object_or_array_is_accepted_whole() {
         let object = b"{\n  \"name\": \"Honey\",\n  \"event_data\": {\n    \"File\": \"/etc/shadow\"\n  },\n  \"_ts\": 1767000000\n}";
-        let rows = parse(object, "root", Some("Server.Internal.Alerts"), 1000).unwrap();
+        let rows = parse(object, "root", Some("Server.Internal.Alerts"), limits(1000)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].ts_us, Some(1_767_000_000_000_000));
         let value: Value = serde_json::from_str(&rows[0].row).unwrap();
         assert_eq!(value["event_data"]["File"], "/etc/shadow");
         let array = b"[\n  {\n    \"name\": \"Honey\",\n    \"_ts\": 1767000000\n  }\n]";
         assert_eq!(
-            parse(array, "root", Some("Server.Internal.Alerts"), 1000)
+            parse(array, "root", Some("Server.Internal.Alerts"), limits(1000))
                 .unwrap()
                 .len(),
             1
@@ -268,29 +469,54 @@ mod tests {
     fn alerts_velonotify_pushed_itself_are_not_handled_again() {
         let body =
             b"[{\"name\": \"a\", \"velonotify_module\": null},\n {\"name\": \"b\", \"velonotify_module\": \"detect\"}]";
-        let rows = parse(body, "root", Some("Server.Internal.Alerts"), 1000).unwrap();
+        let rows = parse(body, "root", Some("Server.Internal.Alerts"), limits(1000)).unwrap();
         assert_eq!(rows.len(), 1);
         assert!(rows[0].row.contains("\"a\""));
-        let elsewhere = parse(body, "root", Some("Custom.Queue"), 1000).unwrap();
+        let elsewhere = parse(body, "root", Some("Custom.Queue"), limits(1000)).unwrap();
         assert_eq!(elsewhere.len(), 2, "the mark means something only on the alert queue");
     }
 
     #[test]
     fn the_first_bad_row_refuses_the_body_and_is_named() {
-        let err = parse(b"{\"a\":1}\n{\"a\":}\n{\"a\":3}\n", "root", Some("D"), 1000).unwrap_err();
+        let err = malformed(parse(
+            b"{\"a\":1}\n{\"a\":}\n{\"a\":3}\n",
+            "root",
+            Some("D"),
+            limits(1000),
+        ));
         assert!(err.starts_with("line 2: malformed JSON"), "{err}");
-        let err = parse(b"[{\"a\":1}, 7]", "root", Some("D"), 1000).unwrap_err();
+        let err = malformed(parse(b"[{\"a\":1}, 7]", "root", Some("D"), limits(1000)));
         assert!(err.starts_with("row 2: expected a JSON object"), "{err}");
-        let err = parse(b"{\"a\":1}\n\n{\"b\":2}\n", "root", None, 1000).unwrap_err();
+        let err = malformed(parse(b"{\"a\":1}\n\n{\"b\":2}\n", "root", None, limits(1000)));
         assert!(err.starts_with("line 1: row has no _Source"), "{err}");
-        let err = parse(
+        let err = malformed(parse(
             b"{\"_Source\":\"Q\"}\n{\"_Source\":\"Q\",\"x\":\"long\"}",
             "root",
             None,
-            20,
-        )
-        .unwrap_err();
+            limits(20),
+        ));
         assert!(err.starts_with("line 2: a row of"), "{err}");
+    }
+
+    /// A body of countless tiny rows is refused at the first row past the
+    /// limit, before any of them is made an event.
+    #[test]
+    fn a_body_past_max_rows_is_refused_without_reading_on() {
+        let lines = "{}\n".repeat(101);
+        assert_eq!(
+            parse(lines.as_bytes(), "root", Some("D"), limits(10)).unwrap_err(),
+            BodyError::TooManyRows
+        );
+        let array = format!("[{}{{}}]", "{},".repeat(100));
+        assert_eq!(
+            parse(array.as_bytes(), "root", Some("D"), limits(10)).unwrap_err(),
+            BodyError::TooManyRows
+        );
+        let hundred = format!("[{}{{}}]", "{},".repeat(99));
+        assert_eq!(
+            parse(hundred.as_bytes(), "root", Some("D"), limits(10)).unwrap().len(),
+            100
+        );
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! Hostile clients of the HTTP ingest endpoint (issue 16): strangers who
+//! send large bodies without a token, hold connections open or trickle
+//! bytes, and an authorized sender whose body would swell in memory. The
+//! process's peak memory (VmHWM) is measured, not guessed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use velonotify_test_support::peers::free_port;
+use velonotify_test_support::scratch;
+use velonotify_test_support::service::{Running, peak_rss_kib, post_events};
+
+use super::{EXE, write_config};
+
+const TOKEN: &str = "ingest-token-0123456789";
+
+/// A service with the ingest endpoint on `port` and `limits` added to its
+/// `[ingest]` section, and one module watching `Custom.Ingest`.
+fn ingest_service(dir: &std::path::Path, port: u16, limits: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[host]\nstate = \"state.db\"\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{limits}\n\
+             [[module]]\nname = \"detect\"\npath = \"detect.wasm\"\n[module.params]\nQueue = \"Custom.Ingest\"\n\
+             Condition = \"Column,Regex\\nName,^never$\\n\"\nAlertName = \"{{Name}}\"\n"
+        ),
+    )
+}
+
+fn started(config: &std::path::Path) -> Running {
+    let mut run = Running::start(EXE, config);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    run
+}
+
+/// Sends a POST's headers (no body yet) and returns the connection.
+fn post_headers(port: u16, token: Option<&str>, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST /v1/events?queue=Custom.Ingest HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {length}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+/// The status of the answer on `stream`, read within `within` (0: the
+/// connection ended without one; None: nothing came in time).
+fn status_within(stream: &mut TcpStream, within: Duration) -> Option<u16> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    Some(text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// Whether the server closed `stream` within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Forty strangers posting 15 MB each: answered 401 from their headers,
+/// their bodies never held; the process's peak memory barely moves.
+#[test]
+fn bodies_without_a_token_are_refused_unread_and_cost_no_memory() {
+    let dir = scratch();
+    let port = free_port();
+    let run = started(&ingest_service(dir.path(), port, ""));
+    let before = peak_rss_kib(run.child.id());
+    let body = vec![b'x'; 15_000_000];
+    let strangers: Vec<_> = (0..40)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut stream = post_headers(port, None, body.len());
+                let status = status_within(&mut stream, Duration::from_secs(10));
+                // Sent anyway, as an attacker would.
+                let _ = stream.write_all(&body);
+                status
+            })
+        })
+        .collect();
+    for stranger in strangers {
+        assert_eq!(stranger.join().unwrap(), Some(401), "answered from the headers alone");
+    }
+    let grown_mib = peak_rss_kib(run.child.id()).saturating_sub(before) / 1024;
+    eprintln!("40 unauthenticated 15 MB posts: peak memory grew {grown_mib} MiB");
+    assert!(grown_mib < 40, "peak memory grew {grown_mib} MiB");
+    // A body over the limit without a token is a 401 too, not a 413.
+    let mut stream = post_headers(port, None, 100_000_000);
+    assert_eq!(status_within(&mut stream, Duration::from_secs(10)), Some(401));
+}
+
+/// An authorized 16 MB body of `{}` lines (5.6 million rows) is refused at
+/// the row past `max_rows`, before its rows become events.
+#[test]
+fn a_body_of_countless_tiny_rows_is_refused_with_memory_bounded() {
+    let dir = scratch();
+    let port = free_port();
+    let run = started(&ingest_service(dir.path(), port, ""));
+    let before = peak_rss_kib(run.child.id());
+    let lines = "{}\n".repeat(16_000_000 / 3);
+    let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", lines.as_bytes());
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("more than 10000 rows in one body"), "{answer}");
+    let array = format!("[{}{{}}]", "{},".repeat(16_000_000 / 3 - 1));
+    assert_eq!(
+        post_events(port, Some(TOKEN), "queue=Custom.Ingest", array.as_bytes()).0,
+        413
+    );
+    let grown_mib = peak_rss_kib(run.child.id()).saturating_sub(before) / 1024;
+    eprintln!("two authorized 16 MB bodies of tiny rows: peak memory grew {grown_mib} MiB");
+    assert!(grown_mib < 100, "peak memory grew {grown_mib} MiB");
+}
+
+/// Clients that hold connections: headers or a body sent a byte at a time
+/// are cut after their timeout; past `max_connections` a connection is
+/// closed on arrival; then a sender gets through again.
+#[test]
+fn slow_and_surplus_connections_are_cut() {
+    let dir = scratch();
+    let port = free_port();
+    let limits = "max_connections = 4\nheader_timeout_s = 1\nbody_timeout_s = 1\n";
+    let _run = started(&ingest_service(dir.path(), port, limits));
+
+    // Headers a byte at a time.
+    let mut trickle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let started = Instant::now();
+    for byte in b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: yes" {
+        if trickle.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    assert!(
+        closed_within(&mut trickle, Duration::from_secs(2)),
+        "headers trickled: still open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A body that never comes.
+    let mut stalled = post_headers(port, Some(TOKEN), 100);
+    stalled.write_all(b"{\"Name\":").unwrap();
+    assert_eq!(status_within(&mut stalled, Duration::from_secs(5)), Some(408));
+
+    // Four idle connections fill the room: a fifth is closed at once.
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut surplus = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let arrived = Instant::now();
+    assert!(
+        closed_within(&mut surplus, Duration::from_millis(900)),
+        "a fifth connection was kept"
+    );
+    assert!(arrived.elapsed() < Duration::from_millis(900));
+    std::thread::sleep(Duration::from_millis(1500)); // the idle ones time out
+    drop(idle);
+    let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"a\"}\n");
+    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
+}
