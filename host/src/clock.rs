@@ -10,6 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The last second velonotify takes as a time (9999-12-31T23:59:59Z): a
+/// `_ts` or a `--end` past it is refused, so no time from input can
+/// overflow the microsecond arithmetic.
+pub const LATEST_S: u64 = 253_402_300_799;
+
 /// Where the time comes from.
 #[derive(Debug, Clone)]
 pub enum Clock {

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use velonotify_test_support::peers::free_port;
-use velonotify_test_support::scratch;
 use velonotify_test_support::service::{Running, peak_rss_kib, post_events};
+use velonotify_test_support::{scratch, stderr};
 
-use super::{EXE, write_config};
+use super::{EXE, velonotify, write_config};
 
 const TOKEN: &str = "ingest-token-0123456789";
 
@@ -196,4 +196,87 @@ fn slow_and_surplus_connections_are_cut() {
     drop(idle);
     let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"a\"}\n");
     assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
+}
+
+/// Numbers from input that would overflow the host's time arithmetic are
+/// refused where they come in, naming what is wrong; the rest goes on.
+#[test]
+fn times_and_numbers_past_what_the_host_can_count_are_refused_by_name() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        "[[module]]\nname = \"soc-mail\"\npath = \"alerts.wasm\"\n[module.params]\n\
+         Recipients = \"Address\\nsoc@example.org\\n\"\n",
+    );
+    let events = dir.path().join("events.jsonl");
+    let row = |ts: &str, name: &str| {
+        format!(
+            "{{\"_Source\":\"Server.Internal.Alerts\",\"_ts\":{ts},\"client_id\":\"C.1\",\"name\":\"{name}\",\
+             \"timestamp\":\"2026-01-01T00:00:00Z\",\"event_data\":{{}}}}\n"
+        )
+    };
+    std::fs::write(
+        &events,
+        row("1767000000", "first") + &row("1e300", "far") + &row("1767000060", "last"),
+    )
+    .unwrap();
+    let (config_arg, events_arg) = (config.display().to_string(), events.display().to_string());
+    let out = dir.path().join("out");
+    let output = velonotify(&[
+        "replay",
+        "-c",
+        &config_arg,
+        "--events",
+        &events_arg,
+        "--out",
+        &out.display().to_string(),
+    ]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("_ts 1e+300 is not epoch seconds (it is after the year 9999)"),
+        "{err}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap();
+    assert_eq!(summary.lines().count(), 2, "the rows around it are handled: {summary}");
+
+    let past_9999 = "99999999999999";
+    let output = velonotify(&[
+        "replay",
+        "-c",
+        &config_arg,
+        "--events",
+        &events_arg,
+        "--out",
+        &out.display().to_string(),
+        "--end",
+        past_9999,
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--end <TS>"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not in 0..=253402300799"),
+        "{}",
+        stderr(&output)
+    );
+    let output = velonotify(&["outbox", "-c", &config_arg, "purge", "--older-than-s", "18446744073710"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not in 0..=253402300799"),
+        "{}",
+        stderr(&output)
+    );
+
+    let huge = write_config(
+        dir.path(),
+        "[[module]]\nname = \"soc-mail\"\npath = \"alerts.wasm\"\n[module.params]\nSendInterval = \"9223372036854775807\"\n",
+    );
+    let output = velonotify(&["check", "-c", &huge.display().to_string()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output)
+            .contains("parameter SendInterval: 9223372036854775807 is out of range (-1000000000 to 1000000000)"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -88,7 +88,7 @@ enum OutboxAction {
         #[arg(long)]
         status: Option<String>,
         /// Only items last updated at least this many seconds ago.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = epoch_seconds())]
         older_than_s: u64,
     },
 }
@@ -125,10 +125,10 @@ struct ReplayArgs {
     #[arg(long, value_name = "QUEUE")]
     queue: Option<String>,
     /// Start of the virtual clock, epoch seconds (default: the first row's `_ts`).
-    #[arg(long, value_name = "TS")]
+    #[arg(long, value_name = "TS", value_parser = epoch_seconds())]
     start: Option<u64>,
     /// End of the virtual clock, epoch seconds (default: the last row's `_ts`).
-    #[arg(long, value_name = "TS")]
+    #[arg(long, value_name = "TS", value_parser = epoch_seconds())]
     end: Option<u64>,
     /// Keep state (alert dedup, cursors, module state) in this database, so
     /// that a later replay carries on from it (default: memory, forgotten).
@@ -137,6 +137,12 @@ struct ReplayArgs {
 }
 
 /// Runs the command line; errors are printed with their causes.
+/// A number of seconds that is a time (or an age) velonotify can count in
+/// microseconds: up to the year 9999.
+fn epoch_seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=crate::clock::LATEST_S)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();

@@ -269,6 +269,9 @@ impl Pipeline {
     /// catch-up ticks, and the skip is reported: modules keep cursors in
     /// the host's state, so one tick reads everything since the last one.
     pub fn advance_to(&mut self, now_us: u64, out: &mut dyn Outbox) {
+        // Times past the year 9999 are refused at the sources; this keeps
+        // the tick arithmetic clear of overflow whatever comes.
+        let now_us = now_us.min(crate::clock::LATEST_S * 1_000_000);
         if now_us < self.now_us {
             return;
         }

@@ -3,6 +3,7 @@ use std::io::BufRead;
 use serde_json::Value;
 
 use super::IncomingEvent;
+use crate::clock::LATEST_S;
 
 /// A line that is not an event. The source reports it and goes on with
 /// the next line.
@@ -146,8 +147,13 @@ pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<RowEnvel
     };
     let ts_us = match &envelope.ts {
         None | Some(Value::Null) => None,
-        // `as` saturates: a time past the year 586,000 is the last one.
-        Some(Value::Number(n)) => n.as_f64().filter(|f| *f >= 0.0).map(|f| (f * 1e6).round() as u64),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f > LATEST_S as f64 => {
+                return Err(format!("_ts {n} is not epoch seconds (it is after the year 9999)"));
+            }
+            Some(f) if f >= 0.0 => Some((f * 1e6).round() as u64),
+            _ => None,
+        },
         Some(other) => return Err(format!("_ts should be epoch seconds, got {other}")),
     };
     let pushed_by = envelope

@@ -173,6 +173,9 @@ const SEEN_WINDOW_S: u64 = 600;
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
 
+/// How far ahead of the server's clock a row may be dated (seconds).
+const FUTURE_TOLERANCE_S: u64 = 300;
+
 /// How often, at most, where the stream was last alive is kept (seconds).
 const KEEP_ALIVE_EVERY_S: u64 = 60;
 
@@ -729,7 +732,7 @@ impl OrgStream {
         if queue == vql::HEARTBEAT_SOURCE || own_alert {
             return false;
         }
-        let ts_s = row_seconds(&row);
+        let ts_s = self.plausible_second(row_seconds(&row), &queue);
         // Rows read back carry `_ts` in milliseconds and may lack `_Source`.
         row.insert("_Source".into(), Value::String(queue.clone()));
         row.insert("_ts".into(), Value::from(ts_s));
@@ -763,6 +766,20 @@ impl OrgStream {
             ts_us: Some(ts_s.saturating_mul(1_000_000)),
         });
         true
+    }
+
+    /// A row's second, as far as positions go: a row dated further ahead
+    /// of the server's clock than [`FUTURE_TOLERANCE_S`] (a client's or a
+    /// detection's own `_ts`) would move its queue's position past rows
+    /// still to come, so it counts as written now, and is said.
+    fn plausible_second(&self, ts_s: u64, queue: &str) -> u64 {
+        let latest = self.server_now_s().saturating_add(FUTURE_TOLERANCE_S);
+        if ts_s <= latest {
+            return ts_s;
+        }
+        tracing::warn!(org = %self.sub.org_id, %queue, ts_s,
+            "a row dated {} s ahead of the server's clock counts as written now", ts_s - self.server_now_s());
+        self.server_now_s()
     }
 
     /// Hands the rows of one message or page to the pipeline with the
@@ -813,7 +830,7 @@ fn queue_types(rows: &[Value]) -> HashMap<String, String> {
 fn row_seconds(row: &Map<String, Value>) -> u64 {
     let ts = row.get("_ts").and_then(Value::as_f64).unwrap_or(0.0);
     let seconds = if ts > 1e11 { ts / 1000.0 } else { ts };
-    seconds.max(0.0) as u64
+    (seconds.max(0.0) as u64).min(crate::clock::LATEST_S)
 }
 
 /// The same row read live or read back gives the same fingerprint: the

@@ -40,7 +40,14 @@ pub struct ParamSpec {
     pub description: &'static str,
     /// The allowed values of `Choices` and `Multichoice` parameters.
     pub choices: &'static [&'static str],
+    /// The smallest and largest value of an `Int` parameter.
+    pub range: (i64, i64),
 }
+
+/// The range of an `Int` parameter that declares none: a billion either
+/// way (31 years in seconds), so that no value from a configuration can
+/// overflow the arithmetic it feeds.
+pub const DEFAULT_INT_RANGE: (i64, i64) = (-1_000_000_000, 1_000_000_000);
 
 impl ParamSpec {
     pub const fn new(name: &'static str, kind: ParamKind, default: &'static str, description: &'static str) -> Self {
@@ -50,7 +57,13 @@ impl ParamSpec {
             default,
             description,
             choices: &[],
+            range: DEFAULT_INT_RANGE,
         }
+    }
+
+    pub const fn with_range(mut self, min: i64, max: i64) -> Self {
+        self.range = (min, max);
+        self
     }
 
     pub const fn with_choices(mut self, choices: &'static [&'static str]) -> Self {
@@ -186,7 +199,7 @@ fn unknown_param(specs: &[ParamSpec], name: &str) -> ParamError {
 fn parse_value(spec: &ParamSpec, text: &str) -> Result<ParamValue, String> {
     Ok(match spec.kind {
         ParamKind::Bool => ParamValue::Bool(parse_bool(text)?),
-        ParamKind::Int => ParamValue::Int(parse_int(text)?),
+        ParamKind::Int => ParamValue::Int(parse_int(text, spec.range)?),
         ParamKind::String => ParamValue::Text(text.to_string()),
         ParamKind::Regex => ParamValue::Regex(VqlRegex::new(text).map_err(|e| e.to_string())?),
         ParamKind::Csv => ParamValue::Table(parse_csv_table(text)?),
@@ -220,14 +233,20 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_int(text: &str) -> Result<i64, String> {
+fn parse_int(text: &str, (min, max): (i64, i64)) -> Result<i64, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Ok(0);
     }
-    trimmed
-        .parse::<i64>()
-        .map_err(|_| format!("expected an integer, got {text:?}"))
+    let out_of_range = || format!("{trimmed} is out of range ({min} to {max})");
+    let value = trimmed.parse::<i64>().map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => out_of_range(),
+        _ => format!("expected an integer, got {text:?}"),
+    })?;
+    if !(min..=max).contains(&value) {
+        return Err(out_of_range());
+    }
+    Ok(value)
 }
 
 fn parse_json_array(text: &str) -> Result<Vec<Value>, String> {
@@ -317,6 +336,23 @@ mod tests {
             assert_eq!(err.param, name);
             assert!(err.message.contains(want), "{name}={text:?}: {err}");
         }
+    }
+
+    /// A value that would overflow the arithmetic it feeds is refused,
+    /// naming the parameter and the range, whether i64 holds it or not.
+    #[test]
+    fn out_of_range_ints_are_refused_with_the_range() {
+        for text in ["9223372036854775807", "99999999999999999999", "-1000000001"] {
+            let err = Params::parse(SPECS, &given(&[("SendInterval", text)])).unwrap_err();
+            assert_eq!(err.param, "SendInterval");
+            assert!(
+                err.message.ends_with("is out of range (-1000000000 to 1000000000)"),
+                "{text}: {err}"
+            );
+        }
+        let narrow = [ParamSpec::new("Period", ParamKind::Int, "60", "").with_range(1, 86_400)];
+        let err = Params::parse(&narrow, &given(&[("Period", "0")])).unwrap_err();
+        assert_eq!(err.to_string(), "parameter Period: 0 is out of range (1 to 86400)");
     }
 
     #[test]
