@@ -221,37 +221,23 @@ fn times_and_numbers_past_what_the_host_can_count_are_refused_by_name() {
     )
     .unwrap();
     let (config_arg, events_arg) = (config.display().to_string(), events.display().to_string());
-    let out = dir.path().join("out");
-    let output = velonotify(&[
-        "replay",
-        "-c",
-        &config_arg,
-        "--events",
-        &events_arg,
-        "--out",
-        &out.display().to_string(),
-    ]);
+    let out = dir.path().join("out").display().to_string();
+    let replay = |more: &[&str]| {
+        let mut args = vec!["replay", "-c", &config_arg, "--events", &events_arg, "--out", &out];
+        args.extend(more);
+        velonotify(&args)
+    };
+    let output = replay(&[]);
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
     assert!(
         err.contains("_ts 1e+300 is not epoch seconds (it is after the year 9999)"),
         "{err}"
     );
-    let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap();
+    let summary = std::fs::read_to_string(dir.path().join("out/summary.jsonl")).unwrap();
     assert_eq!(summary.lines().count(), 2, "the rows around it are handled: {summary}");
 
-    let past_9999 = "99999999999999";
-    let output = velonotify(&[
-        "replay",
-        "-c",
-        &config_arg,
-        "--events",
-        &events_arg,
-        "--out",
-        &out.display().to_string(),
-        "--end",
-        past_9999,
-    ]);
+    let output = replay(&["--end", "99999999999999"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--end <TS>"), "{}", stderr(&output));
     assert!(
