@@ -302,6 +302,23 @@ fn a_permanent_rejection_is_dead_lettered_at_once_with_the_servers_reply() {
     assert!(dead.contains("  1  "), "one attempt:\n{dead}");
 }
 
+/// Credentials configured for a server that offers no AUTH (as servers do
+/// on a connection without TLS): nothing will change until the settings
+/// do, so the e-mail is dead-lettered at once, saying why.
+#[test]
+fn credentials_a_server_cannot_take_are_a_settings_problem_not_retried() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let output = run(&config, &alerts(1, "noauth"));
+    let err = stderr(&output);
+    assert!(err.contains("cannot be used with these settings"), "{err}");
+    assert!(err.contains("No compatible authentication mechanism"), "{err}");
+    assert!(!err.contains("retrying in"), "not retried:\n{err}");
+    assert!(peer.received().is_empty());
+}
+
 #[test]
 fn an_smtp_server_whose_certificate_does_not_verify_is_a_tls_failure_not_retried() {
     let dir = scratch();

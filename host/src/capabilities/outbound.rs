@@ -75,6 +75,16 @@ impl OutboundPolicy {
         Ok(())
     }
 
+    /// Whether a webhook to `url` may reach a loopback, link-local or
+    /// private address: only when its host is named as such (not through
+    /// a `*.domain` entry) in `allowed_hosts` or, unset, in the module's
+    /// parameters. Delivery refuses other private destinations whatever
+    /// the name resolves to.
+    pub fn names_host_of(&self, url: &str) -> bool {
+        let host = url_host(url);
+        !host.is_empty() && self.allowed_hosts.iter().any(|a| a.trim().eq_ignore_ascii_case(&host))
+    }
+
     /// Whether `action` may leave.
     pub fn check(&self, action: &Action) -> Result<(), String> {
         validate(action, self.max_email_bytes, &self.allowed_hosts)?;
@@ -130,6 +140,11 @@ fn validate(action: &Action, max_email_bytes: u64, allowed_hosts: &[String]) -> 
             }
             if hook.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err("the webhook URL contains spaces or control characters".into());
+            }
+            // Parsed as delivery will parse it, so the host checked is the
+            // host posted to.
+            if let Err(e) = hook.url.parse::<http::Uri>() {
+                return Err(format!("webhook URL {:?} cannot be parsed: {e}", hook.url));
             }
             let host = url_host(&hook.url);
             if !host_allowed(&host, allowed_hosts) {
@@ -201,20 +216,17 @@ fn validate(action: &Action, max_email_bytes: u64, allowed_hosts: &[String]) -> 
     Ok(())
 }
 
-/// The host of a URL, lower-case, without user info or port.
+/// The host of a URL, lower-case, without user info, port or IPv6
+/// brackets, as the HTTP client reads it (`http::Uri`); empty if it does
+/// not parse.
 fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
-        host_port
-            .split_once(']')
-            .map_or(host_port, |(h, _)| h)
-            .trim_start_matches('[')
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    host.to_ascii_lowercase()
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| {
+            uri.host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+        })
+        .unwrap_or_default()
 }
 
 /// The hosts of the http(s) URLs found in `texts` (a module's parameter
@@ -256,6 +268,20 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a host named as such may resolve to a private address; one
+    /// that matched a `*.domain` entry may not.
+    #[test]
+    fn a_host_is_named_only_by_an_entry_of_its_own() {
+        let policy = OutboundPolicy {
+            allowed_hosts: vec!["hooks.internal.corp".into(), "*.slack.com".into()],
+            ..OutboundPolicy::default()
+        };
+        assert!(policy.names_host_of("https://HOOKS.internal.corp:8443/x"));
+        assert!(!policy.names_host_of("https://hooks.slack.com/services/T/B/X"));
+        assert!(!policy.names_host_of("https://user@hooks.internal.corp.evil.org/"));
+        assert!(!policy.names_host_of("not a url"));
+    }
 
     #[test]
     fn webhook_hosts_are_checked_against_the_allowed_list() {

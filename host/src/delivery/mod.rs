@@ -274,7 +274,9 @@ impl Deliverer {
                 self.smtp
                     .send(email.secret.as_deref(), from, &email.recipients, &item.body)
             }
-            Payload::Webhook(hook) => self.webhooks.post(&hook.url, &hook.headers, &item.body),
+            Payload::Webhook(hook) => self
+                .webhooks
+                .post(&hook.url, &hook.headers, &item.body, hook.may_reach_private),
             payload @ (Payload::UserMessage(_) | Payload::Label(_) | Payload::Alert(_)) => match &self.api {
                 Some(api) => api.execute(&item.module, payload),
                 None => Attempt::Transient("waiting for the Velociraptor API to be configured".into()),

@@ -96,6 +96,14 @@ impl SmtpSenders {
         } else if error.is_permanent() {
             // 5xx: the server will say the same next time.
             Attempt::Permanent(format!("SMTP server {} refused it: {error}", server()))
+        } else if error.is_client() {
+            // The server and the settings do not fit (AUTH configured but
+            // not offered without TLS, STARTTLS required but not offered):
+            // nothing changes until the settings do.
+            Attempt::Permanent(format!(
+                "SMTP server {} cannot be used with these settings: {error}",
+                server()
+            ))
         } else {
             Attempt::Transient(format!("SMTP server {}: {}", server(), chain(&error)))
         }

@@ -477,6 +477,7 @@ impl Pipeline {
                 event: event_id,
                 action,
                 now_us: self.now_us,
+                may_reach_private: matches!(action, Action::Webhook(hook) if policy.names_host_of(&hook.url)),
             });
         }
     }

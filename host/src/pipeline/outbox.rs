@@ -101,6 +101,9 @@ pub struct Delivery<'a> {
     pub action: &'a Action,
     /// The pipeline's time when the action was taken.
     pub now_us: u64,
+    /// A webhook's host is named in the module's allowed hosts: it may
+    /// resolve to a private address.
+    pub may_reach_private: bool,
 }
 
 /// Takes actions and reports, and makes them durable with the input's
@@ -251,6 +254,7 @@ impl StoreOutbox {
                 Payload::Webhook(WebhookPayload {
                     url: w.url.clone(),
                     headers: w.headers.clone(),
+                    may_reach_private: delivery.may_reach_private,
                 }),
                 w.body.clone(),
             ),

@@ -180,7 +180,10 @@ fn authorized(headers: &HeaderMap, token_digest: &[u8; 32]) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-blind (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
     digest.iter().zip(token_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
@@ -535,5 +538,9 @@ mod tests {
         assert!(!authorized(&headers, &digest));
         headers.insert("authorization", "Bearer 0123456789abcdef".parse().unwrap());
         assert!(authorized(&headers, &digest));
+        headers.insert("authorization", "bearer 0123456789abcdef".parse().unwrap());
+        assert!(authorized(&headers, &digest), "the scheme is case-blind");
+        headers.insert("authorization", "Basic 0123456789abcdef".parse().unwrap());
+        assert!(!authorized(&headers, &digest));
     }
 }

@@ -173,6 +173,7 @@ mod tests {
             payload: Payload::Webhook(WebhookPayload {
                 url: "http://hook.example.org/".into(),
                 headers: Vec::new(),
+                may_reach_private: false,
             }),
             body: b"{}".to_vec(),
             follows: Vec::new(),

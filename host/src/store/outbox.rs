@@ -138,6 +138,15 @@ pub struct EmailPayload {
 pub struct WebhookPayload {
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// Its host is named in the module's allowed hosts, so it may resolve
+    /// to a private address. Items of earlier releases passed their
+    /// checks: true.
+    #[serde(default = "named_before")]
+    pub may_reach_private: bool,
+}
+
+fn named_before() -> bool {
+    true
 }
 
 /// A message for a GUI user's notification panel.

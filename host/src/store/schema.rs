@@ -325,6 +325,7 @@ impl LegacyItem {
                     Payload::Webhook(WebhookPayload {
                         url: text(&v, "url")?,
                         headers,
+                        may_reach_private: true,
                     }),
                     body,
                 )
