@@ -59,8 +59,9 @@ pub struct Committed {
     pub status: Status,
 }
 
-/// The global mail period's key in the throttle table.
-const GLOBAL: &str = "*";
+/// The global mail period's key in the throttle table: a `host:` name,
+/// which no module may take (a module named `*` once shared it).
+const GLOBAL: &str = "host:mail-period";
 
 impl Store {
     /// Stores `changes` in one transaction; items get `now_us` as their
@@ -263,5 +264,29 @@ mod tests {
             let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
             assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
         }
+    }
+
+    /// A module named `*` has a window of its own: its e-mails neither
+    /// start nor are held by the host-wide mail period.
+    #[test]
+    fn a_module_named_like_a_wildcard_does_not_share_the_hosts_mail_period() {
+        let store = Store::in_memory();
+        let throttle = Throttle {
+            modes: HashMap::new(),
+            mail_period_s: 0,
+        };
+        let commit = |module: &str, send_interval_s, now_us| {
+            let items = [email(module, "soc@example.org", "x", send_interval_s)];
+            let changes = Changes {
+                state: &[],
+                items: &items,
+                retries: &[],
+            };
+            store.commit(&changes, now_us, now_us + 100 * S, &throttle).unwrap()[0].status
+        };
+        assert_eq!(commit("alerts", -1, 10 * S), Status::Pending);
+        // The host's last send is now; a module named "*" with a window
+        // must not find it as its own.
+        assert_eq!(commit("*", 300, 11 * S), Status::Pending);
     }
 }

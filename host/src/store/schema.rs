@@ -13,7 +13,7 @@
 //! | 0       | an empty file, or a database of the first releases (no version)  |
 //! | 1       | the first releases' tables: `state`, `outbox`, `throttle`        |
 //! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
-//! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup) |
+//! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -215,9 +215,10 @@ fn typed_outbox(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Two tables, nothing converted: which outbox items wait for which
-/// (a label change for the announcement before it), and the events to hand
-/// a module again because a lookup failed.
+/// Two tables: which outbox items wait for which (a label change for the
+/// announcement before it), and the events to hand a module again because
+/// a lookup failed; and the host-wide mail period's throttle key moved to
+/// a `host:` name.
 fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE TABLE outbox_follows (
@@ -239,7 +240,9 @@ fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
             last_error      TEXT NOT NULL,
             PRIMARY KEY (module, event_id)
         );
-        CREATE INDEX event_retries_due ON event_retries (next_attempt_us);",
+        CREATE INDEX event_retries_due ON event_retries (next_attempt_us);
+        DELETE FROM throttle WHERE key = 'host:mail-period';
+        UPDATE throttle SET key = 'host:mail-period' WHERE key = '*';",
     )
 }
 
