@@ -313,11 +313,32 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
         );
         for param in &info.params {
             let set = spec.params.iter().rev().find(|(n, _)| *n == param.name).map(|(_, v)| v);
-            let shown = set.map_or_else(|| format!("(default) {}", one_line(&param.default)), |v| one_line(v));
+            let shown = set.map_or_else(
+                || format!("(default) {}", one_line(&param.default)),
+                |v| one_line(&without_url_secrets(v)),
+            );
             println!("  {:<24} {:<11} {shown}", param.name, kind_name(param.kind));
         }
     }
     Ok(())
+}
+
+/// `text` with each http(s) URL in it shown without its path and query,
+/// where webhook secrets are kept.
+fn without_url_secrets(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    let next_url = |s: &str| [s.find("http://"), s.find("https://")].into_iter().flatten().min();
+    while let Some(start) = next_url(rest) {
+        shown.push_str(&rest[..start]);
+        let url_len = rest[start..]
+            .find(|c: char| c.is_whitespace() || "\"',<>".contains(c))
+            .unwrap_or(rest.len() - start);
+        shown.push_str(&crate::store::redacted_url(&rest[start..start + url_len]));
+        rest = &rest[start + url_len..];
+    }
+    shown.push_str(rest);
+    shown
 }
 
 fn one_line(text: &str) -> String {
@@ -443,4 +464,21 @@ fn print_item(item: &OutboxItem) {
         one_line(&to),
         one_line(what)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_url_secrets;
+
+    #[test]
+    fn check_shows_urls_in_parameters_without_their_secrets() {
+        assert_eq!(
+            without_url_secrets("Slack: https://hooks.slack.com/services/T0/B0/s3cr3t, then http://h:8080/x?sig=1"),
+            "Slack: https://hooks.slack.com/…, then http://h:8080/…"
+        );
+        assert_eq!(
+            without_url_secrets("Address\nsoc@example.org\n"),
+            "Address\nsoc@example.org\n"
+        );
+    }
 }

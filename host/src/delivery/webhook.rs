@@ -15,6 +15,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::{Attempt, tls_failure};
+use crate::store::redacted_url;
 
 /// What [`PublicOnly`] says when nothing public is left.
 const ONLY_PRIVATE: &str = "resolves only to addresses of a private network";
@@ -47,26 +48,28 @@ impl WebhookSender {
     /// any other status is permanent; so is a TLS failure, a URL that does
     /// not parse and a host that resolves only to private addresses when
     /// `may_reach_private` is false.
+    /// What it says names the URL without its secret ([`redacted_url`]).
     pub fn post(&self, url: &str, headers: &[(String, String)], body: &[u8], may_reach_private: bool) -> Attempt {
         let agent = if may_reach_private { &self.named } else { &self.public };
         let mut request = agent.post(url);
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        let shown = redacted_url(url);
         match request.send(body) {
             Ok(response) => match response.status().as_u16() {
                 200..=299 => Attempt::Delivered,
-                status @ (408 | 429 | 500..=599) => Attempt::Transient(format!("HTTP {status} from {url}")),
-                status => Attempt::Permanent(format!("HTTP {status} from {url}")),
+                status @ (408 | 429 | 500..=599) => Attempt::Transient(format!("HTTP {status} from {shown}")),
+                status => Attempt::Permanent(format!("HTTP {status} from {shown}")),
             },
-            Err(e) => classify(url, &e),
+            Err(e) => classify(&shown, &e),
         }
     }
 }
 
 /// A TLS failure, a bad URL and a private destination are permanent (the
 /// same will happen next time); anything else on the way (refused, reset,
-/// timeout) is transient.
+/// timeout) is transient. `url` is as shown, without its secret.
 fn classify(url: &str, error: &ureq::Error) -> Attempt {
     let text = error.to_string();
     match error {
@@ -80,7 +83,8 @@ fn classify(url: &str, error: &ureq::Error) -> Attempt {
         ureq::Error::Io(io) if io.to_string().contains(ONLY_PRIVATE) => Attempt::Permanent(format!(
             "{url}: refused: {io}; name its host in the module's allowed_hosts to post there"
         )),
-        ureq::Error::BadUri(_) | ureq::Error::Http(_) => Attempt::Permanent(format!("{url}: {text}")),
+        // Their text holds the URL whole.
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => Attempt::Permanent(format!("{url}: the URL does not parse")),
         _ => Attempt::Transient(format!("{url}: {text}")),
     }
 }

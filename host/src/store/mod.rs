@@ -34,7 +34,7 @@ pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_second
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewItem, OutboxItem, PAYLOAD_VERSION, Payload, Status,
-    StatusCounts, Unreadable, UserMessagePayload, WebhookPayload,
+    StatusCounts, Unreadable, UserMessagePayload, WebhookPayload, redacted_url,
 };
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
@@ -130,6 +130,7 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::permanent(&location, format!("creating {}: {e}", dir.display())))?;
         }
+        create_private(path).map_err(|e| StoreError::permanent(&location, format!("creating it: {e}")))?;
         let conn = Connection::open(path).map_err(|e| StoreError::sqlite(&location, &e))?;
         let prepare = |conn: &Connection| -> rusqlite::Result<()> {
             conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -231,6 +232,22 @@ impl Health {
 
 /// A time in microseconds as SQLite stores it (a signed 64-bit integer);
 /// times past year 294,000 are the largest it holds.
+/// Creates the database file readable by its owner alone, if it is not
+/// there: it holds webhook URLs with their secrets and every e-mail. SQLite
+/// gives its WAL and shared-memory files the database's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map(drop),
+    }
+}
+
 fn db_time(us: u64) -> i64 {
     i64::try_from(us).unwrap_or(i64::MAX)
 }
@@ -238,4 +255,31 @@ fn db_time(us: u64) -> i64 {
 /// A time read back from SQLite; negative ones (written by hand) are 0.
 fn from_db_time(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// The database holds webhook secrets and every e-mail: only its owner
+    /// may read it, its write-ahead log included.
+    #[test]
+    fn a_new_database_and_its_log_are_readable_by_their_owner_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let write = StateWrite {
+            owner: Owner::Module("m".into()),
+            key: "k".into(),
+            value: b"v".to_vec(),
+            expires_us: None,
+        };
+        store.state_put(&write, 1).unwrap();
+        for file in ["state.db", "state.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+        }
+    }
 }

@@ -149,6 +149,22 @@ fn named_before() -> bool {
     true
 }
 
+/// A webhook URL as logs and listings show it: scheme, host and port.
+/// The path and query, where services keep the secret that lets anyone
+/// post (Slack's `/services/T/B/secret`, Teams' `sig=`), and any user info
+/// are left out.
+pub fn redacted_url(url: &str) -> String {
+    let uri = url.parse::<http::Uri>().ok();
+    match uri
+        .as_ref()
+        .and_then(|u| Some((u.scheme_str()?, u.host()?, u.port_u16())))
+    {
+        Some((scheme, host, Some(port))) => format!("{scheme}://{host}:{port}/…"),
+        Some((scheme, host, None)) => format!("{scheme}://{host}/…"),
+        None => "(a URL that does not parse)".into(),
+    }
+}
+
 /// A message for a GUI user's notification panel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserMessagePayload {
@@ -222,10 +238,12 @@ impl Payload {
     }
 
     /// Who it goes to: e-mail recipients, a webhook's URL, a user, a client.
+    /// Who it goes to, as logs and listings show it (a webhook's URL
+    /// without its secret: [`redacted_url`]).
     pub fn recipients(&self) -> Vec<String> {
         match self {
             Payload::Email(e) => e.recipients.clone(),
-            Payload::Webhook(w) => vec![w.url.clone()],
+            Payload::Webhook(w) => vec![redacted_url(&w.url)],
             Payload::UserMessage(m) => vec![m.user.clone()],
             Payload::Label(l) => vec![l.client_id.clone()],
             Payload::Alert(_) => Vec::new(),
@@ -719,6 +737,30 @@ pub(super) mod tests {
 
     /// Delivery looks at held e-mails every round: their bodies (megabytes
     /// with attachments) are not read for it.
+    /// The secret part of a webhook URL never reaches a log or a listing.
+    #[test]
+    fn webhook_urls_are_shown_without_their_secret() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/s3cr3t",
+                "https://hooks.slack.com/…",
+            ),
+            (
+                "https://user:s3cr3t@hooks.example.org:8443/x?sig=s3cr3t",
+                "https://hooks.example.org:8443/…",
+            ),
+            ("not a url", "(a URL that does not parse)"),
+        ] {
+            assert_eq!(redacted_url(url), shown);
+            let payload = Payload::Webhook(WebhookPayload {
+                url: url.into(),
+                headers: Vec::new(),
+                may_reach_private: false,
+            });
+            assert!(!payload.recipients().concat().contains("s3cr3t"));
+        }
+    }
+
     #[test]
     fn held_e_mails_are_listed_without_their_bodies() {
         let store = Store::in_memory();

@@ -57,11 +57,26 @@ pub enum ApiConfigError {
 
 impl ApiClientConfig {
     /// Reads and checks the file at `path`.
+    /// The file holds a private key: like ssh, velonotify refuses it when
+    /// others than its owner may read or write it.
     pub fn load(path: &Path) -> Result<Self, ApiConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ApiConfigError::Read {
+        use std::os::unix::fs::PermissionsExt as _;
+        let read_error = |source| ApiConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path).map_err(read_error)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ApiConfigError::Field {
+                path: path.to_path_buf(),
+                field: "client_private_key",
+                message: format!(
+                    "the file is open to others than its owner (mode {mode:04o}): `chmod 600 {}`",
+                    path.display()
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
         Self::parse(&text, path)
     }
 
@@ -203,6 +218,28 @@ mod tests {
         assert!(config.client_private_key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
         assert_eq!(config.server_name(None), "VelociraptorServer");
         assert_eq!(config.server_name(Some("velo.corp")), "velo.corp");
+    }
+
+    /// A key file others may read is refused, with the command that fixes
+    /// it; the same file made private loads.
+    #[test]
+    fn a_key_file_open_to_others_is_refused_with_advice() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.yaml");
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        std::fs::write(&path, yaml(key, "127.0.0.1:8001")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = ApiClientConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!(
+                "client_private_key: the file is open to others than its owner (mode 0644): `chmod 600 {}`",
+                path.display()
+            )),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(ApiClientConfig::load(&path).is_ok());
     }
 
     #[test]

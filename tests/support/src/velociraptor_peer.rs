@@ -131,6 +131,9 @@ impl TestPki {
             block(&key)
         );
         std::fs::write(path, text).unwrap();
+        // As `velociraptor config api_client` leaves it: velonotify refuses
+        // a key others may read.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         path.to_path_buf()
     }
 }
