@@ -29,6 +29,7 @@ pub use self::velociraptor::ApiActions;
 pub use self::webhook::WebhookSender;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
+use crate::pipeline::outbox::one_log_line;
 use crate::store::{EmailPayload, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable};
 
 /// `[delivery]`: how delivery retries, throttles and waits.
@@ -287,7 +288,8 @@ impl Deliverer {
     }
 
     fn decide(&self, item: &OutboxItem, attempt: Attempt) -> Settlement {
-        let what = item.describe();
+        // A server's reply may span lines: logged as one.
+        let what = one_log_line(&item.describe()).into_owned();
         let kind = item.kind().as_str();
         match attempt {
             Attempt::Delivered => {
@@ -297,7 +299,7 @@ impl Deliverer {
             }
             Attempt::Permanent(error) => {
                 self.metrics.dead_lettered(kind);
-                tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {error}");
+                tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {}", one_log_line(&error));
                 Settlement::Dead(error)
             }
             Attempt::Transient(error) => {
@@ -307,12 +309,13 @@ impl Deliverer {
                 if next_attempt_us > item.deadline_us {
                     let error = format!("gave up after {attempts} attempts: {error}");
                     self.metrics.dead_lettered(kind);
-                    tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {error}");
+                    tracing::error!(item = item.id, module = %item.module, "dead-lettered {what}: {}", one_log_line(&error));
                     return Settlement::Dead(error);
                 }
                 self.metrics.retried(kind);
                 let wait = Duration::from_micros(next_attempt_us - now_us);
-                tracing::warn!(item = item.id, module = %item.module, "{what} failed ({error}); retrying in {wait:.1?}");
+                let error_line = one_log_line(&error);
+                tracing::warn!(item = item.id, module = %item.module, "{what} failed ({error_line}); retrying in {wait:.1?}");
                 Settlement::Retry { next_attempt_us, error }
             }
         }

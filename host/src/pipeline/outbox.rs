@@ -77,16 +77,52 @@ impl Report {
         }
     }
 
-    /// Writes the report to the process log.
+    /// Writes the report to the process log, one line: a line break or
+    /// other control character from event data (a FlowId, an artifact
+    /// name) is written escaped, so it cannot forge a log line.
     pub fn trace(&self) {
         let module = self.module.as_deref().unwrap_or("-");
         let event = self.event.as_deref().unwrap_or("-");
+        let message = one_log_line(&self.message);
         match self.level {
-            Level::Debug => tracing::debug!(module, event, "{}", self.message),
-            Level::Info => tracing::info!(module, event, "{}", self.message),
-            Level::Warn => tracing::warn!(module, event, "{}", self.message),
-            Level::Error => tracing::error!(module, event, "{}", self.message),
+            Level::Debug => tracing::debug!(module, event, "{message}"),
+            Level::Info => tracing::info!(module, event, "{message}"),
+            Level::Warn => tracing::warn!(module, event, "{message}"),
+            Level::Error => tracing::error!(module, event, "{message}"),
         }
+    }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`).
+pub fn one_log_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod log_line_tests {
+    use super::*;
+
+    /// A FlowId holding a line break and a fake log line stays on its line.
+    #[test]
+    fn a_line_break_in_event_data_cannot_forge_a_log_line() {
+        let forged = "flow F.1\n2026-11-30T00:00:00Z  INFO all clear\u{1b}[0m";
+        assert_eq!(
+            one_log_line(forged),
+            "flow F.1\\n2026-11-30T00:00:00Z  INFO all clear\\u{1b}[0m"
+        );
+        assert!(matches!(one_log_line("plain"), std::borrow::Cow::Borrowed(_)));
     }
 }
 

@@ -10,7 +10,7 @@ use crate::action::Failure;
 use crate::host::{Host, LogLevel};
 use crate::mime::Attachment;
 use crate::params::{ParamError, Row};
-use crate::render::{FullTable, Html, Section, TableLimits, elide_right};
+use crate::render::{FullTable, Html, Section, TableLimits, csv_cell_safe, elide_right};
 use crate::velociraptor::strings_at;
 use crate::vql::{VqlRegex, render_value, render_value_or_empty};
 
@@ -276,7 +276,7 @@ fn file_stem(entry: &str) -> String {
             '/' if out.ends_with('.') => {}
             '/' => out.push('.'),
             '\\' => out.push('_'),
-            c if c.is_control() => out.push('_'),
+            c if c.is_control() || crate::render::is_bidi_control(c) => out.push('_'),
             c => out.push(c),
         }
     }
@@ -302,12 +302,16 @@ fn jsonl(rows: &[Value], columns: &[String]) -> Vec<u8> {
 fn csv(rows: &[Value], columns: &[String]) -> Result<Vec<u8>, Failure> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| Failure::Internal(format!("writing CSV: {e}"));
-    writer.write_record(columns).map_err(fail)?;
+    // Cells come from clients: none may be a formula (numbers are safe).
+    writer
+        .write_record(columns.iter().map(|c| csv_cell_safe(c).into_owned()))
+        .map_err(fail)?;
     for row in rows {
         let cells = columns.iter().map(|c| match row.get(c) {
             None | Some(Value::Null) => String::new(),
-            Some(v @ (Value::Object(_) | Value::Array(_))) => v.to_string(),
-            Some(v) => render_value(v),
+            Some(v @ Value::Number(_)) => render_value(v),
+            Some(v @ (Value::Object(_) | Value::Array(_))) => csv_cell_safe(&v.to_string()).into_owned(),
+            Some(v) => csv_cell_safe(&render_value(v)).into_owned(),
         });
         writer.write_record(cells).map_err(fail)?;
     }
@@ -330,6 +334,19 @@ mod tests {
         assert_eq!(capped(Some(500), 100), 100);
     }
 
+    /// A client's result rows cannot put a formula in the analyst's
+    /// spreadsheet: text cells that would run are quoted, numbers are not.
+    #[test]
+    fn csv_attachments_carry_no_formula() {
+        let rows = [json!({"Name": "=cmd|' /C calc'!A0", "Size": -5, "Tags": ["@x"], "Path": "C:\\x"})];
+        let columns: Vec<String> = ["Name", "Size", "Tags", "Path", "=Col"].map(String::from).to_vec();
+        let text = String::from_utf8(csv(&rows, &columns).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "Name,Size,Tags,Path,'=Col\n'=cmd|' /C calc'!A0,-5,\"[\"\"@x\"\"]\",C:\\x,\n"
+        );
+    }
+
     #[test]
     fn file_names_follow_the_source_with_dots_for_slashes() {
         assert_eq!(
@@ -338,6 +355,7 @@ mod tests {
         );
         assert_eq!(file_stem("A//B"), "A.B");
         assert_eq!(file_stem("..\\..\\evil\n"), ".._.._evil_");
+        assert_eq!(file_stem("Windows.Sys.\u{202e}exe.txt"), "Windows.Sys._exe.txt");
     }
 
     #[test]
