@@ -42,12 +42,19 @@ struct Fixture {
 impl Fixture {
     fn start(world: &str) -> Self {
         let dir = scratch();
-        let pki = TestPki::generate();
-        let peer = VelociraptorPeer::start(&pki, world);
+        let peer = api_server(dir.path(), world);
         let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-        pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
         Self { dir, peer, smtp }
     }
+}
+
+/// A stand-in server answering from `world`, and an API client file for it
+/// that it accepts (`api.yaml` in `dir`).
+fn api_server(dir: &Path, world: &str) -> VelociraptorPeer {
+    let pki = TestPki::generate();
+    let peer = VelociraptorPeer::start(&pki, world);
+    pki.api_client_file(&dir.join("api.yaml"), peer.port, ClientCert::Good);
+    peer
 }
 
 /// A configuration with the API at `api_config` and `modules` appended.
@@ -206,9 +213,7 @@ fn an_alert_whose_lookup_is_refused_is_handed_again_and_arrives_once_allowed() {
 #[test]
 fn an_alert_whose_lookup_keeps_failing_is_given_up_on_loudly() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let peer = api_server(dir.path(), WORLD);
     let modules = ALERTS_TO_SOC;
     let text = std::fs::read_to_string(config(dir.path(), free_port(), modules)).unwrap();
     let config = write_config(
@@ -476,9 +481,7 @@ fn the_same_row_published_again_is_another_row_live_and_read_back() {
 fn a_burst_of_twenty_thousand_rows_in_one_second_is_caught_up_once() {
     const ROWS: u64 = 20_000;
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let peer = api_server(dir.path(), WORLD);
     let metrics_port = free_port();
     let modules = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
@@ -552,11 +555,9 @@ fn a_burst_of_twenty_thousand_rows_in_one_second_is_caught_up_once() {
 #[test]
 fn a_server_an_hour_behind_loses_no_gap() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
+    let peer = api_server(dir.path(), WORLD);
     peer.set_clock_offset(-3600);
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
     let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
@@ -580,9 +581,7 @@ fn a_server_an_hour_behind_loses_no_gap() {
 #[test]
 fn user_messages_and_pushed_alerts_are_executed_on_the_server_once() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let peer = api_server(dir.path(), WORLD);
     let modules = r#"push_alerts = true
 
 [[module]]
@@ -632,9 +631,7 @@ path = "user_message.wasm"
 #[test]
 fn a_message_to_a_user_the_server_no_longer_has_is_not_counted_delivered() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, WORLD);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let peer = api_server(dir.path(), WORLD);
     let modules = "[[module]]\nname = \"user-message\"\npath = \"user_message.wasm\"\n";
     let config = config(dir.path(), free_port(), modules);
     let mut run = Running::start(EXE, &config);
@@ -678,11 +675,9 @@ fn watch_list_module(hook: &HttpPeer) -> String {
 #[test]
 fn a_refused_label_change_is_dead_lettered_with_the_servers_reason() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, &one_watched_client());
+    let peer = api_server(dir.path(), &one_watched_client());
     peer.deny("label");
     let hook = HttpPeer::started(dir.path(), "200", None);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
     let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
     run.wait("the label change dead-lettered", Duration::from_secs(60), |r| {
         r.log().contains("dead-lettered label")
@@ -701,13 +696,11 @@ fn a_refused_label_change_is_dead_lettered_with_the_servers_reason() {
 #[test]
 fn a_queue_that_is_unknown_or_not_an_event_queue_is_reported_at_start() {
     let dir = scratch();
-    let pki = TestPki::generate();
     let world = json!({
         "artifacts": {"Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"},
                       "Generic.Client.Info": {"name": "Generic.Client.Info", "type": "CLIENT"}},
     });
-    let peer = VelociraptorPeer::start(&pki, &world.to_string());
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
+    let _server = api_server(dir.path(), &world.to_string());
     let detect = |name: &str, queue: &str| {
         format!(
             "[[module]]\nname = \"{name}\"\npath = \"detect.wasm\"\n[module.params]\nQueue = \"{queue}\"\n\
@@ -737,11 +730,7 @@ fn a_queue_that_is_unknown_or_not_an_event_queue_is_reported_at_start() {
 #[test]
 fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
+    let now_us = now_us();
     // The server's label search is a prefix match: `Slack` also finds
     // `SlackOld`, which is not on the watch list.
     let world = json!({
@@ -750,9 +739,8 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
                     "C.watch2": {"client_id": "C.watch2", "os_info": {"hostname": "old-9", "fqdn": "old-9.corp"},
                                  "labels": ["SlackOld"], "last_seen_at": now_us}},
     });
-    let peer = VelociraptorPeer::start(&pki, &world.to_string());
+    let peer = api_server(dir.path(), &world.to_string());
     let hook = HttpPeer::started(dir.path(), "200", None);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
     let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
     run.wait("the label change", Duration::from_secs(60), |_| {
         peer.actions().iter().any(|a| a.get("label").is_some())
@@ -778,10 +766,8 @@ fn a_watched_client_is_announced_once_and_its_label_removed_on_the_server() {
 #[test]
 fn a_label_change_is_not_made_when_its_announcement_failed() {
     let dir = scratch();
-    let pki = TestPki::generate();
-    let peer = VelociraptorPeer::start(&pki, &one_watched_client());
+    let peer = api_server(dir.path(), &one_watched_client());
     let hook = HttpPeer::started(dir.path(), "400", None);
-    pki.api_client_file(&dir.path().join("api.yaml"), peer.port, ClientCert::Good);
     let mut run = Running::start(EXE, &config(dir.path(), free_port(), &watch_list_module(&hook)));
     run.wait("the label change dead-lettered", Duration::from_secs(60), |r| {
         r.log().contains("dead-lettered label")

@@ -451,16 +451,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&copy_of_release_db(dir.path())).unwrap();
         let highest = store.list(None, 1).unwrap()[0].as_ref().unwrap().id;
+        assert!(commit_an_email(&store) > highest);
+    }
+
+    /// Commits one e-mail, as an input would; returns its id.
+    fn commit_an_email(store: &Store) -> i64 {
         let items = [super::super::outbox::tests::email("alerts", "a@example.org", "A", -1)];
         let changes = super::super::Changes {
             state: &[],
             items: &items,
             retries: &[],
         };
-        let committed = store
+        store
             .commit(&changes, 1, 2, &super::super::Throttle::default())
-            .unwrap();
-        assert!(committed[0].id > highest);
+            .unwrap()[0]
+            .id
     }
 
     /// A database of the first releases, its outbox made by `rows`.
@@ -485,16 +490,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows = format!("{OLD_ROW}{OLD_ROW}{OLD_ROW}DELETE FROM outbox;");
         let store = Store::open(&first_release_db(dir.path(), &rows)).unwrap();
-        let items = [super::super::outbox::tests::email("alerts", "a@example.org", "A", -1)];
-        let changes = super::super::Changes {
-            state: &[],
-            items: &items,
-            retries: &[],
-        };
-        let committed = store
-            .commit(&changes, 1, 2, &super::super::Throttle::default())
-            .unwrap();
-        assert_eq!(committed[0].id, 4);
+        assert_eq!(commit_an_email(&store), 4);
     }
 
     /// A row the first releases wrote and this one cannot convert keeps its
