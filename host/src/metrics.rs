@@ -42,6 +42,7 @@ struct KindLabel {
 pub struct Metrics {
     registry: Registry,
     events: Counter,
+    unwatched: Counter,
     handled: Family<ModuleLabel, Counter>,
     failed: Family<ModuleLabel, Counter>,
     trapped: Family<ModuleLabel, Counter>,
@@ -67,6 +68,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("velonotify");
         let events = Counter::default();
         registry.register("events", "Events read from every source", events.clone());
+        let unwatched = Counter::default();
+        registry.register(
+            "events_unwatched",
+            "Events for an org and queue no module watches: handled by nobody",
+            unwatched.clone(),
+        );
         let handled = Family::<ModuleLabel, Counter>::default();
         registry.register("module_handled", "Calls a module answered", handled.clone());
         let failed = Family::<ModuleLabel, Counter>::default();
@@ -118,6 +125,7 @@ impl Metrics {
         Self {
             registry,
             events,
+            unwatched,
             handled,
             failed,
             trapped,
@@ -145,6 +153,10 @@ impl Metrics {
 
     pub fn event_in(&self) {
         self.events.inc();
+    }
+
+    pub fn event_unwatched(&self) {
+        self.unwatched.inc();
     }
 
     pub fn handled(&self, module: &str) {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use velonotify_test_support::peers::free_port;
-use velonotify_test_support::service::{Running, peak_rss_kib, post_events};
+use velonotify_test_support::service::{Running, metric, peak_rss_kib, post_events};
 use velonotify_test_support::{scratch, stderr};
 
 use super::{EXE, velonotify, write_config};
@@ -195,7 +195,7 @@ fn slow_and_surplus_connections_are_cut() {
     std::thread::sleep(Duration::from_millis(1500)); // the idle ones time out
     drop(idle);
     let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"a\"}\n");
-    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
+    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1,\"unwatched\":0}"));
 }
 
 /// Numbers from input that would overflow the host's time arithmetic are
@@ -265,4 +265,79 @@ fn times_and_numbers_past_what_the_host_can_count_are_refused_by_name() {
         "{}",
         stderr(&output)
     );
+}
+
+/// What the endpoint answers 200 for goes somewhere, or the answer, the log
+/// and a counter say it went nowhere; a row no module could read is refused
+/// naming its line; a token posts only for its orgs, refused before its
+/// body is read.
+#[test]
+fn rows_are_taken_only_for_orgs_the_token_may_post_for_and_only_if_a_module_can_read_them() {
+    let dir = scratch();
+    let (port, metrics_port) = (free_port(), free_port());
+    const O2_TOKEN: &str = "o2-ingest-token-0123456789";
+    let config = ingest_service(
+        dir.path(),
+        port,
+        &format!(
+            "[[ingest.tokens]]\ntoken = \"{O2_TOKEN}\"\norgs = [\"O2\"]\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\""
+        ),
+    );
+    let run = started(&config);
+    let row = "{\"Name\":\"x\"}\n";
+
+    let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", row.repeat(2).as_bytes());
+    assert_eq!((status, answer.as_str()), (200, r#"{"accepted":2,"unwatched":0}"#));
+    let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Elsewhere", row.repeat(3).as_bytes());
+    assert_eq!((status, answer.as_str()), (200, r#"{"accepted":3,"unwatched":3}"#));
+    assert!(
+        run.log().contains(
+            "ingest: rows no module watches, handled by nobody: 3 for org \"root\" queue \"Custom.Elsewhere\""
+        ),
+        "{}",
+        run.log()
+    );
+    assert_eq!(metric(metrics_port, "velonotify_events_unwatched_total"), 3);
+
+    let deep = format!("{{\"Name\":{}1{}}}\n", "[".repeat(200_000), "]".repeat(200_000));
+    for (bad, why) in [
+        (deep.as_str(), "recursion limit exceeded"),
+        ("{\"Name\":\"\\ud800\"}\n", "hex escape"),
+        ("{\"Name\":1e999}\n", "number out of range"),
+    ] {
+        let body = format!("{row}{bad}{row}");
+        let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", body.as_bytes());
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer.contains("line 2: malformed JSON") && answer.contains(why),
+            "{answer}"
+        );
+    }
+
+    // The root token may not post for O2, nor the O2 token for root; the
+    // refusal comes from the headers (the body is never sent).
+    let mut stream = post_headers_for(port, TOKEN, "O2");
+    assert_eq!(status_within(&mut stream, Duration::from_secs(10)), Some(403));
+    let (status, answer) = post_events(port, Some(O2_TOKEN), "queue=Custom.Ingest", row.as_bytes());
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("may not post rows for org \\\"root\\\""), "{answer}");
+    let (status, answer) = post_events(port, Some(O2_TOKEN), "queue=Custom.Ingest&org_id=O2", row.as_bytes());
+    assert_eq!((status, answer.as_str()), (200, r#"{"accepted":1,"unwatched":1}"#));
+    assert_eq!(
+        metric(metrics_port, "velonotify_module_handled_total{module=\"detect\"}"),
+        2
+    );
+}
+
+/// A POST's headers for `org`, with a large body declared and not sent.
+fn post_headers_for(port: u16, token: &str, org: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /v1/events?queue=Custom.Ingest&org_id={org} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 1000000\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream
 }

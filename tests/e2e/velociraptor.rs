@@ -899,7 +899,7 @@ AlertName = "{{Name}}"
 
     let rows: String = (0..10_000).map(row).collect();
     let (status, body) = post(ingest_port, Some(TOKEN), rows.as_bytes());
-    assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000}"));
+    assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000,\"unwatched\":0}"));
     assert_eq!(
         handled_by(metrics_port, "detect"),
         10_000,
@@ -921,7 +921,7 @@ fn a_module_of_one_org_never_sees_another_orgs_events() {
         dir.path(),
         &format!(
             "[host]\nstate = \"state.db\"\n[ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\ntoken = \"{TOKEN}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}{}",
+             orgs = [\"O1\", \"O2\", \"O3\"]\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{}{}",
             detect("O1"),
             detect("O2")
         ),
@@ -1031,7 +1031,7 @@ fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
     let forwarded = indented(row("Forwarded detection", Value::Null));
     assert!(forwarded.iter().filter(|b| **b == b'\n').count() > 5, "many lines");
     let (status, answer) = post_events(ingest_port, Some(TOKEN), query, &forwarded);
-    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1}"));
+    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1,\"unwatched\":0}"));
     let own = indented(row("Pushed by velonotify", json!("detect")));
     assert_eq!(post_events(ingest_port, Some(TOKEN), query, &own).0, 200);
 

@@ -227,7 +227,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         match item {
             Ok(event) => {
                 events += 1;
-                pipeline.dispatch(&event, &mut out);
+                let _watched = pipeline.dispatch(&event, &mut out);
             }
             Err(error) => {
                 skipped += 1;
@@ -286,7 +286,7 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(section) = &config.ingest {
-        section.token(&config.base_dir)?;
+        section.senders(&config.base_dir, config.default_org())?;
     }
     println!("{}: OK", args.config.display());
     println!("allocator: {}", runtime.engine().allocator());

@@ -30,9 +30,8 @@ use crate::delivery::{ApiActions, DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, Deliverer,
 use crate::pipeline::outbox::{Level, Outbox, Report, StoreOutbox};
 use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
-use crate::sources::ingest::IngestSettings;
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
-use crate::sources::{Input, JsonlSource, SourceError};
+use crate::sources::{BatchHandled, IncomingEvent, Input, JsonlSource, SourceError};
 use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, StateWrite, Store};
 use crate::velociraptor::{
     ApiClient, ApiClientConfig, DEFAULT_BACKFILL_MAX_S, DEFAULT_HEARTBEAT_S, VelociraptorSection,
@@ -158,21 +157,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         sources.push(format!("Velociraptor API at {}", client.address()));
     }
     if let Some(section) = &config.ingest {
-        let settings = IngestSettings {
-            listen: section.listen.clone(),
-            token: section.token(&config.base_dir)?,
-            max_body_bytes: section
-                .max_body_bytes
-                .unwrap_or(crate::sources::ingest::DEFAULT_MAX_BODY_BYTES),
-            max_rows: section
-                .max_rows
-                .unwrap_or(crate::sources::ingest::DEFAULT_MAX_ROWS)
-                .max(1),
-            body_timeout: seconds(section.body_timeout_s, crate::sources::ingest::DEFAULT_BODY_TIMEOUT_S),
-            limits: section.limits(),
-            default_org: config.default_org().to_string(),
-            max_row_bytes: config.max_event_bytes(),
-        };
+        let settings = section.settings(&config.base_dir, config.default_org(), config.max_event_bytes())?;
         let address = crate::sources::ingest::serve(settings, sender.clone(), health.clone())?;
         sources.push(format!("HTTP ingest at http://{address}/v1/events"));
     }
@@ -426,24 +411,28 @@ fn handle_inputs(
         match receiver.recv_timeout(Duration::from_millis(500)) {
             Ok(Input::Event(event, mark)) => {
                 swap_in(runtime, out);
-                runtime.pipeline.dispatch(&event, out);
+                let _watched = runtime.pipeline.dispatch(&event, out);
                 positions.extend(mark);
                 events = true;
             }
             Ok(Input::Rows(rows, marks)) => {
                 for event in &rows {
                     swap_in(runtime, out);
-                    runtime.pipeline.dispatch(event, out);
+                    let _watched = runtime.pipeline.dispatch(event, out);
                 }
                 positions.extend(marks);
                 events = true;
             }
             Ok(Input::Batch(batch, reply)) => {
+                let mut unwatched = Unwatched::default();
                 for event in &batch {
                     swap_in(runtime, out);
-                    runtime.pipeline.dispatch(event, out);
+                    if !runtime.pipeline.dispatch(event, out) {
+                        unwatched.add(event);
+                    }
                 }
-                done = Some(reply);
+                unwatched.log();
+                done = Some((reply, unwatched.handled()));
                 events = true;
             }
             Ok(Input::Position(mark)) => positions.push(mark),
@@ -466,11 +455,59 @@ fn handle_inputs(
             crate::crash_point!("service::after-commit");
         }
         // The input counts as handled now, and not before.
-        if let Some(reply) = done {
-            let _ = reply.send(());
+        if let Some((reply, handled)) = done {
+            let _ = reply.send(handled);
         }
     }
     Ok(())
+}
+
+/// Posted rows that no module watches, by org and queue, for one log line
+/// per batch: a sender posting to the wrong queue or org hears of it.
+#[derive(Default)]
+struct Unwatched {
+    named: std::collections::BTreeMap<(String, String), usize>,
+    /// Rows of further queues, counted but not named.
+    others: usize,
+}
+
+impl Unwatched {
+    /// Queues named in the log line at most (the poster chooses them).
+    const NAMED: usize = 5;
+
+    fn add(&mut self, event: &IncomingEvent) {
+        let key = (event.org_id.clone(), event.queue.clone());
+        if self.named.len() < Self::NAMED || self.named.contains_key(&key) {
+            *self.named.entry(key).or_default() += 1;
+        } else {
+            self.others += 1;
+        }
+    }
+
+    fn handled(&self) -> BatchHandled {
+        BatchHandled {
+            unwatched: self.named.values().sum::<usize>() + self.others,
+        }
+    }
+
+    fn log(&self) {
+        if self.named.is_empty() {
+            return;
+        }
+        // Debug quoting: the names come from the poster.
+        let mut by_queue: Vec<String> = self
+            .named
+            .iter()
+            .map(|((org, queue), rows)| format!("{rows} for org {org:?} queue {queue:?}"))
+            .collect();
+        if self.others > 0 {
+            by_queue.push(format!("{} for other queues", self.others));
+        }
+        tracing::warn!(
+            "ingest: rows no module watches, handled by nobody: {}",
+            by_queue.join(", ")
+        );
+    }
 }
 
 /// Hands the stored events that are due to their modules again, as part of

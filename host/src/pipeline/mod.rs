@@ -341,9 +341,10 @@ impl Pipeline {
         self.services.clock.advance_to(now_us);
     }
 
-    /// Passes one event to every module subscribed to its queue, then the
-    /// alerts they raised to the modules that watch alerts.
-    pub fn dispatch(&mut self, event: &IncomingEvent, out: &mut dyn Outbox) {
+    /// Passes one event to every module subscribed to its org and queue,
+    /// then the alerts they raised to the modules that watch alerts. False
+    /// when no module watches it (counted: the event is handled by nobody).
+    pub fn dispatch(&mut self, event: &IncomingEvent, out: &mut dyn Outbox) -> bool {
         let now = match &self.services.clock {
             // A replay's time is its rows'.
             Clock::Virtual(_) => event.ts_us.unwrap_or(self.now_us),
@@ -351,8 +352,16 @@ impl Pipeline {
         };
         self.services.metrics.event_in();
         self.advance_to(now, out);
+        let watched = self
+            .modules
+            .iter()
+            .any(|m| m.subscribes_to(&event.queue, &event.org_id));
+        if !watched {
+            self.services.metrics.event_unwatched();
+        }
         self.dispatch_at_depth(event, 0, out);
         self.drain_alerts(out);
+        watched
     }
 
     fn dispatch_at_depth(&mut self, event: &IncomingEvent, depth: u32, out: &mut dyn Outbox) {

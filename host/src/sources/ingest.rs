@@ -66,6 +66,12 @@ pub struct IngestSection {
     pub token: Option<String>,
     /// A file holding the token.
     pub token_file: Option<PathBuf>,
+    /// The orgs that token may post rows for (default: the default org
+    /// only; `"*"`: any org).
+    pub orgs: Option<Vec<String>>,
+    /// More senders, each with its own token and orgs.
+    #[serde(default)]
+    pub tokens: Vec<SenderSection>,
     /// Largest body accepted, in bytes (default 16 MiB).
     pub max_body_bytes: Option<usize>,
     /// Most rows in one body (default 10,000).
@@ -92,21 +98,98 @@ impl IngestSection {
 }
 
 impl IngestSection {
-    /// The token senders must present, from the configuration or its file
-    /// (relative to `base_dir`).
-    pub fn token(&self, base_dir: &Path) -> anyhow::Result<String> {
+    /// Who may post, and for which orgs: the section's own token, then
+    /// `[[ingest.tokens]]`. Tokens come from the configuration or their
+    /// files (relative to `base_dir`).
+    pub fn senders(&self, base_dir: &Path, default_org: &str) -> anyhow::Result<Vec<Sender>> {
+        let first = SenderSection {
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            orgs: self.orgs.clone().unwrap_or_else(|| vec![default_org.to_string()]),
+        };
+        let mut senders = vec![first.sender(base_dir, "ingest")?];
+        for (index, section) in self.tokens.iter().enumerate() {
+            senders.push(section.sender(base_dir, &format!("ingest.tokens[{index}]"))?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(index) = senders.iter().position(|s| !seen.insert(s.token_digest)) {
+            bail!("ingest.tokens[{}]: the same token is given twice", index - 1);
+        }
+        Ok(senders)
+    }
+
+    /// What the endpoint needs, resolved.
+    pub fn settings(&self, base_dir: &Path, default_org: &str, max_row_bytes: usize) -> anyhow::Result<IngestSettings> {
+        Ok(IngestSettings {
+            listen: self.listen.clone(),
+            senders: self.senders(base_dir, default_org)?,
+            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_rows: self.max_rows.unwrap_or(DEFAULT_MAX_ROWS).max(1),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_s.unwrap_or(DEFAULT_BODY_TIMEOUT_S).max(1)),
+            limits: self.limits(),
+            default_org: default_org.to_string(),
+            max_row_bytes,
+        })
+    }
+}
+
+/// `[[ingest.tokens]]`: one sender's token and the orgs it may post for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderSection {
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Org ids, or `"*"` for any.
+    pub orgs: Vec<String>,
+}
+
+impl SenderSection {
+    fn sender(&self, base_dir: &Path, at: &str) -> anyhow::Result<Sender> {
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => token.clone(),
             (None, Some(file)) => std::fs::read_to_string(base_dir.join(file))
-                .with_context(|| format!("ingest.token_file {}", file.display()))?
+                .with_context(|| format!("{at}.token_file {}", file.display()))?
                 .trim()
                 .to_string(),
-            (None, None) => bail!("ingest: set token or token_file (senders must present it as a bearer token)"),
+            (None, None) => bail!("{at}: set token or token_file (senders must present it as a bearer token)"),
         };
         if token.len() < 16 {
-            bail!("ingest.token: use at least 16 characters");
+            bail!("{at}.token: use at least 16 characters");
         }
-        Ok(token)
+        if self.orgs.is_empty() || self.orgs.iter().any(|org| org.trim().is_empty()) {
+            bail!("{at}.orgs: name the orgs this token may post for (org ids, or \"*\" for any)");
+        }
+        let orgs = match self.orgs.iter().any(|org| org == "*") {
+            true => OrgScope::Any,
+            false => OrgScope::Only(self.orgs.clone()),
+        };
+        Ok(Sender {
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            orgs,
+        })
+    }
+}
+
+/// A token, kept as its digest, and the orgs it may post for.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    token_digest: [u8; 32],
+    orgs: OrgScope,
+}
+
+/// The orgs a sender may post rows for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgScope {
+    Any,
+    Only(Vec<String>),
+}
+
+impl OrgScope {
+    pub fn allows(&self, org: &str) -> bool {
+        match self {
+            OrgScope::Any => true,
+            OrgScope::Only(orgs) => orgs.iter().any(|o| o == org),
+        }
     }
 }
 
@@ -114,7 +197,7 @@ impl IngestSection {
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
     pub listen: String,
-    pub token: String,
+    pub senders: Vec<Sender>,
     pub max_body_bytes: usize,
     pub max_rows: usize,
     pub body_timeout: std::time::Duration,
@@ -126,7 +209,7 @@ pub struct IngestSettings {
 
 #[derive(Clone)]
 struct Ingest {
-    token_digest: [u8; 32],
+    senders: Arc<[Sender]>,
     sender: SyncSender<Input>,
     health: Arc<Health>,
     default_org: String,
@@ -148,7 +231,7 @@ struct Params {
 /// Starts the endpoint on its own thread; returns the address it listens on.
 pub fn serve(settings: IngestSettings, sender: SyncSender<Input>, health: Arc<Health>) -> anyhow::Result<SocketAddr> {
     let state = Ingest {
-        token_digest: Sha256::digest(settings.token.as_bytes()).into(),
+        senders: settings.senders.into(),
         sender,
         health,
         default_org: settings.default_org,
@@ -175,8 +258,9 @@ fn unavailable(why: String) -> Response {
     response
 }
 
-/// Compares digests, so the time taken says nothing about the token.
-fn authorized(headers: &HeaderMap, token_digest: &[u8; 32]) -> bool {
+/// The sender whose token the request presents. Compares digests, every
+/// one of them, so the time taken says nothing about the tokens.
+fn authorized<'a>(headers: &HeaderMap, senders: &'a [Sender]) -> Option<&'a Sender> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -186,7 +270,17 @@ fn authorized(headers: &HeaderMap, token_digest: &[u8; 32]) -> bool {
         .map(|(_, token)| token)
         .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-    digest.iter().zip(token_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    let same = |sender: &Sender| {
+        digest
+            .iter()
+            .zip(&sender.token_digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    };
+    senders.iter().fold(None, |found, sender| match same(sender) {
+        true => Some(sender),
+        false => found,
+    })
 }
 
 async fn accept(
@@ -195,12 +289,17 @@ async fn accept(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // Nothing of the body is read before the token checks.
-    if !authorized(&headers, &ingest.token_digest) {
+    // Nothing of the body is read before the token and the org check.
+    let Some(sender) = authorized(&headers, &ingest.senders) else {
         return answer(
             StatusCode::UNAUTHORIZED,
             json!({"error": "missing or wrong bearer token"}),
         );
+    };
+    let org = params.org_id.unwrap_or_else(|| ingest.default_org.clone());
+    if !sender.orgs.allows(&org) {
+        let why = format!("this token may not post rows for org {org:?} (its ingest orgs)");
+        return answer(StatusCode::FORBIDDEN, json!({"error": why}));
     }
     if ingest.health.is_failing() {
         let why = ingest.health.last_error().unwrap_or_default();
@@ -210,7 +309,6 @@ async fn accept(
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let org = params.org_id.unwrap_or_else(|| ingest.default_org.clone());
     let limits = RowLimits {
         max_rows: ingest.max_rows,
         max_row_bytes: ingest.max_row_bytes,
@@ -231,10 +329,14 @@ async fn accept(
     let (done, handled) = tokio::sync::oneshot::channel();
     let sender = ingest.sender.clone();
     let queued = tokio::task::spawn_blocking(move || sender.send(Input::Batch(events, done)).is_ok()).await;
-    if !matches!(queued, Ok(true)) || handled.await.is_err() {
-        return unavailable("velonotify is stopping".into());
-    }
-    answer(StatusCode::OK, json!({"accepted": count}))
+    let handled = match (queued, handled.await) {
+        (Ok(true), Ok(handled)) => handled,
+        _ => return unavailable("velonotify is stopping".into()),
+    };
+    answer(
+        StatusCode::OK,
+        json!({"accepted": count, "unwatched": handled.unwatched}),
+    )
 }
 
 /// Reads an authorized request's body: its turn among [`BODIES_AT_ONCE`],
@@ -501,6 +603,30 @@ mod tests {
         assert!(err.starts_with("line 2: a row of"), "{err}");
     }
 
+    /// What a module's own parse would refuse is refused here, naming the
+    /// line, rather than accepted and failed inside every module.
+    #[test]
+    fn rows_only_a_full_parse_refuses_are_named_at_their_line() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200_000), "]".repeat(200_000));
+        let cases = [
+            (deep.as_str(), "recursion limit exceeded"),
+            ("{\"a\":\"\\ud800\"}", "escape"),
+            ("{\"a\":1e999}", "number out of range"),
+            ("{\"a\":{\"\\udfff\":1}}", "escape"),
+        ];
+        for (row, why) in cases {
+            let body = format!("{{\"a\":1}}\n{row}\n");
+            let err = malformed(parse(body.as_bytes(), "root", Some("D"), limits(usize::MAX)));
+            assert!(err.starts_with("line 2: malformed JSON"), "{err}");
+            assert!(err.contains(why), "{err}");
+        }
+        let fine = "{\"a\":[{\"b\":\"\\ud83d\\ude00\"}],\"n\":1e300,\"m\":-12345678901234567890}";
+        assert_eq!(
+            parse(fine.as_bytes(), "root", Some("D"), limits(1000)).unwrap().len(),
+            1
+        );
+    }
+
     /// A body of countless tiny rows is refused at the first row past the
     /// limit, before any of them is made an event.
     #[test]
@@ -529,18 +655,57 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_S.to_string());
     }
 
+    fn section(toml_text: &str) -> IngestSection {
+        toml::from_str(toml_text).unwrap()
+    }
+
     #[test]
     fn only_the_right_token_is_authorized() {
-        let digest: [u8; 32] = Sha256::digest(b"0123456789abcdef").into();
+        let senders = section("listen = \"x\"\ntoken = \"0123456789abcdef\"")
+            .senders(Path::new("."), "root")
+            .unwrap();
+        let authorized = |headers: &HeaderMap| authorized(headers, &senders).is_some();
         let mut headers = HeaderMap::new();
-        assert!(!authorized(&headers, &digest));
+        assert!(!authorized(&headers));
         headers.insert("authorization", "Bearer 0123456789abcdeX".parse().unwrap());
-        assert!(!authorized(&headers, &digest));
+        assert!(!authorized(&headers));
         headers.insert("authorization", "Bearer 0123456789abcdef".parse().unwrap());
-        assert!(authorized(&headers, &digest));
+        assert!(authorized(&headers));
         headers.insert("authorization", "bearer 0123456789abcdef".parse().unwrap());
-        assert!(authorized(&headers, &digest), "the scheme is case-blind");
+        assert!(authorized(&headers), "the scheme is case-blind");
         headers.insert("authorization", "Basic 0123456789abcdef".parse().unwrap());
-        assert!(!authorized(&headers, &digest));
+        assert!(!authorized(&headers));
+    }
+
+    /// A token posts for the orgs it is given: the default org unless
+    /// `orgs` says; each of `[[ingest.tokens]]` for its own.
+    #[test]
+    fn each_token_is_bound_to_its_orgs() {
+        let senders = section(
+            "listen = \"x\"\ntoken = \"root-token-0123456\"\n\
+             [[tokens]]\ntoken = \"o1-token-012345678\"\norgs = [\"O1\", \"O2\"]\n\
+             [[tokens]]\ntoken = \"any-token-01234567\"\norgs = [\"*\"]",
+        )
+        .senders(Path::new("."), "root")
+        .unwrap();
+        let scope = |token: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            authorized(&headers, &senders).map(|s| s.orgs.clone())
+        };
+        let root = scope("root-token-0123456").unwrap();
+        assert!(root.allows("root") && !root.allows("O1"));
+        let o1 = scope("o1-token-012345678").unwrap();
+        assert!(o1.allows("O1") && o1.allows("O2") && !o1.allows("root"));
+        assert_eq!(scope("any-token-01234567"), Some(OrgScope::Any));
+
+        let twice = section(
+            "listen = \"x\"\ntoken = \"root-token-0123456\"\n[[tokens]]\ntoken = \"root-token-0123456\"\norgs = [\"O1\"]",
+        );
+        let err = twice.senders(Path::new("."), "root").unwrap_err().to_string();
+        assert!(err.contains("ingest.tokens[0]: the same token"), "{err}");
+        let none = section("listen = \"x\"\ntoken = \"root-token-0123456\"\norgs = []");
+        let err = none.senders(Path::new("."), "root").unwrap_err().to_string();
+        assert!(err.contains("ingest.orgs: name the orgs"), "{err}");
     }
 }

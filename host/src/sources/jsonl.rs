@@ -170,9 +170,9 @@ pub fn read_envelope(text: &str, default_queue: Option<&str>) -> Result<RowEnvel
 }
 
 /// What the source reads of a row: `_Source` and `_ts`. The rest is
-/// checked for JSON syntax and skipped without building it; the module
-/// parses the row itself, and reports what only a full parse finds (a
-/// number out of range, a lone surrogate) as a bad event naming the row.
+/// checked as a module's full parse would check it ([`Checked`]) without
+/// building it, so a row no module could read is refused here, naming its
+/// line, rather than accepted and failed later.
 #[derive(Default)]
 struct Envelope {
     source: Option<Value>,
@@ -204,11 +204,69 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
                 EnvelopeMember::Ts => envelope.ts = Some(map.next_value()?),
                 EnvelopeMember::Mark => envelope.mark = Some(map.next_value()?),
                 EnvelopeMember::Other => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }
         Ok(envelope)
+    }
+}
+
+/// A JSON value read the way a module's parser reads it, and kept nowhere:
+/// nested at most 128 deep (serde_json's limit), strings decoded (a lone
+/// surrogate is an error), numbers in range (`1e999` is an error).
+/// `IgnoredAny` would skip over all three.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }
 

@@ -36,6 +36,13 @@ impl IncomingEvent {
     }
 }
 
+/// What became of a batch of posted rows, once committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchHandled {
+    /// Rows no module watches (their org and queue): handled by nobody.
+    pub unwatched: usize,
+}
+
 /// What the sources hand the service, one input at a time.
 #[derive(Debug)]
 pub enum Input {
@@ -52,7 +59,7 @@ pub enum Input {
     Bad(SourceError),
     /// Rows posted to the ingest endpoint; `done` is told once everything
     /// they caused is committed.
-    Batch(Vec<IncomingEvent>, tokio::sync::oneshot::Sender<()>),
+    Batch(Vec<IncomingEvent>, tokio::sync::oneshot::Sender<BatchHandled>),
     /// A new version of a module waits in the swap slot (a wake-up: the
     /// slot is also looked at before every event).
     SwapReady,
