@@ -567,3 +567,44 @@ fn a_second_run_of_the_same_state_database_is_refused() {
     assert_eq!(lost_and_duplicates(&mailed, 3), (vec![], 0));
     drop(first);
 }
+
+/// The outbox has a bound: with the mail server down, once it holds
+/// `max_open_items` undelivered e-mails the service takes no more events
+/// (ingest answers 503 naming the bound) instead of filling the disk; when
+/// the mail server is back it catches up, takes events again, and every
+/// row is e-mailed.
+#[test]
+fn a_full_outbox_holds_back_ingest_with_503_until_delivery_catches_up() {
+    let mut scene = Scene::new("[outbox]\nmax_open_items = 6\n");
+    scene.smtp.stop();
+    let mut run = scene.start_ready(&[]);
+    let query = format!("queue={QUEUE}");
+    for first in [0, 5] {
+        let answer = try_post_events(scene.ingest, Some(TOKEN), &query, Scene::batch(first, 5).as_bytes());
+        assert_eq!(answer.map(|(status, _)| status), Some(200));
+    }
+    run.wait("the bound", Duration::from_secs(30), |r| {
+        r.log().contains("taking no more events until delivery catches up")
+    });
+    let answer = try_post_events(scene.ingest, Some(TOKEN), &query, Scene::batch(10, 5).as_bytes());
+    let (status, body) = answer.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the outbox holds 10 undelivered items (outbox.max_open_items 6)"),
+        "{body}"
+    );
+    assert!(scene.smtp.received().is_empty());
+
+    scene.smtp.start();
+    post_until_accepted(
+        scene.ingest,
+        TOKEN,
+        &query,
+        Scene::batch(10, 5).as_bytes(),
+        Duration::from_secs(120),
+    );
+    let mailed = scene.mailed(15, Duration::from_secs(120));
+    let (lost, _) = lost_and_duplicates(&mailed, 15);
+    assert!(lost.is_empty(), "rows never e-mailed: {lost:?}\n{}", run.log());
+    assert!(run.log().contains("below its bound again"), "{}", run.log());
+}

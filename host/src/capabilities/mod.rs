@@ -32,6 +32,8 @@ use crate::clock::CallTime;
 pub struct Grants {
     pub lookups: lookups::ModuleLookups,
     pub state: Arc<state::StateCapability>,
+    /// Octets of keys and values the module may keep in its state.
+    pub state_quota_bytes: u64,
     pub outbound: outbound::OutboundPolicy,
 }
 
@@ -56,6 +58,7 @@ impl Grants {
                 facts,
             },
             state: Arc::new(state::StateCapability::in_memory()),
+            state_quota_bytes: state::DEFAULT_STATE_QUOTA_BYTES,
             outbound: outbound::OutboundPolicy::default(),
         }
     }
@@ -90,7 +93,7 @@ impl CallContext {
             time,
             log: log::CallLog::default(),
             lookups: grants.lookups.clone(),
-            state: state::ModuleState::new(grants.state.clone(), name),
+            state: state::ModuleState::new(grants.state.clone(), name, grants.state_quota_bytes),
             waiting: std::cell::Cell::default(),
         }
     }

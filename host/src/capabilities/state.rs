@@ -10,9 +10,10 @@
 //!
 //! Policy: a module reads and writes its own keys only (its owner is its
 //! configured name), within the bounds of the store (key and value sizes,
-//! entries per module), and stages at most [`MAX_STAGED_KEYS`] keys and
-//! [`MAX_STAGED_BYTES`] bytes per input: a write past them is refused with
-//! a log line, as a write past the store's bounds is.
+//! entries per module) and its quota of octets (`state_mib`, default
+//! [`DEFAULT_STATE_QUOTA_BYTES`]), and stages at most [`MAX_STAGED_KEYS`]
+//! keys and [`MAX_STAGED_BYTES`] bytes per input: a write past them is
+//! refused with a log line, as a write past the store's bounds is.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,9 @@ use crate::store::{Owner, StateWrite, Store, StoreError};
 /// module can make the host hold until the commit).
 pub const MAX_STAGED_KEYS: usize = 10_000;
 pub const MAX_STAGED_BYTES: usize = 16 << 20;
+
+/// Octets of keys and values one module keeps, unless `state_mib` says.
+pub const DEFAULT_STATE_QUOTA_BYTES: u64 = 16 << 20;
 
 /// One input's state writes, and the store they go to.
 #[derive(Debug)]
@@ -119,16 +123,18 @@ fn live(write: StateWrite, now_us: u64) -> Option<Vec<u8>> {
 pub(super) struct ModuleState {
     shared: Arc<StateCapability>,
     owner: Owner,
+    quota_bytes: u64,
     /// The writes of the call in progress, and their bytes.
     call: RefCell<BTreeMap<String, StateWrite>>,
     call_bytes: Cell<usize>,
 }
 
 impl ModuleState {
-    pub(super) fn new(shared: Arc<StateCapability>, module: &str) -> Self {
+    pub(super) fn new(shared: Arc<StateCapability>, module: &str, quota_bytes: u64) -> Self {
         Self {
             shared,
             owner: Owner::Module(module.to_string()),
+            quota_bytes,
             call: RefCell::default(),
             call_bytes: Cell::new(0),
         }
@@ -158,7 +164,11 @@ impl ModuleState {
             value: value.to_vec(),
             expires_us: (ttl_seconds > 0).then(|| now_us.saturating_add(u64::from(ttl_seconds) * 1_000_000)),
         };
-        if let Some(problem) = write.oversized().or_else(|| self.over_bounds(&write)) {
+        let problem = write
+            .oversized()
+            .or_else(|| self.over_bounds(&write))
+            .or_else(|| self.over_quota(&write, now_us));
+        if let Some(problem) = problem {
             tracing::warn!(owner = self.owner.as_db(), "{problem}");
             return;
         }
@@ -182,6 +192,34 @@ impl ModuleState {
             format!(
                 "state entry refused: one input may stage at most {MAX_STAGED_KEYS} keys and {MAX_STAGED_BYTES} \
                  bytes per module"
+            )
+        })
+    }
+
+    /// Why `write` would take the module's state past its quota, if it
+    /// would: what is stored, less what the key holds now, plus what the
+    /// input and the call have staged and the write. Expired entries not
+    /// yet forgotten are counted out only when near the quota (a read of
+    /// every entry). Unreadable usage lets the write through: the store's
+    /// own bounds still hold.
+    fn over_quota(&self, write: &StateWrite, now_us: u64) -> Option<String> {
+        let store = self.shared.store();
+        let (input, _) = self.shared.usage(&self.owner, &write.key);
+        let replaced_in_call = self.call.borrow().get(&write.key).map_or(0, |w| w.value.len());
+        let staged = (input.bytes + self.call_bytes.get() - replaced_in_call) as u64;
+        let adding = (write.key.len() + write.value.len()) as u64;
+        let replacing = store.entry_bytes(&self.owner, &write.key).unwrap_or(0);
+        let projected = |stored: u64| (stored + staged + adding).saturating_sub(replacing);
+        let stored = store.state_bytes(&self.owner).unwrap_or(0);
+        if projected(stored) <= self.quota_bytes {
+            return None;
+        }
+        let live = store.live_state_bytes(&self.owner, now_us).unwrap_or(0);
+        (projected(live) > self.quota_bytes).then(|| {
+            format!(
+                "state entry refused: the module's state would take {} bytes, over its quota of {} (state_mib)",
+                projected(live),
+                self.quota_bytes
             )
         })
     }
@@ -223,7 +261,41 @@ mod tests {
     use super::*;
 
     fn module(shared: &Arc<StateCapability>) -> ModuleState {
-        ModuleState::new(shared.clone(), "m")
+        ModuleState::new(shared.clone(), "m", DEFAULT_STATE_QUOTA_BYTES)
+    }
+
+    /// A module keeps at most its quota of keys and values: a new key past
+    /// it is refused, an overwrite that does not grow is taken, and entries
+    /// that have expired make room.
+    #[test]
+    fn a_modules_state_stays_within_its_quota() {
+        let shared = Arc::new(StateCapability::in_memory());
+        let owner = Owner::Module("m".into());
+        let store = shared.store().clone();
+        let put = |key: &str, size: usize, expires_us: Option<u64>| {
+            let write = StateWrite {
+                owner: owner.clone(),
+                key: key.into(),
+                value: vec![0; size],
+                expires_us,
+            };
+            store.state_put(&write, 0).unwrap();
+        };
+        put("a", 600, None);
+        put("b", 300, Some(50));
+        let state = ModuleState::new(shared.clone(), "m", 1_000);
+        // 601 + 301 stored: 98 left.
+        state.put("c", &[0; 90], 0, 10);
+        state.put("d", &[0; 90], 0, 10);
+        state.end_call(true);
+        let kept: Vec<String> = shared.take_staged().into_iter().map(|w| w.key).collect();
+        assert_eq!(kept, ["c"], "the second new key is over the quota");
+        state.put("a", &[0; 600], 0, 10);
+        state.end_call(true);
+        assert_eq!(shared.take_staged().len(), 1, "an overwrite of the same size fits");
+        state.put("d", &[0; 200], 0, 60);
+        state.end_call(true);
+        assert_eq!(shared.take_staged().len(), 1, "the expired entry no longer counts");
     }
 
     #[test]
@@ -274,7 +346,7 @@ mod tests {
             "a staged key may be written again"
         );
 
-        let other = ModuleState::new(shared.clone(), "n");
+        let other = ModuleState::new(shared.clone(), "n", DEFAULT_STATE_QUOTA_BYTES);
         let big = vec![0u8; 60 << 10];
         for i in 0..(MAX_STAGED_BYTES / big.len()) + 5 {
             other.put(&format!("big{i}"), &big, 0, 0);

@@ -46,6 +46,9 @@ pub struct Config {
     pub secrets: BTreeMap<String, SmtpSection>,
     #[serde(default)]
     pub delivery: DeliverySection,
+    /// Retention of finished items and the bound of undelivered ones.
+    #[serde(default)]
+    pub outbox: crate::store::OutboxSection,
     #[serde(default)]
     pub metrics: MetricsSection,
     /// A Velociraptor server to take events from and answer lookups.
@@ -74,6 +77,8 @@ pub struct HostSection {
     pub deadline_ms: Option<u64>,
     /// Default memory limit of one module instance, in MiB.
     pub memory_mib: Option<u64>,
+    /// Default state quota of one module (keys and values), in MiB (16).
+    pub state_mib: Option<u64>,
     /// Longest event line accepted, in bytes (default 4 MiB).
     pub max_event_bytes: Option<usize>,
     /// Largest e-mail accepted from a module, in MiB (default 25).
@@ -100,6 +105,8 @@ pub struct ModuleSection {
     pub org: Option<String>,
     pub deadline_ms: Option<u64>,
     pub memory_mib: Option<u64>,
+    /// Octets of state the module may keep, in MiB (default `host.state_mib`).
+    pub state_mib: Option<u64>,
     /// Within its SendInterval: hold e-mails for a digest (default) or drop
     /// them with a log line, as Velociraptor does.
     pub throttle_mode: Option<ThrottleMode>,
@@ -171,6 +178,16 @@ impl Config {
             Some(dir) => self.resolve(dir),
             None => self.base_dir.clone(),
         }
+    }
+
+    /// The state quota of a module, in octets.
+    pub fn state_quota_bytes(&self, module: &ModuleSection) -> u64 {
+        module
+            .state_mib
+            .or(self.host.state_mib)
+            .map_or(crate::capabilities::state::DEFAULT_STATE_QUOTA_BYTES, |mib| {
+                mib.saturating_mul(1 << 20)
+            })
     }
 
     /// The org of events that do not name one.

@@ -172,6 +172,7 @@ fn module_spec(
             facts: config.host_facts(),
         },
         state: state.clone(),
+        state_quota_bytes: config.state_quota_bytes(section),
         outbound,
     };
     Ok(ModuleSpec {

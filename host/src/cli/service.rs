@@ -32,7 +32,7 @@ use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
 use crate::sources::{BatchHandled, IncomingEvent, Input, JsonlSource, SourceError};
-use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, StateWrite, Store};
+use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, OutboxBound, SWEEP_EVERY, StateWrite, Store, Sweeper};
 use crate::velociraptor::{
     ApiClient, ApiClientConfig, DEFAULT_BACKFILL_MAX_S, DEFAULT_HEARTBEAT_S, VelociraptorSection,
 };
@@ -177,8 +177,14 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         sources.join(", ")
     );
 
+    let _sweeper = Sweeper::start(store.reopen()?, config.outbox.retention(), SWEEP_EVERY, clock.clone())?;
     let delivering = || !delivery.is_finished();
-    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &health, &delivering)?;
+    let backlog = Backlog {
+        bound: config.outbox.bound(),
+        health: &health,
+        delivering: &delivering,
+    };
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &backlog)?;
     tracing::info!(
         open = delivery_store.open_count()?,
         "end of input; delivering what is left"
@@ -389,9 +395,9 @@ fn handle_inputs(
     out: &mut StoreOutbox,
     receiver: &Receiver<Input>,
     swaps: &SwapSlot,
-    health: &Health,
-    delivering: &dyn Fn() -> bool,
+    backlog: &Backlog<'_>,
 ) -> anyhow::Result<()> {
+    let (health, delivering) = (backlog.health, backlog.delivering);
     // New versions come in between two events, never during one.
     let swap_in = |runtime: &mut Runtime, out: &mut StoreOutbox| {
         for candidate in swaps.take() {
@@ -405,6 +411,7 @@ fn handle_inputs(
         if !delivering() {
             bail!("the delivery thread stopped");
         }
+        backlog.wait_below_bound(&runtime.store())?;
         let mut done = None;
         let mut positions = Vec::new();
         let mut events = false;
@@ -461,6 +468,43 @@ fn handle_inputs(
     }
     Ok(())
 }
+
+/// What the pipeline loop answers to besides its inputs: whether the
+/// store takes writes and delivery runs, and the outbox's bound.
+struct Backlog<'a> {
+    bound: OutboxBound,
+    health: &'a Health,
+    delivering: &'a dyn Fn() -> bool,
+}
+
+impl Backlog<'_> {
+    /// Takes no input while the undelivered outbox is at its bound: the
+    /// ingest endpoint answers 503 and the streams wait at their positions
+    /// (their channel fills) until delivery catches up. Nothing is dropped.
+    fn wait_below_bound(&self, store: &Store) -> anyhow::Result<()> {
+        let mut waited = false;
+        // Unreadable usage holds nothing back: the commit will say.
+        while let Some(why) = self.bound.reached_by(store.open_outbox().unwrap_or_default()) {
+            if !(self.delivering)() {
+                bail!("the delivery thread stopped");
+            }
+            if !waited {
+                tracing::warn!("{why}: taking no more events until delivery catches up (ingest answers 503)");
+                waited = true;
+            }
+            self.health.refuse(format!("{why}; delivery is catching up"));
+            std::thread::sleep(BACKLOG_LOOK_EVERY);
+        }
+        if waited {
+            tracing::info!("the outbox is below its bound again: taking events");
+            self.health.recovered();
+        }
+        Ok(())
+    }
+}
+
+/// How often a full outbox is looked at again.
+const BACKLOG_LOOK_EVERY: Duration = Duration::from_millis(200);
 
 /// Posted rows that no module watches, by org and queue, for one log line
 /// per batch: a sender posting to the wrong queue or org hears of it.

@@ -18,6 +18,7 @@ mod checkpoint;
 mod commit;
 mod follows;
 mod outbox;
+mod retention;
 mod retries;
 mod schema;
 mod state;
@@ -33,9 +34,10 @@ pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
-    AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewItem, OutboxItem, PAYLOAD_VERSION, Payload, Status,
-    StatusCounts, Unreadable, UserMessagePayload, WebhookPayload, redacted_url,
+    AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewItem, OpenOutbox, OutboxItem, PAYLOAD_VERSION, Payload,
+    Status, StatusCounts, Unreadable, UserMessagePayload, WebhookPayload, redacted_url,
 };
+pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
@@ -219,7 +221,13 @@ impl Health {
     }
 
     pub fn failed(&self, error: &StoreError) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+        self.refuse(error.to_string());
+    }
+
+    /// Inputs are refused for a reason other than a failed write (the
+    /// outbox at its bound).
+    pub fn refuse(&self, why: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.failing.store(true, Ordering::Relaxed);
     }
 

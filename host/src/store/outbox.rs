@@ -90,6 +90,10 @@ impl Status {
         Status::Blocked,
     ];
 
+    /// Statuses of items not yet delivered (nor given up): what the
+    /// outbox bound counts (the schema's `outbox_open` triggers list them).
+    pub const OPEN: [Status; 4] = [Status::Pending, Status::Held, Status::WaitingApi, Status::Blocked];
+
     /// Statuses an item never leaves (but by `outbox retry` for dead ones).
     pub const FINISHED: [Status; 4] = [Status::Sent, Status::Dead, Status::Dropped, Status::Digested];
 
@@ -315,6 +319,14 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// What the outbox holds undelivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOutbox {
+    pub items: u64,
+    /// Octets of their payloads and bodies.
+    pub bytes: u64,
+}
+
 /// Items per status, and rows that cannot be read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusCounts {
@@ -456,6 +468,19 @@ impl Store {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// Items not yet delivered ([`Status::OPEN`]), and their octets (one
+    /// row read: see the schema's `outbox_open`).
+    pub fn open_outbox(&self) -> Result<OpenOutbox, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT items, bytes FROM outbox_open", [], |r| {
+                Ok(OpenOutbox {
+                    items: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    bytes: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })
         })
     }
 
@@ -790,5 +815,55 @@ pub(super) mod tests {
         assert_eq!(store.purge(None, 41).unwrap(), 1);
         assert!(store.item(dead).unwrap().is_none());
         assert!(store.item(pending).unwrap().is_some());
+    }
+
+    /// What the outbox bound reads follows items in and out of the open
+    /// statuses, whichever way they go.
+    #[test]
+    fn the_undelivered_items_and_their_bytes_are_counted_as_they_move() {
+        let store = Store::in_memory();
+        let counted = |store: &Store| {
+            let open = Status::OPEN.map(|s| format!("'{s}'")).join(", ");
+            store
+                .read(|c| {
+                    c.query_row(
+                        &format!(
+                            "SELECT count(*), coalesce(sum(length(payload) + length(body)), 0) FROM outbox
+                              WHERE status IN ({open})"
+                        ),
+                        [],
+                        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                    )
+                })
+                .unwrap()
+        };
+        let check = |store: &Store| {
+            let open = store.open_outbox().unwrap();
+            assert_eq!((open.items, open.bytes), counted(store));
+            open.items
+        };
+        let mut ids = Vec::new();
+        for (status, subject) in [
+            (Status::Pending, "a"),
+            (Status::Held, "bb"),
+            (Status::WaitingApi, "ccc"),
+            (Status::Blocked, "dddd"),
+            (Status::Sent, "eeeee"),
+        ] {
+            let mut item = email("alerts", "a@example.org", subject, -1);
+            item.status = status;
+            ids.push(add(&store, &item));
+        }
+        assert_eq!(check(&store), 4);
+        assert!(store.open_outbox().unwrap().bytes > 0);
+        store.mark_sent(ids[0], 20).unwrap();
+        assert_eq!(check(&store), 3);
+        store.mark_dead(ids[1], "550", 20).unwrap();
+        store.mark_retry(ids[2], 30, "busy", 20).unwrap();
+        assert_eq!(check(&store), 2);
+        assert_eq!(store.retry(&[], 30, 100).unwrap(), 1);
+        assert_eq!(check(&store), 3);
+        store.purge(None, 1_000).unwrap();
+        assert_eq!(check(&store), 3);
     }
 }

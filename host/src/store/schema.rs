@@ -14,6 +14,7 @@
 //! | 1       | the first releases' tables: `state`, `outbox`, `throttle`        |
 //! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
 //! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
+//! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -24,12 +25,17 @@ use super::outbox::{
 use super::{Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 3] = [(1, first_tables), (2, typed_outbox), (3, follows_and_retries)];
+const MIGRATIONS: [(i64, Step); 4] = [
+    (1, first_tables),
+    (2, typed_outbox),
+    (3, follows_and_retries),
+    (4, usage_counters),
+];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
 pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
@@ -246,6 +252,71 @@ fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
+/// What state each owner holds and what the outbox has not yet delivered,
+/// in entries and bytes, kept up to date by triggers in the writes' own
+/// transactions: a quota or a bound reads one row instead of counting.
+/// Bytes are a key's and a value's octets, an item's payload and body.
+/// (No `INSERT OR IGNORE` in a trigger: the statement that fires it
+/// imposes its own conflict policy, and an upsert's is to fail.)
+fn usage_counters(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE state_usage (
+            owner   TEXT PRIMARY KEY,
+            entries INTEGER NOT NULL,
+            bytes   INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO state_usage
+            SELECT owner, count(*), sum(length(CAST(key AS BLOB)) + length(value)) FROM state GROUP BY owner;
+        CREATE TRIGGER state_usage_insert AFTER INSERT ON state BEGIN
+            INSERT INTO state_usage SELECT new.owner, 0, 0
+             WHERE NOT EXISTS (SELECT 1 FROM state_usage WHERE owner = new.owner);
+            UPDATE state_usage SET entries = entries + 1,
+                                   bytes = bytes + length(CAST(new.key AS BLOB)) + length(new.value)
+             WHERE owner = new.owner;
+        END;
+        CREATE TRIGGER state_usage_delete AFTER DELETE ON state BEGIN
+            UPDATE state_usage SET entries = entries - 1,
+                                   bytes = bytes - length(CAST(old.key AS BLOB)) - length(old.value)
+             WHERE owner = old.owner;
+        END;
+        CREATE TRIGGER state_usage_update AFTER UPDATE ON state BEGIN
+            UPDATE state_usage SET entries = entries - 1,
+                                   bytes = bytes - length(CAST(old.key AS BLOB)) - length(old.value)
+             WHERE owner = old.owner;
+            INSERT INTO state_usage SELECT new.owner, 0, 0
+             WHERE NOT EXISTS (SELECT 1 FROM state_usage WHERE owner = new.owner);
+            UPDATE state_usage SET entries = entries + 1,
+                                   bytes = bytes + length(CAST(new.key AS BLOB)) + length(new.value)
+             WHERE owner = new.owner;
+        END;
+
+        CREATE TABLE outbox_open (
+            id    INTEGER PRIMARY KEY CHECK (id = 0),
+            items INTEGER NOT NULL,
+            bytes INTEGER NOT NULL
+        );
+        INSERT INTO outbox_open
+            SELECT 0, count(*), coalesce(sum(length(payload) + length(body)), 0) FROM outbox
+             WHERE status IN ('pending', 'held', 'waiting-api', 'blocked');
+        CREATE TRIGGER outbox_open_insert AFTER INSERT ON outbox
+         WHEN new.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+            UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
+        END;
+        CREATE TRIGGER outbox_open_delete AFTER DELETE ON outbox
+         WHEN old.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+            UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
+        END;
+        CREATE TRIGGER outbox_open_update_old AFTER UPDATE ON outbox
+         WHEN old.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+            UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
+        END;
+        CREATE TRIGGER outbox_open_update_new AFTER UPDATE ON outbox
+         WHEN new.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+            UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
+        END;",
+    )
+}
+
 /// An outbox row as the first releases wrote it: kind and status as text,
 /// e-mail fields in columns, other actions as JSON with their body inline.
 struct LegacyItem {
@@ -444,6 +515,26 @@ mod tests {
             })
             .unwrap();
         assert_eq!(dedup, 2);
+
+        // The counters the quotas and the outbox bound read start from
+        // what the old database holds.
+        let stored: i64 = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT sum(length(CAST(key AS BLOB)) + length(value)) FROM state WHERE owner = ?1",
+                    [module.as_db()],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(store.state_bytes(&module).unwrap(), stored as u64);
+        let open = items
+            .iter()
+            .flatten()
+            .filter(|i| Status::OPEN.contains(&i.status))
+            .count();
+        assert!(open > 0);
+        assert_eq!(store.open_outbox().unwrap().items, open as u64);
     }
 
     #[test]

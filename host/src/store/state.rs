@@ -69,6 +69,47 @@ impl Store {
         self.read(|conn| get(conn, owner, key, now_us))
     }
 
+    /// The octets of `owner`'s keys and values, expired entries not yet
+    /// forgotten included (one row read: see the schema's `state_usage`).
+    pub fn state_bytes(&self, owner: &Owner) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT bytes FROM state_usage WHERE owner = ?1")?
+                .query_row(params![owner.as_db()], |r| r.get::<_, i64>(0))
+                .optional()
+                .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        })
+    }
+
+    /// As [`Store::state_bytes`], without the entries expired by `now_us`
+    /// (counted: for a module near its quota only).
+    pub fn live_state_bytes(&self, owner: &Owner, now_us: u64) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM state
+                  WHERE owner = ?1 AND (expires_us IS NULL OR expires_us > ?2)",
+            )?
+            .query_row(params![owner.as_db(), db_time(now_us)], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// The octets `owner`'s `key` takes now, expired or not (0: none).
+    pub fn entry_bytes(&self, owner: &Owner, key: &str) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT length(CAST(key AS BLOB)) + length(value) FROM state WHERE owner = ?1 AND key = ?2",
+            )?
+            .query_row(params![owner.as_db(), key], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        })
+    }
+
+    /// Forgets every entry expired by `now_us`; returns how many.
+    pub fn forget_expired_state(&self, now_us: u64) -> Result<usize, StoreError> {
+        self.write(|tx| tx.execute("DELETE FROM state WHERE expires_us <= ?1", params![db_time(now_us)]))
+    }
+
     /// Stores one value at once, in a transaction of its own (tools and
     /// tests; the pipeline stores state with [`Store::commit`]).
     pub fn state_put(&self, write: &StateWrite, now_us: u64) -> Result<(), StoreError> {
@@ -117,9 +158,10 @@ pub(super) fn put(tx: &Transaction<'_>, write: &StateWrite, now_us: u64) -> rusq
 /// when it is at its bound.
 fn room_for_one_more(tx: &Transaction<'_>, owner: &str, now_us: u64) -> rusqlite::Result<bool> {
     let count = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
-        tx.prepare_cached("SELECT count(*) FROM state WHERE owner = ?1")?
+        tx.prepare_cached("SELECT entries FROM state_usage WHERE owner = ?1")?
             .query_row(params![owner], |r| r.get::<_, i64>(0))
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .optional()
+            .map(|n| n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     };
     if count(tx)? < MAX_ENTRIES_PER_OWNER {
         return Ok(true);
@@ -159,6 +201,25 @@ mod tests {
         s.state_put(&write("a", "k", b"1", None), 0).unwrap();
         assert_eq!(s.state_get(&Owner::Module("b".into()), "k", 0).unwrap(), None);
         assert_eq!(s.state_get(&Owner::AlertDedup, "k", 0).unwrap(), None);
+    }
+
+    /// The counters the quota reads follow every write, overwrite and
+    /// deletion, in octets of keys and values.
+    #[test]
+    fn each_owners_bytes_are_counted_as_they_change() {
+        let s = Store::in_memory();
+        let m = Owner::Module("m".into());
+        s.state_put(&write("m", "ké", &[0; 100], Some(5)), 0).unwrap();
+        s.state_put(&write("m", "k2", &[0; 10], None), 0).unwrap();
+        s.state_put(&write("other", "k", &[0; 1000], None), 0).unwrap();
+        assert_eq!(s.state_bytes(&m).unwrap(), 3 + 100 + 2 + 10);
+        s.state_put(&write("m", "k2", &[0; 50], None), 0).unwrap();
+        assert_eq!(s.state_bytes(&m).unwrap(), 3 + 100 + 2 + 50);
+        assert_eq!(s.entry_bytes(&m, "k2").unwrap(), 52);
+        assert_eq!(s.live_state_bytes(&m, 10).unwrap(), 52, "the expired entry is not live");
+        assert_eq!(s.forget_expired_state(10).unwrap(), 1);
+        assert_eq!(s.state_bytes(&m).unwrap(), 52);
+        assert_eq!(s.state_bytes(&Owner::Module("nobody".into())).unwrap(), 0);
     }
 
     #[test]
