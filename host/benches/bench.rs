@@ -51,7 +51,7 @@ fn quick() -> bool {
 
 /// `VELONOTIFY_BENCH_ONLY=modules,replay`: run only these parts (modules,
 /// or one module: alerts, flow-completion, detect, errors-alert;
-/// instantiation, memory, swap, replay, smtp), to profile one of them;
+/// instantiation, memory, output, swap, replay, smtp), to profile one of them;
 /// BENCHMARKS.md is left alone.
 fn only() -> Option<String> {
     std::env::var("VELONOTIFY_BENCH_ONLY").ok()
@@ -85,6 +85,10 @@ fn main() {
     if wanted("memory") {
         eprintln!("memory per instance ...");
         memory_per_instance(&modules, &inputs, &mut report);
+    }
+    if wanted("output") {
+        eprintln!("a call answering 100 MB ...");
+        huge_answer(&modules, &inputs, &mut report);
     }
     if wanted("swap") {
         eprintln!("hot swap under load ...");
@@ -734,6 +738,48 @@ fn memory_per_instance(modules: &Path, inputs: &Inputs, report: &mut Report) {
         );
         drop(running);
     }
+}
+
+/// A hostile module answers every call with a 100 MB webhook body: the
+/// host copies it out of the instance's memory after the call returns,
+/// outside the deadline's reach, then refuses it (over `max_action_bytes`).
+/// The figure is that call's time against the deadline it must keep.
+fn huge_answer(modules: &Path, inputs: &Inputs, report: &mut Report) {
+    let engine = Engine::new(EngineOptions {
+        max_memory_bytes: SandboxLimits::default().memory_bytes,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let loaded = engine.load(&modules.join("hostile.wasm")).unwrap();
+    let params = vec![
+        ("Behaviour".to_string(), "huge".to_string()),
+        ("Trigger".to_string(), "^boom".to_string()),
+    ];
+    let spec = inputs.spec("outputs-100mb", params, inputs.world.clone());
+    let deadline = spec.limits.deadline;
+    let mut module = Module::start_loaded(&engine, &loaded, spec).unwrap();
+    let event = velonotify::contract::Event {
+        id: "bench:1".into(),
+        queue: "Server.Internal.Alerts".into(),
+        row: r#"{"name":"boom"}"#.into(),
+        org_id: "root".into(),
+    };
+    let runs = if quick() { 2 } else { 7 };
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let outcome = module.handle(&event, 1_778_400_000_000_000);
+            assert!(outcome.result.is_ok_and(|actions| actions.len() == 1), "the module answers");
+            outcome.usage.elapsed
+        })
+        .collect();
+    let call = median(&mut samples);
+    let share = call.as_secs_f64() / deadline.as_secs_f64();
+    report.add(
+        "a call answering 100 MB, share of its deadline (median; the copy is outside the deadline's reach)",
+        format!("{:.2} ({:.0} ms of {} ms)", share, call.as_secs_f64() * 1e3, deadline.as_millis()),
+        "< 1",
+        Some(share < 1.0),
+    );
 }
 
 // ---------------------------------------------------------------------------

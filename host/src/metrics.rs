@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// `[metrics]`: Prometheus metrics of `run`.
@@ -33,6 +34,18 @@ struct SwapLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecycleLabels {
+    module: String,
+    reason: String,
+}
+
+/// Call latency buckets: 50 µs doubling to about 1.6 s (deadlines are
+/// 500 ms by default).
+fn call_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -46,6 +59,10 @@ pub struct Metrics {
     handled: Family<ModuleLabel, Counter>,
     failed: Family<ModuleLabel, Counter>,
     trapped: Family<ModuleLabel, Counter>,
+    call_seconds: Family<ModuleLabel, Histogram, fn() -> Histogram>,
+    memory: Family<ModuleLabel, Gauge>,
+    memory_high_water: Family<ModuleLabel, Gauge>,
+    recycles: Family<RecycleLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
     sent: Family<KindLabel, Counter>,
     retried: Family<KindLabel, Counter>,
@@ -88,6 +105,30 @@ impl Metrics {
             "Calls that trapped (deadline, memory, panic)",
             trapped.clone(),
         );
+        let call_seconds = Family::<ModuleLabel, Histogram, fn() -> Histogram>::new_with_constructor(call_seconds);
+        registry.register(
+            "module_call_seconds",
+            "Time of a module's calls (handle, tick), waits on lookups included",
+            call_seconds.clone(),
+        );
+        let memory = Family::<ModuleLabel, Gauge>::default();
+        registry.register(
+            "module_memory_bytes",
+            "Linear memory of a module's live instance",
+            memory.clone(),
+        );
+        let memory_high_water = Family::<ModuleLabel, Gauge>::default();
+        registry.register(
+            "module_memory_high_water_bytes",
+            "The most linear memory any instance of a module has held",
+            memory_high_water.clone(),
+        );
+        let recycles = Family::<RecycleLabels, Counter>::default();
+        registry.register(
+            "module_recycles",
+            "Instances replaced by a fresh one, by reason (memory, calls)",
+            recycles.clone(),
+        );
         let actions = Family::<ActionLabels, Counter>::default();
         registry.register("actions", "Actions put in the outbox", actions.clone());
         let sent = Family::<KindLabel, Counter>::default();
@@ -129,6 +170,10 @@ impl Metrics {
             handled,
             failed,
             trapped,
+            call_seconds,
+            memory,
+            memory_high_water,
+            recycles,
             actions,
             sent,
             retried,
@@ -169,6 +214,33 @@ impl Metrics {
 
     pub fn trapped(&self, module: &str) {
         self.trapped.get_or_create(&Self::module(module)).inc();
+    }
+
+    /// What one call of `module` cost: its time, and the memory its
+    /// instance holds after it and at most.
+    pub fn call_cost(&self, module: &str, elapsed: std::time::Duration, memory_bytes: u64, high_water: u64) {
+        let label = Self::module(module);
+        self.call_seconds.get_or_create(&label).observe(elapsed.as_secs_f64());
+        self.memory
+            .get_or_create(&label)
+            .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
+        self.memory_high_water
+            .get_or_create(&label)
+            .set(i64::try_from(high_water).unwrap_or(i64::MAX));
+    }
+
+    /// A fresh instance replaced `module`'s live one; `memory_bytes` is
+    /// what the fresh one holds.
+    pub fn recycled(&self, module: &str, reason: &str, memory_bytes: u64) {
+        self.recycles
+            .get_or_create(&RecycleLabels {
+                module: module.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+        self.memory
+            .get_or_create(&Self::module(module))
+            .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
     }
 
     pub fn queued(&self, module: &str, kind: &str) {

@@ -1,10 +1,14 @@
 //! Hostile modules are contained: each is stopped, reported by name and
 //! restarted, and the other modules handle every event.
 
+use std::time::Duration;
+
 use serde_json::json;
+use velonotify_test_support::peers::free_port;
+use velonotify_test_support::service::{Running, metric, post_events};
 use velonotify_test_support::{jsonl, scratch, stderr};
 
-use super::{replay, write_alerts, write_config};
+use super::{EXE, replay, write_alerts, write_config};
 
 /// The Alerts module beside one hostile module per misbehaviour. The
 /// hostile ones misbehave on alerts named "boom ..." and echo the others.
@@ -350,5 +354,79 @@ fn a_long_gap_gives_one_tick_not_thousands() {
         log.iter()
             .any(|l| l["module"] == "ticker" && l["message"].as_str().unwrap().contains("ticks skipped")),
         "{log:?}"
+    );
+}
+
+/// Linear memory never shrinks, so an instance that grew is replaced by a
+/// fresh one (at `recycle_above_mib`, or after `recycle_after_calls`)
+/// between two events; what the module keeps in its state carries on.
+/// Per module, the metrics show call latency, memory now and at most, and
+/// the recycles by reason.
+#[test]
+fn instances_that_grew_or_served_long_are_recycled_without_losing_state() {
+    const TOKEN: &str = "recycle-token-0123456789";
+    let dir = scratch();
+    let (ingest, metrics_port) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[host]
+state = "state.db"
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{TOKEN}"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[[module]]
+name = "grows"
+path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
+recycle_above_mib = 32
+[module.params]
+Behaviour = "grow"
+Trigger = "^grow"
+Queue = "Custom.Ingest"
+
+[[module]]
+name = "echoes"
+path = "hostile.wasm"
+allowed_hosts = ["hooks.example.org"]
+recycle_after_calls = 2
+[module.params]
+Behaviour = "echo"
+Queue = "Custom.Ingest"
+"#
+        ),
+    );
+    let mut run = Running::start(EXE, &config);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let rows: String = (1..=3).map(|n| format!("{{\"name\":\"grow {n}\"}}\n")).collect();
+    let (status, answer) = post_events(ingest, Some(TOKEN), "queue=Custom.Ingest", rows.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+
+    let series = |name: &str, labels: &str| metric(metrics_port, &format!("velonotify_{name}{{{labels}}}"));
+    assert_eq!(series("module_recycles_total", "module=\"grows\",reason=\"memory\""), 3);
+    assert_eq!(series("module_recycles_total", "module=\"echoes\",reason=\"calls\""), 1);
+    assert_eq!(series("module_call_seconds_count", "module=\"grows\""), 3);
+    assert!(series("module_memory_high_water_bytes", "module=\"grows\"") >= 48 << 20);
+    let now = series("module_memory_bytes", "module=\"grows\"");
+    assert!(0 < now && now < 32 << 20, "the fresh instance holds {now} bytes");
+
+    let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let bodies: Vec<String> = db
+        .prepare("SELECT body FROM outbox WHERE module = 'grows' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|b| String::from_utf8(b.unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [r#"{"grown":1}"#, r#"{"grown":2}"#, r#"{"grown":3}"#],
+        "the state written before each recycle is read after it"
     );
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::capabilities::lookups::{HostFacts, LookupsSection, ServerSection};
 use crate::capabilities::outbound::DEFAULT_MAX_EMAIL_MIB;
 use crate::delivery::{DeliverySection, SmtpSection};
-use crate::engine::SandboxLimits;
+use crate::engine::{RecyclePolicy, SandboxLimits};
 use crate::metrics::MetricsSection;
 use crate::pipeline::reload::ReloadSection;
 use crate::sources::ingest::IngestSection;
@@ -79,6 +79,11 @@ pub struct HostSection {
     pub memory_mib: Option<u64>,
     /// Default state quota of one module (keys and values), in MiB (16).
     pub state_mib: Option<u64>,
+    /// A fresh instance replaces one whose memory reached this, in MiB
+    /// (default: half of `memory_mib`).
+    pub recycle_above_mib: Option<u64>,
+    /// ... or that answered this many calls (default 1,000,000; 0: never).
+    pub recycle_after_calls: Option<u64>,
     /// Longest event line accepted, in bytes (default 4 MiB).
     pub max_event_bytes: Option<usize>,
     /// Largest e-mail accepted from a module, in MiB (default 25).
@@ -107,6 +112,8 @@ pub struct ModuleSection {
     pub memory_mib: Option<u64>,
     /// Octets of state the module may keep, in MiB (default `host.state_mib`).
     pub state_mib: Option<u64>,
+    pub recycle_above_mib: Option<u64>,
+    pub recycle_after_calls: Option<u64>,
     /// Within its SendInterval: hold e-mails for a digest (default) or drop
     /// them with a log line, as Velociraptor does.
     pub throttle_mode: Option<ThrottleMode>,
@@ -265,9 +272,18 @@ impl Config {
         let defaults = SandboxLimits::default();
         let deadline = module.deadline_ms.or(self.host.deadline_ms).map(Duration::from_millis);
         let memory = module.memory_mib.or(self.host.memory_mib).map(|m| (m as usize) << 20);
+        let memory_bytes = memory.unwrap_or(defaults.memory_bytes);
+        let mut recycle = RecyclePolicy::for_memory_limit(memory_bytes);
+        if let Some(mib) = module.recycle_above_mib.or(self.host.recycle_above_mib) {
+            recycle.above_bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        }
+        if let Some(calls) = module.recycle_after_calls.or(self.host.recycle_after_calls) {
+            recycle.after_calls = calls;
+        }
         SandboxLimits {
             deadline: deadline.unwrap_or(defaults.deadline),
-            memory_bytes: memory.unwrap_or(defaults.memory_bytes),
+            memory_bytes,
+            recycle,
         }
     }
 }

@@ -20,9 +20,9 @@ use crate::capabilities::CallContext;
 use crate::contract::{RuleModule, RuleModulePre};
 
 pub use self::cache::digest;
-pub use self::module::{CallError, CallOutcome, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
+pub use self::module::{CallError, CallOutcome, CallUsage, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
-pub use self::sandbox::{MemoryLimitExceeded, SandboxLimits};
+pub use self::sandbox::{MemoryLimitExceeded, RecyclePolicy, Recycled, SandboxLimits};
 pub use self::wit_version::{HOST_VERSION as WIT_VERSION, PACKAGE as WIT_PACKAGE};
 
 /// How often the epoch advances: the granularity of call deadlines.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::sandbox::{CallBudget, MemoryLimitExceeded, SandboxLimits, StoreData};
+use super::sandbox::{CallBudget, MemoryLimitExceeded, Recycled, SandboxLimits, StoreData};
 use super::{EPOCH_TICK, Engine, Loaded};
 use crate::capabilities::{CallContext, Grants};
 use crate::clock::CallTime;
@@ -99,6 +99,19 @@ impl std::fmt::Display for CallError {
 pub struct CallOutcome {
     pub result: Result<Vec<Action>, CallError>,
     pub logs: Vec<(LogLevel, String)>,
+    pub usage: CallUsage,
+}
+
+/// What a call cost, for the module's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    pub elapsed: Duration,
+    /// The instance's linear memory after the call (before a recycle).
+    pub memory_bytes: usize,
+    /// The most any instance of this module has held.
+    pub memory_high_water: usize,
+    /// A fresh instance replaced the one that answered, and why.
+    pub recycled: Option<Recycled>,
 }
 
 impl CallOutcome {
@@ -116,6 +129,7 @@ pub struct Module {
     engine: wasmtime::Engine,
     live: Option<Live>,
     stats: ModuleStats,
+    memory_high_water: usize,
 }
 
 impl std::fmt::Debug for Module {
@@ -131,6 +145,8 @@ impl std::fmt::Debug for Module {
 struct Live {
     store: Store<StoreData>,
     bindings: RuleModule,
+    /// Calls answered since it was instantiated.
+    calls: u64,
 }
 
 /// Why a module could not start.
@@ -172,6 +188,7 @@ impl Module {
             engine,
             live: Some(live),
             stats: ModuleStats::default(),
+            memory_high_water: 0,
         })
     }
 
@@ -213,6 +230,11 @@ impl Module {
         self.stats
     }
 
+    /// The linear memory its live instance holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.live.as_ref().map_or(0, |live| live.store.data().limiter.in_use())
+    }
+
     /// Whether the module wants rows of `queue` from `org_id`.
     pub fn subscribes_to(&self, queue: &str, org_id: &str) -> bool {
         org_id == self.spec.org_id() && self.setup.queues.iter().any(|q| q == queue)
@@ -242,12 +264,16 @@ impl Module {
                     "the module could not be restarted after a trap".into(),
                 ))),
                 logs: Vec::new(),
+                usage: CallUsage::default(),
             };
         };
         self.spec.time.set_us(now_us);
         let started = Instant::now();
         let outcome = guarded(live, self.spec.limits, f);
         crate::crash_point!("engine::after-call");
+        live.calls += 1;
+        let memory_bytes = live.store.data().limiter.in_use();
+        self.memory_high_water = self.memory_high_water.max(memory_bytes);
         // A trapped call keeps none of its state writes.
         let logs = live.store.data_mut().call.end_call(outcome.is_ok());
         let result = match outcome {
@@ -271,20 +297,63 @@ impl Module {
                 })
             }
         };
-        CallOutcome { result, logs }
+        // (A trapped instance was replaced already.)
+        let recycled = match &result {
+            Err(CallError::Trapped { .. }) => None,
+            _ => self.recycle_if_due(),
+        };
+        let usage = CallUsage {
+            elapsed: started.elapsed(),
+            memory_bytes,
+            memory_high_water: self.memory_high_water,
+            recycled,
+        };
+        CallOutcome { result, logs, usage }
+    }
+
+    /// Replaces the live instance by a fresh one when the policy says;
+    /// one that fails to start leaves the old one serving (logged).
+    fn recycle_if_due(&mut self) -> Option<Recycled> {
+        let live = self.live.as_ref()?;
+        let policy = self.spec.limits.recycle;
+        let why = if live.store.data().limiter.in_use() >= policy.above_bytes {
+            Recycled::Memory
+        } else if policy.after_calls > 0 && live.calls >= policy.after_calls {
+            Recycled::Calls
+        } else {
+            return None;
+        };
+        match self.fresh_instance() {
+            Ok(fresh) => {
+                self.live = Some(fresh);
+                Some(why)
+            }
+            Err(error) => {
+                // Tried again after as many calls.
+                if let Some(live) = self.live.as_mut() {
+                    live.calls = 0;
+                }
+                tracing::warn!(module = %self.spec.name, %error, "could not recycle the instance; the old one goes on");
+                None
+            }
+        }
     }
 
     /// A trapped instance cannot be entered again: start a fresh one with
     /// the same parameters.
     fn restart(&mut self) {
         self.live = None;
-        match instantiate(&self.engine, &self.loaded.pre, &self.spec) {
-            Ok(mut live) => match configure(&mut live, &self.spec) {
-                Ok(_) => self.live = Some(live),
-                Err(e) => tracing::error!(module = %self.spec.name, error = %e, "module could not be restarted"),
-            },
-            Err(e) => tracing::error!(module = %self.spec.name, error = %e, "module could not be restarted"),
+        match self.fresh_instance() {
+            Ok(live) => self.live = Some(live),
+            Err(error) => tracing::error!(module = %self.spec.name, %error, "module could not be restarted"),
         }
+    }
+
+    /// A new instance, configured with the module's parameters.
+    fn fresh_instance(&self) -> Result<Live, String> {
+        let mut live = instantiate(&self.engine, &self.loaded.pre, &self.spec).map_err(|e| e.to_string())?;
+        configure(&mut live, &self.spec).map_err(|e| e.to_string())?;
+        Ok(live)
     }
 }
 
@@ -304,7 +373,11 @@ fn instantiate(engine: &wasmtime::Engine, pre: &RuleModulePre<StoreData>, spec: 
         })
     });
     let bindings = pre.instantiate(&mut store)?;
-    Ok(Live { store, bindings })
+    Ok(Live {
+        store,
+        bindings,
+        calls: 0,
+    })
 }
 
 /// `configure` runs once per start and may compile many regexes (a whole

@@ -20,13 +20,60 @@ pub struct SandboxLimits {
     pub deadline: Duration,
     /// Largest linear memory, in bytes.
     pub memory_bytes: usize,
+    /// When a fresh instance replaces a live one.
+    pub recycle: RecyclePolicy,
 }
 
 impl Default for SandboxLimits {
     fn default() -> Self {
+        let memory_bytes = 256 << 20;
         Self {
             deadline: Duration::from_millis(500),
-            memory_bytes: 256 << 20,
+            memory_bytes,
+            recycle: RecyclePolicy::for_memory_limit(memory_bytes),
+        }
+    }
+}
+
+/// Linear memory never shrinks: an instance that once grew keeps the
+/// memory for its life. A fresh instance (its durable state is in the
+/// store, so nothing of it is lost) replaces one whose memory has reached
+/// `above_bytes` or that has answered `after_calls` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecyclePolicy {
+    pub above_bytes: usize,
+    /// 0: never for its number of calls.
+    pub after_calls: u64,
+}
+
+/// Calls an instance answers before it is recycled, unless
+/// `recycle_after_calls` says.
+pub const DEFAULT_RECYCLE_AFTER_CALLS: u64 = 1_000_000;
+
+impl RecyclePolicy {
+    /// The default for a memory limit: recycled at half of it.
+    pub fn for_memory_limit(memory_bytes: usize) -> Self {
+        Self {
+            above_bytes: memory_bytes / 2,
+            after_calls: DEFAULT_RECYCLE_AFTER_CALLS,
+        }
+    }
+}
+
+/// Why an instance was recycled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recycled {
+    /// Its memory reached `recycle_above_mib`.
+    Memory,
+    /// It answered `recycle_after_calls` calls.
+    Calls,
+}
+
+impl Recycled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recycled::Memory => "memory",
+            Recycled::Calls => "calls",
         }
     }
 }
@@ -95,6 +142,7 @@ impl StoreData {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes,
+                in_use: 0,
             },
             call,
             stderr,
@@ -122,14 +170,23 @@ pub struct MemoryLimitExceeded {
 
 /// Traps a module that grows its memory beyond the limit, with an error
 /// that says so (instead of a failed `memory.grow` the guest turns into an
-/// anonymous abort).
+/// anonymous abort), and counts the memory the instance holds.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     limit: usize,
+    /// Linear memory of every memory of the instance (a component may
+    /// have several), in bytes: what it was granted, created and grown.
+    in_use: usize,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn in_use(&self) -> usize {
+        self.in_use
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             return Err(MemoryLimitExceeded {
                 limit: self.limit,
@@ -137,6 +194,7 @@ impl ResourceLimiter for MemoryLimiter {
             }
             .into());
         }
+        self.in_use = self.in_use.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 

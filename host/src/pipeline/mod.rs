@@ -402,6 +402,23 @@ impl Pipeline {
             Err(CallError::Trapped { .. }) => self.services.metrics.trapped(&module),
             Err(CallError::Failed(_)) => self.services.metrics.failed(&module),
         }
+        let usage = outcome.usage;
+        let metrics = &self.services.metrics;
+        metrics.call_cost(
+            &module,
+            usage.elapsed,
+            usage.memory_bytes as u64,
+            usage.memory_high_water as u64,
+        );
+        if let Some(why) = usage.recycled {
+            let fresh = self.modules[index].memory_bytes() as u64;
+            metrics.recycled(&module, why.as_str(), fresh);
+            tracing::debug!(
+                module,
+                reason = why.as_str(),
+                "a fresh instance replaced the module's live one"
+            );
+        }
         // A tick's actions and reports are named after the tick.
         let event_id = Some(origin);
         for (level, message) in outcome.logs {

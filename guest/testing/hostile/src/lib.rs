@@ -3,8 +3,10 @@
 //! without bound (on Rust's stack in linear memory, or on WebAssembly's own
 //! stack) or panics; or it answers with a flood of actions, a huge one, or
 //! one that is not valid JSON, as its `Behaviour` parameter says, on every
-//! event whose `name` matches `Trigger`. On other events it echoes the
-//! event as a webhook action, which shows that it still works.
+//! event whose `name` matches `Trigger`; or (`grow`) it grows its memory by
+//! 48 MiB, lets it go, and answers with how many times it has grown, kept
+//! in its state. On other events it echoes the event as a webhook action,
+//! which shows that it still works.
 
 use velonotify_core::action::{Action, Failure, UserMessage, Webhook};
 use velonotify_core::host::{Event, Host};
@@ -21,6 +23,7 @@ const BEHAVIOURS: &[&str] = &[
     "flood",
     "huge",
     "bad-json",
+    "grow",
     "echo",
 ];
 
@@ -70,11 +73,14 @@ impl Rule for Hostile {
         Ok((rule, setup))
     }
 
-    fn handle(&mut self, event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let name = event.row.get("name").and_then(|v| v.as_str()).unwrap_or("");
         if self.trigger.is_match(name) {
             if let Some(actions) = bad_actions(&self.behaviour) {
                 return Ok(actions);
+            }
+            if self.behaviour == "grow" {
+                return Ok(vec![grow(host)]);
             }
             misbehave(&self.behaviour);
         }
@@ -124,6 +130,25 @@ fn bad_actions(behaviour: &str) -> Option<Vec<Action>> {
         })]),
         _ => None,
     }
+}
+
+/// Grows linear memory by 48 MiB (touched, then freed: the memory stays
+/// the instance's), and counts the times in its state.
+fn grow(host: &dyn Host) -> Action {
+    let hoard = std::hint::black_box(vec![1u8; 48 << 20]);
+    drop(hoard);
+    let times = host
+        .state_get("grown")
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    host.state_put("grown", times.to_string().as_bytes(), 0);
+    Action::Webhook(Webhook {
+        url: "https://hooks.example.org/grown".into(),
+        headers: Vec::new(),
+        body: format!("{{\"grown\":{times}}}").into_bytes(),
+    })
 }
 
 fn misbehave(behaviour: &str) {
