@@ -768,7 +768,10 @@ fn huge_answer(modules: &Path, inputs: &Inputs, report: &mut Report) {
     let mut samples: Vec<Duration> = (0..runs)
         .map(|_| {
             let outcome = module.handle(&event, 1_778_400_000_000_000);
-            assert!(outcome.result.is_ok_and(|actions| actions.len() == 1), "the module answers");
+            assert!(
+                outcome.result.is_ok_and(|actions| actions.len() == 1),
+                "the module answers"
+            );
             outcome.usage.elapsed
         })
         .collect();
@@ -776,7 +779,12 @@ fn huge_answer(modules: &Path, inputs: &Inputs, report: &mut Report) {
     let share = call.as_secs_f64() / deadline.as_secs_f64();
     report.add(
         "a call answering 100 MB, share of its deadline (median; the copy is outside the deadline's reach)",
-        format!("{:.2} ({:.0} ms of {} ms)", share, call.as_secs_f64() * 1e3, deadline.as_millis()),
+        format!(
+            "{:.2} ({:.0} ms of {} ms)",
+            share,
+            call.as_secs_f64() * 1e3,
+            deadline.as_millis()
+        ),
         "< 1",
         Some(share < 1.0),
     );

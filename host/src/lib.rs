@@ -5,7 +5,8 @@
 //! The rooms follow an input's path, source -> pipeline -> store/outbox ->
 //! delivery; each imports only rooms listed above it here (a test pins it):
 //!
-//! - [`clock`], [`failpoints`], [`metrics`], [`http`]: what every room uses.
+//! - [`clock`], [`failpoints`], [`files`], [`metrics`], [`http`]: what every
+//!   room uses.
 //! - [`store`]: the typed store (SQLite): schema and migrations, one
 //!   transaction per input, the outbox.
 //! - [`contract`]: the WIT world as Rust types and host traits.
@@ -25,6 +26,7 @@
 
 pub mod clock;
 pub mod failpoints;
+pub mod files;
 pub mod http;
 pub mod metrics;
 
@@ -49,9 +51,10 @@ pub mod cli;
 /// The rooms, lowest first: each may import only the rooms before it
 /// (and itself), so data flows one way and no two rooms import each other.
 #[cfg(test)]
-const ROOMS: [&str; 13] = [
+const ROOMS: [&str; 14] = [
     "clock",
     "failpoints",
+    "files",
     "metrics",
     "http",
     "store",

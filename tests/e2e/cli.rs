@@ -354,3 +354,101 @@ fn bad_flow_completion_rows_are_named_and_the_next_rows_are_handled() {
     assert_eq!(summary.len(), 1);
     assert_eq!(summary[0]["event"], "flows.jsonl:6", "the row after them is handled");
 }
+
+/// A secret named explicitly must exist: a misspelt `ServerSecret` would
+/// otherwise send with `[smtp]`, silently.
+#[test]
+fn check_names_a_secret_that_is_not_configured() {
+    assert_check_names(
+        r#"ServerSecret = "notify_mial_secret""#,
+        &[
+            "parameter ServerSecret",
+            "names the secret \"notify_mial_secret\", but no [secrets.notify_mial_secret] section exists \
+             (there are none)",
+        ],
+    );
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[secrets.notify_mail_secret]\nserver = \"smtp.example.org\"\n{}",
+            alerts_config(r#"ServerSecret = "notify_mail_secret""#)
+        ),
+    );
+    let output = check(&config);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// A parameter read from a file reads a regular file of text, bounded: a
+/// FIFO, a link to `/dev/zero`, a directory or bytes that are not UTF-8 are
+/// refused at once, naming the parameter and the file.
+#[test]
+fn check_refuses_parameter_files_that_are_not_bounded_text() {
+    let dir = scratch();
+    let fifo = dir.path().join("recipients.fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.csv")).unwrap();
+    std::fs::create_dir(dir.path().join("folder.csv")).unwrap();
+    std::fs::write(dir.path().join("latin1.csv"), b"Address\nm\xfcller@example.org\n").unwrap();
+    let big = dir.path().join("big.csv");
+    std::fs::write(&big, "Address\n".to_string() + &"a@example.org\n".repeat(400_000)).unwrap();
+    for (file, why) in [
+        ("recipients.fifo", "recipients.fifo is a FIFO, not a regular file"),
+        ("zero.csv", "zero.csv is a character device, not a regular file"),
+        ("folder.csv", "folder.csv is a directory, not a regular file"),
+        ("latin1.csv", "not UTF-8 text"),
+        ("big.csv", "big.csv is over 4194304 bytes"),
+    ] {
+        let config = write_config(
+            dir.path(),
+            &alerts_config(&format!("Recipients = {{ file = \"{file}\" }}")),
+        );
+        let started = std::time::Instant::now();
+        let output = check(&config);
+        assert!(!output.status.success(), "{file} accepted");
+        let err = stderr(&output);
+        assert!(
+            err.contains("parameter Recipients") && err.contains(why),
+            "{file}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{file}: blocked"
+        );
+    }
+}
+
+/// `velonotify check | head` ends quietly when `head` has read enough,
+/// as Unix tools do, instead of panicking on the closed pipe.
+#[test]
+fn a_command_whose_reader_goes_away_ends_without_a_panic() {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = scratch();
+    // Well over a pipe's 64 KiB of listing.
+    let modules: String = (0..80)
+        .map(|i| alerts_config("").replace("soc-mail", &format!("soc-{i}")))
+        .collect();
+    let config = write_config(dir.path(), &modules);
+    let mut child = std::process::Command::new(EXE)
+        .args(["check", "-c", &config.display().to_string()])
+        .args([
+            "--modules-dir",
+            &velonotify_test_support::modules_dir().display().to_string(),
+        ])
+        .args([
+            "--cache-dir",
+            &velonotify_test_support::cache_dir().display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here, long before the listing ends.
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{err}");
+}

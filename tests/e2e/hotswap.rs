@@ -321,3 +321,49 @@ fn without_watching_a_new_build_waits_for_velonotify_reload() {
     assert_eq!(handled[&0], ["v000"]);
     assert_eq!(handled[&1], ["v001"]);
 }
+
+/// A module's path replaced by what is not a regular file is refused with
+/// one log line each, naming it, without blocking the watcher (a FIFO) or
+/// reading without end (a link to `/dev/zero`); the next real build still
+/// goes live.
+#[test]
+fn a_module_path_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let dir = scratch();
+    let mut service = Service::start(dir.path(), "poll_ms = 20");
+    let path = dir.path().join("versioned.wasm");
+    type Replace = fn(&Path);
+    let cases: [(Replace, &str); 3] = [
+        (
+            |path| {
+                rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+            },
+            "versioned.wasm is a FIFO, not a regular file",
+        ),
+        (
+            |path| std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
+            "versioned.wasm is a character device, not a regular file",
+        ),
+        (
+            |path| std::fs::create_dir(path).unwrap(),
+            "versioned.wasm is a directory, not a regular file",
+        ),
+    ];
+    for (refused, (replace, reason)) in cases.into_iter().enumerate() {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => std::fs::remove_dir(&path).unwrap(),
+            other => other.unwrap(),
+        }
+        replace(&path);
+        service.wait_swaps("refused", refused as u64 + 1);
+        let log = service.run.log();
+        let line = log.lines().rfind(|l| l.contains("hot swap refused")).unwrap();
+        assert!(line.contains(reason) && line.contains("keeps running"), "{line}");
+    }
+    let peak_mib = velonotify_test_support::service::peak_rss_kib(service.run.child.id()) >> 10;
+    assert!(peak_mib < 300, "the watcher read without end: {peak_mib} MiB");
+    std::fs::remove_dir(&path).unwrap();
+    install_versioned(dir.path(), &build(1, "ok"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 1);
+    assert_eq!(service.handled()[&0], ["v001"]);
+}

@@ -170,6 +170,38 @@ impl Config {
         Ok(())
     }
 
+    /// A secret a module's parameter names explicitly must be a
+    /// `[secrets.NAME]` section: a misspelt name would otherwise send with
+    /// `[smtp]`, silently. (Left out, the artifact's default name falls
+    /// back to `[smtp]` when no such section exists, as documented.)
+    /// Checked once the module has taken its parameters, so that a
+    /// parameter it does not have is named as such first.
+    pub fn check_secrets_named(&self, module: &ModuleSection) -> anyhow::Result<()> {
+        for name in SECRET_PARAMS {
+            if let Some(value) = module.params.get(name) {
+                let secret = param_text(value, &self.base_dir)?;
+                self.check_secret_named(&secret)
+                    .with_context(|| format!("parameter {name}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_secret_named(&self, secret: &str) -> anyhow::Result<()> {
+        if secret.is_empty() || self.secrets.contains_key(secret) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.secrets.keys().map(String::as_str).collect();
+        let known = match known.is_empty() {
+            true => "there are none".to_string(),
+            false => format!("there are {}", known.join(", ")),
+        };
+        bail!(
+            "names the secret {secret:?}, but no [secrets.{secret}] section exists ({known}); name one, or leave \
+             the parameter out to send with [smtp]"
+        )
+    }
+
     /// A path from the configuration, relative to the config file.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -317,10 +349,18 @@ pub(crate) fn check_module_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The artifacts' parameters that name an SMTP Creds secret.
+const SECRET_PARAMS: [&str; 2] = ["ServerSecret", "Secret"];
+
+/// Largest parameter read from a file (`{ file = "..." }`): a long CSV
+/// table, such as an error catalogue, is tens of KiB.
+pub const MAX_PARAM_FILE_BYTES: u64 = 4 << 20;
+
 /// A TOML value as the text a Velociraptor parameter holds: booleans as
 /// `Y`/`N`, numbers as decimals, lists as JSON (a list of tables is a CSV
 /// parameter's rows), and `{ file = "path" }` as the file's text (relative
-/// to `base_dir`), for long CSV tables such as the KB's error catalogue.
+/// to `base_dir`), for long CSV tables such as the KB's error catalogue: a
+/// regular file of UTF-8 text, at most [`MAX_PARAM_FILE_BYTES`].
 fn param_text(value: &toml::Value, base_dir: &Path) -> anyhow::Result<String> {
     Ok(match value {
         toml::Value::String(s) => s.clone(),
@@ -336,7 +376,7 @@ fn param_text(value: &toml::Value, base_dir: &Path) -> anyhow::Result<String> {
                 } else {
                     base_dir.join(file)
                 };
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+                crate::files::read_regular_text(&path, MAX_PARAM_FILE_BYTES)?
             }
             _ => bail!(
                 "a table is not a parameter value (write the text, a list of tables for a CSV parameter's rows, \

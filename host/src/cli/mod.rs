@@ -145,6 +145,9 @@ fn epoch_seconds() -> clap::builder::RangedU64ValueParser<u64> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        stop_quietly_on_a_closed_pipe();
+    }
     init_logging();
     crate::failpoints::setup();
     let result = match cli.command {
@@ -160,6 +163,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `velonotify check | head`: a command that prints ends, as Unix tools
+/// do, when its reader goes away, instead of panicking in `println!` (Rust
+/// ignores SIGPIPE). `run` keeps ignoring it: a closed socket is an error
+/// it handles, not a reason to stop.
+fn stop_quietly_on_a_closed_pipe() {
+    let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    if let Err(e) = signal_hook::flag::register_conditional_default(signal_hook::consts::SIGPIPE, always) {
+        tracing::debug!(error = %e, "could not restore SIGPIPE's default action");
     }
 }
 

@@ -88,6 +88,7 @@ impl Runtime {
                 .unwrap_or_else(|| section.path.display().to_string());
             let spec = module_spec(config, section, &lookups, &state, &time).with_context(|| label(&shown))?;
             let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
+            config.check_secrets_named(section).with_context(|| label(&shown))?;
             super::config::check_module_name(module.name())
                 .with_context(|| format!("{}: the name it gives itself (set `name`)", label(&shown)))?;
             if !names.insert(module.name().to_string()) {

@@ -28,6 +28,10 @@ pub use self::wit_version::{HOST_VERSION as WIT_VERSION, PACKAGE as WIT_PACKAGE}
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Largest component file read (a Python module with its interpreter is
+/// about 20 MB).
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
 /// How instances get their memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -170,10 +174,11 @@ impl Engine {
         &self.allocator
     }
 
-    /// Compiles (or loads from the cache) the component at `path` and
-    /// checks that it is a rule module.
+    /// Compiles (or loads from the cache) the component at `path` (a
+    /// regular file of at most [`MAX_COMPONENT_BYTES`]) and checks that it
+    /// is a rule module.
     pub fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::files::read_regular(path, MAX_COMPONENT_BYTES)?;
         self.load_bytes(&bytes, path)
     }
 

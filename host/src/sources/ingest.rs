@@ -147,8 +147,8 @@ impl SenderSection {
     fn sender(&self, base_dir: &Path, at: &str) -> anyhow::Result<Sender> {
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => token.clone(),
-            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file))
-                .with_context(|| format!("{at}.token_file {}", file.display()))?
+            (None, Some(file)) => crate::files::read_regular_text(&base_dir.join(file), 64 << 10)
+                .with_context(|| format!("{at}.token_file"))?
                 .trim()
                 .to_string(),
             (None, None) => bail!("{at}: set token or token_file (senders must present it as a bearer token)"),

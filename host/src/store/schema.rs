@@ -41,9 +41,12 @@ const MIGRATIONS: [(i64, Step); 4] = [
 pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
     let fail = |e: rusqlite::Error| StoreError::sqlite(location, &e);
     let version = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
-    if version(conn).map_err(fail)? == SCHEMA_VERSION {
+    let found = version(conn).map_err(fail)?;
+    if found == SCHEMA_VERSION {
         return Ok(());
     }
+    // A new database is created, not migrated: nothing to tell.
+    let created = found == 0 && !has_tables(conn).map_err(fail)?;
     for (to, step) in MIGRATIONS {
         // Another process may be migrating the same file: the version is
         // read again inside the transaction.
@@ -63,13 +66,22 @@ pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), 
         if current < to {
             step(&tx).map_err(fail)?;
             tx.pragma_update(None, "user_version", to).map_err(fail)?;
-            if current > 0 || to > 1 {
+            if !created {
                 tracing::info!(%location, from = current, to, "state database migrated");
             }
         }
         tx.commit().map_err(fail)?;
     }
     Ok(())
+}
+
+/// Whether the database holds any table (the first releases wrote no
+/// version: theirs is 0 too).
+fn has_tables(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n > 0)
 }
 
 /// The tables as the first releases created them (they carried no

@@ -3,7 +3,6 @@
 //! pipeline only versions that are ready to run.
 
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,7 @@ use crate::capabilities::Grants;
 use crate::capabilities::state::StateCapability;
 use crate::clock::{CallTime, Clock};
 use crate::contract::Failure;
-use crate::engine::{CallError, Engine, Loaded, Module, ModuleSpec};
+use crate::engine::{CallError, Engine, Loaded, MAX_COMPONENT_BYTES, Module, ModuleSpec};
 use crate::metrics::Metrics;
 use crate::sources::JsonlSource;
 
@@ -38,6 +37,7 @@ pub fn selftest_path(component: &Path) -> PathBuf {
 
 /// The longest self-test line read.
 const MAX_SELFTEST_LINE: usize = 4 << 20;
+const MAX_SELFTEST_BYTES: u64 = 16 << 20;
 
 /// How often the reload request flag (SIGHUP) is looked at.
 const REQUEST_CHECK: Duration = Duration::from_millis(50);
@@ -149,7 +149,11 @@ impl Reloader {
                 let file = &self.files[index];
                 let name = file.spec.name.clone();
                 let running = file.digest[..12].to_string();
-                match self.prepare(file, &bytes) {
+                let prepared = bytes
+                    .as_ref()
+                    .map_err(String::clone)
+                    .and_then(|b| self.prepare(file, b));
+                match prepared {
                     Ok(module) => {
                         tracing::info!(
                             module = %name,
@@ -178,14 +182,22 @@ impl Reloader {
 
     /// The file's bytes when they differ from what was last considered.
     /// A file still being written (its size or time moves while it is
-    /// read) waits for the next look.
-    fn changed(&mut self, path: &Path, forced: bool) -> Option<Vec<u8>> {
+    /// read) waits for the next look. A path that is not a regular file
+    /// within the bound (a FIFO, a directory, a link to a device) is an
+    /// error, once per change, found without blocking or reading on.
+    fn changed(&mut self, path: &Path, forced: bool) -> Option<Result<Vec<u8>, String>> {
         let before = stamp(path);
         let state = self.seen.get_mut(path)?;
         if before.is_none() || (!forced && before == state.stamp) {
             return None;
         }
-        let bytes = std::fs::read(path).ok()?;
+        let bytes = match crate::files::read_regular(path, MAX_COMPONENT_BYTES) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                state.stamp = before;
+                return Some(Err(error.to_string()));
+            }
+        };
         if stamp(path) != before {
             return None;
         }
@@ -195,7 +207,7 @@ impl Reloader {
             return None;
         }
         state.considered = digest;
-        Some(bytes)
+        Some(Ok(bytes))
     }
 
     /// Compiles, checks and configures a new version of `file`'s module.
@@ -214,9 +226,10 @@ impl Reloader {
     /// or an internal failure refuses the version.
     fn self_test(&self, file: &ModuleFile, loaded: &Loaded) -> Result<(), String> {
         let path = selftest_path(&file.path);
-        let Ok(events) = std::fs::File::open(&path) else {
+        if !path.exists() {
             return Ok(());
-        };
+        }
+        let events = crate::files::read_regular(&path, MAX_SELFTEST_BYTES).map_err(|e| format!("self-test: {e}"))?;
         let spec = ModuleSpec {
             grants: Grants {
                 state: Arc::new(StateCapability::in_memory()),
@@ -228,7 +241,7 @@ impl Reloader {
         let mut module = Module::start_loaded(&self.engine, loaded, spec)
             .map_err(|e| format!("configure with the running parameters failed: {e}"))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let source = JsonlSource::new(BufReader::new(events), &name, file.spec.org_id(), MAX_SELFTEST_LINE);
+        let source = JsonlSource::new(events.as_slice(), &name, file.spec.org_id(), MAX_SELFTEST_LINE);
         for item in source {
             let event = item.map_err(|e| format!("{}:{}: {}", e.source_name, e.line, e.message))?;
             let now_us = event.ts_us.unwrap_or_else(|| Clock::System.now_us());
