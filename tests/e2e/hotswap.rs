@@ -49,6 +49,11 @@ state = "state.db"
 [reload]
 {reload}
 
+# Every event becomes a user message kept for the API (none here): more
+# than the outbox takes by default.
+[outbox]
+max_open_items = 1000000
+
 [metrics]
 listen = "127.0.0.1:{metrics}"
 
@@ -266,7 +271,10 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
     assert_eq!(service.swaps("rolled-back"), 1);
     let log = service.run.log();
     assert!(
-        log.contains("trapped on 4 of its first 4 calls (more than max_probation_traps 3): rolled back to version"),
+        log.contains(
+            "trapped or failed on 4 of its first 4 calls where the previous version did not (more than \
+             max_probation_traps 3): rolled back to version"
+        ),
         "{log}"
     );
     // The four rows v001 trapped on went to v000 again: nothing lost.
@@ -279,6 +287,26 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
     service.wait_swaps("swapped", 2);
     service.post(10, 1);
     assert_eq!(service.handled()[&10], ["v002"]);
+}
+
+/// A build that answers every event with an internal error is as broken
+/// as one that traps: the previous version handles each event it failed
+/// on, and comes back for good past `max_probation_traps`.
+#[test]
+fn a_build_whose_calls_fail_after_the_swap_is_rolled_back_and_loses_nothing() {
+    let dir = scratch();
+    let mut service = Service::start(
+        dir.path(),
+        "poll_ms = 20\nprobation_events = 50\nmax_probation_traps = 3",
+    );
+    install_versioned(dir.path(), &build(1, "fa"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 10);
+    assert_eq!(service.swaps("rolled-back"), 1, "{}", service.run.log());
+    assert!(service.run.log().contains("build v001 fails on every event"));
+    let handled = service.handled();
+    assert_eq!(handled.len(), 10, "{handled:?}");
+    assert!(handled.values().all(|b| b == &["v000"]), "{handled:?}");
 }
 
 /// Before any rollback, each event the new build trapped on is handled by

@@ -492,7 +492,7 @@ impl Backlog<'_> {
                 tracing::warn!("{why}: taking no more events until delivery catches up (ingest answers 503)");
                 waited = true;
             }
-            self.health.refuse(format!("{why}; delivery is catching up"));
+            self.health.refuse(why);
             std::thread::sleep(BACKLOG_LOOK_EVERY);
         }
         if waited {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use self::alerts::{AlertQueue, Raised};
 use self::outbox::{Delivery, Level, Outbox, Report};
-use self::reload::{Candidate, Probation, ProbationVerdict, ReloadSettings};
+use self::reload::{Candidate, Probation, ProbationVerdict, ReloadSettings, TrialCall};
 use self::retries::LookupRetry;
 use crate::capabilities::lookups::LookupSource;
 use crate::capabilities::state::StateCapability;
@@ -180,13 +180,13 @@ impl Pipeline {
     /// in the same input, so a bad build loses nothing even if the process
     /// stops before a rollback; past `max_probation_traps` traps the
     /// previous version comes back for good.
-    fn on_trial(&mut self, index: usize, trapped: bool, event: Option<(&IncomingEvent, u32)>, out: &mut dyn Outbox) {
+    fn on_trial(&mut self, index: usize, call: TrialCall, event: Option<(&IncomingEvent, u32)>, out: &mut dyn Outbox) {
         let now = self.now_us;
         let Some(probation) = self.probations[index].as_mut() else {
             return;
         };
-        let verdict = probation.record(trapped, &self.reload);
-        if trapped {
+        let mut fault = false;
+        if call != TrialCall::Answered {
             let previous = probation.previous_mut();
             let outcome = match event {
                 Some((event, _)) => previous.handle(&event.to_wit(), now),
@@ -196,10 +196,18 @@ impl Pipeline {
                 Some((event, _)) => event.id.clone(),
                 None => format!("tick:{}@{}", previous.name(), now / 1_000_000),
             };
-            let depth = event.map_or(0, |(_, depth)| depth);
-            // The alerts it raises wait in the queue like any others.
-            self.settle(index, event.map(|(event, _)| event), &origin, depth, outcome, out);
+            // A failure the previous version shares is the event's doing.
+            fault = call == TrialCall::Trapped || outcome.result.is_ok();
+            if fault {
+                let depth = event.map_or(0, |(_, depth)| depth);
+                // The alerts it raises wait in the queue like any others.
+                self.settle(index, event.map(|(event, _)| event), &origin, depth, outcome, out);
+            }
         }
+        let Some(probation) = self.probations[index].as_mut() else {
+            return;
+        };
+        let verdict = probation.record(fault, &self.reload);
         match verdict {
             ProbationVerdict::Continue => {}
             ProbationVerdict::Passed => self.probations[index] = None,
@@ -210,7 +218,7 @@ impl Pipeline {
     /// Brings back the version a module on probation replaced.
     fn roll_back(&mut self, index: usize, out: &mut dyn Outbox) {
         let probation = self.probations[index].take().expect("on probation");
-        let (traps, calls) = probation.counts();
+        let (faults, calls) = probation.counts();
         let failed = std::mem::replace(&mut self.modules[index], probation.into_previous());
         let name = failed.name().to_string();
         out.report(Report::new(
@@ -218,8 +226,9 @@ impl Pipeline {
             &name,
             None,
             format!(
-                "version {} trapped on {traps} of its first {calls} calls (more than max_probation_traps {}): \
-                 rolled back to version {}, which handled each event it trapped on",
+                "version {} trapped or failed on {faults} of its first {calls} calls where the previous version \
+                 did not (more than max_probation_traps {}): rolled back to version {}, which handled each of \
+                 those events",
                 failed.short_digest(),
                 self.reload.max_probation_traps,
                 self.modules[index].short_digest(),
@@ -291,9 +300,9 @@ impl Pipeline {
             self.next_tick[index] = Some(at.saturating_add(self.period_us(index)));
             let outcome = self.modules[index].tick(at);
             let origin = format!("tick:{}@{}", self.modules[index].name(), at / 1_000_000);
-            let trapped = outcome.trapped();
+            let call = TrialCall::of(&outcome);
             self.settle(index, None, &origin, 0, outcome, out);
-            self.on_trial(index, trapped, None, out);
+            self.on_trial(index, call, None, out);
             self.drain_alerts(out);
         }
         self.set_now(now_us);
@@ -371,9 +380,9 @@ impl Pipeline {
                 continue;
             }
             let outcome = self.modules[index].handle(&wit_event, self.now_us);
-            let trapped = outcome.trapped();
+            let call = TrialCall::of(&outcome);
             self.settle(index, Some(event), &event.id, depth, outcome, out);
-            self.on_trial(index, trapped, Some((event, depth)), out);
+            self.on_trial(index, call, Some((event, depth)), out);
         }
     }
 

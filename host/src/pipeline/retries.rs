@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::Pipeline;
 use super::outbox::{Level, Outbox, Report};
+use super::reload::TrialCall;
 use crate::clock::micros;
 use crate::sources::IncomingEvent;
 use crate::store::{EventRetry, RetryChange};
@@ -84,9 +85,9 @@ impl Pipeline {
         self.tick_to_now(out);
         self.retrying = Some(retry.clone());
         let outcome = self.modules[index].handle(&event.to_wit(), self.now_us);
-        let (trapped, handled) = (outcome.trapped(), outcome.result.is_ok());
+        let (call, handled) = (TrialCall::of(&outcome), outcome.result.is_ok());
         self.settle(index, Some(&event), &event.id, 0, outcome, out);
-        self.on_trial(index, trapped, Some((&event, 0)), out);
+        self.on_trial(index, call, Some((&event, 0)), out);
         self.retrying = None;
         if handled {
             out.report(Report::new(

@@ -8,7 +8,8 @@
 //! - `ok`: every event is answered with a user message naming the build
 //!   and the event (`{"build": "v007", "event": "...", "n": 41}`);
 //! - `cf`: `configure` refuses the parameters;
-//! - `tr`: every event traps (a panic).
+//! - `tr`: every event traps (a panic);
+//! - `fa`: every event fails with an internal error.
 
 use velonotify_core::action::{Action, Failure, UserMessage};
 use velonotify_core::host::{Event, Host};
@@ -56,6 +57,9 @@ impl Rule for Versioned {
         let (version, mode) = build();
         if mode == "tr" {
             panic!("build {version} traps on every event");
+        }
+        if mode == "fa" {
+            return Err(Failure::Internal(format!("build {version} fails on every event")));
         }
         let message = serde_json::json!({
             "build": version,

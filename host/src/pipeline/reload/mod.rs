@@ -20,7 +20,7 @@
 mod probation;
 mod reloader;
 
-pub use self::probation::{Probation, ProbationVerdict};
+pub use self::probation::{Probation, ProbationVerdict, TrialCall};
 pub use self::reloader::{ModuleFile, Reloader, StopOnDrop, selftest_path};
 
 use std::sync::Mutex;

@@ -1,16 +1,41 @@
 //! The first events of a freshly swapped version: the previous version is
 //! kept running beside it, handles at once each event (or tick) the new one
-//! traps on, and comes back for good if the new one traps too often.
+//! traps or fails on, and comes back for good if the new one has too many
+//! faults: traps, and failures the previous version did not have (a build
+//! that answers every event with an internal error is as broken as one
+//! that traps; a bad event both refuse is nobody's fault).
 
 use super::ReloadSettings;
-use crate::engine::Module;
+use crate::contract::Failure;
+use crate::engine::{CallError, CallOutcome, Module};
 
 /// A new version on trial, and the version it replaced.
 #[derive(Debug)]
 pub struct Probation {
     previous: Module,
     calls: u32,
-    traps: u32,
+    faults: u32,
+}
+
+/// How one call of a version on trial went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialCall {
+    /// It answered, or failed for want of a lookup (not the build's doing).
+    Answered,
+    Trapped,
+    /// It failed (internal error, bad event): a fault if the previous
+    /// version answers the same call.
+    Failed,
+}
+
+impl TrialCall {
+    pub fn of(outcome: &CallOutcome) -> Self {
+        match &outcome.result {
+            Ok(_) | Err(CallError::Failed(Failure::Lookup(_))) => TrialCall::Answered,
+            Err(CallError::Trapped { .. }) => TrialCall::Trapped,
+            Err(CallError::Failed(_)) => TrialCall::Failed,
+        }
+    }
 }
 
 /// What one more call of the new version means for its trial.
@@ -20,7 +45,7 @@ pub enum ProbationVerdict {
     Continue,
     /// Trial over: the previous version can go.
     Passed,
-    /// Too many traps: bring the previous version back.
+    /// Too many faults: bring the previous version back.
     RollBack,
 }
 
@@ -29,17 +54,17 @@ impl Probation {
         Self {
             previous,
             calls: 0,
-            traps: 0,
+            faults: 0,
         }
     }
 
-    /// Counts one call of the new version and whether it trapped.
-    pub fn record(&mut self, trapped: bool, settings: &ReloadSettings) -> ProbationVerdict {
+    /// Counts one call of the new version and whether it was a fault.
+    pub fn record(&mut self, fault: bool, settings: &ReloadSettings) -> ProbationVerdict {
         self.calls += 1;
-        if trapped {
-            self.traps += 1;
+        if fault {
+            self.faults += 1;
         }
-        if self.traps > settings.max_probation_traps {
+        if self.faults > settings.max_probation_traps {
             ProbationVerdict::RollBack
         } else if self.calls >= settings.probation_events {
             ProbationVerdict::Passed
@@ -48,9 +73,9 @@ impl Probation {
         }
     }
 
-    /// Traps so far, and calls.
+    /// Faults so far, and calls.
     pub fn counts(&self) -> (u32, u32) {
-        (self.traps, self.calls)
+        (self.faults, self.calls)
     }
 
     /// The previous version, to handle what the new one trapped on.
