@@ -501,3 +501,75 @@ fn run_serves_prometheus_metrics() {
         assert!(text.contains(expected), "{expected} in:\n{text}");
     }
 }
+
+/// A dead webhook put back in line with `outbox retry` is checked against
+/// today's configuration before it is posted: one whose module is gone, or
+/// whose host its module's `allowed_hosts` no longer names, is not posted.
+#[test]
+fn retried_webhooks_go_only_where_todays_configuration_allows() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let http = HttpPeer::started(dir.path(), "404,404,200,200", None);
+    let url = format!("http://127.0.0.1:{}/hook", http.port);
+    let both = webhook_module(&url, "\"127.0.0.1\"")
+        + &webhook_module(&url, "\"127.0.0.1\"").replace("\"hook\"", "\"old-hook\"");
+    let config_path = config(dir.path(), free_port(), &cert, &both);
+    run(&config_path, &alerts(1, "first"));
+    assert_eq!(http.requests().len(), 2);
+    assert_eq!(outbox_list(&config_path, "dead").lines().count() - 2, 2);
+
+    // Today: old-hook is gone, and hook may post to another host only.
+    config(
+        dir.path(),
+        free_port(),
+        &cert,
+        &webhook_module(&url, "\"hooks.example.org\""),
+    );
+    let retried = Command::new(EXE)
+        .args(["outbox", "-c", &config_path.display().to_string(), "retry"])
+        .output()
+        .unwrap();
+    assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
+    let log = stderr(&run(&config_path, ""));
+    assert_eq!(http.requests().len(), 2, "nothing more was posted");
+    assert!(
+        log.contains("not sent: module \"old-hook\" is no longer configured, so where its webhooks may go is unknown"),
+        "{log}"
+    );
+    assert!(
+        log.contains("not sent: webhook to 127.0.0.1 refused: not in the module's allowed_hosts (hooks.example.org)"),
+        "{log}"
+    );
+    assert_eq!(outbox_list(&config_path, "dead").lines().count() - 2, 2);
+}
+
+/// The digest passes the checks every module's e-mail passes: one over its
+/// module's `max_action_bytes` (an alert e-mail is about 3 KB, a digest of
+/// 49 about 11 KB) is not sent but kept dead with the reason
+/// (the held e-mails folded into it, visible, `outbox retry` sends it).
+#[test]
+fn a_digest_over_its_modules_limits_is_kept_dead_not_sent() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(
+        dir.path(),
+        peer.port,
+        &cert,
+        &alerts_module(3, "max_action_bytes = 8000"),
+    );
+    let output = run(&config, &alerts(50, "burst"));
+    assert_eq!(
+        subjects(&peer),
+        ["Server alert: Alert burst-0000"],
+        "the digest is not sent"
+    );
+    let err = stderr(&output);
+    assert!(
+        err.contains("the digest of 49 held e-mails (outbox item 51) is refused: an action of"),
+        "{err}"
+    );
+    assert!(err.contains("(max_action_bytes 8000)"), "{err}");
+    assert_eq!(outbox_list(&config, "dead").lines().count() - 2, 1);
+    assert_eq!(outbox_list(&config, "digested").lines().count() - 2, 49);
+}

@@ -30,6 +30,12 @@ pub struct Digest<'a> {
     pub identity: &'a str,
 }
 
+/// Held notifications listed in one digest at most; the rest are counted.
+/// (A subject is at most a few hundred bytes: the digest stays well under
+/// any mail server's size limit, and under Gmail's 102 KB clipping for a
+/// few hundred.)
+pub const MAX_LISTED: usize = 500;
+
 /// The digest's subject and RFC 5322 message.
 pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
     let count = digest.held.len();
@@ -43,14 +49,21 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
         "{count} {noun} from {} came within {window} of an e-mail already sent, and were held for this digest.",
         digest.module
     );
-    let items: Vec<Cell> = digest
+    let mut items: Vec<Cell> = digest
         .held
         .iter()
+        .take(MAX_LISTED)
         .map(|h| Cell::Link {
             text: format!("{} — {}", h.at.rfc3339(), h.subject),
             url: h.link.clone(),
         })
         .collect();
+    if count > MAX_LISTED {
+        items.push(Cell::Text(format!(
+            "... and {} more, not listed (velonotify outbox list --status digested)",
+            count - MAX_LISTED
+        )));
+    }
     let list = Cell::List(items);
     let text = format!("{summary}\n{}\n", list.to_text());
     let html = MailTemplate {
@@ -116,5 +129,28 @@ mod tests {
         );
         let html = mail.subparts[1].get_body().unwrap();
         assert!(html.contains("&lt;honey&gt; 48</a>"), "escaped, linked");
+    }
+
+    /// Ten thousand held notifications make a digest of a bounded size
+    /// that lists the first ones and counts the rest.
+    #[test]
+    fn a_digest_of_countless_notifications_lists_the_first_and_counts_the_rest() {
+        let items = held(10_000);
+        let to = vec!["soc@example.org".to_string()];
+        let (subject, message) = build_digest(&Digest {
+            module: "Server.Monitor.Alerts",
+            sender: "velonotify@example.org",
+            recipients: &to,
+            held: &items,
+            window_seconds: Some(10),
+            now: Timestamp::from_unix_seconds(1_778_400_060),
+            identity: "digest:1",
+        });
+        assert_eq!(subject, "10000 held notifications from Server.Monitor.Alerts");
+        assert!(message.len() < 512 << 10, "{} bytes", message.len());
+        let mail = mailparse::parse_mail(&message).unwrap();
+        let text = mail.subparts[0].get_body().unwrap();
+        assert_eq!(text.matches("\n  - 20").count(), MAX_LISTED);
+        assert!(text.contains("... and 9500 more, not listed"), "{text}");
     }
 }

@@ -85,6 +85,14 @@ impl OutboundPolicy {
         !host.is_empty() && self.allowed_hosts.iter().any(|a| a.trim().eq_ignore_ascii_case(&host))
     }
 
+    /// Whether a stored webhook to `url` may still go to its host, by this
+    /// policy (today's configuration, not the one it was stored under):
+    /// `outbox retry` of an old item, or an item left by a module whose
+    /// `allowed_hosts` has changed since.
+    pub fn check_destination(&self, url: &str) -> Result<(), String> {
+        check_destination(url, &self.allowed_hosts)
+    }
+
     /// Whether `action` may leave.
     pub fn check(&self, action: &Action) -> Result<(), String> {
         validate(action, self.max_email_bytes, &self.allowed_hosts)?;
@@ -96,6 +104,22 @@ impl OutboundPolicy {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `url`'s host is among `allowed_hosts`.
+fn check_destination(url: &str, allowed_hosts: &[String]) -> Result<(), String> {
+    let host = url_host(url);
+    if host_allowed(&host, allowed_hosts) {
+        return Ok(());
+    }
+    Err(format!(
+        "webhook to {host} refused: not in the module's allowed_hosts ({})",
+        if allowed_hosts.is_empty() {
+            "none".to_string()
+        } else {
+            allowed_hosts.join(", ")
+        }
+    ))
 }
 
 /// The size of what an action carries, for `max_action_bytes`.
@@ -147,17 +171,7 @@ fn validate(action: &Action, max_email_bytes: u64, allowed_hosts: &[String]) -> 
             if let Err(e) = hook.url.parse::<http::Uri>() {
                 return Err(format!("a webhook URL that cannot be parsed: {e}"));
             }
-            let host = url_host(&hook.url);
-            if !host_allowed(&host, allowed_hosts) {
-                return Err(format!(
-                    "webhook to {host} refused: not in the module's allowed_hosts ({})",
-                    if allowed_hosts.is_empty() {
-                        "none".to_string()
-                    } else {
-                        allowed_hosts.join(", ")
-                    }
-                ));
-            }
+            check_destination(&hook.url, allowed_hosts)?;
             if hook.body.len() > MAX_WEBHOOK_BYTES {
                 return Err(format!(
                     "a webhook body of {} bytes (limit {MAX_WEBHOOK_BYTES})",

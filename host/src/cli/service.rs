@@ -123,7 +123,15 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         mail_period,
         config.default_sender(),
     )
-    .with_workers(config.delivery.workers.unwrap_or(DEFAULT_WORKERS));
+    .with_workers(config.delivery.workers.unwrap_or(DEFAULT_WORKERS))
+    .with_destinations(
+        runtime
+            .pipeline
+            .modules()
+            .iter()
+            .map(|module| (module.name().to_string(), module.spec().grants.outbound.clone()))
+            .collect(),
+    );
     if let Some((client, section)) = &api {
         out = out.with_api(section.push_alerts);
         let timeout = seconds(section.lookup_timeout_s, DEFAULT_LOOKUP_TIMEOUT_S);

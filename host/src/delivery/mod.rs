@@ -15,7 +15,7 @@ mod smtp;
 mod velociraptor;
 mod webhook;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,10 +27,13 @@ pub use self::retry::RetryPolicy;
 pub use self::smtp::{SmtpSection, SmtpSenders};
 pub use self::velociraptor::ApiActions;
 pub use self::webhook::WebhookSender;
+use crate::capabilities::outbound::OutboundPolicy;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
 use crate::pipeline::outbox::one_log_line;
-use crate::store::{EmailPayload, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable};
+use crate::store::{
+    EmailPayload, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
+};
 
 /// `[delivery]`: how delivery retries, throttles and waits.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -105,6 +108,9 @@ pub struct Deliverer {
     workers: usize,
     /// Executes user messages, labels and alert pushes.
     api: Option<ApiActions>,
+    /// Where each configured module's webhooks may go today; None: as
+    /// checked when they were stored (tests).
+    destinations: Option<HashMap<String, OutboundPolicy>>,
     /// Outcomes the store could not take yet, by item.
     unsettled: Mutex<BTreeMap<i64, Settlement>>,
     /// Rows this release cannot read, each reported once (they wait for a
@@ -153,6 +159,7 @@ impl Deliverer {
             default_sender,
             workers: 1,
             api: None,
+            destinations: None,
             unsettled: Mutex::default(),
             unreadable: Mutex::default(),
         }
@@ -162,6 +169,14 @@ impl Deliverer {
     /// Velociraptor API.
     pub fn with_api(mut self, api: ApiActions) -> Self {
         self.api = Some(api);
+        self
+    }
+
+    /// Checks each webhook against its module's policy of today before it
+    /// is posted: an item of a module no longer configured, or to a host
+    /// its `allowed_hosts` no longer names, is dead-lettered instead.
+    pub fn with_destinations(mut self, policies: HashMap<String, OutboundPolicy>) -> Self {
+        self.destinations = Some(policies);
         self
     }
 
@@ -275,9 +290,15 @@ impl Deliverer {
                 self.smtp
                     .send(email.secret.as_deref(), from, &email.recipients, &item.body)
             }
-            Payload::Webhook(hook) => self
-                .webhooks
-                .post(&hook.url, &hook.headers, &item.body, hook.may_reach_private),
+            Payload::Webhook(hook) => match self.destination_today(&item.module, &hook.url) {
+                Ok(may_reach_private) => self.webhooks.post(
+                    &hook.url,
+                    &hook.headers,
+                    &item.body,
+                    may_reach_private.unwrap_or(hook.may_reach_private),
+                ),
+                Err(why) => Attempt::Permanent(why),
+            },
             payload @ (Payload::UserMessage(_) | Payload::Label(_) | Payload::Alert(_)) => match &self.api {
                 Some(api) => api.execute(&item.module, payload),
                 None => Attempt::Transient("waiting for the Velociraptor API to be configured".into()),
@@ -285,6 +306,21 @@ impl Deliverer {
         };
         crate::crash_point!("delivery::after-send");
         self.decide(item, attempt)
+    }
+
+    /// Whether `module`'s webhook to `url` may go by today's configuration,
+    /// and whether it may reach a private address (None: not checked).
+    fn destination_today(&self, module: &str, url: &str) -> Result<Option<bool>, String> {
+        let Some(destinations) = &self.destinations else {
+            return Ok(None);
+        };
+        let policy = destinations.get(module).ok_or_else(|| {
+            format!("not sent: module {module:?} is no longer configured, so where its webhooks may go is unknown")
+        })?;
+        policy
+            .check_destination(url)
+            .map_err(|why| format!("not sent: {why}"))?;
+        Ok(Some(policy.names_host_of(url)))
     }
 
     fn decide(&self, item: &OutboxItem, attempt: Attempt) -> Settlement {
@@ -386,20 +422,34 @@ impl Deliverer {
         }
         let deadline = now_us.saturating_add(micros(self.policy.deadline));
         let ids = self.store.fold_into_digests(&digests, now_us, deadline)?;
-        for ((held, digest), id) in digests.iter().zip(ids) {
-            self.metrics.digest();
-            tracing::info!(
-                module = %digest.module,
-                "{} held e-mails go out as one digest (outbox item {id})",
-                held.len()
-            );
+        for (digest, id) in digests.iter().zip(ids) {
+            let module = &digest.item.module;
+            match &digest.refused {
+                None => {
+                    self.metrics.digest();
+                    tracing::info!(
+                        module = %module,
+                        "{} held e-mails go out as one digest (outbox item {id})",
+                        digest.held.len()
+                    );
+                }
+                Some(why) => {
+                    self.metrics.dead_lettered(Kind::Email.as_str());
+                    tracing::error!(
+                        module = %module,
+                        "the digest of {} held e-mails (outbox item {id}) is refused: {why}",
+                        digest.held.len()
+                    );
+                }
+            }
         }
         Ok(())
     }
 
     /// The digests of one module's held e-mails, one per recipient list,
-    /// with the ids of the items each replaces.
-    fn digests_of(&self, items: &[OutboxItem], now_us: u64) -> Vec<(Vec<i64>, NewItem)> {
+    /// with the ids of the items each replaces, each checked as a module's
+    /// e-mail is before it may leave.
+    fn digests_of(&self, items: &[OutboxItem], now_us: u64) -> Vec<NewDigest> {
         let mut by_recipients: BTreeMap<Vec<String>, Vec<(&OutboxItem, &EmailPayload)>> = BTreeMap::new();
         for item in items {
             if let Payload::Email(email) = &item.payload {
@@ -441,6 +491,7 @@ impl Deliverer {
                     identity: &identity,
                 });
                 let ids: Vec<i64> = group.iter().map(|(item, _)| item.id).collect();
+                let refused = self.digest_refused(module, &sender, &recipients, &subject, &message);
                 let digest = NewItem {
                     module: module.clone(),
                     event: None,
@@ -456,9 +507,40 @@ impl Deliverer {
                     body: message,
                     follows: Vec::new(),
                 };
-                (ids, digest)
+                NewDigest {
+                    held: ids,
+                    item: digest,
+                    refused,
+                }
             })
             .collect()
+    }
+
+    /// Why a digest may not leave, by the checks every module's e-mail
+    /// passes (addresses, size), under its module's policy of today.
+    fn digest_refused(
+        &self,
+        module: &str,
+        sender: &str,
+        recipients: &[String],
+        subject: &str,
+        message: &[u8],
+    ) -> Option<String> {
+        let policy = self
+            .destinations
+            .as_ref()
+            .and_then(|d| d.get(module).cloned())
+            .unwrap_or_default();
+        let email = crate::contract::Email {
+            secret: None,
+            sender: sender.to_string(),
+            recipients: recipients.to_vec(),
+            subject: subject.to_string(),
+            message: message.to_vec(),
+            send_interval_seconds: -1,
+            link: None,
+        };
+        policy.check(&crate::contract::Action::Email(email)).err()
     }
 }
 

@@ -287,7 +287,11 @@ mod tests {
         assert_eq!(status(&store, ids[1]).0, Status::Blocked);
         let digest = store
             .fold_into_digests(
-                &[(vec![ids[0]], email("online", "soc@example.org", "digest", -1))],
+                &[super::super::NewDigest {
+                    held: vec![ids[0]],
+                    item: email("online", "soc@example.org", "digest", -1),
+                    refused: None,
+                }],
                 40,
                 1 << 40,
             )

@@ -319,6 +319,16 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// A digest e-mail, to be stored in place of the held items it lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDigest {
+    pub held: Vec<i64>,
+    pub item: NewItem,
+    /// Why it may not be sent: it is stored dead with the reason (the held
+    /// items folded into it all the same, so nothing is left held forever).
+    pub refused: Option<String>,
+}
+
 /// What the outbox holds undelivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOutbox {
@@ -565,14 +575,26 @@ impl Store {
     /// digest consumes its module's window. Returns the digests' ids.
     pub fn fold_into_digests(
         &self,
-        digests: &[(Vec<i64>, NewItem)],
+        digests: &[NewDigest],
         now_us: u64,
         deadline_us: u64,
     ) -> Result<Vec<i64>, StoreError> {
         self.write(|tx| {
             let mut ids = Vec::with_capacity(digests.len());
-            for (held, digest) in digests {
-                let id = insert(tx, digest, Status::Pending, now_us, deadline_us)?;
+            for NewDigest {
+                held,
+                item: digest,
+                refused,
+            } in digests
+            {
+                let status = match refused {
+                    Some(_) => Status::Dead,
+                    None => Status::Pending,
+                };
+                let id = insert(tx, digest, status, now_us, deadline_us)?;
+                if let Some(why) = refused {
+                    tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
+                }
                 for held_id in held {
                     tx.execute(
                         "UPDATE outbox SET status = 'digested', digest_id = ?2, updated_us = ?3 WHERE id = ?1",
