@@ -342,13 +342,20 @@ fn an_smtp_server_whose_certificate_does_not_verify_is_a_tls_failure_not_retried
     assert!(peer.received().is_empty());
 }
 
-#[test]
-fn fifty_alerts_in_one_window_make_one_message_and_one_digest_of_the_rest() {
+/// Fifty alerts within one 3 s `SendInterval` of the alerts module (with
+/// `extra` in its section), run to the end.
+fn burst_of_fifty(extra: &str) -> (tempfile::TempDir, SmtpPeer, PathBuf, Output) {
     let dir = scratch();
     let cert = TestCertificate::generate(dir.path());
     let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
-    let config = config(dir.path(), peer.port, &cert, &alerts_module(3, ""));
-    run(&config, &alerts(50, "burst"));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(3, extra));
+    let output = run(&config, &alerts(50, "burst"));
+    (dir, peer, config, output)
+}
+
+#[test]
+fn fifty_alerts_in_one_window_make_one_message_and_one_digest_of_the_rest() {
+    let (_dir, peer, config, _) = burst_of_fifty("");
     let subjects = subjects(&peer);
     assert_eq!(
         subjects,
@@ -549,16 +556,7 @@ fn retried_webhooks_go_only_where_todays_configuration_allows() {
 /// (the held e-mails folded into it, visible, `outbox retry` sends it).
 #[test]
 fn a_digest_over_its_modules_limits_is_kept_dead_not_sent() {
-    let dir = scratch();
-    let cert = TestCertificate::generate(dir.path());
-    let peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
-    let config = config(
-        dir.path(),
-        peer.port,
-        &cert,
-        &alerts_module(3, "max_action_bytes = 8000"),
-    );
-    let output = run(&config, &alerts(50, "burst"));
+    let (_dir, peer, config, output) = burst_of_fifty("max_action_bytes = 8000");
     assert_eq!(
         subjects(&peer),
         ["Server alert: Alert burst-0000"],

@@ -104,19 +104,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_digest_lists_every_held_subject_with_its_link() {
-        let items = held(49);
-        let to = vec!["soc@example.org".to_string()];
-        let (subject, message) = build_digest(&Digest {
+    fn digest_of(items: &[Held]) -> (String, Vec<u8>) {
+        build_digest(&Digest {
             module: "Server.Monitor.Alerts",
             sender: "velonotify@example.org",
-            recipients: &to,
-            held: &items,
+            recipients: &["soc@example.org".to_string()],
+            held: items,
             window_seconds: Some(10),
             now: Timestamp::from_unix_seconds(1_778_400_060),
             identity: "digest:1",
-        });
+        })
+    }
+
+    #[test]
+    fn a_digest_lists_every_held_subject_with_its_link() {
+        let (subject, message) = digest_of(&held(49));
         assert_eq!(subject, "49 held notifications from Server.Monitor.Alerts");
         let mail = mailparse::parse_mail(&message).unwrap();
         let text = mail.subparts[0].get_body().unwrap();
@@ -135,17 +137,7 @@ mod tests {
     /// that lists the first ones and counts the rest.
     #[test]
     fn a_digest_of_countless_notifications_lists_the_first_and_counts_the_rest() {
-        let items = held(10_000);
-        let to = vec!["soc@example.org".to_string()];
-        let (subject, message) = build_digest(&Digest {
-            module: "Server.Monitor.Alerts",
-            sender: "velonotify@example.org",
-            recipients: &to,
-            held: &items,
-            window_seconds: Some(10),
-            now: Timestamp::from_unix_seconds(1_778_400_060),
-            identity: "digest:1",
-        });
+        let (subject, message) = digest_of(&held(10_000));
         assert_eq!(subject, "10000 held notifications from Server.Monitor.Alerts");
         assert!(message.len() < 512 << 10, "{} bytes", message.len());
         let mail = mailparse::parse_mail(&message).unwrap();
