@@ -9,10 +9,12 @@
 
 use base64::Engine as _;
 use mail_builder::MessageBuilder;
+use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::render::subject_safe;
@@ -75,13 +77,41 @@ pub fn build_message(content: &MailContent<'_>) -> Vec<u8> {
     MessageBuilder::new()
         .from(Address::new_address(None::<&str>, content.from))
         .to(Address::new_list(to))
-        .subject(subject_safe(content.subject))
+        .header("Subject", subject_header(&subject_safe(content.subject)))
         .date(Date::new(content.date_unix))
         .message_id(message_id)
         .header("MIME-Version", Raw::new("1.0"))
         .body(body)
         .write_to_vec()
         .expect("writing to a Vec cannot fail")
+}
+
+/// The subject as mail-builder writes it (as it is, or as encoded words
+/// when it must be), unless it holds `=?`: a reader takes that for the
+/// start of an RFC 2047 encoded word and shows it decoded, so event data
+/// could make a subject read as something it does not say. Such a subject
+/// is written whole as "B" encoded words, and reads back as given.
+fn subject_header(subject: &str) -> HeaderType<'static> {
+    if !subject.contains("=?") {
+        return Text::new(subject.to_string()).into();
+    }
+    // 45 octets make 60 base64 characters: 72 with the word's markers,
+    // within RFC 2047's 75.
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in subject.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(encoded_word(&chunk));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    words.push(encoded_word(&chunk));
+    Raw::new(words.join(" ")).into()
+}
+
+fn encoded_word(text: &str) -> String {
+    format!("=?utf-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(text))
 }
 
 fn text_parts(content: &MailContent<'_>, seed: u64) -> MimePart<'static> {
@@ -160,6 +190,21 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> mailparse::ParsedMail<'_> {
         mailparse::parse_mail(bytes).unwrap()
+    }
+
+    /// Event data that looks like an RFC 2047 encoded word is not shown
+    /// decoded: the subject reads as written, not as "Urgent: wire $10k".
+    #[test]
+    fn a_subject_that_looks_like_an_encoded_word_reads_as_written() {
+        let to = vec!["soc@example.org".to_string()];
+        let spoof = "Alert =?utf-8?B?VXJnZW50OiB3aXJlICQxMGs=?= from C.1";
+        let message = build_message(&MailContent {
+            subject: spoof,
+            ..content(&to, None)
+        });
+        let mail = parse(&message);
+        let subject = mail.headers.iter().find(|h| h.get_key() == "Subject").unwrap();
+        assert_eq!(subject.get_value(), spoof);
     }
 
     #[test]

@@ -386,4 +386,90 @@ mod tests {
     fn the_last_line_needs_no_newline() {
         assert_eq!(read("{\"_Source\":\"Q\"}", 100).len(), 1);
     }
+
+    /// JSON text with more of what breaks parsers than chance would give.
+    fn json_ish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let pieces = prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"",
+            "\"_Source\"",
+            "\"_ts\"",
+            "\"velonotify_module\"",
+            "\"Q\"",
+            "1",
+            "-0",
+            "1e999",
+            "1.5e300",
+            "-1",
+            "null",
+            "true",
+            "\\ud800",
+            "\\u00e9",
+            "\\n",
+            "\\",
+            "é",
+            " ",
+            "\n",
+        ]);
+        prop_oneof![
+            any::<String>(),
+            prop::collection::vec(pieces, 0..30).prop_map(|p| p.concat()),
+            (any::<String>(), -1e12f64..1e12, any::<String>()).prop_map(|(queue, ts, other)| {
+                serde_json::json!({"_Source": queue, "_ts": ts, "other": other}).to_string()
+            }),
+            // A row whose envelope is fine and one member is what only a
+            // full parse refuses, or accepts.
+            (
+                prop::sample::select(vec![
+                    "1e999".to_string(),
+                    "-1e999".to_string(),
+                    "\"\\ud800\"".to_string(),
+                    "\"\\udc00x\"".to_string(),
+                    "[".repeat(200) + &"]".repeat(200),
+                    "[".repeat(100) + &"]".repeat(100),
+                    "1e308".to_string(),
+                    "\"\\ud83d\\ude00\"".to_string(),
+                    "{\"\\ud800\":1}".to_string(),
+                ]),
+                0..3usize
+            )
+                .prop_map(|(value, at)| {
+                    let members = ["\"_Source\":\"Q\"", "\"_ts\":1", "\"x\":VALUE"];
+                    let mut members = members.map(|m| m.replace("VALUE", &value)).to_vec();
+                    members.rotate_left(at);
+                    format!("{{{}}}", members.join(","))
+                }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// A row is taken only when a module's full parse takes it (a JSON
+        /// object), whatever the text; never a panic. A taken row's queue
+        /// and time are its `_Source` and `_ts` (`scripts/test` runs a
+        /// fixed number of cases; PROPTEST_CASES for more).
+        #[test]
+        fn the_envelope_takes_only_what_a_module_can_read(text in json_ish()) {
+            let envelope = read_envelope(&text, Some("Default"));
+            let parsed = serde_json::from_str::<Value>(&text);
+            if let Ok(envelope) = envelope {
+                let Ok(Value::Object(row)) = parsed else {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!("took {text:?}")));
+                };
+                let queue = row.get("_Source").and_then(Value::as_str).filter(|q| !q.is_empty()).unwrap_or("Default");
+                proptest::prop_assert_eq!(envelope.queue.as_str(), queue);
+                let ts = row.get("_ts").and_then(Value::as_f64).filter(|t| *t >= 0.0);
+                proptest::prop_assert_eq!(envelope.ts_us, ts.map(|t| (t * 1e6).round() as u64));
+            } else if let Ok(Value::Object(row)) = parsed {
+                // Refused though a module could read it: only for a time
+                // that is not epoch seconds.
+                proptest::prop_assert!(matches!(row.get("_ts"), Some(t) if !t.is_null()), "refused {text:?}");
+            }
+        }
+    }
 }

@@ -358,6 +358,37 @@ mod tests {
         assert_eq!(file_stem("Windows.Sys.\u{202e}exe.txt"), "Windows.Sys._exe.txt");
     }
 
+    proptest::proptest! {
+        /// Whatever a source is called, its attachment's name holds no
+        /// path separator, control or reordering character (`scripts/test`
+        /// runs a fixed number of cases; PROPTEST_CASES for more).
+        #[test]
+        fn no_source_name_makes_a_path_or_a_disguised_name(entry in proptest::prelude::any::<String>()) {
+            let stem = file_stem(&entry);
+            proptest::prop_assert!(
+                !stem.chars().any(|c| matches!(c, '/' | '\\') || c.is_control() || crate::render::is_bidi_control(c)),
+                "{stem:?}"
+            );
+        }
+
+        /// Any text in result rows reads back from the CSV attachment as
+        /// itself, but for the leading quote of a cell a spreadsheet would
+        /// run: no cell of it starts a formula.
+        #[test]
+        fn csv_attachments_read_back_with_no_formula(cells in proptest::collection::vec(".*", 1..6)) {
+            let columns: Vec<String> = (0..cells.len()).map(|i| format!("c{i}")).collect();
+            let row: Map<String, Value> = columns.iter().cloned().zip(cells.iter().cloned().map(Value::String)).collect();
+            let text = csv(&[Value::Object(row)], &columns).unwrap();
+            let mut reader = ::csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_slice());
+            let record = reader.records().next().unwrap().unwrap();
+            for (read, given) in record.iter().zip(&cells) {
+                let safe = csv_cell_safe(given);
+                proptest::prop_assert_eq!(read, safe.as_ref());
+                proptest::prop_assert!(!read.starts_with(['=', '+', '-', '@', '\t', '\r']));
+            }
+        }
+    }
+
     #[test]
     fn an_entry_matched_twice_keeps_its_place_and_takes_the_last_settings() {
         let rows = crate::params::parse_csv_table("Source,Columns,MaxRows\nDiskSpace,.+,5\nUsers,Name,\nDisk,Size,7\n")
