@@ -3,13 +3,23 @@
 //!
 //! A path may be replaced by anything: a FIFO (whose open would block the
 //! reader until a writer comes), a symlink to `/dev/zero` (endless), a
-//! directory. The file is opened without blocking and checked through the
-//! opened descriptor, so what is read is what was checked, and reading
-//! stops past the bound whatever the size said.
+//! directory, a device whose open does something. What is not a regular
+//! file is refused before it is opened; the file is then opened without
+//! blocking (nor becoming a controlling terminal) and checked again
+//! through the opened descriptor, so what is read is what was checked, and
+//! reading stops past the bound whatever the size said.
 
 use std::io::Read as _;
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
+
+impl FileError {
+    /// Whether reading again cannot help until the path changes (not a
+    /// regular file, too large), as opposed to a passing I/O error.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, FileError::Io { .. })
+    }
+}
 
 /// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
@@ -29,18 +39,21 @@ pub enum FileError {
 pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, FileError> {
     let shown = || path.display().to_string();
     let io = |error| FileError::Io { path: shown(), error };
+    let regular = |meta: &std::fs::Metadata| match meta.is_file() {
+        true => Ok(()),
+        false => Err(FileError::NotRegular {
+            path: shown(),
+            kind: kind_of(&meta.file_type()),
+        }),
+    };
+    regular(&std::fs::metadata(path).map_err(io)?)?;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(FileError::NotRegular {
-            path: shown(),
-            kind: kind_of(&meta.file_type()),
-        });
-    }
+    regular(&meta)?;
     if meta.len() > max_bytes {
         return Err(FileError::TooLarge {
             path: shown(),

@@ -341,3 +341,39 @@ fn post_headers_for(port: u16, token: &str, org: &str) -> TcpStream {
     .unwrap();
     stream
 }
+
+/// A sender never waits without limit: a batch the service has not taken
+/// within `answer_timeout_s` (here the service is held in each commit) is
+/// answered 503 and left alone, never handled behind the sender's back;
+/// a batch the service took is answered when it is committed.
+#[test]
+fn a_batch_not_taken_in_time_is_answered_503_and_never_handled() {
+    let dir = scratch();
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = ingest_service(
+        dir.path(),
+        port,
+        &format!("answer_timeout_s = 1\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\""),
+    );
+    let mut run = Running::start_env(EXE, &config, &[("FAILPOINTS", "service::before-commit=sleep(3000)")]);
+    run.wait("the endpoint", Duration::from_secs(60), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let first =
+        std::thread::spawn(move || post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"a\"}\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"b\"}\n");
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("not taken within 1 s"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered at its deadline");
+    let (status, answer) = first.join().unwrap();
+    assert_eq!((status, answer.as_str()), (200, r#"{"accepted":1,"unwatched":0}"#));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        metric(metrics_port, "velonotify_module_handled_total{module=\"detect\"}"),
+        1,
+        "the abandoned batch was not handled:\n{}",
+        run.log()
+    );
+}

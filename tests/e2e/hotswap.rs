@@ -49,11 +49,6 @@ state = "state.db"
 [reload]
 {reload}
 
-# Every event becomes a user message kept for the API (none here): more
-# than the outbox takes by default.
-[outbox]
-max_open_items = 1000000
-
 [metrics]
 listen = "127.0.0.1:{metrics}"
 
@@ -272,7 +267,7 @@ fn a_build_that_traps_after_the_swap_is_rolled_back_and_its_events_handled_again
     let log = service.run.log();
     assert!(
         log.contains(
-            "trapped or failed on 4 of its first 4 calls where the previous version did not (more than \
+            "trapped, or failed where the previous version did not, on 4 of its first 4 calls (more than \
              max_probation_traps 3): rolled back to version"
         ),
         "{log}"

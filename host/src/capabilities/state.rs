@@ -42,6 +42,11 @@ pub struct StateCapability {
 struct Staged {
     writes: BTreeMap<(Owner, String), StateWrite>,
     usage: HashMap<Owner, Usage>,
+    /// What each write adds to its owner's stored octets (its key and
+    /// value, less the entry it replaces), and their sum per owner: the
+    /// quota's view of the input in hand.
+    growth: BTreeMap<(Owner, String), i64>,
+    net_growth: HashMap<Owner, i64>,
 }
 
 /// Keys and bytes staged.
@@ -80,7 +85,15 @@ impl StateCapability {
 
     /// Adds a write to the input in hand.
     pub fn stage(&self, write: StateWrite) {
+        self.stage_growing(write, 0);
+    }
+
+    /// Adds a write that grows its owner's stored octets by `growth`.
+    fn stage_growing(&self, write: StateWrite, growth: i64) {
         let mut staged = self.lock();
+        let key = (write.owner.clone(), write.key.clone());
+        let before = staged.growth.insert(key, growth).unwrap_or(0);
+        *staged.net_growth.entry(write.owner.clone()).or_default() += growth - before;
         let usage = staged.usage.entry(write.owner.clone()).or_default();
         usage.keys += 1;
         usage.bytes += write.value.len();
@@ -90,6 +103,19 @@ impl StateCapability {
             usage.keys -= 1;
             usage.bytes -= replaced.value.len();
         }
+    }
+
+    /// How much the input in hand grows `owner`'s stored octets, and how
+    /// much of it is `key`'s.
+    fn growth(&self, owner: &Owner, key: &str) -> (i64, i64) {
+        let staged = self.lock();
+        let net = staged.net_growth.get(owner).copied().unwrap_or(0);
+        let own = staged
+            .growth
+            .get(&(owner.clone(), key.to_string()))
+            .copied()
+            .unwrap_or(0);
+        (net, own)
     }
 
     /// What `owner` has staged for the input in hand, and whether `key` is
@@ -127,6 +153,10 @@ pub(super) struct ModuleState {
     /// The writes of the call in progress, and their bytes.
     call: RefCell<BTreeMap<String, StateWrite>>,
     call_bytes: Cell<usize>,
+    /// What each of the call's writes grows the stored octets by, and
+    /// their sum.
+    call_growth: RefCell<BTreeMap<String, i64>>,
+    call_net_growth: Cell<i64>,
 }
 
 impl ModuleState {
@@ -137,6 +167,8 @@ impl ModuleState {
             quota_bytes,
             call: RefCell::default(),
             call_bytes: Cell::new(0),
+            call_growth: RefCell::default(),
+            call_net_growth: Cell::new(0),
         }
     }
 
@@ -164,14 +196,23 @@ impl ModuleState {
             value: value.to_vec(),
             expires_us: (ttl_seconds > 0).then(|| now_us.saturating_add(u64::from(ttl_seconds) * 1_000_000)),
         };
-        let problem = write
-            .oversized()
-            .or_else(|| self.over_bounds(&write))
-            .or_else(|| self.over_quota(&write, now_us));
-        if let Some(problem) = problem {
-            tracing::warn!(owner = self.owner.as_db(), "{problem}");
-            return;
-        }
+        let checked = match write.oversized().or_else(|| self.over_bounds(&write)) {
+            Some(problem) => Err(problem),
+            None => self.over_quota(&write, now_us),
+        };
+        let growth = match checked {
+            Ok(growth) => growth,
+            Err(problem) => {
+                tracing::warn!(owner = self.owner.as_db(), "{problem}");
+                return;
+            }
+        };
+        let before = self
+            .call_growth
+            .borrow_mut()
+            .insert(write.key.clone(), growth)
+            .unwrap_or(0);
+        self.call_net_growth.set(self.call_net_growth.get() + growth - before);
         let added = write.value.len();
         let replaced = self.call.borrow_mut().insert(write.key.clone(), write);
         let removed = replaced.map_or(0, |r| r.value.len());
@@ -197,40 +238,47 @@ impl ModuleState {
     }
 
     /// Why `write` would take the module's state past its quota, if it
-    /// would: what is stored, less what the key holds now, plus what the
-    /// input and the call have staged and the write. Expired entries not
-    /// yet forgotten are counted out only when near the quota (a read of
-    /// every entry). Unreadable usage lets the write through: the store's
-    /// own bounds still hold.
-    fn over_quota(&self, write: &StateWrite, now_us: u64) -> Option<String> {
+    /// would: what is stored, grown by what the input and the call have
+    /// staged (each write counted as its key and value less the entry it
+    /// replaces, a key written again counted once) and by the write.
+    /// Entries expired but not yet forgotten are counted out only when near
+    /// the quota (a read of every entry). Unreadable usage lets the write
+    /// through: the store's own bounds still hold. Returns the write's
+    /// growth when it fits.
+    fn over_quota(&self, write: &StateWrite, now_us: u64) -> Result<i64, String> {
         let store = self.shared.store();
-        let (input, _) = self.shared.usage(&self.owner, &write.key);
-        let replaced_in_call = self.call.borrow().get(&write.key).map_or(0, |w| w.value.len());
-        let staged = (input.bytes + self.call_bytes.get() - replaced_in_call) as u64;
-        let adding = (write.key.len() + write.value.len()) as u64;
         let replacing = store.entry_bytes(&self.owner, &write.key).unwrap_or(0);
-        let projected = |stored: u64| (stored + staged + adding).saturating_sub(replacing);
-        let stored = store.state_bytes(&self.owner).unwrap_or(0);
-        if projected(stored) <= self.quota_bytes {
-            return None;
+        let growth = (write.key.len() + write.value.len()) as i64 - replacing as i64;
+        let (input_net, input_own) = self.shared.growth(&self.owner, &write.key);
+        // The key's earlier growth in this input (in an earlier call, in
+        // this one, or both) is replaced by this write's.
+        let call_own = self.call_growth.borrow().get(&write.key).copied().unwrap_or(0);
+        let staged = input_net - input_own + self.call_net_growth.get() - call_own;
+        let projected = |stored: u64| (stored as i64).saturating_add(staged).saturating_add(growth);
+        let quota = i64::try_from(self.quota_bytes).unwrap_or(i64::MAX);
+        if projected(store.state_bytes(&self.owner).unwrap_or(0)) <= quota {
+            return Ok(growth);
         }
-        let live = store.live_state_bytes(&self.owner, now_us).unwrap_or(0);
-        (projected(live) > self.quota_bytes).then(|| {
-            format!(
-                "state entry refused: the module's state would take {} bytes, over its quota of {} (state_mib)",
-                projected(live),
-                self.quota_bytes
-            )
-        })
+        let live = projected(store.live_state_bytes(&self.owner, now_us).unwrap_or(0));
+        if live <= quota {
+            return Ok(growth);
+        }
+        Err(format!(
+            "state entry refused: the module's state would take {live} bytes, over its quota of {} (state_mib)",
+            self.quota_bytes
+        ))
     }
 
     /// Hands the call's writes to the input (`kept`), or drops them.
     pub(super) fn end_call(&self, kept: bool) {
         let writes = std::mem::take(&mut *self.call.borrow_mut());
+        let mut growth = std::mem::take(&mut *self.call_growth.borrow_mut());
+        self.call_net_growth.set(0);
         self.call_bytes.set(0);
         if kept {
             for write in writes.into_values() {
-                self.shared.stage(write);
+                let grows = growth.remove(&write.key).unwrap_or(0);
+                self.shared.stage_growing(write, grows);
             }
         }
     }
@@ -296,6 +344,36 @@ mod tests {
         state.put("d", &[0; 200], 0, 60);
         state.end_call(true);
         assert_eq!(shared.take_staged().len(), 1, "the expired entry no longer counts");
+    }
+
+    /// Rewriting stored entries at their size does not grow the state, in
+    /// however many calls of one input: a module at its quota can update
+    /// what it keeps.
+    #[test]
+    fn rewrites_at_the_quota_are_taken() {
+        let shared = Arc::new(StateCapability::in_memory());
+        let store = shared.store().clone();
+        for (key, size) in [("a", 600), ("b", 390)] {
+            let write = StateWrite {
+                owner: Owner::Module("m".into()),
+                key: key.into(),
+                value: vec![0; size],
+                expires_us: None,
+            };
+            store.state_put(&write, 0).unwrap();
+        }
+        let state = ModuleState::new(shared.clone(), "m", 1_000);
+        for _ in 0..3 {
+            state.put("a", &[1; 600], 0, 10);
+            state.end_call(true);
+            state.put("b", &[1; 390], 0, 10);
+            state.put("b", &[2; 390], 0, 10);
+            state.end_call(true);
+        }
+        assert_eq!(shared.take_staged().len(), 2, "every rewrite was taken");
+        state.put("c", &[0; 8], 0, 10);
+        state.end_call(true);
+        assert!(shared.take_staged().is_empty(), "a new key past the quota is not");
     }
 
     #[test]

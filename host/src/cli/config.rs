@@ -80,7 +80,7 @@ pub struct HostSection {
     /// Default state quota of one module (keys and values), in MiB (16).
     pub state_mib: Option<u64>,
     /// A fresh instance replaces one whose memory reached this, in MiB
-    /// (default: half of `memory_mib`).
+    /// (default: half of `memory_mib`; 0: never).
     pub recycle_above_mib: Option<u64>,
     /// ... or that answered this many calls (default 1,000,000; 0: never).
     pub recycle_after_calls: Option<u64>,
@@ -306,8 +306,12 @@ impl Config {
         let memory = module.memory_mib.or(self.host.memory_mib).map(|m| (m as usize) << 20);
         let memory_bytes = memory.unwrap_or(defaults.memory_bytes);
         let mut recycle = RecyclePolicy::for_memory_limit(memory_bytes);
+        // 0 means never, as for `recycle_after_calls`.
         if let Some(mib) = module.recycle_above_mib.or(self.host.recycle_above_mib) {
-            recycle.above_bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+            recycle.above_bytes = match mib {
+                0 => usize::MAX,
+                mib => usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            };
         }
         if let Some(calls) = module.recycle_after_calls.or(self.host.recycle_after_calls) {
             recycle.after_calls = calls;

@@ -185,7 +185,9 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         sources.join(", ")
     );
 
-    let _sweeper = Sweeper::start(store.reopen()?, config.outbox.retention(), SWEEP_EVERY, clock.clone())?;
+    let sweep_store = store.reopen()?;
+    sweep_store.leave_checkpoints_to_checkpointer()?;
+    let _sweeper = Sweeper::start(sweep_store, config.outbox.retention(), SWEEP_EVERY, clock.clone())?;
     let delivering = || !delivery.is_finished();
     let backlog = Backlog {
         bound: config.outbox.bound(),
@@ -439,6 +441,13 @@ fn handle_inputs(
                 events = true;
             }
             Ok(Input::Batch(batch, reply)) => {
+                if !reply.claim() {
+                    tracing::debug!(
+                        rows = batch.len(),
+                        "a posted batch whose sender stopped waiting is left alone"
+                    );
+                    continue;
+                }
                 let mut unwatched = Unwatched::default();
                 for event in &batch {
                     swap_in(runtime, out);
@@ -471,7 +480,7 @@ fn handle_inputs(
         }
         // The input counts as handled now, and not before.
         if let Some((reply, handled)) = done {
-            let _ = reply.send(handled);
+            reply.answer(handled);
         }
     }
     Ok(())

@@ -32,7 +32,7 @@ use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
 use crate::pipeline::outbox::one_log_line;
 use crate::store::{
-    EmailPayload, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
+    EmailPayload, FailedFollower, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
 };
 
 /// `[delivery]`: how delivery retries, throttles and waits.
@@ -367,6 +367,14 @@ impl Deliverer {
         Ok(())
     }
 
+    /// What followed a dead item and was dead-lettered with it.
+    fn report_failed_followers(&self, followers: Vec<FailedFollower>) {
+        for follower in followers {
+            self.metrics.dead_lettered(&follower.kind);
+            tracing::error!(item = follower.id, "dead-lettered {}: {}", follower.kind, follower.why);
+        }
+    }
+
     /// Records what became of item `id`.
     fn settle(&self, id: i64, settlement: &Settlement) -> Result<(), StoreError> {
         let now_us = self.clock.now_us();
@@ -374,10 +382,8 @@ impl Deliverer {
             Settlement::Sent => self.store.mark_sent(id, now_us),
             Settlement::Retry { next_attempt_us, error } => self.store.mark_retry(id, *next_attempt_us, error, now_us),
             Settlement::Dead(error) => {
-                for follower in self.store.mark_dead(id, error, now_us)? {
-                    self.metrics.dead_lettered(&follower.kind);
-                    tracing::error!(item = follower.id, "dead-lettered {}: {}", follower.kind, follower.why);
-                }
+                let followers = self.store.mark_dead(id, error, now_us)?;
+                self.report_failed_followers(followers);
                 Ok(())
             }
             Settlement::SetAside(unreadable) => {
@@ -421,8 +427,8 @@ impl Deliverer {
             return Ok(());
         }
         let deadline = now_us.saturating_add(micros(self.policy.deadline));
-        let ids = self.store.fold_into_digests(&digests, now_us, deadline)?;
-        for (digest, id) in digests.iter().zip(ids) {
+        let folded = self.store.fold_into_digests(&digests, now_us, deadline)?;
+        for (digest, (id, failed_followers)) in digests.iter().zip(folded) {
             let module = &digest.item.module;
             match &digest.refused {
                 None => {
@@ -440,6 +446,7 @@ impl Deliverer {
                         "the digest of {} held e-mails (outbox item {id}) is refused: {why}",
                         digest.held.len()
                     );
+                    self.report_failed_followers(failed_followers);
                 }
             }
         }

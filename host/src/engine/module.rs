@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::sandbox::{CallBudget, MemoryLimitExceeded, Recycled, SandboxLimits, StoreData};
+use super::sandbox::{CallBudget, MemoryLimitExceeded, RecyclePolicy, Recycled, SandboxLimits, StoreData};
 use super::{EPOCH_TICK, Engine, Loaded};
 use crate::capabilities::{CallContext, Grants};
 use crate::clock::CallTime;
@@ -274,8 +274,10 @@ impl Module {
         live.calls += 1;
         let memory_bytes = live.store.data().limiter.in_use();
         self.memory_high_water = self.memory_high_water.max(memory_bytes);
-        // A trapped call keeps none of its state writes.
-        let logs = live.store.data_mut().call.end_call(outcome.is_ok());
+        // Only a call that answered keeps its state writes: one that
+        // trapped or failed changes nothing (a failed event is handed again,
+        // or to the previous version on probation, from the same state).
+        let logs = live.store.data_mut().call.end_call(matches!(outcome, Ok(Ok(_))));
         let result = match outcome {
             Ok(Ok(actions)) => {
                 self.stats.handled += 1;
@@ -323,17 +325,31 @@ impl Module {
         } else {
             return None;
         };
+        // Recycling that cannot help is stopped, once and loudly, rather
+        // than paid for on every call.
+        let stop = |module: &mut Self, why: String| {
+            module.spec.limits.recycle = RecyclePolicy::NEVER;
+            tracing::warn!(module = %module.spec.name, "{why}; this version is no longer recycled");
+        };
         match self.fresh_instance() {
             Ok(fresh) => {
+                let fresh_bytes = fresh.store.data().limiter.in_use();
                 self.live = Some(fresh);
+                if fresh_bytes >= policy.above_bytes {
+                    let why = format!(
+                        "a fresh instance already holds {} MiB, at recycle_above_mib ({} MiB)",
+                        fresh_bytes >> 20,
+                        policy.above_bytes >> 20
+                    );
+                    stop(self, why);
+                }
                 Some(why)
             }
             Err(error) => {
-                // Tried again after as many calls.
-                if let Some(live) = self.live.as_mut() {
-                    live.calls = 0;
-                }
-                tracing::warn!(module = %self.spec.name, %error, "could not recycle the instance; the old one goes on");
+                stop(
+                    self,
+                    format!("could not recycle the instance ({error}); the old one goes on"),
+                );
                 None
             }
         }

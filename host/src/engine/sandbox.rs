@@ -41,6 +41,7 @@ impl Default for SandboxLimits {
 /// `above_bytes` or that has answered `after_calls` calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecyclePolicy {
+    /// `usize::MAX`: never for its memory.
     pub above_bytes: usize,
     /// 0: never for its number of calls.
     pub after_calls: u64,
@@ -51,6 +52,11 @@ pub struct RecyclePolicy {
 pub const DEFAULT_RECYCLE_AFTER_CALLS: u64 = 1_000_000;
 
 impl RecyclePolicy {
+    pub const NEVER: Self = Self {
+        above_bytes: usize::MAX,
+        after_calls: 0,
+    };
+
     /// The default for a memory limit: recycled at half of it.
     pub fn for_memory_limit(memory_bytes: usize) -> Self {
         Self {

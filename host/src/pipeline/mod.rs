@@ -197,8 +197,11 @@ impl Pipeline {
                 None => format!("tick:{}@{}", previous.name(), now / 1_000_000),
             };
             // A failure the previous version shares is the event's doing.
-            fault = call == TrialCall::Trapped || outcome.result.is_ok();
-            if fault {
+            // What the previous version did is settled unless it failed
+            // too (a lookup failure included: the event is then retried).
+            let previous_call = TrialCall::of(&outcome);
+            fault = call == TrialCall::Trapped || previous_call == TrialCall::Answered;
+            if call == TrialCall::Trapped || previous_call != TrialCall::Failed {
                 let depth = event.map_or(0, |(_, depth)| depth);
                 // The alerts it raises wait in the queue like any others.
                 self.settle(index, event.map(|(event, _)| event), &origin, depth, outcome, out);
@@ -226,9 +229,9 @@ impl Pipeline {
             &name,
             None,
             format!(
-                "version {} trapped or failed on {faults} of its first {calls} calls where the previous version \
-                 did not (more than max_probation_traps {}): rolled back to version {}, which handled each of \
-                 those events",
+                "version {} trapped, or failed where the previous version did not, on {faults} of its first \
+                 {calls} calls (more than max_probation_traps {}): rolled back to version {}, which handled \
+                 each of those events",
                 failed.short_digest(),
                 self.reload.max_probation_traps,
                 self.modules[index].short_digest(),

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::jsonl::read_envelope;
-use super::{IncomingEvent, Input};
+use super::{BatchReply, IncomingEvent, Input};
 use crate::http::Limits;
 use crate::store::Health;
 
@@ -47,6 +47,9 @@ pub const DEFAULT_MAX_ROWS: usize = 10_000;
 /// Time to send a body once its headers are in, unless `body_timeout_s`
 /// says.
 pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
+
+/// Time a batch may wait to be taken, unless `answer_timeout_s` says.
+pub const DEFAULT_ANSWER_TIMEOUT_S: u64 = 60;
 
 /// Bodies read at once; others wait (up to [`READ_TURN_WAIT`]) for their
 /// turn. Each may hold `max_body_bytes` and its rows.
@@ -82,6 +85,9 @@ pub struct IngestSection {
     pub header_timeout_s: Option<u64>,
     /// Seconds to send a body (default 30).
     pub body_timeout_s: Option<u64>,
+    /// Seconds a batch may wait to be taken (default 60): past them the
+    /// sender is answered 503 and nothing of it is kept.
+    pub answer_timeout_s: Option<u64>,
 }
 
 impl IngestSection {
@@ -102,18 +108,26 @@ impl IngestSection {
     /// `[[ingest.tokens]]`. Tokens come from the configuration or their
     /// files (relative to `base_dir`).
     pub fn senders(&self, base_dir: &Path, default_org: &str) -> anyhow::Result<Vec<Sender>> {
-        let first = SenderSection {
-            token: self.token.clone(),
-            token_file: self.token_file.clone(),
-            orgs: self.orgs.clone().unwrap_or_else(|| vec![default_org.to_string()]),
-        };
-        let mut senders = vec![first.sender(base_dir, "ingest")?];
+        let mut senders = Vec::new();
+        // The section's own token may be left out when `[[ingest.tokens]]`
+        // names the senders.
+        if self.token.is_some() || self.token_file.is_some() || self.tokens.is_empty() {
+            let first = SenderSection {
+                token: self.token.clone(),
+                token_file: self.token_file.clone(),
+                orgs: self.orgs.clone().unwrap_or_else(|| vec![default_org.to_string()]),
+            };
+            senders.push(first.sender(base_dir, "ingest")?);
+        } else if self.orgs.is_some() {
+            bail!("ingest.orgs: set token or token_file with it (the orgs are that token's)");
+        }
         for (index, section) in self.tokens.iter().enumerate() {
             senders.push(section.sender(base_dir, &format!("ingest.tokens[{index}]"))?);
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(index) = senders.iter().position(|s| !seen.insert(s.token_digest)) {
-            bail!("ingest.tokens[{}]: the same token is given twice", index - 1);
+            let own = usize::from(senders.len() > self.tokens.len());
+            bail!("ingest.tokens[{}]: the same token is given twice", index - own);
         }
         Ok(senders)
     }
@@ -126,6 +140,9 @@ impl IngestSection {
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_rows: self.max_rows.unwrap_or(DEFAULT_MAX_ROWS).max(1),
             body_timeout: std::time::Duration::from_secs(self.body_timeout_s.unwrap_or(DEFAULT_BODY_TIMEOUT_S).max(1)),
+            answer_timeout: std::time::Duration::from_secs(
+                self.answer_timeout_s.unwrap_or(DEFAULT_ANSWER_TIMEOUT_S).max(1),
+            ),
             limits: self.limits(),
             default_org: default_org.to_string(),
             max_row_bytes,
@@ -201,6 +218,7 @@ pub struct IngestSettings {
     pub max_body_bytes: usize,
     pub max_rows: usize,
     pub body_timeout: std::time::Duration,
+    pub answer_timeout: std::time::Duration,
     pub limits: Limits,
     /// The org of rows whose request names none.
     pub default_org: String,
@@ -217,6 +235,7 @@ struct Ingest {
     max_body_bytes: usize,
     max_rows: usize,
     body_timeout: std::time::Duration,
+    answer_timeout: std::time::Duration,
     /// Turns to read a body.
     reading: Arc<tokio::sync::Semaphore>,
 }
@@ -239,6 +258,7 @@ pub fn serve(settings: IngestSettings, sender: SyncSender<Input>, health: Arc<He
         max_body_bytes: settings.max_body_bytes,
         max_rows: settings.max_rows,
         body_timeout: settings.body_timeout,
+        answer_timeout: settings.answer_timeout,
         reading: Arc::new(tokio::sync::Semaphore::new(BODIES_AT_ONCE)),
     };
     let app = Router::new().route("/v1/events", post(accept)).with_state(state);
@@ -326,12 +346,28 @@ async fn accept(
     };
     drop(body);
     let count = events.len();
-    let (done, handled) = tokio::sync::oneshot::channel();
+    let (reply, mut wait) = BatchReply::new();
     let sender = ingest.sender.clone();
-    let queued = tokio::task::spawn_blocking(move || sender.send(Input::Batch(events, done)).is_ok()).await;
-    let handled = match (queued, handled.await) {
-        (Ok(true), Ok(handled)) => handled,
-        _ => return unavailable("velonotify is stopping".into()),
+    let queued = tokio::task::spawn_blocking(move || sender.send(Input::Batch(events, reply)).is_ok()).await;
+    if !matches!(queued, Ok(true)) {
+        return unavailable("velonotify is stopping".into());
+    }
+    let answered = match tokio::time::timeout(ingest.answer_timeout, &mut wait.handled).await {
+        Ok(answered) => answered,
+        // Not taken in time: the sender is told nothing was kept, unless
+        // the service took the batch meanwhile (then its answer comes).
+        Err(_) if wait.abandon() => {
+            let why = format!(
+                "the rows were not taken within {} s (velonotify is holding inputs back); nothing was kept: post \
+                 again later",
+                ingest.answer_timeout.as_secs()
+            );
+            return unavailable(why);
+        }
+        Err(_) => wait.handled.await,
+    };
+    let Ok(handled) = answered else {
+        return unavailable("velonotify is stopping".into());
     };
     answer(
         StatusCode::OK,
@@ -707,5 +743,13 @@ mod tests {
         let none = section("listen = \"x\"\ntoken = \"root-token-0123456\"\norgs = []");
         let err = none.senders(Path::new("."), "root").unwrap_err().to_string();
         assert!(err.contains("ingest.orgs: name the orgs"), "{err}");
+
+        let only_tokens = section("listen = \"x\"\n[[tokens]]\ntoken = \"o1-token-012345678\"\norgs = [\"O1\"]");
+        assert_eq!(only_tokens.senders(Path::new("."), "root").unwrap().len(), 1);
+        let err = section("listen = \"x\"")
+            .senders(Path::new("."), "root")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest: set token or token_file"), "{err}");
     }
 }

@@ -43,6 +43,73 @@ pub struct BatchHandled {
     pub unwatched: usize,
 }
 
+/// The service's side of a posted batch. The batch is the service's or
+/// the sender's, whoever claims it first: the service, which then handles
+/// it and answers; or the sender's deadline, after which the sender is
+/// told nothing was kept and the service leaves the batch alone. So a
+/// sender never waits without limit (the service may be holding inputs
+/// back), and a 503 never hides a batch that is handled anyway.
+#[derive(Debug)]
+pub struct BatchReply {
+    claim: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    done: tokio::sync::oneshot::Sender<BatchHandled>,
+}
+
+/// The sender's side of a posted batch.
+#[derive(Debug)]
+pub struct BatchWait {
+    claim: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    pub handled: tokio::sync::oneshot::Receiver<BatchHandled>,
+}
+
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl BatchReply {
+    pub fn new() -> (Self, BatchWait) {
+        let claim = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
+        let (done, handled) = tokio::sync::oneshot::channel();
+        let reply = Self {
+            claim: claim.clone(),
+            done,
+        };
+        (reply, BatchWait { claim, handled })
+    }
+
+    /// The service claims the batch; false when its sender stopped waiting.
+    pub fn claim(&self) -> bool {
+        self.claim
+            .compare_exchange(
+                WAITING,
+                TAKEN,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Tells the sender the batch is committed.
+    pub fn answer(self, handled: BatchHandled) {
+        let _ = self.done.send(handled);
+    }
+}
+
+impl BatchWait {
+    /// The sender stops waiting; false when the service has claimed the
+    /// batch already (its answer is coming).
+    pub fn abandon(&self) -> bool {
+        self.claim
+            .compare_exchange(
+                WAITING,
+                ABANDONED,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
 /// What the sources hand the service, one input at a time.
 #[derive(Debug)]
 pub enum Input {
@@ -57,9 +124,10 @@ pub enum Input {
     Position(Mark),
     /// A line that is not an event: reported and skipped.
     Bad(SourceError),
-    /// Rows posted to the ingest endpoint; `done` is told once everything
+    /// Rows posted to the ingest endpoint, handled only if the service
+    /// claims them before their sender stops waiting; told once everything
     /// they caused is committed.
-    Batch(Vec<IncomingEvent>, tokio::sync::oneshot::Sender<BatchHandled>),
+    Batch(Vec<IncomingEvent>, BatchReply),
     /// A new version of a module waits in the swap slot (a wake-up: the
     /// slot is also looked at before every event).
     SwapReady,

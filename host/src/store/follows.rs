@@ -273,31 +273,52 @@ mod tests {
         assert!(why.unwrap().contains("which was dropped"));
     }
 
-    #[test]
-    fn a_label_change_after_a_held_e_mail_waits_for_the_digest() {
-        let store = Store::in_memory();
+    /// A held announcement and the label change after it: the change
+    /// waits for the digest the announcement is folded into.
+    fn held_then_blocked(store: &Store) -> [i64; 2] {
         let throttle = Throttle::default();
         let mail = || NewItem {
             event: Some("tick:online@1".into()),
             ..email("online", "soc@example.org", "online", 600)
         };
-        commit(&store, &[mail()], &throttle);
-        let ids = commit(&store, &[mail(), unlabel(vec![0])], &throttle);
-        assert_eq!(status(&store, ids[0]).0, Status::Held);
-        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
-        let digest = store
-            .fold_into_digests(
-                &[super::super::NewDigest {
-                    held: vec![ids[0]],
-                    item: email("online", "soc@example.org", "digest", -1),
-                    refused: None,
-                }],
-                40,
-                1 << 40,
-            )
-            .unwrap()[0];
-        assert_eq!(status(&store, ids[1]).0, Status::Blocked);
+        commit(store, &[mail()], &throttle);
+        let ids = commit(store, &[mail(), unlabel(vec![0])], &throttle);
+        assert_eq!(status(store, ids[0]).0, Status::Held);
+        assert_eq!(status(store, ids[1]).0, Status::Blocked);
+        [ids[0], ids[1]]
+    }
+
+    fn fold(store: &Store, held: i64, refused: Option<&str>) -> (i64, Vec<FailedFollower>) {
+        let digest = super::super::NewDigest {
+            held: vec![held],
+            item: email("online", "soc@example.org", "digest", -1),
+            refused: refused.map(str::to_string),
+        };
+        store.fold_into_digests(&[digest], 40, 1 << 40).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_label_change_after_a_held_e_mail_waits_for_the_digest() {
+        let store = Store::in_memory();
+        let [held, label] = held_then_blocked(&store);
+        let (digest, failed) = fold(&store, held, None);
+        assert!(failed.is_empty());
+        assert_eq!(status(&store, label).0, Status::Blocked);
         store.mark_sent(digest, 50).unwrap();
-        assert_eq!(status(&store, ids[1]).0, Status::Pending);
+        assert_eq!(status(&store, label).0, Status::Pending);
+    }
+
+    /// A digest refused by the checks is dead at once, and the label
+    /// change waiting for it is dead-lettered with it, not blocked forever.
+    #[test]
+    fn a_refused_digest_takes_the_label_change_after_it_with_it() {
+        let store = Store::in_memory();
+        let [held, label] = held_then_blocked(&store);
+        let (digest, failed) = fold(&store, held, Some("an action of 9000 bytes (max_action_bytes 8000)"));
+        assert_eq!(status(&store, digest).0, Status::Dead);
+        assert_eq!(failed.iter().map(|f| f.id).collect::<Vec<_>>(), [label]);
+        let (label_status, why) = status(&store, label);
+        assert_eq!(label_status, Status::Dead);
+        assert!(why.unwrap().contains("which was dead"));
     }
 }

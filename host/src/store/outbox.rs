@@ -90,9 +90,11 @@ impl Status {
         Status::Blocked,
     ];
 
-    /// Statuses of items not yet delivered (nor given up): what the
-    /// outbox bound counts (the schema's `outbox_open` triggers list them).
-    pub const OPEN: [Status; 4] = [Status::Pending, Status::Held, Status::WaitingApi, Status::Blocked];
+    /// Statuses of items delivery is working through: what the outbox
+    /// bound counts (the schema's `outbox_open` triggers list them). Items
+    /// waiting for a Velociraptor API that is not configured are not among
+    /// them: no delivery drains those, so they cannot hold events back.
+    pub const OPEN: [Status; 3] = [Status::Pending, Status::Held, Status::Blocked];
 
     /// Statuses an item never leaves (but by `outbox retry` for dead ones).
     pub const FINISHED: [Status; 4] = [Status::Sent, Status::Dead, Status::Dropped, Status::Digested];
@@ -481,8 +483,8 @@ impl Store {
         })
     }
 
-    /// Items not yet delivered ([`Status::OPEN`]), and their octets (one
-    /// row read: see the schema's `outbox_open`).
+    /// Items delivery is working through ([`Status::OPEN`]), and their
+    /// octets (one row read: see the schema's `outbox_open`).
     pub fn open_outbox(&self) -> Result<OpenOutbox, StoreError> {
         self.read(|c| {
             c.query_row("SELECT items, bytes FROM outbox_open", [], |r| {
@@ -572,15 +574,18 @@ impl Store {
     }
 
     /// Replaces held items by digest e-mails, in one transaction; each
-    /// digest consumes its module's window. Returns the digests' ids.
+    /// digest sent consumes its module's window. A refused digest is stored
+    /// dead with its reason, and what followed its held items fails with
+    /// it (returned, as [`Store::mark_dead`] returns them). Returns each
+    /// digest's id.
     pub fn fold_into_digests(
         &self,
         digests: &[NewDigest],
         now_us: u64,
         deadline_us: u64,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<(i64, Vec<FailedFollower>)>, StoreError> {
         self.write(|tx| {
-            let mut ids = Vec::with_capacity(digests.len());
+            let mut folded = Vec::with_capacity(digests.len());
             for NewDigest {
                 held,
                 item: digest,
@@ -592,9 +597,6 @@ impl Store {
                     None => Status::Pending,
                 };
                 let id = insert(tx, digest, status, now_us, deadline_us)?;
-                if let Some(why) = refused {
-                    tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
-                }
                 for held_id in held {
                     tx.execute(
                         "UPDATE outbox SET status = 'digested', digest_id = ?2, updated_us = ?3 WHERE id = ?1",
@@ -602,10 +604,19 @@ impl Store {
                     )?;
                 }
                 follows::follow_digest(tx, held, id)?;
-                super::commit::record_send(tx, &digest.module, now_us)?;
-                ids.push(id);
+                let failed = match refused {
+                    Some(why) => {
+                        tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
+                        follows::fail_followers(tx, id, Status::Dead, now_us)?
+                    }
+                    None => {
+                        super::commit::record_send(tx, &digest.module, now_us)?;
+                        Vec::new()
+                    }
+                };
+                folded.push((id, failed));
             }
-            Ok(ids)
+            Ok(folded)
         })
     }
 
@@ -689,23 +700,34 @@ impl Store {
     }
 
     /// Deletes finished items of `status` (every finished status when
-    /// None) last updated before `before_us`. Returns how many.
+    /// None) last updated before `before_us`. Returns how many. Deletes a
+    /// batch per transaction, so that months of items do not hold the
+    /// write lock past what the pipeline's commits wait.
     pub fn purge(&self, status: Option<Status>, before_us: u64) -> Result<usize, StoreError> {
+        const BATCH: usize = 1000;
         let statuses = match status {
             Some(status) => vec![status],
             None => Status::FINISHED.to_vec(),
         };
-        self.write(|tx| {
-            let mut n = 0;
-            for status in statuses {
-                n += tx.execute(
-                    "DELETE FROM outbox WHERE status = ?1 AND updated_us < ?2",
-                    params![status.as_str(), db_time(before_us)],
-                )?;
+        let mut purged = 0;
+        for status in statuses {
+            loop {
+                let n = self.write(|tx| {
+                    let n = tx.execute(
+                        "DELETE FROM outbox WHERE id IN
+                           (SELECT id FROM outbox WHERE status = ?1 AND updated_us < ?2 LIMIT ?3)",
+                        params![status.as_str(), db_time(before_us), BATCH as i64],
+                    )?;
+                    follows::forget_purged(tx)?;
+                    Ok(n)
+                })?;
+                purged += n;
+                if n < BATCH {
+                    break;
+                }
             }
-            follows::forget_purged(tx)?;
-            Ok(n)
-        })
+        }
+        Ok(purged)
     }
 }
 
@@ -876,16 +898,16 @@ pub(super) mod tests {
             item.status = status;
             ids.push(add(&store, &item));
         }
-        assert_eq!(check(&store), 4);
+        assert_eq!(check(&store), 3, "what waits for the API is not counted");
         assert!(store.open_outbox().unwrap().bytes > 0);
         store.mark_sent(ids[0], 20).unwrap();
-        assert_eq!(check(&store), 3);
+        assert_eq!(check(&store), 2);
         store.mark_dead(ids[1], "550", 20).unwrap();
         store.mark_retry(ids[2], 30, "busy", 20).unwrap();
-        assert_eq!(check(&store), 2);
+        assert_eq!(check(&store), 1, "held went dead; the API's item still waits");
         assert_eq!(store.retry(&[], 30, 100).unwrap(), 1);
-        assert_eq!(check(&store), 3);
+        assert_eq!(check(&store), 2);
         store.purge(None, 1_000).unwrap();
-        assert_eq!(check(&store), 3);
+        assert_eq!(check(&store), 2);
     }
 }

@@ -264,8 +264,9 @@ fn follows_and_retries(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
-/// What state each owner holds and what the outbox has not yet delivered,
-/// in entries and bytes, kept up to date by triggers in the writes' own
+/// What state each owner holds and what the outbox is working to deliver
+/// (pending, held, blocked: not what waits for an API that is not
+/// configured, which no delivery drains), in entries and bytes, kept up to date by triggers in the writes' own
 /// transactions: a quota or a bound reads one row instead of counting.
 /// Bytes are a key's and a value's octets, an item's payload and body.
 /// (No `INSERT OR IGNORE` in a trigger: the statement that fires it
@@ -309,21 +310,21 @@ fn usage_counters(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         );
         INSERT INTO outbox_open
             SELECT 0, count(*), coalesce(sum(length(payload) + length(body)), 0) FROM outbox
-             WHERE status IN ('pending', 'held', 'waiting-api', 'blocked');
+             WHERE status IN ('pending', 'held', 'blocked');
         CREATE TRIGGER outbox_open_insert AFTER INSERT ON outbox
-         WHEN new.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+         WHEN new.status IN ('pending', 'held', 'blocked') BEGIN
             UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
         END;
         CREATE TRIGGER outbox_open_delete AFTER DELETE ON outbox
-         WHEN old.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+         WHEN old.status IN ('pending', 'held', 'blocked') BEGIN
             UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
         END;
         CREATE TRIGGER outbox_open_update_old AFTER UPDATE ON outbox
-         WHEN old.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+         WHEN old.status IN ('pending', 'held', 'blocked') BEGIN
             UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
         END;
         CREATE TRIGGER outbox_open_update_new AFTER UPDATE ON outbox
-         WHEN new.status IN ('pending', 'held', 'waiting-api', 'blocked') BEGIN
+         WHEN new.status IN ('pending', 'held', 'blocked') BEGIN
             UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
         END;",
     )

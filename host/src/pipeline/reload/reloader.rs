@@ -69,6 +69,8 @@ struct FileState {
     /// The digest last built (swapped in or refused): the same bytes are
     /// not built again until they change.
     considered: String,
+    /// The passing error the file was last read with, told once.
+    unreadable: Option<String>,
 }
 
 impl Reloader {
@@ -86,6 +88,7 @@ impl Reloader {
                 let state = FileState {
                     stamp: stamp(&f.path),
                     considered: f.digest.clone(),
+                    unreadable: None,
                 };
                 (f.path.clone(), state)
             })
@@ -194,10 +197,18 @@ impl Reloader {
         let bytes = match crate::files::read_regular(path, MAX_COMPONENT_BYTES) {
             Ok(bytes) => bytes,
             Err(error) => {
-                state.stamp = before;
-                return Some(Err(error.to_string()));
+                // Looked at again only once the path changes; a passing
+                // error (a permission being fixed) at every look, told once.
+                let message = error.to_string();
+                if error.is_settled() {
+                    state.stamp = before;
+                } else if state.unreadable.replace(message.clone()).as_ref() == Some(&message) {
+                    return None;
+                }
+                return Some(Err(message));
             }
         };
+        state.unreadable = None;
         if stamp(path) != before {
             return None;
         }
