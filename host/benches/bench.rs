@@ -51,7 +51,7 @@ fn quick() -> bool {
 
 /// `VELONOTIFY_BENCH_ONLY=modules,replay`: run only these parts (modules,
 /// or one module: alerts, flow-completion, detect, errors-alert;
-/// instantiation, memory, output, swap, replay, smtp), to profile one of them;
+/// instantiation, memory, output, swap, replay, scaling, smtp), to profile one of them;
 /// BENCHMARKS.md is left alone.
 fn only() -> Option<String> {
     std::env::var("VELONOTIFY_BENCH_ONLY").ok()
@@ -97,6 +97,10 @@ fn main() {
     if wanted("replay") {
         eprintln!("replay of 1,000,000 rows ...");
         replay_million(exe, &modules, &mut report);
+    }
+    if wanted("scaling") {
+        eprintln!("rows/s with 1, 10 and 50 detect modules ...");
+        detect_scaling(exe, &modules, &mut report);
     }
     if wanted("smtp") {
         eprintln!("SMTP delivery ...");
@@ -933,6 +937,100 @@ fn run_measured(command: &mut std::process::Command) -> (Duration, u64, std::pro
     let elapsed = started.elapsed();
     done.store(true, Ordering::Relaxed);
     (elapsed, sampler.join().unwrap(), output)
+}
+
+/// How the cost of a row grows with rules: `velonotify replay` (release)
+/// of rows of one queue (process starts) with 1, 10 and 50 `detect`
+/// modules watching it, each with its own condition; one row in 1,000
+/// matches one of them. Every module is called for every row (no module
+/// declares an interest yet).
+fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
+    let rows_total: usize = if quick() { 5_000 } else { 200_000 };
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let mut per_row_us = Vec::new();
+    for rules in [1usize, 10, 50] {
+        let events = dir.path().join(format!("processes-{rules}.jsonl"));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
+        for i in 0..rows_total {
+            let image = if i % 1000 == 0 {
+                format!("C:\\\\Tools\\\\rule{}.exe", (i / 1000) % rules)
+            } else {
+                "C:\\\\Windows\\\\System32\\\\svchost.exe".to_string()
+            };
+            writeln!(
+                file,
+                "{{\"_Source\":\"Windows.Events.ProcessCreation\",\"_ts\":{},\"ClientId\":\"C.{:016x}\",\
+                 \"Image\":\"{image}\",\"CommandLine\":\"{image} -k netsvcs -p {i}\",\"ParentImage\":\"services.exe\",\
+                 \"User\":\"NT AUTHORITY\\\\SYSTEM\",\"Pid\":{i}}}",
+                1_778_400_000 + i / 1000,
+                i % 5000
+            )
+            .unwrap();
+        }
+        drop(file);
+        let detects: String = (0..rules)
+            .map(|r| {
+                format!(
+                    "[[module]]\nname = \"rule-{r}\"\npath = \"detect.wasm\"\n[module.params]\n\
+                     Queue = \"Windows.Events.ProcessCreation\"\n\
+                     Condition = \"Column,Regex\\nImage,(?i)\\\\\\\\tools\\\\\\\\rule{r}\\\\.exe$\\n\"\n\
+                     AlertName = \"rule {r}: {{Image}} on {{ClientId}}\"\nDedup = -1\n"
+                )
+            })
+            .collect();
+        let config = dir.path().join(format!("scaling-{rules}.toml"));
+        std::fs::write(&config, detects).unwrap();
+        let common = [
+            "--modules-dir".to_string(),
+            modules.display().to_string(),
+            "--cache-dir".to_string(),
+            cache.display().to_string(),
+        ];
+        let warm = std::process::Command::new(exe)
+            .args(["check", "-c", &config.display().to_string()])
+            .args(&common)
+            .output()
+            .unwrap();
+        assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
+        let out = dir.path().join(format!("out-{rules}"));
+        let (elapsed, _, output) = run_measured(
+            std::process::Command::new(exe)
+                .args(["replay", "-c", &config.display().to_string()])
+                .args([
+                    "--events",
+                    &events.display().to_string(),
+                    "--out",
+                    &out.display().to_string(),
+                ])
+                .args(&common)
+                .env("VELONOTIFY_LOG", "warn"),
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap_or_default();
+        let alerts = summary.lines().count();
+        assert_eq!(alerts, rows_total / 1000, "one alert per matching row");
+        let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
+        per_row_us.push(1e6 / rows_per_s);
+        report.add(
+            format!("detect scaling: one queue, {rules} detect module(s), every module called for every row"),
+            per_s(rows_per_s),
+            if rules == 50 {
+                "≥ 200 k/s (with interests)"
+            } else {
+                ""
+            },
+            (rules == 50).then_some(rows_per_s >= 200e3),
+        );
+    }
+    // The cost a rule adds to a row: the slope between 1 and 50 rules.
+    let slope = (per_row_us[2] - per_row_us[0]) / 49.0;
+    report.add(
+        "detect scaling: each more module adds per row (1 to 50 modules)",
+        format!("{slope:.2} µs"),
+        "",
+        None,
+    );
 }
 
 fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
