@@ -14,7 +14,7 @@ use crate::action::{Action, Alert, Failure};
 use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params};
 use crate::render::{FillTemplate, elide_right};
-use crate::vql::{VqlRegex, get_member_path, get_path, render_value, render_value_or_empty};
+use crate::vql::{RawRow, VqlRegex, get_member_path, get_path, render_value, render_value_or_empty};
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::new(
@@ -138,6 +138,20 @@ impl Rule for DetectRule {
         Ok((rule, setup))
     }
 
+    /// The condition, on the columns it names: a row whose column fails
+    /// its regex cannot alert. A column named by a dotted path and not
+    /// found as such is left to `handle` (it may be a path into a value).
+    fn may_act(&self, row: &RawRow<'_>) -> bool {
+        self.condition.iter().all(|(column, regex)| match row.raw(column) {
+            Some(_) => match row.str(column) {
+                Some(text) => regex.is_match(&text),
+                None => regex.matches_value(row.value(column).as_ref()),
+            },
+            None if column.contains('.') => true,
+            None => regex.matches_value(None),
+        })
+    }
+
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let row = &event.row;
         if let Some((column, _)) = self
@@ -227,6 +241,75 @@ mod tests {
             org_id: "root".into(),
         };
         rule.handle(&event, &host)
+    }
+
+    proptest::proptest! {
+        /// Deciding on the raw columns never drops a row that would alert:
+        /// whenever `may_act` says no, `handle` on the built row gives no
+        /// action, whatever the columns hold (strings with escapes,
+        /// numbers, null, arrays, objects, dotted names, missing).
+        #[test]
+        fn a_row_may_act_refuses_would_not_have_alerted(
+            row in proptest::collection::btree_map(
+                proptest::sample::select(vec!["Image", "FileName", "Pid", "Tags", "a.b", "a", "User"]),
+                value(),
+                0..7,
+            ),
+            condition in proptest::sample::select(vec![
+                "Image,(?i)\\\\tools\\\\",
+                "FileName,shadow|\"\nPid,^1",
+                "a.b,x",
+                "Tags,admin",
+                "User,",
+                "Missing,.",
+            ]),
+        ) {
+            let text = serde_json::to_string(&row).unwrap();
+            let params = [
+                ("Queue", "Q"),
+                ("AlertName", "hit {Image}"),
+                ("Condition", &format!("Column,Regex\n{condition}\n")),
+            ];
+            let host = host();
+            let given: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let (mut rule, _) = configure::<DetectRule>(&given, &host).unwrap();
+            let raw = RawRow::parse(&text).unwrap();
+            if !rule.may_act(&raw) {
+                let event = Event {
+                    id: "e".into(),
+                    queue: "Q".into(),
+                    row: serde_json::from_str(&text).unwrap(),
+                    org_id: "root".into(),
+                };
+                proptest::prop_assert_eq!(rule.handle(&event, &host).unwrap(), Vec::new(), "{}", text);
+            }
+        }
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop::sample::select(vec![
+            "C:\\Tools\\x.exe",
+            "c:\\tools\\",
+            "/etc/shadow",
+            "x",
+            "admin",
+            "1",
+            "12",
+            "\"",
+            "\n",
+            "é",
+            "",
+        ])
+        .prop_map(|s| Value::String(s.to_string()));
+        prop_oneof![
+            text.clone(),
+            any::<i64>().prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            proptest::collection::vec(text.clone(), 0..3).prop_map(Value::Array),
+            text.prop_map(|t| json!({"b": t})),
+        ]
     }
 
     fn one_alert(params: &[(&str, &str)], row: Value) -> Alert {

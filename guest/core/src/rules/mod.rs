@@ -11,6 +11,7 @@ pub mod webhook;
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamSpec, Params};
+use crate::vql::RawRow;
 
 /// What a configured rule needs from the host (mirrors `setup` in WIT).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,15 @@ pub trait Rule: Sized {
 
     /// Builds the rule from parsed parameters.
     fn configure(params: &Params, host: &dyn Host) -> Result<(Self, Setup), Failure>;
+
+    /// Whether a row could act at all, decided on the columns the rule
+    /// filters on, read from the row's text without building it. False
+    /// must mean that `handle` would return no action, write no state and
+    /// make no lookup for this row: the row is then not built nor handed
+    /// to `handle`. The default: every row may act.
+    fn may_act(&self, _row: &RawRow<'_>) -> bool {
+        true
+    }
 
     /// Handles one event of a subscribed queue.
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure>;

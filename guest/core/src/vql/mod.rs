@@ -3,11 +3,13 @@
 //! values print, and how timestamps are read, printed and humanized.
 
 mod humanize;
+mod raw_row;
 mod regex;
 mod time;
 mod value;
 
 pub use self::humanize::{humanize_bytes, humanize_duration_since};
+pub use self::raw_row::RawRow;
 pub use self::regex::{RegexError, VqlRegex};
 pub use self::time::{Timestamp, parse_timestamp};
 pub use self::value::{get_member_path, get_path, is_truthy, render_value, render_value_or_empty};
