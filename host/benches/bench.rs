@@ -29,7 +29,6 @@ use velonotify_core::rules::detect::DetectRule;
 use velonotify_core::rules::errors_alert::ServerErrorsRule;
 use velonotify_core::rules::flow_completion::FlowCompletionRule;
 use velonotify_core::rules::{Rule, configure};
-use velonotify_core::vql::RawRow;
 use velonotify_test_support::builds::{self, install_versioned, swap_build_ms, swap_latencies_ms};
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, post_events};
@@ -249,9 +248,7 @@ trait NativeRule {
 
 impl<R: Rule> NativeRule for R {
     fn handle_row(&mut self, event: &IncomingEvent, host: &dyn Host) -> Result<Vec<Action>, Failure> {
-        if let Some(raw) = RawRow::parse(&event.row)
-            && !self.may_act(&raw)
-        {
+        if !self.may_act(&event.row) {
             return Ok(Vec::new());
         }
         Rule::handle(self, &core_event(event), host)
@@ -989,32 +986,8 @@ fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
             .collect();
         let config = dir.path().join(format!("scaling-{rules}.toml"));
         std::fs::write(&config, detects).unwrap();
-        let common = [
-            "--modules-dir".to_string(),
-            modules.display().to_string(),
-            "--cache-dir".to_string(),
-            cache.display().to_string(),
-        ];
-        let warm = std::process::Command::new(exe)
-            .args(["check", "-c", &config.display().to_string()])
-            .args(&common)
-            .output()
-            .unwrap();
-        assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
         let out = dir.path().join(format!("out-{rules}"));
-        let (elapsed, _, output) = run_measured(
-            std::process::Command::new(exe)
-                .args(["replay", "-c", &config.display().to_string()])
-                .args([
-                    "--events",
-                    &events.display().to_string(),
-                    "--out",
-                    &out.display().to_string(),
-                ])
-                .args(&common)
-                .env("VELONOTIFY_LOG", "warn"),
-        );
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let (elapsed, _) = replay_measured(exe, modules, &cache, &config, &events, &out);
         let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap_or_default();
         let alerts = summary.lines().count();
         assert_eq!(alerts, rows_total / 1000, "one alert per matching row");
@@ -1039,6 +1012,46 @@ fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
         "",
         None,
     );
+}
+
+/// `velonotify replay` (release) of `events` under `config` into `out`,
+/// its components compiled into `cache` first, so that the figure is the
+/// steady state of a deployed host (the cache is what `run` and `replay`
+/// use). Its wall time and peak RSS (KiB).
+fn replay_measured(
+    exe: &str,
+    modules: &Path,
+    cache: &Path,
+    config: &Path,
+    events: &Path,
+    out: &Path,
+) -> (Duration, u64) {
+    let common = [
+        "--modules-dir".to_string(),
+        modules.display().to_string(),
+        "--cache-dir".to_string(),
+        cache.display().to_string(),
+    ];
+    let warm = std::process::Command::new(exe)
+        .args(["check", "-c", &config.display().to_string()])
+        .args(&common)
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
+    let (elapsed, peak_kib, output) = run_measured(
+        std::process::Command::new(exe)
+            .args(["replay", "-c", &config.display().to_string()])
+            .args([
+                "--events",
+                &events.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+            ])
+            .args(&common)
+            .env("VELONOTIFY_LOG", "warn"),
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (elapsed, peak_kib)
 }
 
 fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
@@ -1073,38 +1086,7 @@ fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let cache = dir.path().join("cache");
-    // Compile once, so that the figure is the steady state of a deployed
-    // host (the cache is what `run` and `replay` use).
-    let warm = std::process::Command::new(exe)
-        .args(["check", "-c", &config.display().to_string()])
-        .args([
-            "--modules-dir",
-            &modules.display().to_string(),
-            "--cache-dir",
-            &cache.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
-    let (elapsed, peak_kib, output) = run_measured(
-        std::process::Command::new(exe)
-            .args(["replay", "-c", &config.display().to_string()])
-            .args([
-                "--events",
-                &events.display().to_string(),
-                "--out",
-                &out.display().to_string(),
-            ])
-            .args([
-                "--modules-dir",
-                &modules.display().to_string(),
-                "--cache-dir",
-                &cache.display().to_string(),
-            ])
-            .env("VELONOTIFY_LOG", "warn"),
-    );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (elapsed, peak_kib) = replay_measured(exe, modules, &dir.path().join("cache"), &config, &events, &out);
     let emails = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))

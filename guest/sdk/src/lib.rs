@@ -100,16 +100,14 @@ pub fn configure<R: Rule + 'static>(params: Vec<(String, String)>) -> Result<wit
 pub fn handle<R: Rule + 'static>(event: wit::Event) -> Result<Vec<WitAction>, wit::Failure> {
     // A row the rule can tell from a few columns will not act is not
     // built at all (most rows, for a filter).
-    if let Some(raw) = velonotify_core::vql::RawRow::parse(&event.row) {
-        let may_act = RULE.with(|slot| {
-            let slot = slot.borrow();
-            slot.as_ref()
-                .and_then(|r| r.downcast_ref::<R>())
-                .is_none_or(|rule| rule.may_act(&raw))
-        });
-        if !may_act {
-            return Ok(Vec::new());
-        }
+    let may_act = RULE.with(|slot| {
+        let slot = slot.borrow();
+        slot.as_ref()
+            .and_then(|r| r.downcast_ref::<R>())
+            .is_none_or(|rule| rule.may_act(&event.row))
+    });
+    if !may_act {
+        return Ok(Vec::new());
     }
     let row = match serde_json::from_str::<serde_json::Value>(&event.row) {
         Ok(serde_json::Value::Object(row)) => row,

@@ -11,7 +11,6 @@ pub mod webhook;
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamSpec, Params};
-use crate::vql::RawRow;
 
 /// What a configured rule needs from the host (mirrors `setup` in WIT).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +31,14 @@ pub trait Rule: Sized {
     /// Builds the rule from parsed parameters.
     fn configure(params: &Params, host: &dyn Host) -> Result<(Self, Setup), Failure>;
 
-    /// Whether a row could act at all, decided on the columns the rule
-    /// filters on, read from the row's text without building it. False
-    /// must mean that `handle` would return no action, write no state and
-    /// make no lookup for this row: the row is then not built nor handed
-    /// to `handle`. The default: every row may act.
-    fn may_act(&self, _row: &RawRow<'_>) -> bool {
+    /// Whether a row (its JSON text) could act at all, decided on the
+    /// columns the rule filters on, read without building the row
+    /// ([`crate::vql::RawRow`]). False must mean that `handle` would return
+    /// no action, write no state and make no lookup for this row: the row
+    /// is then not built nor handed to `handle`. The default, for rules
+    /// that cannot tell before the whole row: every row may act, and the
+    /// text is not read twice.
+    fn may_act(&self, _row_text: &str) -> bool {
         true
     }
 
