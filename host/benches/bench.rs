@@ -947,13 +947,14 @@ fn run_measured(command: &mut std::process::Command) -> (Duration, u64, std::pro
 /// How the cost of a row grows with rules: `velonotify replay` (release)
 /// of rows of one queue (process starts) with 1, 10 and 50 `detect`
 /// modules watching it, each with its own condition; one row in 1,000
-/// matches one of them. Every module is called for every row (no module
-/// declares an interest yet).
+/// matches one of them. Each size runs twice: every module called for every
+/// row (`--no-interests`: each module decides), and with the modules'
+/// declared interests (the host decides which modules a row wakes).
 fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
     let rows_total: usize = if quick() { 5_000 } else { 200_000 };
     let dir = scratch();
     let cache = dir.path().join("cache");
-    let mut per_row_us = Vec::new();
+    let mut per_row_us: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for rules in [1usize, 10, 50] {
         let events = dir.path().join(format!("processes-{rules}.jsonl"));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
@@ -986,38 +987,46 @@ fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
             .collect();
         let config = dir.path().join(format!("scaling-{rules}.toml"));
         std::fs::write(&config, detects).unwrap();
-        let out = dir.path().join(format!("out-{rules}"));
-        let (elapsed, _) = replay_measured(exe, modules, &cache, &config, &events, &out);
-        let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap_or_default();
-        let alerts = summary.lines().count();
-        assert_eq!(alerts, rows_total / 1000, "one alert per matching row");
-        let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
-        per_row_us.push(1e6 / rows_per_s);
-        report.add(
-            format!("detect scaling: one queue, {rules} detect module(s), every module called for every row"),
-            per_s(rows_per_s),
-            if rules == 50 {
-                "≥ 200 k/s (with interests)"
+        for (with_interests, per_row_us) in [false, true].into_iter().zip(per_row_us.iter_mut()) {
+            let out = dir.path().join(format!("out-{rules}-{with_interests}"));
+            let flags: &[&str] = if with_interests { &[] } else { &["--no-interests"] };
+            let (elapsed, _) = replay_measured(exe, modules, &cache, &config, &events, &out, flags);
+            let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap_or_default();
+            let alerts = summary.lines().count();
+            assert_eq!(alerts, rows_total / 1000, "one alert per matching row");
+            let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
+            per_row_us.push(1e6 / rows_per_s);
+            let how = if with_interests {
+                "with interests"
             } else {
-                ""
-            },
-            (rules == 50).then_some(rows_per_s >= 200e3),
-        );
+                "every module called for every row"
+            };
+            let target = rules == 50 && with_interests;
+            report.add(
+                format!("detect scaling: one queue, {rules} detect module(s), {how}"),
+                per_s(rows_per_s),
+                if target { "≥ 200 k/s" } else { "" },
+                target.then_some(rows_per_s >= 200e3),
+            );
+        }
     }
     // The cost a rule adds to a row: the slope between 1 and 50 rules.
-    let slope = (per_row_us[2] - per_row_us[0]) / 49.0;
-    report.add(
-        "detect scaling: each more module adds per row (1 to 50 modules)",
-        format!("{slope:.2} µs"),
-        "",
-        None,
-    );
+    for (with_interests, per_row_us) in [false, true].into_iter().zip(&per_row_us) {
+        let slope = (per_row_us[2] - per_row_us[0]) / 49.0;
+        let how = if with_interests { "with interests" } else { "called" };
+        report.add(
+            format!("detect scaling: each more module adds per row (1 to 50 modules, {how})"),
+            format!("{slope:.2} µs"),
+            "",
+            None,
+        );
+    }
 }
 
 /// `velonotify replay` (release) of `events` under `config` into `out`,
 /// its components compiled into `cache` first, so that the figure is the
 /// steady state of a deployed host (the cache is what `run` and `replay`
-/// use). Its wall time and peak RSS (KiB).
+/// use), with more `replay` flags. Its wall time and peak RSS (KiB).
 fn replay_measured(
     exe: &str,
     modules: &Path,
@@ -1025,6 +1034,7 @@ fn replay_measured(
     config: &Path,
     events: &Path,
     out: &Path,
+    flags: &[&str],
 ) -> (Duration, u64) {
     let common = [
         "--modules-dir".to_string(),
@@ -1047,6 +1057,7 @@ fn replay_measured(
                 "--out",
                 &out.display().to_string(),
             ])
+            .args(flags)
             .args(&common)
             .env("VELONOTIFY_LOG", "warn"),
     );
@@ -1086,7 +1097,7 @@ fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let (elapsed, peak_kib) = replay_measured(exe, modules, &dir.path().join("cache"), &config, &events, &out);
+    let (elapsed, peak_kib) = replay_measured(exe, modules, &dir.path().join("cache"), &config, &events, &out, &[]);
     let emails = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))

@@ -17,5 +17,5 @@ wasmtime::component::bindgen!({
 pub use self::velociraptor::notify::actions::{Alert, Email, LabelChange, LabelOp, UserMessage, Webhook};
 pub use self::velociraptor::notify::log::LogLevel;
 pub use self::velociraptor::notify::lookups::{LookupError, ResultPage, ServerInfo};
-pub use self::velociraptor::notify::types::{Param, ParamError, ParamKind};
+pub use self::velociraptor::notify::types::{ColumnTest, Interest, Param, ParamError, ParamKind, ValueTest};
 pub use self::velociraptor::notify::{clock, log, lookups, state};

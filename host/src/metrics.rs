@@ -2,7 +2,7 @@
 //! each module's calls, actions, and what delivery did with them.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -59,6 +59,7 @@ pub struct Metrics {
     handled: Family<ModuleLabel, Counter>,
     failed: Family<ModuleLabel, Counter>,
     trapped: Family<ModuleLabel, Counter>,
+    spared: Family<ModuleLabel, Counter>,
     call_seconds: Family<ModuleLabel, Histogram, fn() -> Histogram>,
     memory: Family<ModuleLabel, Gauge>,
     memory_high_water: Family<ModuleLabel, Gauge>,
@@ -93,6 +94,12 @@ impl Metrics {
         );
         let handled = Family::<ModuleLabel, Counter>::default();
         registry.register("module_handled", "Calls a module answered", handled.clone());
+        let spared = Family::<ModuleLabel, Counter>::default();
+        registry.register(
+            "module_rows_spared",
+            "Rows of a module's queues the host did not pass it: its declared interest refused them",
+            spared.clone(),
+        );
         let failed = Family::<ModuleLabel, Counter>::default();
         registry.register(
             "module_failed",
@@ -170,6 +177,7 @@ impl Metrics {
             handled,
             failed,
             trapped,
+            spared,
             call_seconds,
             memory,
             memory_high_water,
@@ -202,6 +210,12 @@ impl Metrics {
 
     pub fn event_unwatched(&self) {
         self.unwatched.inc();
+    }
+
+    /// The counter of rows `module`'s interest spared it, to keep: it
+    /// moves once per row and module, too often for a lookup by name.
+    pub fn spared_counter(&self, module: &str) -> Counter {
+        self.spared.get_or_create(&Self::module(module)).clone()
     }
 
     pub fn handled(&self, module: &str) {

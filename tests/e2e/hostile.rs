@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use velonotify_test_support::peers::free_port;
-use velonotify_test_support::service::{Running, metric, peak_rss_kib, post_events};
+use velonotify_test_support::service::{Running, metric, peak_rss_kib, post_events, rows_reaching};
 use velonotify_test_support::{scratch, stderr};
 
 use super::{EXE, velonotify, write_config};
@@ -324,10 +324,7 @@ fn rows_are_taken_only_for_orgs_the_token_may_post_for_and_only_if_a_module_can_
     assert!(answer.contains("may not post rows for org \\\"root\\\""), "{answer}");
     let (status, answer) = post_events(port, Some(O2_TOKEN), "queue=Custom.Ingest&org_id=O2", row.as_bytes());
     assert_eq!((status, answer.as_str()), (200, r#"{"accepted":1,"unwatched":1}"#));
-    assert_eq!(
-        metric(metrics_port, "velonotify_module_handled_total{module=\"detect\"}"),
-        2
-    );
+    assert_eq!(rows_reaching(metrics_port, "detect"), 2);
 }
 
 /// A POST's headers for `org`, with a large body declared and not sent.
@@ -371,7 +368,7 @@ fn a_batch_not_taken_in_time_is_answered_503_and_never_handled() {
     assert_eq!((status, answer.as_str()), (200, r#"{"accepted":1,"unwatched":0}"#));
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
-        metric(metrics_port, "velonotify_module_handled_total{module=\"detect\"}"),
+        rows_reaching(metrics_port, "detect"),
         1,
         "the abandoned batch was not handled:\n{}",
         run.log()

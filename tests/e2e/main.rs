@@ -11,6 +11,7 @@
 //!   its store busy or full: nothing lost;
 //! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
 //!   the HTTP ingest endpoint;
+//! - `interests`: declared interests spare calls and change no action;
 //! - `hostile`: the ingest endpoint against strangers and careless senders
 //!   (peak memory measured).
 
@@ -21,6 +22,7 @@ mod durability;
 mod family;
 mod hostile;
 mod hotswap;
+mod interests;
 mod portability;
 mod sandbox;
 mod velociraptor;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::scratch;
-use velonotify_test_support::service::{Running, metric, post_events};
+use velonotify_test_support::service::{Running, post_events, rows_reaching};
 use velonotify_test_support::velociraptor_peer::{ClientCert, TestPki, VelociraptorPeer};
 
 use super::{EXE, write_config};
@@ -522,7 +522,7 @@ fn a_burst_of_twenty_thousand_rows_in_one_second_is_caught_up_once() {
     let mut run = Running::start(EXE, &config);
     let serving = |r: &Running, starts: usize| r.log().matches("serving Prometheus metrics").count() >= starts;
     run.wait("the metrics", Duration::from_secs(60), |r| serving(r, 2));
-    let handled = || metric(metrics_port, "velonotify_module_handled_total{module=\"burst\"}");
+    let handled = || rows_reaching(metrics_port, "burst");
     run.wait("the burst", Duration::from_secs(120), |_| handled() >= ROWS);
     let took = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
@@ -842,13 +842,6 @@ fn post(port: u16, token: Option<&str>, body: &[u8]) -> (u16, String) {
     post_events(port, token, "queue=Custom.Ingest", body)
 }
 
-fn handled_by(metrics_port: u16, module: &str) -> u64 {
-    metric(
-        metrics_port,
-        &format!("velonotify_module_handled_total{{module=\"{module}\"}}"),
-    )
-}
-
 #[test]
 fn the_ingest_endpoint_checks_token_size_and_lines_and_takes_ten_thousand_rows() {
     let dir = scratch();
@@ -895,13 +888,17 @@ AlertName = "{{Name}}"
     assert!(body.contains("line 2: malformed JSON"), "{body}");
     let oversize = "x".repeat(2_100_000);
     assert_eq!(post(ingest_port, Some(TOKEN), oversize.as_bytes()).0, 413);
-    assert_eq!(handled_by(metrics_port, "detect"), 0, "refused bodies reach no module");
+    assert_eq!(
+        rows_reaching(metrics_port, "detect"),
+        0,
+        "refused bodies reach no module"
+    );
 
     let rows: String = (0..10_000).map(row).collect();
     let (status, body) = post(ingest_port, Some(TOKEN), rows.as_bytes());
     assert_eq!((status, body.as_str()), (200, "{\"accepted\":10000,\"unwatched\":0}"));
     assert_eq!(
-        handled_by(metrics_port, "detect"),
+        rows_reaching(metrics_port, "detect"),
         10_000,
         "answered once every row was handled"
     );
@@ -947,8 +944,8 @@ fn a_module_of_one_org_never_sees_another_orgs_events() {
     post_to("O1", 3);
     post_to("O2", 2);
     post_to("O3", 4);
-    assert_eq!(handled_by(metrics_port, "detect-O1"), 3);
-    assert_eq!(handled_by(metrics_port, "detect-O2"), 2);
+    assert_eq!(rows_reaching(metrics_port, "detect-O1"), 3);
+    assert_eq!(rows_reaching(metrics_port, "detect-O2"), 2);
 }
 
 /// `Server.Velonotify.Forward` posts each alert row as

@@ -2,6 +2,7 @@
 
 use velonotify_core::action::{Action, Failure, LabelOp};
 use velonotify_core::params::{ParamKind, ParamSpec};
+use velonotify_core::rules::interest::{Interest, ValueTest};
 
 use crate::bindings::velociraptor::notify::actions;
 use crate::bindings::velociraptor::notify::types as wit;
@@ -74,5 +75,23 @@ pub(crate) fn action(action: Action) -> actions::Action {
             artifact_type: a.artifact_type,
             flow_id: a.flow_id,
         }),
+    }
+}
+
+pub(crate) fn interest(interest: Interest) -> wit::Interest {
+    wit::Interest {
+        queue: interest.queue,
+        columns: interest
+            .columns
+            .into_iter()
+            .map(|c| wit::ColumnTest {
+                column: c.column,
+                test: match c.test {
+                    ValueTest::Matches(p) => wit::ValueTest::Matches(p),
+                    ValueTest::NotMatches(p) => wit::ValueTest::NotMatches(p),
+                    ValueTest::OneOf(values) => wit::ValueTest::OneOf(values),
+                },
+            })
+            .collect(),
     }
 }

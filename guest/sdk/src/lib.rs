@@ -93,6 +93,7 @@ pub fn configure<R: Rule + 'static>(params: Vec<(String, String)>) -> Result<wit
     Ok(wit::Setup {
         queues: setup.queues,
         tick_seconds: setup.tick_seconds,
+        interests: setup.interests.into_iter().map(convert::interest).collect(),
     })
 }
 

@@ -96,6 +96,10 @@ pub struct HostSection {
     /// space allows, else on-demand), "pooling" or "on-demand".
     #[serde(default)]
     pub allocator: crate::engine::AllocatorChoice,
+    /// Whether modules' declared interests spare them the rows they would
+    /// not act on (default true; false calls every module for every row of
+    /// its queues, to compare).
+    pub interests: Option<bool>,
 }
 
 /// One rule module instance.

@@ -134,6 +134,11 @@ struct ReplayArgs {
     /// that a later replay carries on from it (default: memory, forgotten).
     #[arg(long, value_name = "DB")]
     state: Option<PathBuf>,
+    /// Call every module for every row of its queues, as if none had
+    /// declared an interest: what modules do must not change (a check of a
+    /// module's interests).
+    #[arg(long)]
+    no_interests: bool,
 }
 
 /// Runs the command line; errors are printed with their causes.
@@ -197,6 +202,7 @@ fn overrides(common: &CommonArgs, world: Option<PathBuf>) -> Overrides {
         world,
         cache_dir: common.cache_dir.clone(),
         state: None,
+        interests: None,
     }
 }
 
@@ -215,6 +221,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.common.config)?;
     let overrides = Overrides {
         state: args.state.clone(),
+        interests: args.no_interests.then_some(false),
         ..overrides(&args.common, args.world.clone())
     };
     let mut runtime = Runtime::start(&config, &overrides, Clock::virtual_at(0))?;
@@ -272,12 +279,13 @@ fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skip
     for module in pipeline.modules() {
         let s = module.stats();
         eprintln!(
-            "  {:<32} handled {:>6}  failed {:>4}  trapped {:>4}  actions {:>6}",
+            "  {:<32} handled {:>6}  failed {:>4}  trapped {:>4}  actions {:>6}  spared {:>6}",
             module.name(),
             s.handled,
             s.failed,
             s.trapped,
-            s.actions
+            s.actions,
+            s.spared
         );
     }
 }
@@ -318,6 +326,9 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
         println!("  queues:   {}", setup.queues.join(", "));
         if let Some(tick) = setup.tick_seconds {
             println!("  tick:     every {tick} s");
+        }
+        for interest in &setup.interests {
+            println!("  interest: {}", describe_interest(interest));
         }
         println!("  org:      {}", spec.org_id());
         println!(
@@ -478,6 +489,21 @@ fn print_item(item: &OutboxItem) {
         one_line(&to),
         one_line(what)
     );
+}
+
+/// An interest as `check` lists it: `Queue: Column =~ "regex", ...`.
+fn describe_interest(interest: &crate::contract::Interest) -> String {
+    use crate::contract::ValueTest;
+    let tests: Vec<String> = interest
+        .columns
+        .iter()
+        .map(|c| match &c.test {
+            ValueTest::Matches(p) => format!("{} =~ {p:?}", c.column),
+            ValueTest::NotMatches(p) => format!("NOT {} =~ {p:?}", c.column),
+            ValueTest::OneOf(values) => format!("{} in {values:?}", c.column),
+        })
+        .collect();
+    format!("{}: {}", interest.queue, tests.join(" AND "))
 }
 
 #[cfg(test)]

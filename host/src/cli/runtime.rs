@@ -29,6 +29,8 @@ pub struct Overrides {
     /// The state database; None: the configuration's for `run`, memory for
     /// a replay.
     pub state: Option<PathBuf>,
+    /// Whether declared interests spare modules calls (over `[host] interests`).
+    pub interests: Option<bool>,
 }
 
 /// A started host. The engine must live as long as the pipeline: it runs
@@ -110,7 +112,9 @@ impl Runtime {
             metrics: metrics.clone(),
         };
         Ok(Self {
-            pipeline: Pipeline::new(modules, services).with_reload(ReloadSettings::from_config(&config.reload)),
+            pipeline: Pipeline::new(modules, services)
+                .with_reload(ReloadSettings::from_config(&config.reload))
+                .with_interests(overrides.interests.or(config.host.interests).unwrap_or(true)),
             engine,
             paths,
             metrics,

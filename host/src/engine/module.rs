@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use velonotify_core::rules::interest::{self, ColumnTest, Interest, RowFilter, ValueTest};
+use velonotify_core::vql::RawRow;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::sandbox::{CallBudget, MemoryLimitExceeded, RecyclePolicy, Recycled, SandboxLimits, StoreData};
@@ -41,6 +43,8 @@ pub struct ModuleStats {
     /// Calls that trapped (deadline, memory, panic, ...).
     pub trapped: u64,
     pub actions: u64,
+    /// Rows of its queues it was not called for: its interest refused them.
+    pub spared: u64,
 }
 
 /// Why a call trapped.
@@ -125,6 +129,8 @@ pub struct Module {
     spec: ModuleSpec,
     info: ModuleInfo,
     setup: Setup,
+    /// The rows it declared it may act on, ready to test.
+    interests: Vec<RowFilter>,
     loaded: Loaded,
     engine: wasmtime::Engine,
     live: Option<Live>,
@@ -180,10 +186,12 @@ impl Module {
             live.store.data_mut().call.rename(&spec.name);
         }
         let setup = configure(&mut live, &spec)?;
+        let interests = row_filters(&spec.name, &setup);
         Ok(Self {
             spec,
             info,
             setup,
+            interests,
             loaded: loaded.clone(),
             engine,
             live: Some(live),
@@ -238,6 +246,22 @@ impl Module {
     /// Whether the module wants rows of `queue` from `org_id`.
     pub fn subscribes_to(&self, queue: &str, org_id: &str) -> bool {
         org_id == self.spec.org_id() && self.setup.queues.iter().any(|q| q == queue)
+    }
+
+    /// Whether the module declared which rows of `queue` it wants.
+    pub fn has_interest_in(&self, queue: &str) -> bool {
+        self.interests.iter().any(|i| i.queue() == queue)
+    }
+
+    /// Whether its interests admit a row of `queue` (read in place): false
+    /// spares the call, the module would not act on the row.
+    pub fn wants(&self, queue: &str, row: &RawRow) -> bool {
+        interest::admitted(&self.interests, queue, row)
+    }
+
+    /// Counts a row its interest spared it.
+    pub fn count_spared(&mut self) {
+        self.stats.spared += 1;
     }
 
     /// Passes one event to the module.
@@ -477,4 +501,37 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: SandboxLimits) -> Tra
         Some(trap) => TrapReason::Other(trap.to_string()),
         None => TrapReason::Other(format!("{error:#}").lines().next().unwrap_or("").to_string()),
     }
+}
+
+/// The module's declared interests, compiled. Interests it cannot have
+/// (out of bounds, a regex that does not compile) are set aside, said once:
+/// the module is then called for every row, which loses nothing.
+fn row_filters(module: &str, setup: &Setup) -> Vec<RowFilter> {
+    use crate::contract::ValueTest as Wit;
+    let declared: Vec<Interest> = setup
+        .interests
+        .iter()
+        .map(|i| Interest {
+            queue: i.queue.clone(),
+            columns: i
+                .columns
+                .iter()
+                .map(|c| ColumnTest {
+                    column: c.column.clone(),
+                    test: match &c.test {
+                        Wit::Matches(p) => ValueTest::Matches(p.clone()),
+                        Wit::NotMatches(p) => ValueTest::NotMatches(p.clone()),
+                        Wit::OneOf(values) => ValueTest::OneOf(values.clone()),
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    interest::compile(&declared).unwrap_or_else(|error| {
+        tracing::warn!(
+            module,
+            "the module's interests are set aside, it gets every row of its queues: {error}"
+        );
+        Vec::new()
+    })
 }

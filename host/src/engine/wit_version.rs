@@ -1,7 +1,7 @@
 //! Which versions of the `velociraptor:notify` WIT package this host runs.
 //!
 //! A component names the package version it was built against in every
-//! import and export (`velociraptor:notify/lookups@0.2.0`). Versions follow
+//! import and export (`velociraptor:notify/lookups@0.3.0`). Versions follow
 //! semver: a module built against a compatible version loads, any other is
 //! refused with both versions named, before the linker's own (vaguer)
 //! error about a missing export.
@@ -12,7 +12,7 @@ pub const PACKAGE: &str = "velociraptor:notify";
 /// The version of [`PACKAGE`] in `wit/` (pinned by a test below).
 pub const HOST_VERSION: Version = Version {
     major: 0,
-    minor: 2,
+    minor: 3,
     patch: 0,
 };
 
@@ -115,12 +115,15 @@ mod tests {
 
     #[test]
     fn patch_releases_are_compatible_and_other_minors_of_zero_are_not() {
-        let ok = ["velociraptor:notify/types@0.2.0", "velociraptor:notify/lookups@0.2.7"];
+        let ok = ["velociraptor:notify/types@0.3.0", "velociraptor:notify/lookups@0.3.7"];
         assert_eq!(check(ok), Ok(()));
         // 0.1 modules imported one `host` interface: they are refused by name.
         let err = check(["wasi:cli/environment@0.2.6", "velociraptor:notify/host@0.1.0"]).unwrap_err();
         assert!(err.contains("built for velociraptor:notify@0.1.0"), "{err}");
-        assert!(err.contains("speaks velociraptor:notify@0.2.x"), "{err}");
+        // 0.2 modules return a `setup` without interests.
+        let err = check(["velociraptor:notify/types@0.2.0"]).unwrap_err();
+        assert!(err.contains("built for velociraptor:notify@0.2.0"), "{err}");
+        assert!(err.contains("speaks velociraptor:notify@0.3.x"), "{err}");
     }
 
     #[test]
@@ -140,7 +143,7 @@ mod tests {
         let host = Version::parse("1.2.0").unwrap();
         assert!(Version::parse("1.9.3").unwrap().compatible_with(host));
         assert!(!Version::parse("2.0.0").unwrap().compatible_with(host));
-        assert!(Version::parse("0.2.0-rc.1").unwrap().compatible_with(HOST_VERSION));
+        assert!(Version::parse("0.3.0-rc.1").unwrap().compatible_with(HOST_VERSION));
         assert_eq!(Version::parse("0.1"), None);
     }
 }

@@ -24,6 +24,8 @@ pub mod retries;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use velonotify_core::vql::RawRow;
+
 use self::alerts::{AlertQueue, Raised};
 use self::outbox::{Delivery, Level, Outbox, Report};
 use self::reload::{Candidate, Probation, ProbationVerdict, ReloadSettings, TrialCall};
@@ -33,7 +35,7 @@ use crate::capabilities::state::StateCapability;
 use crate::clock::Clock;
 use crate::contract::{Action, LabelOp};
 use crate::engine::{CallError, CallOutcome, Module};
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Metrics};
 use crate::sources::IncomingEvent;
 use crate::store::{EventRetry, StateWrite};
 
@@ -85,12 +87,22 @@ pub struct Pipeline {
     lookup_retry: LookupRetry,
     /// The stored event being handed again, while it is.
     retrying: Option<EventRetry>,
+    /// Whether modules' declared interests spare them calls (on unless
+    /// `[host] interests = false`).
+    use_interests: bool,
+    /// Per module (same index, kept across swaps: a new version has the
+    /// same name), the rows its interest spared it.
+    spared: Vec<Counter>,
 }
 
 impl Pipeline {
     pub fn new(modules: Vec<Module>, services: Services) -> Self {
         let next_tick = vec![None; modules.len()];
         let probations = modules.iter().map(|_| None).collect();
+        let spared = modules
+            .iter()
+            .map(|m| services.metrics.spared_counter(m.name()))
+            .collect();
         Self {
             modules,
             next_tick,
@@ -103,7 +115,17 @@ impl Pipeline {
             reload: ReloadSettings::default(),
             lookup_retry: LookupRetry::default(),
             retrying: None,
+            use_interests: true,
+            spared,
         }
+    }
+
+    /// Whether declared interests spare modules calls: off, every module
+    /// is called for every row of its queues (to compare, and to measure
+    /// what interests save).
+    pub fn with_interests(mut self, on: bool) -> Self {
+        self.use_interests = on;
+        self
     }
 
     /// How long new versions stay on probation.
@@ -378,9 +400,21 @@ impl Pipeline {
 
     fn dispatch_at_depth(&mut self, event: &IncomingEvent, depth: u32, out: &mut dyn Outbox) {
         let wit_event = event.to_wit();
+        // Read once, for every module that declared an interest in the queue.
+        let mut row: Option<Option<RawRow>> = None;
         for index in 0..self.modules.len() {
-            if !self.modules[index].subscribes_to(&event.queue, &event.org_id) {
+            let module = &self.modules[index];
+            if !module.subscribes_to(&event.queue, &event.org_id) {
                 continue;
+            }
+            if self.use_interests && module.has_interest_in(&event.queue) {
+                let row = row.get_or_insert_with(|| RawRow::parse(&wit_event.row));
+                // A row that cannot be read goes to the module, which says why.
+                if row.as_ref().is_some_and(|row| !module.wants(&event.queue, row)) {
+                    self.spared[index].inc();
+                    self.modules[index].count_spared();
+                    continue;
+                }
             }
             let outcome = self.modules[index].handle(&wit_event, self.now_us);
             let call = TrialCall::of(&outcome);

@@ -178,6 +178,16 @@ pub fn metric(port: u16, series: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// The rows of its queues that reached `module`: the calls it answered and
+/// the rows its declared interest spared it (read for it by the host).
+pub fn rows_reaching(port: u16, module: &str) -> u64 {
+    metric(port, &format!("velonotify_module_handled_total{{module=\"{module}\"}}"))
+        + metric(
+            port,
+            &format!("velonotify_module_rows_spared_total{{module=\"{module}\"}}"),
+        )
+}
+
 /// The peak resident memory of process `pid` so far (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::alert_names::AlertNameFilter;
 use super::{Rule, Setup};
 use crate::action::{Action, Email, Failure};
 use crate::context::{
@@ -163,8 +164,7 @@ pub struct AlertsRule {
     executor_domains: ExecutorDomains,
     sender: String,
     html: bool,
-    include: VqlRegex,
-    exclude: VqlRegex,
+    names: AlertNameFilter,
     secret: String,
     send_interval: i64,
     include_client_details: bool,
@@ -192,8 +192,7 @@ impl Rule for AlertsRule {
             executor_domains: ExecutorDomains::from_rows("NotifyExecutorDomains", p.table("NotifyExecutorDomains"))?,
             sender: sender_param(p.text("Sender"))?,
             html: p.bool("HTML"),
-            include: p.regex("AlertMsgInclude").clone(),
-            exclude: p.regex("AlertMsgExclude").clone(),
+            names: AlertNameFilter::from_params(p),
             secret: p.text("ServerSecret").to_string(),
             send_interval: p.int("SendInterval"),
             include_client_details: p.bool("IncludeClientDetails"),
@@ -216,13 +215,18 @@ impl Rule for AlertsRule {
         let setup = Setup {
             queues: vec![ALERT_QUEUE.to_string()],
             tick_seconds: None,
+            interests: rule.names.interests(),
         };
         Ok((rule, setup))
     }
 
+    fn may_act(&self, row_text: &str) -> bool {
+        self.names.may_pass(row_text)
+    }
+
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let alert = AlertRow::parse(&event.row)?.with_overrides();
-        if !self.name_passes(alert.name) {
+        if !self.names.passes(alert.name) {
             host.log(
                 LogLevel::Debug,
                 &format!(
@@ -303,11 +307,6 @@ impl Facts {
 }
 
 impl AlertsRule {
-    fn name_passes(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.is_match(name))
-            && (self.exclude.is_empty() || !self.exclude.is_match(name))
-    }
-
     /// Asks the host only for what the configured e-mail shows.
     fn look_up(&self, alert: &AlertRow, host: &dyn Host) -> Result<Facts, Failure> {
         let mut facts = Facts {

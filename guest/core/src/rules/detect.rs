@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use super::interest::{ColumnTest, Interest, column_matches};
 use super::{Rule, Setup};
 use crate::action::{Action, Alert, Failure};
 use crate::host::{Event, Host, LogLevel};
@@ -134,6 +135,7 @@ impl Rule for DetectRule {
         let setup = Setup {
             queues: vec![queue],
             tick_seconds: None,
+            interests: rule.interests(),
         };
         Ok((rule, setup))
     }
@@ -149,14 +151,13 @@ impl Rule for DetectRule {
         let Some(row) = RawRow::parse(row_text) else {
             return true;
         };
-        self.condition.iter().all(|(column, regex)| match row.raw(column) {
-            Some(_) => match row.str(column) {
-                Some(text) => regex.is_match(&text),
-                None => regex.matches_value(row.value(column).as_ref()),
-            },
-            None if column.contains('.') => true,
-            None => regex.matches_value(None),
-        })
+        self.condition
+            .iter()
+            .all(|(column, regex)| match column_matches(regex, &row, column) {
+                Some(matches) => matches,
+                None if column.contains('.') => true,
+                None => regex.matches_value(None),
+            })
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -215,6 +216,25 @@ impl Rule for DetectRule {
     }
 }
 
+impl DetectRule {
+    /// The condition as an interest in the watched queue: the host calls
+    /// the module only for rows whose columns may meet it.
+    fn interests(&self) -> Vec<Interest> {
+        let columns: Vec<ColumnTest> = self
+            .condition
+            .iter()
+            .filter_map(|(column, regex)| ColumnTest::matches(column, regex))
+            .collect();
+        if columns.is_empty() {
+            return Vec::new();
+        }
+        vec![Interest {
+            queue: self.queue.clone(),
+            columns,
+        }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -252,7 +272,8 @@ mod tests {
 
     proptest::proptest! {
         /// Deciding on the raw columns never drops a row that would alert:
-        /// whenever `may_act` says no, `handle` on the built row gives no
+        /// whenever `may_act` or the host's reading of the module's interest
+        /// says no, `handle` on the built row gives no
         /// action, whatever the columns hold (strings with escapes,
         /// numbers, null, arrays, objects, dotted names, missing).
         #[test]
@@ -279,8 +300,11 @@ mod tests {
             ];
             let host = host();
             let given: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            let (mut rule, _) = configure::<DetectRule>(&given, &host).unwrap();
-            if !rule.may_act(&text) {
+            let (mut rule, setup) = configure::<DetectRule>(&given, &host).unwrap();
+            let filters = crate::rules::interest::compile(&setup.interests).unwrap();
+            let host_spares = RawRow::parse(&text)
+                .is_some_and(|row| !crate::rules::interest::admitted(&filters, "Q", &row));
+            if host_spares || !rule.may_act(&text) {
                 let event = Event {
                     id: "e".into(),
                     queue: "Q".into(),

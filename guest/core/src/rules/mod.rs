@@ -1,10 +1,12 @@
 //! The rule modules' logic. Each rule is the whole behaviour of one
 //! component; `guest/modules/<name>` only adapts it to the WIT world.
 
+pub mod alert_names;
 pub mod alerts;
 pub mod detect;
 pub mod errors_alert;
 pub mod flow_completion;
+pub mod interest;
 pub mod user_message;
 pub mod webhook;
 
@@ -12,11 +14,15 @@ use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamSpec, Params};
 
+pub use self::interest::Interest;
+
 /// What a configured rule needs from the host (mirrors `setup` in WIT).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setup {
     pub queues: Vec<String>,
     pub tick_seconds: Option<u32>,
+    /// Which rows of `queues` the rule may act on (none: every row).
+    pub interests: Vec<Interest>,
 }
 
 /// A rule module's behaviour.

@@ -10,6 +10,7 @@ use crate::params::{ParamKind, ParamSpec, Params};
 use crate::velociraptor::AlertRow;
 use crate::vql::{VqlRegex, is_truthy};
 
+use super::alert_names::AlertNameFilter;
 use super::alerts::ALERT_QUEUE;
 
 const PARAMS: &[ParamSpec] = &[
@@ -44,8 +45,7 @@ const PARAMS: &[ParamSpec] = &[
 pub struct UserMessageRule {
     recipients: VqlRegex,
     roles: VqlRegex,
-    include: VqlRegex,
-    exclude: VqlRegex,
+    names: AlertNameFilter,
 }
 
 impl Rule for UserMessageRule {
@@ -59,22 +59,24 @@ impl Rule for UserMessageRule {
         let rule = Self {
             recipients: p.regex("Recipients").clone(),
             roles: p.regex("RecipientRoles").clone(),
-            include: p.regex("AlertMsgInclude").clone(),
-            exclude: p.regex("AlertMsgExclude").clone(),
+            names: AlertNameFilter::from_params(p),
         };
         let setup = Setup {
             queues: vec![ALERT_QUEUE.to_string()],
             tick_seconds: None,
+            interests: rule.names.interests(),
         };
         Ok((rule, setup))
+    }
+
+    fn may_act(&self, row_text: &str) -> bool {
+        self.names.may_pass(row_text)
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         // No event_data overrides here (unlike Server.Monitor.Alerts, docs/velociraptor.md §7.2).
         let alert = AlertRow::parse(&event.row)?;
-        let passes = (self.include.is_empty() || self.include.is_match(alert.name))
-            && (self.exclude.is_empty() || !self.exclude.is_match(alert.name));
-        if !passes {
+        if !self.names.passes(alert.name) {
             host.log(
                 LogLevel::Debug,
                 &format!(

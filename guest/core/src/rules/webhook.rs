@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::alert_names::AlertNameFilter;
 use super::alerts::ALERT_QUEUE;
 use super::flow_completion::FLOW_COMPLETION_QUEUE;
 use super::{Rule, Setup};
@@ -205,8 +206,7 @@ pub struct WebhookRule {
     url: String,
     target: Target,
     template: FillTemplate,
-    include: VqlRegex,
-    exclude: VqlRegex,
+    names: AlertNameFilter,
     label: String,
     online_within: i64,
     first_seen_delay: i64,
@@ -247,8 +247,7 @@ impl Rule for WebhookRule {
             url,
             target: Target::parse(p.text("Target")),
             template,
-            include: p.regex("AlertMsgInclude").clone(),
-            exclude: p.regex("AlertMsgExclude").clone(),
+            names: AlertNameFilter::from_params(p),
             label,
             online_within: p.int("OnlineWithin"),
             first_seen_delay: p.int("FirstSeenDelay"),
@@ -257,17 +256,24 @@ impl Rule for WebhookRule {
             Mode::Alerts => Setup {
                 queues: vec![ALERT_QUEUE.into()],
                 tick_seconds: None,
+                interests: rule.names.interests(),
             },
             Mode::ClientsOnline => Setup {
                 queues: Vec::new(),
                 tick_seconds: Some(period),
+                interests: Vec::new(),
             },
             Mode::ClientsEnrolled => Setup {
                 queues: vec![FLOW_COMPLETION_QUEUE.into()],
                 tick_seconds: None,
+                interests: Vec::new(),
             },
         };
         Ok((rule, setup))
+    }
+
+    fn may_act(&self, row_text: &str) -> bool {
+        self.mode != Mode::Alerts || self.names.may_pass(row_text)
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -327,9 +333,7 @@ impl WebhookRule {
 
     fn alert(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
         let alert = AlertRow::parse(&event.row)?;
-        let passes = (self.include.is_empty() || self.include.is_match(alert.name))
-            && (self.exclude.is_empty() || !self.exclude.is_match(alert.name));
-        if !passes {
+        if !self.names.passes(alert.name) {
             host.log(
                 LogLevel::Debug,
                 &format!(

@@ -58,6 +58,12 @@ impl VqlRegex {
         &self.pattern
     }
 
+    /// True when the pattern matches everything, even a missing value
+    /// (`""`, `.`, `.*`): a filter on it lets every row through.
+    pub fn matches_everything(&self) -> bool {
+        self.compiled.is_none()
+    }
+
     /// True when the parameter is empty. The artifacts treat an empty regex
     /// as "this filter is off" (`X = "" OR value =~ X`).
     pub fn is_empty(&self) -> bool {

@@ -69,6 +69,7 @@ impl Rule for Hostile {
         let setup = Setup {
             queues: vec![p.text("Queue").to_string()],
             tick_seconds,
+            interests: Vec::new(),
         };
         Ok((rule, setup))
     }

@@ -49,6 +49,7 @@ impl Rule for Versioned {
         let setup = Setup {
             queues: vec![p.text("Queue").to_string()],
             tick_seconds: None,
+            interests: Vec::new(),
         };
         Ok((Self, setup))
     }

@@ -87,6 +87,7 @@ impl Rule for ClientErrorsRule {
         let setup = Setup {
             queues: Vec::new(),
             tick_seconds: Some(period),
+            interests: Vec::new(),
         };
         Ok((rule, setup))
     }

@@ -71,6 +71,7 @@ impl Rule for ServerErrorsRule {
         let setup = Setup {
             queues: Vec::new(),
             tick_seconds: Some(period),
+            interests: Vec::new(),
         };
         Ok((rule, setup))
     }

@@ -265,6 +265,7 @@ impl Rule for FlowCompletionRule {
         let setup = Setup {
             queues: vec![FLOW_COMPLETION_QUEUE.to_string()],
             tick_seconds: None,
+            interests: Vec::new(),
         };
         Ok((rule, setup))
     }

@@ -1,0 +1,231 @@
+//! Interests spare calls, never actions: the same replay with the modules'
+//! declared interests and without them (`--no-interests`) writes the same
+//! files, byte for byte (e-mails, webhooks, user messages, reports), over
+//! the demo and over generated rows meant to sit on every edge of a test
+//! (escapes, numbers, null, lists, nested and missing columns).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use velonotify_test_support::{data, scratch, stderr};
+
+use super::{velonotify, write_config};
+
+/// Replays with or without interests; the files written and the rows the
+/// modules were spared (the summary's `spared` column, summed).
+fn replay(config: &Path, events: &Path, out: &Path, interests: bool) -> (BTreeMap<String, Vec<u8>>, u64) {
+    let (config, events, out) = (
+        config.display().to_string(),
+        events.display().to_string(),
+        out.display().to_string(),
+    );
+    let mut args = vec!["replay", "-c", &config, "--events", &events, "--out", &out];
+    if !interests {
+        args.push("--no-interests");
+    }
+    let output = velonotify(&args);
+    let log = stderr(&output);
+    assert!(output.status.success(), "replay failed:\n{log}");
+    let spared = log
+        .lines()
+        .filter_map(|line| line.split("spared").nth(1))
+        .map(|n| n.trim().parse::<u64>().unwrap())
+        .sum();
+    (files(Path::new(&out)), spared)
+}
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    for entry in walk(dir) {
+        let name = entry.strip_prefix(dir).unwrap().display().to_string();
+        found.insert(name, std::fs::read(&entry).unwrap());
+    }
+    found
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            paths.extend(walk(&path));
+        } else {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+fn assert_same(with: &BTreeMap<String, Vec<u8>>, without: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        with.keys().collect::<Vec<_>>(),
+        without.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (name, bytes) in with {
+        assert!(
+            *bytes == without[name],
+            "{name} differs with interests:\n{}\nwithout:\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&without[name])
+        );
+    }
+}
+
+#[test]
+fn interests_change_nothing_the_demo_does() {
+    let dir = scratch();
+    let (config, events) = (data("demo/velonotify.toml"), data("demo/events.jsonl"));
+    let (with, spared) = replay(&config, &events, &dir.path().join("with"), true);
+    let (without, none) = replay(&config, &events, &dir.path().join("without"), false);
+    assert!(spared > 0, "the demo's name filters spare calls");
+    assert_eq!(none, 0, "--no-interests calls every module for every row");
+    assert!(
+        with.keys().any(|k| k.ends_with(".eml")),
+        "the demo sends e-mails: {:?}",
+        with.keys()
+    );
+    assert_same(&with, &without);
+}
+
+/// Detections with conditions on text, numbers, lists, nested and missing
+/// columns raise alerts that name filters pass on or hold back.
+const GENERATED_CONFIG: &str = r#"
+[lookups]
+world = "WORLD"
+
+[[module]]
+name = "tools"
+path = "detect.wasm"
+[module.params]
+Queue = "Windows.Events.ProcessCreation"
+Condition = "Column,Regex\nImage,\\\\tools\\\\\nUser,^(ann|bob)$\n"
+AlertName = "tool {Image} by {User}"
+Dedup = -1
+
+[[module]]
+name = "numbers-and-lists"
+path = "detect.wasm"
+[module.params]
+Queue = "Windows.Events.ProcessCreation"
+Condition = "Column,Regex\nPid,^1\nTags,admin\n"
+AlertName = "pid {Pid} tagged {Tags}"
+Dedup = -1
+
+[[module]]
+name = "nested-and-missing"
+path = "detect.wasm"
+[module.params]
+Queue = "Windows.Events.ProcessCreation"
+Condition = "Column,Regex\nParent.Image,services\nMissing,^$\n"
+AlertName = "child of {Parent.Image}"
+Dedup = -1
+
+[[module]]
+name = "mail-tools-not-bob"
+path = "alerts.wasm"
+[module.params]
+Recipients = "Address\nsoc@corp.example\n"
+AlertMsgInclude = "^tool"
+AlertMsgExclude = "bob"
+SendInterval = -1
+
+[[module]]
+name = "mail-pids"
+path = "alerts.wasm"
+[module.params]
+Recipients = "Address\nsoc@corp.example\n"
+HTML = false
+AlertMsgInclude = "^pid 1"
+SendInterval = -1
+
+[[module]]
+name = "panel"
+path = "user_message.wasm"
+[module.params]
+AlertMsgInclude = "child|tool"
+
+[[module]]
+name = "slack"
+path = "webhook.wasm"
+[module.params]
+SlackToken = "https://hooks.slack.com/services/T0000TEST/B0000TEST/test"
+AlertMsgExclude = "^tool"
+"#;
+
+/// Rows of one queue whose columns take every kind of value, from a fixed
+/// seed, and alert rows whose names are as varied.
+fn generated_rows(count: usize) -> Vec<Value> {
+    let mut seed: u64 = 0x5eed;
+    let mut next = move |n: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+    let texts = [
+        "C:\\Tools\\x.exe",
+        "c:\\TOOLS\\",
+        "C:\\Windows\\System32\\svchost.exe",
+        "ann",
+        "bob",
+        "Ann",
+        "services.exe",
+        "admin",
+        "\"quoted\"",
+        "line\nbreak",
+        "é",
+        "",
+    ];
+    let value = |next: &mut dyn FnMut(usize) -> usize| -> Option<Value> {
+        match next(8) {
+            0 => None,
+            1 => Some(Value::Null),
+            2 => Some(json!(next(300))),
+            3 => Some(json!([texts[next(texts.len())], texts[next(texts.len())]])),
+            4 => Some(json!({"Image": texts[next(texts.len())]})),
+            5 => Some(json!(next(2) == 0)),
+            _ => Some(json!(texts[next(texts.len())])),
+        }
+    };
+    let mut rows = Vec::new();
+    for i in 0..count {
+        let mut row = serde_json::Map::new();
+        row.insert("_ts".into(), json!(1_778_400_000 + i));
+        row.insert("ClientId".into(), json!("C.4b7e1a9c0d2f3e51"));
+        if i % 10 == 9 {
+            row.insert("_Source".into(), json!("Server.Internal.Alerts"));
+            row.insert("client_id".into(), json!("server"));
+            row.insert("artifact".into(), json!("Custom.Generated"));
+            if let Some(name) = value(&mut next) {
+                row.insert("name".into(), name);
+            }
+        } else {
+            row.insert("_Source".into(), json!("Windows.Events.ProcessCreation"));
+            for column in ["Image", "User", "Pid", "Tags", "Parent", "Missing"] {
+                if let Some(v) = value(&mut next) {
+                    row.insert(column.into(), v);
+                }
+            }
+        }
+        rows.push(Value::Object(row));
+    }
+    rows
+}
+
+#[test]
+fn interests_change_nothing_on_generated_rows() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &GENERATED_CONFIG.replace("WORLD", &data("demo/world.json").display().to_string()),
+    );
+    let events = dir.path().join("events.jsonl");
+    let text: String = generated_rows(3000).iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&events, text).unwrap();
+    let (with, spared) = replay(&config, &events, &dir.path().join("with"), true);
+    let (without, _) = replay(&config, &events, &dir.path().join("without"), false);
+    let emails = with.keys().filter(|k| k.ends_with(".eml")).count();
+    assert!(emails >= 20, "enough rows act to compare: {emails} e-mails");
+    assert!(spared >= 3000, "most calls spared: {spared}");
+    assert_same(&with, &without);
+}
