@@ -1,15 +1,22 @@
 //! E-mails over SMTP with lettre, configured like Velociraptor's "SMTP
 //! Creds" secret: port 465 is implicit TLS, any other port uses STARTTLS
-//! when the server offers it; connections are pooled and reused.
+//! when the server offers it. Connections are kept and reused.
+//!
+//! The connections are lettre's (`AsyncSmtpConnection`) over sockets made
+//! here with `TCP_NODELAY`: lettre writes a message and its final `.` in
+//! two writes, which Nagle's algorithm holds until the server's delayed
+//! acknowledgement (40 ms on Linux) when lettre makes the socket itself,
+//! so one connection sent 21 e-mails a second. Implicit TLS (465) still
+//! goes through lettre's own socket.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{SmtpTransport, Transport};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::{Attempt, tls_failure};
 
@@ -28,12 +35,23 @@ pub struct SmtpSection {
     pub root_ca: Option<String>,
 }
 
-/// The SMTP settings of every secret, and a transport per secret.
+/// A connection not used for this long is asked (NOOP) whether it still
+/// works before it carries a message; one not used for this long is closed.
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(2);
+const CLOSE_IDLE_AFTER: Duration = Duration::from_secs(60);
+/// Connections kept open per server.
+const MAX_IDLE: usize = 16;
+/// A message is given `timeout` plus a second for each this many bytes.
+const BYTES_PER_EXTRA_SECOND: usize = 256 * 1024;
+
+/// The SMTP settings of every secret, and the servers' kept connections.
 pub struct SmtpSenders {
     default: SmtpSection,
     secrets: HashMap<String, SmtpSection>,
     timeout: Duration,
-    transports: Mutex<HashMap<Option<String>, SmtpTransport>>,
+    servers: Mutex<HashMap<Option<String>, Arc<Server>>>,
+    /// Drives the connections; made on first use, on the delivery thread.
+    runtime: OnceLock<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for SmtpSenders {
@@ -50,7 +68,8 @@ impl SmtpSenders {
             default,
             secrets,
             timeout,
-            transports: Mutex::default(),
+            servers: Mutex::default(),
+            runtime: OnceLock::new(),
         }
     }
 
@@ -63,50 +82,228 @@ impl SmtpSenders {
         }
     }
 
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("velonotify-smtp")
+                .enable_io()
+                .enable_time()
+                .build()
+                .expect("a runtime for SMTP connections")
+        })
+    }
+
+    /// The server for `secret`, made on first use.
+    fn server(&self, secret: Option<&str>) -> Result<Arc<Server>, String> {
+        let (key, settings) = self.settings(secret);
+        let mut servers = self.servers.lock().expect("smtp lock");
+        if let Some(server) = servers.get(&key) {
+            return Ok(server.clone());
+        }
+        let server = Arc::new(Server::new(settings)?);
+        servers.insert(key, server.clone());
+        Ok(server)
+    }
+
     /// Sends one message as it is.
     pub fn send(&self, secret: Option<&str>, from: &str, to: &[String], message: &[u8]) -> Attempt {
-        let (key, settings) = self.settings(secret);
         let envelope = match envelope(from, to) {
             Ok(e) => e,
             Err(e) => return Attempt::Permanent(format!("invalid envelope: {e}")),
         };
-        let transport = {
-            let mut transports = self.transports.lock().expect("smtp lock");
-            if !transports.contains_key(&key) {
-                match transport(settings, self.timeout) {
-                    Ok(t) => {
-                        transports.insert(key.clone(), t);
-                    }
-                    Err(e) => return Attempt::Permanent(format!("SMTP settings: {e}")),
-                }
+        let server = match self.server(secret) {
+            Ok(server) => server,
+            Err(e) => return Attempt::Permanent(format!("SMTP settings: {e}")),
+        };
+        let deadline = self.timeout + Duration::from_secs((message.len() / BYTES_PER_EXTRA_SECOND) as u64);
+        let sent = self
+            .runtime()
+            .block_on(server.send(&envelope, message, self.timeout, deadline));
+        match sent {
+            Ok(()) => Attempt::Delivered,
+            Err(error) => error.attempt(&server.address()),
+        }
+    }
+}
+
+/// Why a message was not sent.
+#[derive(Debug)]
+enum SendError {
+    /// No connection could be made.
+    Connect(std::io::Error),
+    /// The server did not answer in time (connecting, or this long into
+    /// sending the message).
+    TimedOut(Duration),
+    Smtp(lettre::transport::smtp::Error),
+}
+
+impl From<lettre::transport::smtp::Error> for SendError {
+    fn from(error: lettre::transport::smtp::Error) -> Self {
+        Self::Smtp(error)
+    }
+}
+
+impl SendError {
+    /// Whether trying again can help, and what to say.
+    fn attempt(self, server: &str) -> Attempt {
+        let error = match self {
+            Self::Connect(e) => return Attempt::Transient(format!("SMTP server {server}: connecting: {}", chain(&e))),
+            Self::TimedOut(after) => {
+                return Attempt::Transient(format!("SMTP server {server}: no answer within {after:?}"));
             }
-            transports[&key].clone()
-        };
-        let server = || {
-            let host = settings.server.as_deref().unwrap_or_default();
-            format!("{host}:{}", port(settings))
-        };
-        let error = match transport.send_raw(&envelope, message) {
-            Ok(_) => return Attempt::Delivered,
-            Err(e) => e,
+            Self::Smtp(error) => error,
         };
         if let Some(why) = tls_failure(&error) {
             // A certificate that does not verify will not verify next time.
-            Attempt::Permanent(format!("TLS failure talking to SMTP server {}: {why}", server()))
+            Attempt::Permanent(format!("TLS failure talking to SMTP server {server}: {why}"))
         } else if error.is_permanent() {
             // 5xx: the server will say the same next time.
-            Attempt::Permanent(format!("SMTP server {} refused it: {error}", server()))
+            Attempt::Permanent(format!("SMTP server {server} refused it: {error}"))
         } else if error.is_client() {
             // The server and the settings do not fit (AUTH configured but
             // not offered without TLS, STARTTLS required but not offered):
             // nothing changes until the settings do.
             Attempt::Permanent(format!(
-                "SMTP server {} cannot be used with these settings: {error}",
-                server()
+                "SMTP server {server} cannot be used with these settings: {error}"
             ))
         } else {
-            Attempt::Transient(format!("SMTP server {}: {}", server(), chain(&error)))
+            Attempt::Transient(format!("SMTP server {server}: {}", chain(&error)))
         }
+    }
+}
+
+/// One SMTP server (the settings of one secret) and its open connections.
+struct Server {
+    host: String,
+    port: u16,
+    tls: TlsParameters,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+impl Server {
+    /// The server of `settings`; `root_ca` (PEM text or a file) is trusted
+    /// besides the usual roots, `skip_verify` accepts any certificate.
+    fn new(settings: &SmtpSection) -> Result<Self, String> {
+        let host = settings
+            .server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or("server not specified")?;
+        let mut tls = TlsParameters::builder(host.clone()).dangerous_accept_invalid_certs(settings.skip_verify);
+        if let Some(root_ca) = settings.root_ca.as_deref().filter(|r| !r.trim().is_empty()) {
+            let pem = if root_ca.trim_start().starts_with("-----BEGIN") {
+                root_ca.as_bytes().to_vec()
+            } else {
+                std::fs::read(root_ca).map_err(|e| format!("root_ca {root_ca}: {e}"))?
+            };
+            let certificate = Certificate::from_pem(&pem).map_err(|e| format!("root_ca: {e}"))?;
+            tls = tls.add_root_certificate(certificate);
+        }
+        let credentials = settings
+            .auth_username
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|user| Credentials::new(user.to_string(), settings.auth_password.clone().unwrap_or_default()));
+        Ok(Self {
+            host,
+            port: port(settings),
+            tls: tls.build_rustls().map_err(|e| format!("TLS: {e}"))?,
+            credentials,
+            hello: ClientId::default(),
+            idle: Mutex::default(),
+        })
+    }
+
+    fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Sends on a kept connection, or a new one; keeps the connection if
+    /// it is still good afterwards.
+    async fn send(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        timeout: Duration,
+        deadline: Duration,
+    ) -> Result<(), SendError> {
+        let mut connection = match self.kept(timeout).await {
+            Some(connection) => connection,
+            None => tokio::time::timeout(timeout, self.connect())
+                .await
+                .map_err(|_| SendError::TimedOut(timeout))??,
+        };
+        let sent = tokio::time::timeout(deadline, connection.send(envelope, message))
+            .await
+            .map_err(|_| SendError::TimedOut(deadline))?;
+        if sent.is_ok() && !connection.has_broken() {
+            let mut idle = self.idle.lock().expect("smtp lock");
+            if idle.len() < MAX_IDLE {
+                idle.push((connection, Instant::now()));
+            }
+        }
+        sent.map(drop).map_err(SendError::from)
+    }
+
+    /// A kept connection that still works, if there is one.
+    async fn kept(&self, timeout: Duration) -> Option<AsyncSmtpConnection> {
+        loop {
+            let (mut connection, since) = {
+                let mut idle = self.idle.lock().expect("smtp lock");
+                idle.retain(|(_, since)| since.elapsed() < CLOSE_IDLE_AFTER);
+                idle.pop()?
+            };
+            if since.elapsed() < TEST_IDLE_AFTER
+                || tokio::time::timeout(timeout, connection.test_connected()).await == Ok(true)
+            {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// A new connection: greeting, EHLO, STARTTLS when offered (implicit
+    /// TLS on 465), AUTH when configured.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let mut connection = if self.port == 465 {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                None,
+                &self.hello,
+                Some(self.tls.clone()),
+                None,
+            )
+            .await?
+        } else {
+            let socket = self.socket().await.map_err(SendError::Connect)?;
+            let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(socket), &self.hello).await?;
+            if connection.can_starttls() {
+                connection.starttls(self.tls.clone(), &self.hello).await?;
+            }
+            connection
+        };
+        if let Some(credentials) = &self.credentials {
+            connection.auth(DEFAULT_MECHANISMS, credentials).await?;
+        }
+        Ok(connection)
+    }
+
+    /// A TCP connection to the first of the server's addresses that takes
+    /// one, with Nagle's algorithm off.
+    async fn socket(&self) -> std::io::Result<tokio::net::TcpStream> {
+        let mut last = None;
+        for address in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(socket) => {
+                    socket.set_nodelay(true)?;
+                    return Ok(socket);
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the name resolves to no address")))
     }
 }
 
@@ -135,40 +332,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A transport for `settings`: implicit TLS on port 465, STARTTLS when
-/// offered on any other port; `root_ca` (PEM text or a file) trusted
-/// besides the usual roots; `skip_verify` accepts any certificate.
-fn transport(settings: &SmtpSection, timeout: Duration) -> Result<SmtpTransport, String> {
-    let server = settings
-        .server
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or("server not specified")?;
-    let port = port(settings);
-    let mut tls = TlsParameters::builder(server.clone()).dangerous_accept_invalid_certs(settings.skip_verify);
-    if let Some(root_ca) = settings.root_ca.as_deref().filter(|r| !r.trim().is_empty()) {
-        let pem = if root_ca.trim_start().starts_with("-----BEGIN") {
-            root_ca.as_bytes().to_vec()
-        } else {
-            std::fs::read(root_ca).map_err(|e| format!("root_ca {root_ca}: {e}"))?
-        };
-        let certificate = Certificate::from_pem(&pem).map_err(|e| format!("root_ca: {e}"))?;
-        tls = tls.add_root_certificate(certificate);
-    }
-    let tls = tls.build_rustls().map_err(|e| format!("TLS: {e}"))?;
-    let mut builder = SmtpTransport::builder_dangerous(server)
-        .port(port)
-        .timeout(Some(timeout))
-        .tls(if port == 465 {
-            Tls::Wrapper(tls)
-        } else {
-            Tls::Opportunistic(tls)
-        });
-    if let Some(user) = settings.auth_username.as_deref().filter(|u| !u.is_empty()) {
-        let password = settings.auth_password.clone().unwrap_or_default();
-        builder = builder.credentials(Credentials::new(user.to_string(), password));
-    }
-    Ok(builder.build())
 }
