@@ -23,7 +23,7 @@ use velonotify::clock::CallTime;
 use velonotify::engine::{AllocatorChoice, Engine, EngineOptions, Loaded, Module, ModuleSpec, SandboxLimits};
 use velonotify::sources::{IncomingEvent, JsonlSource};
 use velonotify_core::action::{Action, Failure};
-use velonotify_core::host::{Event, Host};
+use velonotify_core::host::{Event, Host, LogLevel};
 use velonotify_core::rules::alerts::AlertsRule;
 use velonotify_core::rules::detect::DetectRule;
 use velonotify_core::rules::errors_alert::ServerErrorsRule;
@@ -224,8 +224,17 @@ impl Inputs {
             name: name.to_string(),
             params,
             limits: SandboxLimits::default(),
-            grants: Grants::native(world, "root", self.config.host_facts()),
+            grants: self.grants(world),
             time: CallTime::default(),
+        }
+    }
+
+    /// What `run` grants: a module's debug lines are not kept, so it does
+    /// not explain the rows it drops.
+    fn grants(&self, world: Arc<dyn Lookups>) -> Grants {
+        Grants {
+            keeps_debug: false,
+            ..Grants::native(world, "root", self.config.host_facts())
         }
     }
 
@@ -234,7 +243,7 @@ impl Inputs {
     fn native_host(&self, name: &str, world: Arc<dyn Lookups>, now_us: u64) -> CallContext {
         let time = CallTime::default();
         time.set_us(now_us);
-        CallContext::new(name, &Grants::native(world, "root", self.config.host_facts()), time)
+        CallContext::new(name, &self.grants(world), time)
     }
 }
 
@@ -248,7 +257,7 @@ trait NativeRule {
 
 impl<R: Rule> NativeRule for R {
     fn handle_row(&mut self, event: &IncomingEvent, host: &dyn Host) -> Result<Vec<Action>, Failure> {
-        if !self.may_act(&event.row) {
+        if !self.may_act(&event.row) && !host.enabled(LogLevel::Debug) {
             return Ok(Vec::new());
         }
         Rule::handle(self, &core_event(event), host)
@@ -471,8 +480,12 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
             } else {
                 format!("{}: rows {path}", case.label)
             };
+            // Issue 17's targets: 300 k/s for the rules that decide on a
+            // column or two, 100 k/s for flow-completion (a lookup first).
+            let filtered = if case.label == "flow-completion" { 100e3 } else { 300e3 };
             let (target, met) = match (acts, case.produces) {
-                (false, _) => ("≥ 200 k/s", Some(wasm >= 200e3)),
+                (false, _) if filtered == 100e3 => ("≥ 100 k/s", Some(wasm >= filtered)),
+                (false, _) => ("≥ 300 k/s", Some(wasm >= filtered)),
                 (true, "e-mail") => ("≥ 20 k/s", Some(wasm >= 20e3)),
                 (true, _) => ("", None),
             };
@@ -481,7 +494,7 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
             let (ratio_target, ratio_met) = if acts {
                 ("", None)
             } else {
-                ("≥ 0.6", Some(ratio >= 0.6))
+                ("≥ 0.7", Some(ratio >= 0.7))
             };
             report.add(
                 format!("{what}, WASM / native"),
@@ -557,14 +570,14 @@ fn errors_alert_throughput(modules: &Path, inputs: &Inputs, engine: &Engine, rep
         let (target, met) = if acts {
             ("", None)
         } else {
-            ("≥ 200 k/s", Some(wasm >= 200e3))
+            ("≥ 100 k/s", Some(wasm >= 100e3))
         };
         report.add(format!("{what}, WASM"), per_s(wasm), target, met);
         report.add(format!("{what}, native"), per_s(native_rate), "", None);
         let (ratio_target, ratio_met) = if acts {
             ("", None)
         } else {
-            ("≥ 0.6", Some(wasm / native_rate >= 0.6))
+            ("≥ 0.7", Some(wasm / native_rate >= 0.7))
         };
         report.add(
             format!("{what}, WASM / native"),
@@ -989,7 +1002,11 @@ fn detect_scaling(exe: &str, modules: &Path, report: &mut Report) {
         std::fs::write(&config, detects).unwrap();
         for (with_interests, per_row_us) in [false, true].into_iter().zip(per_row_us.iter_mut()) {
             let out = dir.path().join(format!("out-{rules}-{with_interests}"));
-            let flags: &[&str] = if with_interests { &[] } else { &["--no-interests"] };
+            let flags: &[&str] = if with_interests {
+                &["--no-explain"]
+            } else {
+                &["--no-explain", "--no-interests"]
+            };
             let (elapsed, _) = replay_measured(exe, modules, &cache, &config, &events, &out, flags);
             let summary = std::fs::read_to_string(out.join("summary.jsonl")).unwrap_or_default();
             let alerts = summary.lines().count();
@@ -1096,26 +1113,35 @@ fn replay_million(exe: &str, modules: &Path, report: &mut Report) {
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    let (elapsed, peak_kib) = replay_measured(exe, modules, &dir.path().join("cache"), &config, &events, &out, &[]);
-    let emails = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
-        .count();
-    assert_eq!(emails, rows_total / MAILED_EVERY);
-    let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
-    report.add(
-        format!("velonotify replay of 1,000,000 alert rows ({emails} e-mailed, files out)"),
-        format!("{} ({:.1} s)", per_s(rows_per_s), elapsed.as_secs_f64()),
-        "≥ 100 k/s",
-        Some(rows_per_s >= 100e3),
-    );
-    report.add(
-        "velonotify replay of 1,000,000 rows: peak RSS",
-        format!("{:.0} MiB", peak_kib as f64 / 1024.0),
-        "",
-        None,
-    );
+    for explain in [true, false] {
+        let out = dir.path().join(format!("out-{explain}"));
+        let flags: &[&str] = if explain { &[] } else { &["--no-explain"] };
+        let (elapsed, peak_kib) =
+            replay_measured(exe, modules, &dir.path().join("cache"), &config, &events, &out, flags);
+        let emails = std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
+            .count();
+        assert_eq!(emails, rows_total / MAILED_EVERY);
+        let rows_per_s = rows_total as f64 / elapsed.as_secs_f64();
+        let how = if explain {
+            "each dropped row explained in log.jsonl"
+        } else {
+            "--no-explain"
+        };
+        report.add(
+            format!("velonotify replay of 1,000,000 alert rows ({emails} e-mailed, files out, {how})"),
+            format!("{} ({:.1} s)", per_s(rows_per_s), elapsed.as_secs_f64()),
+            if explain { "" } else { "≥ 200 k/s" },
+            (!explain).then_some(rows_per_s >= 200e3),
+        );
+        report.add(
+            format!("velonotify replay of 1,000,000 rows: peak RSS ({how})"),
+            format!("{:.0} MiB", peak_kib as f64 / 1024.0),
+            "",
+            None,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1174,11 +1200,12 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
         let delivered = peer.received().len() - before;
         assert_eq!(delivered, messages);
         let seconds = first.elapsed().as_secs_f64();
+        let rate = messages as f64 / seconds;
         report.add(
             format!("SMTP delivery to a local aiosmtpd, {workers} worker(s), reused connections ({messages} e-mails)"),
-            format!("{:.0}/s", messages as f64 / seconds),
-            "",
-            None,
+            format!("{:.0}/s", rate),
+            if workers == 1 { "≥ 300/s" } else { "≥ 1,000/s" },
+            Some(rate >= if workers == 1 { 300.0 } else { 1000.0 }),
         );
     }
 }

@@ -1,8 +1,10 @@
-//! Interests spare calls, never actions: the same replay with the modules'
-//! declared interests and without them (`--no-interests`) writes the same
-//! files, byte for byte (e-mails, webhooks, user messages, reports), over
-//! the demo and over generated rows meant to sit on every edge of a test
-//! (escapes, numbers, null, lists, nested and missing columns).
+//! Interests spare calls, never actions: the same replay (`--no-explain`,
+//! as `run` works) with the modules' declared interests and without them
+//! (`--no-interests`) writes the same files, byte for byte (e-mails,
+//! webhooks, user messages, reports from info up), over the demo and over
+//! generated rows meant to sit on every edge of a test (escapes, numbers,
+//! null, lists, nested and missing columns). A replay that explains calls
+//! every module and keeps why each dropped a row.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +22,16 @@ fn replay(config: &Path, events: &Path, out: &Path, interests: bool) -> (BTreeMa
         events.display().to_string(),
         out.display().to_string(),
     );
-    let mut args = vec!["replay", "-c", &config, "--events", &events, "--out", &out];
+    let mut args = vec![
+        "replay",
+        "-c",
+        &config,
+        "--events",
+        &events,
+        "--out",
+        &out,
+        "--no-explain",
+    ];
     if !interests {
         args.push("--no-interests");
     }
@@ -228,4 +239,31 @@ fn interests_change_nothing_on_generated_rows() {
     assert!(emails >= 20, "enough rows act to compare: {emails} e-mails");
     assert!(spared >= 3000, "most calls spared: {spared}");
     assert_same(&with, &without);
+}
+
+#[test]
+fn a_replay_that_explains_says_why_every_module_dropped_a_row() {
+    let dir = scratch();
+    let (config, events) = (data("demo/velonotify.toml"), data("demo/events.jsonl"));
+    let out = dir.path().join("explained");
+    let (config, events, shown) = (
+        config.display().to_string(),
+        events.display().to_string(),
+        out.display().to_string(),
+    );
+    let output = velonotify(&["replay", "-c", &config, "--events", &events, "--out", &shown]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    // The pager's name filter drops the demo's first alert: it says so,
+    // though its interest and its decision in place would have spared it.
+    let dropped = log.lines().find(|line| {
+        line.contains("\"oncall-pager\"") && line.contains("\"events.jsonl:1\"") && line.contains("name filtered out")
+    });
+    assert!(dropped.is_some(), "{log}");
+    assert!(
+        !stderr(&output)
+            .lines()
+            .any(|l| l.contains("spared") && !l.ends_with(" 0")),
+        "nothing spared"
+    );
 }

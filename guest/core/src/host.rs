@@ -62,6 +62,12 @@ pub trait Clock {
 /// The host's log (`wit/log.wit`).
 pub trait Log {
     fn log(&self, level: LogLevel, message: &str);
+
+    /// Whether lines of `level` are kept (`enabled` in `wit/log.wit`): a
+    /// rule may skip work done only to explain itself when they are not.
+    fn enabled(&self, _level: LogLevel) -> bool {
+        true
+    }
 }
 
 /// What a rule may read of Velociraptor (`wit/lookups.wit`, where each

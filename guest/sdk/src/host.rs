@@ -39,13 +39,11 @@ impl Clock for WitHost {
 
 impl Log for WitHost {
     fn log(&self, level: LogLevel, message: &str) {
-        let level = match level {
-            LogLevel::Debug => log::LogLevel::Debug,
-            LogLevel::Info => log::LogLevel::Info,
-            LogLevel::Warn => log::LogLevel::Warn,
-            LogLevel::Error => log::LogLevel::Error,
-        };
-        log::log(level, message);
+        log::log(wit_level(level), message);
+    }
+
+    fn enabled(&self, level: LogLevel) -> bool {
+        log::enabled(wit_level(level))
     }
 }
 
@@ -128,5 +126,14 @@ impl State for WitHost {
 
     fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32) {
         state::put(key, value, ttl_seconds)
+    }
+}
+
+fn wit_level(level: LogLevel) -> log::LogLevel {
+    match level {
+        LogLevel::Debug => log::LogLevel::Debug,
+        LogLevel::Info => log::LogLevel::Info,
+        LogLevel::Warn => log::LogLevel::Warn,
+        LogLevel::Error => log::LogLevel::Error,
     }
 }

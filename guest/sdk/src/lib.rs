@@ -34,7 +34,7 @@ mod host;
 use std::any::Any;
 use std::cell::RefCell;
 
-use velonotify_core::host::Event;
+use velonotify_core::host::{Event, Log as _, LogLevel};
 use velonotify_core::rules::Rule;
 
 use crate::bindings::velociraptor::notify::actions::Action as WitAction;
@@ -100,14 +100,15 @@ pub fn configure<R: Rule + 'static>(params: Vec<(String, String)>) -> Result<wit
 #[doc(hidden)]
 pub fn handle<R: Rule + 'static>(event: wit::Event) -> Result<Vec<WitAction>, wit::Failure> {
     // A row the rule can tell from a few columns will not act is not
-    // built at all (most rows, for a filter).
+    // built at all (most rows, for a filter), unless the host keeps the
+    // debug lines in which `handle` says why it drops a row.
     let may_act = RULE.with(|slot| {
         let slot = slot.borrow();
         slot.as_ref()
             .and_then(|r| r.downcast_ref::<R>())
             .is_none_or(|rule| rule.may_act(&event.row))
     });
-    if !may_act {
+    if !may_act && !WitHost.enabled(LogLevel::Debug) {
         return Ok(Vec::new());
     }
     let row = match serde_json::from_str::<serde_json::Value>(&event.row) {

@@ -50,11 +50,19 @@ impl velonotify_core::host::Log for CallContext {
         };
         self.log.push(level, message);
     }
+
+    fn enabled(&self, level: velonotify_core::host::LogLevel) -> bool {
+        self.keeps_debug || level != velonotify_core::host::LogLevel::Debug
+    }
 }
 
 impl crate::contract::log::Host for CallContext {
     fn log(&mut self, level: LogLevel, message: String) {
         self.log.push(level, &message);
+    }
+
+    fn enabled(&mut self, level: LogLevel) -> bool {
+        self.keeps_debug || level != LogLevel::Debug
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Grants {
     /// Octets of keys and values the module may keep in its state.
     pub state_quota_bytes: u64,
     pub outbound: outbound::OutboundPolicy,
+    /// Whether its debug lines are kept (a replay that explains): the
+    /// module may skip explaining itself when they are not.
+    pub keeps_debug: bool,
 }
 
 impl std::fmt::Debug for Grants {
@@ -60,6 +63,7 @@ impl Grants {
             state: Arc::new(state::StateCapability::in_memory()),
             state_quota_bytes: state::DEFAULT_STATE_QUOTA_BYTES,
             outbound: outbound::OutboundPolicy::default(),
+            keeps_debug: true,
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct CallContext {
     module: String,
     time: CallTime,
     log: log::CallLog,
+    keeps_debug: bool,
     lookups: lookups::ModuleLookups,
     state: state::ModuleState,
     /// Time the call in progress spent waiting on host lookups.
@@ -92,6 +97,7 @@ impl CallContext {
             module: name.to_string(),
             time,
             log: log::CallLog::default(),
+            keeps_debug: grants.keeps_debug,
             lookups: grants.lookups.clone(),
             state: state::ModuleState::new(grants.state.clone(), name, grants.state_quota_bytes),
             waiting: std::cell::Cell::default(),

@@ -134,10 +134,17 @@ struct ReplayArgs {
     /// that a later replay carries on from it (default: memory, forgotten).
     #[arg(long, value_name = "DB")]
     state: Option<PathBuf>,
-    /// Call every module for every row of its queues, as if none had
-    /// declared an interest: what modules do must not change (a check of a
-    /// module's interests).
+    /// Say only what modules do, not why they drop rows: `log.jsonl` keeps
+    /// info and above, modules skip explaining the rows they will not act
+    /// on, and their declared interests spare them those rows (as `run`
+    /// does). Without it, every module sees every row of its queues and
+    /// says why it drops one.
     #[arg(long)]
+    no_explain: bool,
+    /// With --no-explain: call every module for every row of its queues,
+    /// as if none had declared an interest. What modules do must not
+    /// change (a check of a module's interests).
+    #[arg(long, requires = "no_explain")]
     no_interests: bool,
 }
 
@@ -203,6 +210,7 @@ fn overrides(common: &CommonArgs, world: Option<PathBuf>) -> Overrides {
         cache_dir: common.cache_dir.clone(),
         state: None,
         interests: None,
+        explain: false,
     }
 }
 
@@ -222,11 +230,15 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         state: args.state.clone(),
         interests: args.no_interests.then_some(false),
+        explain: !args.no_explain,
         ..overrides(&args.common, args.world.clone())
     };
     let mut runtime = Runtime::start(&config, &overrides, Clock::virtual_at(0))?;
     let clock = runtime.pipeline.clock().clone();
     let mut out = FileOutbox::fresh(&args.out, runtime.store(), clock)?.with_trace_level(Level::Warn);
+    if args.no_explain {
+        out = out.with_log_level(Level::Info);
+    }
     let source = match &args.events {
         Some(path) => {
             let (reader, name) = event_reader(path)?;

@@ -31,6 +31,9 @@ pub struct Overrides {
     pub state: Option<PathBuf>,
     /// Whether declared interests spare modules calls (over `[host] interests`).
     pub interests: Option<bool>,
+    /// A replay that explains every decision: modules' debug lines are
+    /// kept, and every module sees every row of its queues (no interests).
+    pub explain: bool,
 }
 
 /// A started host. The engine must live as long as the pipeline: it runs
@@ -78,6 +81,9 @@ impl Runtime {
         let engine = Arc::new(Engine::new(config.engine_options(cache_dir))?);
         let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
         let time = CallTime::default();
+        // Modules explain the rows they drop only where that is read.
+        let keeps_debug = overrides.explain || tracing::enabled!(tracing::Level::DEBUG);
+        let interests = !overrides.explain && overrides.interests.or(config.host.interests).unwrap_or(true);
         let mut modules = Vec::with_capacity(config.modules.len());
         let mut paths = Vec::with_capacity(config.modules.len());
         let mut names = HashSet::new();
@@ -88,7 +94,8 @@ impl Runtime {
                 .name
                 .clone()
                 .unwrap_or_else(|| section.path.display().to_string());
-            let spec = module_spec(config, section, &lookups, &state, &time).with_context(|| label(&shown))?;
+            let spec =
+                module_spec(config, section, &lookups, &state, &time, keeps_debug).with_context(|| label(&shown))?;
             let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
             config.check_secrets_named(section).with_context(|| label(&shown))?;
             super::config::check_module_name(module.name())
@@ -114,7 +121,7 @@ impl Runtime {
         Ok(Self {
             pipeline: Pipeline::new(modules, services)
                 .with_reload(ReloadSettings::from_config(&config.reload))
-                .with_interests(overrides.interests.or(config.host.interests).unwrap_or(true)),
+                .with_interests(interests),
             engine,
             paths,
             metrics,
@@ -159,6 +166,7 @@ fn module_spec(
     lookups: &Arc<dyn LookupSource>,
     state: &Arc<StateCapability>,
     time: &CallTime,
+    keeps_debug: bool,
 ) -> anyhow::Result<ModuleSpec> {
     let params = section.param_texts(&config.base_dir)?;
     let policy = LookupPolicy::from_config(section.lookups.as_deref()).map_err(|e| anyhow::anyhow!("lookups: {e}"))?;
@@ -179,6 +187,7 @@ fn module_spec(
         state: state.clone(),
         state_quota_bytes: config.state_quota_bytes(section),
         outbound,
+        keeps_debug,
     };
     Ok(ModuleSpec {
         name: section.name.clone().unwrap_or_default(),

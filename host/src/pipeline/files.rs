@@ -33,6 +33,8 @@ pub struct FileOutbox {
     log: BufWriter<File>,
     /// Reports at or above this level are also written to the process log.
     trace_level: Level,
+    /// Reports below this level are not written at all.
+    log_level: Level,
     counts: Counts,
 }
 
@@ -99,8 +101,15 @@ impl FileOutbox {
             actions: open("actions.jsonl")?,
             log: open("log.jsonl")?,
             trace_level: Level::Info,
+            log_level: Level::Debug,
             counts: Counts::default(),
         })
+    }
+
+    /// Reports below `level` are left out of `log.jsonl`.
+    pub fn with_log_level(mut self, level: Level) -> Self {
+        self.log_level = level;
+        self
     }
 
     /// Reports below `level` go to `log.jsonl` only.
@@ -225,6 +234,9 @@ impl Outbox for FileOutbox {
         }
         if report.level >= self.trace_level {
             report.trace();
+        }
+        if report.level < self.log_level {
+            return;
         }
         let line = LogLine {
             level: report.level.as_str(),

@@ -67,10 +67,12 @@ impl AlertNameFilter {
     /// Whether an alert row (its text) may be passed on, read in place: a
     /// row without a text `name` is left to the module, which reports it.
     pub fn may_pass(&self, row_text: &str) -> bool {
-        let Some(filter) = &self.row_filter else {
-            return true;
-        };
-        RawRow::parse(row_text).is_none_or(|row| filter.admits(&row))
+        self.row_filter.is_none() || RawRow::parse(row_text).is_none_or(|row| self.admits(&row))
+    }
+
+    /// As [`AlertNameFilter::may_pass`], for a row already read in place.
+    pub fn admits(&self, row: &RawRow) -> bool {
+        self.row_filter.as_ref().is_none_or(|filter| filter.admits(row))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::velociraptor::{
     AlertRow, ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow,
     metadata_fields,
 };
-use crate::vql::{Timestamp, VqlRegex, get_path, parse_timestamp};
+use crate::vql::{RawRow, Timestamp, VqlRegex, get_path, parse_timestamp};
 
 /// The queue `alert()` writes to.
 pub const ALERT_QUEUE: &str = "Server.Internal.Alerts";
@@ -220,8 +220,14 @@ impl Rule for AlertsRule {
         Ok((rule, setup))
     }
 
+    /// The name filter and the severity threshold, decided on the row
+    /// read in place: only the context members the severity is derived
+    /// from are built. A row that cannot be read so goes to `handle`.
     fn may_act(&self, row_text: &str) -> bool {
-        self.names.may_pass(row_text)
+        let Some(row) = RawRow::parse(row_text) else {
+            return true;
+        };
+        self.names.admits(&row) && self.severity_may_pass(&row)
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -307,6 +313,29 @@ impl Facts {
 }
 
 impl AlertsRule {
+    /// Whether the alert's severity, derived from its context read in
+    /// place, is one `SeverityThreshold` lets through (or cannot be told).
+    fn severity_may_pass(&self, row: &RawRow) -> bool {
+        // No context, or one `handle` will report: decided there.
+        let Some(context) = row.raw("event_data").and_then(|data| RawRow::parse(data.get())) else {
+            return true;
+        };
+        // The members the transforms read, as `get_member_path` finds
+        // them: by their own name, else the head of a dotted path.
+        let mut members = Map::new();
+        for member in self.severity.members() {
+            let name = match member.split_once('.') {
+                Some((head, _)) if context.raw(member).is_none() => head,
+                _ => member,
+            };
+            if let Some(value) = context.value(name) {
+                members.insert(name.to_string(), value);
+            }
+        }
+        let severity = self.severity.derive(&members);
+        self.threshold.allows(severity.as_deref())
+    }
+
     /// Asks the host only for what the configured e-mail shows.
     fn look_up(&self, alert: &AlertRow, host: &dyn Host) -> Result<Facts, Failure> {
         let mut facts = Facts {

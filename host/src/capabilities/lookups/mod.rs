@@ -463,6 +463,7 @@ mod tests {
             state: Arc::new(StateCapability::in_memory()),
             state_quota_bytes: 1 << 20,
             outbound: OutboundPolicy::default(),
+            keeps_debug: true,
         };
         CallContext::new("m", &grants, CallTime::default())
     }

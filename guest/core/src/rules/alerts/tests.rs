@@ -438,3 +438,64 @@ fn every_parameter_of_the_artifact_is_declared_with_its_default() {
     assert_eq!(default("ContextValueLimit"), "1000");
     assert_eq!(default("ContextFieldLimit"), "100");
 }
+
+mod deciding_in_place {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn value() -> impl Strategy<Value = Option<Value>> {
+        let text = prop::sample::select(vec!["warn", "WARNING", "error", "high", "low", "", "\"", "é"])
+            .prop_map(|s| Value::String(s.to_string()));
+        prop::option::of(prop_oneof![
+            text.clone(),
+            any::<i8>().prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop::collection::vec(text.clone(), 0..3).prop_map(Value::Array),
+            text.prop_map(|t| json!({"Level": t})),
+        ])
+    }
+
+    proptest! {
+        /// Deciding on the row read in place never drops an alert that
+        /// would have been e-mailed: whenever `may_act` says no, `handle`
+        /// on the built row sends nothing, whatever the context's members
+        /// hold (the severity transforms read plain, dotted and missing
+        /// members).
+        #[test]
+        fn an_alert_may_act_refuses_would_not_have_been_emailed(
+            level in value(),
+            severity in value(),
+            details in value(),
+            name in prop::sample::select(vec!["Honey file", "test", "x"]),
+            include in prop::sample::select(vec!["", "honey"]),
+            transforms in prop::sample::select(vec![
+                DEFAULT_SEVERITY_TRANSFORMS,
+                "Member,Regex,Replace\nLevel,(?i)warn,medium\nDetails.Level,(?i)err,high\nseverity,,\n",
+                "Member,Regex,Replace\nMissing.Level,.,high\n",
+            ]),
+            threshold in prop::sample::select(vec![r#"["high"]"#, "[]", r#"["medium", "high"]"#, r#"["low"]"#]),
+        ) {
+            let mut data = Map::new();
+            for (member, value) in [("Level", level), ("severity", severity), ("Details", details)] {
+                if let Some(value) = value {
+                    data.insert(member.into(), value);
+                }
+            }
+            let row = server_alert(name, Value::Object(data));
+            let host = host();
+            let params = [
+                ("Recipients", SOC),
+                ("AlertMsgInclude", include),
+                ("SeverityTransforms", transforms),
+                ("SeverityThreshold", threshold),
+            ];
+            let mut rule = rule(&params, &host);
+            if !rule.may_act(&row.to_string()) {
+                let actions = rule.handle(&event(row.clone()), &host).expect("handles");
+                prop_assert!(actions.is_empty(), "{} refused in place, e-mailed", row);
+            }
+        }
+    }
+}
