@@ -571,3 +571,46 @@ fn a_digest_over_its_modules_limits_is_kept_dead_not_sent() {
     assert_eq!(outbox_list(&config, "dead").lines().count() - 2, 1);
     assert_eq!(outbox_list(&config, "digested").lines().count() - 2, 49);
 }
+
+/// A kept SMTP connection that the server closed (it restarted, or its
+/// idle limit passed) fails the next message's first command: that message
+/// goes at once on a new connection, not after a retry's wait.
+#[test]
+fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let mut peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
+    let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
+    let mut child = Command::new(EXE)
+        .args(["run", "-c", &config.display().to_string()])
+        .args(["--modules-dir", &modules_dir().display().to_string()])
+        .args(["--cache-dir", &cache_dir().display().to_string()])
+        .env("VELONOTIFY_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(alerts(1, "first").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(peer.wait_for(1, Duration::from_secs(60)).len(), 1);
+    // Within the time a kept connection is used without a NOOP first.
+    let restarted = Instant::now();
+    peer.stop();
+    peer.start();
+    stdin.write_all(alerts(1, "second").as_bytes()).unwrap();
+    drop(stdin);
+    assert!(
+        restarted.elapsed() < Duration::from_secs(2),
+        "the server restarted in {:?}",
+        restarted.elapsed()
+    );
+    let output = finish(child, Duration::from_secs(60));
+    assert_eq!(peer.received().len(), 2, "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("retrying in"),
+        "the second message was not failed and retried:\n{}",
+        stderr(&output)
+    );
+}

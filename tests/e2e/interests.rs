@@ -1,10 +1,11 @@
-//! Interests spare calls, never actions: the same replay (`--no-explain`,
-//! as `run` works) with the modules' declared interests and without them
-//! (`--no-interests`) writes the same files, byte for byte (e-mails,
-//! webhooks, user messages, reports from info up), over the demo and over
+//! Interests and decisions in place spare work, never actions: the same
+//! replay (`--no-explain`, as `run` works) with the modules' declared
+//! interests and without them (`--no-interests`) writes the same files,
+//! byte for byte (e-mails, webhooks, user messages, reports from info up),
+//! and the same actions as a replay that builds and handles every row
+//! (the default, which explains each drop), over the demo and over
 //! generated rows meant to sit on every edge of a test (escapes, numbers,
-//! null, lists, nested and missing columns). A replay that explains calls
-//! every module and keeps why each dropped a row.
+//! null, lists, nested and missing columns).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,26 +15,31 @@ use velonotify_test_support::{data, scratch, stderr};
 
 use super::{velonotify, write_config};
 
-/// Replays with or without interests; the files written and the rows the
-/// modules were spared (the summary's `spared` column, summed).
-fn replay(config: &Path, events: &Path, out: &Path, interests: bool) -> (BTreeMap<String, Vec<u8>>, u64) {
+/// How a replay runs.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// As `run`: interests spare calls, modules decide in place.
+    Fast,
+    /// `--no-interests`: every module called, deciding in place.
+    EveryModule,
+    /// The default: every module called, each row built and handled, and
+    /// every drop explained.
+    Explained,
+}
+
+/// Replays one way; the files written and the rows the modules were
+/// spared (the summary's `spared` column, summed).
+fn replay(config: &Path, events: &Path, out: &Path, mode: Mode) -> (BTreeMap<String, Vec<u8>>, u64) {
     let (config, events, out) = (
         config.display().to_string(),
         events.display().to_string(),
         out.display().to_string(),
     );
-    let mut args = vec![
-        "replay",
-        "-c",
-        &config,
-        "--events",
-        &events,
-        "--out",
-        &out,
-        "--no-explain",
-    ];
-    if !interests {
-        args.push("--no-interests");
+    let mut args = vec!["replay", "-c", &config, "--events", &events, "--out", &out];
+    match mode {
+        Mode::Fast => args.push("--no-explain"),
+        Mode::EveryModule => args.extend(["--no-explain", "--no-interests"]),
+        Mode::Explained => {}
     }
     let output = velonotify(&args);
     let log = stderr(&output);
@@ -68,6 +74,12 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// Every file but the log: what the modules did, not what they said.
+fn actions(mut files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    files.remove("log.jsonl");
+    files
+}
+
 fn assert_same(with: &BTreeMap<String, Vec<u8>>, without: &BTreeMap<String, Vec<u8>>) {
     assert_eq!(
         with.keys().collect::<Vec<_>>(),
@@ -88,8 +100,9 @@ fn assert_same(with: &BTreeMap<String, Vec<u8>>, without: &BTreeMap<String, Vec<
 fn interests_change_nothing_the_demo_does() {
     let dir = scratch();
     let (config, events) = (data("demo/velonotify.toml"), data("demo/events.jsonl"));
-    let (with, spared) = replay(&config, &events, &dir.path().join("with"), true);
-    let (without, none) = replay(&config, &events, &dir.path().join("without"), false);
+    let (with, spared) = replay(&config, &events, &dir.path().join("with"), Mode::Fast);
+    let (without, none) = replay(&config, &events, &dir.path().join("without"), Mode::EveryModule);
+    let (explained, _) = replay(&config, &events, &dir.path().join("explained"), Mode::Explained);
     assert!(spared > 0, "the demo's name filters spare calls");
     assert_eq!(none, 0, "--no-interests calls every module for every row");
     assert!(
@@ -98,6 +111,8 @@ fn interests_change_nothing_the_demo_does() {
         with.keys()
     );
     assert_same(&with, &without);
+    // Deciding in place and sparing calls act as building every row does.
+    assert_same(&actions(with), &actions(explained));
 }
 
 /// Detections with conditions on text, numbers, lists, nested and missing
@@ -233,12 +248,15 @@ fn interests_change_nothing_on_generated_rows() {
     let events = dir.path().join("events.jsonl");
     let text: String = generated_rows(3000).iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(&events, text).unwrap();
-    let (with, spared) = replay(&config, &events, &dir.path().join("with"), true);
-    let (without, _) = replay(&config, &events, &dir.path().join("without"), false);
+    let (with, spared) = replay(&config, &events, &dir.path().join("with"), Mode::Fast);
+    let (without, _) = replay(&config, &events, &dir.path().join("without"), Mode::EveryModule);
+    let (explained, _) = replay(&config, &events, &dir.path().join("explained"), Mode::Explained);
     let emails = with.keys().filter(|k| k.ends_with(".eml")).count();
     assert!(emails >= 20, "enough rows act to compare: {emails} e-mails");
     assert!(spared >= 3000, "most calls spared: {spared}");
     assert_same(&with, &without);
+    // Deciding in place and sparing calls act as building every row does.
+    assert_same(&actions(with), &actions(explained));
 }
 
 #[test]

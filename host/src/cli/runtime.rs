@@ -82,7 +82,9 @@ impl Runtime {
         let modules_dir = overrides.modules_dir.clone().unwrap_or_else(|| config.modules_dir());
         let time = CallTime::default();
         // Modules explain the rows they drop only where that is read.
-        let keeps_debug = overrides.explain || tracing::enabled!(tracing::Level::DEBUG);
+        // (Modules' lines are written by the outbox, under its target.)
+        let keeps_debug =
+            overrides.explain || tracing::enabled!(target: "velonotify::pipeline::outbox", tracing::Level::DEBUG);
         let interests = !overrides.explain && overrides.interests.or(config.host.interests).unwrap_or(true);
         let mut modules = Vec::with_capacity(config.modules.len());
         let mut paths = Vec::with_capacity(config.modules.len());

@@ -116,10 +116,10 @@ impl SmtpSenders {
             Ok(server) => server,
             Err(e) => return Attempt::Permanent(format!("SMTP settings: {e}")),
         };
-        let deadline = self.timeout + Duration::from_secs((message.len() / BYTES_PER_EXTRA_SECOND) as u64);
+        let send_timeout = self.timeout + Duration::from_secs((message.len() / BYTES_PER_EXTRA_SECOND) as u64);
         let sent = self
             .runtime()
-            .block_on(server.send(&envelope, message, self.timeout, deadline));
+            .block_on(server.send(&envelope, message, self.timeout, send_timeout));
         match sent {
             Ok(()) => Attempt::Delivered,
             Err(error) => error.attempt(&server.address()),
@@ -222,23 +222,39 @@ impl Server {
     }
 
     /// Sends on a kept connection, or a new one; keeps the connection if
-    /// it is still good afterwards.
+    /// it is still good afterwards. A kept connection the server dropped
+    /// meanwhile (its idle or per-session limit) is not the message's
+    /// failure: the message goes once more, on a new connection.
     async fn send(
         &self,
         envelope: &Envelope,
         message: &[u8],
         timeout: Duration,
-        deadline: Duration,
+        send_timeout: Duration,
     ) -> Result<(), SendError> {
-        let mut connection = match self.kept(timeout).await {
-            Some(connection) => connection,
-            None => tokio::time::timeout(timeout, self.connect())
-                .await
-                .map_err(|_| SendError::TimedOut(timeout))??,
-        };
-        let sent = tokio::time::timeout(deadline, connection.send(envelope, message))
+        if let Some(kept) = self.kept(timeout).await {
+            match self.send_on(kept, envelope, message, send_timeout).await {
+                Err(SendError::Smtp(error)) if is_dropped_connection(&error) => {
+                    tracing::debug!(server = %self.address(), %error, "a kept SMTP connection was dropped; sending on a new one");
+                }
+                sent => return sent,
+            }
+        }
+        let fresh = self.connect(timeout).await?;
+        self.send_on(fresh, envelope, message, send_timeout).await
+    }
+
+    /// Sends one message on `connection`, and keeps it if it is still good.
+    async fn send_on(
+        &self,
+        mut connection: AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+        send_timeout: Duration,
+    ) -> Result<(), SendError> {
+        let sent = tokio::time::timeout(send_timeout, connection.send(envelope, message))
             .await
-            .map_err(|_| SendError::TimedOut(deadline))?;
+            .map_err(|_| SendError::TimedOut(send_timeout))?;
         if sent.is_ok() && !connection.has_broken() {
             let mut idle = self.idle.lock().expect("smtp lock");
             if idle.len() < MAX_IDLE {
@@ -248,63 +264,88 @@ impl Server {
         sent.map(drop).map_err(SendError::from)
     }
 
-    /// A kept connection that still works, if there is one.
+    /// A kept connection that still works, if there is one. One that does
+    /// not answer its NOOP means the others, as old or older, are closed
+    /// too: they all go.
     async fn kept(&self, timeout: Duration) -> Option<AsyncSmtpConnection> {
-        loop {
-            let (mut connection, since) = {
-                let mut idle = self.idle.lock().expect("smtp lock");
-                idle.retain(|(_, since)| since.elapsed() < CLOSE_IDLE_AFTER);
-                idle.pop()?
-            };
-            if since.elapsed() < TEST_IDLE_AFTER
-                || tokio::time::timeout(timeout, connection.test_connected()).await == Ok(true)
-            {
-                return Some(connection);
-            }
+        let (mut connection, since) = {
+            let mut idle = self.idle.lock().expect("smtp lock");
+            idle.retain(|(_, since)| since.elapsed() < CLOSE_IDLE_AFTER);
+            idle.pop()?
+        };
+        if since.elapsed() < TEST_IDLE_AFTER
+            || tokio::time::timeout(timeout, connection.test_connected()).await == Ok(true)
+        {
+            return Some(connection);
         }
+        self.idle.lock().expect("smtp lock").clear();
+        None
     }
 
     /// A new connection: greeting, EHLO, STARTTLS when offered (implicit
-    /// TLS on 465), AUTH when configured.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    /// TLS on 465), AUTH when configured; each address gets `timeout` to
+    /// take the connection, the conversation `timeout` more.
+    async fn connect(&self, timeout: Duration) -> Result<AsyncSmtpConnection, SendError> {
+        let timed_out = |_| SendError::TimedOut(timeout);
         let mut connection = if self.port == 465 {
-            AsyncSmtpConnection::connect_tokio1(
+            // lettre's own socket (Nagle on): it has no way to take ours
+            // and then wrap it in TLS before the greeting.
+            let connecting = AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
-                None,
+                Some(timeout),
                 &self.hello,
                 Some(self.tls.clone()),
                 None,
-            )
-            .await?
+            );
+            tokio::time::timeout(timeout * 2, connecting)
+                .await
+                .map_err(timed_out)??
         } else {
-            let socket = self.socket().await.map_err(SendError::Connect)?;
-            let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(socket), &self.hello).await?;
-            if connection.can_starttls() {
-                connection.starttls(self.tls.clone(), &self.hello).await?;
-            }
-            connection
+            let socket = self.socket(timeout).await.map_err(SendError::Connect)?;
+            let greeting = async {
+                let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(socket), &self.hello).await?;
+                if connection.can_starttls() {
+                    connection.starttls(self.tls.clone(), &self.hello).await?;
+                }
+                Ok::<_, SendError>(connection)
+            };
+            tokio::time::timeout(timeout, greeting).await.map_err(timed_out)??
         };
         if let Some(credentials) = &self.credentials {
-            connection.auth(DEFAULT_MECHANISMS, credentials).await?;
+            tokio::time::timeout(timeout, connection.auth(DEFAULT_MECHANISMS, credentials))
+                .await
+                .map_err(timed_out)??;
         }
         Ok(connection)
     }
 
     /// A TCP connection to the first of the server's addresses that takes
-    /// one, with Nagle's algorithm off.
-    async fn socket(&self) -> std::io::Result<tokio::net::TcpStream> {
+    /// one within `timeout`, with Nagle's algorithm off.
+    async fn socket(&self, timeout: Duration) -> std::io::Result<tokio::net::TcpStream> {
         let mut last = None;
         for address in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
-            match tokio::net::TcpStream::connect(address).await {
-                Ok(socket) => {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+                Ok(Ok(socket)) => {
                     socket.set_nodelay(true)?;
                     return Ok(socket);
                 }
-                Err(error) => last = Some(error),
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => {
+                    last = Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{address}: no answer within {timeout:?}"),
+                    ))
+                }
             }
         }
         Err(last.unwrap_or_else(|| std::io::Error::other("the name resolves to no address")))
     }
+}
+
+/// A failure of the connection itself (closed, reset), not an answer of
+/// the server nor a problem with the settings or TLS.
+fn is_dropped_connection(error: &lettre::transport::smtp::Error) -> bool {
+    !error.is_response() && !error.is_client() && !error.is_timeout() && !error.is_tls() && tls_failure(error).is_none()
 }
 
 fn envelope(from: &str, to: &[String]) -> Result<Envelope, String> {

@@ -14,8 +14,9 @@
 //! copies. So once the log has grown past [`RESTART_ABOVE_PAGES`], each
 //! passive checkpoint is followed by a restart checkpoint that does not
 //! wait for the writers: when it gets their lock, it copies only what they
-//! appended meanwhile (a second's worth at most) and syncs, holding them
-//! for a few milliseconds, and the next write starts the log over. When
+//! appended meanwhile (a second's worth at most) and syncs the log and the
+//! database, holding them for that copy and two fsyncs (a few milliseconds
+//! on this project's machines), and the next write starts the log over. When
 //! it does not get the lock, it is a passive one, tried again next time.
 //! The writers keep an automatic checkpoint of their own at ten times
 //! SQLite's threshold as a backstop (about 40 MB of log), for a checkpointer

@@ -30,11 +30,9 @@ impl AlertNameFilter {
             exclude,
             row_filter: None,
         };
-        filter.row_filter = filter.interests().first().map(|i| {
-            interest::compile(std::slice::from_ref(i))
-                .expect("compiled parameters compile")
-                .remove(0)
-        });
+        // A filter past the interests' bounds (a very long list of names)
+        // is decided by `passes` alone, and declared to no one.
+        filter.row_filter = interest::compile(&filter.declared()).ok().and_then(|mut f| f.pop());
         filter
     }
 
@@ -46,8 +44,15 @@ impl AlertNameFilter {
     }
 
     /// The filter as an interest in alert rows (none when it lets every
-    /// name through).
+    /// name through, or is too long to be an interest).
     pub fn interests(&self) -> Vec<Interest> {
+        if self.row_filter.is_none() {
+            return Vec::new();
+        }
+        self.declared()
+    }
+
+    fn declared(&self) -> Vec<Interest> {
         let columns: Vec<ColumnTest> = [
             ColumnTest::matches("name", &self.include),
             ColumnTest::not_matches("name", &self.exclude),
@@ -65,7 +70,9 @@ impl AlertNameFilter {
     }
 
     /// Whether an alert row (its text) may be passed on, read in place: a
-    /// row without a text `name` is left to the module, which reports it.
+    /// row without a `name`, or that is not a JSON object, is left to the
+    /// module, which reports it; a name that is not text is tested as VQL
+    /// reads it (null never matches), as the host tests the interest.
     pub fn may_pass(&self, row_text: &str) -> bool {
         self.row_filter.is_none() || RawRow::parse(row_text).is_none_or(|row| self.admits(&row))
     }
@@ -131,6 +138,19 @@ mod tests {
                 prop_assert!(!matches!(passed, Ok(true)), "{} refused in place, passed on", text);
             }
         }
+    }
+
+    #[test]
+    fn a_filter_too_long_for_an_interest_is_decided_by_the_module_alone() {
+        let names = (0..600)
+            .map(|i| format!("alert number {i}"))
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(names.len() > interest::MAX_TEXT);
+        let f = filter(&names, "");
+        assert!(f.interests().is_empty(), "declared to no one");
+        assert!(f.may_pass(r#"{"name":"Other"}"#), "the module decides");
+        assert!(f.passes("alert number 599") && !f.passes("Other"));
     }
 
     #[test]

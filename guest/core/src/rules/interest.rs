@@ -10,14 +10,22 @@
 use crate::vql::{RawRow, RegexError, VqlRegex};
 
 /// Bounds on what a module may declare: its interests come from its own
-/// (possibly hostile) output, and the host evaluates them on every row.
-pub const MAX_INTERESTS: usize = 64;
+/// (possibly hostile) output, and the host keeps them and evaluates them
+/// on every row, outside the module's memory limit and deadline.
+pub const MAX_INTERESTS: usize = 16;
 /// Tests in one interest.
-pub const MAX_TESTS: usize = 32;
+pub const MAX_TESTS: usize = 16;
+/// Tests in all of a module's interests.
+pub const MAX_TESTS_IN_ALL: usize = 64;
 /// Values of one `one-of` test.
 pub const MAX_VALUES: usize = 1024;
 /// Bytes of a column name, a pattern or a value.
 pub const MAX_TEXT: usize = 4096;
+/// Bytes of every name, pattern and value of a module's interests.
+pub const MAX_TEXT_IN_ALL: usize = 64 * 1024;
+/// Each regex's compiled program and search cache, in bytes (a regex
+/// parameter may take eight times more).
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
 /// Rows of one queue that a rule may act on: those whose columns pass
 /// every test.
@@ -44,6 +52,14 @@ pub enum ValueTest {
 }
 
 impl ColumnTest {
+    fn text_bytes(&self) -> usize {
+        self.column.len()
+            + match &self.test {
+                ValueTest::Matches(p) | ValueTest::NotMatches(p) => p.len(),
+                ValueTest::OneOf(values) => values.iter().map(String::len).sum(),
+            }
+    }
+
     /// `column =~ regex`; nothing when the regex matches everything (the
     /// test would hold for every row).
     pub fn matches(column: &str, regex: &VqlRegex) -> Option<Self> {
@@ -68,6 +84,10 @@ impl ColumnTest {
 pub enum InterestError {
     #[error("{0} interests declared, at most {MAX_INTERESTS} are read")]
     TooMany(usize),
+    #[error(
+        "{tests} tests and {bytes} bytes of names, patterns and values in all, at most {MAX_TESTS_IN_ALL} and {MAX_TEXT_IN_ALL}"
+    )]
+    TooMuch { tests: usize, bytes: usize },
     #[error("the interest in {queue:?} has {count} tests, at most {MAX_TESTS}")]
     TooManyTests { queue: String, count: usize },
     #[error("the test on column {column:?} lists {count} values, at most {MAX_VALUES}")]
@@ -84,6 +104,15 @@ pub enum InterestError {
 pub fn compile(interests: &[Interest]) -> Result<Vec<RowFilter>, InterestError> {
     if interests.len() > MAX_INTERESTS {
         return Err(InterestError::TooMany(interests.len()));
+    }
+    let tests: usize = interests.iter().map(|i| i.columns.len()).sum();
+    let bytes: usize = interests
+        .iter()
+        .flat_map(|i| &i.columns)
+        .map(ColumnTest::text_bytes)
+        .sum();
+    if tests > MAX_TESTS_IN_ALL || bytes > MAX_TEXT_IN_ALL {
+        return Err(InterestError::TooMuch { tests, bytes });
     }
     interests.iter().map(RowFilter::compile).collect()
 }
@@ -138,7 +167,7 @@ impl RowFilter {
                 if pattern.len() > MAX_TEXT {
                     return Err(too_long());
                 }
-                VqlRegex::new(pattern).map_err(|error| InterestError::Regex {
+                VqlRegex::with_size_limit(pattern, REGEX_SIZE_LIMIT).map_err(|error| InterestError::Regex {
                     column: column.clone(),
                     error,
                 })
@@ -293,5 +322,18 @@ mod tests {
             columns: vec![test("V", ValueTest::OneOf(vec!["x".repeat(MAX_TEXT + 1)]))],
         };
         assert!(matches!(compile(&[long]), Err(InterestError::TooLong { .. })));
+        let many_values = Interest {
+            queue: "Q".into(),
+            columns: vec![test("V", ValueTest::OneOf(vec!["x".repeat(1000); 100]))],
+        };
+        assert!(matches!(compile(&[many_values]), Err(InterestError::TooMuch { .. })));
+        let huge = Interest {
+            queue: "Q".into(),
+            columns: vec![test("V", ValueTest::Matches(r"\w{1000}".into()))],
+        };
+        assert!(
+            matches!(compile(&[huge]), Err(InterestError::Regex { .. })),
+            "compiled size bounded"
+        );
     }
 }

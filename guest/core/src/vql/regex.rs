@@ -34,12 +34,19 @@ const COMPILED_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 impl VqlRegex {
     /// Compiles `pattern` with VQL's rules.
     pub fn new(pattern: &str) -> Result<Self, RegexError> {
+        Self::with_size_limit(pattern, COMPILED_SIZE_LIMIT)
+    }
+
+    /// As [`VqlRegex::new`], with the compiled program and its search
+    /// cache bounded by `bytes` each (for regexes a host keeps many of).
+    pub fn with_size_limit(pattern: &str, bytes: usize) -> Result<Self, RegexError> {
         let compiled = if matches_everything(pattern) {
             None
         } else {
             let re = regex::RegexBuilder::new(pattern)
                 .case_insensitive(true)
-                .size_limit(COMPILED_SIZE_LIMIT)
+                .size_limit(bytes)
+                .dfa_size_limit(bytes)
                 .build()
                 .map_err(|e| RegexError {
                     pattern: pattern.to_string(),
