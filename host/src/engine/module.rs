@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use velonotify_core::rules::interest::{self, ColumnTest, Interest, RowFilter, ValueTest};
-use velonotify_core::vql::RawRow;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::sandbox::{CallBudget, MemoryLimitExceeded, RecyclePolicy, Recycled, SandboxLimits, StoreData};
@@ -253,10 +252,9 @@ impl Module {
         self.interests.iter().any(|i| i.queue() == queue)
     }
 
-    /// Whether its interests admit a row of `queue` (read in place): false
-    /// spares the call, the module would not act on the row.
-    pub fn wants(&self, queue: &str, row: &RawRow) -> bool {
-        interest::admitted(&self.interests, queue, row)
+    /// The rows it declared it may act on, ready to test.
+    pub fn row_filters(&self) -> &[RowFilter] {
+        &self.interests
     }
 
     /// Counts a row its interest spared it.

@@ -24,6 +24,7 @@ pub mod retries;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use velonotify_core::rules::interest::{RowFilter, SharedIndex};
 use velonotify_core::vql::RawRow;
 
 use self::alerts::{AlertQueue, Raised};
@@ -93,6 +94,14 @@ pub struct Pipeline {
     /// Per module (same index, kept across swaps: a new version has the
     /// same name), the rows its interest spared it.
     spared: Vec<Counter>,
+    /// Every module's interests, their regexes searched together.
+    interests: SharedIndex,
+}
+
+/// The modules' interests, indexed together (again after each swap).
+fn index_interests(modules: &[Module]) -> SharedIndex {
+    let filters: Vec<&[RowFilter]> = modules.iter().map(Module::row_filters).collect();
+    SharedIndex::new(&filters)
 }
 
 impl Pipeline {
@@ -103,6 +112,7 @@ impl Pipeline {
             .iter()
             .map(|m| services.metrics.spared_counter(m.name()))
             .collect();
+        let interests = index_interests(&modules);
         Self {
             modules,
             next_tick,
@@ -117,6 +127,7 @@ impl Pipeline {
             retrying: None,
             use_interests: true,
             spared,
+            interests,
         }
     }
 
@@ -150,6 +161,7 @@ impl Pipeline {
             return;
         };
         let replaced = std::mem::replace(&mut self.modules[index], candidate.module);
+        self.interests = index_interests(&self.modules);
         // A version still on trial is replaced outright: the version that
         // last passed (or the first one) stays the one to fall back on.
         let fallback = match self.probations[index].take() {
@@ -245,6 +257,7 @@ impl Pipeline {
         let probation = self.probations[index].take().expect("on probation");
         let (faults, calls) = probation.counts();
         let failed = std::mem::replace(&mut self.modules[index], probation.into_previous());
+        self.interests = index_interests(&self.modules);
         let name = failed.name().to_string();
         out.report(Report::new(
             Level::Error,
@@ -400,21 +413,25 @@ impl Pipeline {
 
     fn dispatch_at_depth(&mut self, event: &IncomingEvent, depth: u32, out: &mut dyn Outbox) {
         let wit_event = event.to_wit();
-        // Read once, for every module that declared an interest in the queue.
-        let mut row: Option<Option<RawRow>> = None;
+        let tested = |m: &Module| m.subscribes_to(&event.queue, &event.org_id) && m.has_interest_in(&event.queue);
+        // Read once for every module with an interest in the queue; a row
+        // that cannot be read goes to the modules, which say why.
+        let row = (self.use_interests && self.modules.iter().any(tested))
+            .then(|| RawRow::parse(&wit_event.row))
+            .flatten();
+        let shared = row.as_ref().map(|row| self.interests.read(row));
         for index in 0..self.modules.len() {
             let module = &self.modules[index];
             if !module.subscribes_to(&event.queue, &event.org_id) {
                 continue;
             }
-            if self.use_interests && module.has_interest_in(&event.queue) {
-                let row = row.get_or_insert_with(|| RawRow::parse(&wit_event.row));
-                // A row that cannot be read goes to the module, which says why.
-                if row.as_ref().is_some_and(|row| !module.wants(&event.queue, row)) {
-                    self.spared[index].inc();
-                    self.modules[index].count_spared();
-                    continue;
-                }
+            if let Some(shared) = &shared
+                && module.has_interest_in(&event.queue)
+                && !self.interests.admits(index, &event.queue, shared)
+            {
+                self.spared[index].inc();
+                self.modules[index].count_spared();
+                continue;
             }
             let outcome = self.modules[index].handle(&wit_event, self.now_us);
             let call = TrialCall::of(&outcome);

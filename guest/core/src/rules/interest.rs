@@ -9,6 +9,10 @@
 
 use crate::vql::{RawRow, RegexError, VqlRegex};
 
+mod shared;
+
+pub use self::shared::{SharedIndex, SharedRow};
+
 /// Bounds on what a module may declare: its interests come from its own
 /// (possibly hostile) output, and the host keeps them and evaluates them
 /// on every row, outside the module's memory limit and deadline.
@@ -213,7 +217,7 @@ impl Compiled {
             Compiled::NotMatches(regex) => column_matches(regex, row, column).map(|m| !m),
             Compiled::OneOf(values) => {
                 row.raw(column)?;
-                Some(row.str(column).is_some_and(|text| values.iter().any(|v| *v == text)))
+                Some(row.str(column).is_some_and(|text| values.iter().any(|v| v == text)))
             }
         }
     }
@@ -225,7 +229,7 @@ impl Compiled {
 pub fn column_matches(regex: &VqlRegex, row: &RawRow, column: &str) -> Option<bool> {
     row.raw(column)?;
     Some(match row.str(column) {
-        Some(text) => regex.is_match(&text),
+        Some(text) => regex.is_match(text),
         None => regex.matches_value(row.value(column).as_ref()),
     })
 }

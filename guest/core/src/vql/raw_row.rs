@@ -5,6 +5,7 @@
 //! row costs: `host/benches/notes.md`).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::Value;
@@ -14,6 +15,9 @@ use serde_json::value::RawValue;
 #[derive(Debug)]
 pub struct RawRow<'a> {
     columns: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Each column's string once decoded (one with escapes): the host reads
+    /// a row once for every module's interest, and many test one column.
+    decoded: Vec<OnceCell<Option<String>>>,
 }
 
 impl<'a> RawRow<'a> {
@@ -23,13 +27,19 @@ impl<'a> RawRow<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let columns = deserializer.deserialize_map(ColumnsVisitor).ok()?;
         deserializer.end().ok()?;
-        Some(Self { columns })
+        let decoded = columns.iter().map(|_| OnceCell::new()).collect();
+        Some(Self { columns, decoded })
+    }
+
+    /// Where a column is; the last of repeated names, as in a parsed row.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().rposition(|(n, _)| n == name)
     }
 
     /// A column's raw JSON text; the last of repeated names, as in a parsed
     /// row.
     pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
-        self.columns.iter().rev().find(|(n, _)| n == name).map(|(_, v)| *v)
+        self.index(name).map(|i| self.columns[i].1)
     }
 
     /// A column's value, built from its text alone.
@@ -37,16 +47,20 @@ impl<'a> RawRow<'a> {
         self.raw(name).and_then(|raw| serde_json::from_str(raw.get()).ok())
     }
 
-    /// A column that holds a string, borrowed when it has no escapes.
-    pub fn str(&self, name: &str) -> Option<Cow<'a, str>> {
-        let raw = self.raw(name)?.get();
+    /// A column that holds a string: borrowed from the row's text when it
+    /// has no escapes, else decoded once and kept.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        let index = self.index(name)?;
+        let raw = self.columns[index].1.get();
         let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
         // The pass that found the column checked the string: without a
         // backslash, its text is the string itself.
         if !inner.contains('\\') {
-            return Some(Cow::Borrowed(inner));
+            return Some(inner);
         }
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+        self.decoded[index]
+            .get_or_init(|| serde_json::from_str::<String>(raw).ok())
+            .as_deref()
     }
 }
 
@@ -98,9 +112,10 @@ mod tests {
     fn columns_are_read_without_building_the_row() {
         let text = r#"{"Image":"C:\\Tools\\x.exe","Pid":7,"Name":"plain","Image":"last","A\u00e9":{"deep":[1]},"P":"C:\\T\"q"}"#;
         let row = RawRow::parse(text).unwrap();
-        assert_eq!(row.str("P").as_deref(), Some("C:\\T\"q"), "escapes decoded");
-        assert_eq!(row.str("Image").as_deref(), Some("last"), "the last of repeated names");
-        assert!(matches!(row.str("Name"), Some(Cow::Borrowed("plain"))));
+        assert_eq!(row.str("P"), Some("C:\\T\"q"), "escapes decoded");
+        assert_eq!(row.str("P"), Some("C:\\T\"q"), "and kept");
+        assert_eq!(row.str("Image"), Some("last"), "the last of repeated names");
+        assert_eq!(row.str("Name"), Some("plain"));
         assert_eq!(row.str("Pid"), None, "not a string");
         assert_eq!(row.value("Pid"), Some(serde_json::json!(7)));
         assert_eq!(row.value("Aé"), Some(serde_json::json!({"deep": [1]})));
