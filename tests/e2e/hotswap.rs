@@ -390,3 +390,31 @@ fn a_module_path_that_is_not_a_regular_file_is_refused_without_blocking() {
     service.post(0, 1);
     assert_eq!(service.handled()[&0], ["v001"]);
 }
+
+/// A new version may declare other interests than the one it replaces:
+/// the host tests each row against the running version's, after a swap
+/// and after a rollback alike.
+#[test]
+fn each_version_is_spared_the_rows_its_own_interest_refuses() {
+    let dir = scratch();
+    let mut service = Service::start(dir.path(), "poll_ms = 20\nprobation_events = 1");
+    install_versioned(dir.path(), &build(1, "ev"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 10);
+    install_versioned(dir.path(), &build(2, "ok"));
+    service.wait_swaps("swapped", 2);
+    service.post(10, 10);
+    let handled = service.handled();
+    let by = |n: u64| handled.get(&n).cloned().unwrap_or_default();
+    for n in 0..10 {
+        let expected: &[&str] = if n % 2 == 0 { &["v001"] } else { &[] };
+        assert_eq!(by(n), expected, "row {n} under the even-only build");
+    }
+    for n in 10..20 {
+        assert_eq!(by(n), ["v002"], "row {n}: the next build declares no interest");
+    }
+    assert_eq!(
+        metric(service.metrics, "velonotify_module_rows_spared_total{module=\"swap\"}"),
+        5
+    );
+}

@@ -9,7 +9,8 @@ use std::path::Path;
 const MARKER: &[u8] = b"velonotify-swap-build:v000:ok";
 
 /// The component at `component` (a `versioned.wasm`) with its marker set to
-/// `v{version}:{mode}` (`ok`, `cf`: configure fails, `tr`: traps).
+/// `v{version}:{mode}` (`ok`, `cf`: configure fails, `tr`: traps, `fa`: fails,
+/// `ev`: even rows only, declared as its interest).
 pub fn versioned_build(component: &Path, version: u32, mode: &str) -> Vec<u8> {
     let mut bytes = std::fs::read(component).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
     let at: Vec<usize> = bytes

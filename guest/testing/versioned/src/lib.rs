@@ -9,11 +9,14 @@
 //!   and the event (`{"build": "v007", "event": "...", "n": 41}`);
 //! - `cf`: `configure` refuses the parameters;
 //! - `tr`: every event traps (a panic);
-//! - `fa`: every event fails with an internal error.
+//! - `fa`: every event fails with an internal error;
+//! - `ev`: as `ok` for rows whose `n` is even, nothing for the others,
+//!   which it declares as its interest (`n` ends in an even digit).
 
 use velonotify_core::action::{Action, Failure, UserMessage};
 use velonotify_core::host::{Event, Host};
 use velonotify_core::params::{ParamError, ParamKind, ParamSpec, Params};
+use velonotify_core::rules::interest::{ColumnTest, Interest, ValueTest};
 use velonotify_core::rules::{Rule, Setup};
 
 /// The marker the tests rewrite. Read through `black_box`, so the compiler
@@ -46,10 +49,21 @@ impl Rule for Versioned {
         if build().1 == "cf" {
             return Err(ParamError::new("Queue", "this build refuses every configuration").into());
         }
+        let queue = p.text("Queue").to_string();
+        let interests = match build().1 {
+            "ev" => vec![Interest {
+                queue: queue.clone(),
+                columns: vec![ColumnTest {
+                    column: "n".into(),
+                    test: ValueTest::Matches("[02468]$".into()),
+                }],
+            }],
+            _ => Vec::new(),
+        };
         let setup = Setup {
-            queues: vec![p.text("Queue").to_string()],
+            queues: vec![queue],
             tick_seconds: None,
-            interests: Vec::new(),
+            interests,
         };
         Ok((Self, setup))
     }
@@ -61,6 +75,15 @@ impl Rule for Versioned {
         }
         if mode == "fa" {
             return Err(Failure::Internal(format!("build {version} fails on every event")));
+        }
+        if mode == "ev"
+            && event
+                .row
+                .get("n")
+                .and_then(serde_json::Value::as_u64)
+                .is_some_and(|n| n % 2 == 1)
+        {
+            return Ok(Vec::new());
         }
         let message = serde_json::json!({
             "build": version,
