@@ -1,7 +1,7 @@
 //! Builds a running host from a configuration: the engine, the lookups,
 //! and every configured module, started and checked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::capabilities::lookups::{LookupPolicy, LookupSource, ModuleLookups, Wo
 use crate::capabilities::outbound::OutboundPolicy;
 use crate::capabilities::state::StateCapability;
 use crate::clock::{CallTime, Clock};
-use crate::engine::{Engine, Module, ModuleSpec};
+use crate::engine::{Engine, Loaded, Module, ModuleSpec};
 use crate::metrics::Metrics;
 use crate::pipeline::alerts::AlertQueue;
 use crate::pipeline::reload::{ModuleFile, ReloadSettings};
@@ -89,6 +89,9 @@ impl Runtime {
         let mut modules = Vec::with_capacity(config.modules.len());
         let mut paths = Vec::with_capacity(config.modules.len());
         let mut names = HashSet::new();
+        // Many modules may run one component (fifty detections): it is
+        // read, checked and loaded once.
+        let mut components: HashMap<PathBuf, Loaded> = HashMap::new();
         for section in &config.modules {
             let path = modules_dir.join(&section.path);
             let label = |name: &str| format!("module {name} ({})", path.display());
@@ -98,7 +101,18 @@ impl Runtime {
                 .unwrap_or_else(|| section.path.display().to_string());
             let spec =
                 module_spec(config, section, &lookups, &state, &time, keeps_debug).with_context(|| label(&shown))?;
-            let module = Module::start(&engine, &path, spec).with_context(|| label(&shown))?;
+            let loaded = match components.get(&path) {
+                Some(loaded) => loaded.clone(),
+                None => {
+                    let loaded = engine
+                        .load(&path)
+                        .map_err(|e| anyhow::anyhow!("{e:#}"))
+                        .with_context(|| label(&shown))?;
+                    components.insert(path.clone(), loaded.clone());
+                    loaded
+                }
+            };
+            let module = Module::start_loaded(&engine, &loaded, spec).with_context(|| label(&shown))?;
             config.check_secrets_named(section).with_context(|| label(&shown))?;
             super::config::check_module_name(module.name())
                 .with_context(|| format!("{}: the name it gives itself (set `name`)", label(&shown)))?;
