@@ -15,7 +15,7 @@ use std::time::Duration;
 use velonotify::store::{Payload, Status, Store};
 use velonotify_test_support::builds::{built_for_wit_2, install_versioned, swap_latencies_ms, versioned_build};
 use velonotify_test_support::peers::free_port;
-use velonotify_test_support::service::{Running, metric, post_events};
+use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
 use velonotify_test_support::{modules_dir, scratch};
 
 use super::{EXE, velonotify, write_config};
@@ -37,6 +37,11 @@ impl Service {
     /// `run` with build v000 of the versioned module, `reload` settings
     /// added to the configuration.
     fn start(dir: &Path, reload: &str) -> Self {
+        Self::start_with(dir, reload, "")
+    }
+
+    /// As [`Service::start`], with `more` modules (TOML) after `swap`.
+    fn start_with(dir: &Path, reload: &str, more: &str) -> Self {
         install_versioned(dir, &build(0, "ok"));
         let (ingest, metrics) = (free_port(), free_port());
         let config = write_config(
@@ -61,6 +66,8 @@ name = "swap"
 path = "versioned.wasm"
 [module.params]
 Queue = "Custom.Swap"
+
+{more}
 "#
             ),
         );
@@ -416,5 +423,44 @@ fn each_version_is_spared_the_rows_its_own_interest_refuses() {
     assert_eq!(
         metric(service.metrics, "velonotify_module_rows_spared_total{module=\"swap\"}"),
         5
+    );
+}
+
+/// A version rolled back while a row is being handed out changes which
+/// rows the modules after it are tested for from the next row on: the
+/// modules after it in that row are tested as the row began (here `later`,
+/// whose test sits in another place of the host's index once the rolled-back
+/// version's interest is back).
+#[test]
+fn a_rollback_during_a_row_leaves_the_next_modules_tests_as_they_were() {
+    let dir = scratch();
+    let later = format!(
+        "[[module]]\nname = \"later\"\npath = \"{}\"\n[module.params]\nQueue = \"Custom.Swap\"\n\
+         Condition = \"Column,Regex\\nm,^hit$\\n\"\nAlertName = \"hit {{n}}\"\nDedup = -1\n",
+        modules_dir().join("detect.wasm").display()
+    );
+    let mut service = Service::start_with(
+        dir.path(),
+        "poll_ms = 20\nprobation_events = 1\nmax_probation_traps = 0",
+        &later,
+    );
+    // An even-only build passes its probation on one row...
+    install_versioned(dir.path(), &build(1, "ev"));
+    service.wait_swaps("swapped", 1);
+    service.post(0, 1);
+    // ... then a build without interests traps on the next, and is rolled
+    // back to it during that row, before `later` is tested.
+    install_versioned(dir.path(), &build(2, "tr"));
+    service.wait_swaps("swapped", 2);
+    let body = "{\"n\":2,\"m\":\"hit\"}\n{\"n\":4,\"m\":\"miss\"}\n";
+    let (status, answer) = post_events(service.ingest, Some(TOKEN), "queue=Custom.Swap", body.as_bytes());
+    assert_eq!(status, 200, "{answer}\n{}", service.run.log());
+    assert_eq!(service.swaps("rolled-back"), 1);
+    assert_eq!(rows_reaching(service.metrics, "later"), 3, "{}", service.run.log());
+    // The first row lacks `m` (the module decides), the hit is its; the
+    // miss is spared.
+    assert_eq!(
+        metric(service.metrics, "velonotify_module_handled_total{module=\"later\"}"),
+        2
     );
 }

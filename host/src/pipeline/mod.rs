@@ -94,14 +94,16 @@ pub struct Pipeline {
     /// Per module (same index, kept across swaps: a new version has the
     /// same name), the rows its interest spared it.
     spared: Vec<Counter>,
-    /// Every module's interests, their regexes searched together.
-    interests: SharedIndex,
+    /// Every module's interests, their regexes searched together. Shared,
+    /// because a row keeps the index it began with: a rollback during the
+    /// row replaces it, for the rows after.
+    interests: Arc<SharedIndex>,
 }
 
 /// The modules' interests, indexed together (again after each swap).
-fn index_interests(modules: &[Module]) -> SharedIndex {
+fn index_interests(modules: &[Module]) -> Arc<SharedIndex> {
     let filters: Vec<&[RowFilter]> = modules.iter().map(Module::row_filters).collect();
-    SharedIndex::new(&filters)
+    Arc::new(SharedIndex::new(&filters))
 }
 
 impl Pipeline {
@@ -419,7 +421,10 @@ impl Pipeline {
         let row = (self.use_interests && self.modules.iter().any(tested))
             .then(|| RawRow::parse(&wit_event.row))
             .flatten();
-        let shared = row.as_ref().map(|row| self.interests.read(row));
+        // This row's index: a version rolled back during the row (its own
+        // call is over) changes the index for the next rows only.
+        let interests = self.interests.clone();
+        let shared = row.as_ref().map(|row| interests.read(row));
         for index in 0..self.modules.len() {
             let module = &self.modules[index];
             if !module.subscribes_to(&event.queue, &event.org_id) {
@@ -427,7 +432,7 @@ impl Pipeline {
             }
             if let Some(shared) = &shared
                 && module.has_interest_in(&event.queue)
-                && !self.interests.admits(index, &event.queue, shared)
+                && !interests.admits(index, &event.queue, shared)
             {
                 self.spared[index].inc();
                 self.modules[index].count_spared();
