@@ -75,8 +75,8 @@ fn alerts(n: usize, prefix: &str) -> String {
         .collect()
 }
 
-/// Starts `velonotify run`, feeding it `input` and closing its stdin.
-fn spawn_run(config: &Path, input: &str) -> Child {
+/// Starts `velonotify run`, its stdin open for the caller.
+fn spawn_run_open(config: &Path) -> (Child, std::process::ChildStdin) {
     let mut child = Command::new(EXE)
         .args(["run", "-c", &config.display().to_string()])
         .args(["--modules-dir", &modules_dir().display().to_string()])
@@ -87,7 +87,13 @@ fn spawn_run(config: &Path, input: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting velonotify run");
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+/// Starts `velonotify run`, feeding it `input` and closing its stdin.
+fn spawn_run(config: &Path, input: &str) -> Child {
+    let (child, mut stdin) = spawn_run_open(config);
     let input = input.to_string();
     std::thread::spawn(move || {
         let _ = stdin.write_all(input.as_bytes());
@@ -581,17 +587,7 @@ fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
     let cert = TestCertificate::generate(dir.path());
     let mut peer = SmtpPeer::started(&dir.path().join("smtp"), smtp(dir.path(), &cert));
     let config = config(dir.path(), peer.port, &cert, &alerts_module(-1, ""));
-    let mut child = Command::new(EXE)
-        .args(["run", "-c", &config.display().to_string()])
-        .args(["--modules-dir", &modules_dir().display().to_string()])
-        .args(["--cache-dir", &cache_dir().display().to_string()])
-        .env("VELONOTIFY_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = spawn_run_open(&config);
     stdin.write_all(alerts(1, "first").as_bytes()).unwrap();
     stdin.flush().unwrap();
     assert_eq!(peer.wait_for(1, Duration::from_secs(60)).len(), 1);

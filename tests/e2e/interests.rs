@@ -52,26 +52,16 @@ fn replay(config: &Path, events: &Path, out: &Path, mode: Mode) -> (BTreeMap<Str
     (files(Path::new(&out)), spared)
 }
 
+/// The files of a replay's output directory (it has no subdirectories).
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    for entry in walk(dir) {
-        let name = entry.strip_prefix(dir).unwrap().display().to_string();
-        found.insert(name, std::fs::read(&entry).unwrap());
-    }
-    found
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            paths.extend(walk(&path));
-        } else {
-            paths.push(path);
-        }
-    }
-    paths
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect()
 }
 
 /// Every file but the log: what the modules did, not what they said.

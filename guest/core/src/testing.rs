@@ -220,3 +220,23 @@ impl State for FakeHost {
         self.state.borrow_mut().insert(key.to_string(), value.to_vec());
     }
 }
+
+/// Any JSON value a column may hold, for property tests of decisions made
+/// on a row read in place: one of `texts`, a number, null, a boolean, a
+/// list of texts, or an object holding a text under `member` (a dotted
+/// path's head).
+pub(crate) fn json_value(
+    texts: Vec<&'static str>,
+    member: &'static str,
+) -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let text = prop::sample::select(texts).prop_map(|s| Value::String(s.to_string()));
+    prop_oneof![
+        text.clone(),
+        any::<i64>().prop_map(Value::from),
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        prop::collection::vec(text.clone(), 0..3).prop_map(Value::Array),
+        text.prop_map(move |t| json!({ member: t })),
+    ]
+}

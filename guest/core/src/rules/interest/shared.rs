@@ -185,7 +185,6 @@ fn mark_value(set: &RegexSet, value: Option<&Value>, hits: &mut [bool]) {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::json;
 
     use super::super::{ColumnTest, Interest, ValueTest, admitted, compile};
     use super::*;
@@ -205,16 +204,8 @@ mod tests {
     }
 
     fn value() -> impl Strategy<Value = Option<Value>> {
-        let text = prop::sample::select(vec!["C:\\Tools\\x.exe", "svchost.exe", "ADMIN", "x", "", "\"", "7"])
-            .prop_map(|s| Value::String(s.into()));
-        prop::option::of(prop_oneof![
-            text.clone(),
-            any::<i8>().prop_map(Value::from),
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            prop::collection::vec(text.clone(), 0..3).prop_map(Value::Array),
-            text.prop_map(|t| json!({"Image": t})),
-        ])
+        let texts = vec!["C:\\Tools\\x.exe", "svchost.exe", "ADMIN", "x", "", "\"", "7"];
+        prop::option::of(crate::testing::json_value(texts, "Image"))
     }
 
     fn test() -> impl Strategy<Value = ValueTest> {
