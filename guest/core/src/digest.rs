@@ -3,7 +3,7 @@
 //! docs/decisions.md).
 
 use crate::mime::{MailContent, build_message};
-use crate::render::{Cell, Html, MailTemplate, Section, subject_safe};
+use crate::render::{Cell, Html, MailDocument, subject_safe};
 use crate::vql::Timestamp;
 
 /// One held notification.
@@ -64,19 +64,12 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
             count - MAX_LISTED
         )));
     }
+    let items_len = items.len();
     let list = Cell::List(items);
     let text = format!("{summary}\n{}\n", list.to_text());
-    let html = MailTemplate {
-        title: Html::text("Held notifications"),
-        summary: Html::text(&summary),
-        sections: vec![Section {
-            title: "Notifications".into(),
-            body: list.to_html(),
-        }],
-        footer: Html::text(&format!("Sent by velonotify for {}", digest.module)),
-        warning: false,
-    }
-    .render();
+    let mut document = MailDocument::begin("Held notifications", &Html::text(&summary), false, 256 * items_len);
+    document.section("Notifications", |out| list.write_html(out));
+    let html = document.finish(&format!("Sent by velonotify for {}", digest.module));
     let message = build_message(&MailContent {
         from: digest.sender,
         to: digest.recipients,

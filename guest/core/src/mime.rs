@@ -142,15 +142,18 @@ fn attachment_part(attachment: &Attachment) -> MimePart<'static> {
     .transfer_encoding("base64")
 }
 
-/// Standard base64 in 76-column lines separated by CRLF.
+/// Standard base64 in 76-column lines separated by CRLF, encoded straight
+/// into one buffer of the final size.
 pub fn base64_lines(data: &[u8]) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE * 2);
-    for (i, chunk) in encoded.as_bytes().chunks(LINE).enumerate() {
+    // 57 input bytes make one full line of 76 characters.
+    const LINE_INPUT: usize = LINE / 4 * 3;
+    let encoded_len = data.len().div_ceil(3) * 4;
+    let mut out = String::with_capacity(encoded_len + encoded_len / LINE * 2);
+    for (i, chunk) in data.chunks(LINE_INPUT).enumerate() {
         if i > 0 {
             out.push_str("\r\n");
         }
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut out);
     }
     out
 }
@@ -257,6 +260,20 @@ mod tests {
         let encoded = base64_lines(long.as_bytes());
         assert!(encoded.split("\r\n").all(|l| l.len() <= 76));
         assert_eq!(encoded.split("\r\n").next().unwrap().len(), 76);
+    }
+
+    proptest::proptest! {
+        /// Lines of 76 characters but the last, which read back as the data.
+        #[test]
+        fn base64_lines_are_the_data_in_full_lines(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let encoded = base64_lines(&data);
+            let lines: Vec<&str> = encoded.split("\r\n").collect();
+            let (last, full) = lines.split_last().unwrap();
+            proptest::prop_assert!(full.iter().all(|l| l.len() == LINE));
+            proptest::prop_assert!(last.len() <= LINE && (lines.len() == 1 || !last.is_empty()));
+            let decoded = base64::engine::general_purpose::STANDARD.decode(lines.concat()).unwrap();
+            proptest::prop_assert_eq!(decoded, data);
+        }
     }
 
     #[test]

@@ -84,46 +84,51 @@ impl ContextRows {
     /// values at the right), at most `row_limit` rows and a "(Showing N of
     /// M rows)" footer; None when there are no rows.
     pub fn to_html(&self) -> Option<Html> {
-        let table = FullTable {
-            headers: Vec::new(),
-            rows: self
-                .rows
-                .iter()
-                .take(self.row_limit)
-                .map(|(k, v)| {
-                    vec![
-                        Html::escaped(&elide_middle(k, self.field_limit)),
-                        Html::text(&elide_right(&render_value_or_empty(v), self.value_limit)),
-                    ]
-                })
-                .collect(),
-            total_rows: self.rows.len(),
-        };
-        table.to_html(TableLimits {
-            max_rows: Some(self.row_limit),
-            max_cols: 100,
-        })
+        let mut out = Html::default();
+        self.write_html(&mut out).then_some(out)
+    }
+
+    /// Appends [`to_html`](Self::to_html)'s table to `out`; false (and
+    /// nothing written) when there are no rows.
+    pub fn write_html(&self, out: &mut Html) -> bool {
+        let shown = self.rows.len().min(self.row_limit);
+        let mut table = FullTable::new(Vec::new(), self.rows.len());
+        table.reserve(2 * shown, 64 * shown);
+        for (key, value) in self.rows.iter().take(shown) {
+            table.push_cell(|cell| cell.push_escaped(&elide_middle(key, self.field_limit)));
+            table.push_cell(|cell| cell.push_text(&elide_right(&render_value_or_empty(value), self.value_limit)));
+            table.end_row();
+        }
+        table.write_html(
+            TableLimits {
+                max_rows: Some(self.row_limit),
+                max_cols: 100,
+            },
+            out,
+        )
     }
 
     /// `key: value` lines (the artifacts show every row here; we stop at
     /// [`MAX_TEXT_ROWS`]).
     pub fn to_text(&self) -> String {
-        let mut lines: Vec<String> = self
-            .rows
-            .iter()
-            .take(MAX_TEXT_ROWS)
-            .map(|(k, v)| {
-                format!(
-                    "{}: {}",
-                    elide_middle(k, self.field_limit),
-                    elide_right(&render_value_or_empty(v), self.value_limit)
-                )
-            })
-            .collect();
-        if self.rows.len() > MAX_TEXT_ROWS {
-            lines.push(format!("(Showing {MAX_TEXT_ROWS} of {} rows)", self.rows.len()));
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// Appends [`to_text`](Self::to_text)'s lines to `out`.
+    pub fn write_text(&self, out: &mut String) {
+        for (i, (key, value)) in self.rows.iter().take(MAX_TEXT_ROWS).enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&elide_middle(key, self.field_limit));
+            out.push_str(": ");
+            out.push_str(&elide_right(&render_value_or_empty(value), self.value_limit));
         }
-        lines.join("\n")
+        if self.rows.len() > MAX_TEXT_ROWS {
+            out.push_str(&format!("\n(Showing {MAX_TEXT_ROWS} of {} rows)", self.rows.len()));
+        }
     }
 }
 

@@ -35,44 +35,69 @@ impl Cell {
     }
 
     pub fn to_html(&self) -> Html {
+        let mut out = Html::default();
+        self.write_html(&mut out);
+        out
+    }
+
+    /// Appends the cell's HTML to `out`.
+    pub fn write_html(&self, out: &mut Html) {
         match self {
-            Cell::Text(t) => Html::text(t),
-            Cell::Link { text, url: Some(url) } => Html::link(url, text),
-            Cell::Link { text, url: None } => Html::text(text),
+            Cell::Text(t) => out.push_text(t),
+            Cell::Link { text, url: Some(url) } => out.push_link(url, text),
+            Cell::Link { text, url: None } => out.push_text(text),
             Cell::List(items) => match items.as_slice() {
-                [] => Html::default(),
-                [single] => single.to_html(),
+                [] => {}
+                [single] => single.write_html(out),
                 many => {
-                    let mut out = Html::markup("<ul>");
+                    out.push_markup("<ul>");
                     for item in many {
                         out.push_markup("<li>");
-                        out.push(&item.to_html());
+                        item.write_html(out);
                         out.push_markup("</li>");
                     }
                     out.push_markup("</ul>");
-                    out
                 }
             },
-            Cell::Pairs(pairs) => key_value_table(pairs),
+            Cell::Pairs(pairs) => write_key_value_table(pairs.iter().map(|(k, v)| (k.as_str(), v)), out),
         }
     }
 
     pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// Appends the cell's plain text to `out`.
+    pub fn write_text(&self, out: &mut String) {
         match self {
-            Cell::Text(t) => t.clone(),
-            Cell::Link { text, url: Some(url) } => format!("{text} ({url})"),
-            Cell::Link { text, url: None } => text.clone(),
-            Cell::List(items) => items.iter().map(|item| format!("\n  - {}", item.to_text())).collect(),
-            Cell::Pairs(pairs) => pairs
-                .iter()
-                .map(|(k, v)| format!("\n  - {k}: {}", v.to_text()))
-                .collect(),
+            Cell::Text(t) => out.push_str(t),
+            Cell::Link { text, url: Some(url) } => {
+                out.push_str(text);
+                out.push_str(" (");
+                out.push_str(url);
+                out.push(')');
+            }
+            Cell::Link { text, url: None } => out.push_str(text),
+            Cell::List(items) => {
+                for item in items {
+                    out.push_str("\n  - ");
+                    item.write_text(out);
+                }
+            }
+            Cell::Pairs(pairs) => {
+                for (k, v) in pairs {
+                    out.push_str("\n  - ");
+                    out.push_str(k);
+                    out.push_str(": ");
+                    v.write_text(out);
+                }
+            }
         }
     }
 }
 
-/// An ordered key/value table: the client, flow and alert dictionaries of
-/// the e-mails.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
     keep_empty: bool,
@@ -135,31 +160,70 @@ impl Fields {
 
     /// `<table>` of `<tr><td>key</td><td>value</td></tr>` rows; None when
     /// empty (the section is then left out).
-    pub fn to_html(&self) -> Option<Html> {
-        (!self.rows.is_empty()).then(|| key_value_table(&self.rows))
+    /// The rows as they read after `over`'s rows were [`set`](Self::set)
+    /// on them (`extend`), borrowed: what a merged table shows, without
+    /// copying either.
+    pub fn overlaid<'a>(&'a self, over: &'a Fields) -> Vec<(&'a str, &'a Cell)> {
+        let mut rows: Vec<(&str, &Cell)> = self.rows.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        for (key, value) in &over.rows {
+            match rows.iter_mut().find(|(k, _)| k == key) {
+                Some(row) => row.1 = value,
+                None if self.keep_empty || !value.is_empty() => rows.push((key, value)),
+                None => {}
+            }
+        }
+        rows
     }
 
-    /// `key: value` lines.
+    pub fn to_html(&self) -> Option<Html> {
+        (!self.rows.is_empty()).then(|| {
+            let mut out = Html::default();
+            self.write_html(&mut out);
+            out
+        })
+    }
+
+    /// Appends a two-column table of the rows; nothing when there are none.
+    pub fn write_html(&self, out: &mut Html) {
+        if !self.rows.is_empty() {
+            write_key_value_table(self.rows.iter().map(|(k, v)| (k.as_str(), v)), out);
+        }
+    }
+
     pub fn to_text(&self) -> String {
-        self.rows
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v.to_text()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// Appends `key: value` lines.
+    pub fn write_text(&self, out: &mut String) {
+        write_text_lines(self.rows.iter().map(|(k, v)| (k.as_str(), v)), out);
     }
 }
 
-fn key_value_table(rows: &[(String, Cell)]) -> Html {
-    let mut out = Html::markup("<table>\n");
+/// `key: value` lines, as [`Fields::write_text`] writes them, of any rows.
+pub fn write_text_lines<'a>(rows: impl IntoIterator<Item = (&'a str, &'a Cell)>, out: &mut String) {
+    for (i, (key, value)) in rows.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(key);
+        out.push_str(": ");
+        value.write_text(out);
+    }
+}
+
+fn write_key_value_table<'a>(rows: impl Iterator<Item = (&'a str, &'a Cell)>, out: &mut Html) {
+    out.push_markup("<table>\n");
     for (key, value) in rows {
         out.push_markup("<tr><td>");
-        out.push(&Html::text(key));
+        out.push_text(key);
         out.push_markup("</td><td>");
-        out.push(&value.to_html());
+        value.write_html(out);
         out.push_markup("</td></tr>\n");
     }
     out.push_markup("</table>");
-    out
 }
 
 #[cfg(test)]
@@ -225,5 +289,23 @@ mod tests {
         b.push("z", Cell::text("4"));
         a.extend(b);
         assert_eq!(a.to_text(), "x: 3\ny: 2\nz: 4");
+    }
+
+    #[test]
+    fn overlaid_rows_read_as_extend_makes_them() {
+        let mut a = Fields::new(false);
+        a.push("x", Cell::text("1"));
+        a.push("y", Cell::text("2"));
+        a.push("x", Cell::text("second x"));
+        let mut b = Fields::new(true);
+        b.push("x", Cell::text("3"));
+        b.push("z", Cell::text("4"));
+        b.push("empty", Cell::text(""));
+        b.push("z", Cell::text("5"));
+        let mut text = String::new();
+        write_text_lines(a.overlaid(&b), &mut text);
+        a.extend(b);
+        assert_eq!(text, a.to_text());
+        assert_eq!(text, "x: 3\ny: 2\nx: second x\nz: 5");
     }
 }

@@ -5,30 +5,32 @@
 //! VQL's byte slicing can leave half a character, which shows as a
 //! replacement character in mail clients.
 
+use std::borrow::Cow;
+
 /// The elision mark.
 pub const ELLIPSIS: &str = "…";
 
 /// `text` if at most `max` bytes, else its first `max` bytes and `…`.
-pub fn elide_right(text: &str, max: usize) -> String {
+pub fn elide_right(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
-    format!("{}{ELLIPSIS}", &text[..floor_boundary(text, max)])
+    format!("{}{ELLIPSIS}", &text[..floor_boundary(text, max)]).into()
 }
 
 /// `text` if at most `max` bytes, else `…` and its last `max` bytes.
-pub fn elide_left(text: &str, max: usize) -> String {
+pub fn elide_left(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
-    format!("{ELLIPSIS}{}", &text[ceil_boundary(text, text.len() - max)..])
+    format!("{ELLIPSIS}{}", &text[ceil_boundary(text, text.len() - max)..]).into()
 }
 
 /// `text` if at most `max` bytes, else its first and last `max / 2` bytes
 /// around `…`.
-pub fn elide_middle(text: &str, max: usize) -> String {
+pub fn elide_middle(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
     let half = max / 2;
     format!(
@@ -36,6 +38,7 @@ pub fn elide_middle(text: &str, max: usize) -> String {
         &text[..floor_boundary(text, half)],
         &text[ceil_boundary(text, text.len() - half)..]
     )
+    .into()
 }
 
 fn floor_boundary(text: &str, mut index: usize) -> usize {

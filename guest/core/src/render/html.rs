@@ -6,45 +6,33 @@ use std::fmt;
 pub struct Html(String);
 
 impl Html {
+    /// An empty fragment with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(String::with_capacity(capacity))
+    }
+
     /// Escapes text for an element's content or an attribute value, and
     /// turns line breaks into `<br>` (the artifacts' `FormatString`).
     pub fn text(text: &str) -> Self {
-        let mut out = String::with_capacity(text.len() + 8);
-        let mut rest = text;
-        while let Some(pos) = rest.find('\n') {
-            let line = rest[..pos].strip_suffix('\r').unwrap_or(&rest[..pos]);
-            escape_into(&mut out, line);
-            out.push_str("<br>");
-            rest = &rest[pos + 1..];
-        }
-        escape_into(&mut out, rest);
-        Self(out)
+        let mut out = Self::with_capacity(text.len() + 8);
+        out.push_text(text);
+        out
     }
 
     /// Escapes text without turning line breaks into `<br>` (for keys and
     /// attribute values).
     pub fn escaped(text: &str) -> Self {
-        let mut out = String::with_capacity(text.len() + 8);
-        escape_into(&mut out, text);
-        Self(out)
-    }
-
-    /// Markup written by this crate. Never pass event data here.
-    pub(crate) fn markup(markup: impl Into<String>) -> Self {
-        Self(markup.into())
+        let mut out = Self::with_capacity(text.len() + 8);
+        out.push_escaped(text);
+        out
     }
 
     /// A link, if `url` is an `http`, `https` or `mailto` address;
     /// otherwise just the escaped `text` (decision D13, docs/decisions.md).
     pub fn link(url: &str, text: &str) -> Self {
-        if !is_linkable(url) {
-            return Self::text(text);
-        }
-        Self(format!(
-            "<a href=\"{}\">{}</a>",
-            Self::escaped(url).0,
-            Self::text(text).0
-        ))
+        let mut out = Self::with_capacity(url.len() + text.len() + 16);
+        out.push_link(url, text);
+        out
     }
 
     /// `<b>text</b>`.
@@ -56,8 +44,53 @@ impl Html {
         self.0.push_str(&other.0);
     }
 
+    /// Appends `text` as [`Html::text`] makes it, without a fragment of
+    /// its own in between.
+    pub fn push_text(&mut self, text: &str) {
+        let mut rest = text;
+        while let Some(pos) = rest.find('\n') {
+            let line = rest[..pos].strip_suffix('\r').unwrap_or(&rest[..pos]);
+            escape_into(&mut self.0, line);
+            self.0.push_str("<br>");
+            rest = &rest[pos + 1..];
+        }
+        escape_into(&mut self.0, rest);
+    }
+
+    /// Appends `text` as [`Html::escaped`] makes it.
+    pub fn push_escaped(&mut self, text: &str) {
+        escape_into(&mut self.0, text);
+    }
+
+    /// Appends what [`Html::link`] makes.
+    pub fn push_link(&mut self, url: &str, text: &str) {
+        if !is_linkable(url) {
+            return self.push_text(text);
+        }
+        self.0.push_str("<a href=\"");
+        escape_into(&mut self.0, url);
+        self.0.push_str("\">");
+        self.push_text(text);
+        self.0.push_str("</a>");
+    }
+
     pub(crate) fn push_markup(&mut self, markup: &str) {
         self.0.push_str(markup);
+    }
+
+    /// Room for `additional` more bytes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Drops what was written after `len` bytes (a section that turned
+    /// out empty). `len` must be a length this fragment had before.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
     }
 
     pub fn as_str(&self) -> &str {
@@ -89,22 +122,29 @@ impl fmt::Display for Html {
 /// rendered values look the same; enough for element content and quoted
 /// attribute values.
 fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\\' => out.push_str("&#92;"),
-            c => out.push(c),
-        }
+    // Runs of ordinary text are copied whole; every replaced character is
+    // ASCII, so the cuts fall on character boundaries.
+    let mut copied = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            b'\\' => "&#92;",
+            _ => continue,
+        };
+        out.push_str(&text[copied..at]);
+        out.push_str(entity);
+        copied = at + 1;
     }
+    out.push_str(&text[copied..]);
 }
 
 fn is_linkable(url: &str) -> bool {
-    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    matches!(scheme.as_deref(), Some("http" | "https" | "mailto"))
+    url.split_once(':')
+        .is_some_and(|(scheme, _)| ["http", "https", "mailto"].iter().any(|s| scheme.eq_ignore_ascii_case(s)))
 }
 
 #[cfg(test)]

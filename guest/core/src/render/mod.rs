@@ -15,13 +15,13 @@ mod links;
 mod table;
 mod template;
 
-pub use self::cell::{Cell, Fields};
+pub use self::cell::{Cell, Fields, write_text_lines};
 pub use self::elide::{ELLIPSIS, elide_left, elide_middle, elide_right};
 pub use self::fill::{FillError, FillTemplate};
 pub use self::html::Html;
 pub use self::links::Links;
 pub use self::table::{FullTable, TableLimits};
-pub use self::template::{MailTemplate, Section};
+pub use self::template::MailDocument;
 
 /// Text for a mail subject: control characters (CR, LF, NUL and the rest of
 /// C0, and DEL) become spaces, so no event data can end the header

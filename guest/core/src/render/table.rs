@@ -12,34 +12,83 @@ pub struct TableLimits {
     pub max_cols: usize,
 }
 
-/// A table whose cells are already formatted.
+/// A table whose cells are already formatted. The cells of every row are
+/// written one after another into one buffer, so a table of many cells
+/// costs a few allocations, not one per cell.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FullTable {
     /// Header cells; no header row is shown when empty.
-    pub headers: Vec<Html>,
-    /// Data rows; the first row's length is the table's column count.
-    pub rows: Vec<Vec<Html>>,
-    /// How many rows the source had (at least `rows.len()`), for the
-    /// "(Showing N of M rows)" footer.
-    pub total_rows: usize,
+    headers: Vec<Html>,
+    /// Every data cell's HTML, row after row.
+    cells: Html,
+    /// Where each cell ends in `cells`.
+    cell_ends: Vec<usize>,
+    /// How many cells each row has ended with; the first row's length is
+    /// the table's column count.
+    row_ends: Vec<usize>,
+    /// Rows the source holds (at least those pushed): the
+    /// "(Showing N of M rows)" footer counts these.
+    total_rows: usize,
 }
 
 impl FullTable {
-    /// Renders the table; None when there is nothing to show.
+    /// An empty table under `headers`, of a source holding `total_rows`.
+    pub fn new(headers: Vec<Html>, total_rows: usize) -> Self {
+        Self {
+            headers,
+            total_rows,
+            ..Self::default()
+        }
+    }
+
+    /// Room for `cells` cells of about `bytes` bytes in all.
+    pub fn reserve(&mut self, cells: usize, bytes: usize) {
+        self.cell_ends.reserve(cells);
+        self.cells.reserve(bytes);
+    }
+
+    /// Adds a cell to the current row; `write` appends its HTML.
+    pub fn push_cell(&mut self, write: impl FnOnce(&mut Html)) {
+        write(&mut self.cells);
+        self.cell_ends.push(self.cells.len());
+    }
+
+    /// Ends the current row (its cells are those pushed since the last).
+    pub fn end_row(&mut self) {
+        self.row_ends.push(self.cell_ends.len());
+    }
+
+    fn row(&self, index: usize) -> impl Iterator<Item = &str> {
+        let first = if index == 0 { 0 } else { self.row_ends[index - 1] };
+        let last = self.row_ends[index];
+        (first..last).map(move |cell| {
+            let start = if cell == 0 { 0 } else { self.cell_ends[cell - 1] };
+            &self.cells.as_str()[start..self.cell_ends[cell]]
+        })
+    }
+
+    /// The table's HTML, or None when it has no rows or no columns.
     pub fn to_html(&self, limits: TableLimits) -> Option<Html> {
-        let first = self.rows.first()?;
-        let total_cols = first.len().max(self.headers.len());
+        let mut out = Html::with_capacity(self.cells.len() + 32 * self.cell_ends.len() + 64);
+        self.write_html(limits, &mut out).then_some(out)
+    }
+
+    /// Appends the table's HTML to `out`; false (and nothing written) when
+    /// it has no rows or no columns.
+    pub fn write_html(&self, limits: TableLimits, out: &mut Html) -> bool {
+        let Some(&first_row_ends) = self.row_ends.first() else {
+            return false;
+        };
+        let total_cols = first_row_ends.max(self.headers.len());
         if total_cols == 0 {
-            return None;
+            return false;
         }
         let cols_cut = total_cols > limits.max_cols;
-        let shown_rows = match limits.max_rows {
-            Some(max) => self.rows.len().min(max),
-            None => self.rows.len(),
-        };
-        let total_rows = self.total_rows.max(self.rows.len());
+        let rows = self.row_ends.len();
+        let shown_rows = limits.max_rows.map_or(rows, |max| rows.min(max));
+        let total_rows = self.total_rows.max(rows);
 
-        let mut out = Html::markup("<table>\n");
+        out.push_markup("<table>\n");
         if !self.headers.is_empty() {
             out.push_markup("<tr>");
             for header in self.headers.iter().take(limits.max_cols) {
@@ -52,14 +101,15 @@ impl FullTable {
             }
             out.push_markup("</tr>\n");
         }
-        for (i, row) in self.rows.iter().take(shown_rows).enumerate() {
+        for index in 0..shown_rows {
             out.push_markup("<tr>");
-            for cell in row.iter().take(limits.max_cols) {
+            for cell in self.row(index).take(limits.max_cols) {
                 out.push_markup("<td>");
-                out.push(cell);
+                // Written through push_cell, as Html: already safe.
+                out.push_markup(cell);
                 out.push_markup("</td>");
             }
-            if cols_cut && i == 0 {
+            if cols_cut && index == 0 {
                 out.push_markup(&format!(
                     "<td rowspan=\"{shown_rows}\" style=\"text-align:center\">…</td>"
                 ));
@@ -73,7 +123,7 @@ impl FullTable {
             ));
         }
         out.push_markup("</table>");
-        Some(out)
+        true
     }
 }
 
@@ -81,18 +131,20 @@ impl FullTable {
 mod tests {
     use super::*;
 
-    fn cells(row: &[&str]) -> Vec<Html> {
-        row.iter().map(|c| Html::text(c)).collect()
+    fn push_row(table: &mut FullTable, cells: &[&str]) {
+        for cell in cells {
+            table.push_cell(|out| out.push_text(cell));
+        }
+        table.end_row();
     }
 
     fn table(rows: usize, cols: usize) -> FullTable {
-        FullTable {
-            headers: (0..cols).map(|c| Html::text(&format!("h{c}"))).collect(),
-            rows: (0..rows)
-                .map(|r| (0..cols).map(|c| Html::text(&format!("r{r}c{c}"))).collect())
-                .collect(),
-            total_rows: rows,
+        let mut table = FullTable::new((0..cols).map(|c| Html::text(&format!("h{c}"))).collect(), rows);
+        for r in 0..rows {
+            let cells: Vec<String> = (0..cols).map(|c| format!("r{r}c{c}")).collect();
+            push_row(&mut table, &cells.iter().map(String::as_str).collect::<Vec<_>>());
         }
+        table
     }
 
     #[test]
@@ -141,11 +193,8 @@ mod tests {
 
     #[test]
     fn headerless_tables_start_with_data() {
-        let t = FullTable {
-            headers: vec![],
-            rows: vec![cells(&["k", "v"])],
-            total_rows: 1,
-        };
+        let mut t = FullTable::new(vec![], 1);
+        push_row(&mut t, &["k", "<v>"]);
         assert_eq!(
             t.to_html(TableLimits {
                 max_rows: Some(30),
@@ -153,14 +202,15 @@ mod tests {
             })
             .unwrap()
             .as_str(),
-            "<table>\n<tr><td>k</td><td>v</td></tr>\n</table>"
+            "<table>\n<tr><td>k</td><td>&lt;v&gt;</td></tr>\n</table>"
         );
     }
 
     #[test]
     fn the_source_total_counts_rows_not_fetched() {
-        let mut t = table(2, 1);
-        t.total_rows = 250;
+        let mut t = FullTable::new(vec![Html::text("h")], 250);
+        push_row(&mut t, &["a"]);
+        push_row(&mut t, &["b"]);
         let html = t
             .to_html(TableLimits {
                 max_rows: Some(2),

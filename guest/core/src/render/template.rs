@@ -3,25 +3,13 @@
 
 use super::html::Html;
 
-/// One titled block of the e-mail body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Section {
-    pub title: String,
-    pub body: Html,
-}
-
-/// The parts of an HTML notification.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MailTemplate {
-    /// The coloured header line.
-    pub title: Html,
-    /// The paragraph under the header.
-    pub summary: Html,
-    /// `<h2>` title and content, in order.
-    pub sections: Vec<Section>,
-    pub footer: Html,
-    /// Red header when true (failures, alerts), green otherwise.
-    pub warning: bool,
+/// An HTML notification written into one buffer in the order it reads:
+/// [`begin`](Self::begin) writes the document's head, the coloured title
+/// and the summary, [`section`](Self::section) each titled block, and
+/// [`finish`](Self::finish) the footer.
+#[derive(Debug)]
+pub struct MailDocument {
+    out: Html,
 }
 
 const STYLE: &str = concat!(
@@ -42,31 +30,57 @@ const STYLE: &str = concat!(
     ".footer { text-align: center; font-size: 12px; color: #777777; padding: 20px; }\n",
 );
 
-impl MailTemplate {
-    /// The complete HTML document.
-    pub fn render(&self) -> String {
-        let header_class = if self.warning {
+/// The document's fixed text around the style sheet and the body, bytes.
+const FRAME_BYTES: usize = 512;
+
+impl MailDocument {
+    /// Starts a document; red header when `warning` (failures, alerts),
+    /// green otherwise. `body_bytes` is a guess of the sections' size, so
+    /// that the buffer is allocated once in the common case.
+    pub fn begin(title: &str, summary: &Html, warning: bool, body_bytes: usize) -> Self {
+        let header_class = if warning {
             "header header-warning"
         } else {
             "header header-ok"
         };
-        let mut out = String::with_capacity(4096);
-        out.push_str("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"UTF-8\">\n");
-        out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\">\n");
-        out.push_str("<style>\n");
-        out.push_str(STYLE);
-        out.push_str("</style>\n</head>\n<body>\n<div class=\"email-container\">\n");
-        out.push_str(&format!("<h1 class=\"{header_class}\">{}</h1>\n", self.title));
-        out.push_str("<div class=\"content\">\n");
-        out.push_str(&format!("<p>{}</p>\n", self.summary));
-        for section in &self.sections {
-            out.push_str(&format!("<h2>{}</h2>\n", Html::text(&section.title)));
-            out.push_str(&format!("<div class=\"table-container\">{}</div>\n", section.body));
+        let mut out = Html::with_capacity(FRAME_BYTES + STYLE.len() + 2 * title.len() + summary.len() + body_bytes);
+        out.push_markup("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"UTF-8\">\n");
+        out.push_markup("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\">\n");
+        out.push_markup("<style>\n");
+        out.push_markup(STYLE);
+        out.push_markup("</style>\n</head>\n<body>\n<div class=\"email-container\">\n");
+        out.push_markup("<h1 class=\"");
+        out.push_markup(header_class);
+        out.push_markup("\">");
+        out.push_text(title);
+        out.push_markup("</h1>\n<div class=\"content\">\n<p>");
+        out.push(summary);
+        out.push_markup("</p>\n");
+        Self { out }
+    }
+
+    /// Adds a block under an `<h2>` title; `write` appends its body. A
+    /// block whose body turns out empty is left out, title and all.
+    pub fn section(&mut self, title: &str, write: impl FnOnce(&mut Html)) {
+        let start = self.out.len();
+        self.out.push_markup("<h2>");
+        self.out.push_text(title);
+        self.out.push_markup("</h2>\n<div class=\"table-container\">");
+        let body = self.out.len();
+        write(&mut self.out);
+        if self.out.len() == body {
+            self.out.truncate(start);
+        } else {
+            self.out.push_markup("</div>\n");
         }
-        out.push_str("</div>\n");
-        out.push_str(&format!("<div class=\"footer\">{}</div>\n", self.footer));
-        out.push_str("</div>\n</body>\n</html>\n");
-        out
+    }
+
+    /// Ends the document with a footer line.
+    pub fn finish(mut self, footer: &str) -> String {
+        self.out.push_markup("</div>\n<div class=\"footer\">");
+        self.out.push_text(footer);
+        self.out.push_markup("</div>\n</div>\n</body>\n</html>\n");
+        self.out.into_string()
     }
 }
 
@@ -74,32 +88,34 @@ impl MailTemplate {
 mod tests {
     use super::*;
 
-    fn template(warning: bool) -> MailTemplate {
-        MailTemplate {
-            title: Html::text("Server alert"),
-            summary: Html::text("An alert"),
-            sections: vec![Section {
-                title: "Alert <details>".into(),
-                body: Html::text("x"),
-            }],
-            footer: Html::text("footer"),
-            warning,
-        }
+    fn document(warning: bool) -> String {
+        let mut doc = MailDocument::begin("Server alert", &Html::text("An alert"), warning, 0);
+        doc.section("Alert <details>", |out| out.push_text("x"));
+        doc.finish("footer")
     }
 
     #[test]
     fn header_is_red_for_warnings_and_green_otherwise() {
-        assert!(
-            template(true)
-                .render()
-                .contains("<h1 class=\"header header-warning\">Server alert</h1>")
-        );
-        assert!(template(false).render().contains("<h1 class=\"header header-ok\">"));
+        assert!(document(true).contains("<h1 class=\"header header-warning\">Server alert</h1>"));
+        assert!(document(false).contains("<h1 class=\"header header-ok\">"));
         assert!(STYLE.contains("#DF0B0B") && STYLE.contains("#4CAF50"));
     }
 
     #[test]
     fn section_titles_are_escaped() {
-        assert!(template(true).render().contains("<h2>Alert &lt;details&gt;</h2>"));
+        assert!(document(true).contains("<h2>Alert &lt;details&gt;</h2>"));
+    }
+
+    #[test]
+    fn a_section_with_an_empty_body_is_left_out() {
+        let mut doc = MailDocument::begin("t", &Html::text("s"), false, 0);
+        doc.section("Empty", |_| {});
+        doc.section("Full", |out| out.push_text("body"));
+        let html = doc.finish("f");
+        assert!(!html.contains("Empty"), "{html}");
+        assert!(
+            html.contains("<h2>Full</h2>\n<div class=\"table-container\">body</div>\n</div>\n<div class=\"footer\">f</div>"),
+            "{html}"
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! (docs/velociraptor.md §7), with velonotify's decisions D1, D4, D5, D7,
 //! D8, D9, D10, D13 and D14 (docs/decisions.md).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::alert_names::AlertNameFilter;
@@ -15,7 +17,7 @@ use crate::host::{Event, Host, LogLevel, ServerInfo};
 use crate::mime::{MailContent, build_message};
 use crate::params::{ParamKind, ParamSpec, Params};
 use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
-use crate::render::{Cell, Fields, Html, Links, MailTemplate, Section, elide_right, subject_safe};
+use crate::render::{Cell, Fields, Html, Links, MailDocument, elide_right, subject_safe};
 use crate::velociraptor::{
     AlertRow, ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow,
     metadata_fields,
@@ -155,6 +157,8 @@ const PARAMS: &[ParamSpec] = &[
 const SUBJECT_NAME_LIMIT: usize = 30;
 const SUMMARY_NAME_LIMIT: usize = 1000;
 const MESSAGE_ROW_LIMIT: usize = 300;
+/// Room the plain text of an e-mail gets up front (most fit).
+const TEXT_BYTES_GUESS: usize = 2048;
 
 /// The configured Server.Monitor.Alerts module.
 #[derive(Debug, Clone)]
@@ -410,27 +414,20 @@ impl AlertsRule {
 
         let sections = self.sections(alert, severity, facts, &server, &links, now);
         let mut text = summary_text;
-        for (_, fields) in &sections {
+        text.reserve(TEXT_BYTES_GUESS);
+        for (_, body) in &sections {
             text.push_str("\n\n");
-            text.push_str(&fields.text);
+            body.write_text(&mut text);
         }
         text.push('\n');
 
         let html = self.html.then(|| {
-            MailTemplate {
-                title: Html::text(&title),
-                summary: summary_html,
-                sections: sections
-                    .iter()
-                    .map(|(title, body)| Section {
-                        title: title.to_string(),
-                        body: body.html.clone(),
-                    })
-                    .collect(),
-                footer: Html::text(&format!("Sent from Velociraptor by velonotify ({})", Self::NAME)),
-                warning: true,
+            // The HTML of a section is about three times its text.
+            let mut document = MailDocument::begin(&title, &summary_html, true, 3 * text.len());
+            for (title, body) in &sections {
+                document.section(title, |out| body.write_html(out));
             }
-            .render()
+            document.finish(&format!("Sent from Velociraptor by velonotify ({})", Self::NAME))
         });
 
         let sender = if self.sender.is_empty() {
@@ -471,56 +468,33 @@ impl AlertsRule {
         }
     }
 
-    /// The e-mail's sections in order, each rendered both ways; empty
-    /// sections are left out.
-    fn sections(
+    /// The e-mail's sections in order; empty sections are left out.
+    fn sections<'a>(
         &self,
         alert: &AlertRow,
         severity: Option<&str>,
-        facts: &Facts,
+        facts: &'a Facts,
         server: &ServerInfo,
         links: &Links,
         now: Timestamp,
-    ) -> Vec<(&'static str, Rendered)> {
+    ) -> Vec<(&'static str, SectionBody<'a>)> {
         let mut sections = Vec::new();
-        let mut push_fields = |title: &'static str, fields: Fields| {
-            if let Some(html) = fields.to_html() {
-                sections.push((
-                    title,
-                    Rendered {
-                        html,
-                        text: fields.to_text(),
-                    },
-                ));
+        let mut push = |title: &'static str, body: SectionBody<'a>| {
+            if !body.is_empty() {
+                sections.push((title, body));
             }
         };
-        push_fields("Alert summary", self.summary_fields(alert, severity, links, now));
+        push(
+            "Alert summary",
+            SectionBody::Fields(self.summary_fields(alert, severity, links, now)),
+        );
 
         let mut removed: Vec<&str> = self.severity.members().collect();
         removed.extend(["Severity", "ClientId", "FlowId", "Artifact", "ArtifactType"]);
-        let context = self.context.apply(&alert.event_data, &removed);
-
-        let mut tail: Vec<(&'static str, Rendered)> = Vec::new();
-        if let Some(html) = context.to_html() {
-            tail.push((
-                "Alert details",
-                Rendered {
-                    html,
-                    text: context.to_text(),
-                },
-            ));
-        }
-        let mut push_tail = |title: &'static str, fields: Fields| {
-            if let Some(html) = fields.to_html() {
-                tail.push((
-                    title,
-                    Rendered {
-                        html,
-                        text: fields.to_text(),
-                    },
-                ));
-            }
-        };
+        push(
+            "Alert details",
+            SectionBody::Context(Cow::Owned(self.context.apply(&alert.event_data, &removed))),
+        );
         if self.include_client_details && !alert.is_server() {
             let empty = Value::Object(Map::new());
             let details = ClientDetails {
@@ -529,9 +503,15 @@ impl AlertsRule {
                 metadata: facts.metadata.as_ref(),
                 new_client: false,
             };
-            push_tail(
+            push(
                 "Client details",
-                client_fields(&details, &self.client_metadata, server, links, self.keep_empty),
+                SectionBody::Fields(client_fields(
+                    &details,
+                    &self.client_metadata,
+                    server,
+                    links,
+                    self.keep_empty,
+                )),
             );
         }
         if self.include_flow_details && !alert.flow_id.is_empty() && !alert.client_id.is_empty() {
@@ -549,20 +529,11 @@ impl AlertsRule {
                 links,
                 options,
             );
-            push_tail("Flow details", fields);
+            push("Flow details", SectionBody::Fields(fields));
         }
-        if let Some(details) = &facts.artifact_details
-            && let Some(html) = details.to_html()
-        {
-            tail.push((
-                "Artifact details",
-                Rendered {
-                    html,
-                    text: details.to_text(),
-                },
-            ));
+        if let Some(details) = &facts.artifact_details {
+            push("Artifact details", SectionBody::Context(Cow::Borrowed(details)));
         }
-        sections.extend(tail);
         sections
     }
 
@@ -577,7 +548,7 @@ impl AlertsRule {
             );
         }
         fields.push("Severity", Cell::text(severity.unwrap_or("")));
-        fields.push("Message", Cell::Text(elide_right(alert.name, MESSAGE_ROW_LIMIT)));
+        fields.push("Message", Cell::Text(elide_right(alert.name, MESSAGE_ROW_LIMIT).into_owned()));
         if !alert.artifact.is_empty() {
             fields.push(
                 "Artifact",
@@ -658,11 +629,36 @@ impl AlertsRule {
     }
 }
 
-/// One section, both ways.
+/// What one section of the e-mail shows, written both ways.
 #[derive(Debug)]
-struct Rendered {
-    html: Html,
-    text: String,
+enum SectionBody<'a> {
+    Fields(Fields),
+    Context(Cow<'a, ContextRows>),
+}
+
+impl SectionBody<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Fields(fields) => fields.is_empty(),
+            Self::Context(rows) => rows.is_empty(),
+        }
+    }
+
+    fn write_html(&self, out: &mut Html) {
+        match self {
+            Self::Fields(fields) => fields.write_html(out),
+            Self::Context(rows) => {
+                rows.write_html(out);
+            }
+        }
+    }
+
+    fn write_text(&self, out: &mut String) {
+        match self {
+            Self::Fields(fields) => fields.write_text(out),
+            Self::Context(rows) => rows.write_text(out),
+        }
+    }
 }
 
 /// The client's hostname, or its id when the hostname is unknown.

@@ -119,7 +119,7 @@ impl Rule for DetectRule {
             }
             let regex = VqlRegex::new(&cell("Regex"))
                 .map_err(|e| ParamError::new("Condition", format!("row {}: {e}", i + 1)))?;
-            condition.push((column, regex));
+            condition.push((column.into_owned(), regex));
         }
         let rule = Self {
             queue: queue.clone(),
@@ -184,12 +184,12 @@ impl Rule for DetectRule {
                 Some(key) => {
                     let os = client.as_ref().and_then(|c| get_path(c, &format!("os_info.{key}")));
                     os.or_else(|| client.as_ref().and_then(|c| get_path(c, key)))
-                        .map(render_value_or_empty)
+                        .map(|v| render_value_or_empty(v).into_owned())
                 }
-                None => get_member_path(row, other).map(render_value_or_empty),
+                None => get_member_path(row, other).map(|v| render_value_or_empty(v).into_owned()),
             },
         });
-        let name = elide_right(&crate::render::subject_safe(&name), MAX_NAME);
+        let name = elide_right(&crate::render::subject_safe(&name), MAX_NAME).into_owned();
         if name.trim().is_empty() {
             return Err(Failure::BadEvent("the alert name is empty for this row".into()));
         }

@@ -96,7 +96,7 @@ pub fn flow_fields(
         fields.push(
             "Hunt",
             Cell::Link {
-                text: elide_right(name, HUNT_NAME_LIMIT),
+                text: elide_right(name, HUNT_NAME_LIMIT).into_owned(),
                 url: links.hunt(&hunt_id),
             },
         );
@@ -149,7 +149,7 @@ fn argument_table(flow: &Value) -> Cell {
             } else {
                 key.to_string()
             };
-            pairs.push((name, Cell::Text(elide_right(&value, ARGUMENT_VALUE_LIMIT))));
+            pairs.push((name, Cell::Text(elide_right(&value, ARGUMENT_VALUE_LIMIT).into_owned())));
         }
     }
     Cell::Pairs(pairs)

@@ -27,10 +27,12 @@ pub fn render_value(value: &Value) -> String {
 
 /// Like [`render_value`], but NULL prints as nothing: how table cells show
 /// a missing value.
-pub fn render_value_or_empty(value: &Value) -> String {
+/// A string is borrowed, not copied.
+pub fn render_value_or_empty(value: &Value) -> std::borrow::Cow<'_, str> {
     match value {
-        Value::Null => String::new(),
-        other => render_value(other),
+        Value::Null => "".into(),
+        Value::String(s) => s.as_str().into(),
+        other => render_value(other).into(),
     }
 }
 

@@ -6,12 +6,14 @@ use super::decision::state_name;
 use super::{Completion, FlowCompletionRule, results};
 use crate::action::Failure;
 use crate::host::{Host, ServerInfo};
-use crate::render::{FullTable, Html, Links, MailTemplate, Section, TableLimits, elide_left, subject_safe};
+use crate::render::{FullTable, Html, Links, MailDocument, TableLimits, elide_left, subject_safe, write_text_lines};
 use crate::velociraptor::{
     ClientDetails, FlowFieldsOptions, client_fields, duration_text, flow_fields, str_at, strings_at, u64_at,
 };
 use crate::vql::{Timestamp, humanize_bytes, render_value};
 
+/// Room the plain text of an e-mail gets up front (most fit).
+const TEXT_BYTES_GUESS: usize = 2048;
 /// Hard cap of the uploads table.
 pub(crate) const MAX_UPLOADS_ROWS: usize = 100;
 /// File names and stored names in the uploads table are cut from the left.
@@ -112,41 +114,29 @@ pub(crate) fn render(
         options,
     );
 
-    let mut merged = client.clone();
-    merged.extend(flow.clone());
-    let text = format!("{title}\n\n{summary}\n\n{}\n", merged.to_text());
+    // The text shows one table: the client's rows, then the flow's, a
+    // row of the flow replacing the client's row of the same name.
+    let mut text = String::with_capacity(TEXT_BYTES_GUESS);
+    text.push_str(title);
+    text.push_str("\n\n");
+    text.push_str(&summary);
+    text.push_str("\n\n");
+    write_text_lines(client.overlaid(&flow), &mut text);
+    text.push('\n');
 
     let html = if rule.html {
-        let mut sections = Vec::new();
-        sections.extend(client.to_html().map(|body| Section {
-            title: "Client details".into(),
-            body,
-        }));
-        sections.extend(flow.to_html().map(|body| Section {
-            title: "Flow details".into(),
-            body,
-        }));
+        let mut document = MailDocument::begin(title, &Html::text(&summary), !finished, 3 * text.len());
+        document.section("Client details", |out| client.write_html(out));
+        document.section("Flow details", |out| flow.write_html(out));
         if rule.uploads_rows > 0 && u64_at(view.flow, "total_uploaded_files") > 0 {
             let uploads = host.flow_uploads(client_id, &view.completion.flow_id)?;
-            sections.extend(uploads_table(&uploads, rule.uploads_rows, links).map(|body| Section {
-                title: "Uploads".into(),
-                body,
-            }));
+            document.section("Uploads", |out| write_uploads_table(&uploads, rule.uploads_rows, links, out));
         }
-        sections.extend(results::tables(rule, view, host)?);
-        Some(
-            MailTemplate {
-                title: Html::text(title),
-                summary: Html::text(&summary),
-                sections,
-                footer: Html::text(&format!(
-                    "Sent from Velociraptor by velonotify ({})",
-                    <FlowCompletionRule as super::Rule>::NAME
-                )),
-                warning: !finished,
-            }
-            .render(),
-        )
+        results::write_tables(rule, view, host, &mut document)?;
+        Some(document.finish(&format!(
+            "Sent from Velociraptor by velonotify ({})",
+            <FlowCompletionRule as super::Rule>::NAME
+        )))
     } else {
         None
     };
@@ -154,40 +144,32 @@ pub(crate) fn render(
 }
 
 /// The `Uploads` section: file name, size and a download link per file.
-fn uploads_table(uploads: &[Value], max_rows: usize, links: &Links) -> Option<Html> {
-    let rows = uploads
-        .iter()
-        .take(max_rows)
-        .map(|upload| {
-            let path = first_text(upload, &["client_path", "Upload.Path"]);
-            let size = u64_at(upload, "uploaded_size").max(u64_at(upload, "Upload.StoredSize"));
-            let components = match strings_at(upload, "_Components") {
-                c if !c.is_empty() => c,
-                _ => strings_at(upload, "Upload.Components"),
-            };
-            let vfs_path = str_at(upload, "vfs_path");
-            let stored_name = components.last().cloned().unwrap_or_else(|| path.to_string());
-            let link_text = elide_left(&stored_name, UPLOAD_LINK_LIMIT);
-            let link = match links.upload(&components, vfs_path) {
-                Some(url) => Html::link(&url, &link_text),
-                None => Html::text(&link_text),
-            };
-            vec![
-                Html::text(&elide_left(path, UPLOAD_NAME_LIMIT)),
-                Html::text(&humanize_bytes(size)),
-                link,
-            ]
-        })
-        .collect();
-    FullTable {
-        headers: ["File name", "Size", "URL"].iter().map(|h| Html::text(h)).collect(),
-        rows,
-        total_rows: uploads.len(),
+fn write_uploads_table(uploads: &[Value], max_rows: usize, links: &Links, out: &mut Html) {
+    let headers = ["File name", "Size", "URL"].iter().map(|h| Html::text(h)).collect();
+    let mut table = FullTable::new(headers, uploads.len());
+    for upload in uploads.iter().take(max_rows) {
+        let path = first_text(upload, &["client_path", "Upload.Path"]);
+        let size = u64_at(upload, "uploaded_size").max(u64_at(upload, "Upload.StoredSize"));
+        let components = match strings_at(upload, "_Components") {
+            c if !c.is_empty() => c,
+            _ => strings_at(upload, "Upload.Components"),
+        };
+        let vfs_path = str_at(upload, "vfs_path");
+        let stored_name = components.last().map_or(path, String::as_str);
+        let link_text = elide_left(stored_name, UPLOAD_LINK_LIMIT);
+        table.push_cell(|cell| cell.push_text(&elide_left(path, UPLOAD_NAME_LIMIT)));
+        table.push_cell(|cell| cell.push_text(&humanize_bytes(size)));
+        table.push_cell(|cell| match links.upload(&components, vfs_path) {
+            Some(url) => cell.push_link(&url, &link_text),
+            None => cell.push_text(&link_text),
+        });
+        table.end_row();
     }
-    .to_html(TableLimits {
+    let limits = TableLimits {
         max_rows: Some(max_rows),
         max_cols: 3,
-    })
+    };
+    table.write_html(limits, out);
 }
 
 fn first_text<'a>(value: &'a Value, paths: &[&str]) -> &'a str {

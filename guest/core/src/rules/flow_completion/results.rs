@@ -10,7 +10,7 @@ use crate::action::Failure;
 use crate::host::{Host, LogLevel};
 use crate::mime::Attachment;
 use crate::params::{ParamError, Row};
-use crate::render::{FullTable, Html, Section, TableLimits, csv_cell_safe, elide_right};
+use crate::render::{FullTable, Html, MailDocument, TableLimits, csv_cell_safe, elide_right};
 use crate::velociraptor::strings_at;
 use crate::vql::{VqlRegex, render_value, render_value_or_empty};
 
@@ -104,10 +104,15 @@ fn columns(rows: &[Value], wanted: &VqlRegex) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One `<source> results` section per selected source that has rows.
-pub(crate) fn tables(rule: &FlowCompletionRule, view: &FlowView<'_>, host: &dyn Host) -> Result<Vec<Section>, Failure> {
+/// One `<source> results` section per selected source that has rows,
+/// written into the e-mail's document.
+pub(crate) fn write_tables(
+    rule: &FlowCompletionRule,
+    view: &FlowView<'_>,
+    host: &dyn Host,
+    document: &mut MailDocument,
+) -> Result<(), Failure> {
     let with_results = strings_at(view.flow, "artifacts_with_results");
-    let mut sections = Vec::new();
     for (entry, source) in selected(&rule.result_tables, &with_results) {
         let max_rows = capped(source.max_rows, MAX_TABLE_ROWS);
         let cell_limit = capped(source.cell_limit, MAX_CELL_LENGTH);
@@ -122,38 +127,31 @@ pub(crate) fn tables(rule: &FlowCompletionRule, view: &FlowView<'_>, host: &dyn 
         if columns.is_empty() {
             continue;
         }
-        let table = FullTable {
-            headers: columns
-                .iter()
-                .map(|c| Html::text(&elide_right(c, HEADER_LENGTH)))
-                .collect(),
-            rows: page
-                .rows
-                .iter()
-                .map(|row| {
-                    columns
-                        .iter()
-                        .map(|c| {
-                            let cell = row.get(c).map(render_value_or_empty).unwrap_or_default();
-                            Html::text(&elide_right(&cell, cell_limit))
-                        })
-                        .collect()
-                })
-                .collect(),
-            total_rows: page.total_rows as usize,
-        };
+        let headers = columns
+            .iter()
+            .map(|c| Html::text(&elide_right(c, HEADER_LENGTH)))
+            .collect();
+        let total_rows = (page.total_rows as usize).max(page.rows.len());
+        let mut table = FullTable::new(headers, total_rows);
+        let shown = page.rows.len().min(max_rows);
+        table.reserve(shown * columns.len(), 32 * shown * columns.len());
+        // Rows past max_rows are counted, not shown: no need to format them.
+        for row in page.rows.iter().take(shown) {
+            for column in &columns {
+                let cell = row.get(column).map(render_value_or_empty).unwrap_or_default();
+                table.push_cell(|out| out.push_text(&elide_right(&cell, cell_limit)));
+            }
+            table.end_row();
+        }
         let limits = TableLimits {
             max_rows: Some(max_rows),
             max_cols: rule.max_columns,
         };
-        if let Some(body) = table.to_html(limits) {
-            sections.push(Section {
-                title: format!("{entry} results"),
-                body,
-            });
-        }
+        document.section(&format!("{entry} results"), |out| {
+            table.write_html(limits, out);
+        });
     }
-    Ok(sections)
+    Ok(())
 }
 
 /// `AttachmentFormat`.
