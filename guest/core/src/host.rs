@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::vql::read_members;
+
 /// One row from an event queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -54,6 +56,46 @@ pub enum LookupError {
 /// A lookup's answer.
 pub type Lookup<T> = Result<T, LookupError>;
 
+/// A lookup answer as the JSON text it crosses the component boundary in.
+/// A rule reads the members a decision uses ([`members`](Self::members))
+/// and builds the whole value ([`value`](Self::value)) only when it acts:
+/// a collection record is a few kilobytes, a decision reads a few members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer(String);
+
+impl Answer {
+    pub fn from_text(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The answer of a host that holds values (tests, the native benches).
+    pub fn from_value(value: &Value) -> Self {
+        Self(value.to_string())
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_text(self) -> String {
+        self.0
+    }
+
+    /// The whole answer.
+    pub fn value(&self) -> Lookup<Value> {
+        serde_json::from_str(&self.0).map_err(invalid_answer)
+    }
+
+    /// Only the members `paths` name (see [`read_members`]).
+    pub fn members(&self, paths: &[&str]) -> Lookup<Value> {
+        read_members(&self.0, paths).map_err(invalid_answer)
+    }
+}
+
+fn invalid_answer(error: serde_json::Error) -> LookupError {
+    LookupError::Unavailable(format!("host returned invalid JSON: {error}"))
+}
+
 /// The host's clock (`wit/clock.wit`).
 pub trait Clock {
     fn now_us(&self) -> u64;
@@ -77,7 +119,7 @@ pub trait Lookups {
     fn client_info(&self, client_id: &str) -> Lookup<Option<Value>>;
     fn client_metadata(&self, client_id: &str) -> Lookup<Option<Value>>;
     fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>>;
-    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>>;
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Answer>>;
     fn flow_results(
         &self,
         client_id: &str,
@@ -91,7 +133,7 @@ pub trait Lookups {
     fn artifact(&self, name: &str) -> Lookup<Option<Value>>;
     fn event_tables(&self) -> Lookup<Value>;
     fn users(&self) -> Lookup<Vec<Value>>;
-    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>>;
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Answer>>;
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>>;
 }
 

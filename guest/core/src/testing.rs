@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::host::{Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
+use crate::host::{Answer, Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
 
 pub(crate) struct FakeHost {
     pub now_us: u64,
@@ -124,11 +124,11 @@ impl Lookups for FakeHost {
             .map(|c| without(c, &["metadata"]))
             .collect())
     }
-    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Answer>> {
         self.up()?;
         Ok(self
             .flow_object(client_id, flow_id)
-            .map(|f| without(f, &["results", "uploads"])))
+            .map(|f| Answer::from_value(&without(f, &["results", "uploads"]))))
     }
     fn flow_results(
         &self,
@@ -190,7 +190,7 @@ impl Lookups for FakeHost {
             .cloned()
             .unwrap_or_default())
     }
-    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Answer>> {
         self.up()?;
         let rows = self
             .at(&["monitoring_logs", client_id, artifact])
@@ -200,6 +200,7 @@ impl Lookups for FakeHost {
         Ok(rows
             .into_iter()
             .filter(|r| r.get("_ts").and_then(Value::as_u64).unwrap_or(0) > since_ms)
+            .map(|r| Answer::from_value(&r))
             .collect())
     }
     fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {

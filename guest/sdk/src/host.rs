@@ -2,7 +2,9 @@
 //! `state`): every lookup answer arrives as JSON text and is parsed here.
 
 use serde_json::Value;
-use velonotify_core::host::{Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
+use velonotify_core::host::{
+    Answer, Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State,
+};
 
 use crate::bindings::velociraptor::notify::lookups as imports;
 use crate::bindings::velociraptor::notify::{clock, log, lookups as wit, state};
@@ -71,8 +73,11 @@ impl Lookups for WitHost {
         many(imports::clients(label))
     }
 
-    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
-        one(imports::flow(client_id, flow_id))
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Answer>> {
+        // Read by the rule for what it uses, not parsed here.
+        Ok(imports::flow(client_id, flow_id)
+            .map_err(lookup_error)?
+            .map(Answer::from_text))
     }
 
     fn flow_results(
@@ -110,8 +115,9 @@ impl Lookups for WitHost {
         many(imports::users())
     }
 
-    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
-        many(imports::monitoring_logs(client_id, artifact, since_ms))
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Answer>> {
+        let rows = imports::monitoring_logs(client_id, artifact, since_ms).map_err(lookup_error)?;
+        Ok(rows.into_iter().map(Answer::from_text).collect())
     }
 
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {

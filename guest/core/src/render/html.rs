@@ -143,8 +143,11 @@ fn escape_into(out: &mut String, text: &str) {
 }
 
 fn is_linkable(url: &str) -> bool {
-    url.split_once(':')
-        .is_some_and(|(scheme, _)| ["http", "https", "mailto"].iter().any(|s| scheme.eq_ignore_ascii_case(s)))
+    url.split_once(':').is_some_and(|(scheme, _)| {
+        ["http", "https", "mailto"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+    })
 }
 
 #[cfg(test)]

@@ -114,7 +114,9 @@ mod tests {
         let html = doc.finish("f");
         assert!(!html.contains("Empty"), "{html}");
         assert!(
-            html.contains("<h2>Full</h2>\n<div class=\"table-container\">body</div>\n</div>\n<div class=\"footer\">f</div>"),
+            html.contains(
+                "<h2>Full</h2>\n<div class=\"table-container\">body</div>\n</div>\n<div class=\"footer\">f</div>"
+            ),
             "{html}"
         );
     }

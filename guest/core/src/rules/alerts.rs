@@ -355,7 +355,10 @@ impl AlertsRule {
         }
         let wants_flow = self.include_flow_details || self.notify_executor;
         if wants_flow && !alert.flow_id.is_empty() {
-            facts.flow = host.flow(&alert.client_id, &alert.flow_id)?;
+            facts.flow = host
+                .flow(&alert.client_id, &alert.flow_id)?
+                .map(|flow| flow.value())
+                .transpose()?;
             if self.include_flow_details
                 && let Some(hunt_id) = hunt_id_of_flow(&alert.flow_id)
             {
@@ -548,7 +551,10 @@ impl AlertsRule {
             );
         }
         fields.push("Severity", Cell::text(severity.unwrap_or("")));
-        fields.push("Message", Cell::Text(elide_right(alert.name, MESSAGE_ROW_LIMIT).into_owned()));
+        fields.push(
+            "Message",
+            Cell::Text(elide_right(alert.name, MESSAGE_ROW_LIMIT).into_owned()),
+        );
         if !alert.artifact.is_empty() {
             fields.push(
                 "Artifact",

@@ -96,7 +96,10 @@ pub fn client_fields(
         } else {
             &wanted.alias
         };
-        fields.push(key.clone(), Cell::Text(elide_right(&value, METADATA_VALUE_LIMIT).into_owned()));
+        fields.push(
+            key.clone(),
+            Cell::Text(elide_right(&value, METADATA_VALUE_LIMIT).into_owned()),
+        );
     }
     fields
 }

@@ -3,12 +3,14 @@
 //! values print, and how timestamps are read, printed and humanized.
 
 mod humanize;
+mod members;
 mod raw_row;
 mod regex;
 mod time;
 mod value;
 
 pub use self::humanize::{humanize_bytes, humanize_duration_since};
+pub use self::members::read_members;
 pub use self::raw_row::RawRow;
 pub use self::regex::{RegexError, VqlRegex};
 pub use self::time::{Timestamp, parse_timestamp};

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value;
-use velonotify_core::host::{Lookup, LookupError, ResultPage, ServerInfo};
+use velonotify_core::host::{Answer, Lookup, LookupError, ResultPage, ServerInfo};
 
 pub use self::api::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S};
 pub use self::world::{World, WorldError};
@@ -291,11 +291,12 @@ impl velonotify_core::host::Lookups for CallContext {
     fn clients(&self, label: Option<&str>) -> Lookup<Vec<Value>> {
         self.ask(LookupName::Clients, |s, org| s.clients(org, label))
     }
-    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Value>> {
+    fn flow(&self, client_id: &str, flow_id: &str) -> Lookup<Option<Answer>> {
         if client_id.is_empty() || flow_id.is_empty() {
             return Ok(None);
         }
-        self.ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))
+        let flow = self.ask(LookupName::Flow, |s, org| s.flow(org, client_id, flow_id))?;
+        Ok(flow.as_ref().map(Answer::from_value))
     }
     fn flow_results(
         &self,
@@ -338,14 +339,15 @@ impl velonotify_core::host::Lookups for CallContext {
     fn users(&self) -> Lookup<Vec<Value>> {
         self.ask(LookupName::Users, |s, org| s.users(org))
     }
-    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Value>> {
+    fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Answer>> {
         if client_id.is_empty() || artifact.is_empty() {
             return Ok(Vec::new());
         }
         let until_ms = self.time.now_us() / 1000;
-        self.ask(LookupName::MonitoringLogs, |s, org| {
+        let rows = self.ask(LookupName::MonitoringLogs, |s, org| {
             s.monitoring_logs(org, client_id, artifact, since_ms, until_ms)
-        })
+        })?;
+        Ok(rows.iter().map(Answer::from_value).collect())
     }
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         self.ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
@@ -391,7 +393,8 @@ impl contract::lookups::Host for CallContext {
         many(velonotify_core::host::Lookups::clients(self, label.as_deref()))
     }
     fn flow(&mut self, client_id: String, flow_id: String) -> Result<Option<String>, contract::LookupError> {
-        one(velonotify_core::host::Lookups::flow(self, &client_id, &flow_id))
+        let flow = velonotify_core::host::Lookups::flow(self, &client_id, &flow_id).map_err(wit_error)?;
+        Ok(flow.map(Answer::into_text))
     }
     fn flow_results(
         &mut self,
@@ -432,9 +435,9 @@ impl contract::lookups::Host for CallContext {
         artifact: String,
         since_ms: u64,
     ) -> Result<Vec<String>, contract::LookupError> {
-        many(velonotify_core::host::Lookups::monitoring_logs(
-            self, &client_id, &artifact, since_ms,
-        ))
+        let rows = velonotify_core::host::Lookups::monitoring_logs(self, &client_id, &artifact, since_ms)
+            .map_err(wit_error)?;
+        Ok(rows.into_iter().map(Answer::into_text).collect())
     }
     fn audit_log(&mut self, since_us: u64) -> Result<Vec<String>, contract::LookupError> {
         many(velonotify_core::host::Lookups::audit_log(self, since_us))

@@ -134,8 +134,8 @@ impl Rule for ClientErrorsRule {
                 let lines: Vec<LogLine> = host
                     .monitoring_logs(client_id, artifact, since)?
                     .iter()
-                    .map(LogLine::parse)
-                    .collect();
+                    .map(LogLine::read)
+                    .collect::<Result<_, _>>()?;
                 if !alerted.iter().any(|a| a == artifact) {
                     let kept = lines.iter().find_map(|line| {
                         self.filters

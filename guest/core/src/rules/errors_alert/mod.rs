@@ -17,12 +17,12 @@ use serde_json::{Map, Value};
 
 use self::filter::FilterRow;
 use crate::action::{Action, Alert};
-use crate::host::{Host, LogLevel};
+use crate::host::{Answer, Host, LogLevel, Lookup};
 use crate::velociraptor::timestamp_string;
-use crate::vql::{Timestamp, render_value};
+use crate::vql::{RawRow, Timestamp, render_value};
 
 /// One log line of an event query.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct LogLine {
     pub level: String,
     pub message: String,
@@ -36,34 +36,37 @@ pub(crate) struct LogLine {
 impl LogLine {
     /// Reads a `monitoring_logs()` row; server rows name their columns
     /// `Timestamp, Level, Message`, client rows `client_time, level,
-    /// message` (very old rows have the integer level 0).
-    pub fn parse(row: &Value) -> Self {
+    /// message` (very old rows have the integer level 0). Only those
+    /// columns and `_ts` are built: a tick reads thousands of rows.
+    pub fn read(answer: &Answer) -> Lookup<Self> {
+        let Some(row) = RawRow::parse(answer.text()) else {
+            // Not an object: nothing to read, if it is JSON at all.
+            answer.value()?;
+            return Ok(Self::default());
+        };
+        let column = |names: &[&str]| names.iter().find_map(|n| row.value(n));
         let text = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| row.get(*n))
+            column(names)
                 .map(|v| match v {
                     Value::Number(n) if n.as_i64() == Some(0) => "DEFAULT".to_string(),
                     Value::Null => String::new(),
-                    other => render_value(other),
+                    Value::String(s) => s,
+                    other => render_value(&other),
                 })
                 .unwrap_or_default()
         };
-        let time = ["Timestamp", "client_time"]
-            .iter()
-            .find_map(|n| row.get(*n))
-            .and_then(crate::vql::parse_timestamp);
-        let written_ms = match row.get("_ts") {
+        let time = column(&["Timestamp", "client_time"]).and_then(|v| crate::vql::parse_timestamp(&v));
+        let written_ms = match row.value("_ts") {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
             Some(Value::String(s)) => s.parse().unwrap_or(0),
             _ => 0,
         };
-        Self {
+        Ok(Self {
             level: text(&["Level", "level"]),
             message: text(&["Message", "message"]),
             time,
             written_ms,
-        }
+        })
     }
 }
 

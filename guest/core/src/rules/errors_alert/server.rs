@@ -99,8 +99,8 @@ impl Rule for ServerErrorsRule {
             let lines: Vec<LogLine> = host
                 .monitoring_logs("server", &artifact, since)?
                 .iter()
-                .map(LogLine::parse)
-                .collect();
+                .map(LogLine::read)
+                .collect::<Result<_, _>>()?;
             let kept = lines.iter().find_map(|line| {
                 self.filters
                     .keep(&artifact, &line.level, &line.message)

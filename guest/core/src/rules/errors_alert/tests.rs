@@ -340,3 +340,31 @@ fn the_client_variant_names_the_artifact_not_the_client() {
         "dedup is per artifact across clients"
     );
 }
+
+/// Log rows as Velociraptor writes them (server and client logs) read to
+/// the same lines whether the lookup's row text is read column by column
+/// or first built whole; a row that is not an object reads as an empty line.
+#[test]
+fn log_rows_of_the_fixtures_read_their_level_message_time_and_position() {
+    let server: Vec<Value> = serde_json::from_str(include_str!(
+        "../../../../../tests/data/velociraptor/monitoring_logs.server.Server.Clock.json"
+    ))
+    .unwrap();
+    let client: Vec<Value> = serde_json::from_str(include_str!(
+        "../../../../../tests/data/velociraptor/monitoring_logs.client.Generic.Client.Stats.json"
+    ))
+    .unwrap();
+    let read = |row: &Value| LogLine::read(&Answer::from_value(row)).unwrap();
+    let first = read(&server[0]);
+    assert_eq!(first.level, "DEFAULT");
+    assert_eq!(first.message, "server_monitoring: Collecting <green>Server.Clock</>\n");
+    assert_eq!(first.time.unwrap().rfc3339(), "2020-10-07T20:43:08Z");
+    let old = read(&client[0]);
+    assert_eq!(old.level, "DEFAULT", "the integer level 0 of old client rows");
+    assert_eq!(old.message, "vql: Starting query execution.\n");
+    assert_eq!(old.written_ms, 1_638_919_340);
+    assert!(old.time.is_some());
+    assert_eq!(read(&json!([1, 2])), LogLine::default());
+    let broken = Answer::from_text("{\"Level\": ".into());
+    assert!(LogLine::read(&broken).unwrap_err().to_string().contains("invalid JSON"));
+}

@@ -130,7 +130,9 @@ pub(crate) fn render(
         document.section("Flow details", |out| flow.write_html(out));
         if rule.uploads_rows > 0 && u64_at(view.flow, "total_uploaded_files") > 0 {
             let uploads = host.flow_uploads(client_id, &view.completion.flow_id)?;
-            document.section("Uploads", |out| write_uploads_table(&uploads, rule.uploads_rows, links, out));
+            document.section("Uploads", |out| {
+                write_uploads_table(&uploads, rule.uploads_rows, links, out)
+            });
         }
         results::write_tables(rule, view, host, &mut document)?;
         Some(document.finish(&format!(

@@ -294,7 +294,15 @@ impl Rule for FlowCompletionRule {
             None => None,
         };
         let wants_permissions = !self.filters.permission.is_empty();
-        let facts = FlowFacts::gather(&completion, &flow, &client, hunt.as_ref(), wants_permissions, host)?;
+        let decided_on = flow.members(FlowFacts::FLOW_MEMBERS)?;
+        let facts = FlowFacts::gather(
+            &completion,
+            &decided_on,
+            &client,
+            hunt.as_ref(),
+            wants_permissions,
+            host,
+        )?;
         let verdict = self.filters.decide(&facts);
         let reason = match verdict {
             Verdict::Skip(reason) => {
@@ -306,6 +314,7 @@ impl Rule for FlowCompletionRule {
             }
             Verdict::Notify(reason) => reason,
         };
+        let flow = flow.value()?;
         host.log(
             LogLevel::Info,
             &format!(

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::decision::{FlowFacts, Verdict};
 use super::*;
+use crate::host::Answer;
 use crate::rules::configure;
 use crate::testing::FakeHost;
 
@@ -1057,4 +1058,33 @@ fn every_parameter_of_the_artifact_is_declared_with_its_default() {
     assert_eq!(default("ResultTableMaxColumns"), "4");
     assert_eq!(default("AttachmentsMaxMiB"), "100");
     assert_eq!(default("NotifyIfResultsLabels"), "^notify_results$");
+}
+
+/// A decision reads only `FlowFacts::FLOW_MEMBERS` of the collection record:
+/// on every flow of the fixtures and the demo's world, it sees what it would
+/// have seen in the whole record.
+#[test]
+fn a_flow_is_decided_on_the_members_it_reads_as_on_the_whole_record() {
+    let fixture: Value = serde_json::from_str(include_str!(
+        "../../../../../tests/data/velociraptor/System.Flow.Completion.Flow.json"
+    ))
+    .unwrap();
+    let world: Value = serde_json::from_str(include_str!("../../../../../tests/data/demo/world.json")).unwrap();
+    let mut flows: Vec<Value> = fixture.as_array().unwrap().clone();
+    for per_client in world["flows"].as_object().unwrap().values() {
+        flows.extend(per_client.as_object().unwrap().values().cloned());
+    }
+    assert!(flows.len() >= 5, "{} flows", flows.len());
+    let host = FakeHost::new(json!({}));
+    let client = json!({"labels": ["critical"], "first_seen_at": 1});
+    for flow in &flows {
+        let event = completion("C.1", "F.1");
+        let completion = Completion::parse(&event.row).unwrap();
+        let answer = Answer::from_value(flow);
+        let read = answer.members(FlowFacts::FLOW_MEMBERS).unwrap();
+        assert!(read.to_string().len() < flow.to_string().len() || flow.to_string().len() < 200);
+        let on_members = FlowFacts::gather(&completion, &read, &client, None, false, &host).unwrap();
+        let on_whole = FlowFacts::gather(&completion, flow, &client, None, false, &host).unwrap();
+        assert_eq!(on_members, on_whole, "{flow}");
+    }
 }
