@@ -445,7 +445,7 @@ fn module_throughput(modules: &Path, inputs: &Inputs, report: &mut Report) {
         let loaded = engine.load(&modules.join(case.component)).unwrap();
         let world: Arc<dyn Lookups> = inputs.world.clone();
         let spec = inputs.spec(case.demo_name, case.params.clone(), world.clone());
-        let mut module = Module::start_loaded(&engine, &loaded, spec).unwrap();
+        let mut module = Module::start_loaded(&loaded, spec).unwrap();
         let now = case.acting.ts_us.unwrap_or(1_778_400_000_000_000);
         let mut setup_host = inputs.native_host(case.demo_name, world.clone(), now);
         let mut rule = (case.native)(&case.params, &setup_host);
@@ -546,7 +546,7 @@ fn errors_alert_throughput(modules: &Path, inputs: &Inputs, engine: &Engine, rep
         let mut produced = (0, 0);
         for _ in 0..20 {
             let spec = inputs.spec("errors", params.clone(), world.clone());
-            let mut module = Module::start_loaded(engine, &loaded, spec).unwrap();
+            let mut module = Module::start_loaded(&loaded, spec).unwrap();
             let started = Instant::now();
             let actions = module.tick(now).result.unwrap();
             wasm_runs.push(started.elapsed());
@@ -625,7 +625,7 @@ fn instantiation(modules: &Path, inputs: &Inputs, report: &mut Report) {
         let mut samples: Vec<Duration> = (0..300)
             .map(|_| {
                 let started = Instant::now();
-                Module::instantiate_only(&engine, &loaded, &spec).unwrap();
+                Module::instantiate_only(&loaded, &spec).unwrap();
                 started.elapsed()
             })
             .collect();
@@ -638,7 +638,7 @@ fn instantiation(modules: &Path, inputs: &Inputs, report: &mut Report) {
         let mut starts: Vec<Duration> = (0..100)
             .map(|_| {
                 let started = Instant::now();
-                drop(Module::start_loaded(&engine, &loaded, spec.clone()).unwrap());
+                drop(Module::start_loaded(&loaded, spec.clone()).unwrap());
                 started.elapsed()
             })
             .collect();
@@ -727,22 +727,15 @@ fn memory_per_instance(modules: &Path, inputs: &Inputs, report: &mut Report) {
             .unwrap()
             .to_wit();
         // One instance first, so that code pages and caches are resident.
-        let mut first = Module::start_loaded(
-            &engine,
-            &loaded,
-            inputs.spec(demo_name, inputs.params(demo_name), world.clone()),
-        )
-        .unwrap();
+        let mut first =
+            Module::start_loaded(&loaded, inputs.spec(demo_name, inputs.params(demo_name), world.clone())).unwrap();
         let _ = first.handle(&event, 1_778_400_000_000_000);
         let before = rss_kib();
         let running: Vec<Module> = (0..INSTANCES)
             .map(|_| {
-                let mut module = Module::start_loaded(
-                    &engine,
-                    &loaded,
-                    inputs.spec(demo_name, inputs.params(demo_name), world.clone()),
-                )
-                .unwrap();
+                let mut module =
+                    Module::start_loaded(&loaded, inputs.spec(demo_name, inputs.params(demo_name), world.clone()))
+                        .unwrap();
                 // Each has handled an event: its heap is what a live one holds.
                 let _ = module.handle(&event, 1_778_400_000_000_000);
                 module
@@ -779,7 +772,7 @@ fn huge_answer(modules: &Path, inputs: &Inputs, report: &mut Report) {
     ];
     let spec = inputs.spec("outputs-100mb", params, inputs.world.clone());
     let deadline = spec.limits.deadline;
-    let mut module = Module::start_loaded(&engine, &loaded, spec).unwrap();
+    let mut module = Module::start_loaded(&loaded, spec).unwrap();
     let event = velonotify::contract::Event {
         id: "bench:1".into(),
         queue: "Server.Internal.Alerts".into(),

@@ -24,6 +24,7 @@ mod hostile;
 mod hotswap;
 mod interests;
 mod portability;
+mod python;
 mod sandbox;
 mod velociraptor;
 
@@ -40,15 +41,19 @@ fn velonotify(args: &[&str]) -> Output {
 
 /// Runs `velonotify replay` and asserts that it succeeded.
 fn replay(config: &Path, events: &Path, out: &Path) -> Output {
-    let output = velonotify(&[
-        "replay",
-        "-c",
-        &config.display().to_string(),
-        "--events",
-        &events.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
+    replay_with(config, events, out, &[])
+}
+
+/// As [`replay`], with more flags (`--state DB`, ...).
+fn replay_with(config: &Path, events: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (config, events, out) = (
+        config.display().to_string(),
+        events.display().to_string(),
+        out.display().to_string(),
+    );
+    let mut args = vec!["replay", "-c", &config, "--events", &events, "--out", &out];
+    args.extend_from_slice(extra);
+    let output = velonotify(&args);
     assert!(
         output.status.success(),
         "replay failed:\n{}",

@@ -55,8 +55,71 @@ fn main() {
     for (_, file) in GUESTS {
         assert!(modules_dir.join(file).exists(), "{file} was not built");
     }
+    python_examples(&workspace, &target_dir.join("python"));
     println!("cargo:rustc-env=VELONOTIFY_TEST_MODULES_DIR={}", modules_dir.display());
     println!("cargo:rustc-env=VELONOTIFY_TEST_WORKSPACE={}", workspace.display());
+    println!(
+        "cargo:rustc-env=VELONOTIFY_TEST_PYTHON_MODULES_DIR={}",
+        target_dir.join("python").display()
+    );
+}
+
+/// The Python rule modules of `guest/python/examples`, each made a
+/// component by componentize-py (installed in `.venv` by scripts/setup)
+/// into `<out>/<example>.wasm`. A build takes about 20 s, so an example is
+/// built again only when a file it is made from is newer than it.
+fn python_examples(workspace: &Path, out: &Path) {
+    let componentize = workspace.join(".venv").join("bin").join("componentize-py");
+    assert!(
+        componentize.exists(),
+        "{} is missing: run scripts/setup (it installs componentize-py for the Python modules)",
+        componentize.display()
+    );
+    let python = workspace.join("guest").join("python");
+    let wit = workspace.join("wit");
+    std::fs::create_dir_all(out).expect("creating the Python modules' directory");
+    let sdk_changed = newest(&python.join("velonotify")).max(newest(&wit));
+    for entry in std::fs::read_dir(python.join("examples")).expect("guest/python/examples") {
+        let example = entry.expect("reading guest/python/examples").path();
+        let name = example.file_name().unwrap().to_string_lossy().into_owned();
+        let component = out.join(format!("{name}.wasm"));
+        let built = std::fs::metadata(&component).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|built| built > sdk_changed.max(newest(&example))) {
+            continue;
+        }
+        let status = Command::new(&componentize)
+            .args(["-d"])
+            .arg(&wit)
+            .args(["-w", "rule-module", "componentize", "-p"])
+            .arg(&python)
+            .arg("-p")
+            .arg(&example)
+            .args(["app", "-o"])
+            .arg(&component)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running componentize-py");
+        assert!(
+            status.success(),
+            "componentize-py failed to build {}",
+            example.display()
+        );
+    }
+}
+
+/// The latest modification time of the files under `dir`.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut latest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).unwrap_or(latest)
+        };
+        latest = latest.max(time);
+    }
+    latest
 }
 
 /// The gRPC server of `host/proto/velociraptor_api.proto`: only the tests'

@@ -29,7 +29,7 @@ use crate::velociraptor::VelociraptorSection;
 /// What velonotify uses when nothing says otherwise.
 pub const DEFAULT_SENDER: &str = "no-reply@velociraptor.example.com";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -103,7 +103,7 @@ pub struct HostSection {
 }
 
 /// One rule module instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleSection {
     /// The instance's name (default: the module's own name).

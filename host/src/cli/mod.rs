@@ -3,6 +3,7 @@
 //! from it ([`runtime`]), and the service of `run` ([`service`]).
 
 pub mod config;
+mod rule_test;
 pub mod runtime;
 pub mod service;
 
@@ -47,10 +48,49 @@ enum Command {
     Run(CommonArgs),
     /// Inspect and act on the delivery outbox.
     Outbox(OutboxArgs),
+    /// Run rows through one module alone and print its actions as JSON
+    /// lines, or check them against the lines expected (a rule author's
+    /// test; no configuration needed).
+    Test(TestArgs),
     /// Ask the running `velonotify run` of this configuration to look at
     /// its module files now and swap in those that changed (sends SIGHUP
     /// to the process named in its pid file, beside the state database).
     Reload(ReloadArgs),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// The rule module: a component file.
+    #[arg(value_name = "MODULE.wasm")]
+    module: PathBuf,
+    /// Rows as JSON lines, as `replay` reads them (and as a module's
+    /// `<name>.selftest.jsonl` holds them).
+    #[arg(long, value_name = "ROWS.jsonl")]
+    events: PathBuf,
+    /// The actions expected, one JSON line each as this command prints
+    /// them: any difference is named and the command fails.
+    #[arg(long, value_name = "EXPECTED.jsonl")]
+    expect: Option<PathBuf>,
+    /// Answers to the module's lookups (a world file, as `replay` takes).
+    #[arg(long, value_name = "WORLD")]
+    world: Option<PathBuf>,
+    /// A parameter of the module, NAME=VALUE (repeat for more).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = name_value)]
+    params: Vec<(String, String)>,
+    /// The org the rows belong to.
+    #[arg(long, default_value = "root")]
+    org: String,
+    /// Where the compiled module is cached between runs.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// `NAME=VALUE`, split at the first `=`.
+fn name_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +208,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Outbox(args) => outbox(args),
         Command::Reload(args) => reload(args),
+        Command::Test(args) => rule_test(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,6 +216,26 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn rule_test(args: TestArgs) -> anyhow::Result<()> {
+    let test = rule_test::RuleTest {
+        module: args.module,
+        events: args.events,
+        expect: args.expect,
+        world: args.world,
+        params: args.params,
+        org: args.org,
+        cache_dir: args.cache_dir,
+    };
+    if test.run(&mut std::io::stdout().lock())? {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the module's actions differ from {}",
+            test.expect.as_ref().expect("compared").display()
+        )
     }
 }
 

@@ -112,7 +112,7 @@ impl Runtime {
                     loaded
                 }
             };
-            let module = Module::start_loaded(&engine, &loaded, spec).with_context(|| label(&shown))?;
+            let module = Module::start_loaded(&loaded, spec).with_context(|| label(&shown))?;
             config.check_secrets_named(section).with_context(|| label(&shown))?;
             super::config::check_module_name(module.name())
                 .with_context(|| format!("{}: the name it gives itself (set `name`)", label(&shown)))?;
@@ -176,7 +176,7 @@ impl Runtime {
 
 /// What module `section` is started with: its parameters, limits and
 /// grants, each capability checking its part of the section.
-fn module_spec(
+pub(super) fn module_spec(
     config: &Config,
     section: &ModuleSection,
     lookups: &Arc<dyn LookupSource>,

@@ -8,9 +8,10 @@ mod module;
 mod sandbox;
 mod wit_version;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,6 +20,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use crate::capabilities::CallContext;
 use crate::contract::{RuleModule, RuleModulePre};
 
+use self::cache::Compiled;
 pub use self::cache::digest;
 pub use self::module::{CallError, CallOutcome, CallUsage, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
@@ -80,8 +82,14 @@ impl std::fmt::Display for Allocator {
 #[derive(Clone)]
 pub struct Loaded {
     pub(crate) pre: RuleModulePre<StoreData>,
+    /// The engine it was compiled for: the pool's, or the on-demand one
+    /// of components that do not fit the pool.
+    pub(crate) engine: wasmtime::Engine,
     /// SHA-256 of the component file, in hex: which build this is.
     pub digest: String,
+    /// Why its instances are allocated on demand although the engine has
+    /// a pool (what of the component does not fit it); None in the pool.
+    pub outside_pool: Option<String>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -101,17 +109,21 @@ impl Loaded {
 
 /// The shared wasmtime engine and linker.
 pub struct Engine {
-    engine: wasmtime::Engine,
-    linker: Linker<StoreData>,
-    cache: Option<cache::ComponentCache>,
+    main: Compiler,
+    /// With a pool: an on-demand engine for the components that do not
+    /// fit it (a Python or JavaScript module holds more core instances,
+    /// memories and tables than a Rust one), so that any valid component
+    /// loads.
+    overflow: Option<Compiler>,
     allocator: Allocator,
-    ticker: EpochTicker,
+    /// Digests of the components already logged as outside the pool.
+    logged_outside_pool: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("cache", &self.cache)
+            .field("cache", &self.main.cache)
             .field("allocator", &self.allocator)
             .finish_non_exhaustive()
     }
@@ -153,19 +165,16 @@ impl Engine {
                 }
             },
         };
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
-        // Every interface of the world, answered by the module's call context.
-        RuleModule::add_to_linker::<StoreData, HasSelf<CallContext>>(&mut linker, |data| &mut data.call)
-            .map_err(anyhow::Error::from)?;
-        let cache = options.cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
-        let ticker = EpochTicker::start(&engine);
+        let cache_dir = options.cache_dir.as_deref();
+        let overflow = match allocator {
+            Allocator::Pooling { .. } => Some(Compiler::new(build(None, None)?, cache_dir)?),
+            Allocator::OnDemand { .. } => None,
+        };
         Ok(Self {
-            engine,
-            linker,
-            cache,
+            main: Compiler::new(engine, cache_dir)?,
+            overflow,
             allocator,
-            ticker,
+            logged_outside_pool: Mutex::new(HashSet::new()),
         })
     }
 
@@ -184,19 +193,29 @@ impl Engine {
 
     /// As [`Engine::load`], for the file's bytes already read.
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> anyhow::Result<Loaded> {
+        check_is_component(bytes).map_err(|what| anyhow::anyhow!("{} {what}", path.display()))?;
         let digest = digest(bytes);
-        let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest),
-            None => Component::new(&self.engine, bytes).map_err(anyhow::Error::from),
+        let (compiler, component, outside_pool) = self.compile(bytes, &digest, path)?;
+        if let Some(why) = &outside_pool
+            && self
+                .logged_outside_pool
+                .lock()
+                .expect("not poisoned")
+                .insert(digest.clone())
+        {
+            tracing::warn!(
+                component = %path.display(),
+                reason = %why,
+                "the component does not fit the instance pool; its instances are allocated on demand"
+            );
         }
-        .with_context(|| format!("{} is not a WebAssembly component", path.display()))?;
         let ty = component.component_type();
         let names = ty
-            .imports(&self.engine)
+            .imports(&compiler.engine)
             .map(|(name, _)| name)
-            .chain(ty.exports(&self.engine).map(|(name, _)| name));
+            .chain(ty.exports(&compiler.engine).map(|(name, _)| name));
         wit_version::check(names).map_err(|e| anyhow::anyhow!("{} does not fit this host: {e}", path.display()))?;
-        let pre = self
+        let pre = compiler
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
@@ -207,11 +226,131 @@ impl Engine {
                 path.display()
             )
         })?;
-        Ok(Loaded { pre, digest })
+        Ok(Loaded {
+            pre,
+            engine: compiler.engine.clone(),
+            digest,
+            outside_pool,
+        })
+    }
+}
+
+impl Engine {
+    /// The component loaded into the engine that can hold it: the pool's,
+    /// else the on-demand one, with the reason the pool refused it. It is
+    /// compiled once: both engines load the same code.
+    fn compile(
+        &self,
+        bytes: &[u8],
+        digest: &str,
+        path: &Path,
+    ) -> anyhow::Result<(&Compiler, Component, Option<String>)> {
+        let could_not = || format!("{} could not be compiled", path.display());
+        let compiled = self.main.compiled(bytes, digest).with_context(could_not)?;
+        match self.fit(&compiled, bytes, digest) {
+            Ok(found) => Ok(found),
+            // No engine loads what the cache holds (a file damaged on
+            // disk): compile it again, once.
+            Err(e) if compiled.is_cached() => {
+                tracing::warn!(component = %path.display(), error = %format!("{e:#}"), "ignoring unusable cached component");
+                let compiled = self.main.recompiled(bytes, digest).with_context(could_not)?;
+                self.fit(&compiled, bytes, digest).with_context(could_not)
+            }
+            Err(e) => Err(e.context(could_not())),
+        }
     }
 
-    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.engine
+    /// Loads compiled code into the pool's engine, or into the on-demand
+    /// one when the pool cannot hold the component.
+    fn fit(
+        &self,
+        compiled: &Compiled,
+        bytes: &[u8],
+        digest: &str,
+    ) -> anyhow::Result<(&Compiler, Component, Option<String>)> {
+        let pool_error = match compiled.load(&self.main.engine) {
+            Ok(component) => return Ok((&self.main, component, None)),
+            Err(e) => e,
+        };
+        let Some(overflow) = &self.overflow else {
+            return Err(pool_error);
+        };
+        let component = if overflow.key == self.main.key {
+            compiled.load(&overflow.engine)?
+        } else {
+            overflow.compiled(bytes, digest)?.load(&overflow.engine)?
+        };
+        Ok((overflow, component, Some(format!("{pool_error:#}"))))
+    }
+}
+
+/// Says what a file is when it is not a component (the compiler's own
+/// message for these is about sections and versions).
+fn check_is_component(bytes: &[u8]) -> Result<(), &'static str> {
+    if wasmparser::Parser::is_component(bytes) {
+        Ok(())
+    } else if wasmparser::Parser::is_core_wasm(bytes) {
+        Err(
+            "is not a WebAssembly component: it is a core module (build it for wasm32-wasip2, \
+             or wrap it with `wasm-tools component new`)",
+        )
+    } else if bytes.starts_with(b"\0asm") {
+        Err("is not a WebAssembly component: its header names a version or layer this host does not know")
+    } else {
+        Err("is not a WebAssembly component: it does not start with the \\0asm header")
+    }
+}
+
+/// One wasmtime engine with what belongs to it: the linker answering the
+/// world's imports, the cache of its compiled components, and the thread
+/// advancing its epoch (each engine has its own).
+struct Compiler {
+    engine: wasmtime::Engine,
+    /// Engines of the same key load the same compiled code.
+    key: u64,
+    linker: Linker<StoreData>,
+    cache: Option<cache::ComponentCache>,
+    ticker: EpochTicker,
+}
+
+impl Compiler {
+    fn new(engine: wasmtime::Engine, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        // Every interface of the world, answered by the module's call context.
+        RuleModule::add_to_linker::<StoreData, HasSelf<CallContext>>(&mut linker, |data| &mut data.call)
+            .map_err(anyhow::Error::from)?;
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir.to_path_buf(), &engine));
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            key: cache::compatibility_key(&engine),
+            engine,
+            linker,
+            cache,
+            ticker,
+        })
+    }
+
+    /// The component compiled for this engine, from the cache when there.
+    fn compiled(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Compiled> {
+        match &self.cache {
+            Some(cache) => cache.compiled(&self.engine, bytes, digest),
+            None => cache::compile(&self.engine, bytes),
+        }
+    }
+
+    /// As [`compiled`](Self::compiled), replacing the cached code.
+    fn recompiled(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Compiled> {
+        match &self.cache {
+            Some(cache) => cache.recompiled(&self.engine, bytes, digest),
+            None => cache::compile(&self.engine, bytes),
+        }
+    }
+}
+
+impl Drop for Compiler {
+    fn drop(&mut self) {
+        self.ticker.stop();
     }
 }
 
@@ -265,12 +404,6 @@ fn build(pooling: Option<&EngineOptions>, reserve: Option<usize>) -> anyhow::Res
     wasmtime::Engine::new(&config).map_err(anyhow::Error::from)
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.ticker.stop();
-    }
-}
-
 /// A thread that advances the engine's epoch every [`EPOCH_TICK`].
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -298,5 +431,24 @@ impl EpochTicker {
 
     fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_component_is_named_for_what_it_is() {
+        let core = check_is_component(b"\0asm\x01\0\0\0(rest)").unwrap_err();
+        assert!(
+            core.contains("is not a WebAssembly component: it is a core module"),
+            "{core}"
+        );
+        let other = check_is_component(b"\0asm\x0e\0\x01\0").unwrap_err();
+        assert!(other.contains("version or layer"), "{other}");
+        let text = check_is_component(b"#!/bin/sh\n").unwrap_err();
+        assert!(text.contains("does not start with the \\0asm header"), "{text}");
+        assert!(check_is_component(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

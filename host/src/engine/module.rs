@@ -169,13 +169,13 @@ impl Module {
     /// An empty `spec.name` takes the module's own name.
     pub fn start(engine: &Engine, path: &std::path::Path, spec: ModuleSpec) -> Result<Self, StartError> {
         let loaded = engine.load(path).map_err(|e| StartError::Other(format!("{e:#}")))?;
-        Self::start_loaded(engine, &loaded, spec)
+        Self::start_loaded(&loaded, spec)
     }
 
     /// As [`Module::start`], for a component already loaded: a hot swap
     /// starts a candidate (and its self-test instance) this way.
-    pub fn start_loaded(engine: &Engine, loaded: &Loaded, spec: ModuleSpec) -> Result<Self, StartError> {
-        let engine = engine.wasmtime().clone();
+    pub fn start_loaded(loaded: &Loaded, spec: ModuleSpec) -> Result<Self, StartError> {
+        let engine = loaded.engine.clone();
         let mut live = instantiate(&engine, &loaded.pre, &spec).map_err(|e| StartError::Other(e.to_string()))?;
         let info =
             guarded(&mut live, spec.limits, |b, s| b.call_describe(s)).map_err(|e| StartError::Other(e.to_string()))?;
@@ -201,8 +201,8 @@ impl Module {
 
     /// Creates an instance of `loaded` and drops it, without `describe` or
     /// `configure`: the cost of instantiation alone (benchmarks).
-    pub fn instantiate_only(engine: &Engine, loaded: &Loaded, spec: &ModuleSpec) -> anyhow::Result<()> {
-        instantiate(engine.wasmtime(), &loaded.pre, spec)
+    pub fn instantiate_only(loaded: &Loaded, spec: &ModuleSpec) -> anyhow::Result<()> {
+        instantiate(&loaded.engine, &loaded.pre, spec)
             .map(drop)
             .map_err(anyhow::Error::from)
     }

