@@ -51,7 +51,7 @@ fn quick() -> bool {
 
 /// `VELONOTIFY_BENCH_ONLY=modules,replay`: run only these parts (modules,
 /// or one module: alerts, flow-completion, detect, errors-alert;
-/// instantiation, memory, output, swap, replay, scaling, smtp), to profile one of them;
+/// instantiation, memory, output, swap, replay, scaling, smtp, languages), to profile one of them;
 /// BENCHMARKS.md is left alone.
 fn only() -> Option<String> {
     std::env::var("VELONOTIFY_BENCH_ONLY").ok()
@@ -105,6 +105,11 @@ fn main() {
     if wanted("smtp") {
         eprintln!("SMTP delivery ...");
         smtp_rate(exe, &modules, &mut report);
+    }
+    if wanted("languages") {
+        eprintln!("the same rule in Rust and in Python ...");
+        let python = workspace().join("target/guests/python");
+        languages(&modules, &python, &inputs, &mut report);
     }
     let table = report.markdown();
     println!("{table}");
@@ -1200,5 +1205,124 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
             if workers == 1 { "≥ 300/s" } else { "≥ 1,000/s" },
             Some(rate >= if workers == 1 { 300.0 } else { 1000.0 }),
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The same rule in each language
+
+/// The demo's honey-file detection as the Rust `detect` module runs it and
+/// as `guest/python/examples/honeyfiles` writes it: what a module costs in
+/// each language, from its file to its calls.
+fn languages(modules: &Path, python: &Path, inputs: &Inputs, report: &mut Report) {
+    const INSTANCES: usize = 20;
+    let honeyfile = first_of(inputs, "Linux.Detection.Honeyfiles", |_| true);
+    let filtered = with_row(&honeyfile, |r| {
+        r.insert("FileName".into(), json!("/home/alice/notes.txt"));
+    })
+    .to_wit();
+    let acting = with_row(&honeyfile, |r| {
+        r.insert("FileName".into(), json!("/home/alice/salaries.xlsx"));
+    })
+    .to_wit();
+    let now = honeyfile.ts_us.unwrap_or(1_778_400_000_000_000);
+    let mut detect_params = inputs.params("honeyfile-access");
+    detect_params.push((
+        "Condition".into(),
+        "Column,Regex\nFileName,(?i)salar|passw|secret|\\.kdbx$\n".into(),
+    ));
+    for (language, component, params) in [
+        ("Rust", modules.join("detect.wasm"), detect_params),
+        ("Python", python.join("honeyfiles.wasm"), Vec::new()),
+    ] {
+        let cache = scratch();
+        let engine = Engine::new(EngineOptions {
+            cache_dir: Some(cache.path().to_path_buf()),
+            allocator: AllocatorChoice::Pooling,
+            max_instances: INSTANCES as u32 + 8,
+            max_memory_bytes: 256 << 20,
+        })
+        .unwrap();
+        let size = std::fs::metadata(&component).map_or(0, |m| m.len());
+        let started = Instant::now();
+        let loaded = engine.load(&component).unwrap();
+        let compile = started.elapsed();
+        let mut loads: Vec<Duration> = (0..10)
+            .map(|_| {
+                let started = Instant::now();
+                engine.load(&component).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        let world: Arc<dyn Lookups> = inputs.world.clone();
+        let spec = inputs.spec("honeyfile-access", params.clone(), world);
+        let mut instantiations: Vec<Duration> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                Module::instantiate_only(&loaded, &spec).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        let mut starts: Vec<Duration> = (0..20)
+            .map(|_| {
+                let started = Instant::now();
+                drop(Module::start_loaded(&loaded, spec.clone()).unwrap());
+                started.elapsed()
+            })
+            .collect();
+        let mut filtering = Module::start_loaded(&loaded, spec.clone()).unwrap();
+        let mut acting_module = Module::start_loaded(&loaded, spec.clone()).unwrap();
+        assert!(
+            filtering.handle(&filtered, now).result.unwrap().is_empty(),
+            "{language} filters the row out"
+        );
+        assert_eq!(
+            acting_module.handle(&acting, now).result.unwrap().len(),
+            1,
+            "{language} alerts"
+        );
+        let (filtered_rate, acting_rate) = side_by_side(
+            || {
+                filtering.handle(&filtered, now).result.unwrap();
+            },
+            || {
+                acting_module.handle(&acting, now).result.unwrap();
+            },
+        );
+        let before = rss_kib();
+        let running: Vec<Module> = (0..INSTANCES)
+            .map(|_| {
+                let mut module = Module::start_loaded(&loaded, spec.clone()).unwrap();
+                let _ = module.handle(&acting, now);
+                module
+            })
+            .collect();
+        let per_instance = rss_kib().saturating_sub(before) as f64 / INSTANCES as f64 / 1024.0;
+        drop(running);
+        let rows = [
+            ("component size", format!("{:.2} MB", size as f64 / 1e6)),
+            (
+                "compile with Cranelift (first start)",
+                format!("{:.0} ms", compile.as_secs_f64() * 1e3),
+            ),
+            (
+                "load from the precompiled cache (median of 10)",
+                format!("{:.2} ms", median(&mut loads).as_secs_f64() * 1e3),
+            ),
+            ("instantiation (median of 50)", micros(median(&mut instantiations))),
+            (
+                "start: instantiate, describe, configure (median of 20)",
+                micros(median(&mut starts)),
+            ),
+            (
+                "resident memory per configured instance",
+                format!("{per_instance:.2} MiB"),
+            ),
+            ("rows filtered out", per_s(filtered_rate)),
+            ("rows raising an alert", per_s(acting_rate)),
+        ];
+        for (what, value) in rows {
+            report.add(format!("honey-file rule in {language}: {what}"), value, "", None);
+        }
     }
 }

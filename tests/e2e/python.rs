@@ -355,3 +355,55 @@ path = "user_message.wasm"
     assert_eq!(handled.len() as u64, ROWS);
     assert_eq!(metric(metrics, swapped), 1);
 }
+
+fn honey(at: u64, file: &str) -> Value {
+    json!({"Timestamp": at, "FileName": file, "ClientId": "C.4b7e1a9c0d2f3e51", "_ts": at,
+           "_Source": "Linux.Detection.Honeyfiles"})
+}
+
+/// The honey-file example declares its `FileRegex` as an interest: the
+/// host spares it the rows whose name does not match, and what it does is
+/// the same as when it is called for every row.
+#[test]
+fn a_python_rules_interest_spares_it_rows_and_changes_nothing_it_does() {
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[lookups]\nworld = \"{}\"\n[[module]]\npath = \"{}\"\n",
+            data("demo/world.json").display(),
+            python_module("honeyfiles").display()
+        ),
+    );
+    let rows: Vec<Value> = (0..20)
+        .map(|i| {
+            let file = if i % 5 == 0 {
+                format!("/home/bob/passwords-{i}.kdbx")
+            } else {
+                format!("/tmp/cache-{i}")
+            };
+            honey(T0 + i, &file)
+        })
+        .collect();
+    let events = write_rows(dir.path(), "honey.jsonl", &rows);
+    let run = |name: &str, flags: &[&str]| {
+        let out = dir.path().join(name);
+        let output = replay_with(&config, &events, &out, flags);
+        let spared: u64 = stderr(&output)
+            .lines()
+            .filter_map(|l| l.split("spared").nth(1))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .sum();
+        (std::fs::read(out.join("actions.jsonl")).unwrap(), spared)
+    };
+    let (with, spared) = run("with", &["--no-explain"]);
+    let (without, none_spared) = run("without", &["--no-explain", "--no-interests"]);
+    assert_eq!(spared, 16, "the rows whose FileName does not match");
+    assert_eq!(none_spared, 0);
+    assert_eq!(String::from_utf8_lossy(&with), String::from_utf8_lossy(&without));
+    assert_eq!(
+        String::from_utf8_lossy(&with).lines().count(),
+        4,
+        "one alert per bait file"
+    );
+}

@@ -51,9 +51,13 @@ __all__ = [
     "alert",
     "email",
     "export",
+    "interest",
     "label",
     "log",
     "lookups",
+    "matches",
+    "not_matches",
+    "one_of",
     "now_us",
     "state",
     "user_message",
@@ -298,6 +302,31 @@ def email(recipients, subject, text, html=None, sender="", secret=None, send_int
 
 
 # ---------------------------------------------------------------------------
+# Interests: the rows a rule may act on, tested by the host (wit/types.wit)
+
+
+def matches(pattern):
+    """The column matches the regex (read by the host as VQL's `=~`, in
+    Rust regex syntax: a pattern it cannot compile sets the interests aside)."""
+    return _types.ValueTest_Matches(pattern)
+
+
+def not_matches(pattern):
+    return _types.ValueTest_NotMatches(pattern)
+
+
+def one_of(*texts):
+    """The column is one of these texts, exactly."""
+    return _types.ValueTest_OneOf(list(texts))
+
+
+def interest(queue, **columns):
+    """Rows of `queue` whose columns pass every test, e.g.
+    `interest("Linux.Detection.Honeyfiles", FileName=matches("passw"))`."""
+    return _types.Interest(queue, [_types.ColumnTest(name, test) for name, test in columns.items()])
+
+
+# ---------------------------------------------------------------------------
 # What the host offers
 
 
@@ -420,6 +449,12 @@ class Rule:
         from a parameter)."""
         return list(self.queues)
 
+    def interests(self):
+        """The rows the rule may act on (`interest(...)`), so that the host
+        spares it the others; none: every row of its queues. The rule must
+        still decide: the host may call it for any row."""
+        return []
+
     def handle(self, row, event):
         return []
 
@@ -465,7 +500,7 @@ def export(rule_class):
                 return _types.Setup(
                     queues=rule.queues_for(rule.p),
                     tick_seconds=rule_class.tick_seconds,
-                    interests=[],
+                    interests=list(rule.interests()),
                 )
             except Exception as e:  # noqa: BLE001 - every failure is reported
                 raise _failure(e) from None
