@@ -107,9 +107,9 @@ fn main() {
         smtp_rate(exe, &modules, &mut report);
     }
     if wanted("languages") {
-        eprintln!("the same rule in Rust and in Python ...");
-        let python = workspace().join("target/guests/python");
-        languages(&modules, &python, &inputs, &mut report);
+        eprintln!("the same rule in Rust, Python and JavaScript ...");
+        let guests = workspace().join("target/guests");
+        languages(&modules, &guests, &inputs, &mut report);
     }
     let table = report.markdown();
     println!("{table}");
@@ -1212,9 +1212,10 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
 // The same rule in each language
 
 /// The demo's honey-file detection as the Rust `detect` module runs it and
-/// as `guest/python/examples/honeyfiles` writes it: what a module costs in
-/// each language, from its file to its calls.
-fn languages(modules: &Path, python: &Path, inputs: &Inputs, report: &mut Report) {
+/// as `guest/python/examples/honeyfiles` and `guest/js/examples/honeyfiles`
+/// write it: what a module costs in each language, from its file to its
+/// calls.
+fn languages(modules: &Path, guests: &Path, inputs: &Inputs, report: &mut Report) {
     const INSTANCES: usize = 20;
     let honeyfile = first_of(inputs, "Linux.Detection.Honeyfiles", |_| true);
     let filtered = with_row(&honeyfile, |r| {
@@ -1233,7 +1234,8 @@ fn languages(modules: &Path, python: &Path, inputs: &Inputs, report: &mut Report
     ));
     for (language, component, params) in [
         ("Rust", modules.join("detect.wasm"), detect_params),
-        ("Python", python.join("honeyfiles.wasm"), Vec::new()),
+        ("Python", guests.join("python/honeyfiles.wasm"), Vec::new()),
+        ("JavaScript", guests.join("js/honeyfiles.wasm"), Vec::new()),
     ] {
         let cache = scratch();
         let engine = Engine::new(EngineOptions {

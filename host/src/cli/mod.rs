@@ -80,6 +80,10 @@ struct TestArgs {
     /// The org the rows belong to.
     #[arg(long, default_value = "root")]
     org: String,
+    /// The queue of rows that carry no `_Source` (default: the module's
+    /// queue, when it reads one).
+    #[arg(long, value_name = "QUEUE")]
+    queue: Option<String>,
     /// Where the compiled module is cached between runs.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -227,6 +231,7 @@ fn rule_test(args: TestArgs) -> anyhow::Result<()> {
         world: args.world,
         params: args.params,
         org: args.org,
+        queue: args.queue,
         cache_dir: args.cache_dir,
     };
     if test.run(&mut std::io::stdout().lock())? {

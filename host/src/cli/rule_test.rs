@@ -31,6 +31,8 @@ pub struct RuleTest {
     pub world: Option<PathBuf>,
     pub params: Vec<(String, String)>,
     pub org: String,
+    /// The queue of rows without `_Source` (default: the module's, if one).
+    pub queue: Option<String>,
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -86,18 +88,48 @@ impl RuleTest {
             .to_string_lossy()
             .into_owned();
         let mut lines = Vec::new();
-        for item in JsonlSource::new(rows.as_slice(), &name, &self.org, DEFAULT_MAX_EVENT_BYTES) {
-            let event = item.map_err(|e| anyhow::anyhow!("{}:{}: {}", e.source_name, e.line, e.message))?;
+        // Rows without `_Source` are the module's, when it reads one queue.
+        let default_queue = self.queue.clone().or_else(|| match queues.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        });
+        let source = JsonlSource::new(rows.as_slice(), &name, &self.org, DEFAULT_MAX_EVENT_BYTES)
+            .with_default_queue(default_queue);
+        for item in source {
+            let event = match item {
+                Ok(event) => event,
+                // A row that cannot be read is said, as a replay says it.
+                Err(e) => {
+                    let id = format!("{}:{}", e.source_name, e.line);
+                    lines.push(json!({"event": id, "failure": format!("unreadable row: {}", e.message)}));
+                    continue;
+                }
+            };
             if !queues.contains(&event.queue) {
                 continue;
             }
             let now_us = event.ts_us.unwrap_or_else(|| crate::clock::Clock::System.now_us());
-            match module.handle(&event.to_wit(), now_us).result {
-                Ok(actions) => lines.extend(actions.iter().map(|action| {
-                    let (kind, _, _) = summarize(action);
-                    with_head(json!({"event": event.id, "kind": kind}), action_json(action))
-                })),
-                Err(error) => lines.push(json!({"event": event.id, "failure": failure_text(&error)})),
+            let actions = match module.handle(&event.to_wit(), now_us).result {
+                Ok(actions) => actions,
+                Err(error) => {
+                    lines.push(json!({"event": event.id, "failure": failure_text(&error)}));
+                    continue;
+                }
+            };
+            // What `run` would refuse is said, not printed as if it went out.
+            let policy = &module.spec().grants.outbound;
+            if let Err(problem) = policy.check_count(actions.len()) {
+                lines.push(json!({"event": event.id, "refused": problem}));
+                continue;
+            }
+            for action in &actions {
+                lines.push(match policy.check(action) {
+                    Ok(()) => {
+                        let (kind, _, _) = summarize(action);
+                        with_head(json!({"event": event.id, "kind": kind}), action_json(action))
+                    }
+                    Err(problem) => json!({"event": event.id, "refused": problem}),
+                });
             }
         }
         Ok(lines)

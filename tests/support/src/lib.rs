@@ -23,6 +23,12 @@ pub fn python_modules_dir() -> PathBuf {
     PathBuf::from(env!("VELONOTIFY_TEST_PYTHON_MODULES_DIR"))
 }
 
+/// The directory holding the JavaScript example modules, built by
+/// componentize-js (`honeyfiles.wasm`).
+pub fn js_modules_dir() -> PathBuf {
+    PathBuf::from(env!("VELONOTIFY_TEST_JS_MODULES_DIR"))
+}
+
 /// The repository's root.
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("VELONOTIFY_TEST_WORKSPACE"))

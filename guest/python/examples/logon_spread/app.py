@@ -29,9 +29,9 @@ class LogonSpread(Rule):
     ]
 
     def configure(self):
-        for name in ("MaxHosts", "WindowMinutes"):
-            if getattr(self.p, name) <= 0:
-                error = ValueError("must be greater than 0")
+        for name, most in (("MaxHosts", 10_000), ("WindowMinutes", 1440)):
+            if not 0 < getattr(self.p, name) <= most:
+                error = ValueError(f"must be between 1 and {most}")
                 error.param = name
                 raise error
 
@@ -49,19 +49,26 @@ class LogonSpread(Rule):
         seen = state.get_json(key, {})
         seen = {h: t for h, t in seen.items() if now - t < window_us}
         seen[host] = now
+        # Bounded: the newest hosts are enough to say "more than MaxHosts".
+        if len(seen) > self.p.MaxHosts + 1:
+            seen = dict(sorted(seen.items(), key=lambda item: item[1])[-(self.p.MaxHosts + 1) :])
+        # The entry lives as long as the window: an idle account is forgotten.
         state.put_json(key, seen, ttl_seconds=self.p.WindowMinutes * 60)
         if len(seen) <= self.p.MaxHosts:
             log.debug(f"{user}: {len(seen)} host(s) within {self.p.WindowMinutes} min")
             return []
+        account = user.lower()
         context = {
-            "User": user,
+            "User": account,
             "Hosts": sorted(seen),
             "HostCount": len(seen),
             "WindowMinutes": self.p.WindowMinutes,
             "LastLogon": row,
             "Severity": "high",
         }
-        name = f"Account {user} logged on to {len(seen)} hosts within {self.p.WindowMinutes} minutes"
+        # Stable for the account (the host deduplicates by name): the count
+        # is in the context.
+        name = f"Account {account} logged on to more than {self.p.MaxHosts} hosts within {self.p.WindowMinutes} minutes"
         return [alert(name, context, self.p.Dedup)]
 
 

@@ -66,7 +66,7 @@ class ProcessCreation(Rule):
         Param.bool("EncodedPowerShell", "Y", "Alert on PowerShell started with an encoded command."),
         Param.int("MinEncodedLength", 16, "Shorter encoded arguments are ignored."),
         Param.csv("LOLBins", LOLBINS, "Binaries (Name) and command-line regexes (Regex) to alert on."),
-        Param.int("Dedup", 3600, "Seconds during which the same alert on the same client is raised once."),
+        Param.int("Dedup", 3600, "Seconds during which the same detection on the same client is raised once."),
         Param.string("Severity", "high", "The Severity column of the alert."),
     ]
 
@@ -88,6 +88,9 @@ class ProcessCreation(Rule):
         name = str(row.get("Name") or "").lower()
         command = str(row.get("CommandLine") or "")
         client = row.get("ClientId")
+        # The host deduplicates alerts by name: the client is part of it,
+        # so one client's alert does not hold back another's.
+        where = f" on {client}" if client else ""
         found = []
         if self.p.EncodedPowerShell and name in ("powershell.exe", "pwsh.exe"):
             match = ENCODED.search(command)
@@ -95,11 +98,11 @@ class ProcessCreation(Rule):
                 script = decode_powershell(match.group(1))
                 if script is not None:
                     context = dict(row, DecodedCommand=script, Severity=self.p.Severity)
-                    found.append(alert("Encoded PowerShell command", context, self.p.Dedup, client_id=client))
+                    found.append(alert(f"Encoded PowerShell command{where}", context, self.p.Dedup, client_id=client))
         for binary, pattern, what in self.lolbins:
             if name == binary and pattern.search(command):
                 context = dict(row, Detection=what, Severity=self.p.Severity)
-                found.append(alert(f"LOLBin: {what}", context, self.p.Dedup, client_id=client))
+                found.append(alert(f"LOLBin: {what}{where}", context, self.p.Dedup, client_id=client))
         if not found and log.debug_enabled():
             log.debug(f"{name or '(no Name)'}: no detection")
         return found

@@ -1,0 +1,152 @@
+//! The same rule in each language a module can be written in: the demo's
+//! honey-file detection as the Rust `detect` module, in Python
+//! (guest/python/examples/honeyfiles) and in JavaScript
+//! (guest/js/examples/honeyfiles) raises the same alerts for the same rows.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use velonotify_test_support::{data, js_modules_dir, jsonl, modules_dir, python_modules_dir, scratch, stderr};
+
+use super::{replay_with, velonotify, write_config};
+
+const T0: u64 = 1_778_400_000;
+
+fn honey_rows(dir: &Path) -> std::path::PathBuf {
+    let rows: String = (0..12)
+        .map(|i| {
+            let file = match i % 4 {
+                0 => format!("/home/bob/passwords-{i}.kdbx"),
+                1 => format!("/srv/finance/Salaries-{i}.xlsx"),
+                _ => format!("/tmp/cache-{i}"),
+            };
+            let client = if i % 2 == 0 {
+                "C.4b7e1a9c0d2f3e51"
+            } else {
+                "C.91ac3d5e7f20b846"
+            };
+            format!(
+                "{}\n",
+                json!({"Timestamp": T0 + i, "FileName": file, "ClientId": client, "_ts": T0 + i,
+                       "_Source": "Linux.Detection.Honeyfiles"})
+            )
+        })
+        .collect();
+    let path = dir.join("honey.jsonl");
+    std::fs::write(&path, rows).unwrap();
+    path
+}
+
+/// The alerts a replay raised: event, name, client.
+fn alerts(config_text: &str, dir: &Path, name: &str) -> Vec<(String, String, String)> {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).unwrap();
+    let config = write_config(&sub, config_text);
+    let out = sub.join("out");
+    replay_with(&config, &honey_rows(&sub), &out, &["--no-explain"]);
+    jsonl(&out.join("actions.jsonl"))
+        .iter()
+        .filter(|a| a["kind"] == "alert")
+        .map(|a: &Value| {
+            (
+                a["event"].as_str().unwrap().to_string(),
+                a["name"].as_str().unwrap().to_string(),
+                a["client_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_rule_in_rust_python_and_javascript_raises_the_same_alerts() {
+    let dir = scratch();
+    let world = data("demo/world.json").display().to_string();
+    let rust = format!(
+        r#"[lookups]
+world = "{world}"
+[[module]]
+path = "{}"
+[module.params]
+Queue = "Linux.Detection.Honeyfiles"
+Condition = "Column,Regex\nFileName,salar|passw|secret|\\.kdbx$\n"
+AlertName = 'Honeyfile "{{FileName}}" accessed on {{client.hostname}}'
+Dedup = 300
+"#,
+        modules_dir().join("detect.wasm").display()
+    );
+    let other = |component: &Path| {
+        format!(
+            "[lookups]\nworld = \"{world}\"\n[[module]]\npath = \"{}\"\n",
+            component.display()
+        )
+    };
+    let in_rust = alerts(&rust, dir.path(), "rust");
+    let in_python = alerts(
+        &other(&python_modules_dir().join("honeyfiles.wasm")),
+        dir.path(),
+        "python",
+    );
+    let in_js = alerts(&other(&js_modules_dir().join("honeyfiles.wasm")), dir.path(), "js");
+    assert_eq!(in_rust.len(), 6, "{in_rust:?}");
+    assert_eq!(
+        in_rust[0].1,
+        "Honeyfile \"/home/bob/passwords-0.kdbx\" accessed on ws-lin-07"
+    );
+    assert_eq!(in_python, in_rust);
+    assert_eq!(in_js, in_rust);
+}
+
+#[test]
+fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
+    let dir = scratch();
+    let module = js_modules_dir().join("honeyfiles.wasm").display().to_string();
+    let rows = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &rows,
+        "[\"not\", \"an object\"]\n{\"FileName\": \"/x/passwords\", \"_ts\": 1778400000}\n",
+    )
+    .unwrap();
+    let rows_flag = rows.display().to_string();
+    let cache = velonotify_test_support::cache_dir().display().to_string();
+    let test = |more: &[&str]| {
+        let mut args = vec![
+            "test",
+            module.as_str(),
+            "--events",
+            rows_flag.as_str(),
+            "--cache-dir",
+            cache.as_str(),
+        ];
+        args.extend_from_slice(more);
+        velonotify(&args)
+    };
+    let bad = test(&["--param", "Dedup=ten"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("parameter Dedup: expected an integer, got \"ten\""),
+        "{}",
+        stderr(&bad)
+    );
+    let unknown = test(&["--param", "dedup=5"]);
+    assert!(
+        stderr(&unknown).contains("names are case-sensitive: did you mean Dedup?"),
+        "{}",
+        stderr(&unknown)
+    );
+    // Rows without `_Source` are the module's queue's; a row that is not an
+    // object is said, and the next row is handled.
+    let ran = test(&["--param", "Queue=Custom.Files"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let lines: Vec<Value> = String::from_utf8(ran.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "rows.jsonl:1", "{lines:?}");
+    assert!(
+        lines[0]["failure"].as_str().unwrap().starts_with("unreadable row:"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1]["kind"], "alert");
+}
