@@ -59,6 +59,7 @@ fn alerts(config_text: &str, dir: &Path, name: &str) -> Vec<(String, String, Str
 
 #[test]
 fn the_same_rule_in_rust_python_and_javascript_raises_the_same_alerts() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let world = data("demo/world.json").display().to_string();
     let rust = format!(
@@ -98,6 +99,7 @@ Dedup = 300
 
 #[test]
 fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let module = js_modules_dir().join("honeyfiles.wasm").display().to_string();
     let rows = dir.path().join("rows.jsonl");
@@ -149,4 +151,89 @@ fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
         "{lines:?}"
     );
     assert_eq!(lines[1]["kind"], "alert");
+}
+
+/// `velonotify new --lang LANG`, built with the project's own `build.sh`,
+/// then its self-test rows run through it: the actions are the ones its
+/// `expected.jsonl` says.
+fn new_project_builds_and_passes_its_self_test(lang: &str, prepare: impl FnOnce(&Path) -> Vec<(String, String)>) {
+    let dir = scratch();
+    let project = dir.path().join("rule");
+    let made = velonotify(&[
+        "new",
+        "--lang",
+        lang,
+        "Custom.Detection.Files",
+        &project.display().to_string(),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let env = prepare(&project);
+    let built = std::process::Command::new(project.join("build.sh"))
+        .envs(env)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{lang} project did not build:\n{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        stderr(&built)
+    );
+    let stem = "custom_detection_files";
+    let at = |file: &str| project.join(file).display().to_string();
+    let tested = velonotify(&[
+        "test",
+        &at(&format!("{stem}.wasm")),
+        "--events",
+        &at(&format!("{stem}.selftest.jsonl")),
+        "--expect",
+        &at("expected.jsonl"),
+        "--cache-dir",
+        &velonotify_test_support::cache_dir().display().to_string(),
+    ]);
+    assert!(
+        tested.status.success(),
+        "{lang}: {}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        stderr(&tested)
+    );
+}
+
+#[test]
+fn a_new_python_module_builds_and_passes_its_self_test() {
+    let _machine = super::machine_alone();
+    new_project_builds_and_passes_its_self_test("python", |_| {
+        // componentize-py, from the venv scripts/setup made.
+        let venv = velonotify_test_support::workspace().join(".venv/bin");
+        let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
+        vec![("PATH".into(), path)]
+    });
+}
+
+#[test]
+fn a_new_javascript_module_builds_and_passes_its_self_test() {
+    let _machine = super::machine_alone();
+    new_project_builds_and_passes_its_self_test("js", |project| {
+        // The packages its package.json pins, as scripts/setup installed
+        // them for guest/js (an `npm install` of its own would fetch 340 MB).
+        let installed = velonotify_test_support::workspace().join("guest/js/node_modules");
+        std::os::unix::fs::symlink(installed, project.join("node_modules")).unwrap();
+        Vec::new()
+    });
+}
+
+#[test]
+fn a_new_rust_module_builds_and_passes_its_self_test() {
+    let _machine = super::machine_alone();
+    new_project_builds_and_passes_its_self_test("rust", |_| {
+        // Shared between runs, and from the crates the workspace already
+        // fetched.
+        let target = velonotify_test_support::workspace().join("target/new-rust-module");
+        vec![
+            ("CARGO_TARGET_DIR".into(), target.display().to_string()),
+            ("CARGO_NET_OFFLINE".into(), "true".into()),
+        ]
+    });
 }

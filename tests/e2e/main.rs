@@ -35,6 +35,22 @@ use std::process::Output;
 /// The binary under test.
 const EXE: &str = env!("CARGO_BIN_EXE_velonotify");
 
+/// Tests that load the whole machine (compiling a Python or JavaScript
+/// component, building a module project) hold this alone; tests whose
+/// timing such load would upset (a stream's read-back window) hold it
+/// shared, so the two never run at once on a small CI machine.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a test that keeps the machine's cores busy.
+fn machine_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// For a test that needs the machine not overloaded.
+fn machine_calm() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `velonotify` with `args`.
 fn velonotify(args: &[&str]) -> Output {
     velonotify_test_support::velonotify(EXE, args)

@@ -88,6 +88,7 @@ SendInterval = -1
 
 #[test]
 fn a_python_detection_raises_alerts_that_the_alerts_module_emails() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let config = write_config(
         dir.path(),
@@ -150,6 +151,7 @@ fn logon(at: u64, user: &str, client: &str) -> Value {
 
 #[test]
 fn a_python_rule_keeps_its_state_across_restarts() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let config = write_config(
         dir.path(),
@@ -205,6 +207,7 @@ fn a_python_rule_keeps_its_state_across_restarts() {
 
 #[test]
 fn velonotify_test_prints_a_modules_actions_and_checks_them() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let module = python_module("process_creation").display().to_string();
     let events = write_rows(dir.path(), "rows.jsonl", &process_rows());
@@ -286,6 +289,7 @@ fn another_build(bytes: &[u8], tag: &str) -> Vec<u8> {
 
 #[test]
 fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
+    let _machine = super::machine_alone();
     const ROWS: u64 = 1200;
     const BATCH: u64 = 100;
     const TOKEN: &str = "ingest-token-0123456789";
@@ -420,6 +424,7 @@ fn honey(at: u64, file: &str) -> Value {
 /// the same as when it is called for every row.
 #[test]
 fn a_python_rules_interest_spares_it_rows_and_changes_nothing_it_does() {
+    let _machine = super::machine_alone();
     let dir = scratch();
     let config = write_config(
         dir.path(),

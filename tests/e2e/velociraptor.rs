@@ -37,6 +37,8 @@ struct Fixture {
     dir: tempfile::TempDir,
     peer: VelociraptorPeer,
     smtp: SmtpPeer,
+    /// Held for the test: its stream's timing must not meet a loaded machine.
+    _calm: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Fixture {
@@ -44,7 +46,12 @@ impl Fixture {
         let dir = scratch();
         let peer = api_server(dir.path(), world);
         let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
-        Self { dir, peer, smtp }
+        Self {
+            dir,
+            peer,
+            smtp,
+            _calm: super::machine_calm(),
+        }
     }
 }
 
@@ -104,7 +111,7 @@ fn assert_no_event_data_in_vql(peer: &VelociraptorPeer) {
 
 #[test]
 fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
@@ -155,7 +162,7 @@ fn events_stream_in_and_a_cut_stream_is_caught_up_exactly_once() {
 /// deadline (lookups have their own timeout), so the alert is e-mailed.
 #[test]
 fn a_slow_lookup_does_not_spend_the_modules_deadline() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\ndeadline_ms = 500\n[module.params]\n\
                    Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
@@ -174,7 +181,7 @@ fn a_slow_lookup_does_not_spend_the_modules_deadline() {
 /// handed to the module again, across a SIGKILL, until the role is given.
 #[test]
 fn an_alert_whose_lookup_is_refused_is_handed_again_and_arrives_once_allowed() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
@@ -240,7 +247,7 @@ fn an_alert_whose_lookup_keeps_failing_is_given_up_on_loudly() {
 /// it again and again.
 #[test]
 fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
@@ -289,7 +296,7 @@ fn a_row_nested_too_deep_is_left_out_and_the_rows_around_it_are_handled() {
 /// kept when it started, not when its first row came.
 #[test]
 fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = ALERTS_TO_SOC;
     let config = config(dir.path(), smtp.port, modules);
     let mut run = Running::start(EXE, &config);
@@ -313,7 +320,7 @@ fn a_row_written_while_stopped_before_the_first_row_is_caught_up() {
 /// comes both ways is e-mailed once.
 #[test]
 fn a_row_written_before_the_server_watches_is_read_back_once() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     peer.delay_watchers(Duration::from_millis(1500));
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
     run.wait("the stream started", Duration::from_secs(60), |r| {
@@ -348,7 +355,7 @@ fn a_row_written_before_the_server_watches_is_read_back_once() {
 /// opened again, and the rows written meanwhile read back once.
 #[test]
 fn a_stream_whose_watchers_were_dropped_is_noticed_and_caught_up() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     peer.publish("Server.Internal.Alerts", alert(1));
@@ -370,7 +377,7 @@ fn a_stream_whose_watchers_were_dropped_is_noticed_and_caught_up() {
 /// race): each is handled once, live and across a cut.
 #[test]
 fn rows_out_of_order_are_each_handled_once_across_a_cut() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
     std::thread::sleep(Duration::from_millis(2500)); // past the second read-back
@@ -403,7 +410,7 @@ fn a_gap_in_a_client_event_queue_is_logged_with_its_times() {
     let world = json!({
         "artifacts": {"System.Flow.Completion": {"name": "System.Flow.Completion", "type": "CLIENT_EVENT"}},
     });
-    let Fixture { dir, peer, smtp } = Fixture::start(&world.to_string());
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(&world.to_string());
     let modules = "[[module]]\nname = \"flows\"\npath = \"detect.wasm\"\n[module.params]\n\
                    Queue = \"System.Flow.Completion\"\nCondition = \"Column,Regex\\nFlowId,.\\n\"\n\
                    AlertName = \"flow done\"\n";
@@ -450,7 +457,7 @@ fn field(line: &str, name: &str) -> u64 {
 /// the stream read those rows back.
 #[test]
 fn the_same_row_published_again_is_another_row_live_and_read_back() {
-    let Fixture { dir, peer, smtp } = Fixture::start(WORLD);
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
     let modules = ALERTS_TO_SOC;
     let mut run = Running::start(EXE, &config(dir.path(), smtp.port, modules));
     run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);

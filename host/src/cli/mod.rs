@@ -3,6 +3,7 @@
 //! from it ([`runtime`]), and the service of `run` ([`service`]).
 
 pub mod config;
+mod new_module;
 mod rule_test;
 pub mod runtime;
 pub mod service;
@@ -48,6 +49,9 @@ enum Command {
     Run(CommonArgs),
     /// Inspect and act on the delivery outbox.
     Outbox(OutboxArgs),
+    /// Make a new rule module project (Rust, Python or JavaScript) that
+    /// builds as it is, with self-test rows and the actions they should give.
+    New(NewArgs),
     /// Run rows through one module alone and print its actions as JSON
     /// lines, or check them against the lines expected (a rule author's
     /// test; no configuration needed).
@@ -56,6 +60,17 @@ enum Command {
     /// its module files now and swap in those that changed (sends SIGHUP
     /// to the process named in its pid file, beside the state database).
     Reload(ReloadArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The language of the module.
+    #[arg(long, value_enum)]
+    lang: new_module::Language,
+    /// The module's name, as artifacts are named (e.g. Custom.Detection.Honeyfiles).
+    name: String,
+    /// The directory to write the project into (new or empty).
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +228,7 @@ pub fn main() -> ExitCode {
         Command::Outbox(args) => outbox(args),
         Command::Reload(args) => reload(args),
         Command::Test(args) => rule_test(args),
+        Command::New(args) => new_project(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,6 +237,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn new_project(args: NewArgs) -> anyhow::Result<()> {
+    let stem = new_module::create(args.lang, &args.name, &args.dir)?;
+    println!("{} written to {}", args.name, args.dir.display());
+    println!("build it:  {}/build.sh", args.dir.display());
+    println!(
+        "test it:   velonotify test {0}/{stem}.wasm --events {0}/{stem}.selftest.jsonl --expect {0}/expected.jsonl",
+        args.dir.display()
+    );
+    Ok(())
 }
 
 fn rule_test(args: TestArgs) -> anyhow::Result<()> {

@@ -179,8 +179,11 @@ const FUTURE_TOLERANCE_S: u64 = 300;
 /// How often, at most, where the stream was last alive is kept (seconds).
 const KEEP_ALIVE_EVERY_S: u64 = 60;
 
-/// How long after a stream starts the server surely watches its queues.
-const WATCHERS_SETTLE: Duration = Duration::from_secs(2);
+/// When, after a stream starts, the rows written before the server watched
+/// its queues are read back: once when it surely watches them, and once
+/// more for a loaded server that took longer (rows read back twice are
+/// recognised, as those that come both live and read back are).
+const WATCHERS_SETTLE: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(10)];
 
 /// A server clock further than this from the host's is logged.
 const NOTABLE_SKEW: Duration = Duration::from_secs(30);
@@ -397,7 +400,9 @@ impl OrgStream {
         // catch-up above. Reading back once more from where it ended, once
         // the watchers are surely in place, finds them; the rows that came
         // both ways are recognised.
-        let mut read_again_at = Some(tokio::time::Instant::now() + WATCHERS_SETTLE);
+        let started = tokio::time::Instant::now();
+        let mut settles = WATCHERS_SETTLE.iter().map(|after| started + *after);
+        let mut read_again_at = settles.next();
         loop {
             let message = match read_again_at {
                 Some(at) => tokio::select! {
@@ -409,7 +414,7 @@ impl OrgStream {
             match message {
                 Some(response) => self.absorb(response)?,
                 None => {
-                    read_again_at = None;
+                    read_again_at = settles.next();
                     for (queue, since) in &reached {
                         self.read_back(queue, *since, "written while the server started watching")
                             .await?;
