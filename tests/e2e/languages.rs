@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use velonotify_test_support::{data, js_modules_dir, jsonl, modules_dir, python_modules_dir, scratch, stderr};
 
-use super::{replay_with, velonotify, write_config};
+use super::{printed_lines, replay_with, rule_test, velonotify, write_config};
 
 const T0: u64 = 1_778_400_000;
 
@@ -101,27 +101,14 @@ Dedup = 300
 fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
     let _machine = super::machine_alone();
     let dir = scratch();
-    let module = js_modules_dir().join("honeyfiles.wasm").display().to_string();
+    let module = js_modules_dir().join("honeyfiles.wasm");
     let rows = dir.path().join("rows.jsonl");
     std::fs::write(
         &rows,
         "[\"not\", \"an object\"]\n{\"FileName\": \"/x/passwords\", \"_ts\": 1778400000}\n",
     )
     .unwrap();
-    let rows_flag = rows.display().to_string();
-    let cache = velonotify_test_support::cache_dir().display().to_string();
-    let test = |more: &[&str]| {
-        let mut args = vec![
-            "test",
-            module.as_str(),
-            "--events",
-            rows_flag.as_str(),
-            "--cache-dir",
-            cache.as_str(),
-        ];
-        args.extend_from_slice(more);
-        velonotify(&args)
-    };
+    let test = |more: &[&str]| rule_test(&module, &rows, more);
     let bad = test(&["--param", "Dedup=ten"]);
     assert!(!bad.status.success());
     assert!(
@@ -139,11 +126,7 @@ fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
     // object is said, and the next row is handled.
     let ran = test(&["--param", "Queue=Custom.Files"]);
     assert!(ran.status.success(), "{}", stderr(&ran));
-    let lines: Vec<Value> = String::from_utf8(ran.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = printed_lines(&ran);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["event"], "rows.jsonl:1", "{lines:?}");
     assert!(
@@ -183,16 +166,11 @@ fn new_project_builds_and_passes_its_self_test(lang: &str, prepare: impl FnOnce(
     );
     let stem = "custom_detection_files";
     let at = |file: &str| project.join(file).display().to_string();
-    let tested = velonotify(&[
-        "test",
-        &at(&format!("{stem}.wasm")),
-        "--events",
-        &at(&format!("{stem}.selftest.jsonl")),
-        "--expect",
-        &at("expected.jsonl"),
-        "--cache-dir",
-        &velonotify_test_support::cache_dir().display().to_string(),
-    ]);
+    let tested = rule_test(
+        &project.join(format!("{stem}.wasm")),
+        &project.join(format!("{stem}.selftest.jsonl")),
+        &["--expect", &at("expected.jsonl")],
+    );
     assert!(
         tested.status.success(),
         "{lang}: {}{}",

@@ -35,6 +35,24 @@ use std::process::Output;
 /// The binary under test.
 const EXE: &str = env!("CARGO_BIN_EXE_velonotify");
 
+/// Runs `velonotify test MODULE --events ROWS` with `more` flags, the
+/// compiled module cached with the other tests' components.
+fn rule_test(module: &Path, events: &Path, more: &[&str]) -> Output {
+    let (module, events) = (module.display().to_string(), events.display().to_string());
+    let cache = velonotify_test_support::cache_dir().display().to_string();
+    let mut args = vec!["test", &module, "--events", &events, "--cache-dir", &cache];
+    args.extend_from_slice(more);
+    velonotify(&args)
+}
+
+/// The JSON lines a command printed.
+fn printed_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Tests that load the whole machine (compiling a Python or JavaScript
 /// component, building a module project) hold this alone; tests whose
 /// timing such load would upset (a stream's read-back window) hold it

@@ -14,7 +14,7 @@ use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
 use velonotify_test_support::{data, emails, header, jsonl, modules_dir, python_modules_dir, scratch, stderr};
 
-use super::{EXE, replay, replay_with, velonotify, write_config};
+use super::{EXE, printed_lines, replay, replay_with, rule_test, write_config};
 
 const T0: u64 = 1_778_400_000; // 2026-05-10T08:00:00Z
 const WIN: &str = "C.91ac3d5e7f20b846";
@@ -209,29 +209,12 @@ fn a_python_rule_keeps_its_state_across_restarts() {
 fn velonotify_test_prints_a_modules_actions_and_checks_them() {
     let _machine = super::machine_alone();
     let dir = scratch();
-    let module = python_module("process_creation").display().to_string();
+    let module = python_module("process_creation");
     let events = write_rows(dir.path(), "rows.jsonl", &process_rows());
-    let events = events.display().to_string();
-    let cache = velonotify_test_support::cache_dir().display().to_string();
-    let test = |more: &[&str]| {
-        let mut args = vec![
-            "test",
-            module.as_str(),
-            "--events",
-            events.as_str(),
-            "--cache-dir",
-            cache.as_str(),
-        ];
-        args.extend_from_slice(more);
-        velonotify(&args)
-    };
+    let test = |more: &[&str]| rule_test(&module, &events, more);
     let printed = test(&[]);
     assert!(printed.status.success(), "{}", stderr(&printed));
-    let lines: Vec<Value> = String::from_utf8(printed.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = printed_lines(&printed);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["event"], "rows.jsonl:2");
     assert_eq!(lines[0]["kind"], "alert");
@@ -257,11 +240,7 @@ fn velonotify_test_prints_a_modules_actions_and_checks_them() {
     // Parameters are parsed as the module declares them, and named when bad.
     let off = test(&["--param", "EncodedPowerShell=N"]);
     assert!(off.status.success(), "{}", stderr(&off));
-    let left: Vec<Value> = String::from_utf8(off.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let left = printed_lines(&off);
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["event"], "rows.jsonl:3", "only the LOLBin is left");
     let bad = test(&["--param", "Dedup=ten"]);
@@ -303,15 +282,7 @@ fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
     let staged = dir.path().join("next.wasm");
     std::fs::write(&staged, &next).unwrap();
     let empty = write_rows(dir.path(), "none.jsonl", &[]);
-    let cache = velonotify_test_support::cache_dir();
-    let warmed = velonotify(&[
-        "test",
-        &staged.display().to_string(),
-        "--events",
-        &empty.display().to_string(),
-        "--cache-dir",
-        &cache.display().to_string(),
-    ]);
+    let warmed = rule_test(&staged, &empty, &[]);
     assert!(warmed.status.success(), "{}", stderr(&warmed));
 
     let (ingest, metrics) = (free_port(), free_port());
@@ -345,7 +316,7 @@ Dedup = -1
 [[module]]
 path = "user_message.wasm"
 "#,
-            cache = cache.display(),
+            cache = velonotify_test_support::cache_dir().display(),
             world = data("demo/world.json").display(),
             rule = dir.path().join("rule.wasm").display(),
         ),

@@ -98,6 +98,8 @@ impl Cell {
     }
 }
 
+/// An ordered key/value table: the client, flow and alert dictionaries of
+/// the e-mails.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
     keep_empty: bool,
@@ -158,8 +160,6 @@ impl Fields {
         &self.rows
     }
 
-    /// `<table>` of `<tr><td>key</td><td>value</td></tr>` rows; None when
-    /// empty (the section is then left out).
     /// The rows as they read after `over`'s rows were [`set`](Self::set)
     /// on them (`extend`), borrowed: what a merged table shows, without
     /// copying either.
@@ -175,6 +175,8 @@ impl Fields {
         rows
     }
 
+    /// `<table>` of `<tr><td>key</td><td>value</td></tr>` rows; None when
+    /// empty (the section is then left out).
     pub fn to_html(&self) -> Option<Html> {
         (!self.rows.is_empty()).then(|| {
             let mut out = Html::default();
@@ -190,6 +192,7 @@ impl Fields {
         }
     }
 
+    /// `key: value` lines.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         self.write_text(&mut out);
