@@ -170,6 +170,12 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// Rows older than this (before the newest) are not looked for again.
 const SEEN_WINDOW_S: u64 = 600;
 
+/// How far before the newest row handled a read-back starts. Rows of one
+/// queue are not written in the order of their `_ts` (writers race), so a
+/// row dated a little before the newest may be written after it; the rows
+/// of those seconds are known and recognised when read again.
+const REORDER_SLACK_S: u64 = 60;
+
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
 
@@ -238,6 +244,14 @@ impl Seen {
 
     fn newest(&self) -> u64 {
         self.by_second.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Where reading the queue back starts: [`REORDER_SLACK_S`] before the
+    /// newest second, but not before the rows known (after a restart, only
+    /// the cursor's second is).
+    fn read_back_from(&self) -> u64 {
+        let oldest = self.by_second.keys().next().copied().unwrap_or(0);
+        self.newest().saturating_sub(REORDER_SLACK_S).max(oldest)
     }
 
     /// The position to keep: the newest second and its rows (their keys,
@@ -598,7 +612,7 @@ impl OrgStream {
     }
 
     /// Reads back what stored queues received since their cursor. Returns
-    /// the second each queue was read to.
+    /// the second each queue's next read-back starts from.
     async fn catch_up(&mut self) -> Result<Vec<(String, u64)>, ApiError> {
         let stored: Vec<String> = self.stored.iter().flatten().cloned().collect();
         let now_s = self.server_now_s();
@@ -621,14 +635,16 @@ impl OrgStream {
                 self.deliver(Input::Position(mark));
                 continue;
             };
-            let since = seen.newest().max(now_s.saturating_sub(self.sub.backfill_max.as_secs()));
+            let since = seen
+                .read_back_from()
+                .max(now_s.saturating_sub(self.sub.backfill_max.as_secs()));
             self.read_back(&queue, since, "written while disconnected").await?;
         }
         Ok(stored
             .into_iter()
             .filter_map(|queue| {
-                let newest = self.seen.get(&queue)?.newest();
-                Some((queue, newest))
+                let since = self.seen.get(&queue)?.read_back_from();
+                Some((queue, since))
             })
             .collect())
     }
@@ -907,6 +923,26 @@ mod tests {
         let mut again = Pass::default();
         assert!(!seen.insert(again.key(100, content(1)).0));
         assert!(!seen.insert(again.key(100, content(1)).0));
+    }
+
+    /// A row dated before the newest handled may be written after it: a
+    /// read-back starts a minute back, within the rows known, and after a
+    /// restart at the cursor's second (the only one known).
+    #[test]
+    fn a_read_back_starts_before_the_newest_row_within_what_is_known() {
+        let mut seen = Seen::default();
+        let mut pass = Pass::default();
+        for second in [1_000, 1_030, 1_100] {
+            seen.insert(pass.key(second, content(1)).0);
+        }
+        assert_eq!(seen.read_back_from(), 1_040);
+        seen.insert(pass.key(1_120, content(1)).0);
+        assert_eq!(seen.read_back_from(), 1_060);
+        assert_eq!(Seen::from_cursor(&seen.cursor()).read_back_from(), 1_120);
+        let mut young = Seen::default();
+        young.insert(pass.key(1_010, content(2)).0);
+        young.insert(pass.key(1_030, content(2)).0);
+        assert_eq!(young.read_back_from(), 1_010, "not before the first row known");
     }
 
     #[test]
