@@ -4,8 +4,12 @@
 //! (guest/js/examples/honeyfiles) raises the same alerts for the same rows.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use velonotify::store::{Payload, Status, Store};
+use velonotify_test_support::peers::free_port;
+use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
 use velonotify_test_support::{data, js_modules_dir, jsonl, modules_dir, python_modules_dir, scratch, stderr};
 
 use super::{printed_lines, replay_with, rule_test, velonotify, write_config};
@@ -134,6 +138,102 @@ fn a_javascript_module_names_a_bad_parameter_and_a_bad_row() {
         "{lines:?}"
     );
     assert_eq!(lines[1]["kind"], "alert");
+}
+
+/// The JavaScript honey-file rule under `velonotify run`: rows posted to
+/// the ingest endpoint in batches reach it (its interest spares it the
+/// rest, read by the host), and each alert it raises becomes one user
+/// message for the Velociraptor API, none lost, none twice.
+#[test]
+fn a_javascript_module_runs_in_the_service_and_its_alerts_are_delivered_once() {
+    let _machine = super::machine_alone();
+    const TOKEN: &str = "ingest-token-0123456789";
+    const ROWS: u64 = 300;
+    let dir = scratch();
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[host]
+state = "state.db"
+cache_dir = "{cache}"
+
+[lookups]
+world = "{world}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{TOKEN}"
+
+[[module]]
+name = "honeyfiles"
+path = "{rule}"
+[module.params]
+Dedup = -1
+
+[[module]]
+path = "user_message.wasm"
+"#,
+            cache = velonotify_test_support::cache_dir().display(),
+            world = data("demo/world.json").display(),
+            rule = js_modules_dir().join("honeyfiles.wasm").display(),
+        ),
+    );
+    let mut run = Running::start_in(super::EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let bait = |n: u64| n % 5 == 0;
+    for first in (0..ROWS).step_by(100) {
+        let body: String = (first..first + 100)
+            .map(|n| {
+                let file = if bait(n) {
+                    format!("/home/bob/passwords-{n}.kdbx")
+                } else {
+                    format!("/tmp/cache-{n}")
+                };
+                let row = json!({"Timestamp": T0 + n, "FileName": file, "ClientId": "C.4b7e1a9c0d2f3e51",
+                                 "_ts": T0 + n});
+                format!("{row}\n")
+            })
+            .collect();
+        let (status, answer) = post_events(ingest, Some(TOKEN), "queue=Linux.Detection.Honeyfiles", body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+    run.wait("every row read", Duration::from_secs(120), |_| {
+        rows_reaching(metrics, "honeyfiles") >= ROWS
+    });
+    let called = metric(metrics, "velonotify_module_handled_total{module=\"honeyfiles\"}");
+    assert_eq!(called, ROWS / 5, "only the rows its interest matches call it");
+
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let waiting = || -> Vec<String> {
+        let items = store.list(Some(Status::WaitingApi), usize::MAX).unwrap();
+        let mut files: Vec<String> = items
+            .into_iter()
+            .map(|item| match item.unwrap().payload {
+                Payload::UserMessage(message) => message.message["Alert"]["FileName"].as_str().unwrap().to_string(),
+                other => panic!("only user messages wait for the API, not {other:?}"),
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    run.wait("the user messages", Duration::from_secs(60), |_| {
+        waiting().len() as u64 >= ROWS / 5
+    });
+    std::thread::sleep(Duration::from_secs(1)); // room for a duplicate
+    let files = waiting();
+    let mut expected: Vec<String> = (0..ROWS)
+        .filter(|n| bait(*n))
+        .map(|n| format!("/home/bob/passwords-{n}.kdbx"))
+        .collect();
+    expected.sort();
+    assert_eq!(files, expected, "{}", run.log());
 }
 
 /// `velonotify new --lang LANG`, built with the project's own `build.sh`,
