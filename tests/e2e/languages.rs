@@ -187,7 +187,7 @@ path = "user_message.wasm"
     run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
         r.log().contains("HTTP ingest at")
     });
-    let bait = |n: u64| n % 5 == 0;
+    let bait = |n: u64| n.is_multiple_of(5);
     for first in (0..ROWS).step_by(100) {
         let body: String = (first..first + 100)
             .map(|n| {
