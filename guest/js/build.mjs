@@ -2,8 +2,10 @@
 //   node guest/js/build.mjs SOURCE.js WIT_DIR OUT.wasm
 // WASI's HTTP interfaces are left out: a rule module posts through the
 // host's `webhook` action, and velonotify's host offers no HTTP to modules.
-// (preview2-shim is pinned to 0.25.0: with 0.26 componentize-js 0.22 cannot
-// read the WIT directory.)
+// componentize-js is pinned to 0.23.0: the bindings of 0.22 ran a
+// component-model task (promises, task objects) around every call, ten times
+// the cost of a rule's own work. preview2-shim is pinned to 0.25.0: with 0.26
+// componentize-js 0.22 could not read the WIT directory.
 
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';

@@ -141,10 +141,16 @@ fn js_examples(workspace: &Path, out: &Path) {
     );
     let wit = workspace.join("wit");
     std::fs::create_dir_all(out).expect("creating the JavaScript modules' directory");
-    let sdk_changed = std::fs::metadata(js.join("velonotify.js"))
-        .and_then(|m| m.modified())
-        .expect("guest/js/velonotify.js")
-        .max(newest(&wit));
+    // The SDK, the build script and the pinned packages make every example.
+    let modified = |file: &str| {
+        std::fs::metadata(js.join(file))
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("guest/js/{file}: {e}"))
+    };
+    let sdk_changed = ["velonotify.js", "build.mjs", "package-lock.json"]
+        .into_iter()
+        .map(modified)
+        .fold(newest(&wit), std::time::SystemTime::max);
     for entry in std::fs::read_dir(js.join("examples")).expect("guest/js/examples") {
         let example = entry.expect("reading guest/js/examples").path();
         let name = example.file_name().unwrap().to_string_lossy().into_owned();
