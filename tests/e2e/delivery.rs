@@ -591,6 +591,16 @@ fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
     stdin.write_all(alerts(1, "first").as_bytes()).unwrap();
     stdin.flush().unwrap();
     assert_eq!(peer.wait_for(1, Duration::from_secs(60)).len(), 1);
+    // Sent as far as velonotify knows: a server stopped before its reply to
+    // the message reached velonotify leaves the message's fate unknown, and
+    // it is rightly sent again.
+    let store = velonotify::store::Store::open(&dir.path().join("state.db")).unwrap();
+    let sent = || store.counts().unwrap().by_status.get(&velonotify::store::Status::Sent).copied();
+    let waiting = Instant::now();
+    while sent() != Some(1) {
+        assert!(waiting.elapsed() < Duration::from_secs(30), "the first message is not marked sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Within the time a kept connection is used without a NOOP first.
     let restarted = Instant::now();
     peer.stop();

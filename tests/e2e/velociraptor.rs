@@ -350,6 +350,35 @@ fn a_row_written_before_the_server_watches_is_read_back_once() {
     );
 }
 
+/// The server watches again before the catch-up reads the queue: a row
+/// written in between comes both live and in the catch-up, and is handled
+/// once.
+#[test]
+fn a_row_both_caught_up_and_streamed_after_a_cut_is_handled_once() {
+    let Fixture { dir, peer, smtp, _calm } = Fixture::start(WORLD);
+    let mut run = Running::start(EXE, &config(dir.path(), smtp.port, ALERTS_TO_SOC));
+    run.wait("the event stream", Duration::from_secs(60), |_| peer.watchers() >= 1);
+    peer.publish("Server.Internal.Alerts", alert(1));
+    smtp.wait_for(1, Duration::from_secs(60));
+    peer.delay_backfill_reads(Duration::from_millis(1500));
+    peer.disconnect_all();
+    run.wait("subscribed again", Duration::from_secs(30), |r| {
+        r.log().matches("subscribed to the").count() >= 2
+    });
+    run.wait("the watcher", Duration::from_secs(10), |_| peer.watchers() >= 1);
+    peer.publish("Server.Internal.Alerts", alert(2));
+    peer.publish("Server.Internal.Alerts", alert(3));
+    let received = smtp.wait_for(3, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4)); // room for a duplicate
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    let expected: Vec<String> = (1..=3)
+        .map(|i| format!("Alert from client ws-api-1: api-alert-{i:04}"))
+        .collect();
+    assert_eq!(subjects, expected, "{}", run.log());
+}
+
 /// A frontend restarting behind a proxy drops its watchers and leaves the
 /// stream open and silent: the missing heartbeats are noticed, the stream
 /// opened again, and the rows written meanwhile read back once.

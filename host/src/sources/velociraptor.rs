@@ -176,6 +176,11 @@ const SEEN_WINDOW_S: u64 = 600;
 /// of those seconds are known and recognised when read again.
 const REORDER_SLACK_S: u64 = 60;
 
+/// How much earlier than the session's start a row the catch-up reads may
+/// be dated and still come live too (rows are dated as their writers
+/// started writing them).
+const OVERLAP_TOLERANCE_S: u64 = 5;
+
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
 
@@ -329,6 +334,14 @@ struct OrgStream {
     alive_kept_s: u64,
     /// The live rows of the session in progress.
     live: Pass,
+    /// Per stored queue, the rows this session's catch-up handled that may
+    /// come live too (see [`OrgStream::overlaps_catch_up`]).
+    overlap: HashMap<String, HashMap<(u64, [u8; 12]), u32>>,
+    /// The read-back in progress is the catch-up of a session start.
+    catching_up: bool,
+    /// The server's second when the session's watchers were in place: rows
+    /// dated well before it cannot have come live.
+    session_started_s: u64,
     stopping: bool,
     clock: Clock,
     /// The server's clock minus the host's, in µs, from its answers.
@@ -347,6 +360,9 @@ impl OrgStream {
             alive_until_s: HashMap::new(),
             alive_kept_s: 0,
             live: Pass::default(),
+            overlap: HashMap::new(),
+            catching_up: false,
+            session_started_s: 0,
             stopping: false,
             clock,
             server_offset_us: 0,
@@ -614,6 +630,15 @@ impl OrgStream {
     /// Reads back what stored queues received since their cursor. Returns
     /// the second each queue's next read-back starts from.
     async fn catch_up(&mut self) -> Result<Vec<(String, u64)>, ApiError> {
+        self.overlap.clear();
+        self.catching_up = true;
+        self.session_started_s = self.server_now_s();
+        let caught_up = self.catch_up_stored().await;
+        self.catching_up = false;
+        caught_up
+    }
+
+    async fn catch_up_stored(&mut self) -> Result<Vec<(String, u64)>, ApiError> {
         let stored: Vec<String> = self.stored.iter().flatten().cloned().collect();
         let now_s = self.server_now_s();
         for queue in &stored {
@@ -766,8 +791,19 @@ impl OrgStream {
                 if seen.counted_before(ts_s, in_second) || !seen.insert(key.clone()) {
                     return false;
                 }
+                // Only rows written since the watchers (give or take the
+                // writers' race) can come live too.
+                if self.catching_up && ts_s + OVERLAP_TOLERANCE_S >= self.session_started_s {
+                    *self
+                        .overlap
+                        .entry(queue.clone())
+                        .or_default()
+                        .entry((ts_s, content))
+                        .or_default() += 1;
+                }
                 key
             }
+            (Some(_), None) if Self::overlaps_catch_up(&mut self.overlap, &queue, ts_s, content) => return false,
             (Some(seen), None) => {
                 let key = seen.next_live_key(ts_s, content);
                 seen.insert(key.clone());
@@ -787,6 +823,34 @@ impl OrgStream {
             ts_us: Some(ts_s.saturating_mul(1_000_000)),
         });
         true
+    }
+
+    /// Whether a live row of a stored queue is one the catch-up already
+    /// handled. The server watches before the catch-up reads the queue, so
+    /// the rows written in between come both ways: they are the first live
+    /// rows of the session, in the order written. A live row is taken for
+    /// such a row while the live rows match rows the catch-up handled; the
+    /// first that does not ends it (later ones are new rows, even the same
+    /// row written again).
+    fn overlaps_catch_up(
+        overlap: &mut HashMap<String, HashMap<(u64, [u8; 12]), u32>>,
+        queue: &str,
+        ts_s: u64,
+        content: [u8; 12],
+    ) -> bool {
+        let Some(pending) = overlap.get_mut(queue) else {
+            return false;
+        };
+        match pending.get_mut(&(ts_s, content)) {
+            Some(count) if *count > 0 => {
+                *count -= 1;
+                true
+            }
+            _ => {
+                overlap.remove(queue);
+                false
+            }
+        }
     }
 
     /// A row's second, as far as positions go: a row dated further ahead

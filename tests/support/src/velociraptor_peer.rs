@@ -170,6 +170,8 @@ struct Shared {
     denied: Mutex<std::collections::HashSet<String>>,
     /// How long after an event stream starts its watchers are in place.
     watch_delay: Mutex<Duration>,
+    /// How long a read-back query waits before it reads the queue.
+    backfill_delay: Mutex<Duration>,
 }
 
 /// A running stand-in server; stops when dropped.
@@ -209,6 +211,7 @@ impl VelociraptorPeer {
             removed_users: Mutex::default(),
             denied: Mutex::default(),
             watch_delay: Mutex::default(),
+            backfill_delay: Mutex::default(),
         });
         // The world's clients and users are data too.
         let world_value: Value = serde_json::from_str(world).expect("world JSON");
@@ -277,6 +280,12 @@ impl VelociraptorPeer {
     /// says the query started, as `watch_monitoring()` registers its
     /// watcher once its goroutine runs: rows written in between are stored
     /// but not streamed.
+    /// Makes a read-back (`source()`) query wait `delay` before it reads
+    /// the queue: rows written meanwhile are in its answer.
+    pub fn delay_backfill_reads(&self, delay: Duration) {
+        *self.shared.backfill_delay.lock().unwrap() = delay;
+    }
+
     pub fn delay_watchers(&self, delay: Duration) {
         *self.shared.watch_delay.lock().unwrap() = delay;
     }
@@ -458,6 +467,10 @@ impl Api for PeerService {
         if vql_text.contains("watch_monitoring(") {
             self.watch(env, sender);
         } else {
+            let backfill_delay = *self.shared.backfill_delay.lock().unwrap();
+            if vql_text.starts_with(vql::BACKFILL) && !backfill_delay.is_zero() {
+                tokio::time::sleep(backfill_delay).await;
+            }
             let (answer, logs) = match self.shared.denial(&vql_text) {
                 Some((statements, line)) => (Ok(statements), vec![line]),
                 None => (answer(&self.shared, &vql_text, &env), Vec::new()),
