@@ -231,6 +231,7 @@ impl Inputs {
             limits: SandboxLimits::default(),
             grants: self.grants(world),
             time: CallTime::default(),
+            labels_from: Vec::new(),
         }
     }
 

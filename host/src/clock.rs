@@ -57,6 +57,25 @@ impl Clock {
 }
 
 /// A duration in whole microseconds, saturating.
+/// A time in microseconds as RFC 3339 (`2026-11-30T21:00:00Z`; fractions
+/// of a second when it has them): how times are shown to operators.
+pub fn rfc3339(us: u64) -> String {
+    i64::try_from(us)
+        .ok()
+        .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// A time an operator gives, in RFC 3339 (`2026-11-30T21:00:00Z`), in
+/// microseconds.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let at: jiff::Timestamp = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a time such as 2026-11-30T21:00:00Z"))?;
+    u64::try_from(at.as_microsecond()).map_err(|_| format!("{text:?} is before 1970"))
+}
+
 pub fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -34,6 +36,55 @@ impl Default for Limits {
             max_connections: 64,
             header_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// A bearer token clients must present, kept as its SHA-256 digest and
+/// compared in constant time (every byte of every token compared), so the
+/// time an answer takes says nothing about the token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BearerToken {
+    digest: [u8; 32],
+}
+
+impl BearerToken {
+    /// A token of at least 16 characters.
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        if token.chars().count() < 16 {
+            anyhow::bail!("a token needs at least 16 characters");
+        }
+        Ok(Self {
+            digest: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    /// The digest of the token a request presents (`Authorization: Bearer
+    /// ...`; the scheme's name is case-blind, RFC 9110 §11.1); the empty
+    /// token's when it presents none.
+    pub fn presented_digest(headers: &HeaderMap) -> [u8; 32] {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
+            .unwrap_or_default();
+        Sha256::digest(presented.trim().as_bytes()).into()
+    }
+
+    /// Whether `presented` (a [`BearerToken::presented_digest`]) is this
+    /// token's.
+    pub fn is(&self, presented: &[u8; 32]) -> bool {
+        presented
+            .iter()
+            .zip(&self.digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Whether the request presents this token.
+    pub fn presented_in(&self, headers: &HeaderMap) -> bool {
+        self.is(&Self::presented_digest(headers))
     }
 }
 

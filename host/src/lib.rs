@@ -7,6 +7,8 @@
 //!
 //! - [`clock`], [`failpoints`], [`files`], [`metrics`], [`http`]: what every
 //!   room uses.
+//! - [`noise`]: noise control: labels of notifications, matchers and
+//!   silences (the rules; the store keeps them, the outbox applies them).
 //! - [`store`]: the typed store (SQLite): schema and migrations, one
 //!   transaction per input, the outbox.
 //! - [`contract`]: the WIT world as Rust types and host traits.
@@ -21,6 +23,8 @@
 //!   and the outbox the pipeline ends in.
 //! - [`delivery`]: SMTP, webhooks and Velociraptor actions from the outbox,
 //!   with retries and digests.
+//! - [`operator`]: what operators use of a running service over HTTP (the
+//!   silences API).
 //! - [`cli`]: the configuration, the wiring of a running host and the
 //!   `velonotify` command.
 
@@ -29,6 +33,8 @@ pub mod failpoints;
 pub mod files;
 pub mod http;
 pub mod metrics;
+
+pub mod noise;
 
 pub mod store;
 
@@ -46,17 +52,20 @@ pub mod pipeline;
 
 pub mod delivery;
 
+pub mod operator;
+
 pub mod cli;
 
 /// The rooms, lowest first: each may import only the rooms before it
 /// (and itself), so data flows one way and no two rooms import each other.
 #[cfg(test)]
-const ROOMS: [&str; 14] = [
+const ROOMS: [&str; 16] = [
     "clock",
     "failpoints",
     "files",
     "metrics",
     "http",
+    "noise",
     "store",
     "contract",
     "velociraptor",
@@ -65,6 +74,7 @@ const ROOMS: [&str; 14] = [
     "sources",
     "pipeline",
     "delivery",
+    "operator",
     "cli",
 ];
 

@@ -28,6 +28,13 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldBackLabels {
+    module: String,
+    kind: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SwapLabels {
     module: String,
     result: String,
@@ -71,6 +78,7 @@ pub struct Metrics {
     held: Family<ModuleLabel, Counter>,
     swaps: Family<SwapLabels, Counter>,
     dropped: Family<ModuleLabel, Counter>,
+    held_back: Family<HeldBackLabels, Counter>,
     digests: Counter,
     queue_depth: Gauge,
 }
@@ -156,6 +164,12 @@ impl Metrics {
             "E-mails dropped by SendInterval (throttle_mode drop)",
             dropped.clone(),
         );
+        let held_back = Family::<HeldBackLabels, Counter>::default();
+        registry.register(
+            "held_back",
+            "Notifications held back by noise control, by reason (silenced, inhibited); kept in the outbox",
+            held_back.clone(),
+        );
         let swaps = Family::<SwapLabels, Counter>::default();
         registry.register(
             "module_swaps",
@@ -189,6 +203,7 @@ impl Metrics {
             held,
             swaps,
             dropped,
+            held_back,
             digests,
             queue_depth,
         }
@@ -281,6 +296,17 @@ impl Metrics {
 
     pub fn dropped(&self, module: &str) {
         self.dropped.get_or_create(&Self::module(module)).inc();
+    }
+
+    /// A notification held back: `reason` is its status (`silenced`,
+    /// `inhibited`).
+    pub fn held_back(&self, module: &str, kind: &str, reason: &str) {
+        let labels = HeldBackLabels {
+            module: module.to_string(),
+            kind: kind.to_string(),
+            reason: reason.to_string(),
+        };
+        self.held_back.get_or_create(&labels).inc();
     }
 
     pub fn sent(&self, kind: &str) {

@@ -595,10 +595,20 @@ fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
     // the message reached velonotify leaves the message's fate unknown, and
     // it is rightly sent again.
     let store = velonotify::store::Store::open(&dir.path().join("state.db")).unwrap();
-    let sent = || store.counts().unwrap().by_status.get(&velonotify::store::Status::Sent).copied();
+    let sent = || {
+        store
+            .counts()
+            .unwrap()
+            .by_status
+            .get(&velonotify::store::Status::Sent)
+            .copied()
+    };
     let waiting = Instant::now();
     while sent() != Some(1) {
-        assert!(waiting.elapsed() < Duration::from_secs(30), "the first message is not marked sent");
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the first message is not marked sent"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // Within the time a kept connection is used without a NOOP first.

@@ -12,6 +12,7 @@
 //! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
 //!   the HTTP ingest endpoint;
 //! - `interests`: declared interests spare calls and change no action;
+//! - `noise`: silences hold back what they match, in `run` and in a replay;
 //! - `hostile`: the ingest endpoint against strangers and careless senders
 //!   (peak memory measured).
 
@@ -24,6 +25,7 @@ mod hostile;
 mod hotswap;
 mod interests;
 mod languages;
+mod noise;
 mod portability;
 mod python;
 mod sandbox;

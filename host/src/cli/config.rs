@@ -3,7 +3,8 @@
 //! defaults: `[smtp]`, `[secrets]` and `[delivery]` to delivery, `[server]`
 //! and `[lookups]` to the lookups capability, `[velociraptor]` to the API
 //! client, `[ingest]` to its source, `[reload]` to the pipeline's hot swap,
-//! `[metrics]` to the metrics; `[host]` and `[[module]]` are assembled here
+//! `[metrics]` to the metrics, `[api]` to the operators' API; `[host]` and
+//! `[[module]]` are assembled here
 //! from what each capability checks.
 //!
 //! Module parameters keep the names and value formats of the Velociraptor
@@ -55,6 +56,12 @@ pub struct Config {
     pub velociraptor: Option<VelociraptorSection>,
     /// An HTTP endpoint that takes events posted to it.
     pub ingest: Option<IngestSection>,
+    /// The operators' HTTP API (silences).
+    pub api: Option<crate::operator::ApiSection>,
+    /// Inhibit rules: notifications of a cause hold back those of its
+    /// effects.
+    #[serde(default)]
+    pub inhibit: Vec<crate::noise::inhibition::InhibitSection>,
     /// Hot swap of changed module components while `run` serves.
     #[serde(default)]
     pub reload: ReloadSection,
@@ -135,6 +142,10 @@ pub struct ModuleSection {
     pub max_action_bytes: Option<u64>,
     /// The lookups the module may make (default: all); see `LOOKUP_NAMES`.
     pub lookups: Option<Vec<String>>,
+    /// Members of the rows it handles (or of an alert's `event_data`) that
+    /// label its notifications for silences, beside the built-in labels
+    /// (`Rule`, `User`).
+    pub labels_from: Option<Vec<String>>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -161,6 +172,10 @@ impl Config {
             if let Some(name) = &module.name {
                 check_module_name(name).with_context(|| format!("module {}: name", i + 1))?;
             }
+            if let Some(names) = &module.labels_from {
+                crate::noise::labels::check_labels_from(names)
+                    .map_err(|problem| anyhow::anyhow!("module {}: {problem}", i + 1))?;
+            }
             for (name, value) in &module.params {
                 param_text(value, &self.base_dir).with_context(|| {
                     format!(
@@ -171,7 +186,20 @@ impl Config {
                 })?;
             }
         }
+        self.inhibitor()?;
         Ok(())
+    }
+
+    /// The inhibit rules, read.
+    pub fn inhibitor(&self) -> anyhow::Result<crate::noise::inhibition::Inhibitor> {
+        let rules = self
+            .inhibit
+            .iter()
+            .enumerate()
+            .map(|(i, section)| section.rule(i + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        Ok(crate::noise::inhibition::Inhibitor::new(rules))
     }
 
     /// A secret a module's parameter names explicitly must be a

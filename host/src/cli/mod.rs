@@ -7,6 +7,7 @@ mod new_module;
 mod rule_test;
 pub mod runtime;
 pub mod service;
+mod silence;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ enum Command {
     /// lines, or check them against the lines expected (a rule author's
     /// test; no configuration needed).
     Test(TestArgs),
+    /// Hold back notifications whose labels match, for a while, with who
+    /// and why (as Alertmanager's silences): add, list, expire, query.
+    Silence(silence::SilenceArgs),
     /// Ask the running `velonotify run` of this configuration to look at
     /// its module files now and swap in those that changed (sends SIGHUP
     /// to the process named in its pid file, beside the state database).
@@ -133,7 +137,7 @@ enum OutboxAction {
     /// List items, newest first, with counts per status.
     List {
         /// Only items with this status (pending, held, sent, dead, dropped,
-        /// digested, waiting-api).
+        /// digested, waiting-api, blocked, silenced).
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -229,6 +233,7 @@ pub fn main() -> ExitCode {
         Command::Reload(args) => reload(args),
         Command::Test(args) => rule_test(args),
         Command::New(args) => new_project(args),
+        Command::Silence(args) => silence::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -328,7 +333,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let mut runtime = Runtime::start(&config, &overrides, Clock::virtual_at(0))?;
     let clock = runtime.pipeline.clock().clone();
-    let mut out = FileOutbox::fresh(&args.out, runtime.store(), clock)?.with_trace_level(Level::Warn);
+    let mut out = FileOutbox::fresh(&args.out, runtime.store(), clock)?
+        .with_trace_level(Level::Warn)
+        .with_inhibit_rules(config.inhibitor()?);
     if args.no_explain {
         out = out.with_log_level(Level::Info);
     }
@@ -374,8 +381,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skipped: u64, dir: &Path) {
     let counts = out.counts();
     let (raised, suppressed) = pipeline.alert_counts();
+    let silenced = match counts.held_back {
+        0 => String::new(),
+        n => format!(" ({n} more held back by silences or inhibit rules)"),
+    };
     eprintln!(
-        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions in {}; \
+        "replayed {events} events ({skipped} lines skipped): {} e-mails and {} other actions{silenced} in {}; \
          {raised} alerts raised, {suppressed} suppressed by dedup",
         counts.emails,
         counts.other_actions,
@@ -579,11 +590,9 @@ fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
 /// One line of `outbox list`.
 fn print_item(item: &OutboxItem) {
     let to = item.payload.recipients().join(",");
-    let what = item
-        .last_error
-        .as_deref()
-        .or(item.payload.subject())
-        .unwrap_or_default();
+    let subject = item.payload.subject().unwrap_or_default();
+    let held = item.held_by.as_ref().map(|held_by| format!("{held_by}: {subject}"));
+    let what = held.as_deref().or(item.last_error.as_deref()).unwrap_or(subject);
     println!(
         "{:>6}  {:<11}  {:<12}  {:<28}  {:>3}  {:<30}  {}",
         item.id,

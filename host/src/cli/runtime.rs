@@ -211,6 +211,7 @@ pub(super) fn module_spec(
         limits: config.limits(section),
         grants,
         time: time.clone(),
+        labels_from: section.labels_from.clone().unwrap_or_default(),
     })
 }
 

@@ -108,7 +108,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         micros(policy.deadline),
         metrics.clone(),
         clock.clone(),
-    );
+    )
+    .with_inhibit_rules(config.inhibitor()?)?;
     let mut deliverer = Deliverer::new(
         delivery_store.clone(),
         SmtpSenders::new(
@@ -168,6 +169,12 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         let settings = section.settings(&config.base_dir, config.default_org(), config.max_event_bytes())?;
         let address = crate::sources::ingest::serve(settings, sender.clone(), health.clone())?;
         sources.push(format!("HTTP ingest at http://{address}/v1/events"));
+    }
+    if let Some(section) = &config.api {
+        let token = section.token(&config.base_dir)?;
+        let address = crate::operator::silences_api::serve(&section.listen, token, store.reopen()?, clock.clone())
+            .context("api.listen")?;
+        tracing::info!("operator API at http://{address}/v1/silences");
     }
     // Network sources never end: the service runs until it is stopped,
     // even when no stream is open (modules that only tick).

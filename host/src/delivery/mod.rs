@@ -30,6 +30,7 @@ pub use self::webhook::WebhookSender;
 use crate::capabilities::outbound::OutboundPolicy;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
+use crate::noise::Labels;
 use crate::pipeline::outbox::one_log_line;
 use crate::store::{
     EmailPayload, FailedFollower, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
@@ -513,6 +514,8 @@ impl Deliverer {
                     }),
                     body: message,
                     follows: Vec::new(),
+                    labels: Labels::common(group.iter().map(|(item, _)| &item.labels)),
+                    held_by: None,
                 };
                 NewDigest {
                     held: ids,

@@ -23,6 +23,9 @@ pub struct ModuleSpec {
     pub grants: Grants,
     /// The time its calls see, set by whoever calls it.
     pub time: CallTime,
+    /// Members of the rows it handles that become labels of its
+    /// notifications (`noise::labels`), beside the built-in ones.
+    pub labels_from: Vec<String>,
 }
 
 impl ModuleSpec {

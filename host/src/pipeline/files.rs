@@ -2,7 +2,11 @@
 //! - `NNNN.eml`: each e-mail, as it would be sent; `NNNN.html` its HTML part;
 //! - `actions.jsonl`: every other action;
 //! - `summary.jsonl`: one line per action:
-//!   `{"module","kind","recipients","subject","queue","event"}`;
+//!   `{"module","kind","recipients","subject","queue","event","fate"}`,
+//!   where `fate` is `sent`, or `silenced` or `inhibited` with `held_by`
+//!   (the silence or rule) and `labels` (a silence of the `--state`
+//!   database in force at the row's time, or an inhibit rule, held it
+//!   back: no `.eml` is written for it);
 //! - `log.jsonl`: what modules logged and what went wrong, per event.
 
 use std::fs::{File, OpenOptions};
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use super::noise_control::{Fate, NoiseControl};
 use super::outbox::{Delivery, Level, Outbox, Report, action_json, summarize};
 use crate::clock::Clock;
 use crate::contract::Action;
@@ -36,6 +41,11 @@ pub struct FileOutbox {
     /// Reports below this level are not written at all.
     log_level: Level,
     counts: Counts,
+    /// The silences of the replay's store and the inhibit rules, applied
+    /// on its clock; silences read again (if they changed) at the first
+    /// notification of each input.
+    noise: NoiseControl,
+    silences_checked: bool,
 }
 
 /// What an outbox has taken.
@@ -43,6 +53,8 @@ pub struct FileOutbox {
 pub struct Counts {
     pub emails: u64,
     pub other_actions: u64,
+    /// Notifications silenced or inhibited (not written).
+    pub held_back: u64,
     pub warnings: u64,
     pub errors: u64,
 }
@@ -91,6 +103,7 @@ impl FileOutbox {
                 .with_context(|| format!("opening {}", path.display()))?;
             Ok(BufWriter::new(file))
         };
+        let noise = NoiseControl::new(store.clone(), Default::default());
         Ok(Self {
             dir: dir.to_path_buf(),
             store,
@@ -103,7 +116,15 @@ impl FileOutbox {
             trace_level: Level::Info,
             log_level: Level::Debug,
             counts: Counts::default(),
+            noise,
+            silences_checked: false,
         })
+    }
+
+    /// Applies the configuration's inhibit rules.
+    pub fn with_inhibit_rules(mut self, inhibitor: crate::noise::inhibition::Inhibitor) -> Self {
+        self.noise = NoiseControl::new(self.store.clone(), inhibitor);
+        self
     }
 
     /// Reports below `level` are left out of `log.jsonl`.
@@ -145,6 +166,38 @@ impl FileOutbox {
 impl FileOutbox {
     fn write(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
         let (kind, recipients, subject) = summarize(delivery.action);
+        if delivery.is_notification() && !self.silences_checked {
+            self.noise.refresh();
+            self.silences_checked = true;
+        }
+        let held_back = match delivery.is_notification() && !self.noise.is_idle() {
+            true => {
+                let labels = delivery.labels();
+                match self.noise.decide(&labels, self.clock.now_us()) {
+                    Fate::Notify => None,
+                    Fate::Silenced(held_by) => Some(("silenced", held_by, labels)),
+                    Fate::Inhibited(held_by) => Some(("inhibited", held_by, labels)),
+                }
+            }
+            false => None,
+        };
+        let mut summary = json!({
+            "module": delivery.module,
+            "kind": kind,
+            "recipients": recipients,
+            "subject": subject,
+            "queue": delivery.queue,
+            "event": delivery.event,
+            "fate": "sent",
+        });
+        if let Some((fate, held_by, labels)) = held_back {
+            summary["fate"] = json!(fate);
+            summary["held_by"] = json!(held_by);
+            summary["labels"] = json!(labels);
+            self.counts.held_back += 1;
+            writeln!(self.summary, "{summary}")?;
+            return Ok(());
+        }
         match delivery.action {
             Action::Email(email) => {
                 self.write_email(&email.message)?;
@@ -159,14 +212,6 @@ impl FileOutbox {
                 self.counts.other_actions += 1;
             }
         }
-        let summary = json!({
-            "module": delivery.module,
-            "kind": kind,
-            "recipients": recipients,
-            "subject": subject,
-            "queue": delivery.queue,
-            "event": delivery.event,
-        });
         writeln!(self.summary, "{summary}")?;
         Ok(())
     }
@@ -207,6 +252,7 @@ impl Outbox for FileOutbox {
         };
         let now_us = self.clock.now_us();
         self.store.commit(&changes, now_us, now_us, &Throttle::default())?;
+        self.silences_checked = false;
         match self.failed.take() {
             Some(problem) => Err(StoreError::files(&self.dir, problem)),
             None => Ok(()),

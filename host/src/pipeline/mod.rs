@@ -17,6 +17,7 @@
 
 pub mod alerts;
 pub mod files;
+pub mod noise_control;
 pub mod outbox;
 pub mod reload;
 pub mod retries;
@@ -572,6 +573,8 @@ impl Pipeline {
                 action,
                 now_us: self.now_us,
                 may_reach_private: matches!(action, Action::Webhook(hook) if policy.names_host_of(&hook.url)),
+                row: event.map(|e| e.row.as_str()),
+                labels_from: &self.modules[index].spec().labels_from,
             });
         }
     }

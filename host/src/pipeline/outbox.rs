@@ -9,8 +9,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use super::noise_control::{Fate, NoiseControl};
 use crate::contract::{Action, LabelOp};
 use crate::metrics::Metrics;
+use crate::noise::{Labels, Origin};
 use crate::store::{
     self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, RetryChange, StateWrite, Status,
     Store, StoreError, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
@@ -140,6 +142,42 @@ pub struct Delivery<'a> {
     /// A webhook's host is named in the module's allowed hosts: it may
     /// resolve to a private address.
     pub may_reach_private: bool,
+    /// The row the module was handling (none for a tick), and the members
+    /// of it that label the notification: what silences match on.
+    pub row: Option<&'a str>,
+    pub labels_from: &'a [String],
+}
+
+impl Delivery<'_> {
+    /// The notification's labels (`noise::labels`).
+    pub fn labels(&self) -> Labels {
+        let (kind, _, title) = summarize(self.action);
+        let (client_id, artifact) = match self.action {
+            Action::Alert(a) => (a.client_id.as_deref(), a.artifact.as_deref()),
+            Action::Label(l) => (Some(l.client_id.as_str()), None),
+            _ => (None, None),
+        };
+        Labels::of(&Origin {
+            module: self.module,
+            org_id: self.org_id,
+            queue: self.queue,
+            row: self.row,
+            kind,
+            title: title.as_deref(),
+            client_id,
+            artifact,
+            labels_from: self.labels_from,
+        })
+    }
+
+    /// Whether a silence may hold it back: a notification (e-mail,
+    /// webhook, user message), not a label change or an alert.
+    pub fn is_notification(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Email(_) | Action::Webhook(_) | Action::UserMessage(_)
+        )
+    }
 }
 
 /// Takes actions and reports, and makes them durable with the input's
@@ -203,6 +241,12 @@ pub(crate) fn action_json(action: &Action) -> Value {
     }
 }
 
+/// Whether items of `kind` are notifications, which silences may hold back
+/// (label changes and alerts are a module's other actions).
+fn is_notification(kind: Kind) -> bool {
+    matches!(kind, Kind::Email | Kind::Webhook | Kind::UserMessage)
+}
+
 /// A JSON object from a module's text (checked to be one before it got
 /// here); anything else becomes an empty object.
 fn object(text: &str) -> Map<String, Value> {
@@ -227,6 +271,7 @@ pub struct StoreOutbox {
     api: bool,
     /// Alerts raised by modules are also written to the server's queue.
     push_alerts: bool,
+    noise: NoiseControl,
 }
 
 impl std::fmt::Debug for StoreOutbox {
@@ -247,6 +292,7 @@ impl StoreOutbox {
         clock: crate::clock::Clock,
     ) -> Self {
         Self {
+            noise: NoiseControl::new(store.clone(), Default::default()),
             store,
             pending: Vec::new(),
             retries: Vec::new(),
@@ -257,6 +303,14 @@ impl StoreOutbox {
             api: false,
             push_alerts: false,
         }
+    }
+
+    /// Applies the configuration's inhibit rules, knowing the sources the
+    /// outbox holds from before a restart.
+    pub fn with_inhibit_rules(mut self, inhibitor: crate::noise::inhibition::Inhibitor) -> Result<Self, StoreError> {
+        self.noise = NoiseControl::new(self.store.clone(), inhibitor);
+        self.noise.learn_recent_sources(self.clock.now_us())?;
+        Ok(self)
     }
 
     /// Delivers user messages and labels through the Velociraptor API, and
@@ -346,7 +400,38 @@ impl StoreOutbox {
             payload,
             body,
             follows,
+            labels: delivery.labels(),
+            held_by: None,
         })
+    }
+
+    /// Holds back the input's notifications that a silence in force at
+    /// `now_us` or an inhibit rule matches: they are kept as `silenced` or
+    /// `inhibited`, naming what held them.
+    fn hold_back(&mut self, now_us: u64) {
+        if !self.pending.iter().any(|item| is_notification(item.payload.kind())) {
+            return;
+        }
+        self.noise.refresh();
+        if self.noise.is_idle() {
+            return;
+        }
+        for item in &mut self.pending {
+            if !is_notification(item.payload.kind()) {
+                continue;
+            }
+            match self.noise.decide(&item.labels, now_us) {
+                Fate::Notify => {}
+                Fate::Silenced(held_by) => {
+                    item.status = Status::Silenced;
+                    item.held_by = Some(held_by);
+                }
+                Fate::Inhibited(held_by) => {
+                    item.status = Status::Inhibited;
+                    item.held_by = Some(held_by);
+                }
+            }
+        }
     }
 
     /// The notifications (e-mails, webhooks, user messages) the call that
@@ -374,7 +459,18 @@ impl StoreOutbox {
     /// delivery.
     fn tell(&self, item: &NewItem, committed: store::Committed) {
         self.metrics.queued(&item.module, item.payload.kind().as_str());
+        let silenced;
         let what = match committed.status {
+            Status::Silenced | Status::Inhibited => {
+                self.metrics
+                    .held_back(&item.module, item.payload.kind().as_str(), committed.status.as_str());
+                silenced = format!(
+                    "held back by {} (its labels: {})",
+                    item.held_by.as_deref().unwrap_or("noise control"),
+                    item.labels
+                );
+                (Level::Info, silenced.as_str())
+            }
             Status::Held => {
                 self.metrics.held(&item.module);
                 (Level::Info, "held for the digest at the end of its SendInterval window")
@@ -425,6 +521,7 @@ impl Outbox for StoreOutbox {
 
     fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
         let now_us = self.clock.now_us();
+        self.hold_back(now_us);
         let changes = Changes {
             state,
             items: &self.pending,

@@ -31,11 +31,10 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::jsonl::read_envelope;
 use super::{BatchReply, IncomingEvent, Input};
-use crate::http::Limits;
+use crate::http::{BearerToken, Limits};
 use crate::store::Health;
 
 /// Largest body, unless `max_body_bytes` says.
@@ -125,7 +124,7 @@ impl IngestSection {
             senders.push(section.sender(base_dir, &format!("ingest.tokens[{index}]"))?);
         }
         let mut seen = std::collections::HashSet::new();
-        if let Some(index) = senders.iter().position(|s| !seen.insert(s.token_digest)) {
+        if let Some(index) = senders.iter().position(|s| !seen.insert(s.token.clone())) {
             let own = usize::from(senders.len() > self.tokens.len());
             bail!("ingest.tokens[{}]: the same token is given twice", index - own);
         }
@@ -170,9 +169,7 @@ impl SenderSection {
                 .to_string(),
             (None, None) => bail!("{at}: set token or token_file (senders must present it as a bearer token)"),
         };
-        if token.len() < 16 {
-            bail!("{at}.token: use at least 16 characters");
-        }
+        let token = BearerToken::new(&token).map_err(|e| anyhow::anyhow!("{at}.token: {e}"))?;
         if self.orgs.is_empty() || self.orgs.iter().any(|org| org.trim().is_empty()) {
             bail!("{at}.orgs: name the orgs this token may post for (org ids, or \"*\" for any)");
         }
@@ -180,17 +177,14 @@ impl SenderSection {
             true => OrgScope::Any,
             false => OrgScope::Only(self.orgs.clone()),
         };
-        Ok(Sender {
-            token_digest: Sha256::digest(token.as_bytes()).into(),
-            orgs,
-        })
+        Ok(Sender { token, orgs })
     }
 }
 
-/// A token, kept as its digest, and the orgs it may post for.
+/// A token and the orgs it may post for.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    token_digest: [u8; 32],
+    token: BearerToken,
     orgs: OrgScope,
 }
 
@@ -278,29 +272,16 @@ fn unavailable(why: String) -> Response {
     response
 }
 
-/// The sender whose token the request presents. Compares digests, every
-/// one of them, so the time taken says nothing about the tokens.
+/// The sender whose token the request presents. Compares with every
+/// sender's token, so the time taken says nothing about the tokens.
 fn authorized<'a>(headers: &HeaderMap, senders: &'a [Sender]) -> Option<&'a Sender> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        // The scheme's name is case-blind (RFC 9110 §11.1).
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
-        .unwrap_or_default();
-    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-    let same = |sender: &Sender| {
-        digest
-            .iter()
-            .zip(&sender.token_digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    };
-    senders.iter().fold(None, |found, sender| match same(sender) {
-        true => Some(sender),
-        false => found,
-    })
+    let presented = BearerToken::presented_digest(headers);
+    senders
+        .iter()
+        .fold(None, |found, sender| match sender.token.is(&presented) {
+            true => Some(sender),
+            false => found,
+        })
 }
 
 async fn accept(

@@ -115,6 +115,11 @@ fn decide(tx: &Transaction<'_>, item: &NewItem, now_us: u64, throttle: &Throttle
     let Payload::Email(email) = &item.payload else {
         return Ok(item.status);
     };
+    // Held back by noise control: not sent, so it takes no room in the
+    // window.
+    if matches!(item.status, Status::Silenced | Status::Inhibited) {
+        return Ok(item.status);
+    }
     let open_until = window_open_until(tx, &item.module, email.send_interval_s, throttle.mail_period_s)?;
     if open_until.is_none_or(|end| end <= now_us) {
         record_send(tx, &item.module, now_us)?;
@@ -264,6 +269,38 @@ mod tests {
             let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
             assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
         }
+    }
+
+    /// A silenced e-mail is not sent: the next one of its module is not
+    /// held for a window it did not open. It keeps its labels and what
+    /// held it back.
+    #[test]
+    fn a_silenced_e_mail_opens_no_window() {
+        let store = Store::in_memory();
+        let silenced = NewItem {
+            status: Status::Silenced,
+            held_by: Some("silence s1".into()),
+            labels: crate::noise::Labels::from([("alertname", "Honey")]),
+            ..email("alerts", "soc@example.org", "1", 300)
+        };
+        let commit = |item: NewItem, now_us| {
+            let items = [item];
+            let changes = Changes {
+                state: &[],
+                items: &items,
+                retries: &[],
+            };
+            store
+                .commit(&changes, now_us, now_us + 100 * S, &throttle(ThrottleMode::Digest))
+                .unwrap()[0]
+        };
+        let first = commit(silenced, 10 * S);
+        assert_eq!(first.status, Status::Silenced);
+        let next = commit(email("alerts", "soc@example.org", "2", 300), 20 * S);
+        assert_eq!(next.status, Status::Pending);
+        let kept = store.item(first.id).unwrap().unwrap().unwrap();
+        assert_eq!(kept.held_by.as_deref(), Some("silence s1"));
+        assert_eq!(kept.labels.get("alertname"), "Honey");
     }
 
     /// A module named `*` has a window of its own: its e-mails neither

@@ -28,7 +28,7 @@ pub(super) fn block_waiting(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "UPDATE outbox SET status = 'blocked' WHERE status = 'pending' AND EXISTS (
              SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
-             WHERE f.item = outbox.id AND p.status <> 'sent')",
+             WHERE f.item = outbox.id AND p.status NOT IN ('sent', 'silenced', 'inhibited'))",
     )?
     .execute([])
 }
@@ -50,7 +50,10 @@ pub(super) fn status_of_follower(
                 let why = format!("not done: it follows outbox item {before}, which was {failed}");
                 return Ok((Status::Dead, Some(why)));
             }
-            Some(Status::Sent) => {}
+            // A silenced or inhibited announcement was held back on
+            // purpose: what follows it is done all the same (noise control
+            // quiets notifications, not a module's other actions).
+            Some(Status::Sent | Status::Silenced | Status::Inhibited) => {}
             _ => waits = true,
         }
     }
@@ -68,7 +71,7 @@ pub(super) fn release_followers(tx: &Transaction<'_>, id: i64, now_us: u64) -> r
          WHERE status = 'blocked'
            AND id IN (SELECT item FROM outbox_follows WHERE after = ?1)
            AND NOT EXISTS (SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
-                           WHERE f.item = outbox.id AND p.status <> 'sent')",
+                           WHERE f.item = outbox.id AND p.status NOT IN ('sent', 'silenced', 'inhibited'))",
     )?
     .execute(params![id, db_time(now_us)])
 }
@@ -177,6 +180,8 @@ mod tests {
             }),
             body: b"{}".to_vec(),
             follows: Vec::new(),
+            labels: crate::noise::Labels::default(),
+            held_by: None,
         }
     }
 
@@ -226,6 +231,22 @@ mod tests {
         assert_eq!(status(&store, ids[1]).0, Status::Blocked);
         assert_eq!(due_ids(&store), [ids[0]]);
         store.mark_sent(ids[0], 20).unwrap();
+        assert_eq!(status(&store, ids[1]).0, Status::Pending);
+        assert_eq!(due_ids(&store), [ids[1]]);
+    }
+
+    /// A silence quiets the announcement, not the module's response: the
+    /// label change after it is done.
+    #[test]
+    fn a_label_change_after_a_silenced_announcement_goes_ahead() {
+        let store = Store::in_memory();
+        let silenced = NewItem {
+            status: Status::Silenced,
+            held_by: Some("silence s1".into()),
+            ..announcement()
+        };
+        let ids = commit(&store, &[silenced, unlabel(vec![0])], &Throttle::default());
+        assert_eq!(status(&store, ids[0]).0, Status::Silenced);
         assert_eq!(status(&store, ids[1]).0, Status::Pending);
         assert_eq!(due_ids(&store), [ids[1]]);
     }

@@ -21,6 +21,7 @@ mod outbox;
 mod retention;
 mod retries;
 mod schema;
+mod silences;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use self::outbox::{
 pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
+pub use self::silences::{Expired, SilencesVersion, UnreadableSilence};
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
 
 /// How long a writer waits for another one to finish.

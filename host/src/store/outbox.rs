@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::follows::FailedFollower;
 use super::{Store, StoreError, db_time, follows, from_db_time};
+use crate::noise::Labels;
 
 /// The schema version of [`Payload`] written by this release.
 pub const PAYLOAD_VERSION: i64 = 1;
@@ -76,10 +77,15 @@ pub enum Status {
     /// Waits until the items it follows are sent (a label change after
     /// its call's announcement; see `follows.rs`).
     Blocked,
+    /// Held back by a silence (its `held_by` names it): kept, not sent.
+    Silenced,
+    /// Held back by an inhibit rule (its `held_by` names it): kept, not
+    /// sent.
+    Inhibited,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 10] = [
         Status::Pending,
         Status::Held,
         Status::Digested,
@@ -88,6 +94,8 @@ impl Status {
         Status::Dropped,
         Status::WaitingApi,
         Status::Blocked,
+        Status::Silenced,
+        Status::Inhibited,
     ];
 
     /// Statuses of items delivery is working through: what the outbox
@@ -97,7 +105,14 @@ impl Status {
     pub const OPEN: [Status; 3] = [Status::Pending, Status::Held, Status::Blocked];
 
     /// Statuses an item never leaves (but by `outbox retry` for dead ones).
-    pub const FINISHED: [Status; 4] = [Status::Sent, Status::Dead, Status::Dropped, Status::Digested];
+    pub const FINISHED: [Status; 6] = [
+        Status::Sent,
+        Status::Dead,
+        Status::Dropped,
+        Status::Digested,
+        Status::Silenced,
+        Status::Inhibited,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,6 +124,8 @@ impl Status {
             Status::Dropped => "dropped",
             Status::WaitingApi => "waiting-api",
             Status::Blocked => "blocked",
+            Status::Silenced => "silenced",
+            Status::Inhibited => "inhibited",
         }
     }
 
@@ -279,6 +296,10 @@ pub struct NewItem {
     /// The items of the same commit (by their index, earlier ones) it
     /// waits for.
     pub follows: Vec<usize>,
+    /// What silences match on (`noise::labels`).
+    pub labels: Labels,
+    /// What held it back, when its status says it was (`silence <id>`).
+    pub held_by: Option<String>,
 }
 
 /// One row of the outbox.
@@ -296,6 +317,10 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     pub payload: Payload,
     pub body: Vec<u8>,
+    /// Its labels (none for items of releases before noise control).
+    pub labels: Labels,
+    /// What held it back (`silence <id>`), if something did.
+    pub held_by: Option<String>,
 }
 
 impl OutboxItem {
@@ -356,12 +381,13 @@ impl std::fmt::Display for StatusCounts {
 }
 
 const COLUMNS: &str = "id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us, \
-                       deadline_us, last_error, payload_version, payload, body";
+                       deadline_us, last_error, payload_version, payload, body, labels, held_by";
 
 /// The same, but for the body, left empty: what listing held e-mails needs
 /// (a digest lists subjects; bodies can be megabytes each).
 const COLUMNS_WITHOUT_BODY: &str = "id, created_us, updated_us, module, event, kind, status, attempts, \
-                                    next_attempt_us, deadline_us, last_error, payload_version, payload, X'' AS body";
+                                    next_attempt_us, deadline_us, last_error, payload_version, payload, X'' AS body, \
+                                    labels, held_by";
 
 /// Reads a row: a SQL error is an error, a row this release cannot make
 /// sense of is [`Unreadable`].
@@ -392,6 +418,12 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> 
     if Kind::parse(&kind) != Some(payload.kind()) {
         return unreadable(format!("kind {kind:?} but a {} payload", payload.kind()));
     }
+    let labels: Option<String> = row.get(14)?;
+    let labels = match labels.map(|text| serde_json::from_str::<Labels>(&text)) {
+        None => Labels::default(),
+        Some(Ok(labels)) => labels,
+        Some(Err(e)) => return unreadable(format!("labels: {e}")),
+    };
     Ok(Ok(OutboxItem {
         id,
         created_us: from_db_time(row.get(1)?),
@@ -405,6 +437,8 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> 
         last_error: row.get(10)?,
         payload,
         body: row.get(13)?,
+        labels,
+        held_by: row.get(15)?,
     }))
 }
 
@@ -416,12 +450,16 @@ pub(super) fn insert(
     now_us: u64,
     deadline_us: u64,
 ) -> rusqlite::Result<i64> {
-    let payload =
-        serde_json::to_string(&item.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let to_json = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(e.into());
+    let payload = serde_json::to_string(&item.payload).map_err(to_json)?;
+    let labels = match item.labels.is_empty() {
+        true => None,
+        false => Some(serde_json::to_string(&item.labels).map_err(to_json)?),
+    };
     tx.prepare_cached(
         "INSERT INTO outbox (created_us, updated_us, module, event, kind, status, next_attempt_us, deadline_us,
-                             payload_version, payload, body)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1, ?6, ?7, ?8, ?9)",
+                             payload_version, payload, body, labels, held_by)
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         db_time(now_us),
@@ -433,6 +471,8 @@ pub(super) fn insert(
         PAYLOAD_VERSION,
         payload,
         item.body,
+        labels,
+        item.held_by,
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -699,6 +739,27 @@ impl Store {
         })
     }
 
+    /// The labels and creation times of the notifications created since
+    /// `since_us` that were not held back (what inhibit rules must know
+    /// after a restart), oldest first.
+    pub fn notified_since(&self, since_us: u64) -> Result<Vec<(Labels, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT labels, created_us FROM outbox
+                 WHERE created_us >= ?1 AND labels IS NOT NULL
+                   AND kind IN ('email', 'webhook', 'user-message')
+                   AND status NOT IN ('silenced', 'inhibited')
+                 ORDER BY id",
+            )?
+            .query_map(params![db_time(since_us)], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(labels, at)| Some((serde_json::from_str(&labels).ok()?, from_db_time(at))))
+            .collect())
+    }
+
     /// Deletes finished items of `status` (every finished status when
     /// None) last updated before `before_us`. Returns how many. Deletes a
     /// batch per transaction, so that months of items do not hold the
@@ -750,6 +811,8 @@ pub(super) mod tests {
             }),
             body: b"Subject: x\r\n\r\nhello\r\n".to_vec(),
             follows: Vec::new(),
+            labels: Labels::default(),
+            held_by: None,
         }
     }
 

@@ -83,6 +83,8 @@ pub struct Retention {
 pub struct Swept {
     pub items: usize,
     pub state_entries: usize,
+    /// Silences that ended longer ago than dead items are kept.
+    pub silences: usize,
 }
 
 impl Store {
@@ -98,7 +100,12 @@ impl Store {
             items += self.purge(Some(status), now_us.saturating_sub(keep))?;
         }
         let state_entries = self.forget_expired_state(now_us)?;
-        Ok(Swept { items, state_entries })
+        let silences = self.forget_silences_ended_before(now_us.saturating_sub(retention.keep_dead_us))?;
+        Ok(Swept {
+            items,
+            state_entries,
+            silences,
+        })
     }
 }
 
@@ -121,7 +128,8 @@ impl Sweeper {
                         Ok(swept) if swept != Swept::default() => tracing::info!(
                             items = swept.items,
                             state_entries = swept.state_entries,
-                            "forgot finished outbox items past their retention and expired state"
+                            silences = swept.silences,
+                            "forgot finished outbox items past their retention, expired state and ended silences"
                         ),
                         Ok(_) => {}
                         Err(error) => tracing::warn!(%error, "sweeping the state database failed; tried again later"),
@@ -207,6 +215,14 @@ mod tests {
             expires_us: Some(2 * DAY),
         };
         store.state_put(&expiring, DAY).unwrap();
+        let silence = crate::noise::NewSilence {
+            matchers: crate::noise::Matchers::parse("alertname=A").unwrap(),
+            starts_us: DAY,
+            ends_us: 2 * DAY,
+            created_by: "alice".into(),
+            comment: "c".into(),
+        };
+        store.add_silence(&silence, DAY).unwrap().unwrap();
         let retention = OutboxSection::default().retention();
 
         let swept = store.sweep(3 * DAY, &retention).unwrap();
@@ -214,13 +230,19 @@ mod tests {
             swept,
             Swept {
                 items: 0,
-                state_entries: 1
+                state_entries: 1,
+                silences: 0,
             }
         );
         assert_eq!(store.sweep(8 * DAY + 1, &retention).unwrap().items, 1);
         assert!(store.item(ids[0]).unwrap().is_none(), "sent 7 days ago");
         assert!(store.item(ids[1]).unwrap().is_some(), "dead is kept longer");
-        assert_eq!(store.sweep(31 * DAY + 1, &retention).unwrap().items, 1);
+        let swept = store.sweep(32 * DAY + 1, &retention).unwrap();
+        assert_eq!(
+            (swept.items, swept.silences),
+            (1, 1),
+            "a silence ended 30 days ago goes"
+        );
         assert!(store.item(ids[1]).unwrap().is_none());
         assert!(store.item(ids[2]).unwrap().is_some(), "undelivered is never swept");
     }

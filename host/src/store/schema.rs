@@ -15,6 +15,7 @@
 //! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
 //! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
 //! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
+//! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (the silence that held it back) |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -25,16 +26,17 @@ use super::outbox::{
 use super::{Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 4] = [
+const MIGRATIONS: [(i64, Step); 5] = [
     (1, first_tables),
     (2, typed_outbox),
     (3, follows_and_retries),
     (4, usage_counters),
+    (5, silences_and_labels),
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
@@ -327,6 +329,26 @@ fn usage_counters(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
          WHEN new.status IN ('pending', 'held', 'blocked') BEGIN
             UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
         END;",
+    )
+}
+
+/// Silences, and what noise control records on an outbox item: its labels
+/// (items of earlier releases have none) and what held it back.
+fn silences_and_labels(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE silences (
+            id          TEXT PRIMARY KEY,
+            matchers    TEXT NOT NULL,
+            starts_us   INTEGER NOT NULL,
+            ends_us     INTEGER NOT NULL,
+            created_by  TEXT NOT NULL,
+            comment     TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            updated_us  INTEGER NOT NULL
+        );
+        CREATE INDEX silences_by_end ON silences (ends_us);
+        ALTER TABLE outbox ADD COLUMN labels TEXT;
+        ALTER TABLE outbox ADD COLUMN held_by TEXT;",
     )
 }
 

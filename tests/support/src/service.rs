@@ -127,13 +127,32 @@ pub fn post_events(port: u16, token: Option<&str>, query: &str, body: &[u8]) -> 
 /// As [`post_events`]; None when nothing listens (the service is down).
 /// A connection cut before the answer is status 0.
 pub fn try_post_events(port: u16, token: Option<&str>, query: &str, body: &[u8]) -> Option<(u16, String)> {
+    let path = format!("/v1/events?{query}");
+    try_request(port, "POST", &path, token, "application/x-ndjson", body)
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`, with a bearer token if given;
+/// the status code and the body. A connection cut before the answer is
+/// status 0.
+pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    try_request(port, method, path, token, "application/json", body).expect("connecting to velonotify")
+}
+
+fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         stream,
-        "POST /v1/events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/x-ndjson\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )

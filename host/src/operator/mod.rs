@@ -1,0 +1,37 @@
+//! What operators use of a running `velonotify run` over HTTP, beside the
+//! CLI: `[api]` serves the silences (`/v1/silences`, in the shape of
+//! Alertmanager's API v2, so its tools and habits carry over).
+
+pub mod silences_api;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// `[api]`: the operators' HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to listen on, e.g. `127.0.0.1:9466`.
+    pub listen: String,
+    /// The bearer token operators present (or `token_file`); at least 16
+    /// characters.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiSection {
+    /// The token, read from the file when it is given by file.
+    pub fn token(&self, base_dir: &std::path::Path) -> anyhow::Result<crate::http::BearerToken> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(file)) => crate::files::read_regular_text(&base_dir.join(file), 64 << 10)
+                .context("api.token_file")?
+                .trim()
+                .to_string(),
+            (None, None) => bail!("api: set token or token_file (operators present it as a bearer token)"),
+        };
+        crate::http::BearerToken::new(&token).map_err(|e| anyhow::anyhow!("api.token: {e}"))
+    }
+}

@@ -1,0 +1,105 @@
+//! Noise control applied to each input's notifications when it is
+//! committed (`run`) or written (a replay): the silences of the state
+//! database and the configuration's inhibit rules. What is held back is
+//! kept, with what held it (`noise`).
+//!
+//! Silences are read again whenever one is added or expired, by this
+//! process or another (`velonotify silence add` while `run` serves): a
+//! small read per input that has notifications. Inhibit rules remember the
+//! sources notified lately; `run` learns them again from the outbox at
+//! start.
+
+use std::sync::Arc;
+
+use crate::noise::inhibition::Inhibitor;
+use crate::noise::{ActiveSilences, Labels};
+use crate::store::{SilencesVersion, Store, StoreError};
+
+/// What becomes of one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    Notify,
+    /// Held back by a silence: `silence <id>`.
+    Silenced(String),
+    /// Held back by an inhibit rule: `inhibit rule N (source ...)`.
+    Inhibited(String),
+}
+
+#[derive(Debug)]
+pub struct NoiseControl {
+    store: Arc<Store>,
+    /// The version the silences in memory were read at.
+    read_at: Option<SilencesVersion>,
+    silences: ActiveSilences,
+    inhibitor: Inhibitor,
+}
+
+impl NoiseControl {
+    pub fn new(store: Arc<Store>, inhibitor: Inhibitor) -> Self {
+        Self {
+            store,
+            read_at: None,
+            silences: ActiveSilences::default(),
+            inhibitor,
+        }
+    }
+
+    /// Learns the sources of the inhibit rules notified within their
+    /// longest window before `now_us` from the outbox (after a restart).
+    pub fn learn_recent_sources(&mut self, now_us: u64) -> Result<(), StoreError> {
+        if self.inhibitor.is_empty() {
+            return Ok(());
+        }
+        let since = now_us.saturating_sub(self.inhibitor.longest_window_us());
+        for (labels, created_us) in self.store.notified_since(since)? {
+            self.inhibitor.notified(&labels, created_us);
+        }
+        Ok(())
+    }
+
+    /// Reads the silences again if they changed. A read that fails keeps
+    /// the silences known (said); a silence that cannot be read silences
+    /// nothing, and is said.
+    pub fn refresh(&mut self) {
+        let version = match self.store.silences_version() {
+            Ok(version) if Some(version) == self.read_at => return,
+            Ok(version) => version,
+            Err(e) => {
+                tracing::warn!("could not read the silences ({e}); applying those read before");
+                return;
+            }
+        };
+        match self.store.silences() {
+            Ok(rows) => {
+                let mut silences = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match row {
+                        Ok(silence) => silences.push(silence),
+                        Err(unreadable) => tracing::error!("{unreadable}; it silences nothing"),
+                    }
+                }
+                self.silences = ActiveSilences::new(silences);
+                self.read_at = Some(version);
+            }
+            Err(e) => tracing::warn!("could not read the silences ({e}); applying those read before"),
+        }
+    }
+
+    /// Whether nothing can hold a notification back.
+    pub fn is_idle(&self) -> bool {
+        self.silences.is_empty() && self.inhibitor.is_empty()
+    }
+
+    /// The fate of a notification with `labels` at `now_us`; one that goes
+    /// out is remembered as a source of the rules it matches.
+    pub fn decide(&mut self, labels: &Labels, now_us: u64) -> Fate {
+        if let Some(silence) = self.silences.silencing(labels, now_us) {
+            return Fate::Silenced(format!("silence {}", silence.id));
+        }
+        if let Some(inhibited) = self.inhibitor.inhibits(labels, now_us) {
+            return Fate::Inhibited(inhibited.held_by);
+        }
+        self.inhibitor.notified(labels, now_us);
+        Fate::Notify
+    }
+}

@@ -1,0 +1,464 @@
+//! Noise control: silences made with `velonotify silence` hold back the
+//! notifications they match, in `run` against a real SMTP server and in a
+//! replay on its virtual clock; nothing held back is lost from sight.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use velonotify::store::{Status, Store};
+use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
+use velonotify_test_support::service::{Running, metric, post_events, request};
+use velonotify_test_support::{data, jsonl, modules_dir, scratch, stderr};
+
+use super::{EXE, replay_with, velonotify, write_config};
+
+const TOKEN: &str = "ingest-token-0123456789";
+
+/// The Alerts module mailing every alert row at once (no SendInterval).
+const ALERTS_TO_SOC: &str = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+                             Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
+
+fn config(dir: &Path, smtp_port: u16, ingest: u16, metrics: u16) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[smtp]
+server = "127.0.0.1"
+server_port = {smtp_port}
+from = "velonotify@example.org"
+
+[delivery]
+retry_base_ms = 100
+retry_cap_s = 1
+
+[host]
+state = "state.db"
+
+[lookups]
+world = "{world}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{TOKEN}"
+
+{ALERTS_TO_SOC}
+"#,
+            world = data("demo/world.json").display(),
+        ),
+    )
+}
+
+fn alert(name: &str, client: &str, ts_s: u64) -> Value {
+    json!({"name": name, "client_id": client, "timestamp": "2026-11-30T10:00:00Z",
+           "event_data": {"Severity": "high"}, "_ts": ts_s})
+}
+
+fn post_alerts(ingest: u16, rows: &[Value]) {
+    let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    let (status, answer) = post_events(ingest, Some(TOKEN), "queue=Server.Internal.Alerts", body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// `velonotify silence ARGS -c CONFIG`, which must succeed; its stdout.
+fn silence(config: &Path, args: &[&str]) -> String {
+    let config = config.display().to_string();
+    let mut all = vec!["silence", "-c", &config];
+    all.extend_from_slice(args);
+    let output = velonotify(&all);
+    assert!(output.status.success(), "silence {args:?}: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn subjects(smtp: &SmtpPeer, at_least: usize) -> Vec<String> {
+    let mut subjects: Vec<String> = smtp
+        .wait_for(at_least, Duration::from_secs(60))
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_silence_made_on_the_command_line_holds_back_what_it_matches_while_run_serves() {
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+
+    let id = silence(
+        &config,
+        &[
+            "add",
+            "client_id=\"C.4b7e1a9c0d2f3e51\"",
+            "alertname=~\"Honeyfile.*\"",
+            "--duration",
+            "2h",
+            "--comment",
+            "IR-1234: re-imaging ws-lin-07",
+            "--author",
+            "alice",
+        ],
+    );
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let listed = silence(&config, &["list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("active") && listed.contains("alice"),
+        "{listed}"
+    );
+    assert!(listed.contains("IR-1234: re-imaging ws-lin-07"), "{listed}");
+    let found = silence(&config, &["query", "client_id=C.4b7e1a9c0d2f3e51"]);
+    assert!(found.contains(&id), "{found}");
+    let not_found = silence(&config, &["query", "client_id=C.other"]);
+    assert!(!not_found.contains(&id), "{not_found}");
+
+    let (silenced_client, other_client) = ("C.4b7e1a9c0d2f3e51", "C.91ac3d5e7f20b846");
+    let now = now_s();
+    post_alerts(
+        ingest,
+        &[
+            alert("Honeyfile 1", silenced_client, now),
+            alert("Honeyfile 2", other_client, now),
+            alert("Encoded PowerShell", silenced_client, now),
+            alert("Honeyfile 3", silenced_client, now),
+        ],
+    );
+    let sent = subjects(&smtp, 2);
+    assert_eq!(sent.len(), 2, "{sent:?}\n{}", run.log());
+    assert!(sent.iter().any(|s| s.contains("Honeyfile 2")), "{sent:?}");
+    assert!(sent.iter().any(|s| s.contains("Encoded PowerShell")), "{sent:?}");
+    let series = "velonotify_held_back_total{module=\"alerts\",kind=\"email\",reason=\"silenced\"}";
+    run.wait("the silenced count", Duration::from_secs(30), |_| {
+        metric(metrics, series) == 2
+    });
+
+    // Kept in the outbox, naming the silence; said in the log.
+    let list = velonotify(&[
+        "outbox",
+        "-c",
+        &config.display().to_string(),
+        "list",
+        "--status",
+        "silenced",
+    ]);
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert_eq!(list.matches(&format!("silence {id}")).count(), 2, "{list}");
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let mut held: Vec<(String, String)> = store
+        .list(Some(Status::Silenced), 10)
+        .unwrap()
+        .into_iter()
+        .map(|item| {
+            let item = item.unwrap();
+            (item.payload.subject().unwrap().to_string(), item.held_by.unwrap())
+        })
+        .collect();
+    held.sort();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(
+        held[0].0.ends_with("Honeyfile 1") && held[1].0.ends_with("Honeyfile 3"),
+        "{held:?}"
+    );
+    assert!(held.iter().all(|(_, by)| *by == format!("silence {id}")), "{held:?}");
+    assert!(
+        run.log().contains(&format!("held back by silence {id}")),
+        "{}",
+        run.log()
+    );
+
+    // Expired: the next one goes out.
+    let expired = silence(&config, &["expire", &id]);
+    assert!(expired.contains("expired"), "{expired}");
+    assert!(silence(&config, &["list"]).lines().all(|l| !l.contains(&id)));
+    assert!(silence(&config, &["list", "--expired"]).contains(&id));
+    post_alerts(ingest, &[alert("Honeyfile 4", silenced_client, now_s())]);
+    let sent = subjects(&smtp, 3);
+    assert!(sent.iter().any(|s| s.contains("Honeyfile 4")), "{sent:?}");
+    std::thread::sleep(Duration::from_secs(1)); // room for a stray one
+    assert_eq!(smtp.received().len(), 3);
+}
+
+#[test]
+fn a_bad_silence_is_refused_saying_what_is_wrong() {
+    let dir = scratch();
+    let config = config(dir.path(), free_port(), free_port(), free_port());
+    let config_arg = config.display().to_string();
+    let refused = |args: &[&str]| -> String {
+        let mut all = vec!["silence", "-c", config_arg.as_str()];
+        all.extend_from_slice(args);
+        let output = velonotify(&all);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        stderr(&output)
+    };
+    let hour = ["--duration", "1h"];
+    let past = ["--start", "2019-01-01T00:00:00Z", "--until", "2020-01-01T00:00:00Z"];
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        ("alertname=~\"(\"", &hour, &["at character 1", "not a valid regex"]),
+        ("{alertname=x", &hour, &["at character 13: '}' missing"]),
+        ("alertname!=x", &hour, &["empty label"]),
+        ("alertname=x", &["--duration", "soon"], &["--duration", "2h"]),
+        ("alertname=x", &past, &["must end in the future"]),
+    ];
+    for (matcher, when, expected) in cases {
+        let mut args = vec!["add", matcher];
+        args.extend_from_slice(when);
+        args.extend_from_slice(&["--comment", "c", "--author", "a"]);
+        let said = refused(&args);
+        assert!(expected.iter().all(|e| said.contains(e)), "{matcher}: {said}");
+    }
+    let said = refused(&["expire", "no-such-id"]);
+    assert!(said.contains("no silence with id no-such-id"), "{said}");
+}
+
+/// A replay given the state database applies its silences on the replay's
+/// clock: a row inside the silence's time range is held back, those before
+/// and after it are not; `summary.jsonl` says which and why.
+#[test]
+fn a_replay_honours_the_silences_of_its_state_database_on_the_rows_time() {
+    let dir = scratch();
+    let config = config(dir.path(), free_port(), free_port(), free_port());
+    let state = dir.path().join("state.db");
+    let now = now_s();
+    let at = |s: u64| jiff::Timestamp::from_second(s as i64).unwrap().to_string();
+    let id = silence(
+        &config,
+        &[
+            "add",
+            "{alertname=\"Honeyfile\", severity=\"high\"}",
+            "--start",
+            &at(now + 3600),
+            "--until",
+            &at(now + 7200),
+            "--comment",
+            "maintenance window",
+            "--author",
+            "bob",
+        ],
+    );
+    let id = id.trim();
+    let rows: String = [
+        (now + 1800, "Honeyfile"),
+        (now + 5400, "Honeyfile"),
+        (now + 5401, "Other"),
+        (now + 9000, "Honeyfile"),
+    ]
+    .iter()
+    .map(|(ts, name)| {
+        let mut row = alert(name, "C.4b7e1a9c0d2f3e51", *ts);
+        row["_Source"] = json!("Server.Internal.Alerts");
+        format!("{row}\n")
+    })
+    .collect();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, rows).unwrap();
+    let out = dir.path().join("out");
+    let replayed = replay_with(&config, &events, &out, &["--state", &state.display().to_string()]);
+    let summary = jsonl(&out.join("summary.jsonl"));
+    let fates: Vec<(&str, &str)> = summary
+        .iter()
+        .map(|s| (s["event"].as_str().unwrap(), s["fate"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fates,
+        [
+            ("events.jsonl:1", "sent"),
+            ("events.jsonl:2", "silenced"),
+            ("events.jsonl:3", "sent"),
+            ("events.jsonl:4", "sent"),
+        ],
+        "{}",
+        stderr(&replayed)
+    );
+    assert_eq!(summary[1]["held_by"], format!("silence {id}"));
+    assert_eq!(summary[1]["labels"]["alertname"], "Honeyfile");
+    assert_eq!(summary[1]["labels"]["client_id"], "C.4b7e1a9c0d2f3e51");
+    let written = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
+        .count();
+    assert_eq!(written, 3, "no e-mail file for the silenced one");
+    assert!(
+        stderr(&replayed).contains("1 more held back by silences or inhibit rules"),
+        "{}",
+        stderr(&replayed)
+    );
+}
+
+/// The same over HTTP, in Alertmanager's API v2 shapes: a silence posted
+/// holds back what it matches; it is listed, filtered, read and expired;
+/// nothing is answered without the token.
+#[test]
+fn a_silence_made_over_http_holds_back_what_it_matches() {
+    const API_TOKEN: &str = "operator-token-0123456789";
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let (ingest, metrics, api) = (free_port(), free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{API_TOKEN}\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the API", Duration::from_secs(120), |r| {
+        r.log().contains("operator API at")
+    });
+    let call = |method: &str, path: &str, body: &Value| {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        request(api, method, path, Some(API_TOKEN), &body)
+    };
+
+    let (status, _) = request(api, "GET", "/v1/silences", None, b"");
+    assert_eq!(status, 401, "no token, no answer");
+    let (status, _) = request(api, "GET", "/v1/silences", Some("wrong-token-0123456789"), b"");
+    assert_eq!(status, 401);
+
+    let at = |s: u64| jiff::Timestamp::from_second(s as i64).unwrap().to_string();
+    let now = now_s();
+    let posted = json!({
+        "matchers": [{"name": "alertname", "value": "Honeyfile.*", "isRegex": true, "isEqual": true},
+                     {"name": "severity", "value": "high", "isRegex": false}],
+        "startsAt": at(now - 60), "endsAt": at(now + 3600),
+        "createdBy": "bob", "comment": "IR-77: bait files moved"});
+    let (status, answer) = call("POST", "/v1/silences", &posted);
+    assert_eq!(status, 200, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["silenceID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, answer) = call(
+        "POST",
+        "/v1/silences",
+        &json!({"matchers": [], "startsAt": at(now), "endsAt": at(now + 60),
+                                                               "createdBy": "bob", "comment": "c"}),
+    );
+    assert_eq!(status, 400);
+    assert!(answer.contains("at least one matcher"), "{answer}");
+    let (status, answer) = call(
+        "POST",
+        "/v1/silences",
+        &json!({"matchers": [{"name": "a", "value": "(", "isRegex": true}],
+                                                               "startsAt": at(now), "endsAt": at(now + 60),
+                                                               "createdBy": "bob", "comment": "c"}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        answer.contains("matchers[0]") && answer.contains("not a valid regex"),
+        "{answer}"
+    );
+
+    post_alerts(
+        ingest,
+        &[
+            alert("Honeyfile 1", "C.4b7e1a9c0d2f3e51", now),
+            alert("Process injection", "C.4b7e1a9c0d2f3e51", now),
+        ],
+    );
+    let sent = subjects(&smtp, 1);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("Process injection"), "{sent:?}");
+    let series = "velonotify_held_back_total{module=\"alerts\",kind=\"email\",reason=\"silenced\"}";
+    run.wait("the silenced count", Duration::from_secs(30), |_| {
+        metric(metrics, series) == 1
+    });
+
+    let (status, answer) = call("GET", "/v1/silences", &Value::Null);
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["status"]["state"], "active");
+    assert_eq!(listed[0]["createdBy"], "bob");
+    assert_eq!(
+        listed[0]["matchers"][0],
+        json!({"name": "alertname", "value": "Honeyfile.*", "isRegex": true, "isEqual": true})
+    );
+    let (_, filtered) = call("GET", "/v1/silences?filter=%7Bseverity%3D%22low%22%7D", &Value::Null);
+    assert_eq!(filtered.trim(), "[]");
+    let (status, one) = call("GET", &format!("/v1/silences/{id}"), &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&one).unwrap()["comment"],
+        "IR-77: bait files moved"
+    );
+
+    let (status, _) = call("DELETE", &format!("/v1/silences/{id}"), &Value::Null);
+    assert_eq!(status, 200);
+    let (_, one) = call("GET", &format!("/v1/silences/{id}"), &Value::Null);
+    assert_eq!(
+        serde_json::from_str::<Value>(&one).unwrap()["status"]["state"],
+        "expired"
+    );
+    let (status, _) = call("DELETE", "/v1/silences/no-such-id", &Value::Null);
+    assert_eq!(status, 404);
+    post_alerts(ingest, &[alert("Honeyfile 2", "C.4b7e1a9c0d2f3e51", now_s())]);
+    let sent = subjects(&smtp, 2);
+    assert!(sent.iter().any(|s| s.contains("Honeyfile 2")), "{sent:?}");
+}
+
+/// An inhibit rule: a failing server event query holds back the client
+/// alerts of the same artifact for its window, in a replay; the others go
+/// out. `summary.jsonl` names the rule.
+#[test]
+fn a_server_side_failure_inhibits_the_client_alerts_it_causes() {
+    let dir = scratch();
+    let config = config(dir.path(), free_port(), free_port(), free_port());
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "\n[[inhibit]]\nsource_matchers = ['alertname=\"Server event query error\"']\n\
+           target_matchers = ['client_id=~\"C\\\\..+\"']\nequal = [\"artifact\"]\nwindow_s = 600\n";
+    std::fs::write(&config, text).unwrap();
+    let t0 = 1_778_400_000;
+    let row = |ts: u64, name: &str, client: &str, artifact: &str| {
+        json!({"name": name, "client_id": client, "artifact": artifact, "timestamp": "2026-05-10T08:00:00Z",
+               "event_data": {}, "_ts": ts, "_Source": "Server.Internal.Alerts"})
+    };
+    let rows = [
+        row(t0, "Server event query error", "server", "Custom.Hunt.Files"),
+        row(t0 + 10, "Bad file", "C.4b7e1a9c0d2f3e51", "Custom.Hunt.Files"),
+        row(t0 + 20, "Bad file", "C.91ac3d5e7f20b846", "Other.Artifact"),
+        row(t0 + 700, "Bad file", "C.4b7e1a9c0d2f3e51", "Custom.Hunt.Files"),
+    ];
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, rows.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("out");
+    let replayed = replay_with(&config, &events, &out, &[]);
+    let summary = jsonl(&out.join("summary.jsonl"));
+    let fates: Vec<&str> = summary.iter().map(|s| s["fate"].as_str().unwrap()).collect();
+    assert_eq!(fates, ["sent", "inhibited", "sent", "sent"], "{}", stderr(&replayed));
+    assert_eq!(
+        summary[1]["held_by"],
+        "inhibit rule 1 (source {alertname=\"Server event query error\"})"
+    );
+
+    // A bad rule is refused by `check`, naming it and the position.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("source_matchers = ['alertname=", "source_matchers = ['{alertname=");
+    std::fs::write(&config, text).unwrap();
+    let checked = velonotify(&["check", "-c", &config.display().to_string()]);
+    assert!(!checked.status.success());
+    assert!(
+        stderr(&checked).contains("inhibit 1: source_matchers: bad matcher"),
+        "{}",
+        stderr(&checked)
+    );
+}
