@@ -462,3 +462,100 @@ fn a_server_side_failure_inhibits_the_client_alerts_it_causes() {
         stderr(&checked)
     );
 }
+
+/// A module muted at night: in a replay, an alert before the night is
+/// sent, one in it is muted until the night ends (or dropped with
+/// `mute_mode = "drop"`); `summary.jsonl` says so.
+#[test]
+fn a_module_is_muted_in_its_mute_time_in_a_replay() {
+    let dir = scratch();
+    let config = config(dir.path(), free_port(), free_port(), free_port());
+    let base = std::fs::read_to_string(&config).unwrap().replace(
+        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
+        "name = \"alerts\"\npath = \"alerts.wasm\"\nmute_time_intervals = [\"night\"]\nMODE\n",
+    ) + "\n[[time_interval]]\nname = \"night\"\ntimes = [{start_time = \"22:00\", end_time = \"24:00\"}]\n";
+    let at = |t: &str| velonotify::clock::parse_rfc3339(t).unwrap() / 1_000_000;
+    let rows: String = [
+        ("2026-11-30T21:59:00Z", "before"),
+        ("2026-11-30T22:30:00Z", "in the night"),
+    ]
+    .iter()
+    .map(|(t, name)| {
+        let mut row = alert(name, "C.4b7e1a9c0d2f3e51", at(t));
+        row["_Source"] = json!("Server.Internal.Alerts");
+        format!("{row}\n")
+    })
+    .collect();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, rows).unwrap();
+    for (mode, fate) in [("", "muted"), ("mute_mode = \"drop\"", "dropped")] {
+        std::fs::write(&config, base.replace("MODE", mode)).unwrap();
+        let out = dir.path().join(format!("out-{fate}"));
+        let replayed = replay_with(&config, &events, &out, &[]);
+        let summary = jsonl(&out.join("summary.jsonl"));
+        let fates: Vec<&str> = summary.iter().map(|s| s["fate"].as_str().unwrap()).collect();
+        assert_eq!(fates, ["sent", fate], "{}", stderr(&replayed));
+        assert_eq!(
+            summary[1]["held_by"],
+            "mute time interval \"night\" (until 2026-12-01T00:00:00Z)"
+        );
+    }
+    // A name that is no interval is refused by `check`.
+    std::fs::write(&config, base.replace("MODE", "").replace("[\"night\"]", "[\"nigth\"]")).unwrap();
+    let checked = velonotify(&["check", "-c", &config.display().to_string()]);
+    assert!(
+        stderr(&checked).contains("module 1: mute_time_intervals: no time_interval named \"nigth\""),
+        "{}",
+        stderr(&checked)
+    );
+}
+
+/// Under `run`, an e-mail in its module's mute time is held, and goes out
+/// (as a digest) when the mute ends, to the real SMTP server.
+#[test]
+fn a_muted_e_mail_goes_out_when_the_mute_ends() {
+    // The mute is this minute (UTC): start early enough in it.
+    if now_s() % 60 > 40 {
+        std::thread::sleep(Duration::from_secs(61 - now_s() % 60));
+    }
+    let minute = |s: u64| format!("{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60);
+    let now = now_s();
+    let (start, end) = (minute(now), minute(now + 60));
+    if end == "00:00" {
+        return; // the last minute of the day: the interval cannot end at 24:00 here
+    }
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
+        "name = \"alerts\"\npath = \"alerts.wasm\"\nmute_time_intervals = [\"now\"]\n",
+    ) + &format!(
+        "\n[[time_interval]]\nname = \"now\"\ntimes = [{{start_time = \"{start}\", end_time = \"{end}\"}}]\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    post_alerts(
+        ingest,
+        &[
+            alert("Muted 1", "C.4b7e1a9c0d2f3e51", now_s()),
+            alert("Muted 2", "C.4b7e1a9c0d2f3e51", now_s()),
+        ],
+    );
+    let series = "velonotify_held_back_total{module=\"alerts\",kind=\"email\",reason=\"muted\"}";
+    run.wait("the muted count", Duration::from_secs(30), |_| {
+        metric(metrics, series) == 2
+    });
+    assert!(smtp.received().is_empty(), "nothing goes out during the mute");
+    let received = smtp.wait_for(1, Duration::from_secs(90));
+    assert_eq!(received.len(), 1, "one digest: {}", run.log());
+    assert!(now_s() >= now / 60 * 60 + 60, "not before the mute ended");
+    assert_eq!(received[0]["subject"], "2 held notifications from alerts");
+    let digest = smtp.message(received[0]["file"].as_str().unwrap());
+    let text = mailparse::parse_mail(&digest).unwrap().subparts[0].get_body().unwrap();
+    assert!(text.contains("Muted 1") && text.contains("Muted 2"), "{text}");
+}

@@ -62,6 +62,9 @@ pub struct Config {
     /// effects.
     #[serde(default)]
     pub inhibit: Vec<crate::noise::inhibition::InhibitSection>,
+    /// Named time intervals, for modules' mute and active times.
+    #[serde(default, rename = "time_interval")]
+    pub time_intervals: Vec<crate::noise::time_intervals::TimeIntervalSection>,
     /// Hot swap of changed module components while `run` serves.
     #[serde(default)]
     pub reload: ReloadSection,
@@ -146,6 +149,14 @@ pub struct ModuleSection {
     /// label its notifications for silences, beside the built-in labels
     /// (`Rule`, `User`).
     pub labels_from: Option<Vec<String>>,
+    /// Time intervals (`[[time_interval]]` names) during which its
+    /// notifications are held until the interval ends ...
+    pub mute_time_intervals: Option<Vec<String>>,
+    /// ... or outside of which they are (default: active always).
+    pub active_time_intervals: Option<Vec<String>>,
+    /// Muted e-mails go out as one digest when the mute ends (default), or
+    /// muted notifications are dropped with a log line and a counter.
+    pub mute_mode: Option<ThrottleMode>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -187,7 +198,26 @@ impl Config {
             }
         }
         self.inhibitor()?;
+        let intervals = self.time_intervals()?;
+        for (i, module) in self.modules.iter().enumerate() {
+            for (names, what) in [
+                (&module.mute_time_intervals, "mute_time_intervals"),
+                (&module.active_time_intervals, "active_time_intervals"),
+            ] {
+                intervals
+                    .check_names(
+                        names.as_deref().unwrap_or_default(),
+                        &format!("module {}: {what}", i + 1),
+                    )
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The named time intervals, read.
+    pub fn time_intervals(&self) -> anyhow::Result<crate::noise::time_intervals::TimeIntervals> {
+        crate::noise::time_intervals::TimeIntervals::read(&self.time_intervals).map_err(anyhow::Error::msg)
     }
 
     /// The inhibit rules, read.

@@ -335,7 +335,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let clock = runtime.pipeline.clock().clone();
     let mut out = FileOutbox::fresh(&args.out, runtime.store(), clock)?
         .with_trace_level(Level::Warn)
-        .with_inhibit_rules(config.inhibitor()?);
+        .with_inhibit_rules(config.inhibitor()?)
+        .with_mutes(config.time_intervals()?, runtime::module_mutes(&config, &runtime));
     if args.no_explain {
         out = out.with_log_level(Level::Info);
     }

@@ -215,6 +215,26 @@ pub(super) fn module_spec(
     })
 }
 
+/// Each running module's mute and active times, by its name.
+pub fn module_mutes(config: &Config, runtime: &Runtime) -> HashMap<String, crate::pipeline::noise_control::ModuleMute> {
+    runtime
+        .pipeline
+        .modules()
+        .iter()
+        .zip(&config.modules)
+        .map(|(module, section)| {
+            let mute = crate::pipeline::noise_control::ModuleMute {
+                timing: crate::noise::time_intervals::MuteTiming {
+                    mute: section.mute_time_intervals.clone().unwrap_or_default(),
+                    active: section.active_time_intervals.clone().unwrap_or_default(),
+                },
+                mode: section.mute_mode.unwrap_or_default(),
+            };
+            (module.name().to_string(), mute)
+        })
+        .collect()
+}
+
 /// The world file of the command line, else of the configuration, else an
 /// empty world; with the configuration's public URL and sender.
 pub fn load_world(config: &Config, overrides: &Overrides) -> anyhow::Result<World> {

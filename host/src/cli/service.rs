@@ -109,7 +109,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         metrics.clone(),
         clock.clone(),
     )
-    .with_inhibit_rules(config.inhibitor()?)?;
+    .with_inhibit_rules(config.inhibitor()?)?
+    .with_mutes(config.time_intervals()?, super::runtime::module_mutes(config, &runtime));
     let mut deliverer = Deliverer::new(
         delivery_store.clone(),
         SmtpSenders::new(

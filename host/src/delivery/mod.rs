@@ -404,6 +404,8 @@ impl Deliverer {
             let mut items = Vec::with_capacity(module_rows.len());
             for row in module_rows {
                 match row {
+                    // Held until its module's mute ends.
+                    Ok(item) if item.next_attempt_us > now_us => {}
                     Ok(item) => items.push(item),
                     Err(unreadable) => {
                         if self.first_seen_unreadable(&unreadable) {
@@ -516,6 +518,7 @@ impl Deliverer {
                     follows: Vec::new(),
                     labels: Labels::common(group.iter().map(|(item, _)| &item.labels)),
                     held_by: None,
+                    release_us: None,
                 };
                 NewDigest {
                     held: ids,

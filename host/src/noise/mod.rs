@@ -2,7 +2,8 @@
 //! keep a SOC's inbox usable without losing anything. Every notification
 //! gets [`Labels`]; [`Matchers`] in Alertmanager's syntax select them;
 //! [`silences`] hold back what an operator silenced, [`inhibition`] rules
-//! what a notification of the cause makes redundant. A held-back item stays
+//! what a notification of the cause makes redundant, [`time_intervals`]
+//! mute a module at night or outside office hours. A held-back item stays
 //! in the outbox with the reason, never dropped silently.
 //!
 //! This room holds the rules, not the storage: the store keeps silences
@@ -13,6 +14,7 @@ pub mod inhibition;
 pub mod labels;
 pub mod matchers;
 pub mod silences;
+pub mod time_intervals;
 
 pub use labels::{Labels, Origin};
 pub use matchers::{MatchOp, Matcher, MatcherError, Matchers};

@@ -103,7 +103,7 @@ impl FileOutbox {
                 .with_context(|| format!("opening {}", path.display()))?;
             Ok(BufWriter::new(file))
         };
-        let noise = NoiseControl::new(store.clone(), Default::default());
+        let noise = NoiseControl::new(store.clone());
         Ok(Self {
             dir: dir.to_path_buf(),
             store,
@@ -123,7 +123,17 @@ impl FileOutbox {
 
     /// Applies the configuration's inhibit rules.
     pub fn with_inhibit_rules(mut self, inhibitor: crate::noise::inhibition::Inhibitor) -> Self {
-        self.noise = NoiseControl::new(self.store.clone(), inhibitor);
+        self.noise = self.noise.with_inhibitor(inhibitor);
+        self
+    }
+
+    /// Mutes modules in their mute times (and outside their active ones).
+    pub fn with_mutes(
+        mut self,
+        intervals: crate::noise::time_intervals::TimeIntervals,
+        mutes: std::collections::HashMap<String, super::noise_control::ModuleMute>,
+    ) -> Self {
+        self.noise = self.noise.with_mutes(intervals, mutes);
         self
     }
 
@@ -177,6 +187,15 @@ impl FileOutbox {
                     Fate::Notify => None,
                     Fate::Silenced(held_by) => Some(("silenced", held_by, labels)),
                     Fate::Inhibited(held_by) => Some(("inhibited", held_by, labels)),
+                    Fate::Muted {
+                        held_by,
+                        until_us,
+                        drop,
+                    } => {
+                        let fate = if drop { "dropped" } else { "muted" };
+                        let until = crate::clock::rfc3339(until_us);
+                        Some((fate, format!("{held_by} (until {until})"), labels))
+                    }
                 }
             }
             false => None,

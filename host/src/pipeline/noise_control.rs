@@ -9,11 +9,13 @@
 //! sources notified lately; `run` learns them again from the outbox at
 //! start.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::noise::inhibition::Inhibitor;
+use crate::noise::time_intervals::{MuteTiming, TimeIntervals};
 use crate::noise::{ActiveSilences, Labels};
-use crate::store::{SilencesVersion, Store, StoreError};
+use crate::store::{SilencesVersion, Store, StoreError, ThrottleMode};
 
 /// What becomes of one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,20 @@ pub enum Fate {
     Silenced(String),
     /// Held back by an inhibit rule: `inhibit rule N (source ...)`.
     Inhibited(String),
+    /// In a module's mute time: held until `until_us` (e-mails go out as
+    /// one digest then), or dropped (`mute_mode = "drop"`).
+    Muted {
+        held_by: String,
+        until_us: u64,
+        drop: bool,
+    },
+}
+
+/// A module's mute and active times, and what becomes of what they mute.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleMute {
+    pub timing: MuteTiming,
+    pub mode: ThrottleMode,
 }
 
 #[derive(Debug)]
@@ -32,16 +48,34 @@ pub struct NoiseControl {
     read_at: Option<SilencesVersion>,
     silences: ActiveSilences,
     inhibitor: Inhibitor,
+    intervals: TimeIntervals,
+    /// By module name; modules without mute or active times are not here.
+    mutes: HashMap<String, ModuleMute>,
 }
 
 impl NoiseControl {
-    pub fn new(store: Arc<Store>, inhibitor: Inhibitor) -> Self {
+    pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
             read_at: None,
             silences: ActiveSilences::default(),
-            inhibitor,
+            inhibitor: Inhibitor::default(),
+            intervals: TimeIntervals::default(),
+            mutes: HashMap::new(),
         }
+    }
+
+    /// Applies inhibit rules.
+    pub fn with_inhibitor(mut self, inhibitor: Inhibitor) -> Self {
+        self.inhibitor = inhibitor;
+        self
+    }
+
+    /// Mutes modules in their mute times (and outside their active ones).
+    pub fn with_mutes(mut self, intervals: TimeIntervals, mutes: HashMap<String, ModuleMute>) -> Self {
+        self.intervals = intervals;
+        self.mutes = mutes.into_iter().filter(|(_, m)| !m.timing.is_empty()).collect();
+        self
     }
 
     /// Learns the sources of the inhibit rules notified within their
@@ -87,11 +121,12 @@ impl NoiseControl {
 
     /// Whether nothing can hold a notification back.
     pub fn is_idle(&self) -> bool {
-        self.silences.is_empty() && self.inhibitor.is_empty()
+        self.silences.is_empty() && self.inhibitor.is_empty() && self.mutes.is_empty()
     }
 
     /// The fate of a notification with `labels` at `now_us`; one that goes
-    /// out is remembered as a source of the rules it matches.
+    /// out, now or when its module's mute ends, is remembered as a source
+    /// of the rules it matches.
     pub fn decide(&mut self, labels: &Labels, now_us: u64) -> Fate {
         if let Some(silence) = self.silences.silencing(labels, now_us) {
             return Fate::Silenced(format!("silence {}", silence.id));
@@ -100,6 +135,16 @@ impl NoiseControl {
             return Fate::Inhibited(inhibited.held_by);
         }
         self.inhibitor.notified(labels, now_us);
-        Fate::Notify
+        let Some(mute) = self.mutes.get(labels.get("module")) else {
+            return Fate::Notify;
+        };
+        match mute.timing.muted_by(&self.intervals, now_us) {
+            Some(why) => Fate::Muted {
+                held_by: why,
+                until_us: mute.timing.mute_ends(&self.intervals, now_us),
+                drop: mute.mode == ThrottleMode::Drop,
+            },
+            None => Fate::Notify,
+        }
     }
 }

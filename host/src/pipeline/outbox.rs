@@ -292,7 +292,7 @@ impl StoreOutbox {
         clock: crate::clock::Clock,
     ) -> Self {
         Self {
-            noise: NoiseControl::new(store.clone(), Default::default()),
+            noise: NoiseControl::new(store.clone()),
             store,
             pending: Vec::new(),
             retries: Vec::new(),
@@ -305,10 +305,22 @@ impl StoreOutbox {
         }
     }
 
+    /// Mutes modules in their mute times (and outside their active ones).
+    pub fn with_mutes(
+        mut self,
+        intervals: crate::noise::time_intervals::TimeIntervals,
+        mutes: HashMap<String, super::noise_control::ModuleMute>,
+    ) -> Self {
+        self.noise =
+            std::mem::replace(&mut self.noise, NoiseControl::new(self.store.clone())).with_mutes(intervals, mutes);
+        self
+    }
+
     /// Applies the configuration's inhibit rules, knowing the sources the
     /// outbox holds from before a restart.
     pub fn with_inhibit_rules(mut self, inhibitor: crate::noise::inhibition::Inhibitor) -> Result<Self, StoreError> {
-        self.noise = NoiseControl::new(self.store.clone(), inhibitor);
+        self.noise =
+            std::mem::replace(&mut self.noise, NoiseControl::new(self.store.clone())).with_inhibitor(inhibitor);
         self.noise.learn_recent_sources(self.clock.now_us())?;
         Ok(self)
     }
@@ -402,6 +414,7 @@ impl StoreOutbox {
             follows,
             labels: delivery.labels(),
             held_by: None,
+            release_us: None,
         })
     }
 
@@ -429,6 +442,21 @@ impl StoreOutbox {
                 Fate::Inhibited(held_by) => {
                     item.status = Status::Inhibited;
                     item.held_by = Some(held_by);
+                }
+                Fate::Muted {
+                    held_by,
+                    until_us,
+                    drop,
+                } => {
+                    // E-mails are held for one digest at the end of the
+                    // mute; other notifications wait for it.
+                    item.status = match (drop, item.payload.kind()) {
+                        (true, _) => Status::Dropped,
+                        (false, Kind::Email) => Status::Held,
+                        (false, _) => item.status,
+                    };
+                    item.held_by = Some(held_by);
+                    item.release_us = Some(until_us);
                 }
             }
         }
@@ -459,35 +487,40 @@ impl StoreOutbox {
     /// delivery.
     fn tell(&self, item: &NewItem, committed: store::Committed) {
         self.metrics.queued(&item.module, item.payload.kind().as_str());
-        let silenced;
-        let what = match committed.status {
-            Status::Silenced | Status::Inhibited => {
+        let held_back;
+        let what = match (committed.status, &item.held_by) {
+            (status, Some(held_by)) => {
+                let reason = match status {
+                    Status::Silenced | Status::Inhibited => status.as_str(),
+                    _ => "muted",
+                };
                 self.metrics
-                    .held_back(&item.module, item.payload.kind().as_str(), committed.status.as_str());
-                silenced = format!(
-                    "held back by {} (its labels: {})",
-                    item.held_by.as_deref().unwrap_or("noise control"),
-                    item.labels
-                );
-                (Level::Info, silenced.as_str())
+                    .held_back(&item.module, item.payload.kind().as_str(), reason);
+                let until = match (status, item.release_us) {
+                    (Status::Dropped, _) => " and dropped (mute_mode = \"drop\")".to_string(),
+                    (_, Some(until)) => format!(" until {}", crate::clock::rfc3339(until)),
+                    _ => String::new(),
+                };
+                held_back = format!("held back by {held_by}{until} (its labels: {})", item.labels);
+                (Level::Info, held_back.as_str())
             }
-            Status::Held => {
+            (Status::Held, None) => {
                 self.metrics.held(&item.module);
                 (Level::Info, "held for the digest at the end of its SendInterval window")
             }
-            Status::Dropped => {
+            (Status::Dropped, None) => {
                 self.metrics.dropped(&item.module);
                 (
                     Level::Warn,
                     "dropped: inside its SendInterval window (throttle_mode = \"drop\")",
                 )
             }
-            Status::WaitingApi => (Level::Debug, "kept: user messages and labels need the Velociraptor API"),
-            Status::Blocked => (
+            (Status::WaitingApi, None) => (Level::Debug, "kept: user messages and labels need the Velociraptor API"),
+            (Status::Blocked, None) => (
                 Level::Debug,
                 "waits until the notifications its call made before it are sent",
             ),
-            Status::Dead => (
+            (Status::Dead, None) => (
                 Level::Warn,
                 "not done: a notification its call made before it was dropped",
             ),

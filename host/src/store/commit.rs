@@ -115,9 +115,9 @@ fn decide(tx: &Transaction<'_>, item: &NewItem, now_us: u64, throttle: &Throttle
     let Payload::Email(email) = &item.payload else {
         return Ok(item.status);
     };
-    // Held back by noise control: not sent, so it takes no room in the
-    // window.
-    if matches!(item.status, Status::Silenced | Status::Inhibited) {
+    // Held back by noise control (silenced, inhibited, muted): not sent
+    // now, so it takes no room in the window.
+    if item.held_by.is_some() {
         return Ok(item.status);
     }
     let open_until = window_open_until(tx, &item.module, email.send_interval_s, throttle.mail_period_s)?;

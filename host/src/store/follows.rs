@@ -182,6 +182,7 @@ mod tests {
             follows: Vec::new(),
             labels: crate::noise::Labels::default(),
             held_by: None,
+            release_us: None,
         }
     }
 

@@ -300,6 +300,9 @@ pub struct NewItem {
     pub labels: Labels,
     /// What held it back, when its status says it was (`silence <id>`).
     pub held_by: Option<String>,
+    /// Not before this time: the end of its module's mute (a held e-mail
+    /// goes in the digest then; another notification is attempted then).
+    pub release_us: Option<u64>,
 }
 
 /// One row of the outbox.
@@ -451,6 +454,9 @@ pub(super) fn insert(
     deadline_us: u64,
 ) -> rusqlite::Result<i64> {
     let to_json = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(e.into());
+    // A muted item waits for its mute's end, and has its whole retry
+    // window from then.
+    let release_us = item.release_us.unwrap_or(now_us).max(now_us);
     let payload = serde_json::to_string(&item.payload).map_err(to_json)?;
     let labels = match item.labels.is_empty() {
         true => None,
@@ -459,7 +465,7 @@ pub(super) fn insert(
     tx.prepare_cached(
         "INSERT INTO outbox (created_us, updated_us, module, event, kind, status, next_attempt_us, deadline_us,
                              payload_version, payload, body, labels, held_by)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?1, ?6, ?7, ?8, ?9, ?10, ?11)",
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         db_time(now_us),
@@ -467,12 +473,13 @@ pub(super) fn insert(
         item.event,
         item.payload.kind().as_str(),
         status.as_str(),
-        db_time(deadline_us),
+        db_time(deadline_us.saturating_add(release_us - now_us)),
         PAYLOAD_VERSION,
         payload,
         item.body,
         labels,
         item.held_by,
+        db_time(release_us),
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -813,6 +820,7 @@ pub(super) mod tests {
             follows: Vec::new(),
             labels: Labels::default(),
             held_by: None,
+            release_us: None,
         }
     }
 
