@@ -558,4 +558,8 @@ fn a_muted_e_mail_goes_out_when_the_mute_ends() {
     let digest = smtp.message(received[0]["file"].as_str().unwrap());
     let text = mailparse::parse_mail(&digest).unwrap().subparts[0].get_body().unwrap();
     assert!(text.contains("Muted 1") && text.contains("Muted 2"), "{text}");
+    assert!(
+        text.contains("while it was muted (mute time interval \"now\")"),
+        "{text}"
+    );
 }

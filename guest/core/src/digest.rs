@@ -23,11 +23,22 @@ pub struct Digest<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
     pub held: &'a [Held],
-    /// The module's `SendInterval`, when it caused the hold.
-    pub window_seconds: Option<u64>,
+    /// Why they were held.
+    pub held_because: HeldBecause<'a>,
     pub now: Timestamp,
     /// Unique among the host's digests (seeds the Message-ID).
     pub identity: &'a str,
+}
+
+/// Why a digest's notifications were held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBecause<'a> {
+    /// They came within the module's `SendInterval` (its seconds) or the
+    /// host's mail period (None) of an e-mail already sent.
+    Window(Option<u64>),
+    /// They came in the module's mute time; the text names it
+    /// (`mute time interval "night"`).
+    Muted(&'a str),
 }
 
 /// Held notifications listed in one digest at most; the rest are counted.
@@ -41,14 +52,22 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
     let count = digest.held.len();
     let noun = if count == 1 { "notification" } else { "notifications" };
     let subject = subject_safe(&format!("{count} held {noun} from {}", digest.module));
-    let window = digest.window_seconds.map_or_else(
-        || "the mail period".to_string(),
-        |s| format!("its SendInterval ({s} s)"),
-    );
-    let summary = format!(
-        "{count} {noun} from {} came within {window} of an e-mail already sent, and were held for this digest.",
-        digest.module
-    );
+    let summary = match digest.held_because {
+        HeldBecause::Window(seconds) => {
+            let window = seconds.map_or_else(
+                || "the mail period".to_string(),
+                |s| format!("its SendInterval ({s} s)"),
+            );
+            format!(
+                "{count} {noun} from {} came within {window} of an e-mail already sent, and were held for this digest.",
+                digest.module
+            )
+        }
+        HeldBecause::Muted(why) => format!(
+            "{count} {noun} from {} came while it was muted ({why}), and were held for this digest.",
+            digest.module
+        ),
+    };
     let mut items: Vec<Cell> = digest
         .held
         .iter()
@@ -103,7 +122,7 @@ mod tests {
             sender: "velonotify@example.org",
             recipients: &["soc@example.org".to_string()],
             held: items,
-            window_seconds: Some(10),
+            held_because: HeldBecause::Window(Some(10)),
             now: Timestamp::from_unix_seconds(1_778_400_060),
             identity: "digest:1",
         })

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use velonotify_core::digest::{Digest, Held, build_digest};
+use velonotify_core::digest::{Digest, Held, HeldBecause, build_digest};
 use velonotify_core::vql::Timestamp;
 
 pub use self::retry::RetryPolicy;
@@ -414,7 +414,12 @@ impl Deliverer {
                     }
                 }
             }
-            let Some(last) = items.last() else { continue };
+            // Those held by a mute go when it ends; the others when
+            // their module's window does.
+            let (muted, windowed): (Vec<OutboxItem>, Vec<OutboxItem>) =
+                items.into_iter().partition(|item| item.held_by.is_some());
+            digests.extend(self.digests_of(&muted, now_us));
+            let Some(last) = windowed.last() else { continue };
             let Payload::Email(last_email) = &last.payload else {
                 continue;
             };
@@ -424,7 +429,7 @@ impl Deliverer {
             if open.is_some_and(|end| end > now_us) {
                 continue;
             }
-            digests.extend(self.digests_of(&items, now_us));
+            digests.extend(self.digests_of(&windowed, now_us));
         }
         if digests.is_empty() {
             return Ok(());
@@ -460,11 +465,14 @@ impl Deliverer {
     /// with the ids of the items each replaces, each checked as a module's
     /// e-mail is before it may leave.
     fn digests_of(&self, items: &[OutboxItem], now_us: u64) -> Vec<NewDigest> {
-        let mut by_recipients: BTreeMap<Vec<String>, Vec<(&OutboxItem, &EmailPayload)>> = BTreeMap::new();
+        // One digest per recipient list and reason (a SendInterval window,
+        // or a mute that ended).
+        type Key = (Vec<String>, Option<String>);
+        let mut by_recipients: BTreeMap<Key, Vec<(&OutboxItem, &EmailPayload)>> = BTreeMap::new();
         for item in items {
             if let Payload::Email(email) = &item.payload {
                 by_recipients
-                    .entry(email.recipients.clone())
+                    .entry((email.recipients.clone(), item.held_by.clone()))
                     .or_default()
                     .push((item, email));
             }
@@ -472,7 +480,7 @@ impl Deliverer {
         let now = Timestamp::from_unix_micros(i64::try_from(now_us).unwrap_or(i64::MAX));
         by_recipients
             .into_iter()
-            .map(|(recipients, group)| {
+            .map(|((recipients, held_by), group)| {
                 let (first, first_email) = group[0];
                 let module = &first.module;
                 let sender = first_email
@@ -487,16 +495,21 @@ impl Deliverer {
                         at: Timestamp::from_unix_micros(i64::try_from(item.created_us).unwrap_or(i64::MAX)),
                     })
                     .collect();
-                let window = group
-                    .last()
-                    .and_then(|(_, e)| crate::store::window_seconds(e.send_interval_s));
+                let held_because = match &held_by {
+                    Some(why) => HeldBecause::Muted(why),
+                    None => HeldBecause::Window(
+                        group
+                            .last()
+                            .and_then(|(_, e)| crate::store::window_seconds(e.send_interval_s)),
+                    ),
+                };
                 let identity = format!("digest/{module}/{}/{now_us}", first.id);
                 let (subject, message) = build_digest(&Digest {
                     module,
                     sender: &sender,
                     recipients: &recipients,
                     held: &held,
-                    window_seconds: window,
+                    held_because,
                     now,
                     identity: &identity,
                 });
