@@ -56,7 +56,6 @@ impl Clock {
     }
 }
 
-/// A duration in whole microseconds, saturating.
 /// A time in microseconds as RFC 3339 (`2026-11-30T21:00:00Z`; fractions
 /// of a second when it has them): how times are shown to operators.
 pub fn rfc3339(us: u64) -> String {
@@ -76,6 +75,7 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
     u64::try_from(at.as_microsecond()).map_err(|_| format!("{text:?} is before 1970"))
 }
 
+/// A duration in whole microseconds, saturating.
 pub fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

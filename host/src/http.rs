@@ -48,10 +48,10 @@ pub struct BearerToken {
 }
 
 impl BearerToken {
-    /// A token of at least 16 characters.
+    /// A token of at least 16 bytes.
     pub fn new(token: &str) -> anyhow::Result<Self> {
-        if token.chars().count() < 16 {
-            anyhow::bail!("a token needs at least 16 characters");
+        if token.len() < 16 {
+            anyhow::bail!("use at least 16 characters");
         }
         Ok(Self {
             digest: Sha256::digest(token.as_bytes()).into(),

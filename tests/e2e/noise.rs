@@ -331,6 +331,10 @@ fn a_silence_made_over_http_holds_back_what_it_matches() {
     assert_eq!(status, 401, "no token, no answer");
     let (status, _) = request(api, "GET", "/v1/silences", Some("wrong-token-0123456789"), b"");
     assert_eq!(status, 401);
+    // The token is checked before a body is read; a body is bounded.
+    let large = vec![b'x'; 200_000];
+    assert_eq!(request(api, "POST", "/v1/silences", None, &large).0, 401);
+    assert_eq!(request(api, "POST", "/v1/silences", Some(API_TOKEN), &large).0, 413);
 
     let at = |s: u64| jiff::Timestamp::from_second(s as i64).unwrap().to_string();
     let now = now_s();
@@ -561,5 +565,104 @@ fn a_muted_e_mail_goes_out_when_the_mute_ends() {
     assert!(
         text.contains("while it was muted (mute time interval \"now\")"),
         "{text}"
+    );
+}
+
+/// The issue's scenario, against the real SMTP server: a burst of one
+/// detection on 300 hosts, grouped by alertname, is one e-mail listing
+/// them; a silence on one host holds it back (299 listed); a server-side
+/// failure inhibits the client alerts it causes; every item is in the
+/// outbox with what became of it.
+#[test]
+fn a_burst_on_300_hosts_is_one_e_mail_less_the_silenced_host_and_the_inhibited_alerts() {
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
+        "name = \"alerts\"\npath = \"alerts.wasm\"\ngroup_by = [\"alertname\"]\ngroup_wait_s = 5\n",
+    ) + "\n[[inhibit]]\nsource_matchers = ['alertname=\"Server event query error\"']\n\
+         target_matchers = ['client_id=~\"C\\\\..+\"']\nequal = [\"artifact\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let client = |i: usize| format!("C.{i:016x}");
+    silence(
+        &config,
+        &[
+            "add",
+            &format!("client_id=\"{}\"", client(7)),
+            "--duration",
+            "1h",
+            "--comment",
+            "re-imaging",
+            "--author",
+            "alice",
+        ],
+    );
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+
+    let now = now_s();
+    let hit = |i: usize, artifact: &str| {
+        let mut row = alert("Honeyfile accessed", &client(i), now);
+        row["artifact"] = json!(artifact);
+        row
+    };
+    for batch in (0..300).collect::<Vec<usize>>().chunks(100) {
+        let rows: Vec<Value> = batch.iter().map(|i| hit(*i, "Linux.Detection.Honeyfiles")).collect();
+        post_alerts(ingest, &rows);
+    }
+    let mut error = alert("Server event query error", "server", now);
+    error["artifact"] = json!("Custom.Broken");
+    let broken: Vec<Value> = (1000..1003).map(|i| hit(i, "Custom.Broken")).collect();
+    post_alerts(ingest, &[vec![error], broken].concat());
+
+    let received = smtp.wait_for(2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2)); // room for a stray one
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "1 notification from alerts: {alertname=\"Server event query error\"}",
+            "299 notifications from alerts: {alertname=\"Honeyfile accessed\"}",
+        ],
+        "{}",
+        run.log()
+    );
+    let group = received
+        .iter()
+        .find(|m| m["subject"].as_str().unwrap().starts_with("299"))
+        .unwrap();
+    let message = smtp.message(group["file"].as_str().unwrap());
+    let text = mailparse::parse_mail(&message).unwrap().subparts[0].get_body().unwrap();
+    for i in (0..300).filter(|i| *i != 7) {
+        assert!(text.contains(&client(i)), "host {} listed", client(i));
+    }
+    assert!(!text.contains(&client(7)), "the silenced host is not listed");
+
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let counts = store.counts().unwrap().by_status;
+    assert_eq!(counts.get(&Status::Silenced), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&Status::Inhibited), Some(&3), "{counts:?}");
+    assert_eq!(counts.get(&Status::Digested), Some(&300), "{counts:?}");
+    assert_eq!(counts.get(&Status::Sent), Some(&2), "{counts:?}");
+    let inhibited = velonotify(&[
+        "outbox",
+        "-c",
+        &config.display().to_string(),
+        "list",
+        "--status",
+        "inhibited",
+    ]);
+    assert_eq!(
+        String::from_utf8(inhibited.stdout)
+            .unwrap()
+            .matches("inhibit rule 1")
+            .count(),
+        3
     );
 }

@@ -39,6 +39,8 @@ pub enum HeldBecause<'a> {
     /// They came in the module's mute time; the text names it
     /// (`mute time interval "night"`).
     Muted(&'a str),
+    /// They are one group of the module's e-mails: `{alertname="x"}`.
+    Group(&'a str),
 }
 
 /// Held notifications listed in one digest at most; the rest are counted.
@@ -51,7 +53,10 @@ pub const MAX_LISTED: usize = 500;
 pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
     let count = digest.held.len();
     let noun = if count == 1 { "notification" } else { "notifications" };
-    let subject = subject_safe(&format!("{count} held {noun} from {}", digest.module));
+    let subject = match digest.held_because {
+        HeldBecause::Group(key) => subject_safe(&format!("{count} {noun} from {}: {key}", digest.module)),
+        _ => subject_safe(&format!("{count} held {noun} from {}", digest.module)),
+    };
     let summary = match digest.held_because {
         HeldBecause::Window(seconds) => {
             let window = seconds.map_or_else(
@@ -65,6 +70,10 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
         }
         HeldBecause::Muted(why) => format!(
             "{count} {noun} from {} came while it was muted ({why}), and were held for this digest.",
+            digest.module
+        ),
+        HeldBecause::Group(key) => format!(
+            "{count} {noun} from {} of the group {key}, grouped into this e-mail.",
             digest.module
         ),
     };

@@ -157,11 +157,30 @@ pub struct ModuleSection {
     /// Muted e-mails go out as one digest when the mute ends (default), or
     /// muted notifications are dropped with a log line and a counter.
     pub mute_mode: Option<ThrottleMode>,
+    /// Labels whose values make a group: its e-mails wait `group_wait_s`
+    /// (default 30) for the others, then go as one; later ones within
+    /// `group_interval_s` (default 300) go in the group's next e-mail.
+    pub group_by: Option<Vec<String>>,
+    pub group_wait_s: Option<u64>,
+    pub group_interval_s: Option<u64>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
 
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+impl ModuleSection {
+    /// Its grouping, if it groups (checked).
+    pub fn grouping(&self) -> Result<Option<crate::noise::grouping::Grouping>, String> {
+        let Some(by) = &self.group_by else {
+            if self.group_wait_s.is_some() || self.group_interval_s.is_some() {
+                return Err("group_wait_s and group_interval_s need group_by".into());
+            }
+            return Ok(None);
+        };
+        crate::noise::grouping::Grouping::new(by, self.group_wait_s, self.group_interval_s).map(Some)
+    }
+}
 
 impl Config {
     /// Reads the configuration file at `path`.
@@ -187,6 +206,9 @@ impl Config {
                 crate::noise::labels::check_labels_from(names)
                     .map_err(|problem| anyhow::anyhow!("module {}: {problem}", i + 1))?;
             }
+            module
+                .grouping()
+                .map_err(|problem| anyhow::anyhow!("module {}: {problem}", i + 1))?;
             for (name, value) in &module.params {
                 param_text(value, &self.base_dir).with_context(|| {
                     format!(

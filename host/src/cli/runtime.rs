@@ -229,6 +229,8 @@ pub fn module_mutes(config: &Config, runtime: &Runtime) -> HashMap<String, crate
                     active: section.active_time_intervals.clone().unwrap_or_default(),
                 },
                 mode: section.mute_mode.unwrap_or_default(),
+                // Checked when the configuration was read.
+                grouping: section.grouping().ok().flatten(),
             };
             (module.name().to_string(), mute)
         })

@@ -496,6 +496,7 @@ impl Deliverer {
                     })
                     .collect();
                 let held_because = match &held_by {
+                    Some(group) if group.starts_with("group ") => HeldBecause::Group(&group["group ".len()..]),
                     Some(why) => HeldBecause::Muted(why),
                     None => HeldBecause::Window(
                         group

@@ -158,6 +158,14 @@ impl Inhibitor {
                 let horizon = at_us.saturating_sub(rule.window_us);
                 sources.retain(|_, at| *at >= horizon);
             }
+            // Still full within the window: the oldest half goes (their
+            // targets are then let through, never held back wrongly).
+            if sources.len() > MAX_SOURCES_PER_RULE {
+                let mut times: Vec<u64> = sources.values().copied().collect();
+                let middle = times.len() / 2;
+                let cut = *times.select_nth_unstable(middle).1;
+                sources.retain(|_, at| *at >= cut);
+            }
         }
     }
 }

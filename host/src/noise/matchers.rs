@@ -152,6 +152,12 @@ pub fn quoted(text: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            // Event data is hostile: shown on a terminal or in a log, a
+            // value must not move the cursor or reorder the line.
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
             c => out.push(c),
         }
     }
@@ -373,10 +379,11 @@ impl<'a> Parser<'a> {
     /// bytes it stands for and the characters it takes.
     fn escape(&self, chars: &[char], at: usize) -> Result<(Vec<u8>, usize), MatcherError> {
         let hex = |n: usize| -> Option<u32> {
-            let digits: String = chars.get(2..2 + n)?.iter().collect();
-            (digits.len() == n)
-                .then(|| u32::from_str_radix(&digits, 16).ok())
-                .flatten()
+            let digits = chars.get(2..2 + n)?;
+            if !digits.iter().all(char::is_ascii_hexdigit) {
+                return None;
+            }
+            u32::from_str_radix(&digits.iter().collect::<String>(), 16).ok()
         };
         let char_bytes = |c: char| c.encode_utf8(&mut [0; 4]).as_bytes().to_vec();
         let simple = |c: char| Some((char_bytes(c), 2));
@@ -621,6 +628,7 @@ mod tests {
             (r#"{"foo"=~"\d+"}"#, 10, "a regex's \\d is written \\\\d"),
             (r"{foo=bar\n}", 9, "unexpected '\\\\'"),
             (r#"{"foo"="\xf0\x9f"}"#, 8, "not UTF-8"),
+            (r#"foo="\x+1""#, 6, "unknown escape"),
             ("{{alertname=x}}", 2, "expected a label name, found '{'"),
             ("foo", 4, "expected an operator"),
             ("foo=", 5, "expected a value after \"foo\" (\"\" for the empty value)"),
@@ -661,6 +669,7 @@ mod tests {
     #[test]
     fn a_list_is_written_back_as_it_is_read() {
         for input in [
+            "{a=\"\\u001b[2J\\u202e\\t\"}",
             "{alertname=\"Honeyfile\", client_id=~\"C\\\\.1.*\"}",
             "{a!=\"x \\\"y\\\"\", \"odd name\"!~\"z\\n\"}",
         ] {

@@ -3,13 +3,15 @@
 //! gets [`Labels`]; [`Matchers`] in Alertmanager's syntax select them;
 //! [`silences`] hold back what an operator silenced, [`inhibition`] rules
 //! what a notification of the cause makes redundant, [`time_intervals`]
-//! mute a module at night or outside office hours. A held-back item stays
+//! mute a module at night or outside office hours, [`grouping`] makes a
+//! burst one e-mail. A held-back item stays
 //! in the outbox with the reason, never dropped silently.
 //!
 //! This room holds the rules, not the storage: the store keeps silences
 //! and each item's labels; the pipeline's outbox applies them at the
 //! commit of each input.
 
+pub mod grouping;
 pub mod inhibition;
 pub mod labels;
 pub mod matchers;

@@ -78,6 +78,15 @@ impl NewSilence {
         if self.matchers.is_empty() {
             return Err("a silence needs at least one matcher".into());
         }
+        // Kept as text, read back when used: it must read back.
+        let text = self.matchers.to_string();
+        if text.len() > super::matchers::MAX_INPUT_BYTES {
+            return Err(format!(
+                "its matchers are {} bytes written out; at most {}",
+                text.len(),
+                super::matchers::MAX_INPUT_BYTES
+            ));
+        }
         if self.matchers.iter().all(|m| m.matches("")) {
             return Err(format!(
                 "the matchers {} also match a notification without those labels: \
@@ -191,6 +200,14 @@ mod tests {
         let mut anonymous = silence("alertname=x", 100, 200);
         anonymous.created_by = " ".into();
         assert!(problem(anonymous).contains("needs an author"));
+        // Two matchers each within the parser's bound, too long together.
+        let value = "C.0123456789abcdef|".repeat(150);
+        let mut long = silence("alertname=x", 100, 200);
+        long.matchers = Matchers::new(vec![
+            crate::noise::Matcher::new("client_id", crate::noise::MatchOp::Regex, &value).unwrap(),
+            crate::noise::Matcher::new("hostname", crate::noise::MatchOp::Regex, &value).unwrap(),
+        ]);
+        assert!(problem(long).contains("bytes written out"));
         let mut forged = silence("alertname=x", 100, 200);
         forged.comment = "ok\u{1b}[2J".into();
         assert!(problem(forged).contains("control characters"));

@@ -8,11 +8,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,6 +24,9 @@ use crate::store::{Expired, Store};
 
 /// Largest request body read, in bytes (a silence is small).
 const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// Time to send a body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Api {
@@ -145,16 +149,34 @@ fn equal_by_default() -> bool {
     true
 }
 
-async fn create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+/// Reads a body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a silence is at most {MAX_BODY_BYTES} bytes"),
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+async fn create(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    // Nothing of the body is read before the token is checked.
     if let Some(refusal) = refused(&api, &headers) {
         return refusal;
     }
-    if body.len() > MAX_BODY_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a silence is at most {MAX_BODY_BYTES} bytes"),
-        );
-    }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let posted: Postable = match serde_json::from_slice(&body) {
         Ok(posted) => posted,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a silence: {e}")),

@@ -187,6 +187,10 @@ impl FileOutbox {
                     Fate::Notify => None,
                     Fate::Silenced(held_by) => Some(("silenced", held_by, labels)),
                     Fate::Inhibited(held_by) => Some(("inhibited", held_by, labels)),
+                    Fate::Grouped { held_by, until_us } => {
+                        let until = crate::clock::rfc3339(until_us);
+                        Some(("grouped", format!("{held_by} (until {until})"), labels))
+                    }
                     Fate::Muted {
                         held_by,
                         until_us,

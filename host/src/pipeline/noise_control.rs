@@ -32,6 +32,12 @@ pub enum Fate {
         until_us: u64,
         drop: bool,
     },
+    /// An e-mail of a group: held until its group's e-mail goes, at
+    /// `until_us`; `held_by` is `group {alertname="x"}`.
+    Grouped {
+        held_by: String,
+        until_us: u64,
+    },
 }
 
 /// A module's mute and active times, and what becomes of what they mute.
@@ -39,6 +45,8 @@ pub enum Fate {
 pub struct ModuleMute {
     pub timing: MuteTiming,
     pub mode: ThrottleMode,
+    /// Its e-mails' grouping, if it groups them.
+    pub grouping: Option<crate::noise::grouping::Grouping>,
 }
 
 #[derive(Debug)]
@@ -49,8 +57,10 @@ pub struct NoiseControl {
     silences: ActiveSilences,
     inhibitor: Inhibitor,
     intervals: TimeIntervals,
-    /// By module name; modules without mute or active times are not here.
+    /// By module name; modules without mute times or grouping are not here.
     mutes: HashMap<String, ModuleMute>,
+    /// By module name: where each group is.
+    groups: HashMap<String, crate::noise::grouping::Groups>,
 }
 
 impl NoiseControl {
@@ -62,6 +72,7 @@ impl NoiseControl {
             inhibitor: Inhibitor::default(),
             intervals: TimeIntervals::default(),
             mutes: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -74,7 +85,10 @@ impl NoiseControl {
     /// Mutes modules in their mute times (and outside their active ones).
     pub fn with_mutes(mut self, intervals: TimeIntervals, mutes: HashMap<String, ModuleMute>) -> Self {
         self.intervals = intervals;
-        self.mutes = mutes.into_iter().filter(|(_, m)| !m.timing.is_empty()).collect();
+        self.mutes = mutes
+            .into_iter()
+            .filter(|(_, m)| !m.timing.is_empty() || m.grouping.is_some())
+            .collect();
         self
     }
 
@@ -135,16 +149,28 @@ impl NoiseControl {
             return Fate::Inhibited(inhibited.held_by);
         }
         self.inhibitor.notified(labels, now_us);
-        let Some(mute) = self.mutes.get(labels.get("module")) else {
+        let module = labels.get("module");
+        let Some(mute) = self.mutes.get(module) else {
             return Fate::Notify;
         };
-        match mute.timing.muted_by(&self.intervals, now_us) {
-            Some(why) => Fate::Muted {
+        if let Some(why) = mute.timing.muted_by(&self.intervals, now_us) {
+            return Fate::Muted {
                 held_by: why,
                 until_us: mute.timing.mute_ends(&self.intervals, now_us),
                 drop: mute.mode == ThrottleMode::Drop,
-            },
-            None => Fate::Notify,
+            };
+        }
+        // Only e-mails are grouped: a digest is an e-mail.
+        match &mute.grouping {
+            Some(grouping) if labels.get("kind") == "email" => {
+                let groups = self.groups.entry(module.to_string()).or_default();
+                let grouped = groups.join(grouping, labels, now_us);
+                Fate::Grouped {
+                    held_by: format!("group {}", grouped.key),
+                    until_us: grouped.until_us,
+                }
+            }
+            _ => Fate::Notify,
         }
     }
 }

@@ -443,6 +443,11 @@ impl StoreOutbox {
                     item.status = Status::Inhibited;
                     item.held_by = Some(held_by);
                 }
+                Fate::Grouped { held_by, until_us } => {
+                    item.status = Status::Held;
+                    item.held_by = Some(held_by);
+                    item.release_us = Some(until_us);
+                }
                 Fate::Muted {
                     held_by,
                     until_us,
@@ -492,6 +497,7 @@ impl StoreOutbox {
             (status, Some(held_by)) => {
                 let reason = match status {
                     Status::Silenced | Status::Inhibited => status.as_str(),
+                    _ if held_by.starts_with("group ") => "grouped",
                     _ => "muted",
                 };
                 self.metrics

@@ -177,9 +177,8 @@ const SEEN_WINDOW_S: u64 = 600;
 const REORDER_SLACK_S: u64 = 60;
 
 /// How much earlier than the session's start a row the catch-up reads may
-/// be dated and still come live too (rows are dated as their writers
-/// started writing them).
-const OVERLAP_TOLERANCE_S: u64 = 5;
+/// be dated and still come live too (its second, and the writers' race).
+const OVERLAP_TOLERANCE_S: u64 = 1;
 
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
@@ -339,9 +338,12 @@ struct OrgStream {
     overlap: HashMap<String, HashMap<(u64, [u8; 12]), u32>>,
     /// The read-back in progress is the catch-up of a session start.
     catching_up: bool,
-    /// The server's second when the session's watchers were in place: rows
-    /// dated well before it cannot have come live.
+    /// The server's second of the session's first message (the watchers
+    /// come right after it): rows dated well before cannot come live.
     session_started_s: u64,
+    /// The server's second the catch-up ended at: live rows dated later
+    /// cannot be in it.
+    caught_up_s: u64,
     stopping: bool,
     clock: Clock,
     /// The server's clock minus the host's, in µs, from its answers.
@@ -363,6 +365,7 @@ impl OrgStream {
             overlap: HashMap::new(),
             catching_up: false,
             session_started_s: 0,
+            caught_up_s: 0,
             stopping: false,
             clock,
             server_offset_us: 0,
@@ -417,6 +420,7 @@ impl OrgStream {
         // the watchers are in place: only then is catching up complete.
         let first = self.next(&mut stream).await?;
         self.learn_server_clock(&first);
+        self.session_started_s = self.server_now_s();
         tracing::info!(%org, queues = ?self.sub.queues, "subscribed to the Velociraptor event queues");
         if self.stored.is_none() {
             self.stored = Some(self.stored_queues().await);
@@ -632,9 +636,9 @@ impl OrgStream {
     async fn catch_up(&mut self) -> Result<Vec<(String, u64)>, ApiError> {
         self.overlap.clear();
         self.catching_up = true;
-        self.session_started_s = self.server_now_s();
         let caught_up = self.catch_up_stored().await;
         self.catching_up = false;
+        self.caught_up_s = self.server_now_s() + 1;
         caught_up
     }
 
@@ -783,6 +787,10 @@ impl OrgStream {
         row.insert("_Source".into(), Value::String(queue.clone()));
         row.insert("_ts".into(), Value::from(ts_s));
         let content = fingerprint(&row);
+        // A live row the catch-up of this session handled already.
+        if read_back.is_none() && self.seen.contains_key(&queue) && self.overlaps_catch_up(&queue, ts_s, content) {
+            return false;
+        }
         let key = match (self.seen.get_mut(&queue), read_back) {
             // A stored queue read back: the n-th such row of its second in
             // the queue (a page starts at a whole second).
@@ -803,7 +811,6 @@ impl OrgStream {
                 }
                 key
             }
-            (Some(_), None) if Self::overlaps_catch_up(&mut self.overlap, &queue, ts_s, content) => return false,
             (Some(seen), None) => {
                 let key = seen.next_live_key(ts_s, content);
                 seen.insert(key.clone());
@@ -827,29 +834,26 @@ impl OrgStream {
 
     /// Whether a live row of a stored queue is one the catch-up already
     /// handled. The server watches before the catch-up reads the queue, so
-    /// the rows written in between come both ways: they are the first live
-    /// rows of the session, in the order written. A live row is taken for
-    /// such a row while the live rows match rows the catch-up handled; the
-    /// first that does not ends it (later ones are new rows, even the same
-    /// row written again).
-    fn overlaps_catch_up(
-        overlap: &mut HashMap<String, HashMap<(u64, [u8; 12]), u32>>,
-        queue: &str,
-        ts_s: u64,
-        content: [u8; 12],
-    ) -> bool {
-        let Some(pending) = overlap.get_mut(queue) else {
+    /// the rows written in between come both ways. A live row dated no
+    /// later than the catch-up's end that matches a row the catch-up
+    /// handled (dated since the session started) is that row; the first
+    /// live row dated later ends the matching. (The same row written again
+    /// within that second would be taken for it: the price of not
+    /// doubling every row of the overlap.)
+    fn overlaps_catch_up(&mut self, queue: &str, ts_s: u64, content: [u8; 12]) -> bool {
+        let Some(pending) = self.overlap.get_mut(queue) else {
             return false;
         };
+        if ts_s > self.caught_up_s {
+            self.overlap.remove(queue);
+            return false;
+        }
         match pending.get_mut(&(ts_s, content)) {
             Some(count) if *count > 0 => {
                 *count -= 1;
                 true
             }
-            _ => {
-                overlap.remove(queue);
-                false
-            }
+            _ => false,
         }
     }
 

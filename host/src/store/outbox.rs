@@ -753,7 +753,7 @@ impl Store {
         let rows: Vec<(String, i64)> = self.read(|c| {
             c.prepare_cached(
                 "SELECT labels, created_us FROM outbox
-                 WHERE created_us >= ?1 AND labels IS NOT NULL
+                 WHERE created_us >= ?1 AND labels IS NOT NULL AND event IS NOT NULL
                    AND kind IN ('email', 'webhook', 'user-message')
                    AND status NOT IN ('silenced', 'inhibited')
                  ORDER BY id",

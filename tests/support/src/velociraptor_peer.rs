@@ -276,16 +276,16 @@ impl VelociraptorPeer {
         self.shared.denied.lock().unwrap().insert(plugin.to_string());
     }
 
-    /// Makes each event stream start watching its queues `delay` after it
-    /// says the query started, as `watch_monitoring()` registers its
-    /// watcher once its goroutine runs: rows written in between are stored
-    /// but not streamed.
     /// Makes a read-back (`source()`) query wait `delay` before it reads
     /// the queue: rows written meanwhile are in its answer.
     pub fn delay_backfill_reads(&self, delay: Duration) {
         *self.shared.backfill_delay.lock().unwrap() = delay;
     }
 
+    /// Makes each event stream start watching its queues `delay` after it
+    /// says the query started, as `watch_monitoring()` registers its
+    /// watcher once its goroutine runs: rows written in between are stored
+    /// but not streamed.
     pub fn delay_watchers(&self, delay: Duration) {
         *self.shared.watch_delay.lock().unwrap() = delay;
     }
