@@ -53,6 +53,14 @@ token = "{TOKEN}"
     )
 }
 
+/// `config`'s text with `module_lines` added to the alerts module and
+/// `tail` (more sections) at the end.
+fn with_alerts_module(config: &Path, module_lines: &str, tail: &str) -> String {
+    let header = "name = \"alerts\"\npath = \"alerts.wasm\"\n";
+    let text = std::fs::read_to_string(config).unwrap();
+    text.replace(header, &format!("{header}{module_lines}\n")) + "\n" + tail
+}
+
 fn alert(name: &str, client: &str, ts_s: u64) -> Value {
     json!({"name": name, "client_id": client, "timestamp": "2026-11-30T10:00:00Z",
            "event_data": {"Severity": "high"}, "_ts": ts_s})
@@ -474,10 +482,11 @@ fn a_server_side_failure_inhibits_the_client_alerts_it_causes() {
 fn a_module_is_muted_in_its_mute_time_in_a_replay() {
     let dir = scratch();
     let config = config(dir.path(), free_port(), free_port(), free_port());
-    let base = std::fs::read_to_string(&config).unwrap().replace(
-        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
-        "name = \"alerts\"\npath = \"alerts.wasm\"\nmute_time_intervals = [\"night\"]\nMODE\n",
-    ) + "\n[[time_interval]]\nname = \"night\"\ntimes = [{start_time = \"22:00\", end_time = \"24:00\"}]\n";
+    let base = with_alerts_module(
+        &config,
+        "mute_time_intervals = [\"night\"]\nMODE",
+        "[[time_interval]]\nname = \"night\"\ntimes = [{start_time = \"22:00\", end_time = \"24:00\"}]\n",
+    );
     let at = |t: &str| velonotify::clock::parse_rfc3339(t).unwrap() / 1_000_000;
     let rows: String = [
         ("2026-11-30T21:59:00Z", "before"),
@@ -532,11 +541,10 @@ fn a_muted_e_mail_goes_out_when_the_mute_ends() {
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     let (ingest, metrics) = (free_port(), free_port());
     let config = config(dir.path(), smtp.port, ingest, metrics);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
-        "name = \"alerts\"\npath = \"alerts.wasm\"\nmute_time_intervals = [\"now\"]\n",
-    ) + &format!(
-        "\n[[time_interval]]\nname = \"now\"\ntimes = [{{start_time = \"{start}\", end_time = \"{end}\"}}]\n"
+    let text = with_alerts_module(
+        &config,
+        "mute_time_intervals = [\"now\"]",
+        &format!("[[time_interval]]\nname = \"now\"\ntimes = [{{start_time = \"{start}\", end_time = \"{end}\"}}]\n"),
     );
     std::fs::write(&config, text).unwrap();
     let mut run = Running::start_in(EXE, &config, &modules_dir());
@@ -579,11 +587,12 @@ fn a_burst_on_300_hosts_is_one_e_mail_less_the_silenced_host_and_the_inhibited_a
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     let (ingest, metrics) = (free_port(), free_port());
     let config = config(dir.path(), smtp.port, ingest, metrics);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "name = \"alerts\"\npath = \"alerts.wasm\"\n",
-        "name = \"alerts\"\npath = \"alerts.wasm\"\ngroup_by = [\"alertname\"]\ngroup_wait_s = 5\n",
-    ) + "\n[[inhibit]]\nsource_matchers = ['alertname=\"Server event query error\"']\n\
-         target_matchers = ['client_id=~\"C\\\\..+\"']\nequal = [\"artifact\"]\n";
+    let text = with_alerts_module(
+        &config,
+        "group_by = [\"alertname\"]\ngroup_wait_s = 5",
+        "[[inhibit]]\nsource_matchers = ['alertname=\"Server event query error\"']\n\
+         target_matchers = ['client_id=~\"C\\\\..+\"']\nequal = [\"artifact\"]\n",
+    );
     std::fs::write(&config, text).unwrap();
     let client = |i: usize| format!("C.{i:016x}");
     silence(
