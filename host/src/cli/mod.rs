@@ -435,6 +435,22 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
     if let Some(section) = &config.ingest {
         println!("HTTP ingest: {}", section.listen);
     }
+    if let Some(section) = &config.api {
+        section.token(&config.base_dir)?;
+        println!("operator API: {}", section.listen);
+    }
+    for (i, rule) in config.inhibit.iter().enumerate() {
+        let rule = rule.rule(i + 1).map_err(anyhow::Error::msg)?;
+        println!(
+            "inhibit {}: {} holds back {} with equal {:?} for {} s",
+            i + 1,
+            rule.source,
+            rule.target,
+            rule.equal,
+            rule.window_us / 1_000_000
+        );
+    }
+    let mutes = runtime::module_mutes(&config, &runtime);
     for module in runtime.pipeline.modules() {
         let info = module.info();
         let setup = module.setup();
@@ -448,6 +464,25 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
             println!("  interest: {}", describe_interest(interest));
         }
         println!("  org:      {}", spec.org_id());
+        if !spec.labels_from.is_empty() {
+            println!("  labels from: {}", spec.labels_from.join(", "));
+        }
+        if let Some(mute) = mutes.get(module.name()) {
+            if !mute.timing.mute.is_empty() {
+                let mode = if mute.mode == crate::store::ThrottleMode::Drop {
+                    "drop"
+                } else {
+                    "digest"
+                };
+                println!("  muted in: {} (mute_mode {mode})", mute.timing.mute.join(", "));
+            }
+            if !mute.timing.active.is_empty() {
+                println!("  active in: {}", mute.timing.active.join(", "));
+            }
+            if let Some(grouping) = &mute.grouping {
+                println!("  grouped:  {grouping}");
+            }
+        }
         println!(
             "  limits:   {} ms per call, {} MiB memory",
             spec.limits.deadline.as_millis(),

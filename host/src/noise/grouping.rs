@@ -54,6 +54,19 @@ impl Grouping {
     }
 }
 
+impl std::fmt::Display for Grouping {
+    /// `by alertname, client_id; wait 30 s, interval 300 s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "by {}; wait {} s, interval {} s",
+            self.by.join(", "),
+            self.wait_us / 1_000_000,
+            self.interval_us / 1_000_000
+        )
+    }
+}
+
 /// Where each group of a module is: when its next e-mail goes.
 #[derive(Debug, Clone, Default)]
 pub struct Groups {
