@@ -213,6 +213,10 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         bail!("the delivery thread panicked");
     }
     tracing::info!(counts = %delivery_store.counts()?, "done");
+    let muted = delivery_store.muted_count()?;
+    if muted > 0 {
+        tracing::info!("{muted} notifications stay held until their module's mute ends; the next run sends them");
+    }
     Ok(())
 }
 

@@ -400,12 +400,10 @@ impl Deliverer {
     /// One digest per module and recipient list whose window has ended.
     fn make_digests(&self, now_us: u64) -> Result<(), StoreError> {
         let mut digests = Vec::new();
-        for module_rows in self.store.held_by_module()? {
+        for module_rows in self.store.held_by_module(now_us)? {
             let mut items = Vec::with_capacity(module_rows.len());
             for row in module_rows {
                 match row {
-                    // Held until its module's mute ends.
-                    Ok(item) if item.next_attempt_us > now_us => {}
                     Ok(item) => items.push(item),
                     Err(unreadable) => {
                         if self.first_seen_unreadable(&unreadable) {

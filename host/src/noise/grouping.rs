@@ -96,11 +96,19 @@ impl Groups {
         };
         self.release_us.insert(key.clone(), until_us);
         if self.release_us.len() > MAX_GROUPS {
-            let horizon = now_us.saturating_sub(grouping.interval_us);
-            self.release_us.retain(|_, release| *release >= horizon);
+            keep_newest(&mut self.release_us, MAX_GROUPS / 2);
         }
         Grouped { key, until_us }
     }
+}
+
+/// Keeps the `keep` entries with the latest times: a map past its bound
+/// drops to half of it at once, so evicting is rare.
+pub(crate) fn keep_newest<K: Clone + Eq + std::hash::Hash>(map: &mut HashMap<K, u64>, keep: usize) {
+    let mut entries: Vec<(K, u64)> = map.iter().map(|(k, t)| (k.clone(), *t)).collect();
+    entries.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.1));
+    entries.truncate(keep);
+    *map = entries.into_iter().collect();
 }
 
 #[cfg(test)]
@@ -149,6 +157,14 @@ mod tests {
             groups.join(&grouping, &on("Honeyfile", "C.5"), 300 * S).until_us,
             310 * S
         );
+    }
+
+    #[test]
+    fn past_its_bound_a_map_keeps_the_newest_half() {
+        let mut map: HashMap<u32, u64> = (0..10).map(|i| (i, u64::from(i % 5))).collect();
+        keep_newest(&mut map, 4);
+        assert_eq!(map.len(), 4);
+        assert!(map.values().all(|t| *t >= 3), "{map:?}");
     }
 
     #[test]

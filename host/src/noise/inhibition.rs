@@ -154,17 +154,10 @@ impl Inhibitor {
             }
             let last = sources.entry(rule.key(labels)).or_default();
             *last = (*last).max(at_us);
+            // Past the bound, the oldest half goes at once (their targets
+            // are then let through, never held back wrongly).
             if sources.len() > MAX_SOURCES_PER_RULE {
-                let horizon = at_us.saturating_sub(rule.window_us);
-                sources.retain(|_, at| *at >= horizon);
-            }
-            // Still full within the window: the oldest half goes (their
-            // targets are then let through, never held back wrongly).
-            if sources.len() > MAX_SOURCES_PER_RULE {
-                let mut times: Vec<u64> = sources.values().copied().collect();
-                let middle = times.len() / 2;
-                let cut = *times.select_nth_unstable(middle).1;
-                sources.retain(|_, at| *at >= cut);
+                super::grouping::keep_newest(sources, MAX_SOURCES_PER_RULE / 2);
             }
         }
     }

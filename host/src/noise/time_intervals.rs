@@ -249,6 +249,13 @@ fn ranges<T: PartialOrd + Copy>(
             let (a, b) = item.split_once(':').unwrap_or((item, item));
             let read = |t: &str| one(t.trim()).ok_or_else(|| format!("{what}: {item:?} is not one ({t:?})"));
             let (a, b) = (read(a)?, read(b)?);
+            // Days counted from the end may follow days from the start
+            // (`1:-1`); any other range must not run backwards.
+            let days_from_both_ends =
+                what == "days_of_month" && item.contains('-') && !item.trim_start().starts_with('-');
+            if a > b && !days_from_both_ends {
+                return Err(format!("{what}: {item:?} runs backwards (write it as two ranges)"));
+            }
             Ok((a, b))
         })
         .collect()
@@ -408,6 +415,10 @@ location = "Europe/Berlin"
             said.starts_with("time_interval 1 (\"n\"): weekdays: \"funday\""),
             "{said}"
         );
+        let said = refused("[[time_interval]]\nname = \"n\"\nweekdays = [\"friday:monday\"]\n");
+        assert!(said.contains("runs backwards"), "{said}");
+        let said = refused("[[time_interval]]\nname = \"n\"\ndays_of_month = [\"-1:-3\"]\n");
+        assert!(said.contains("runs backwards"), "{said}");
         let said = refused("[[time_interval]]\nname = \"n\"\nlocation = \"Mars/Olympus\"\n");
         assert!(said.contains("not an IANA time zone"), "{said}");
         let said =

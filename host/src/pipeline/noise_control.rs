@@ -61,6 +61,8 @@ pub struct NoiseControl {
     mutes: HashMap<String, ModuleMute>,
     /// By module name: where each group is.
     groups: HashMap<String, crate::noise::grouping::Groups>,
+    /// By module name: the minute a mute's end was last found for, and it.
+    mute_ends: HashMap<String, (u64, u64)>,
 }
 
 impl NoiseControl {
@@ -73,6 +75,7 @@ impl NoiseControl {
             intervals: TimeIntervals::default(),
             mutes: HashMap::new(),
             groups: HashMap::new(),
+            mute_ends: HashMap::new(),
         }
     }
 
@@ -148,15 +151,34 @@ impl NoiseControl {
         if let Some(inhibited) = self.inhibitor.inhibits(labels, now_us) {
             return Fate::Inhibited(inhibited.held_by);
         }
-        self.inhibitor.notified(labels, now_us);
+        let fate = self.mute_or_group(labels, now_us);
+        // What goes out, now or later, is a source; what is dropped is not.
+        if !matches!(fate, Fate::Muted { drop: true, .. }) {
+            self.inhibitor.notified(labels, now_us);
+        }
+        fate
+    }
+
+    fn mute_or_group(&mut self, labels: &Labels, now_us: u64) -> Fate {
         let module = labels.get("module");
         let Some(mute) = self.mutes.get(module) else {
             return Fate::Notify;
         };
         if let Some(why) = mute.timing.muted_by(&self.intervals, now_us) {
+            // The end depends only on the minute: found once per module
+            // and minute, not per notification of a burst.
+            let minute = now_us / 60_000_000;
+            let until_us = match self.mute_ends.get(module) {
+                Some(&(at, end)) if at == minute => end,
+                _ => {
+                    let end = mute.timing.mute_ends(&self.intervals, now_us);
+                    self.mute_ends.insert(module.to_string(), (minute, end));
+                    end
+                }
+            };
             return Fate::Muted {
                 held_by: why,
-                until_us: mute.timing.mute_ends(&self.intervals, now_us),
+                until_us,
                 drop: mute.mode == ThrottleMode::Drop,
             };
         }

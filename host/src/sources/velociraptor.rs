@@ -178,7 +178,7 @@ const REORDER_SLACK_S: u64 = 60;
 
 /// How much earlier than the session's start a row the catch-up reads may
 /// be dated and still come live too (its second, and the writers' race).
-const OVERLAP_TOLERANCE_S: u64 = 1;
+const OVERLAP_TOLERANCE_S: u64 = 5;
 
 /// Rows read back per query at first; a page of a single second doubles.
 const FIRST_PAGE_ROWS: usize = 5000;
@@ -836,16 +836,18 @@ impl OrgStream {
     /// handled. The server watches before the catch-up reads the queue, so
     /// the rows written in between come both ways. A live row dated no
     /// later than the catch-up's end that matches a row the catch-up
-    /// handled (dated since the session started) is that row; the first
-    /// live row dated later ends the matching. (The same row written again
-    /// within that second would be taken for it: the price of not
-    /// doubling every row of the overlap.)
+    /// handled (dated since the session started, give or take the writers'
+    /// race) is that row, once. (The same row written again within that
+    /// second would be taken for it: the price of not doubling every row
+    /// of the overlap.) The rows to match are forgotten at the next
+    /// catch-up.
     fn overlaps_catch_up(&mut self, queue: &str, ts_s: u64, content: [u8; 12]) -> bool {
         let Some(pending) = self.overlap.get_mut(queue) else {
             return false;
         };
+        // Dated after the catch-up ended: new (a row dated ahead of its
+        // time does not end the matching for those that follow).
         if ts_s > self.caught_up_s {
-            self.overlap.remove(queue);
             return false;
         }
         match pending.get_mut(&(ts_s, content)) {

@@ -518,11 +518,14 @@ impl Store {
         })
     }
 
-    /// Items still to be delivered: pending, held or blocked.
+    /// Items delivery is working through: pending, held or blocked, but
+    /// for those a module's mute holds (they wait for its end, possibly
+    /// days: they must not hold events back nor keep a run from ending).
     pub fn open_count(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held', 'blocked')",
+                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held', 'blocked')
+                   AND (held_by IS NULL OR held_by LIKE 'group %')",
                 [],
                 |r| r.get::<_, i64>(0),
             )
@@ -590,11 +593,14 @@ impl Store {
         })
     }
 
-    /// Held e-mails, by module, in the order they were held, without their
-    /// bodies (delivery looks at them every round).
-    pub fn held_by_module(&self) -> Result<Vec<Vec<Result<OutboxItem, Unreadable>>>, StoreError> {
-        let sql = format!("SELECT {COLUMNS_WITHOUT_BODY} FROM outbox WHERE status = 'held' ORDER BY id");
-        let held = self.read(|c| query(c, &sql, []))?;
+    /// Held e-mails due by `now_us` (not those waiting for a mute's or a
+    /// group's time), by module, in the order they were held, without
+    /// their bodies (delivery looks at them every round).
+    pub fn held_by_module(&self, now_us: u64) -> Result<Vec<Vec<Result<OutboxItem, Unreadable>>>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS_WITHOUT_BODY} FROM outbox WHERE status = 'held' AND next_attempt_us <= ?1 ORDER BY id"
+        );
+        let held = self.read(|c| query(c, &sql, params![db_time(now_us)]))?;
         let mut by_module: Vec<(String, Vec<Result<OutboxItem, Unreadable>>)> = Vec::new();
         let module_of = |row: &Result<OutboxItem, Unreadable>| match row {
             Ok(item) => item.module.clone(),
@@ -738,11 +744,25 @@ impl Store {
     pub fn release_waiting_api(&self, now_us: u64, deadline_us: u64) -> Result<usize, StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_us = ?1, deadline_us = ?2, updated_us = ?1
+                "UPDATE outbox SET status = 'pending', next_attempt_us = max(next_attempt_us, ?1),
+                        deadline_us = max(deadline_us, ?2), updated_us = ?1
                  WHERE status = 'waiting-api'",
                 params![db_time(now_us), db_time(deadline_us)],
             )
             .and_then(|n| follows::block_waiting(tx).map(|_| n))
+        })
+    }
+
+    /// Notifications a module's mute holds until it ends.
+    pub fn muted_count(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held')
+                   AND held_by IS NOT NULL AND held_by NOT LIKE 'group %'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
         })
     }
 
@@ -755,7 +775,7 @@ impl Store {
                 "SELECT labels, created_us FROM outbox
                  WHERE created_us >= ?1 AND labels IS NOT NULL AND event IS NOT NULL
                    AND kind IN ('email', 'webhook', 'user-message')
-                   AND status NOT IN ('silenced', 'inhibited')
+                   AND status NOT IN ('silenced', 'inhibited', 'dropped')
                  ORDER BY id",
             )?
             .query_map(params![db_time(since_us)], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -908,7 +928,7 @@ pub(super) mod tests {
         held.status = Status::Held;
         held.body = vec![b'x'; 1 << 20];
         let id = add(&store, &held);
-        let groups = store.held_by_module().unwrap();
+        let groups = store.held_by_module(u64::MAX >> 2).unwrap();
         let item = groups[0][0].as_ref().unwrap();
         assert_eq!((item.id, item.body.len()), (id, 0));
         assert_eq!(store.item(id).unwrap().unwrap().unwrap().body.len(), 1 << 20);

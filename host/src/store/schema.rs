@@ -15,7 +15,7 @@
 //! | 2       | typed outbox items (kind and status checked, versioned payloads); the stream positions' owner renamed |
 //! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
 //! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
-//! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (the silence that held it back) |
+//! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (what held it back); `outbox_open` leaves out what a module's mute holds |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -348,7 +348,30 @@ fn silences_and_labels(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         );
         CREATE INDEX silences_by_end ON silences (ends_us);
         ALTER TABLE outbox ADD COLUMN labels TEXT;
-        ALTER TABLE outbox ADD COLUMN held_by TEXT;",
+        ALTER TABLE outbox ADD COLUMN held_by TEXT;
+
+        -- What a module's mute holds (possibly for days) is not open: it
+        -- must not hold events back at the bound. Groups are.
+        DROP TRIGGER outbox_open_insert;
+        DROP TRIGGER outbox_open_delete;
+        DROP TRIGGER outbox_open_update_old;
+        DROP TRIGGER outbox_open_update_new;
+        CREATE TRIGGER outbox_open_insert AFTER INSERT ON outbox
+         WHEN new.status IN ('pending', 'held', 'blocked') AND (new.held_by IS NULL OR new.held_by LIKE 'group %') BEGIN
+            UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
+        END;
+        CREATE TRIGGER outbox_open_delete AFTER DELETE ON outbox
+         WHEN old.status IN ('pending', 'held', 'blocked') AND (old.held_by IS NULL OR old.held_by LIKE 'group %') BEGIN
+            UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
+        END;
+        CREATE TRIGGER outbox_open_update_old AFTER UPDATE ON outbox
+         WHEN old.status IN ('pending', 'held', 'blocked') AND (old.held_by IS NULL OR old.held_by LIKE 'group %') BEGIN
+            UPDATE outbox_open SET items = items - 1, bytes = bytes - length(old.payload) - length(old.body);
+        END;
+        CREATE TRIGGER outbox_open_update_new AFTER UPDATE ON outbox
+         WHEN new.status IN ('pending', 'held', 'blocked') AND (new.held_by IS NULL OR new.held_by LIKE 'group %') BEGIN
+            UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
+        END;",
     )
 }
 
