@@ -151,37 +151,12 @@ fn a_javascript_module_runs_in_the_service_and_its_alerts_are_delivered_once() {
     const ROWS: u64 = 300;
     let dir = scratch();
     let (ingest, metrics) = (free_port(), free_port());
-    let config = write_config(
+    let config = super::rule_to_user_messages_config(
         dir.path(),
-        &format!(
-            r#"
-[host]
-state = "state.db"
-cache_dir = "{cache}"
-
-[lookups]
-world = "{world}"
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[ingest]
-listen = "127.0.0.1:{ingest}"
-token = "{TOKEN}"
-
-[[module]]
-name = "honeyfiles"
-path = "{rule}"
-[module.params]
-Dedup = -1
-
-[[module]]
-path = "user_message.wasm"
-"#,
-            cache = velonotify_test_support::cache_dir().display(),
-            world = data("demo/world.json").display(),
-            rule = js_modules_dir().join("honeyfiles.wasm").display(),
-        ),
+        "honeyfiles",
+        &js_modules_dir().join("honeyfiles.wasm"),
+        (ingest, metrics, TOKEN),
+        "",
     );
     let mut run = Running::start_in(super::EXE, &config, &modules_dir());
     run.wait("the ingest endpoint", Duration::from_secs(120), |r| {

@@ -106,6 +106,52 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// A `run` configuration in `dir`: the rule module `rule` (named `name`,
+/// `Dedup = -1`) whose alerts the User Message module turns into user
+/// messages, events from the ingest endpoint on port `ingest` (bearer
+/// `token`), metrics on port `metrics`, the demo's world and the shared
+/// component cache; `more` adds sections.
+fn rule_to_user_messages_config(
+    dir: &Path,
+    name: &str,
+    rule: &Path,
+    (ingest, metrics, token): (u16, u16, &str),
+    more: &str,
+) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[host]
+state = "state.db"
+cache_dir = "{cache}"
+
+[lookups]
+world = "{world}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{token}"
+{more}
+[[module]]
+name = "{name}"
+path = "{rule}"
+[module.params]
+Dedup = -1
+
+[[module]]
+path = "user_message.wasm"
+"#,
+            cache = velonotify_test_support::cache_dir().display(),
+            world = velonotify_test_support::data("demo/world.json").display(),
+            rule = rule.display(),
+        ),
+    )
+}
+
 /// Writes alert rows (queue `Server.Internal.Alerts`) as JSON lines.
 fn write_alerts(dir: &Path, rows: &[serde_json::Value]) -> std::path::PathBuf {
     let path = dir.join("events.jsonl");

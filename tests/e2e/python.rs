@@ -286,40 +286,12 @@ fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
     assert!(warmed.status.success(), "{}", stderr(&warmed));
 
     let (ingest, metrics) = (free_port(), free_port());
-    let config = write_config(
+    let config = super::rule_to_user_messages_config(
         dir.path(),
-        &format!(
-            r#"
-[host]
-state = "state.db"
-cache_dir = "{cache}"
-
-[lookups]
-world = "{world}"
-
-[reload]
-poll_ms = 50
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[ingest]
-listen = "127.0.0.1:{ingest}"
-token = "{TOKEN}"
-
-[[module]]
-name = "detections"
-path = "{rule}"
-[module.params]
-Dedup = -1
-
-[[module]]
-path = "user_message.wasm"
-"#,
-            cache = velonotify_test_support::cache_dir().display(),
-            world = data("demo/world.json").display(),
-            rule = dir.path().join("rule.wasm").display(),
-        ),
+        "detections",
+        &dir.path().join("rule.wasm"),
+        (ingest, metrics, TOKEN),
+        "\n[reload]\npoll_ms = 50\n",
     );
     let mut run = Running::start_in(EXE, &config, &modules_dir());
     run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
