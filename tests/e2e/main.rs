@@ -106,6 +106,26 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// The sections of a `run` configuration that serves the demo's world,
+/// metrics on port `metrics` and the ingest endpoint on port `ingest`
+/// (bearer `token`).
+fn served_sections(ingest: u16, metrics: u16, token: &str) -> String {
+    format!(
+        r#"
+[lookups]
+world = "{world}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[ingest]
+listen = "127.0.0.1:{ingest}"
+token = "{token}"
+"#,
+        world = velonotify_test_support::data("demo/world.json").display(),
+    )
+}
+
 /// A `run` configuration in `dir`: the rule module `rule` (named `name`,
 /// `Dedup = -1`) whose alerts the User Message module turns into user
 /// messages, events from the ingest endpoint on port `ingest` (bearer
@@ -125,16 +145,7 @@ fn rule_to_user_messages_config(
 [host]
 state = "state.db"
 cache_dir = "{cache}"
-
-[lookups]
-world = "{world}"
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[ingest]
-listen = "127.0.0.1:{ingest}"
-token = "{token}"
+{served}
 {more}
 [[module]]
 name = "{name}"
@@ -146,7 +157,7 @@ Dedup = -1
 path = "user_message.wasm"
 "#,
             cache = velonotify_test_support::cache_dir().display(),
-            world = velonotify_test_support::data("demo/world.json").display(),
+            served = served_sections(ingest, metrics, token),
             rule = rule.display(),
         ),
     )

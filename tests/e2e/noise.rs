@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use velonotify::store::{Status, Store};
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, metric, post_events, request};
-use velonotify_test_support::{data, jsonl, modules_dir, scratch, stderr};
+use velonotify_test_support::{jsonl, modules_dir, scratch, stderr};
 
 use super::{EXE, replay_with, velonotify, write_config};
 
@@ -35,20 +35,10 @@ retry_cap_s = 1
 
 [host]
 state = "state.db"
-
-[lookups]
-world = "{world}"
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[ingest]
-listen = "127.0.0.1:{ingest}"
-token = "{TOKEN}"
-
+{served}
 {ALERTS_TO_SOC}
 "#,
-            world = data("demo/world.json").display(),
+            served = super::served_sections(ingest, metrics, TOKEN),
         ),
     )
 }
