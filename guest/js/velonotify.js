@@ -15,10 +15,10 @@
 //
 // componentize-js makes it a component (guest/js/build.mjs).
 
-import { log as writeLog, enabled } from 'velociraptor:notify/log@0.3.0';
-import * as host from 'velociraptor:notify/lookups@0.3.0';
-import { get, put } from 'velociraptor:notify/state@0.3.0';
-import { nowUs } from 'velociraptor:notify/clock@0.3.0';
+import { log as writeLog, enabled } from 'velociraptor:notify/log@0.3.1';
+import * as host from 'velociraptor:notify/lookups@0.3.1';
+import { get, put } from 'velociraptor:notify/state@0.3.1';
+import { nowUs } from 'velociraptor:notify/clock@0.3.1';
 
 // --- Parameters, parsed as the Rust modules parse them (wit/types.wit) ---
 

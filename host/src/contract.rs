@@ -1,8 +1,8 @@
 //! The `rule-module` world of `wit/` as Rust types and host traits: what
 //! every other room of the host speaks when it talks about a module.
 //!
-//! Each imported interface belongs to one capability (`clock`, `log`,
-//! `lookups`, `state`: see [`crate::capabilities`]), which implements its
+//! Each imported interface belongs to one capability (`clock`, `links`,
+//! `log`, `lookups`, `state`: see [`crate::capabilities`]), which implements its
 //! host trait; `actions` and `types` hold the records that cross the
 //! boundary.
 
@@ -18,4 +18,4 @@ pub use self::velociraptor::notify::actions::{Alert, Email, LabelChange, LabelOp
 pub use self::velociraptor::notify::log::LogLevel;
 pub use self::velociraptor::notify::lookups::{LookupError, ResultPage, ServerInfo};
 pub use self::velociraptor::notify::types::{ColumnTest, Interest, Param, ParamError, ParamKind, ValueTest};
-pub use self::velociraptor::notify::{clock, log, lookups, state};
+pub use self::velociraptor::notify::{clock, links, log, lookups, state};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -85,6 +85,43 @@ impl BearerToken {
     /// Whether the request presents this token.
     pub fn presented_in(&self, headers: &HeaderMap) -> bool {
         self.is(&Self::presented_digest(headers))
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyRefusal {
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body did not arrive within {} s", .0.as_secs())]
+    TooSlow(Duration),
+    #[error("the body could not be read: {0}")]
+    Unreadable(String),
+}
+
+impl BodyRefusal {
+    /// The HTTP status that says it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyRefusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyRefusal::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyRefusal::Unreadable(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads a body of at most `max_bytes` that arrives within `timeout`.
+pub async fn read_bounded(
+    body: axum::body::Body,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, BodyRefusal> {
+    use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+    match tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyRefusal::TooLarge(max_bytes)),
+        Ok(Err(e)) => Err(BodyRefusal::Unreadable(e.to_string())),
+        Err(_) => Err(BodyRefusal::TooSlow(timeout)),
     }
 }
 

@@ -61,6 +61,9 @@ function unexpected(name) {
 
 export const clock = { nowUs };
 
+// No `[server] velonotify_url` here: e-mails carry no silence link.
+export const links = { silenceSimilar: () => undefined };
+
 // Debug lines are kept, as in a replay that explains.
 export const log = { log: logLine, enabled: () => true };
 

@@ -3,7 +3,7 @@
 //! docs/decisions.md).
 
 use crate::mime::{MailContent, build_message};
-use crate::render::{Cell, Html, MailDocument, subject_safe};
+use crate::render::{Cell, Html, MailDocument, silence_link_line, subject_safe};
 use crate::vql::Timestamp;
 
 /// One held notification.
@@ -28,6 +28,9 @@ pub struct Digest<'a> {
     pub now: Timestamp,
     /// Unique among the host's digests (seeds the Message-ID).
     pub identity: &'a str,
+    /// The host's "Silence similar" address for what the members have in
+    /// common, when it serves that page.
+    pub silence_link: Option<&'a str>,
 }
 
 /// Why a digest's notifications were held.
@@ -94,10 +97,18 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
     }
     let items_len = items.len();
     let list = Cell::List(items);
-    let text = format!("{summary}\n{}\n", list.to_text());
+    let mut text = format!("{summary}\n{}\n", list.to_text());
+    if let Some(url) = digest.silence_link {
+        text.push('\n');
+        text.push_str(&silence_link_line(url));
+        text.push('\n');
+    }
     let mut document = MailDocument::begin("Held notifications", &Html::text(&summary), false, 256 * items_len);
     document.section("Notifications", |out| list.write_html(out));
-    let html = document.finish(&format!("Sent by velonotify for {}", digest.module));
+    let html = document.finish(
+        &format!("Sent by velonotify for {}", digest.module),
+        digest.silence_link,
+    );
     let message = build_message(&MailContent {
         from: digest.sender,
         to: digest.recipients,
@@ -126,6 +137,10 @@ mod tests {
     }
 
     fn digest_of(items: &[Held]) -> (String, Vec<u8>) {
+        digest_linked(items, None)
+    }
+
+    fn digest_linked(items: &[Held], silence_link: Option<&str>) -> (String, Vec<u8>) {
         build_digest(&Digest {
             module: "Server.Monitor.Alerts",
             sender: "velonotify@example.org",
@@ -134,7 +149,24 @@ mod tests {
             held_because: HeldBecause::Window(Some(10)),
             now: Timestamp::from_unix_seconds(1_778_400_060),
             identity: "digest:1",
+            silence_link,
         })
+    }
+
+    #[test]
+    fn a_digest_ends_with_the_silence_link_for_its_members() {
+        let url = "https://velonotify.example/silence?t=abc";
+        let (_, message) = digest_linked(&held(3), Some(url));
+        let mail = mailparse::parse_mail(&message).unwrap();
+        let text = mail.subparts[0].get_body().unwrap();
+        assert!(text.ends_with(&format!("\nSilence similar for 2 h: {url}\n")), "{text}");
+        let html = mail.subparts[1].get_body().unwrap();
+        assert!(
+            html.contains(&format!("<a href=\"{url}\">Silence similar for 2 h</a>")),
+            "{html}"
+        );
+        let (_, unlinked) = digest_of(&held(3));
+        assert!(!String::from_utf8_lossy(&unlinked).contains("Silence similar"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a rule sees of the host: the event, the clock, the log, the
-//! Velociraptor lookups and its state (the guest-side view of `wit/`).
+//! Velociraptor lookups, its state and the links it may put in e-mails
+//! (the guest-side view of `wit/`).
 //!
 //! Inside a component these calls cross the WIT boundary; natively (tests,
 //! benchmarks) they are plain method calls on the same data.
@@ -143,9 +144,17 @@ pub trait State {
     fn state_put(&self, key: &str, value: &[u8], ttl_seconds: u32);
 }
 
+/// Links the host makes for the notification being rendered
+/// (`wit/links.wit`).
+pub trait Links {
+    /// The signed "Silence similar for 2 h" address for this call's
+    /// notification, when the host serves that page.
+    fn silence_similar(&self) -> Option<String>;
+}
+
 /// Everything the host offers a rule: one trait per host capability, as in
 /// `wit/`. Inside a component they are the imported interfaces; natively
 /// (tests, benchmarks) the host's own call context implements them.
-pub trait Host: Clock + Log + Lookups + State {}
+pub trait Host: Clock + Links + Log + Lookups + State {}
 
-impl<T: Clock + Log + Lookups + State + ?Sized> Host for T {}
+impl<T: Clock + Links + Log + Lookups + State + ?Sized> Host for T {}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::host::{Answer, Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
+use crate::host::{Answer, Clock, Links, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State};
 
 pub(crate) struct FakeHost {
     pub now_us: u64,
@@ -19,6 +19,8 @@ pub(crate) struct FakeHost {
     pub max_email_bytes: u64,
     /// When set, every lookup fails with this outage.
     pub outage: Option<String>,
+    /// What `silence_similar` answers (none: the host serves no page).
+    pub silence_link: Option<String>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     state: RefCell<HashMap<String, Vec<u8>>>,
 }
@@ -32,6 +34,7 @@ impl FakeHost {
             org_id: "root".into(),
             max_email_bytes: 25 << 20,
             outage: None,
+            silence_link: None,
             logs: RefCell::default(),
             state: RefCell::default(),
         }
@@ -73,6 +76,12 @@ fn without(value: &Value, keys: &[&str]) -> Value {
 impl Clock for FakeHost {
     fn now_us(&self) -> u64 {
         self.now_us
+    }
+}
+
+impl Links for FakeHost {
+    fn silence_similar(&self) -> Option<String> {
+        self.silence_link.clone()
     }
 }
 

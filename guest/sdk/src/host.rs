@@ -1,13 +1,13 @@
-//! The core `Host` over the imported interfaces (`clock`, `log`, `lookups`,
-//! `state`): every lookup answer arrives as JSON text and is parsed here.
+//! The core `Host` over the imported interfaces (`clock`, `links`, `log`,
+//! `lookups`, `state`): every lookup answer arrives as JSON text and is parsed here.
 
 use serde_json::Value;
 use velonotify_core::host::{
-    Answer, Clock, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State,
+    Answer, Clock, Links, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State,
 };
 
 use crate::bindings::velociraptor::notify::lookups as imports;
-use crate::bindings::velociraptor::notify::{clock, log, lookups as wit, state};
+use crate::bindings::velociraptor::notify::{clock, links, log, lookups as wit, state};
 
 /// The host this component runs in.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +36,12 @@ fn many(answer: Result<Vec<String>, wit::LookupError>) -> Lookup<Vec<Value>> {
 impl Clock for WitHost {
     fn now_us(&self) -> u64 {
         clock::now_us()
+    }
+}
+
+impl Links for WitHost {
+    fn silence_similar(&self) -> Option<String> {
+        links::silence_similar()
     }
 }
 

@@ -6,6 +6,7 @@
 //! | capability  | WIT interface | configuration                             | per-module policy |
 //! |-------------|---------------|-------------------------------------------|-------------------|
 //! | [`clock`]   | `clock`       | none (the host's clock, or a replay's)    | none              |
+//! | [`links`]   | `links`       | `[server] velonotify_url`, `[api]`        | none              |
 //! | [`log`]     | `log`         | none                                      | lines per call    |
 //! | [`lookups`] | `lookups`     | `[lookups]`, `[velociraptor]`, `[server]` | `lookups = [...]` |
 //! | [`state`]   | `state`       | `[host] state`                            | its own keys only, bounded |
@@ -17,6 +18,7 @@
 //! so both paths run the same host code.
 
 pub mod clock;
+pub mod links;
 pub mod log;
 pub mod lookups;
 pub mod outbound;
@@ -25,6 +27,7 @@ pub mod state;
 use std::sync::Arc;
 
 use crate::clock::CallTime;
+use crate::noise::silence_link::SilenceLinks;
 
 /// What one module instance is granted: built once per module from the
 /// configuration.
@@ -38,6 +41,8 @@ pub struct Grants {
     /// Whether its debug lines are kept (a replay that explains): the
     /// module may skip explaining itself when they are not.
     pub keeps_debug: bool,
+    /// Signs the e-mails' silence links, when velonotify serves the page.
+    pub links: Option<Arc<SilenceLinks>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -64,6 +69,7 @@ impl Grants {
             state_quota_bytes: state::DEFAULT_STATE_QUOTA_BYTES,
             outbound: outbound::OutboundPolicy::default(),
             keeps_debug: true,
+            links: None,
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct CallContext {
     keeps_debug: bool,
     lookups: lookups::ModuleLookups,
     state: state::ModuleState,
+    links: Option<Arc<SilenceLinks>>,
+    /// The input of the call in progress (see [`Self::set_origin`]).
+    origin: String,
     /// Time the call in progress spent waiting on host lookups.
     waiting: std::cell::Cell<std::time::Duration>,
 }
@@ -100,6 +109,8 @@ impl CallContext {
             keeps_debug: grants.keeps_debug,
             lookups: grants.lookups.clone(),
             state: state::ModuleState::new(grants.state.clone(), name, grants.state_quota_bytes),
+            links: grants.links.clone(),
+            origin: String::new(),
             waiting: std::cell::Cell::default(),
         }
     }

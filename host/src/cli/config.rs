@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -22,10 +23,24 @@ use crate::capabilities::outbound::DEFAULT_MAX_EMAIL_MIB;
 use crate::delivery::{DeliverySection, SmtpSection};
 use crate::engine::{RecyclePolicy, SandboxLimits};
 use crate::metrics::MetricsSection;
+use crate::noise::silence_link::SilenceLinks;
 use crate::pipeline::reload::ReloadSection;
 use crate::sources::ingest::IngestSection;
 use crate::store::ThrottleMode;
 use crate::velociraptor::VelociraptorSection;
+
+/// `[server] velonotify_url` must be an http(s) address a mail reader can
+/// open, to which the page's path is appended.
+fn check_velonotify_url(url: &str) -> anyhow::Result<()> {
+    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("must be an address without a query, a fragment or spaces (the page's path is added to it)");
+    }
+    let uri: http::Uri = url.parse().context("not an address")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        bail!("must start with http:// or https:// and name a host");
+    }
+    Ok(())
+}
 
 /// What velonotify uses when nothing says otherwise.
 pub const DEFAULT_SENDER: &str = "no-reply@velociraptor.example.com";
@@ -219,6 +234,15 @@ impl Config {
                 })?;
             }
         }
+        if let Some(url) = &self.server.velonotify_url {
+            check_velonotify_url(url).with_context(|| format!("server.velonotify_url {url:?}"))?;
+            if self.api.is_none() {
+                bail!(
+                    "server.velonotify_url: the silence links of e-mails open a page that [api] serves; \
+                     add an [api] section (listen, token) or remove velonotify_url"
+                );
+            }
+        }
         self.inhibitor()?;
         let intervals = self.time_intervals()?;
         for (i, module) in self.modules.iter().enumerate() {
@@ -235,6 +259,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What signs the e-mails' silence links, with `store`'s key (made now
+    /// if the database has none), when `[server] velonotify_url` is set.
+    pub fn silence_links(&self, store: &crate::store::Store, now_us: u64) -> anyhow::Result<Option<Arc<SilenceLinks>>> {
+        let Some(url) = &self.server.velonotify_url else {
+            return Ok(None);
+        };
+        let key = store
+            .link_key(&SilenceLinks::fresh_key(), now_us)
+            .context("the key of the silence links")?;
+        Ok(Some(Arc::new(SilenceLinks::new(&key, url))))
     }
 
     /// The named time intervals, read.

@@ -439,6 +439,13 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
         section.token(&config.base_dir)?;
         println!("operator API: {}", section.listen);
     }
+    if let Some(url) = &config.server.velonotify_url {
+        println!(
+            "silence links: e-mails link to {}{}",
+            url.trim_end_matches('/'),
+            crate::noise::silence_link::PAGE_PATH
+        );
+    }
     for (i, rule) in config.inhibit.iter().enumerate() {
         let rule = rule.rule(i + 1).map_err(anyhow::Error::msg)?;
         println!(

@@ -24,6 +24,7 @@ const WIT: &[Template] = &[
     ("wit/types.wit", include_str!("../../../wit/types.wit")),
     ("wit/actions.wit", include_str!("../../../wit/actions.wit")),
     ("wit/clock.wit", include_str!("../../../wit/clock.wit")),
+    ("wit/links.wit", include_str!("../../../wit/links.wit")),
     ("wit/log.wit", include_str!("../../../wit/log.wit")),
     ("wit/lookups.wit", include_str!("../../../wit/lookups.wit")),
     ("wit/state.wit", include_str!("../../../wit/state.wit")),

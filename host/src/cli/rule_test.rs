@@ -70,7 +70,7 @@ impl RuleTest {
         let state = Arc::new(StateCapability::in_memory());
         let time = CallTime::default();
         let section = &config.modules[0];
-        let spec = module_spec(&config, section, &lookups, &state, &time, true)?;
+        let spec = module_spec(&config, section, &lookups, &state, &time, true, None)?;
         let engine = Engine::new(EngineOptions {
             cache_dir: self.cache_dir.clone(),
             allocator: AllocatorChoice::OnDemand,

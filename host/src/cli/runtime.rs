@@ -15,6 +15,7 @@ use crate::capabilities::state::StateCapability;
 use crate::clock::{CallTime, Clock};
 use crate::engine::{Engine, Loaded, Module, ModuleSpec};
 use crate::metrics::Metrics;
+use crate::noise::silence_link::SilenceLinks;
 use crate::pipeline::alerts::AlertQueue;
 use crate::pipeline::reload::{ModuleFile, ReloadSettings};
 use crate::pipeline::{Pipeline, Services};
@@ -46,6 +47,7 @@ pub struct Runtime {
     paths: Vec<PathBuf>,
     metrics: Arc<Metrics>,
     store: Arc<Store>,
+    silence_links: Option<Arc<SilenceLinks>>,
 }
 
 impl Runtime {
@@ -74,6 +76,11 @@ impl Runtime {
             (None, true) => Store::in_memory(),
         });
         let state = Arc::new(StateCapability::new(store.clone()));
+        // A replay serves no page: its e-mails carry no silence link.
+        let links = match clock.is_virtual() {
+            true => None,
+            false => config.silence_links(&store, clock.now_us())?,
+        };
         let cache_dir = overrides
             .cache_dir
             .clone()
@@ -99,8 +106,8 @@ impl Runtime {
                 .name
                 .clone()
                 .unwrap_or_else(|| section.path.display().to_string());
-            let spec =
-                module_spec(config, section, &lookups, &state, &time, keeps_debug).with_context(|| label(&shown))?;
+            let spec = module_spec(config, section, &lookups, &state, &time, keeps_debug, links.as_ref())
+                .with_context(|| label(&shown))?;
             let loaded = match components.get(&path) {
                 Some(loaded) => loaded.clone(),
                 None => {
@@ -135,6 +142,7 @@ impl Runtime {
             metrics: metrics.clone(),
         };
         Ok(Self {
+            silence_links: links,
             pipeline: Pipeline::new(modules, services)
                 .with_reload(ReloadSettings::from_config(&config.reload))
                 .with_interests(interests),
@@ -164,6 +172,11 @@ impl Runtime {
         self.store.clone()
     }
 
+    /// What signs the e-mails' silence links, when `run` serves the page.
+    pub fn silence_links(&self) -> Option<Arc<SilenceLinks>> {
+        self.silence_links.clone()
+    }
+
     /// The host's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -183,6 +196,7 @@ pub(super) fn module_spec(
     state: &Arc<StateCapability>,
     time: &CallTime,
     keeps_debug: bool,
+    links: Option<&Arc<SilenceLinks>>,
 ) -> anyhow::Result<ModuleSpec> {
     let params = section.param_texts(&config.base_dir)?;
     let policy = LookupPolicy::from_config(section.lookups.as_deref()).map_err(|e| anyhow::anyhow!("lookups: {e}"))?;
@@ -204,6 +218,7 @@ pub(super) fn module_spec(
         state_quota_bytes: config.state_quota_bytes(section),
         outbound,
         keeps_debug,
+        links: links.cloned(),
     };
     Ok(ModuleSpec {
         name: section.name.clone().unwrap_or_default(),

@@ -133,7 +133,8 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
             .iter()
             .map(|module| (module.name().to_string(), module.spec().grants.outbound.clone()))
             .collect(),
-    );
+    )
+    .with_silence_links(runtime.silence_links());
     if let Some((client, section)) = &api {
         out = out.with_api(section.push_alerts);
         let timeout = seconds(section.lookup_timeout_s, DEFAULT_LOOKUP_TIMEOUT_S);
@@ -173,8 +174,18 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     }
     if let Some(section) = &config.api {
         let token = section.token(&config.base_dir)?;
-        let address = crate::operator::silences_api::serve(&section.listen, token, store.reopen()?, clock.clone())
-            .context("api.listen")?;
+        // One connection of its own for the operators' thread.
+        let api_store = Arc::new(store.reopen()?);
+        let mut routes = crate::operator::silences_api::routes(token, api_store.clone(), clock.clone());
+        if let (Some(links), Some(url)) = (runtime.silence_links(), &config.server.velonotify_url) {
+            routes = routes.merge(crate::operator::silence_page::routes(
+                links,
+                api_store,
+                clock.clone(),
+                url,
+            ));
+        }
+        let address = crate::operator::serve(&section.listen, routes).context("api.listen")?;
         tracing::info!("operator API at http://{address}/v1/silences");
     }
     // Network sources never end: the service runs until it is stopped,

@@ -31,6 +31,7 @@ use crate::capabilities::outbound::OutboundPolicy;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
 use crate::noise::Labels;
+use crate::noise::silence_link::{Linked, SilenceLinks, similar_matchers};
 use crate::pipeline::outbox::one_log_line;
 use crate::store::{
     EmailPayload, FailedFollower, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
@@ -117,6 +118,8 @@ pub struct Deliverer {
     /// Rows this release cannot read, each reported once (they wait for a
     /// release that can, or for an operator).
     unreadable: Mutex<HashSet<i64>>,
+    /// Signs the silence link of each digest, when velonotify serves the page.
+    silence_links: Option<Arc<SilenceLinks>>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -163,6 +166,7 @@ impl Deliverer {
             destinations: None,
             unsettled: Mutex::default(),
             unreadable: Mutex::default(),
+            silence_links: None,
         }
     }
 
@@ -170,6 +174,12 @@ impl Deliverer {
     /// Velociraptor API.
     pub fn with_api(mut self, api: ApiActions) -> Self {
         self.api = Some(api);
+        self
+    }
+
+    /// Ends each digest with a link that silences what its members share.
+    pub fn with_silence_links(mut self, links: Option<Arc<SilenceLinks>>) -> Self {
+        self.silence_links = links;
         self
     }
 
@@ -503,6 +513,8 @@ impl Deliverer {
                     ),
                 };
                 let identity = format!("digest/{module}/{}/{now_us}", first.id);
+                let labels = Labels::common(group.iter().map(|(item, _)| &item.labels));
+                let silence_link = self.digest_silence_link(&labels, now_us);
                 let (subject, message) = build_digest(&Digest {
                     module,
                     sender: &sender,
@@ -511,6 +523,7 @@ impl Deliverer {
                     held_because,
                     now,
                     identity: &identity,
+                    silence_link: silence_link.as_deref(),
                 });
                 let ids: Vec<i64> = group.iter().map(|(item, _)| item.id).collect();
                 let refused = self.digest_refused(module, &sender, &recipients, &subject, &message);
@@ -528,7 +541,7 @@ impl Deliverer {
                     }),
                     body: message,
                     follows: Vec::new(),
-                    labels: Labels::common(group.iter().map(|(item, _)| &item.labels)),
+                    labels,
                     held_by: None,
                     release_us: None,
                 };
@@ -539,6 +552,18 @@ impl Deliverer {
                 }
             })
             .collect()
+    }
+
+    /// The link that silences notifications like a digest's members: on
+    /// what they all share of `alertname`, `client_id` and `module`. A
+    /// digest of different alerts has none: its link would silence the
+    /// whole module.
+    fn digest_silence_link(&self, common: &Labels, now_us: u64) -> Option<String> {
+        let links = self.silence_links.as_ref()?;
+        if common.get("alertname").is_empty() {
+            return None;
+        }
+        links.link(Linked::Matchers(similar_matchers(common).to_string()), now_us)
     }
 
     /// Why a digest may not leave, by the checks every module's e-mail

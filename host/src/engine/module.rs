@@ -267,17 +267,27 @@ impl Module {
 
     /// Passes one event to the module.
     pub fn handle(&mut self, event: &Event, now_us: u64) -> CallOutcome {
-        self.call(now_us, |bindings, store| bindings.call_handle(store, event))
+        self.call(now_us, &event.id, |bindings, store| bindings.call_handle(store, event))
     }
 
     /// Gives the module its periodic tick.
     pub fn tick(&mut self, now_us: u64) -> CallOutcome {
-        self.call(now_us, |bindings, store| bindings.call_tick(store))
+        let origin = self.tick_origin(now_us);
+        self.call(now_us, &origin, |bindings, store| bindings.call_tick(store))
     }
 
+    /// What the outbox records as the cause of a tick's actions (an
+    /// event's are recorded under the event's id).
+    pub fn tick_origin(&self, at_us: u64) -> String {
+        format!("tick:{}@{}", self.name(), at_us / 1_000_000)
+    }
+
+    /// Calls the module for the input `origin` (an event id, or
+    /// [`tick_origin`](Self::tick_origin)) at `now_us`.
     fn call(
         &mut self,
         now_us: u64,
+        origin: &str,
         f: impl FnOnce(&RuleModule, &mut Store<StoreData>) -> wasmtime::Result<Result<Vec<Action>, Failure>>,
     ) -> CallOutcome {
         let Some(live) = self.live.as_mut() else {
@@ -293,6 +303,7 @@ impl Module {
             };
         };
         self.spec.time.set_us(now_us);
+        live.store.data_mut().call.set_origin(origin);
         let started = Instant::now();
         let outcome = guarded(live, self.spec.limits, f);
         crate::crash_point!("engine::after-call");

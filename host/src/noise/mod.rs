@@ -4,7 +4,8 @@
 //! [`silences`] hold back what an operator silenced, [`inhibition`] rules
 //! what a notification of the cause makes redundant, [`time_intervals`]
 //! mute a module at night or outside office hours, [`grouping`] makes a
-//! burst one e-mail. A held-back item stays
+//! burst one e-mail; a [`silence_link`] in each e-mail lets its reader
+//! silence what it is about. A held-back item stays
 //! in the outbox with the reason, never dropped silently.
 //!
 //! This room holds the rules, not the storage: the store keeps silences
@@ -15,6 +16,7 @@ pub mod grouping;
 pub mod inhibition;
 pub mod labels;
 pub mod matchers;
+pub mod silence_link;
 pub mod silences;
 pub mod time_intervals;
 

@@ -1,8 +1,17 @@
 //! What operators use of a running `velonotify run` over HTTP, beside the
 //! CLI: `[api]` serves the silences (`/v1/silences`, in the shape of
-//! Alertmanager's API v2, so its tools and habits carry over).
+//! Alertmanager's API v2, so its tools and habits carry over) and, with
+//! `[server] velonotify_url`, the page the e-mails' silence links open
+//! (`/silence`).
 
+pub mod silence_page;
 pub mod silences_api;
+
+/// Serves the operators' routes on `listen` from a thread of their own;
+/// returns the address.
+pub fn serve(listen: &str, routes: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
+    crate::http::serve(listen, "api", routes, crate::http::Limits::default())
+}
 
 use std::path::PathBuf;
 

@@ -13,12 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::clock::{Clock, parse_rfc3339, rfc3339};
-use crate::http::{BearerToken, Limits};
+use crate::http::BearerToken;
 use crate::noise::{MatchOp, Matcher, Matchers, NewSilence, Silence};
 use crate::store::{Expired, Store};
 
@@ -36,18 +35,13 @@ struct Api {
     clock: Clock,
 }
 
-/// Starts the API on a thread of its own; returns its address.
-pub fn serve(listen: &str, token: BearerToken, store: Store, clock: Clock) -> anyhow::Result<std::net::SocketAddr> {
-    let api = Api {
-        token,
-        store: Arc::new(store),
-        clock,
-    };
-    let app = Router::new()
+/// The API's routes, behind `token`, on `store` (one connection of its own).
+pub fn routes(token: BearerToken, store: Arc<Store>, clock: Clock) -> Router {
+    let api = Api { token, store, clock };
+    Router::new()
         .route("/v1/silences", get(list).post(create))
         .route("/v1/silences/{id}", get(one).delete(expire))
-        .with_state(api);
-    crate::http::serve(listen, "api", app, Limits::default())
+        .with_state(api)
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -151,21 +145,9 @@ fn equal_by_default() -> bool {
 
 /// Reads a body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
 async fn read_body(body: Body) -> Result<Bytes, Response> {
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a silence is at most {MAX_BODY_BYTES} bytes"),
-        )),
-        Ok(Err(e)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("the body could not be read: {e}"),
-        )),
-        Err(_) => Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
-        )),
-    }
+    crate::http::read_bounded(body, MAX_BODY_BYTES, BODY_TIMEOUT)
+        .await
+        .map_err(|refusal| error(refusal.status(), refusal))
 }
 
 async fn create(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {

@@ -231,7 +231,7 @@ impl Pipeline {
             };
             let origin = match event {
                 Some((event, _)) => event.id.clone(),
-                None => format!("tick:{}@{}", previous.name(), now / 1_000_000),
+                None => previous.tick_origin(now),
             };
             // A failure the previous version shares is the event's doing.
             // What the previous version did is settled unless it failed
@@ -340,7 +340,7 @@ impl Pipeline {
             self.set_now(at);
             self.next_tick[index] = Some(at.saturating_add(self.period_us(index)));
             let outcome = self.modules[index].tick(at);
-            let origin = format!("tick:{}@{}", self.modules[index].name(), at / 1_000_000);
+            let origin = self.modules[index].tick_origin(at);
             let call = TrialCall::of(&outcome);
             self.settle(index, None, &origin, 0, outcome, out);
             self.on_trial(index, call, None, out);

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
+use crate::http::BodyRefusal;
 use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -26,7 +27,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -379,21 +379,14 @@ async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<B
             "velonotify is reading other bodies; post again later".into(),
         ));
     };
-    let limited = Limited::new(body, ingest.max_body_bytes);
-    match tokio::time::timeout(ingest.body_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(answer(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("the body could not be read: {e}")}),
+    match crate::http::read_bounded(body, ingest.max_body_bytes, ingest.body_timeout).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyRefusal::TooLarge(_)) => Err(too_large()),
+        Err(refusal @ BodyRefusal::TooSlow(_)) => Err(answer(
+            refusal.status(),
+            json!({"error": format!("{refusal} (ingest.body_timeout_s)")}),
         )),
-        Err(_) => {
-            let why = format!(
-                "the body did not arrive within {} s (ingest.body_timeout_s)",
-                ingest.body_timeout.as_secs()
-            );
-            Err(answer(StatusCode::REQUEST_TIMEOUT, json!({"error": why})))
-        }
+        Err(refusal) => Err(answer(refusal.status(), json!({"error": refusal.to_string()}))),
     }
 }
 

@@ -787,6 +787,44 @@ impl Store {
             .collect())
     }
 
+    /// The notification module `module` made for `event` (the first, if
+    /// the call made several): what a silence link names.
+    pub fn notification_of(
+        &self,
+        event: &str,
+        module: &str,
+    ) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox
+                 WHERE event = ?1 AND module = ?2 AND kind IN ('email', 'webhook', 'user-message')
+                 ORDER BY id LIMIT 1"
+            ))?
+            .query_row(params![event, module], read_item)
+            .optional()
+        })
+    }
+
+    /// The labels of the newest notifications created since `since_us`,
+    /// at most `limit`, whatever became of them (what a silence would
+    /// have matched).
+    pub fn notification_labels_since(&self, since_us: u64, limit: usize) -> Result<Vec<Labels>, StoreError> {
+        let rows: Vec<String> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT labels FROM outbox
+                 WHERE created_us >= ?1 AND labels IS NOT NULL
+                   AND kind IN ('email', 'webhook', 'user-message')
+                 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![db_time(since_us), limit as i64], |r| r.get(0))?
+            .collect()
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|labels| serde_json::from_str(labels).ok())
+            .collect())
+    }
+
     /// Deletes finished items of `status` (every finished status when
     /// None) last updated before `before_us`. Returns how many. Deletes a
     /// batch per transaction, so that months of items do not hold the

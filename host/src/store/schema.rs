@@ -16,6 +16,7 @@
 //! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
 //! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
 //! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (what held it back); `outbox_open` leaves out what a module's mute holds |
+//! | 6       | `link_keys`: the key that signs the e-mails' silence links; `outbox_by_event`, to find the item a link names |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -26,17 +27,18 @@ use super::outbox::{
 use super::{Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 5] = [
+const MIGRATIONS: [(i64, Step); 6] = [
     (1, first_tables),
     (2, typed_outbox),
     (3, follows_and_retries),
     (4, usage_counters),
     (5, silences_and_labels),
+    (6, silence_link_keys),
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
@@ -372,6 +374,20 @@ fn silences_and_labels(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
          WHEN new.status IN ('pending', 'held', 'blocked') AND (new.held_by IS NULL OR new.held_by LIKE 'group %') BEGIN
             UPDATE outbox_open SET items = items + 1, bytes = bytes + length(new.payload) + length(new.body);
         END;",
+    )
+}
+
+/// One signing key per database, made by the first process that needs it,
+/// so that every process serving the database makes and accepts the same
+/// links.
+fn silence_link_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE link_keys (
+            id         INTEGER PRIMARY KEY CHECK (id = 0),
+            key        BLOB NOT NULL,
+            created_us INTEGER NOT NULL
+        );
+        CREATE INDEX outbox_by_event ON outbox (event, module);",
     )
 }
 

@@ -153,6 +153,19 @@ impl Store {
         self.write(|tx| tx.execute("DELETE FROM silences WHERE ends_us < ?1", params![db_time(before_us)]))
     }
 
+    /// The key that signs the e-mails' silence links: the one stored, else
+    /// `candidate`, stored now. Every process on this database gets the
+    /// same key, whichever stored it first.
+    pub fn link_key(&self, candidate: &[u8], now_us: u64) -> Result<Vec<u8>, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO link_keys (id, key, created_us) VALUES (0, ?1, ?2)",
+                params![candidate, db_time(now_us)],
+            )?;
+            tx.query_row("SELECT key FROM link_keys WHERE id = 0", [], |r| r.get(0))
+        })
+    }
+
     /// See [`SilencesVersion`]: one small read.
     pub fn silences_version(&self) -> Result<SilencesVersion, StoreError> {
         self.read(|c| {
@@ -211,6 +224,15 @@ mod tests {
             store.expire_silence("nope", 160 * S).unwrap().unwrap(),
             Expired::Unknown
         );
+    }
+
+    #[test]
+    fn the_first_link_key_stored_is_the_key_of_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let first = Store::open(&path).unwrap().link_key(&[1; 32], S).unwrap();
+        let second = Store::open(&path).unwrap().link_key(&[2; 32], 2 * S).unwrap();
+        assert_eq!((first, second), (vec![1; 32], vec![1; 32]));
     }
 
     #[test]

@@ -35,16 +35,17 @@ pub fn built_for_wit_2(component: &Path) -> Vec<u8> {
     let mut i = 0;
     while let Some(found) = bytes[i..].windows(package.len()).position(|w| w == package) {
         let mut at = i + found + package.len();
-        // `velociraptor:notify@0.3.0` or `velociraptor:notify/<interface>@0.3.0`
+        // `velociraptor:notify@0.3.x` or `velociraptor:notify/<interface>@0.3.x`
         if bytes[at] == b'/' {
             at += 1;
             while bytes[at].is_ascii_lowercase() || bytes[at] == b'-' {
                 at += 1;
             }
         }
-        if bytes[at..].starts_with(b"@0.3.0") {
+        if bytes[at..].starts_with(b"@0.3.") && bytes[at + 5].is_ascii_digit() {
             bytes[at + 1] = b'2';
             bytes[at + 3] = b'0';
+            bytes[at + 5] = b'0';
             renamed += 1;
         }
         i = at;

@@ -75,13 +75,27 @@ impl MailDocument {
         }
     }
 
-    /// Ends the document with a footer line.
-    pub fn finish(mut self, footer: &str) -> String {
+    /// Ends the document with a footer line and, when the host made one,
+    /// the "Silence similar" link under it.
+    pub fn finish(mut self, footer: &str, silence_link: Option<&str>) -> String {
         self.out.push_markup("</div>\n<div class=\"footer\">");
         self.out.push_text(footer);
+        if let Some(url) = silence_link {
+            self.out.push_markup("<br>\n");
+            self.out.push_link(url, SILENCE_LINK_TEXT);
+        }
         self.out.push_markup("</div>\n</div>\n</body>\n</html>\n");
         self.out.into_string()
     }
+}
+
+/// The words of the link to velonotify's page that silences notifications
+/// like this one (the host decides the duration: `wit/links.wit`).
+pub const SILENCE_LINK_TEXT: &str = "Silence similar for 2 h";
+
+/// The plain-text line that ends an e-mail carrying a silence link.
+pub fn silence_link_line(url: &str) -> String {
+    format!("{SILENCE_LINK_TEXT}: {url}")
 }
 
 #[cfg(test)]
@@ -91,7 +105,7 @@ mod tests {
     fn document(warning: bool) -> String {
         let mut doc = MailDocument::begin("Server alert", &Html::text("An alert"), warning, 0);
         doc.section("Alert <details>", |out| out.push_text("x"));
-        doc.finish("footer")
+        doc.finish("footer", None)
     }
 
     #[test]
@@ -99,6 +113,18 @@ mod tests {
         assert!(document(true).contains("<h1 class=\"header header-warning\">Server alert</h1>"));
         assert!(document(false).contains("<h1 class=\"header header-ok\">"));
         assert!(STYLE.contains("#DF0B0B") && STYLE.contains("#4CAF50"));
+    }
+
+    #[test]
+    fn the_silence_link_ends_the_footer_escaped() {
+        let doc = MailDocument::begin("t", &Html::text("s"), true, 0);
+        let html = doc.finish("Sent by velonotify", Some("https://v.example/silence?t=a&b=\"c"));
+        assert!(
+            html.contains(
+                "<div class=\"footer\">Sent by velonotify<br>\n<a href=\"https://v.example/silence?t=a&amp;b=&quot;c\">Silence similar for 2 h</a></div>"
+            ),
+            "{html}"
+        );
     }
 
     #[test]
@@ -111,7 +137,7 @@ mod tests {
         let mut doc = MailDocument::begin("t", &Html::text("s"), false, 0);
         doc.section("Empty", |_| {});
         doc.section("Full", |out| out.push_text("body"));
-        let html = doc.finish("f");
+        let html = doc.finish("f", None);
         assert!(!html.contains("Empty"), "{html}");
         assert!(
             html.contains(

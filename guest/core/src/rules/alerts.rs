@@ -17,7 +17,7 @@ use crate::host::{Event, Host, LogLevel, ServerInfo};
 use crate::mime::{MailContent, build_message};
 use crate::params::{ParamKind, ParamSpec, Params};
 use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
-use crate::render::{Cell, Fields, Html, Links, MailDocument, elide_right, subject_safe};
+use crate::render::{Cell, Fields, Html, Links, MailDocument, elide_right, silence_link_line, subject_safe};
 use crate::velociraptor::{
     AlertRow, ClientDetails, FlowFieldsOptions, MetadataField, client_fields, flow_fields, hunt_id_of_flow,
     metadata_fields,
@@ -423,6 +423,12 @@ impl AlertsRule {
             body.write_text(&mut text);
         }
         text.push('\n');
+        let silence_link = host.silence_similar();
+        if let Some(url) = &silence_link {
+            text.push('\n');
+            text.push_str(&silence_link_line(url));
+            text.push('\n');
+        }
 
         let html = self.html.then(|| {
             // The HTML of a section is about three times its text.
@@ -430,7 +436,10 @@ impl AlertsRule {
             for (title, body) in &sections {
                 document.section(title, |out| body.write_html(out));
             }
-            document.finish(&format!("Sent from Velociraptor by velonotify ({})", Self::NAME))
+            document.finish(
+                &format!("Sent from Velociraptor by velonotify ({})", Self::NAME),
+                silence_link.as_deref(),
+            )
         });
 
         let sender = if self.sender.is_empty() {

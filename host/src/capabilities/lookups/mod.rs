@@ -134,6 +134,10 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// The org of events that do not name one.
     pub org_id: Option<String>,
+    /// velonotify's own address as e-mail readers reach it (the `[api]`
+    /// listener, or a proxy in front of it): set, each e-mail ends with a
+    /// "Silence similar for 2 h" link to its page there.
+    pub velonotify_url: Option<String>,
 }
 
 impl ServerSection {
@@ -467,6 +471,7 @@ mod tests {
             state_quota_bytes: 1 << 20,
             outbound: OutboundPolicy::default(),
             keeps_debug: true,
+            links: None,
         };
         CallContext::new("m", &grants, CallTime::default())
     }

@@ -290,6 +290,36 @@ fn text_body_is_the_summary_then_the_sections_without_headings() {
 }
 
 #[test]
+fn an_email_ends_with_the_hosts_silence_link_when_the_host_makes_one() {
+    let url = "https://velonotify.example/silence?t=e30.c2ln";
+    let mut host = host();
+    host.silence_link = Some(url.into());
+    let e = one_email(
+        &[("Recipients", SOC)],
+        &host,
+        client_alert("Honey file accessed", json!({})),
+    );
+    assert!(
+        e.text.ends_with(&format!("\n\nSilence similar for 2 h: {url}\n")),
+        "{}",
+        e.text
+    );
+    let html = e.html.unwrap();
+    assert!(
+        html.contains(&format!("<a href=\"{url}\">Silence similar for 2 h</a>")),
+        "{html}"
+    );
+
+    let unlinked = one_email(
+        &[("Recipients", SOC)],
+        &self::host(),
+        client_alert("Honey file accessed", json!({})),
+    );
+    assert!(!unlinked.text.contains("Silence similar"));
+    assert!(!unlinked.html.unwrap().contains("Silence similar"));
+}
+
+#[test]
 fn html_false_sends_plain_text_only() {
     let host = host();
     let e = one_email(

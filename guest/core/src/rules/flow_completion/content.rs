@@ -6,7 +6,9 @@ use super::decision::state_name;
 use super::{Completion, FlowCompletionRule, results};
 use crate::action::Failure;
 use crate::host::{Host, ServerInfo};
-use crate::render::{FullTable, Html, Links, MailDocument, TableLimits, elide_left, subject_safe, write_text_lines};
+use crate::render::{
+    FullTable, Html, Links, MailDocument, TableLimits, elide_left, silence_link_line, subject_safe, write_text_lines,
+};
 use crate::velociraptor::{
     ClientDetails, FlowFieldsOptions, client_fields, duration_text, flow_fields, str_at, strings_at, u64_at,
 };
@@ -123,6 +125,12 @@ pub(crate) fn render(
     text.push_str("\n\n");
     write_text_lines(client.overlaid(&flow), &mut text);
     text.push('\n');
+    let silence_link = host.silence_similar();
+    if let Some(url) = &silence_link {
+        text.push('\n');
+        text.push_str(&silence_link_line(url));
+        text.push('\n');
+    }
 
     let html = if rule.html {
         let mut document = MailDocument::begin(title, &Html::text(&summary), !finished, 3 * text.len());
@@ -135,10 +143,13 @@ pub(crate) fn render(
             });
         }
         results::write_tables(rule, view, host, &mut document)?;
-        Some(document.finish(&format!(
-            "Sent from Velociraptor by velonotify ({})",
-            <FlowCompletionRule as super::Rule>::NAME
-        )))
+        Some(document.finish(
+            &format!(
+                "Sent from Velociraptor by velonotify ({})",
+                <FlowCompletionRule as super::Rule>::NAME
+            ),
+            silence_link.as_deref(),
+        ))
     } else {
         None
     };

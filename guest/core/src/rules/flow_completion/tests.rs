@@ -748,6 +748,24 @@ fn subject_summary_and_text_body_follow_section_6_5() {
 }
 
 #[test]
+fn a_collection_email_ends_with_the_hosts_silence_link() {
+    let url = "https://velonotify.example/silence?t=e30.c2ln";
+    let mut host = FakeHost::new(world());
+    host.silence_link = Some(url.into());
+    let e = run(&[SOC], &host, completion("C.1", "F.OK")).unwrap().remove(0);
+    assert!(
+        e.text.ends_with(&format!("\n\nSilence similar for 2 h: {url}\n")),
+        "{}",
+        e.text
+    );
+    assert!(
+        e.html
+            .unwrap()
+            .contains(&format!("<a href=\"{url}\">Silence similar for 2 h</a></div>"))
+    );
+}
+
+#[test]
 fn a_failed_flow_has_a_red_header_and_says_failed() {
     let mut world = world();
     world["flows"]["C.1"]["F.OK"]["state"] = json!("ERROR");

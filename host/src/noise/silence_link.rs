@@ -1,0 +1,243 @@
+//! The "Silence similar for 2 h" link that ends each e-mail when
+//! `[server] velonotify_url` is set: a signed, expiring address of the
+//! operator page (`operator::silence_page`) that shows what would be
+//! silenced and creates the silence when the reader confirms.
+//!
+//! A module renders its e-mail before the host labels it, so a module's
+//! link names the notification (its event and module) and the page reads
+//! that item's labels from the outbox. A digest's link names the matchers
+//! of what its members share. Either way the token is signed with
+//! HMAC-SHA-256 under a random key kept in the state database (one per
+//! database, so every process serving it makes and accepts the same links),
+//! and carries its expiry: a link cannot be forged, altered or used after
+//! [`LINK_LIFETIME_S`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use super::{Labels, MatchOp, Matcher, Matchers};
+
+/// How long a link opens the page after the e-mail was made.
+pub const LINK_LIFETIME_S: u64 = 7 * 24 * 3600;
+/// How long the silence the page makes lasts.
+pub const SILENCE_DURATION_S: u64 = 2 * 3600;
+/// The page's path under `velonotify_url`.
+pub const PAGE_PATH: &str = "/silence";
+/// Longest token made or read: a link stays short enough for any mail
+/// client, and the page reads no more of a hostile address.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Bytes of the signing key.
+pub const KEY_BYTES: usize = 32;
+
+/// Binds a signature to this use, so a key could never sign something
+/// else that reads as a link.
+const CONTEXT: &[u8] = b"velonotify-silence-link-v1.";
+
+/// What a link silences notifications like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linked {
+    /// The outbox item a module's call produced (the page reads its labels).
+    Notification { event: String, module: String },
+    /// Matchers written out (`{alertname="x"}`): a digest's members' common labels.
+    Matchers(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    linked: Linked,
+    /// Unix seconds after which the link is refused.
+    expires: u64,
+}
+
+/// Why a link is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkRefusal {
+    #[error("the link is not one velonotify made (cut short or altered)")]
+    Malformed,
+    #[error("the link's signature does not match: it was altered, or made for another velonotify database")]
+    Forged,
+    #[error("the link has expired (links open the page for 7 days)")]
+    Expired,
+}
+
+/// Makes and checks the links of one state database.
+pub struct SilenceLinks {
+    key: hmac::Key,
+    page_url: String,
+}
+
+impl std::fmt::Debug for SilenceLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilenceLinks")
+            .field("page_url", &self.page_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SilenceLinks {
+    /// Links to the page under `velonotify_url` (checked by the
+    /// configuration: http(s), no query or fragment), signed with `key`.
+    pub fn new(key: &[u8], velonotify_url: &str) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            page_url: format!("{}{PAGE_PATH}", velonotify_url.trim_end_matches('/')),
+        }
+    }
+
+    /// A fresh random signing key (stored once per database).
+    pub fn fresh_key() -> [u8; KEY_BYTES] {
+        let mut key = [0; KEY_BYTES];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .expect("the system's random source failed");
+        key
+    }
+
+    /// The address of the page for `linked`, valid for [`LINK_LIFETIME_S`]
+    /// from `now_us`; none when its token would be longer than
+    /// [`MAX_TOKEN_BYTES`] (a hostile event id).
+    pub fn link(&self, linked: Linked, now_us: u64) -> Option<String> {
+        let token = self.sign(linked, now_us / 1_000_000 + LINK_LIFETIME_S);
+        (token.len() <= MAX_TOKEN_BYTES).then(|| format!("{}?t={token}", self.page_url))
+    }
+
+    fn sign(&self, linked: Linked, expires: u64) -> String {
+        let claims = serde_json::to_vec(&Claims { linked, expires }).expect("claims serialise");
+        let payload = URL_SAFE_NO_PAD.encode(claims);
+        let tag = hmac::sign(&self.key, &signed_text(&payload));
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// What a token links to, if this database signed it and it has not
+    /// expired at `now_us`. The signature is checked (in constant time)
+    /// before anything of the payload is read.
+    pub fn verify(&self, token: &str, now_us: u64) -> Result<Linked, LinkRefusal> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(LinkRefusal::Malformed);
+        }
+        let (payload, tag) = token.split_once('.').ok_or(LinkRefusal::Malformed)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| LinkRefusal::Malformed)?;
+        hmac::verify(&self.key, &signed_text(payload), &tag).map_err(|_| LinkRefusal::Forged)?;
+        let claims = URL_SAFE_NO_PAD.decode(payload).map_err(|_| LinkRefusal::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&claims).map_err(|_| LinkRefusal::Malformed)?;
+        if now_us / 1_000_000 >= claims.expires {
+            return Err(LinkRefusal::Expired);
+        }
+        Ok(claims.linked)
+    }
+}
+
+fn signed_text(payload: &str) -> Vec<u8> {
+    [CONTEXT, payload.as_bytes()].concat()
+}
+
+/// The labels a "similar" silence matches on: the notification's
+/// `alertname`, `client_id` and `module`, those it has. Narrow on purpose:
+/// the reader silences this alert on this host, not the rule everywhere
+/// (the CLI and the API make wider silences).
+pub fn similar_matchers(labels: &Labels) -> Matchers {
+    let matchers = ["alertname", "client_id", "module"]
+        .into_iter()
+        .filter(|name| !labels.get(name).is_empty())
+        .filter_map(|name| Matcher::new(name, MatchOp::Equal, labels.get(name)).ok())
+        .collect();
+    Matchers::new(matchers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_US: u64 = 1_780_000_000_000_000;
+
+    fn links() -> SilenceLinks {
+        SilenceLinks::new(&[7; KEY_BYTES], "https://velonotify.example:9466/")
+    }
+
+    fn notification() -> Linked {
+        Linked::Notification {
+            event: "ingest:42".into(),
+            module: "alerts".into(),
+        }
+    }
+
+    fn token_of(url: &str) -> &str {
+        url.strip_prefix("https://velonotify.example:9466/silence?t=")
+            .expect(url)
+    }
+
+    #[test]
+    fn a_link_reads_back_what_it_names_until_it_expires() {
+        let url = links().link(notification(), NOW_US).unwrap();
+        let token = token_of(&url);
+        assert_eq!(links().verify(token, NOW_US), Ok(notification()));
+        let last_second = NOW_US + (LINK_LIFETIME_S - 1) * 1_000_000;
+        assert_eq!(links().verify(token, last_second), Ok(notification()));
+        let expired = NOW_US + LINK_LIFETIME_S * 1_000_000;
+        assert_eq!(links().verify(token, expired), Err(LinkRefusal::Expired));
+    }
+
+    #[test]
+    fn an_altered_or_foreign_link_is_refused() {
+        let url = links().link(notification(), NOW_US).unwrap();
+        let token = token_of(&url);
+        // Another module named in the payload, the old signature kept.
+        let (_, tag) = token.split_once('.').unwrap();
+        let other = serde_json::to_vec(&Claims {
+            linked: Linked::Matchers("{alertname=~\".*\"}".into()),
+            expires: u64::MAX,
+        })
+        .unwrap();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(other));
+        assert_eq!(links().verify(&forged, NOW_US), Err(LinkRefusal::Forged));
+        let foreign = SilenceLinks::new(&[8; KEY_BYTES], "https://velonotify.example:9466");
+        assert_eq!(foreign.verify(token, NOW_US), Err(LinkRefusal::Forged));
+        for malformed in ["", "abc", "a.b.c", "!!.!!", &"A".repeat(MAX_TOKEN_BYTES + 1)] {
+            assert!(links().verify(malformed, NOW_US).is_err(), "{malformed}");
+        }
+        // One character of the signature changed.
+        let mut altered = token.to_string().into_bytes();
+        let at = altered.len() - 5;
+        altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert_eq!(links().verify(&altered, NOW_US), Err(LinkRefusal::Forged));
+    }
+
+    #[test]
+    fn a_token_too_long_for_a_link_makes_no_link() {
+        let huge = Linked::Notification {
+            event: "e".repeat(MAX_TOKEN_BYTES),
+            module: "alerts".into(),
+        };
+        assert_eq!(links().link(huge, NOW_US), None);
+    }
+
+    #[test]
+    fn similar_means_the_same_alert_on_the_same_client_from_the_same_module() {
+        let labels = |pairs: &[(&str, &str)]| {
+            let mut labels = Labels::default();
+            for (name, value) in pairs {
+                labels.set(name, value);
+            }
+            labels
+        };
+        let client_alert = labels(&[
+            ("alertname", "Honeyfile \"accessed\""),
+            ("client_id", "C.1"),
+            ("module", "alerts"),
+            ("hostname", "ws1"),
+        ]);
+        assert_eq!(
+            similar_matchers(&client_alert).to_string(),
+            r#"{alertname="Honeyfile \"accessed\"", client_id="C.1", module="alerts"}"#
+        );
+        let server_alert = labels(&[("alertname", "Server error"), ("module", "alerts")]);
+        assert_eq!(
+            similar_matchers(&server_alert).to_string(),
+            r#"{alertname="Server error", module="alerts"}"#,
+            "a server alert has no client"
+        );
+    }
+}
