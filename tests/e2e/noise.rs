@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use velonotify::store::{Status, Store};
+use velonotify_test_support::browser::Browser;
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, metric, post_events, request};
 use velonotify_test_support::{jsonl, modules_dir, scratch, stderr};
@@ -415,6 +416,107 @@ fn a_silence_made_over_http_holds_back_what_it_matches() {
     post_alerts(ingest, &[alert("Honeyfile 2", "C.4b7e1a9c0d2f3e51", now_s())]);
     let sent = subjects(&smtp, 2);
     assert!(sent.iter().any(|s| s.contains("Honeyfile 2")), "{sent:?}");
+}
+
+/// The text part of an accepted e-mail.
+fn text_of(smtp: &SmtpPeer, received: &Value) -> String {
+    let bytes = smtp.message(received["file"].as_str().unwrap());
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    let part = mail.subparts.first().unwrap_or(&mail);
+    part.get_body().unwrap()
+}
+
+/// The "Silence similar for 2 h" link of an e-mail, opened in headless
+/// Chromium: the page shows the hostile alert name as text and what it
+/// silences; the reader gives a name and confirms; the next alert like it
+/// is kept as silenced with that silence's id while another client's is
+/// sent; an altered link is refused.
+#[test]
+fn an_e_mails_silence_link_opens_a_page_in_a_browser_that_silences_similar_alerts() {
+    const API_TOKEN: &str = "operator-token-0123456789";
+    const HOSTILE: &str = "Honeyfile <script>document.title='owned'</script> \"x\"";
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let (ingest, metrics, api) = (free_port(), free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{API_TOKEN}\"\n\
+             [server]\nvelonotify_url = \"http://127.0.0.1:{api}/\"\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the API", Duration::from_secs(120), |r| {
+        r.log().contains("operator API at")
+    });
+
+    post_alerts(ingest, &[alert(HOSTILE, "C.1", now_s())]);
+    let first = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(first.len(), 1);
+    let text = text_of(&smtp, &first[0]);
+    let page = format!("http://127.0.0.1:{api}/silence?t=");
+    let link = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Silence similar for 2 h: "))
+        .unwrap_or_else(|| panic!("no silence link in the e-mail:\n{text}"))
+        .trim()
+        .to_string();
+    assert!(link.starts_with(&page), "{link}");
+
+    let browser = Browser::start();
+    browser.goto(&link);
+    assert_eq!(browser.title(), "Silence similar notifications for 2 h · velonotify");
+    assert_eq!(browser.scripts(), 0, "the alert's name is shown, never run");
+    let subject = browser.text("#subject");
+    assert!(subject.starts_with("Alert from client C.1 (high): Honeyfile <script>"), "{subject}");
+    assert_eq!(
+        browser.text("#matchers"),
+        r#"{alertname="Honeyfile <script>document.title='owned'</script> \"x\"", client_id="C.1", module="alerts"}"#
+    );
+    assert_eq!(browser.text("#recent-count"), "1");
+    assert!(!browser.has("#covering"), "nothing silences it yet");
+    browser.type_into("#author", "ann");
+    browser.type_into("#comment", "IR-9: bait moved");
+    browser.click("#silence");
+    assert_eq!(browser.title(), "Silence created · velonotify", "{}", browser.source());
+    let id = browser.text("#silence-id");
+    let (status, answer) = request(api, "GET", &format!("/v1/silences/{id}"), Some(API_TOKEN), b"");
+    assert_eq!(status, 200, "{answer}");
+    let made: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (made["createdBy"].as_str(), made["comment"].as_str()),
+        (Some("ann"), Some("IR-9: bait moved"))
+    );
+    assert_eq!(made["status"]["state"], "active");
+
+    // The same alert on the same client is held back; on another, sent.
+    post_alerts(
+        ingest,
+        &[alert(HOSTILE, "C.1", now_s()), alert(HOSTILE, "C.2", now_s())],
+    );
+    let series = "velonotify_held_back_total{module=\"alerts\",kind=\"email\",reason=\"silenced\"}";
+    run.wait("the silenced alert", Duration::from_secs(30), |_| {
+        metric(metrics, series) == 1
+    });
+    let sent = subjects(&smtp, 2);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().any(|s| s.contains("client_C.2")), "{sent:?}");
+    let config_arg = config.display().to_string();
+    let outbox = velonotify(&["outbox", "-c", &config_arg, "list", "--status", "silenced"]);
+    let listed = String::from_utf8(outbox.stdout).unwrap();
+    assert!(listed.contains(&format!("silence {id}")), "{listed}");
+
+    // The page says so now, and an altered link opens nothing.
+    browser.goto(&link);
+    assert!(browser.text("#covering").contains(&id));
+    let altered = link.replace("?t=", "?t=A");
+    browser.goto(&altered);
+    assert_eq!(browser.title(), "Link refused · velonotify");
+    assert!(
+        browser.text("#refusal").contains("signature does not match"),
+        "{}",
+        browser.source()
+    );
 }
 
 /// An inhibit rule: a failing server event query holds back the client

@@ -352,7 +352,6 @@ fn document(title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
                 title { (title) " · velonotify" }
                 style { (maud::PreEscaped(STYLE)) }
             }
@@ -362,14 +361,17 @@ fn document(title: &str, body: Markup) -> Markup {
 }
 
 /// The page with the headers that keep it to itself: no script, no
-/// framing, no caching, and no referrer (the address holds the link).
+/// framing, no caching, and no referrer outside velonotify (the address
+/// holds the link). Not `no-referrer`: with it, browsers send the form's
+/// `Origin` as `null`, and the confirmation could not be told from a
+/// forged one.
 fn respond(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup.into_string()).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -502,7 +504,7 @@ mod tests {
             CONTENT_SECURITY_POLICY.contains("default-src 'none'"),
             "no script may run"
         );
-        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["referrer-policy"], "same-origin");
         assert_eq!(headers["cache-control"], "no-store");
     }
 

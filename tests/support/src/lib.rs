@@ -2,6 +2,7 @@
 //! where things are, running the `velonotify` binary, and reading what a
 //! replay wrote.
 
+pub mod browser;
 pub mod builds;
 pub mod peers;
 pub mod service;
