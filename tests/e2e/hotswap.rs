@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use velonotify::store::{Payload, Status, Store};
-use velonotify_test_support::builds::{built_for_wit_2, install_versioned, swap_latencies_ms, versioned_build};
+use velonotify_test_support::builds::{built_for_wit, install_versioned, swap_latencies_ms, versioned_build};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
-use velonotify_test_support::{modules_dir, scratch};
+use velonotify_test_support::{modules_dir, scratch, stderr};
 
 use super::{EXE, velonotify, write_config};
 
@@ -221,7 +221,7 @@ fn broken_builds_are_refused_with_one_log_line_each_and_the_running_version_goes
         ),
         (
             "WIT 2.0.0",
-            built_for_wit_2(&modules_dir().join("versioned.wasm")),
+            built_for_wit(&modules_dir().join("versioned.wasm"), "2.0.0"),
             "it was built for velociraptor:notify@2.0.0 (velociraptor:notify/",
         ),
         (
@@ -463,4 +463,24 @@ fn a_rollback_during_a_row_leaves_the_next_modules_tests_as_they_were() {
         metric(service.metrics, "velonotify_module_handled_total{module=\"later\"}"),
         2
     );
+}
+
+/// WIT 0.3.1 added an import (`links`); a module built against 0.3.0
+/// imports every interface at 0.3.0 and must still load and run: the
+/// linker resolves a semver-compatible import to the host's 0.3.1.
+#[test]
+fn a_module_built_against_an_earlier_patch_of_the_wit_runs_on_this_host() {
+    let dir = scratch();
+    let module = dir.path().join("versioned-0.3.0.wasm");
+    let bytes = built_for_wit(&modules_dir().join("versioned.wasm"), "0.3.0");
+    assert!(bytes.windows(6).any(|w| w == b"@0.3.0"));
+    assert!(!bytes.windows(6).any(|w| w == b"@0.3.1"), "every name rewritten");
+    std::fs::write(&module, bytes).unwrap();
+    let rows = dir.path().join("rows.jsonl");
+    std::fs::write(&rows, "{\"n\": 1, \"_ts\": 1778400000}\n").unwrap();
+    let tested = super::rule_test(&module, &rows, &["--param", "Queue=Custom.Swap"]);
+    assert!(tested.status.success(), "{}", stderr(&tested));
+    let lines = super::printed_lines(&tested);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["kind"], "user-message", "{lines:?}");
 }

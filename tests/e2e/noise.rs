@@ -468,7 +468,10 @@ fn an_e_mails_silence_link_opens_a_page_in_a_browser_that_silences_similar_alert
     assert_eq!(browser.title(), "Silence similar notifications for 2 h · velonotify");
     assert_eq!(browser.scripts(), 0, "the alert's name is shown, never run");
     let subject = browser.text("#subject");
-    assert!(subject.starts_with("Alert from client C.1 (high): Honeyfile <script>"), "{subject}");
+    assert!(
+        subject.starts_with("Alert from client C.1 (high): Honeyfile <script>"),
+        "{subject}"
+    );
     assert_eq!(
         browser.text("#matchers"),
         r#"{alertname="Honeyfile <script>document.title='owned'</script> \"x\"", client_id="C.1", module="alerts"}"#

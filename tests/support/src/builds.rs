@@ -26,9 +26,14 @@ pub fn versioned_build(component: &Path, version: u32, mode: &str) -> Vec<u8> {
     bytes
 }
 
-/// A build as if made against `velociraptor:notify@2.0.0`: every versioned
-/// name of the package rewritten (same length).
-pub fn built_for_wit_2(component: &Path) -> Vec<u8> {
+/// A build as if made against `velociraptor:notify@{version}` (`x.y.z`,
+/// one digit each): every versioned name of the package rewritten (same
+/// length, so the component stays valid).
+pub fn built_for_wit(component: &Path, version: &str) -> Vec<u8> {
+    assert!(
+        version.len() == 5 && version.split('.').all(|d| d.len() == 1),
+        "{version}: one digit per part"
+    );
     let mut bytes = versioned_build(component, 1, "ok");
     let package = b"velociraptor:notify";
     let mut renamed = 0;
@@ -43,9 +48,7 @@ pub fn built_for_wit_2(component: &Path) -> Vec<u8> {
             }
         }
         if bytes[at..].starts_with(b"@0.3.") && bytes[at + 5].is_ascii_digit() {
-            bytes[at + 1] = b'2';
-            bytes[at + 3] = b'0';
-            bytes[at + 5] = b'0';
+            bytes[at + 1..at + 6].copy_from_slice(version.as_bytes());
             renamed += 1;
         }
         i = at;
