@@ -19,6 +19,7 @@ import { log as writeLog, enabled } from 'velociraptor:notify/log@0.3.1';
 import * as host from 'velociraptor:notify/lookups@0.3.1';
 import { get, put } from 'velociraptor:notify/state@0.3.1';
 import { nowUs } from 'velociraptor:notify/clock@0.3.1';
+import { silenceSimilar } from 'velociraptor:notify/links@0.3.1';
 
 // --- Parameters, parsed as the Rust modules parse them (wit/types.wit) ---
 
@@ -192,6 +193,13 @@ export const log = {
 
 /** The host's clock (virtual during a replay), in microseconds. */
 export const now = () => Number(nowUs());
+
+/**
+ * The signed address of velonotify's page that silences notifications like
+ * the one this call makes ("Silence similar for 2 h"), or null when the host
+ * serves none (no `[server] velonotify_url`).
+ */
+export const silenceLink = () => silenceSimilar() ?? null;
 
 /** The module's state in the host: it survives restarts and swaps. */
 export const state = {

@@ -27,6 +27,7 @@ Build it with `componentize-py -d wit -w rule-module componentize app -o rule.wa
 """
 
 import csv
+import html as _html
 import io
 import json
 import re
@@ -39,6 +40,7 @@ from datetime import datetime, timezone
 from componentize_py_types import Err
 from wit_world.imports import actions as _actions
 from wit_world.imports import clock as _clock
+from wit_world.imports import links as _links
 from wit_world.imports import log as _log
 from wit_world.imports import lookups as _lookups
 from wit_world.imports import state as _state
@@ -59,6 +61,7 @@ __all__ = [
     "not_matches",
     "one_of",
     "now_us",
+    "silence_link",
     "state",
     "user_message",
     "webhook",
@@ -294,7 +297,15 @@ def label(client_id, labels, remove=False):
 
 def email(recipients, subject, text, html=None, sender="", secret=None, send_interval_seconds=0, link=None):
     """An e-mail built with Python's `email` package (text, and HTML as an
-    alternative). An empty sender takes the server's default."""
+    alternative). An empty sender takes the server's default. When the host
+    serves velonotify's silence page, the e-mail ends with its link."""
+    silence = silence_link()
+    if silence is not None:
+        text = f"{text.rstrip()}\n\n{SILENCE_LINK_TEXT}: {silence}\n"
+        if html is not None:
+            footer = f'<p><a href="{_html.escape(silence)}">{SILENCE_LINK_TEXT}</a></p>'
+            at = html.rfind("</body>")
+            html = html[:at] + footer + html[at:] if at >= 0 else html + footer
     message = EmailMessage(policy=SMTP)
     message["From"] = sender or _lookups.server().default_sender
     message["To"] = ", ".join(recipients)
@@ -350,6 +361,16 @@ def interest(queue, **columns):
 def now_us():
     """The host's clock (virtual during a replay), microseconds."""
     return _clock.now_us()
+
+
+SILENCE_LINK_TEXT = "Silence similar for 2 h"
+
+
+def silence_link():
+    """The signed address of velonotify's page that silences notifications
+    like the one this call makes, or None (no `[server] velonotify_url`).
+    `email()` adds it by itself."""
+    return _links.silence_similar()
 
 
 class _Log:
