@@ -344,7 +344,7 @@ fn without_watching_a_new_build_waits_for_velonotify_reload() {
     assert_eq!(service.swaps("swapped"), 0);
     let config = dir.path().join("velonotify.toml").display().to_string();
     let output = velonotify(&["reload", "-c", &config]);
-    assert!(output.status.success(), "{}", velonotify_test_support::stderr(&output));
+    assert!(output.status.success(), "{}", stderr(&output));
     service.wait_swaps("swapped", 1);
     service.post(1, 1);
     let handled = service.handled();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use velonotify::store::{Status, Store};
 use velonotify_test_support::browser::Browser;
-use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
+use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, metric, post_events, request};
 use velonotify_test_support::{jsonl, modules_dir, scratch, stderr};
 
@@ -769,4 +769,71 @@ fn a_burst_on_300_hosts_is_one_e_mail_less_the_silenced_host_and_the_inhibited_a
             .count(),
         3
     );
+}
+
+/// Grouping holds a module's webhooks too: a burst of one alert on five
+/// hosts is one post to the webhook listing the five, in the receiver's
+/// own shape (a Slack message), and another alert is a post of its own.
+#[test]
+fn a_group_of_webhooks_is_one_post_listing_its_members() {
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let hook = HttpPeer::started(dir.path(), "200", None);
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[module]]\nname = \"hook\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             group_by = [\"alertname\"]\ngroup_wait_s = 2\n[module.params]\n\
+             WebhookURL = \"http://127.0.0.1:{}/hook\"\nTarget = \"slack\"\n",
+            hook.port
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let now = now_s();
+    let mut rows: Vec<Value> = (1..=5)
+        .map(|i| alert("Honeyfile accessed", &format!("C.{i}"), now))
+        .collect();
+    rows.push(alert("Process injection", "C.9", now));
+    post_alerts(ingest, &rows);
+
+    run.wait("two posts", Duration::from_secs(60), |_| hook.requests().len() >= 2);
+    std::thread::sleep(Duration::from_secs(3)); // room for a stray one
+    let mut texts: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            assert_eq!(body.as_object().unwrap().len(), 1, "a Slack message: {body}");
+            body["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    let lines: Vec<&str> = texts[0].lines().collect();
+    assert_eq!(
+        lines[0], "1 notification from hook: {alertname=\"Process injection\"}",
+        "{texts:?}"
+    );
+    let lines: Vec<&str> = texts[1].lines().collect();
+    assert_eq!(
+        lines[0], "5 notifications from hook: {alertname=\"Honeyfile accessed\"}",
+        "{texts:?}"
+    );
+    assert_eq!(lines.len(), 6, "{texts:?}");
+    for i in 1..=5 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("• ") && l.contains(&format!("C.{i}"))),
+            "C.{i}: {texts:?}"
+        );
+    }
+    let config_arg = config.display().to_string();
+    let digested = velonotify(&["outbox", "-c", &config_arg, "list", "--status", "digested"]);
+    let digested = String::from_utf8(digested.stdout).unwrap();
+    assert_eq!(digested.matches(" webhook ").count(), 6, "{digested}");
 }

@@ -1,7 +1,8 @@
 //! Delivery: works through the durable outbox, sends what is due, retries
 //! transient failures with backoff until their deadline, dead-letters the
-//! rest with a log line, and folds held e-mails into digests when their
-//! window ends (decisions D11, D15).
+//! rest with a log line, folds held e-mails into digests when their
+//! window ends (decisions D11, D15), and a group's held webhooks into one
+//! post (D19).
 //!
 //! At least once: an item is marked sent after the server took it. A crash
 //! between the two sends it again after the restart, so the duplicates of
@@ -14,6 +15,7 @@ mod retry;
 mod smtp;
 mod velociraptor;
 mod webhook;
+mod webhook_group;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -427,6 +429,7 @@ impl Deliverer {
             let (muted, windowed): (Vec<OutboxItem>, Vec<OutboxItem>) =
                 items.into_iter().partition(|item| item.held_by.is_some());
             digests.extend(self.digests_of(&muted, now_us));
+            digests.extend(self.group_posts(&muted));
             let Some(last) = windowed.last() else { continue };
             let Payload::Email(last_email) = &last.payload else {
                 continue;
@@ -449,11 +452,11 @@ impl Deliverer {
             match &digest.refused {
                 None => {
                     self.metrics.digest();
-                    tracing::info!(
-                        module = %module,
-                        "{} held e-mails go out as one digest (outbox item {id})",
-                        digest.held.len()
-                    );
+                    let what = match digest.item.payload {
+                        Payload::Webhook(_) => "webhooks go out as one post",
+                        _ => "e-mails go out as one digest",
+                    };
+                    tracing::info!(module = %module, "{} held {what} (outbox item {id})", digest.held.len());
                 }
                 Some(why) => {
                     self.metrics.dead_lettered(Kind::Email.as_str());
@@ -550,6 +553,59 @@ impl Deliverer {
                     item: digest,
                     refused,
                 }
+            })
+            .collect()
+    }
+
+    /// One post per group of a module's held webhooks (same address and
+    /// headers), its body listing the members' in their shape.
+    fn group_posts(&self, items: &[OutboxItem]) -> Vec<NewDigest> {
+        type Key = (String, String, Vec<(String, String)>);
+        let mut groups: BTreeMap<Key, Vec<&OutboxItem>> = BTreeMap::new();
+        for item in items {
+            if let (Payload::Webhook(webhook), Some(group)) = (&item.payload, &item.held_by)
+                && group.starts_with("group ")
+            {
+                let key = (group.clone(), webhook.url.clone(), webhook.headers.clone());
+                groups.entry(key).or_default().push(item);
+            }
+        }
+        groups
+            .into_iter()
+            .filter_map(|((group, _, _), members)| {
+                let first = members[0];
+                let Payload::Webhook(payload) = &first.payload else {
+                    return None;
+                };
+                // Held rows are read without their bodies.
+                let bodies: Vec<Vec<u8>> = members
+                    .iter()
+                    .filter_map(|member| match self.store.item(member.id) {
+                        Ok(Some(Ok(item))) => Some(item.body),
+                        _ => None,
+                    })
+                    .collect();
+                if bodies.len() < members.len() {
+                    // Read again at the next pass: nothing is posted without all its members.
+                    return None;
+                }
+                let key = &group["group ".len()..];
+                let item = NewItem {
+                    module: first.module.clone(),
+                    event: None,
+                    status: Status::Pending,
+                    payload: Payload::Webhook(payload.clone()),
+                    body: webhook_group::group_body(&first.module, key, &bodies),
+                    follows: Vec::new(),
+                    labels: Labels::common(members.iter().map(|m| &m.labels)),
+                    held_by: None,
+                    release_us: None,
+                };
+                Some(NewDigest {
+                    held: members.iter().map(|m| m.id).collect(),
+                    item,
+                    refused: None,
+                })
             })
             .collect()
     }

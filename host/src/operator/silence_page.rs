@@ -213,7 +213,7 @@ struct Confirmation {
 }
 
 async fn confirm(State(page): State<Page>, headers: HeaderMap, body: Body) -> Response {
-    if !page.from_own_page(&headers) {
+    if !page.posted_from_own_page(&headers) {
         return refused(&Refusal {
             status: StatusCode::FORBIDDEN,
             why: "a silence is confirmed on velonotify's own page, not from another site".into(),
@@ -270,7 +270,7 @@ async fn confirm(State(page): State<Page>, headers: HeaderMap, body: Body) -> Re
 impl Page {
     /// Whether a form post comes from this page: browsers send the
     /// `Origin` of the page that posted it.
-    fn from_own_page(&self, headers: &HeaderMap) -> bool {
+    fn posted_from_own_page(&self, headers: &HeaderMap) -> bool {
         headers
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())

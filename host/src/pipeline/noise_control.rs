@@ -182,9 +182,10 @@ impl NoiseControl {
                 drop: mute.mode == ThrottleMode::Drop,
             };
         }
-        // Only e-mails are grouped: a digest is an e-mail.
+        // E-mails and webhooks are grouped (a group is one e-mail, or one
+        // post); user messages go one by one.
         match &mute.grouping {
-            Some(grouping) if labels.get("kind") == "email" => {
+            Some(grouping) if matches!(labels.get("kind"), "email" | "webhook") => {
                 let groups = self.groups.entry(module.to_string()).or_default();
                 let grouped = groups.join(grouping, labels, now_us);
                 Fate::Grouped {

@@ -662,10 +662,12 @@ impl Store {
                         tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
                         follows::fail_followers(tx, id, Status::Dead, now_us)?
                     }
-                    None => {
+                    // A group's post is no e-mail: it opens no SendInterval window.
+                    None if matches!(digest.payload, Payload::Email(_)) => {
                         super::commit::record_send(tx, &digest.module, now_us)?;
                         Vec::new()
                     }
+                    None => Vec::new(),
                 };
                 folded.push((id, failed));
             }

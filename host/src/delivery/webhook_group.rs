@@ -1,0 +1,171 @@
+//! One post for a group of a module's webhooks (issue: grouping, D19): the
+//! members' bodies folded into one body of the same shape, so the receiver
+//! (Slack, Mattermost, Teams, or a JSON endpoint) takes it as it takes one.
+//! The members were rendered by the module; the host only lists them.
+
+use serde_json::{Map, Value, json};
+
+/// Members listed in one post at most; the rest are counted.
+pub const MAX_LISTED: usize = 200;
+/// Longest text of a chat post, in characters (Slack cuts a message's
+/// `text` at 40,000).
+const MAX_TEXT_CHARS: usize = 35_000;
+
+/// The body of the post that stands for `members` (their bodies, oldest
+/// first), all to one URL from `module`'s group `key`.
+pub fn group_body(module: &str, key: &str, members: &[Vec<u8>]) -> Vec<u8> {
+    let parsed: Vec<Value> = members
+        .iter()
+        .map(|body| {
+            serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
+        })
+        .collect();
+    let count = parsed.len();
+    let noun = if count == 1 { "notification" } else { "notifications" };
+    let header = format!("{count} {noun} from {module}: {}", escape_chat(key));
+    let body = match Shape::of(parsed.first()) {
+        Shape::Chat => json!({ "text": chat_text(&header, &parsed, "\n• ") }),
+        Shape::MessageCard => json!({
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": header,
+            "title": header,
+            "text": chat_text("", &parsed, "\n\n"),
+        }),
+        Shape::Json => {
+            let listed: Vec<Value> = parsed.iter().take(MAX_LISTED).cloned().collect();
+            json!({
+                "text": header,
+                "group": key,
+                "module": module,
+                "count": count,
+                "notifications": listed,
+            })
+        }
+    };
+    body.to_string().into_bytes()
+}
+
+/// The shape of the members' bodies, read from the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `{"text": ...}` alone: Slack, Mattermost.
+    Chat,
+    /// Office 365's connector card.
+    MessageCard,
+    /// Anything else: listed whole.
+    Json,
+}
+
+impl Shape {
+    fn of(first: Option<&Value>) -> Self {
+        let Some(Value::Object(object)) = first else {
+            return Self::Json;
+        };
+        if object.get("@type").and_then(Value::as_str) == Some("MessageCard") {
+            Self::MessageCard
+        } else if object.len() == 1 && object.get("text").is_some_and(Value::is_string) {
+            Self::Chat
+        } else {
+            Self::Json
+        }
+    }
+}
+
+/// The header, then each member's text after `separator`, bounded.
+fn chat_text(header: &str, members: &[Value], separator: &str) -> String {
+    let mut text = header.to_string();
+    let mut listed = 0;
+    for member in members.iter().take(MAX_LISTED) {
+        let line = text_of(member);
+        if text.chars().count() + line.chars().count() > MAX_TEXT_CHARS {
+            break;
+        }
+        if !text.is_empty() {
+            text.push_str(separator);
+        }
+        text.push_str(&line);
+        listed += 1;
+    }
+    if listed < members.len() {
+        text.push_str(&format!("{separator}... and {} more", members.len() - listed));
+    }
+    text
+}
+
+fn text_of(member: &Value) -> String {
+    match member {
+        Value::Object(object) => match object.get("text") {
+            Some(Value::String(text)) => text.clone(),
+            _ => Value::Object(Map::clone(object)).to_string(),
+        },
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A group key's label values come from events: made inert for chat markup
+/// (Slack's `&<>` escapes also defuse `<!channel>`).
+fn escape_chat(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bodies(values: &[Value]) -> Vec<Vec<u8>> {
+        values.iter().map(|v| v.to_string().into_bytes()).collect()
+    }
+
+    fn read(body: &[u8]) -> Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn slack_members_become_one_message_listing_each() {
+        let members = bodies(&[
+            json!({"text": "Alert from ws1: Honey"}),
+            json!({"text": "Alert from ws2: Honey"}),
+        ]);
+        let post = read(&group_body("webhook", "{alertname=\"<!channel>\"}", &members));
+        assert_eq!(
+            post,
+            json!({"text": "2 notifications from webhook: {alertname=\"&lt;!channel&gt;\"}\n• Alert from ws1: Honey\n• Alert from ws2: Honey"})
+        );
+    }
+
+    #[test]
+    fn teams_members_stay_a_message_card() {
+        let card = |text: &str| json!({"@type": "MessageCard", "@context": "https://schema.org/extensions", "summary": text, "text": text});
+        let post = read(&group_body(
+            "teams",
+            "{alertname=\"x\"}",
+            &bodies(&[card("a"), card("b")]),
+        ));
+        assert_eq!(post["@type"], "MessageCard");
+        assert_eq!(post["title"], "2 notifications from teams: {alertname=\"x\"}");
+        assert_eq!(post["text"], "a\n\nb");
+    }
+
+    #[test]
+    fn json_members_are_listed_whole_and_bounded() {
+        let members: Vec<Value> = (0..MAX_LISTED + 5)
+            .map(|i| json!({"text": "t", "data": {"n": i}}))
+            .collect();
+        let post = read(&group_body("json", "{alertname=\"x\"}", &bodies(&members)));
+        assert_eq!(post["count"], MAX_LISTED + 5);
+        assert_eq!(post["notifications"].as_array().unwrap().len(), MAX_LISTED);
+        assert_eq!(post["notifications"][3]["data"]["n"], 3);
+    }
+
+    #[test]
+    fn a_long_chat_group_is_cut_and_counted() {
+        let long = "x".repeat(10_000);
+        let members = bodies(&vec![json!({ "text": long }); 10]);
+        let post = read(&group_body("webhook", "k", &members));
+        let text = post["text"].as_str().unwrap();
+        assert!(text.chars().count() <= MAX_TEXT_CHARS + 40, "{}", text.len());
+        assert!(text.ends_with("... and 7 more"), "{}", &text[text.len() - 30..]);
+    }
+}
