@@ -3,36 +3,49 @@
 //! only places it. Configured by `[server] velonotify_url` with `[api]`;
 //! nothing to allow per module, since a link carries nothing of the module's
 //! out and reaches only velonotify's own page.
+//!
+//! Event ids repeat (each ingest post numbers its rows from 1; a stdin
+//! run restarts at line 1), so a link cannot name its notification by the
+//! event. The first link a call makes mints a random id for the call; the
+//! outbox keeps it with each notification of that call, and the page finds
+//! the notification by it.
 
 use super::CallContext;
-use crate::noise::silence_link::Linked;
+use crate::noise::silence_link::{Link, Linked, fresh_link_id};
 
 impl CallContext {
-    /// The input the next call is for: an event id, or a tick's origin. A
-    /// link made during the call names it with the module, as the outbox
-    /// records the call's notifications.
-    pub fn set_origin(&mut self, origin: &str) {
-        // Kept in one buffer: no allocation per call once it is long enough.
-        self.origin.clear();
-        self.origin.push_str(origin);
+    /// A new call begins: it has made no link yet.
+    pub fn start_links(&mut self) {
+        self.link_id = None;
     }
 
-    fn silence_link(&self) -> Option<String> {
-        let links = self.links.as_ref()?;
-        if self.origin.is_empty() {
-            return None;
-        }
-        let linked = Linked::Notification {
-            event: self.origin.clone(),
-            module: self.module().to_string(),
+    /// The id the call's links carry, if it made any: its notifications are
+    /// stored with it.
+    pub fn take_link_id(&mut self) -> Option<String> {
+        self.link_id.take()
+    }
+
+    fn silence_link(&mut self) -> Option<String> {
+        let links = self.links.clone()?;
+        let id = self.link_id.get_or_insert_with(fresh_link_id).clone();
+        let link = Link {
+            id,
+            linked: Linked::Notification,
         };
-        links.link(linked, self.time.now_us())
+        links.link(link, self.time.now_us())
     }
 }
 
 impl velonotify_core::host::Links for CallContext {
     fn silence_similar(&self) -> Option<String> {
-        self.silence_link()
+        // The native path (tests, benchmarks) takes `&self`: it links when
+        // the host signs links, under a fresh id per link.
+        let links = self.links.as_ref()?;
+        let link = Link {
+            id: self.link_id.clone().unwrap_or_else(fresh_link_id),
+            linked: Linked::Notification,
+        };
+        links.link(link, self.time.now_us())
     }
 }
 

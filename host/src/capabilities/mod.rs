@@ -84,8 +84,8 @@ pub struct CallContext {
     lookups: lookups::ModuleLookups,
     state: state::ModuleState,
     links: Option<Arc<SilenceLinks>>,
-    /// The input of the call in progress (see [`Self::set_origin`]).
-    origin: String,
+    /// The id of the call's links, once it made one (`links`).
+    link_id: Option<String>,
     /// Time the call in progress spent waiting on host lookups.
     waiting: std::cell::Cell<std::time::Duration>,
 }
@@ -110,7 +110,7 @@ impl CallContext {
             lookups: grants.lookups.clone(),
             state: state::ModuleState::new(grants.state.clone(), name, grants.state_quota_bytes),
             links: grants.links.clone(),
-            origin: String::new(),
+            link_id: None,
             waiting: std::cell::Cell::default(),
         }
     }

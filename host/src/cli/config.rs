@@ -36,8 +36,11 @@ fn check_velonotify_url(url: &str) -> anyhow::Result<()> {
         bail!("must be an address without a query, a fragment or spaces (the page's path is added to it)");
     }
     let uri: http::Uri = url.parse().context("not an address")?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         bail!("must start with http:// or https:// and name a host");
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        bail!("must not hold a user name or password (it goes in every e-mail)");
     }
     Ok(())
 }

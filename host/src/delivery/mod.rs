@@ -33,7 +33,7 @@ use crate::capabilities::outbound::OutboundPolicy;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
 use crate::noise::Labels;
-use crate::noise::silence_link::{Linked, SilenceLinks, similar_matchers};
+use crate::noise::silence_link::{Link, Linked, SilenceLinks, common_matchers, fresh_link_id};
 use crate::pipeline::outbox::one_log_line;
 use crate::store::{
     EmailPayload, FailedFollower, Kind, NewDigest, NewItem, OutboxItem, Payload, Status, Store, StoreError, Unreadable,
@@ -447,7 +447,11 @@ impl Deliverer {
         }
         let deadline = now_us.saturating_add(micros(self.policy.deadline));
         let folded = self.store.fold_into_digests(&digests, now_us, deadline)?;
-        for (digest, (id, failed_followers)) in digests.iter().zip(folded) {
+        for (digest, folded) in digests.iter().zip(folded) {
+            let Some((id, failed_followers)) = folded else {
+                tracing::debug!(module = %digest.item.module, "a digest's items were folded by another process");
+                continue;
+            };
             let module = &digest.item.module;
             match &digest.refused {
                 None => {
@@ -547,6 +551,7 @@ impl Deliverer {
                     labels,
                     held_by: None,
                     release_us: None,
+                    link_id: None,
                 };
                 NewDigest {
                     held: ids,
@@ -577,29 +582,19 @@ impl Deliverer {
                 let Payload::Webhook(payload) = &first.payload else {
                     return None;
                 };
-                // Held rows are read without their bodies.
-                let bodies: Vec<Vec<u8>> = members
-                    .iter()
-                    .filter_map(|member| match self.store.item(member.id) {
-                        Ok(Some(Ok(item))) => Some(item.body),
-                        _ => None,
-                    })
-                    .collect();
-                if bodies.len() < members.len() {
-                    // Read again at the next pass: nothing is posted without all its members.
-                    return None;
-                }
+                let bodies = self.listed_bodies(&members)?;
                 let key = &group["group ".len()..];
                 let item = NewItem {
                     module: first.module.clone(),
                     event: None,
                     status: Status::Pending,
                     payload: Payload::Webhook(payload.clone()),
-                    body: webhook_group::group_body(&first.module, key, &bodies),
+                    body: webhook_group::group_body(&first.module, key, &bodies, members.len()),
                     follows: Vec::new(),
                     labels: Labels::common(members.iter().map(|m| &m.labels)),
                     held_by: None,
                     release_us: None,
+                    link_id: None,
                 };
                 Some(NewDigest {
                     held: members.iter().map(|m| m.id).collect(),
@@ -610,16 +605,39 @@ impl Deliverer {
             .collect()
     }
 
+    /// The bodies of a group's first members, those its post lists (held
+    /// rows are read without them). A body this release cannot read is
+    /// listed as saying so; None when the store fails (the group is folded
+    /// at a later pass, its members still held).
+    fn listed_bodies(&self, members: &[&OutboxItem]) -> Option<Vec<Vec<u8>>> {
+        let mut bodies = Vec::with_capacity(members.len().min(webhook_group::MAX_LISTED));
+        for member in members.iter().take(webhook_group::MAX_LISTED) {
+            match self.store.item(member.id) {
+                Ok(Some(Ok(item))) => bodies.push(item.body),
+                Ok(Some(Err(unreadable))) => {
+                    bodies.push(format!("(outbox item {}: {})", member.id, unreadable.reason).into_bytes())
+                }
+                Ok(None) => bodies.push(format!("(outbox item {} is gone)", member.id).into_bytes()),
+                Err(e) => {
+                    tracing::warn!(module = %member.module, "a group's webhooks wait: {e}");
+                    return None;
+                }
+            }
+        }
+        Some(bodies)
+    }
+
     /// The link that silences notifications like a digest's members: on
     /// what they all share of `alertname`, `client_id` and `module`. A
     /// digest of different alerts has none: its link would silence the
     /// whole module.
     fn digest_silence_link(&self, common: &Labels, now_us: u64) -> Option<String> {
         let links = self.silence_links.as_ref()?;
-        if common.get("alertname").is_empty() {
-            return None;
-        }
-        links.link(Linked::Matchers(similar_matchers(common).to_string()), now_us)
+        let link = Link {
+            id: fresh_link_id(),
+            linked: Linked::Matchers(common_matchers(common)?.to_string()),
+        };
+        links.link(link, now_us)
     }
 
     /// Why a digest may not leave, by the checks every module's e-mail

@@ -11,26 +11,31 @@ pub const MAX_LISTED: usize = 200;
 /// `text` at 40,000).
 const MAX_TEXT_CHARS: usize = 35_000;
 
-/// The body of the post that stands for `members` (their bodies, oldest
-/// first), all to one URL from `module`'s group `key`.
-pub fn group_body(module: &str, key: &str, members: &[Vec<u8>]) -> Vec<u8> {
-    let parsed: Vec<Value> = members
+/// The body of the post that stands for a group of `total` members, all to
+/// one URL from `module`'s group `key`: `listed` holds the bodies of the
+/// first of them (at most [`MAX_LISTED`]), oldest first. A group of one is
+/// posted as its member was.
+pub fn group_body(module: &str, key: &str, listed: &[Vec<u8>], total: usize) -> Vec<u8> {
+    if let ([only], 1) = (listed, total) {
+        return only.clone();
+    }
+    let parsed: Vec<Value> = listed
         .iter()
         .map(|body| {
             serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
         })
         .collect();
-    let count = parsed.len();
+    let count = total;
     let noun = if count == 1 { "notification" } else { "notifications" };
     let header = format!("{count} {noun} from {module}: {}", escape_chat(key));
     let body = match Shape::of(parsed.first()) {
-        Shape::Chat => json!({ "text": chat_text(&header, &parsed, "\n• ") }),
+        Shape::Chat => json!({ "text": chat_text(&header, &parsed, total, "\n• ") }),
         Shape::MessageCard => json!({
             "@type": "MessageCard",
             "@context": "https://schema.org/extensions",
             "summary": header,
             "title": header,
-            "text": chat_text("", &parsed, "\n\n"),
+            "text": chat_text("", &parsed, total, "\n\n"),
         }),
         Shape::Json => {
             let listed: Vec<Value> = parsed.iter().take(MAX_LISTED).cloned().collect();
@@ -72,8 +77,9 @@ impl Shape {
     }
 }
 
-/// The header, then each member's text after `separator`, bounded.
-fn chat_text(header: &str, members: &[Value], separator: &str) -> String {
+/// The header, then each member's text after `separator`, bounded; the
+/// members not listed (of `total`) are counted.
+fn chat_text(header: &str, members: &[Value], total: usize, separator: &str) -> String {
     let mut text = header.to_string();
     let mut listed = 0;
     for member in members.iter().take(MAX_LISTED) {
@@ -87,8 +93,8 @@ fn chat_text(header: &str, members: &[Value], separator: &str) -> String {
         text.push_str(&line);
         listed += 1;
     }
-    if listed < members.len() {
-        text.push_str(&format!("{separator}... and {} more", members.len() - listed));
+    if listed < total {
+        text.push_str(&format!("{separator}... and {} more", total - listed));
     }
     text
 }
@@ -128,7 +134,7 @@ mod tests {
             json!({"text": "Alert from ws1: Honey"}),
             json!({"text": "Alert from ws2: Honey"}),
         ]);
-        let post = read(&group_body("webhook", "{alertname=\"<!channel>\"}", &members));
+        let post = read(&group_body("webhook", "{alertname=\"<!channel>\"}", &members, 2));
         assert_eq!(
             post,
             json!({"text": "2 notifications from webhook: {alertname=\"&lt;!channel&gt;\"}\n• Alert from ws1: Honey\n• Alert from ws2: Honey"})
@@ -142,6 +148,7 @@ mod tests {
             "teams",
             "{alertname=\"x\"}",
             &bodies(&[card("a"), card("b")]),
+            2,
         ));
         assert_eq!(post["@type"], "MessageCard");
         assert_eq!(post["title"], "2 notifications from teams: {alertname=\"x\"}");
@@ -150,20 +157,31 @@ mod tests {
 
     #[test]
     fn json_members_are_listed_whole_and_bounded() {
-        let members: Vec<Value> = (0..MAX_LISTED + 5)
+        let members: Vec<Value> = (0..MAX_LISTED)
             .map(|i| json!({"text": "t", "data": {"n": i}}))
             .collect();
-        let post = read(&group_body("json", "{alertname=\"x\"}", &bodies(&members)));
+        let post = read(&group_body(
+            "json",
+            "{alertname=\"x\"}",
+            &bodies(&members),
+            MAX_LISTED + 5,
+        ));
         assert_eq!(post["count"], MAX_LISTED + 5);
         assert_eq!(post["notifications"].as_array().unwrap().len(), MAX_LISTED);
         assert_eq!(post["notifications"][3]["data"]["n"], 3);
     }
 
     #[test]
+    fn a_group_of_one_is_posted_as_its_member_was() {
+        let member = b"not json, signed as it is".to_vec();
+        assert_eq!(group_body("hook", "k", std::slice::from_ref(&member), 1), member);
+    }
+
+    #[test]
     fn a_long_chat_group_is_cut_and_counted() {
         let long = "x".repeat(10_000);
         let members = bodies(&vec![json!({ "text": long }); 10]);
-        let post = read(&group_body("webhook", "k", &members));
+        let post = read(&group_body("webhook", "k", &members, 10));
         let text = post["text"].as_str().unwrap();
         assert!(text.chars().count() <= MAX_TEXT_CHARS + 40, "{}", text.len());
         assert!(text.ends_with("... and 7 more"), "{}", &text[text.len() - 30..]);

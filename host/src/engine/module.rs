@@ -106,6 +106,9 @@ pub struct CallOutcome {
     pub result: Result<Vec<Action>, CallError>,
     pub logs: Vec<(LogLevel, String)>,
     pub usage: CallUsage,
+    /// The id the call's silence links carry, if it made any: its
+    /// notifications are stored with it (`capabilities::links`).
+    pub link_id: Option<String>,
 }
 
 /// What a call cost, for the module's metrics.
@@ -267,13 +270,12 @@ impl Module {
 
     /// Passes one event to the module.
     pub fn handle(&mut self, event: &Event, now_us: u64) -> CallOutcome {
-        self.call(now_us, &event.id, |bindings, store| bindings.call_handle(store, event))
+        self.call(now_us, |bindings, store| bindings.call_handle(store, event))
     }
 
     /// Gives the module its periodic tick.
     pub fn tick(&mut self, now_us: u64) -> CallOutcome {
-        let origin = self.tick_origin(now_us);
-        self.call(now_us, &origin, |bindings, store| bindings.call_tick(store))
+        self.call(now_us, |bindings, store| bindings.call_tick(store))
     }
 
     /// What the outbox records as the cause of a tick's actions (an
@@ -282,12 +284,9 @@ impl Module {
         format!("tick:{}@{}", self.name(), at_us / 1_000_000)
     }
 
-    /// Calls the module for the input `origin` (an event id, or
-    /// [`tick_origin`](Self::tick_origin)) at `now_us`.
     fn call(
         &mut self,
         now_us: u64,
-        origin: &str,
         f: impl FnOnce(&RuleModule, &mut Store<StoreData>) -> wasmtime::Result<Result<Vec<Action>, Failure>>,
     ) -> CallOutcome {
         let Some(live) = self.live.as_mut() else {
@@ -300,10 +299,11 @@ impl Module {
                 ))),
                 logs: Vec::new(),
                 usage: CallUsage::default(),
+                link_id: None,
             };
         };
         self.spec.time.set_us(now_us);
-        live.store.data_mut().call.set_origin(origin);
+        live.store.data_mut().call.start_links();
         let started = Instant::now();
         let outcome = guarded(live, self.spec.limits, f);
         crate::crash_point!("engine::after-call");
@@ -314,6 +314,7 @@ impl Module {
         // trapped or failed changes nothing (a failed event is handed again,
         // or to the previous version on probation, from the same state).
         let logs = live.store.data_mut().call.end_call(matches!(outcome, Ok(Ok(_))));
+        let link_id = live.store.data_mut().call.take_link_id();
         let result = match outcome {
             Ok(Ok(actions)) => {
                 self.stats.handled += 1;
@@ -346,7 +347,12 @@ impl Module {
             memory_high_water: self.memory_high_water,
             recycled,
         };
-        CallOutcome { result, logs, usage }
+        CallOutcome {
+            result,
+            logs,
+            usage,
+            link_id,
+        }
     }
 
     /// Replaces the live instance by a fresh one when the policy says;

@@ -4,9 +4,10 @@
 //! silenced and creates the silence when the reader confirms.
 //!
 //! A module renders its e-mail before the host labels it, so a module's
-//! link names the notification (its event and module) and the page reads
-//! that item's labels from the outbox. A digest's link names the matchers
-//! of what its members share. Either way the token is signed with
+//! link carries an id the host gave the call, kept in the outbox with the
+//! call's notifications, and the page reads that item's labels. A digest's
+//! link names the matchers of what its members share. Each link makes at
+//! most one silence (its id is kept with it). Either way the token is signed with
 //! HMAC-SHA-256 under a random key kept in the state database (one per
 //! database, so every process serving it makes and accepts the same links),
 //! and carries its expiry: a link cannot be forged, altered or used after
@@ -39,17 +40,35 @@ const CONTEXT: &[u8] = b"velonotify-silence-link-v1.";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Linked {
-    /// The outbox item a module's call produced (the page reads its labels).
-    Notification { event: String, module: String },
+    /// The notifications of the call that made the link (the outbox keeps
+    /// the link's id with them; the page reads their labels).
+    Notification,
     /// Matchers written out (`{alertname="x"}`): a digest's members' common labels.
     Matchers(String),
 }
 
+/// A link that checked out: its id and what it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// Random, made by the host ([`fresh_link_id`]).
+    pub id: String,
+    pub linked: Linked,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    linked: Linked,
+    #[serde(flatten)]
+    link: Link,
     /// Unix seconds after which the link is refused.
     expires: u64,
+}
+
+/// A new random link id: 128 bits, in hex.
+pub fn fresh_link_id() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system's random source failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a link is refused.
@@ -95,16 +114,16 @@ impl SilenceLinks {
         key
     }
 
-    /// The address of the page for `linked`, valid for [`LINK_LIFETIME_S`]
+    /// The address of the page for `link`, valid for [`LINK_LIFETIME_S`]
     /// from `now_us`; none when its token would be longer than
-    /// [`MAX_TOKEN_BYTES`] (a hostile event id).
-    pub fn link(&self, linked: Linked, now_us: u64) -> Option<String> {
-        let token = self.sign(linked, now_us / 1_000_000 + LINK_LIFETIME_S);
+    /// [`MAX_TOKEN_BYTES`] (a digest's matchers of hostile length).
+    pub fn link(&self, link: Link, now_us: u64) -> Option<String> {
+        let token = self.sign(link, now_us / 1_000_000 + LINK_LIFETIME_S);
         (token.len() <= MAX_TOKEN_BYTES).then(|| format!("{}?t={token}", self.page_url))
     }
 
-    fn sign(&self, linked: Linked, expires: u64) -> String {
-        let claims = serde_json::to_vec(&Claims { linked, expires }).expect("claims serialise");
+    fn sign(&self, link: Link, expires: u64) -> String {
+        let claims = serde_json::to_vec(&Claims { link, expires }).expect("claims serialise");
         let payload = URL_SAFE_NO_PAD.encode(claims);
         let tag = hmac::sign(&self.key, &signed_text(&payload));
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
@@ -113,7 +132,7 @@ impl SilenceLinks {
     /// What a token links to, if this database signed it and it has not
     /// expired at `now_us`. The signature is checked (in constant time)
     /// before anything of the payload is read.
-    pub fn verify(&self, token: &str, now_us: u64) -> Result<Linked, LinkRefusal> {
+    pub fn verify(&self, token: &str, now_us: u64) -> Result<Link, LinkRefusal> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(LinkRefusal::Malformed);
         }
@@ -125,7 +144,7 @@ impl SilenceLinks {
         if now_us / 1_000_000 >= claims.expires {
             return Err(LinkRefusal::Expired);
         }
-        Ok(claims.linked)
+        Ok(claims.link)
     }
 }
 
@@ -133,17 +152,38 @@ fn signed_text(payload: &str) -> Vec<u8> {
     [CONTEXT, payload.as_bytes()].concat()
 }
 
-/// The labels a "similar" silence matches on: the notification's
-/// `alertname`, `client_id` and `module`, those it has. Narrow on purpose:
-/// the reader silences this alert on this host, not the rule everywhere
-/// (the CLI and the API make wider silences).
-pub fn similar_matchers(labels: &Labels) -> Matchers {
-    let matchers = ["alertname", "client_id", "module"]
+/// What a "similar" silence matches for one notification: its
+/// `alertname`, `client_id` and `module`, each equal, an empty `client_id`
+/// included (a server alert's link silences server alerts, not the clients'
+/// of the same name). Narrow on purpose: the reader silences this alert on
+/// this host, not the rule everywhere (the CLI and the API make wider
+/// silences). None for a notification without an alertname: its link would
+/// silence the whole module.
+pub fn similar_matchers(labels: &Labels) -> Option<Matchers> {
+    equal_matchers(labels, &["alertname", "client_id", "module"])
+}
+
+/// What a "similar" silence matches for a digest, from what its members
+/// have in common: the `alertname` they share, and their `client_id` and
+/// `module` when they share them (a label they do not share is not in
+/// `common`, and must not read as empty). None without a shared alertname.
+pub fn common_matchers(common: &Labels) -> Option<Matchers> {
+    let shared: Vec<&str> = ["alertname", "client_id", "module"]
         .into_iter()
-        .filter(|name| !labels.get(name).is_empty())
-        .filter_map(|name| Matcher::new(name, MatchOp::Equal, labels.get(name)).ok())
+        .filter(|name| !common.get(name).is_empty())
         .collect();
-    Matchers::new(matchers)
+    equal_matchers(common, &shared)
+}
+
+fn equal_matchers(labels: &Labels, names: &[&str]) -> Option<Matchers> {
+    if labels.get("alertname").is_empty() {
+        return None;
+    }
+    let matchers = names
+        .iter()
+        .map(|name| Matcher::new(name, MatchOp::Equal, labels.get(name)).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Matchers::new(matchers))
 }
 
 #[cfg(test)]
@@ -156,10 +196,10 @@ mod tests {
         SilenceLinks::new(&[7; KEY_BYTES], "https://velonotify.example:9466/")
     }
 
-    fn notification() -> Linked {
-        Linked::Notification {
-            event: "ingest:42".into(),
-            module: "alerts".into(),
+    fn notification() -> Link {
+        Link {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            linked: Linked::Notification,
         }
     }
 
@@ -183,10 +223,13 @@ mod tests {
     fn an_altered_or_foreign_link_is_refused() {
         let url = links().link(notification(), NOW_US).unwrap();
         let token = token_of(&url);
-        // Another module named in the payload, the old signature kept.
+        // Other claims under the old signature.
         let (_, tag) = token.split_once('.').unwrap();
         let other = serde_json::to_vec(&Claims {
-            linked: Linked::Matchers("{alertname=~\".*\"}".into()),
+            link: Link {
+                id: "x".into(),
+                linked: Linked::Matchers("{alertname=~\".*\"}".into()),
+            },
             expires: u64::MAX,
         })
         .unwrap();
@@ -207,22 +250,30 @@ mod tests {
 
     #[test]
     fn a_token_too_long_for_a_link_makes_no_link() {
-        let huge = Linked::Notification {
-            event: "e".repeat(MAX_TOKEN_BYTES),
-            module: "alerts".into(),
+        let huge = Link {
+            id: fresh_link_id(),
+            linked: Linked::Matchers("x".repeat(MAX_TOKEN_BYTES)),
         };
         assert_eq!(links().link(huge, NOW_US), None);
     }
 
     #[test]
+    fn link_ids_are_random() {
+        let (a, b) = (fresh_link_id(), fresh_link_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        let mut labels = Labels::default();
+        for (name, value) in pairs {
+            labels.set(name, value);
+        }
+        labels
+    }
+
+    #[test]
     fn similar_means_the_same_alert_on_the_same_client_from_the_same_module() {
-        let labels = |pairs: &[(&str, &str)]| {
-            let mut labels = Labels::default();
-            for (name, value) in pairs {
-                labels.set(name, value);
-            }
-            labels
-        };
         let client_alert = labels(&[
             ("alertname", "Honeyfile \"accessed\""),
             ("client_id", "C.1"),
@@ -230,14 +281,30 @@ mod tests {
             ("hostname", "ws1"),
         ]);
         assert_eq!(
-            similar_matchers(&client_alert).to_string(),
+            similar_matchers(&client_alert).unwrap().to_string(),
             r#"{alertname="Honeyfile \"accessed\"", client_id="C.1", module="alerts"}"#
         );
         let server_alert = labels(&[("alertname", "Server error"), ("module", "alerts")]);
         assert_eq!(
-            similar_matchers(&server_alert).to_string(),
-            r#"{alertname="Server error", module="alerts"}"#,
-            "a server alert has no client"
+            similar_matchers(&server_alert).unwrap().to_string(),
+            r#"{alertname="Server error", client_id="", module="alerts"}"#,
+            "a server alert's silence leaves the clients' alerts of that name alone"
         );
+        assert_eq!(
+            similar_matchers(&labels(&[("module", "alerts")])),
+            None,
+            "never the whole module"
+        );
+    }
+
+    #[test]
+    fn a_digests_link_matches_only_what_its_members_share() {
+        let common = labels(&[("alertname", "Honeyfile"), ("module", "alerts")]);
+        assert_eq!(
+            common_matchers(&common).unwrap().to_string(),
+            r#"{alertname="Honeyfile", module="alerts"}"#,
+            "the members' clients differ: no client_id matcher"
+        );
+        assert_eq!(common_matchers(&labels(&[("module", "alerts")])), None);
     }
 }

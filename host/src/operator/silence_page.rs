@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::clock::{Clock, rfc3339};
 use crate::noise::silence_link::{LinkRefusal, Linked, PAGE_PATH, SILENCE_DURATION_S, SilenceLinks, similar_matchers};
 use crate::noise::{Labels, Matchers, NewSilence, Silence};
+use crate::store::FromLink;
 use crate::store::{OutboxItem, Store};
 
 /// Largest form read, in bytes: a token, a name and a comment.
@@ -70,20 +71,25 @@ pub fn routes(links: Arc<SilenceLinks>, store: Arc<Store>, clock: Clock, velonot
     Router::new().route(PAGE_PATH, get(show).post(confirm)).with_state(page)
 }
 
-/// `scheme://authority` of an address the configuration checked.
+/// The origin browsers send for pages under an address the configuration
+/// checked: `scheme://host[:port]`, without the scheme's default port.
 fn origin_of(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(uri) => format!(
-            "{}://{}",
-            uri.scheme_str().unwrap_or("http"),
-            uri.authority().map_or("", |a| a.as_str())
-        ),
-        Err(_) => String::new(),
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return String::new();
+    };
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return String::new();
+    };
+    match (scheme, uri.port_u16()) {
+        (_, None) | ("http", Some(80)) | ("https", Some(443)) => format!("{scheme}://{host}"),
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
     }
 }
 
 /// What a link proposes to silence.
 struct Proposal {
+    /// The link's id: it makes one silence at most.
+    link_id: String,
     /// The notification it came with (a module's e-mail), if it names one.
     notification: Option<OutboxItem>,
     matchers: Matchers,
@@ -120,9 +126,10 @@ fn unavailable(e: impl std::fmt::Display) -> Refusal {
 impl Page {
     /// What the link `token` proposes at `now_us`, checked.
     fn propose(&self, token: &str, now_us: u64) -> Result<Proposal, Refusal> {
-        match self.links.verify(token, now_us)? {
-            Linked::Notification { event, module } => {
-                let item = match self.store.notification_of(&event, &module) {
+        let link = self.links.verify(token, now_us)?;
+        match link.linked {
+            Linked::Notification => {
+                let item = match self.store.notification_of_link(&link.id) {
                     Ok(Some(Ok(item))) => item,
                     Ok(Some(Err(unreadable))) => return Err(unavailable(unreadable)),
                     Ok(None) => {
@@ -136,9 +143,16 @@ impl Page {
                     Err(e) => return Err(unavailable(e)),
                 };
                 let labels = item.labels.clone();
+                let matchers = similar_matchers(&labels).ok_or_else(|| Refusal {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    why: "this notification has no alertname: a silence made from its link would hold back \
+                          everything its module sends; make a narrower one with `velonotify silence add`"
+                        .into(),
+                })?;
                 Ok(Proposal {
+                    link_id: link.id,
                     notification: Some(item),
-                    matchers: similar_matchers(&labels),
+                    matchers,
                     labels,
                 })
             }
@@ -154,6 +168,7 @@ impl Page {
                     labels.set(m.name(), m.value());
                 }
                 Ok(Proposal {
+                    link_id: link.id,
                     notification: None,
                     matchers,
                     labels,
@@ -172,6 +187,16 @@ impl Page {
             .map_err(unavailable)?;
         let matched = recent.iter().filter(|labels| matchers.matches(labels)).count();
         Ok((matched, recent.len() == RECENT_LIMIT))
+    }
+
+    /// The silence the link made already, if it made one.
+    fn made_by_link(&self, link_id: &str) -> Result<Option<Silence>, Refusal> {
+        match self.store.silence_from_link(link_id) {
+            Ok(Some(Ok(silence))) => Ok(Some(silence)),
+            Ok(Some(Err(unreadable))) => Err(unavailable(unreadable)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// The silences in force that already hold back what the link is about.
@@ -194,6 +219,9 @@ async fn show(State(page): State<Page>, Query(query): Query<LinkQuery>) -> Respo
     let now_us = page.clock.now_us();
     let token = query.t.unwrap_or_default();
     let shown = page.propose(&token, now_us).and_then(|proposal| {
+        if let Some(made) = page.made_by_link(&proposal.link_id)? {
+            return Ok(created(&made, true));
+        }
         let recent = page.recent_matches(&proposal.matchers, now_us)?;
         let covering = page.covering(&proposal.labels, now_us)?;
         Ok(offer(&token, &proposal, recent, &covering, now_us))
@@ -253,12 +281,13 @@ async fn confirm(State(page): State<Page>, headers: HeaderMap, body: Body) -> Re
         created_by: form.author.trim().to_string(),
         comment,
     };
-    match page.store.add_silence(&new, now_us) {
-        Ok(Ok(silence)) => {
+    match page.store.add_silence_from_link(&new, &proposal.link_id, now_us) {
+        Ok(Ok(FromLink::Created(silence))) => {
             tracing::info!(id = %silence.id, matchers = %silence.matchers, author = %silence.created_by,
                 "silence created from an e-mail's link");
-            respond(StatusCode::OK, created(&silence))
+            respond(StatusCode::OK, created(&silence, false))
         }
+        Ok(Ok(FromLink::Already(silence))) => respond(StatusCode::OK, created(&silence, true)),
         Ok(Err(why)) => refused(&Refusal {
             status: StatusCode::BAD_REQUEST,
             why: format!("the silence was refused: {why}"),
@@ -326,12 +355,16 @@ fn offer(token: &str, proposal: &Proposal, recent: (usize, bool), covering: &[Si
     )
 }
 
-/// The page that says the silence exists.
-fn created(silence: &Silence) -> Markup {
+/// The page that says the silence exists (`before`: the link had made it
+/// already, and makes no other).
+fn created(silence: &Silence, before: bool) -> Markup {
     document(
         "Silence created",
         html! {
             section #done {
+                @if before {
+                    p #already { "This link has made its silence already; a link makes one." }
+                }
                 p { "Silence " code #silence-id { (silence.id) } " holds back notifications matching "
                     code { (silence.matchers.to_string()) } " until " (rfc3339(silence.ends_us)) "." }
                 p { "To end it early: " code { "velonotify silence expire " (silence.id) } }
@@ -384,14 +417,17 @@ fn respond(status: StatusCode, markup: Markup) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noise::silence_link::Link;
     use crate::store::{Changes, NewItem, Payload, Status, Throttle, WebhookPayload};
 
     const NOW_US: u64 = 1_780_000_000_000_000;
     const HOSTILE: &str = "Honey <script>alert(1)</script> \"quoted\"";
+    const LINK_ID: &str = "00112233445566778899aabbccddeeff";
+    const ORIGIN: &str = "http://127.0.0.1:1";
 
-    /// A page served on its own port over a database holding one
-    /// notification of module `alerts` for event `ingest:1`, and the link
-    /// made for it.
+    /// A page served on its own port over a database holding a notification
+    /// of module `alerts` whose call made links with [`LINK_ID`] (after an
+    /// earlier one with the same event id, from another post), and the link.
     struct Served {
         url: String,
         link: String,
@@ -399,18 +435,12 @@ mod tests {
         links: Arc<SilenceLinks>,
     }
 
-    fn serve() -> Served {
-        let store = Arc::new(Store::in_memory());
+    fn notification(pairs: &[(&str, &str)], link_id: Option<&str>) -> NewItem {
         let mut labels = Labels::default();
-        for (name, value) in [
-            ("alertname", HOSTILE),
-            ("client_id", "C.1"),
-            ("module", "alerts"),
-            ("hostname", "ws1"),
-        ] {
+        for (name, value) in pairs {
             labels.set(name, value);
         }
-        let item = NewItem {
+        NewItem {
             module: "alerts".into(),
             event: Some("ingest:1".into()),
             status: Status::Pending,
@@ -424,30 +454,47 @@ mod tests {
             labels,
             held_by: None,
             release_us: None,
-        };
+            link_id: link_id.map(str::to_string),
+        }
+    }
+
+    fn serve() -> Served {
+        serve_labelled(&[
+            ("alertname", HOSTILE),
+            ("client_id", "C.1"),
+            ("module", "alerts"),
+            ("hostname", "ws1"),
+        ])
+    }
+
+    fn serve_labelled(pairs: &[(&str, &str)]) -> Served {
+        let store = Arc::new(Store::in_memory());
+        let earlier = notification(&[("alertname", "Earlier"), ("module", "alerts")], None);
+        let items = [earlier, notification(pairs, Some(LINK_ID))];
         let changes = Changes {
             state: &[],
-            items: &[item],
+            items: &items,
             retries: &[],
         };
         store.commit(&changes, NOW_US, u64::MAX, &Throttle::default()).unwrap();
-        let links = Arc::new(SilenceLinks::new(&[3; 32], "http://127.0.0.1:1"));
+        let links = Arc::new(SilenceLinks::new(&[3; 32], ORIGIN));
         let clock = Clock::virtual_at(NOW_US);
-        let address = crate::operator::serve(
-            "127.0.0.1:0",
-            routes(links.clone(), store.clone(), clock, "http://127.0.0.1:1"),
-        )
-        .unwrap();
-        let linked = Linked::Notification {
-            event: "ingest:1".into(),
-            module: "alerts".into(),
-        };
-        let link = links.link(linked, NOW_US).unwrap();
+        let address =
+            crate::operator::serve("127.0.0.1:0", routes(links.clone(), store.clone(), clock, ORIGIN)).unwrap();
+        let url = format!("http://{address}");
+        let link = links.link(link(LINK_ID), NOW_US).unwrap().replace(ORIGIN, &url);
         Served {
-            url: format!("http://{address}"),
-            link: link.replace("http://127.0.0.1:1", &format!("http://{address}")),
+            url,
+            link,
             store,
             links,
+        }
+    }
+
+    fn link(id: &str) -> Link {
+        Link {
+            id: id.into(),
+            linked: Linked::Notification,
         }
     }
 
@@ -483,6 +530,10 @@ mod tests {
         served.link.split_once("?t=").unwrap().1.to_string()
     }
 
+    fn silences(store: &Store) -> Vec<Silence> {
+        store.silences().unwrap().into_iter().map(Result::unwrap).collect()
+    }
+
     #[test]
     fn the_page_shows_what_the_link_silences_as_text_under_a_strict_policy() {
         let served = serve();
@@ -498,6 +549,10 @@ mod tests {
             page.contains("client_id=&quot;C.1&quot;, module=&quot;alerts&quot;}"),
             "{page}"
         );
+        assert!(
+            !page.contains("Earlier"),
+            "the notification of the link's call, not the event id's first: {page}"
+        );
         assert!(page.contains("<span id=\"recent-count\">1</span>"), "{page}");
         assert_eq!(headers["content-security-policy"], CONTENT_SECURITY_POLICY);
         assert!(
@@ -509,20 +564,14 @@ mod tests {
     }
 
     #[test]
-    fn a_confirmation_creates_a_silence_of_two_hours_for_the_notification() {
+    fn a_confirmation_creates_one_silence_of_two_hours_for_the_notification() {
         let served = serve();
         let form = format!("t={}&author=ann&comment=IR-7", token(&served));
-        let (status, page) = post(&served, Some("http://127.0.0.1:1"), &form);
+        let (status, page) = post(&served, Some(ORIGIN), &form);
         assert_eq!(status, 200, "{page}");
-        let silences: Vec<Silence> = served
-            .store
-            .silences()
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(silences.len(), 1);
-        let silence = &silences[0];
+        let made = silences(&served.store);
+        assert_eq!(made.len(), 1);
+        let silence = &made[0];
         assert!(
             page.contains(&format!("<code id=\"silence-id\">{}</code>", silence.id)),
             "{page}"
@@ -534,27 +583,37 @@ mod tests {
         );
         assert_eq!(silence.matchers.len(), 3);
 
-        // The page now says what already covers the notification.
+        // A link makes one silence: confirmed again, or opened again, it
+        // shows the one it made.
+        let (status, page) = post(&served, Some(ORIGIN), &form);
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("id=\"already\""), "{page}");
+        assert_eq!(silences(&served.store).len(), 1);
         let (_, _, page) = get(&served.link);
-        assert!(page.contains("id=\"covering\""), "{page}");
+        assert!(
+            page.contains(&format!("<code id=\"silence-id\">{}</code>", silence.id)),
+            "{page}"
+        );
+        assert!(!page.contains("<form"), "{page}");
     }
 
     #[test]
     fn a_confirmation_from_another_site_or_without_a_name_creates_nothing() {
         let served = serve();
         let form = format!("t={}&author=ann", token(&served));
-        for origin in [None, Some("https://evil.example"), Some("http://127.0.0.1:2")] {
+        for origin in [
+            None,
+            Some("https://evil.example"),
+            Some("http://127.0.0.1:2"),
+            Some("null"),
+        ] {
             let (status, page) = post(&served, origin, &form);
             assert_eq!(status, 403, "{origin:?}: {page}");
         }
-        let (status, page) = post(
-            &served,
-            Some("http://127.0.0.1:1"),
-            &format!("t={}&author=+", token(&served)),
-        );
+        let (status, page) = post(&served, Some(ORIGIN), &format!("t={}&author=+", token(&served)));
         assert_eq!(status, 400, "{page}");
         assert!(page.contains("needs an author"), "{page}");
-        let (status, _) = post(&served, Some("http://127.0.0.1:1"), &"x".repeat(MAX_FORM_BYTES + 1));
+        let (status, _) = post(&served, Some(ORIGIN), &"x".repeat(MAX_FORM_BYTES + 1));
         assert_eq!(status, 413);
         assert!(served.store.silences().unwrap().is_empty());
     }
@@ -562,50 +621,52 @@ mod tests {
     #[test]
     fn an_altered_expired_or_unknown_link_is_refused_with_its_reason() {
         let served = serve();
-        let altered = format!("{}A", served.link);
+        let altered = served.link.replace("?t=", "?t=A");
         let (status, _, page) = get(&altered);
         assert_eq!(status, 403, "{page}");
         assert!(page.contains("Link refused"), "{page}");
         let (status, _, _) = get(&format!("{}{PAGE_PATH}", served.url));
         assert_eq!(status, 403, "no token");
 
-        let old = served.links.link(
-            Linked::Notification {
-                event: "ingest:1".into(),
-                module: "alerts".into(),
-            },
-            NOW_US - 8 * 24 * 3600 * 1_000_000,
-        );
-        let old = old.unwrap().replace("http://127.0.0.1:1", &served.url);
-        let (status, _, page) = get(&old);
+        let old = served.links.link(link(LINK_ID), NOW_US - 8 * 24 * 3600 * 1_000_000);
+        let (status, _, page) = get(&old.unwrap().replace(ORIGIN, &served.url));
         assert_eq!(status, 410, "{page}");
         assert!(page.contains("expired"), "{page}");
 
-        let unknown = served.links.link(
-            Linked::Notification {
-                event: "ingest:2".into(),
-                module: "alerts".into(),
-            },
-            NOW_US,
-        );
-        let unknown = unknown.unwrap().replace("http://127.0.0.1:1", &served.url);
-        assert_eq!(get(&unknown).0, 404);
+        let unknown = served.links.link(link("ffffffffffffffffffffffffffffffff"), NOW_US);
+        assert_eq!(get(&unknown.unwrap().replace(ORIGIN, &served.url)).0, 404);
+    }
+
+    #[test]
+    fn a_notification_without_an_alertname_offers_no_silence_of_its_whole_module() {
+        let served = serve_labelled(&[("client_id", "C.1"), ("module", "alerts")]);
+        let (status, _, page) = get(&served.link);
+        assert_eq!(status, 422, "{page}");
+        assert!(page.contains("no alertname"), "{page}");
+        let (status, _) = post(&served, Some(ORIGIN), &format!("t={}&author=ann", token(&served)));
+        assert_eq!(status, 422);
+        assert!(served.store.silences().unwrap().is_empty());
     }
 
     #[test]
     fn a_digest_link_silences_its_matchers() {
         let served = serve();
-        let link = served
-            .links
-            .link(
-                Linked::Matchers(r#"{alertname="Honey", module="alerts"}"#.into()),
-                NOW_US,
-            )
-            .unwrap()
-            .replace("http://127.0.0.1:1", &served.url);
+        let digest = Link {
+            id: "d1".into(),
+            linked: Linked::Matchers(r#"{alertname="Honey", module="alerts"}"#.into()),
+        };
+        let link = served.links.link(digest, NOW_US).unwrap().replace(ORIGIN, &served.url);
         let (status, _, page) = get(&link);
         assert_eq!(status, 200, "{page}");
         assert!(!page.contains("id=\"notification\""), "{page}");
         assert!(page.contains("<span id=\"recent-count\">0</span>"), "{page}");
+    }
+
+    #[test]
+    fn the_origin_is_what_browsers_send() {
+        assert_eq!(origin_of("https://v.example:443/"), "https://v.example");
+        assert_eq!(origin_of("http://v.example:80"), "http://v.example");
+        assert_eq!(origin_of("https://v.example:9466/velonotify"), "https://v.example:9466");
+        assert_eq!(origin_of("http://127.0.0.1:9466/"), "http://127.0.0.1:9466");
     }
 }

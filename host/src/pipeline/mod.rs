@@ -490,6 +490,7 @@ impl Pipeline {
         }
         // A tick's actions and reports are named after the tick.
         let event_id = Some(origin);
+        let link_id = outcome.link_id;
         for (level, message) in outcome.logs {
             out.report(Report::new(level.into(), &module, event_id, message));
         }
@@ -575,6 +576,7 @@ impl Pipeline {
                 may_reach_private: matches!(action, Action::Webhook(hook) if policy.names_host_of(&hook.url)),
                 row: event.map(|e| e.row.as_str()),
                 labels_from: &self.modules[index].spec().labels_from,
+                link_id: link_id.as_deref(),
             });
         }
     }

@@ -146,6 +146,8 @@ pub struct Delivery<'a> {
     /// of it that label the notification: what silences match on.
     pub row: Option<&'a str>,
     pub labels_from: &'a [String],
+    /// The id of the silence links the call put in its e-mails, if any.
+    pub link_id: Option<&'a str>,
 }
 
 impl Delivery<'_> {
@@ -415,6 +417,7 @@ impl StoreOutbox {
             labels: delivery.labels(),
             held_by: None,
             release_us: None,
+            link_id: delivery.link_id.map(str::to_string),
         })
     }
 

@@ -183,6 +183,7 @@ mod tests {
             labels: crate::noise::Labels::default(),
             held_by: None,
             release_us: None,
+            link_id: None,
         }
     }
 
@@ -316,7 +317,11 @@ mod tests {
             item: email("online", "soc@example.org", "digest", -1),
             refused: refused.map(str::to_string),
         };
-        store.fold_into_digests(&[digest], 40, 1 << 40).unwrap().remove(0)
+        store
+            .fold_into_digests(&[digest], 40, 1 << 40)
+            .unwrap()
+            .remove(0)
+            .expect("its item was held")
     }
 
     #[test]

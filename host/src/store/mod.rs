@@ -41,7 +41,7 @@ pub use self::outbox::{
 pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
-pub use self::silences::{Expired, SilencesVersion, UnreadableSilence};
+pub use self::silences::{Expired, FromLink, SilencesVersion, UnreadableSilence};
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
 
 /// How long a writer waits for another one to finish.

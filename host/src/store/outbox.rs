@@ -303,6 +303,8 @@ pub struct NewItem {
     /// Not before this time: the end of its module's mute (a held e-mail
     /// goes in the digest then; another notification is attempted then).
     pub release_us: Option<u64>,
+    /// The id of the silence links its call made (`capabilities::links`).
+    pub link_id: Option<String>,
 }
 
 /// One row of the outbox.
@@ -464,8 +466,8 @@ pub(super) fn insert(
     };
     tx.prepare_cached(
         "INSERT INTO outbox (created_us, updated_us, module, event, kind, status, next_attempt_us, deadline_us,
-                             payload_version, payload, body, labels, held_by)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, ?11)",
+                             payload_version, payload, body, labels, held_by, link_id)
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
     )?
     .execute(params![
         db_time(now_us),
@@ -480,8 +482,25 @@ pub(super) fn insert(
         labels,
         item.held_by,
         db_time(release_us),
+        item.link_id,
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// A digest stored: its id, and what followed its items and failed with
+/// it (a refused digest).
+pub type Folded = (i64, Vec<FailedFollower>);
+
+/// Whether every item of `ids` is still held.
+fn all_held(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<bool> {
+    let mut still = tx.prepare_cached("SELECT status = 'held' FROM outbox WHERE id = ?1")?;
+    for id in ids {
+        let held: Option<bool> = still.query_row(params![id], |r| r.get(0)).optional()?;
+        if held != Some(true) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn query(
@@ -630,13 +649,14 @@ impl Store {
     /// digest sent consumes its module's window. A refused digest is stored
     /// dead with its reason, and what followed its held items fails with
     /// it (returned, as [`Store::mark_dead`] returns them). Returns each
-    /// digest's id.
+    /// digest's id, in order; None for a digest left out because some of its
+    /// items are no longer held (another process folded them).
     pub fn fold_into_digests(
         &self,
         digests: &[NewDigest],
         now_us: u64,
         deadline_us: u64,
-    ) -> Result<Vec<(i64, Vec<FailedFollower>)>, StoreError> {
+    ) -> Result<Vec<Option<Folded>>, StoreError> {
         self.write(|tx| {
             let mut folded = Vec::with_capacity(digests.len());
             for NewDigest {
@@ -645,6 +665,12 @@ impl Store {
                 refused,
             } in digests
             {
+                // Another process on the database may have folded them
+                // first: a digest goes only with all its members still held.
+                if !all_held(tx, held)? {
+                    folded.push(None);
+                    continue;
+                }
                 let status = match refused {
                     Some(_) => Status::Dead,
                     None => Status::Pending,
@@ -669,7 +695,7 @@ impl Store {
                     }
                     None => Vec::new(),
                 };
-                folded.push((id, failed));
+                folded.push(Some((id, failed)));
             }
             Ok(folded)
         })
@@ -789,20 +815,16 @@ impl Store {
             .collect())
     }
 
-    /// The notification module `module` made for `event` (the first, if
-    /// the call made several): what a silence link names.
-    pub fn notification_of(
-        &self,
-        event: &str,
-        module: &str,
-    ) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
+    /// The notification of the call whose silence links carry `link_id`
+    /// (the first, if the call made several): what a link names.
+    pub fn notification_of_link(&self, link_id: &str) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM outbox
-                 WHERE event = ?1 AND module = ?2 AND kind IN ('email', 'webhook', 'user-message')
+                 WHERE link_id = ?1 AND kind IN ('email', 'webhook', 'user-message')
                  ORDER BY id LIMIT 1"
             ))?
-            .query_row(params![event, module], read_item)
+            .query_row(params![link_id], read_item)
             .optional()
         })
     }
@@ -814,7 +836,7 @@ impl Store {
         let rows: Vec<String> = self.read(|c| {
             c.prepare_cached(
                 "SELECT labels FROM outbox
-                 WHERE created_us >= ?1 AND labels IS NOT NULL
+                 WHERE created_us >= ?1 AND labels IS NOT NULL AND event IS NOT NULL
                    AND kind IN ('email', 'webhook', 'user-message')
                  ORDER BY id DESC LIMIT ?2",
             )?
@@ -881,11 +903,32 @@ pub(super) mod tests {
             labels: Labels::default(),
             held_by: None,
             release_us: None,
+            link_id: None,
         }
     }
 
     fn add(store: &Store, item: &NewItem) -> i64 {
         store.write(|tx| insert(tx, item, item.status, 10, 1_000_000)).unwrap()
+    }
+
+    /// Two processes on one database may both see the same held items due:
+    /// the second fold leaves them, so one digest goes, not two.
+    #[test]
+    fn items_another_process_folded_are_not_folded_again() {
+        let store = Store::in_memory();
+        let mut held = email("alerts", "soc@example.org", "x", 60);
+        held.status = Status::Held;
+        let id = add(&store, &held);
+        let digest = || NewDigest {
+            held: vec![id],
+            item: email("alerts", "soc@example.org", "digest", -1),
+            refused: None,
+        };
+        let first = store.fold_into_digests(&[digest()], 20, 1 << 40).unwrap();
+        assert!(first[0].is_some());
+        let second = store.fold_into_digests(&[digest()], 30, 1 << 40).unwrap();
+        assert!(second[0].is_none());
+        assert_eq!(store.list(Some(Status::Pending), 10).unwrap().len(), 1, "one digest");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | 3       | `outbox_follows` (an item waits for the items it follows); `event_retries` (events a module failed on for want of a lookup); the host's mail period keyed `host:mail-period`, out of modules' reach |
 //! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
 //! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (what held it back); `outbox_open` leaves out what a module's mute holds |
-//! | 6       | `link_keys`: the key that signs the e-mails' silence links; `outbox_by_event`, to find the item a link names |
+//! | 6       | `link_keys`: the key that signs the e-mails' silence links; an outbox item's `link_id` (the links its call made, indexed) and a silence's `from_link` (each link makes one silence) |
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -387,7 +387,10 @@ fn silence_link_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
             key        BLOB NOT NULL,
             created_us INTEGER NOT NULL
         );
-        CREATE INDEX outbox_by_event ON outbox (event, module);",
+        ALTER TABLE outbox ADD COLUMN link_id TEXT;
+        CREATE INDEX outbox_by_link ON outbox (link_id) WHERE link_id IS NOT NULL;
+        ALTER TABLE silences ADD COLUMN from_link TEXT;
+        CREATE UNIQUE INDEX silences_by_link ON silences (from_link) WHERE from_link IS NOT NULL;",
     )
 }
 

@@ -27,6 +27,50 @@ pub enum Expired {
     Unknown,
 }
 
+/// What confirming a silence link did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromLink {
+    Created(Silence),
+    /// The link had made this silence before; nothing new was made.
+    Already(Silence),
+}
+
+impl Silence {
+    fn made(new: &NewSilence, now_us: u64) -> Self {
+        Silence {
+            id: uuid::Uuid::new_v4().to_string(),
+            matchers: new.matchers.clone(),
+            starts_us: new.starts_us,
+            ends_us: new.ends_us,
+            created_by: new.created_by.clone(),
+            comment: new.comment.clone(),
+            updated_us: now_us,
+        }
+    }
+}
+
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    silence: &Silence,
+    from_link: Option<&str>,
+    now_us: u64,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO silences (id, matchers, starts_us, ends_us, created_by, comment, created_us, updated_us, from_link)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        params![
+            silence.id,
+            silence.matchers.to_string(),
+            db_time(silence.starts_us),
+            db_time(silence.ends_us),
+            silence.created_by,
+            silence.comment,
+            db_time(now_us),
+            from_link,
+        ],
+    )
+}
+
 /// Changes whenever a silence is added or expired, by any connection:
 /// whoever keeps the silences in memory reads them again when it moves.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -68,31 +112,47 @@ impl Store {
         if let Err(problem) = new.check(now_us) {
             return Ok(Err(problem));
         }
-        let silence = Silence {
-            id: uuid::Uuid::new_v4().to_string(),
-            matchers: new.matchers.clone(),
-            starts_us: new.starts_us,
-            ends_us: new.ends_us,
-            created_by: new.created_by.clone(),
-            comment: new.comment.clone(),
-            updated_us: now_us,
-        };
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO silences (id, matchers, starts_us, ends_us, created_by, comment, created_us, updated_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-                params![
-                    silence.id,
-                    silence.matchers.to_string(),
-                    db_time(silence.starts_us),
-                    db_time(silence.ends_us),
-                    silence.created_by,
-                    silence.comment,
-                    db_time(now_us)
-                ],
-            )
-        })?;
+        let silence = Silence::made(new, now_us);
+        self.write(|tx| insert(tx, &silence, None, now_us))?;
         Ok(Ok(silence))
+    }
+
+    /// Stores the silence an e-mail's link `link_id` makes, unless the link
+    /// made one already: each link makes at most one (a forwarded e-mail
+    /// cannot keep an alert silenced for the link's whole life).
+    pub fn add_silence_from_link(
+        &self,
+        new: &NewSilence,
+        link_id: &str,
+        now_us: u64,
+    ) -> Result<Result<FromLink, String>, StoreError> {
+        if let Err(problem) = new.check(now_us) {
+            return Ok(Err(problem));
+        }
+        let silence = Silence::made(new, now_us);
+        self.write(|tx| {
+            let made: Option<Result<Silence, UnreadableSilence>> = tx
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"))?
+                .query_row(params![link_id], read)
+                .optional()?;
+            Ok(match made {
+                Some(Ok(made)) => Ok(FromLink::Already(made)),
+                Some(Err(unreadable)) => Err(unreadable.to_string()),
+                None => {
+                    insert(tx, &silence, Some(link_id), now_us)?;
+                    Ok(FromLink::Created(silence))
+                }
+            })
+        })
+    }
+
+    /// The silence link `link_id` made, if it made one.
+    pub fn silence_from_link(&self, link_id: &str) -> Result<Option<Result<Silence, UnreadableSilence>>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"))?
+                .query_row(params![link_id], read)
+                .optional()
+        })
     }
 
     /// Every silence, those ending last first.
