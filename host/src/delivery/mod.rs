@@ -521,7 +521,8 @@ impl Deliverer {
                 };
                 let identity = format!("digest/{module}/{}/{now_us}", first.id);
                 let labels = Labels::common(group.iter().map(|(item, _)| &item.labels));
-                let silence_link = self.digest_silence_link(&labels, now_us);
+                let serverless = group.iter().all(|(item, _)| item.labels.get("client_id").is_empty());
+                let silence_link = self.digest_silence_link(&labels, serverless, now_us);
                 let (subject, message) = build_digest(&Digest {
                     module,
                     sender: &sender,
@@ -582,7 +583,12 @@ impl Deliverer {
                 let Payload::Webhook(payload) = &first.payload else {
                     return None;
                 };
-                let bodies = self.listed_bodies(&members)?;
+                let (bodies, all_read) = self.listed_bodies(&members)?;
+                if members.len() == 1 && !all_read {
+                    // Alone, it would be posted as it is: it waits, held,
+                    // for a release that reads it (as any unreadable row).
+                    return None;
+                }
                 let key = &group["group ".len()..];
                 let item = NewItem {
                     module: first.module.clone(),
@@ -606,36 +612,45 @@ impl Deliverer {
     }
 
     /// The bodies of a group's first members, those its post lists (held
-    /// rows are read without them). A body this release cannot read is
-    /// listed as saying so; None when the store fails (the group is folded
-    /// at a later pass, its members still held).
-    fn listed_bodies(&self, members: &[&OutboxItem]) -> Option<Vec<Vec<u8>>> {
+    /// rows are read without them), and whether each was read. A body this
+    /// release cannot read is listed as saying so (and said once in the
+    /// log); None when the store fails (the group is folded at a later
+    /// pass, its members still held).
+    fn listed_bodies(&self, members: &[&OutboxItem]) -> Option<(Vec<Vec<u8>>, bool)> {
         let mut bodies = Vec::with_capacity(members.len().min(webhook_group::MAX_LISTED));
+        let mut all_read = true;
         for member in members.iter().take(webhook_group::MAX_LISTED) {
             match self.store.item(member.id) {
                 Ok(Some(Ok(item))) => bodies.push(item.body),
                 Ok(Some(Err(unreadable))) => {
+                    if self.first_seen_unreadable(&unreadable) {
+                        tracing::error!("{unreadable}; its group's post says so");
+                    }
+                    all_read = false;
                     bodies.push(format!("(outbox item {}: {})", member.id, unreadable.reason).into_bytes())
                 }
-                Ok(None) => bodies.push(format!("(outbox item {} is gone)", member.id).into_bytes()),
+                Ok(None) => {
+                    all_read = false;
+                    bodies.push(format!("(outbox item {} is gone)", member.id).into_bytes())
+                }
                 Err(e) => {
                     tracing::warn!(module = %member.module, "a group's webhooks wait: {e}");
                     return None;
                 }
             }
         }
-        Some(bodies)
+        Some((bodies, all_read))
     }
 
     /// The link that silences notifications like a digest's members: on
     /// what they all share of `alertname`, `client_id` and `module`. A
     /// digest of different alerts has none: its link would silence the
     /// whole module.
-    fn digest_silence_link(&self, common: &Labels, now_us: u64) -> Option<String> {
+    fn digest_silence_link(&self, common: &Labels, serverless: bool, now_us: u64) -> Option<String> {
         let links = self.silence_links.as_ref()?;
         let link = Link {
             id: fresh_link_id(),
-            linked: Linked::Matchers(common_matchers(common)?.to_string()),
+            linked: Linked::Matchers(common_matchers(common, serverless)?.to_string()),
         };
         links.link(link, now_us)
     }

@@ -166,11 +166,12 @@ pub fn similar_matchers(labels: &Labels) -> Option<Matchers> {
 /// What a "similar" silence matches for a digest, from what its members
 /// have in common: the `alertname` they share, and their `client_id` and
 /// `module` when they share them (a label they do not share is not in
-/// `common`, and must not read as empty). None without a shared alertname.
-pub fn common_matchers(common: &Labels) -> Option<Matchers> {
+/// `common`, and must not read as empty). `serverless`: no member has a
+/// client, so `client_id=""` is shared too. None without a shared alertname.
+pub fn common_matchers(common: &Labels, serverless: bool) -> Option<Matchers> {
     let shared: Vec<&str> = ["alertname", "client_id", "module"]
         .into_iter()
-        .filter(|name| !common.get(name).is_empty())
+        .filter(|name| !common.get(name).is_empty() || (*name == "client_id" && serverless))
         .collect();
     equal_matchers(common, &shared)
 }
@@ -301,10 +302,15 @@ mod tests {
     fn a_digests_link_matches_only_what_its_members_share() {
         let common = labels(&[("alertname", "Honeyfile"), ("module", "alerts")]);
         assert_eq!(
-            common_matchers(&common).unwrap().to_string(),
+            common_matchers(&common, false).unwrap().to_string(),
             r#"{alertname="Honeyfile", module="alerts"}"#,
             "the members' clients differ: no client_id matcher"
         );
-        assert_eq!(common_matchers(&labels(&[("module", "alerts")])), None);
+        assert_eq!(
+            common_matchers(&common, true).unwrap().to_string(),
+            r#"{alertname="Honeyfile", client_id="", module="alerts"}"#,
+            "server alerts only: the clients' alerts of that name are left alone"
+        );
+        assert_eq!(common_matchers(&labels(&[("module", "alerts")]), false), None);
     }
 }

@@ -816,13 +816,14 @@ impl Store {
     }
 
     /// The notification of the call whose silence links carry `link_id`
-    /// (the first, if the call made several): what a link names.
+    /// (its first e-mail, where links go, else its first notification):
+    /// what a link names.
     pub fn notification_of_link(&self, link_id: &str) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM outbox
                  WHERE link_id = ?1 AND kind IN ('email', 'webhook', 'user-message')
-                 ORDER BY id LIMIT 1"
+                 ORDER BY kind = 'email' DESC, id LIMIT 1"
             ))?
             .query_row(params![link_id], read_item)
             .optional()

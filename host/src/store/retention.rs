@@ -100,7 +100,10 @@ impl Store {
             items += self.purge(Some(status), now_us.saturating_sub(keep))?;
         }
         let state_entries = self.forget_expired_state(now_us)?;
-        let silences = self.forget_silences_ended_before(now_us.saturating_sub(retention.keep_dead_us))?;
+        let silences = self.forget_silences_ended_before(
+            now_us.saturating_sub(retention.keep_dead_us),
+            now_us.saturating_sub(crate::noise::silence_link::LINK_LIFETIME_S * 1_000_000),
+        )?;
         Ok(Swept {
             items,
             state_entries,

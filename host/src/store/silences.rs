@@ -208,9 +208,20 @@ impl Store {
     }
 
     /// Deletes the silences that ended before `before_us` (the outbox
-    /// items they held back keep their id).
-    pub(super) fn forget_silences_ended_before(&self, before_us: u64) -> Result<usize, StoreError> {
-        self.write(|tx| tx.execute("DELETE FROM silences WHERE ends_us < ?1", params![db_time(before_us)]))
+    /// items they held back keep their id), but not one an e-mail's link
+    /// made after `links_live_after_us`: while the link lives, the silence
+    /// says it made one (a link makes one).
+    pub(super) fn forget_silences_ended_before(
+        &self,
+        before_us: u64,
+        links_live_after_us: u64,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM silences WHERE ends_us < ?1 AND (from_link IS NULL OR created_us < ?2)",
+                params![db_time(before_us), db_time(links_live_after_us)],
+            )
+        })
     }
 
     /// The key that signs the e-mails' silence links: the one stored, else
@@ -284,6 +295,31 @@ mod tests {
             store.expire_silence("nope", 160 * S).unwrap().unwrap(),
             Expired::Unknown
         );
+    }
+
+    #[test]
+    fn a_link_makes_one_silence_kept_while_the_link_lives() {
+        let store = Store::in_memory();
+        let made = store
+            .add_silence_from_link(&new("alertname=x", 100, 200), "l1", 100 * S)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(made, FromLink::Created(_)));
+        let again = store
+            .add_silence_from_link(&new("alertname=x", 110, 300), "l1", 110 * S)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again,
+            FromLink::Already(match made {
+                FromLink::Created(silence) => silence,
+                FromLink::Already(_) => unreachable!(),
+            })
+        );
+        assert_eq!(store.silences().unwrap().len(), 1);
+        // Ended, past retention, but its link still opens the page.
+        assert_eq!(store.forget_silences_ended_before(300 * S, 50 * S).unwrap(), 0);
+        assert_eq!(store.forget_silences_ended_before(300 * S, 150 * S).unwrap(), 1);
     }
 
     #[test]
