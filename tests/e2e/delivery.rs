@@ -411,6 +411,49 @@ fn webhook_module(url: &str, allowed: &str) -> String {
     )
 }
 
+/// A Teams Workflows webhook gets an Adaptive Card at its address as
+/// given, the signature in its query not re-encoded; the retired
+/// connectors' MessageCard (`teams-legacy`) is refused by a Workflows
+/// address, and the outbox says why in Microsoft's words.
+#[test]
+fn a_teams_workflow_gets_an_adaptive_card_at_its_signed_address() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let teams = HttpPeer::vendor(dir.path(), "teams-workflow");
+    let path = "/workflows/8f1c/triggers/manual/paths/invoke?api-version=2016-06-01\
+                &sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Xy%2B1_a-Z%3D";
+    let url = format!("http://127.0.0.1:{}{path}", teams.port);
+    let module = |name: &str, target: &str| {
+        format!(
+            "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             [module.params]\nWebhookURL = \"{url}\"\nTarget = \"{target}\"\n"
+        )
+    };
+    let modules = module("workflow", "teams") + &module("connector", "teams-legacy");
+    let config = config(dir.path(), free_port(), &cert, &modules);
+    let output = run(&config, &alerts(1, "teams"));
+
+    let requests = teams.requests();
+    assert_eq!(requests.len(), 2, "one each, the refused one not retried: {requests:?}");
+    for request in &requests {
+        assert_eq!(request["path"], path, "the signed address as given");
+    }
+    let accepted: Vec<&Value> = requests.iter().filter(|r| r["status"] == 202).collect();
+    assert_eq!(accepted.len(), 1, "{requests:?}");
+    let card: Value = serde_json::from_str(accepted[0]["body"].as_str().unwrap()).unwrap();
+    let text = card["attachments"][0]["content"]["body"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Alert: Alert teams-0000 |"), "{card}");
+    assert_eq!(outbox_list(&config, "sent").lines().count() - 2, 1);
+    let dead = outbox_list(&config, "dead");
+    assert!(dead.contains("connector") && dead.contains("HTTP 400"), "{dead}");
+    let log = stderr(&output);
+    assert!(log.contains("Property 'type' must be 'AdaptiveCard'"), "{log}");
+    assert!(
+        !dead.contains("Xy%2B1") && !log.contains("Xy%2B1"),
+        "the signature stays out: {dead}\n{log}"
+    );
+}
+
 #[test]
 fn a_webhook_answering_500_then_200_is_retried_and_delivered_once() {
     let dir = scratch();

@@ -57,13 +57,41 @@ impl WebhookSender {
         }
         let shown = redacted_url(url);
         match request.send(body) {
-            Ok(response) => match response.status().as_u16() {
-                200..=299 => Attempt::Delivered,
-                status @ (408 | 429 | 500..=599) => Attempt::Transient(format!("HTTP {status} from {shown}")),
-                status => Attempt::Permanent(format!("HTTP {status} from {shown}")),
-            },
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if (200..=299).contains(&status) {
+                    return Attempt::Delivered;
+                }
+                let why = format!("HTTP {status} from {shown}{}", said(response));
+                match status {
+                    408 | 429 | 500..=599 => Attempt::Transient(why),
+                    _ => Attempt::Permanent(why),
+                }
+            }
             Err(e) => classify(&shown, &e),
         }
+    }
+}
+
+/// Most of a refusal's body kept in its error, in characters.
+const SAID_CHARS: usize = 300;
+
+/// What a receiver said with a refusal (Teams: "Property 'type' must be
+/// 'AdaptiveCard'"), read bounded and made one printable line: `: ...`, or
+/// nothing when it said nothing.
+fn said(response: http::Response<ureq::Body>) -> String {
+    let mut body = response.into_body();
+    let Ok(text) = body.with_config().limit(4096).read_to_string() else {
+        return String::new();
+    };
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(SAID_CHARS)
+        .collect();
+    match line.trim() {
+        "" => String::new(),
+        line => format!(": {line}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! The members were rendered by the module; the host only lists them.
 
 use serde_json::{Map, Value, json};
+use velonotify_core::rules::webhook::{ADAPTIVE_CARD, adaptive_card_message};
 
 /// Members listed in one post at most; the rest are counted.
 pub const MAX_LISTED: usize = 200;
@@ -30,6 +31,10 @@ pub fn group_body(module: &str, key: &str, listed: &[Vec<u8>], total: usize) -> 
     let header = format!("{count} {noun} from {module}: {}", escape_chat(key));
     let body = match Shape::of(parsed.first()) {
         Shape::Chat => json!({ "text": chat_text(&header, &parsed, total, "\n• ") }),
+        Shape::AdaptiveCard => adaptive_card_message(vec![
+            json!({"type": "TextBlock", "text": header, "weight": "Bolder", "wrap": true}),
+            json!({"type": "TextBlock", "text": chat_text("", &parsed, total, "\n\n"), "wrap": true}),
+        ]),
         Shape::MessageCard => json!({
             "@type": "MessageCard",
             "@context": "https://schema.org/extensions",
@@ -56,6 +61,8 @@ pub fn group_body(module: &str, key: &str, listed: &[Vec<u8>], total: usize) -> 
 enum Shape {
     /// `{"text": ...}` alone: Slack, Mattermost.
     Chat,
+    /// A Teams Workflows message: one Adaptive Card.
+    AdaptiveCard,
     /// Office 365's connector card.
     MessageCard,
     /// Anything else: listed whole.
@@ -67,7 +74,9 @@ impl Shape {
         let Some(Value::Object(object)) = first else {
             return Self::Json;
         };
-        if object.get("@type").and_then(Value::as_str) == Some("MessageCard") {
+        if adaptive_card_text(first).is_some() {
+            Self::AdaptiveCard
+        } else if object.get("@type").and_then(Value::as_str) == Some("MessageCard") {
             Self::MessageCard
         } else if object.len() == 1 && object.get("text").is_some_and(Value::is_string) {
             Self::Chat
@@ -100,6 +109,9 @@ fn chat_text(header: &str, members: &[Value], total: usize, separator: &str) -> 
 }
 
 fn text_of(member: &Value) -> String {
+    if let Some(text) = adaptive_card_text(Some(member)) {
+        return text;
+    }
     match member {
         Value::Object(object) => match object.get("text") {
             Some(Value::String(text)) => text.clone(),
@@ -108,6 +120,22 @@ fn text_of(member: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
+}
+
+/// The text blocks of a Teams message's Adaptive Card, joined; None when
+/// `member` is not such a message.
+fn adaptive_card_text(member: Option<&Value>) -> Option<String> {
+    let member = member?;
+    if member.get("type")?.as_str()? != "message" {
+        return None;
+    }
+    let attachment = member.get("attachments")?.as_array()?.first()?;
+    if attachment.get("contentType")?.as_str()? != ADAPTIVE_CARD {
+        return None;
+    }
+    let blocks = attachment.get("content")?.get("body")?.as_array()?;
+    let texts: Vec<&str> = blocks.iter().filter_map(|b| b.get("text")?.as_str()).collect();
+    Some(texts.join("\n\n"))
 }
 
 /// A group key's label values come from events: made inert for chat markup
@@ -153,6 +181,27 @@ mod tests {
         assert_eq!(post["@type"], "MessageCard");
         assert_eq!(post["title"], "2 notifications from teams: {alertname=\"x\"}");
         assert_eq!(post["text"], "a\n\nb");
+    }
+
+    #[test]
+    fn teams_workflow_members_stay_one_adaptive_card() {
+        let card = |text: &str| {
+            json!({"type": "message", "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": null,
+                   "content": {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": text}]}}]})
+        };
+        let post = read(&group_body(
+            "teams",
+            "{alertname=\"x\"}",
+            &bodies(&[card("a"), card("b")]),
+            2,
+        ));
+        let content = &post["attachments"][0]["content"];
+        assert_eq!(content["type"], "AdaptiveCard");
+        assert_eq!(
+            content["body"][0]["text"],
+            "2 notifications from teams: {alertname=\"x\"}"
+        );
+        assert_eq!(content["body"][1]["text"], "a\n\nb");
     }
 
     #[test]

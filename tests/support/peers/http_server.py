@@ -5,6 +5,16 @@ It answers POSTs with the status codes of --responses in turn (the last one
 repeats), records each request as a line of --log (method, path, headers in lower case,
 body), serves HTTPS when given a certificate, writes --ready-file once it
 listens, and runs until it is killed.
+
+With --vendor, it stands in for that vendor's endpoint and first checks
+each request against the vendor's documented schema, answering a refusal
+in the vendor's words when it does not hold:
+
+- teams-workflow: a Microsoft Teams Workflows webhook ("Post to a channel
+  when a webhook request is received"). The body must be a message whose
+  attachments are Adaptive Cards (Microsoft: "Workflows support Adaptive
+  Cards only"; a MessageCard gets 400 "Property 'type' must be
+  'AdaptiveCard'"); accepted requests get 202, as Workflows answer.
 """
 
 import argparse
@@ -23,6 +33,7 @@ def main():
     p.add_argument("--responses", default="200")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--vendor", choices=["teams-workflow"])
     args = p.parse_args()
     statuses = [int(s) for s in args.responses.split(",")]
     lock = threading.Lock()
@@ -31,16 +42,27 @@ def main():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            refusal = check(args.vendor, self.headers, body)
             with lock:
                 status = statuses[min(seen[0], len(statuses) - 1)]
                 seen[0] += 1
+                if refusal is not None:
+                    status = 400
+                elif args.vendor == "teams-workflow" and status == 200:
+                    status = 202
                 with open(args.log, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"method": "POST", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                         "body": body.decode("utf-8", "replace"), "status": status}) + "\n")
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            if refusal is not None:
+                answer = json.dumps(refusal).encode()
+                self.send_header("Content-Type", "application/json")
+            else:
+                answer = b"ok" if status < 400 else b"server error"
+                self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok" if status < 400 else b"server error")
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -52,6 +74,52 @@ def main():
         server.socket = context.wrap_socket(server.socket, server_side=True)
     pathlib.Path(args.ready_file).write_text("ready")
     server.serve_forever()
+
+
+def check(vendor, headers, body):
+    """None when the request is what `vendor` takes, else its refusal."""
+    if vendor == "teams-workflow":
+        return check_teams_workflow(headers, body)
+    return None
+
+
+def teams_refusal(message):
+    return {"error": {"code": "InvalidRequestContent", "message": message}}
+
+
+def check_teams_workflow(headers, body):
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return teams_refusal("The request content type must be 'application/json'.")
+    try:
+        message = json.loads(body)
+    except ValueError as e:
+        return teams_refusal(f"The request content is not valid JSON: {e}")
+    # The template posts each attachment's card: a body without them (a
+    # connector's MessageCard) has no card to post.
+    attachments = message.get("attachments") if isinstance(message, dict) else None
+    if not isinstance(attachments, list) or not attachments:
+        return teams_refusal("Property 'type' must be 'AdaptiveCard': the body carries no Adaptive Card "
+                             "attachment (Workflows support Adaptive Cards only).")
+    for attachment in attachments:
+        if not isinstance(attachment, dict):
+            return teams_refusal("An attachment must be an object.")
+        if attachment.get("contentType") != "application/vnd.microsoft.card.adaptive":
+            return teams_refusal("Property 'contentType' must be 'application/vnd.microsoft.card.adaptive'.")
+        card = attachment.get("content")
+        if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+            return teams_refusal("Property 'type' must be 'AdaptiveCard'.")
+        version = card.get("version")
+        if not isinstance(version, str) or not version.replace(".", "").isdigit():
+            return teams_refusal("Property 'version' must be a version string such as '1.4'.")
+        blocks = card.get("body")
+        if not isinstance(blocks, list):
+            return teams_refusal("Property 'body' must be an array.")
+        for block in blocks:
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                return teams_refusal("Every element of 'body' must have a 'type'.")
+            if block["type"] == "TextBlock" and not isinstance(block.get("text"), str):
+                return teams_refusal("A TextBlock must have a 'text' string.")
+    return None
 
 
 if __name__ == "__main__":

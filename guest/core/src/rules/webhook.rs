@@ -44,9 +44,10 @@ const PARAMS: &[ParamSpec] = &[
         "Target",
         ParamKind::Choices,
         "slack",
-        "slack, teams, mattermost or json.",
+        "slack, teams (a Workflows webhook: an Adaptive Card), teams-legacy (an Office 365 connector: a \
+         MessageCard), mattermost or json.",
     )
-    .with_choices(&["slack", "teams", "mattermost", "json"]),
+    .with_choices(&["slack", "teams", "teams-legacy", "mattermost", "json"]),
     ParamSpec::new(
         "Template",
         ParamKind::String,
@@ -144,7 +145,10 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     Slack,
+    /// A Teams Workflows webhook, which takes Adaptive Cards only.
     Teams,
+    /// A retired Office 365 connector's webhook: a MessageCard.
+    TeamsLegacy,
     Mattermost,
     Json,
 }
@@ -153,6 +157,7 @@ impl Target {
     fn parse(text: &str) -> Self {
         match text {
             "teams" => Self::Teams,
+            "teams-legacy" => Self::TeamsLegacy,
             "mattermost" => Self::Mattermost,
             "json" => Self::Json,
             _ => Self::Slack,
@@ -187,7 +192,8 @@ impl Target {
     fn body(self, text: &str, data: Value) -> Vec<u8> {
         let body = match self {
             Self::Slack | Self::Mattermost => json!({ "text": text }),
-            Self::Teams => json!({
+            Self::Teams => adaptive_card(text),
+            Self::TeamsLegacy => json!({
                 "@type": "MessageCard",
                 "@context": "https://schema.org/extensions",
                 "summary": crate::render::elide_right(text, 100),
@@ -197,6 +203,36 @@ impl Target {
         };
         body.to_string().into_bytes()
     }
+}
+
+/// A message for a Teams Workflows webhook ("Post to a channel when a
+/// webhook request is received") holding the text.
+fn adaptive_card(text: &str) -> Value {
+    adaptive_card_message(vec![json!({"type": "TextBlock", "text": text, "wrap": true})])
+}
+
+/// The media type of an Adaptive Card attachment.
+pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
+
+/// A Teams message of one Adaptive Card made of `blocks` (`TextBlock`s...).
+/// Workflows refuse anything else ("Property 'type' must be
+/// 'AdaptiveCard'"). Version 1.4, which every Teams client renders; full
+/// width, as alerts are long lines.
+pub fn adaptive_card_message(blocks: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": ADAPTIVE_CARD,
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "msteams": {"width": "Full"},
+                "body": blocks,
+            },
+        }],
+    })
 }
 
 /// The configured Webhook module.

@@ -114,24 +114,66 @@ fn mattermost_and_teams_escape_markdown_and_mentions() {
         bodies(&mm)[0]["text"],
         json!("@\u{200B}channel \\*\\*urgent\\*\\* \\[x\\]\\(https://evil.example\\) C:\\\\tmp")
     );
-    let teams = rule(
-        &[
-            ("WebhookURL", "https://corp.webhook.office.com/x"),
-            ("Target", "teams"),
-            ("Template", "Alert: {name}"),
-        ],
-        &host,
-    )
-    .handle(&event(ALERT_QUEUE, row), &host)
-    .unwrap();
-    let body = &bodies(&teams)[0];
-    assert_eq!(body["@type"], json!("MessageCard"));
+    let teams = |target: &str| {
+        let actions = rule(
+            &[
+                ("WebhookURL", "https://corp.webhook.office.com/x"),
+                ("Target", target),
+                ("Template", "Alert: {name}"),
+            ],
+            &host,
+        )
+        .handle(&event(ALERT_QUEUE, row.clone()), &host)
+        .unwrap();
+        bodies(&actions).remove(0)
+    };
+    let legacy = teams("teams-legacy");
+    assert_eq!(legacy["@type"], json!("MessageCard"));
     assert!(
-        body["text"]
+        legacy["text"]
             .as_str()
             .unwrap()
             .starts_with("Alert: @\u{200B}channel \\*\\*urgent")
     );
+    let card = teams("teams");
+    let text = &card["attachments"][0]["content"]["body"][0]["text"];
+    assert!(
+        text.as_str()
+            .unwrap()
+            .starts_with("Alert: @\u{200B}channel \\*\\*urgent"),
+        "{card}"
+    );
+}
+
+/// Teams Workflows webhooks take an Adaptive Card in a message attachment
+/// and refuse the connectors' MessageCard.
+#[test]
+fn teams_gets_an_adaptive_card_in_a_message() {
+    let host = host();
+    let actions = rule(
+        &[
+            (
+                "WebhookURL",
+                "https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sig=a",
+            ),
+            ("Target", "teams"),
+        ],
+        &host,
+    )
+    .handle(&event(ALERT_QUEUE, alert_row("Honey", json!({}))), &host)
+    .unwrap();
+    let body = bodies(&actions).remove(0);
+    assert_eq!(body["type"], "message");
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    assert_eq!(attachment["content"]["version"], "1.4");
+    let block = &attachment["content"]["body"][0];
+    assert_eq!(
+        (block["type"].as_str(), block["wrap"].as_bool()),
+        (Some("TextBlock"), Some(true))
+    );
+    assert!(block["text"].as_str().unwrap().contains("Honey"), "{body}");
 }
 
 #[test]
