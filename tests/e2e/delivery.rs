@@ -454,6 +454,75 @@ fn a_teams_workflow_gets_an_adaptive_card_at_its_signed_address() {
     );
 }
 
+/// PagerDuty's Events API v2 gets one trigger event per alert, checked
+/// against PagerDuty's schema by the stand-in; its dedup_key is the same
+/// for the same alert name, client and artifact, and in two replays of the
+/// same rows, so PagerDuty adds a repeat to the open incident. An
+/// integration key PagerDuty refuses is dead-lettered with PagerDuty's
+/// reason, not retried.
+#[test]
+fn pagerduty_gets_trigger_events_whose_dedup_keys_are_stable() {
+    const KEY: &str = "R0123456789abcdef0123456789abcde";
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let pagerduty = HttpPeer::vendor(dir.path(), "pagerduty");
+    let url = format!("http://127.0.0.1:{}/v2/enqueue", pagerduty.port);
+    let module = |name: &str, key: &str| {
+        format!(
+            "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             [module.params]\nWebhookURL = \"{url}\"\nTarget = \"pagerduty\"\nRoutingKey = \"{key}\"\n"
+        )
+    };
+    let modules = module("pager", KEY) + &module("mistyped", "not-a-key");
+    let config = config(dir.path(), free_port(), &cert, &modules);
+    // The first alert comes again, a second later.
+    let again = alerts(1, "pd").replace("1778400000", "1778400001");
+    let rows = alerts(2, "pd") + &again;
+    let output = run(&config, &rows);
+
+    let requests = pagerduty.requests();
+    assert_eq!(requests.len(), 6, "three each, none retried: {requests:?}");
+    let events: Vec<Value> = requests
+        .iter()
+        .filter(|r| r["status"] == 202)
+        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{requests:?}");
+    let keys: Vec<&str> = events.iter().map(|e| e["dedup_key"].as_str().unwrap()).collect();
+    assert_eq!(keys[0], keys[2], "the same alert again: the same incident");
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(events[0]["routing_key"], KEY);
+    assert_eq!(
+        events[0]["payload"]["summary"].as_str().unwrap().split(" |").next(),
+        Some("Alert: Alert pd-0000")
+    );
+    assert_eq!(events[0]["payload"]["source"], "velociraptor-server");
+    assert_eq!(events[0]["payload"]["severity"], "error");
+    assert_eq!(outbox_list(&config, "dead").lines().count() - 2, 3);
+    assert!(
+        stderr(&output).contains("'routing_key' must be a 32 character integration key"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Two replays of the same rows make the same keys as the service did.
+    let replayed = |name: &str| -> Vec<String> {
+        let (events, out) = (dir.path().join(format!("{name}.jsonl")), dir.path().join(name));
+        std::fs::write(&events, &rows).unwrap();
+        super::replay(&config, &events, &out);
+        velonotify_test_support::jsonl(&out.join("actions.jsonl"))
+            .iter()
+            .filter(|a| a["module"] == "pager")
+            .map(|a| {
+                let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
+                body["dedup_key"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(replayed("first"), keys);
+    assert_eq!(replayed("second"), keys);
+}
+
 #[test]
 fn a_webhook_answering_500_then_200_is_retried_and_delivered_once() {
     let dir = scratch();

@@ -15,9 +15,20 @@ in the vendor's words when it does not hold:
   attachments are Adaptive Cards (Microsoft: "Workflows support Adaptive
   Cards only"; a MessageCard gets 400 "Property 'type' must be
   'AdaptiveCard'"); accepted requests get 202, as Workflows answer.
+- pagerduty: PagerDuty's Events API v2 (`POST /v2/enqueue`, "Send an Alert
+  Event"): a 32-character routing_key, event_action trigger, acknowledge or
+  resolve, a dedup_key of at most 255 characters (required but for
+  trigger), and for a trigger a payload with summary (1 to 1024
+  characters), source and severity (critical, error, warning or info),
+  timestamp in ISO 8601 when given, component/group/class strings,
+  custom_details an object; links [{href, text}]. Accepted: 202
+  {"status": "success", "message": "Event processed", "dedup_key"};
+  refused: 400 {"status": "invalid event", "message": "Event object is
+  invalid", "errors": [...]}.
 """
 
 import argparse
+import datetime
 import json
 import pathlib
 import ssl
@@ -33,7 +44,7 @@ def main():
     p.add_argument("--responses", default="200")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
-    p.add_argument("--vendor", choices=["teams-workflow"])
+    p.add_argument("--vendor", choices=["teams-workflow", "pagerduty"])
     args = p.parse_args()
     statuses = [int(s) for s in args.responses.split(",")]
     lock = threading.Lock()
@@ -42,20 +53,25 @@ def main():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            refusal = check(args.vendor, self.headers, body)
+            refusal = check(args.vendor, self.path, self.headers, body)
+            accepted = None
             with lock:
                 status = statuses[min(seen[0], len(statuses) - 1)]
                 seen[0] += 1
                 if refusal is not None:
                     status = 400
-                elif args.vendor == "teams-workflow" and status == 200:
+                elif args.vendor in ("teams-workflow", "pagerduty") and status == 200:
                     status = 202
+                    if args.vendor == "pagerduty":
+                        event = json.loads(body)
+                        accepted = {"status": "success", "message": "Event processed",
+                                    "dedup_key": event.get("dedup_key")}
                 with open(args.log, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"method": "POST", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                         "body": body.decode("utf-8", "replace"), "status": status}) + "\n")
             self.send_response(status)
-            if refusal is not None:
-                answer = json.dumps(refusal).encode()
+            if refusal is not None or accepted is not None:
+                answer = json.dumps(refusal if refusal is not None else accepted).encode()
                 self.send_header("Content-Type", "application/json")
             else:
                 answer = b"ok" if status < 400 else b"server error"
@@ -76,11 +92,68 @@ def main():
     server.serve_forever()
 
 
-def check(vendor, headers, body):
+def check(vendor, path, headers, body):
     """None when the request is what `vendor` takes, else its refusal."""
     if vendor == "teams-workflow":
         return check_teams_workflow(headers, body)
+    if vendor == "pagerduty":
+        errors = pagerduty_errors(path, headers, body)
+        if errors:
+            return {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
     return None
+
+
+PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
+
+
+def pagerduty_errors(path, headers, body):
+    if path.split("?")[0] != "/v2/enqueue":
+        return [f"unknown endpoint {path}"]
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return ["Content-Type must be application/json"]
+    try:
+        event = json.loads(body)
+    except ValueError as e:
+        return [f"body is not JSON: {e}"]
+    if not isinstance(event, dict):
+        return ["event must be an object"]
+    errors = []
+    key = event.get("routing_key")
+    if not isinstance(key, str) or len(key) != 32:
+        errors.append("'routing_key' must be a 32 character integration key")
+    action = event.get("event_action")
+    if action not in ("trigger", "acknowledge", "resolve"):
+        errors.append("'event_action' must be one of trigger, acknowledge or resolve")
+    dedup = event.get("dedup_key")
+    if dedup is not None and (not isinstance(dedup, str) or not 0 < len(dedup) <= 255):
+        errors.append("'dedup_key' must be a string of at most 255 characters")
+    if action in ("acknowledge", "resolve") and dedup is None:
+        errors.append("'dedup_key' is required for acknowledge and resolve")
+    if action == "trigger":
+        payload = event.get("payload")
+        if not isinstance(payload, dict):
+            return errors + ["'payload' is required for trigger"]
+        summary = payload.get("summary")
+        if not isinstance(summary, str) or not 0 < len(summary) <= 1024:
+            errors.append("'payload.summary' must be 1 to 1024 characters")
+        if not isinstance(payload.get("source"), str) or not payload["source"]:
+            errors.append("'payload.source' is required")
+        if payload.get("severity") not in PAGERDUTY_SEVERITIES:
+            errors.append("'payload.severity' must be one of critical, error, warning or info")
+        if "timestamp" in payload:
+            try:
+                datetime.datetime.fromisoformat(str(payload["timestamp"]).replace("Z", "+00:00"))
+            except ValueError:
+                errors.append("'payload.timestamp' must be an ISO 8601 time")
+        for field in ("component", "group", "class"):
+            if field in payload and not isinstance(payload[field], str):
+                errors.append(f"'payload.{field}' must be a string")
+        if "custom_details" in payload and not isinstance(payload["custom_details"], (dict, str)):
+            errors.append("'payload.custom_details' must be an object")
+    for link in event.get("links", []):
+        if not isinstance(link, dict) or not isinstance(link.get("href"), str):
+            errors.append("each of 'links' must have an 'href'")
+    return errors
 
 
 def teams_refusal(message):

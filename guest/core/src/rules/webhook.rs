@@ -45,9 +45,15 @@ const PARAMS: &[ParamSpec] = &[
         ParamKind::Choices,
         "slack",
         "slack, teams (a Workflows webhook: an Adaptive Card), teams-legacy (an Office 365 connector: a \
-         MessageCard), mattermost or json.",
+         MessageCard), mattermost, json or pagerduty (Events API v2).",
     )
-    .with_choices(&["slack", "teams", "teams-legacy", "mattermost", "json"]),
+    .with_choices(&["slack", "teams", "teams-legacy", "mattermost", "json", "pagerduty"]),
+    ParamSpec::new(
+        "RoutingKey",
+        ParamKind::String,
+        "",
+        "pagerduty: the integration key of the PagerDuty service (Events API v2).",
+    ),
     ParamSpec::new(
         "Template",
         ParamKind::String,
@@ -151,6 +157,8 @@ pub(crate) enum Target {
     TeamsLegacy,
     Mattermost,
     Json,
+    /// PagerDuty's Events API v2 (`pagerduty`).
+    PagerDuty,
 }
 
 impl Target {
@@ -160,6 +168,7 @@ impl Target {
             "teams-legacy" => Self::TeamsLegacy,
             "mattermost" => Self::Mattermost,
             "json" => Self::Json,
+            "pagerduty" => Self::PagerDuty,
             _ => Self::Slack,
         }
     }
@@ -171,7 +180,7 @@ impl Target {
         let mut out = String::with_capacity(value.len());
         for c in value.chars() {
             match (self, c) {
-                (Self::Json, c) => out.push(c),
+                (Self::Json | Self::PagerDuty, c) => out.push(c),
                 (_, '&') => out.push_str("&amp;"),
                 (_, '<') => out.push_str("&lt;"),
                 (_, '>') => out.push_str("&gt;"),
@@ -188,7 +197,8 @@ impl Target {
         out
     }
 
-    /// The request body: the text in the target's JSON shape.
+    /// The request body: the text in the target's JSON shape (PagerDuty's
+    /// is made by [`pagerduty::trigger`]).
     fn body(self, text: &str, data: Value) -> Vec<u8> {
         let body = match self {
             Self::Slack | Self::Mattermost => json!({ "text": text }),
@@ -199,7 +209,8 @@ impl Target {
                 "summary": crate::render::elide_right(text, 100),
                 "text": text,
             }),
-            Self::Json => json!({ "text": text, "data": data }),
+            // (A PagerDuty event is made by the rule, with its routing key.)
+            Self::Json | Self::PagerDuty => json!({ "text": text, "data": data }),
         };
         body.to_string().into_bytes()
     }
@@ -241,6 +252,8 @@ pub struct WebhookRule {
     mode: Mode,
     url: String,
     target: Target,
+    /// PagerDuty's integration key (`RoutingKey`).
+    routing_key: String,
     template: FillTemplate,
     names: AlertNameFilter,
     label: String,
@@ -255,14 +268,28 @@ const AWAITING_REMOVAL: &str = "awaiting-label-removal";
 impl Rule for WebhookRule {
     const NAME: &'static str = "Webhook";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Posts to Slack, Microsoft Teams, Mattermost or a JSON endpoint: every alert \
+    const DESCRIPTION: &'static str = "Posts to Slack, Microsoft Teams, Mattermost, PagerDuty or a JSON endpoint: every alert \
          (Server.Alerts.Notification), watched clients coming online (Server.Slack.Clients.Online) or new clients \
          (Server.Slack.Clients.Enrolled).";
     const PARAMS: &'static [ParamSpec] = PARAMS;
 
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
         let mode = Mode::parse(p.text("Mode"));
-        let url = webhook_url(p)?;
+        let target = Target::parse(p.text("Target"));
+        let routing_key = p.text("RoutingKey").trim().to_string();
+        let url = match target {
+            Target::PagerDuty if p.text("WebhookURL").trim().is_empty() && p.text("SlackToken").trim().is_empty() => {
+                pagerduty::EVENTS_URL.to_string()
+            }
+            _ => webhook_url(p)?,
+        };
+        if target == Target::PagerDuty && routing_key.is_empty() {
+            return Err(ParamError::new(
+                "RoutingKey",
+                "Target pagerduty needs the integration key of the service",
+            )
+            .into());
+        }
         let text = p.text("Template");
         let template = FillTemplate::parse(if text.is_empty() { mode.default_template() } else { text })
             .map_err(|e| ParamError::new("Template", e.to_string()))?;
@@ -281,7 +308,8 @@ impl Rule for WebhookRule {
         let rule = Self {
             mode,
             url,
-            target: Target::parse(p.text("Target")),
+            target,
+            routing_key,
             template,
             names: AlertNameFilter::from_params(p),
             label,
@@ -350,11 +378,19 @@ fn webhook_url(p: &Params) -> Result<String, ParamError> {
 }
 
 impl WebhookRule {
-    fn post(&self, text: String, data: Value) -> Action {
+    /// The post of `text`, filled from `facts`; `data` is what a JSON
+    /// target gets beside the text.
+    fn post(&self, text: String, data: Value, facts: &Map<String, Value>) -> Action {
+        let body = match self.target {
+            Target::PagerDuty => pagerduty::trigger(&self.routing_key, &text, facts)
+                .to_string()
+                .into_bytes(),
+            target => target.body(&text, data),
+        };
         Action::Webhook(Webhook {
             url: self.url.clone(),
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: self.target.body(&text, data),
+            body,
         })
     }
 
@@ -406,7 +442,7 @@ impl WebhookRule {
         }
         values.insert("event_data".into(), Value::Object(alert.event_data.into_owned()));
         let text = self.text(&values);
-        Ok(vec![self.post(text, Value::Object(event.row.clone()))])
+        Ok(vec![self.post(text, Value::Object(event.row.clone()), &values)])
     }
 
     fn online(&self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -449,7 +485,7 @@ impl WebhookRule {
             values.insert("fqdn".into(), Value::String(str_at(client, "os_info.fqdn").into()));
             values.insert("last_seen".into(), Value::from(seconds_ago.max(0)));
             values.insert("label".into(), Value::String(self.label.clone()));
-            actions.push(self.post(self.text(&values), Value::Object(values.clone())));
+            actions.push(self.post(self.text(&values), Value::Object(values.clone()), &values));
             actions.push(Action::Label(LabelChange {
                 client_id: id.to_string(),
                 op: LabelOp::Remove,
@@ -499,9 +535,15 @@ impl WebhookRule {
             Value::String(Timestamp::from_unix_seconds(first_seen).rfc3339()),
         );
         values.insert("flow_id".into(), Value::String(str_at(&row, "FlowId").into()));
-        Ok(vec![self.post(self.text(&values), Value::Object(values.clone()))])
+        Ok(vec![self.post(
+            self.text(&values),
+            Value::Object(values.clone()),
+            &values,
+        )])
     }
 }
+
+mod pagerduty;
 
 #[cfg(test)]
 mod tests;
