@@ -44,6 +44,16 @@ state = "state.db"
     )
 }
 
+/// The operators' bearer token of the tests that serve `[api]`.
+const API_TOKEN: &str = "operator-token-0123456789";
+
+/// Adds `[api]` on port `api` (and `more` sections) to `config`.
+fn serve_api(config: &Path, api: u16, more: &str) {
+    let text = std::fs::read_to_string(config).unwrap()
+        + &format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{API_TOKEN}\"\n{more}");
+    std::fs::write(config, text).unwrap();
+}
+
 /// `config`'s text with `module_lines` added to the alerts module and
 /// `tail` (more sections) at the end.
 fn with_alerts_module(config: &Path, module_lines: &str, tail: &str) -> String {
@@ -305,14 +315,11 @@ fn a_replay_honours_the_silences_of_its_state_database_on_the_rows_time() {
 /// nothing is answered without the token.
 #[test]
 fn a_silence_made_over_http_holds_back_what_it_matches() {
-    const API_TOKEN: &str = "operator-token-0123456789";
     let dir = scratch();
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     let (ingest, metrics, api) = (free_port(), free_port(), free_port());
     let config = config(dir.path(), smtp.port, ingest, metrics);
-    let text = std::fs::read_to_string(&config).unwrap()
-        + &format!("\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{API_TOKEN}\"\n");
-    std::fs::write(&config, text).unwrap();
+    serve_api(&config, api, "");
     let mut run = Running::start_in(EXE, &config, &modules_dir());
     run.wait("the API", Duration::from_secs(120), |r| {
         r.log().contains("operator API at")
@@ -433,18 +440,16 @@ fn text_of(smtp: &SmtpPeer, received: &Value) -> String {
 /// sent; an altered link is refused.
 #[test]
 fn an_e_mails_silence_link_opens_a_page_in_a_browser_that_silences_similar_alerts() {
-    const API_TOKEN: &str = "operator-token-0123456789";
     const HOSTILE: &str = "Honeyfile <script>document.title='owned'</script> \"x\"";
     let dir = scratch();
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     let (ingest, metrics, api) = (free_port(), free_port(), free_port());
     let config = config(dir.path(), smtp.port, ingest, metrics);
-    let text = std::fs::read_to_string(&config).unwrap()
-        + &format!(
-            "\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{API_TOKEN}\"\n\
-             [server]\nvelonotify_url = \"http://127.0.0.1:{api}/\"\n"
-        );
-    std::fs::write(&config, text).unwrap();
+    serve_api(
+        &config,
+        api,
+        &format!("[server]\nvelonotify_url = \"http://127.0.0.1:{api}/\"\n"),
+    );
     let mut run = Running::start_in(EXE, &config, &modules_dir());
     run.wait("the API", Duration::from_secs(120), |r| {
         r.log().contains("operator API at")
