@@ -19,7 +19,18 @@ const PASSWORD: &str = "s3cret-for-tests";
 
 /// A configuration delivering to `smtp_port` with STARTTLS and AUTH, fast
 /// retries, and `modules` (TOML) appended.
-fn config(dir: &Path, smtp_port: u16, cert: &TestCertificate, modules: &str) -> PathBuf {
+pub(super) fn config(dir: &Path, smtp_port: u16, cert: &TestCertificate, modules: &str) -> PathBuf {
+    config_with_delivery(dir, smtp_port, cert, "", modules)
+}
+
+/// [`config`] with more `[delivery]` settings (TOML lines).
+pub(super) fn config_with_delivery(
+    dir: &Path,
+    smtp_port: u16,
+    cert: &TestCertificate,
+    delivery: &str,
+    modules: &str,
+) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -36,6 +47,7 @@ root_ca = "{}"
 retry_base_ms = 100
 retry_cap_s = 1
 retry_deadline_s = 120
+{delivery}
 
 [host]
 state = "state.db"
@@ -64,7 +76,7 @@ fn smtp(dir: &Path, cert: &TestCertificate) -> SmtpOptions {
 }
 
 /// `n` alert rows named "Alert <prefix>-NNNN" (JSON lines).
-fn alerts(n: usize, prefix: &str) -> String {
+pub(super) fn alerts(n: usize, prefix: &str) -> String {
     (0..n)
         .map(|i| {
             json!({"_Source": "Server.Internal.Alerts", "client_id": "server", "name": format!("Alert {prefix}-{i:04}"),
@@ -124,16 +136,16 @@ fn finish(mut child: Child, timeout: Duration) -> Output {
     output
 }
 
-fn run(config: &Path, input: &str) -> Output {
+pub(super) fn run(config: &Path, input: &str) -> Output {
     finish(spawn_run(config, input), Duration::from_secs(180))
 }
 
-fn stderr(output: &Output) -> String {
+pub(super) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `velonotify outbox list` of a configuration.
-fn outbox_list(config: &Path, status: &str) -> String {
+pub(super) fn outbox_list(config: &Path, status: &str) -> String {
     let output = Command::new(EXE)
         .args([
             "outbox",
@@ -409,134 +421,6 @@ fn webhook_module(url: &str, allowed: &str) -> String {
         "[[module]]\nname = \"hook\"\npath = \"webhook.wasm\"\nallowed_hosts = [{allowed}]\n[module.params]\n\
          WebhookURL = \"{url}\"\nTarget = \"json\"\n"
     )
-}
-
-/// A Teams Workflows webhook gets an Adaptive Card at its address as
-/// given, the signature in its query not re-encoded; the retired
-/// connectors' MessageCard (`teams-legacy`) is refused by a Workflows
-/// address, and the outbox says why in Microsoft's words.
-#[test]
-fn a_teams_workflow_gets_an_adaptive_card_at_its_signed_address() {
-    let dir = scratch();
-    let cert = TestCertificate::generate(dir.path());
-    let teams = HttpPeer::vendor(dir.path(), "teams-workflow");
-    let path = "/workflows/8f1c/triggers/manual/paths/invoke?api-version=2016-06-01\
-                &sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Xy%2B1_a-Z%3D";
-    let url = format!("http://127.0.0.1:{}{path}", teams.port);
-    let module = |name: &str, target: &str| {
-        format!(
-            "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
-             [module.params]\nWebhookURL = \"{url}\"\nTarget = \"{target}\"\n"
-        )
-    };
-    let modules = module("workflow", "teams") + &module("connector", "teams-legacy");
-    let config = config(dir.path(), free_port(), &cert, &modules);
-    let output = run(&config, &alerts(1, "teams"));
-
-    let requests = teams.requests();
-    assert_eq!(requests.len(), 2, "one each, the refused one not retried: {requests:?}");
-    for request in &requests {
-        assert_eq!(request["path"], path, "the signed address as given");
-    }
-    let accepted: Vec<&Value> = requests.iter().filter(|r| r["status"] == 202).collect();
-    assert_eq!(accepted.len(), 1, "{requests:?}");
-    let card: Value = serde_json::from_str(accepted[0]["body"].as_str().unwrap()).unwrap();
-    let text = card["attachments"][0]["content"]["body"][0]["text"].as_str().unwrap();
-    assert!(text.starts_with("Alert: Alert teams-0000 |"), "{card}");
-    assert_eq!(outbox_list(&config, "sent").lines().count() - 2, 1);
-    let dead = outbox_list(&config, "dead");
-    assert!(dead.contains("connector") && dead.contains("HTTP 400"), "{dead}");
-    let log = stderr(&output);
-    assert!(log.contains("Property 'type' must be 'AdaptiveCard'"), "{log}");
-    assert!(
-        !dead.contains("Xy%2B1") && !log.contains("Xy%2B1"),
-        "the signature stays out: {dead}\n{log}"
-    );
-}
-
-/// PagerDuty's Events API v2 gets one trigger event per alert, checked
-/// against PagerDuty's schema by the stand-in; its dedup_key is the same
-/// for the same alert name, client and artifact, and in two replays of the
-/// same rows, so PagerDuty adds a repeat to the open incident. An
-/// integration key PagerDuty refuses is dead-lettered with PagerDuty's
-/// reason, not retried.
-#[test]
-fn pagerduty_gets_trigger_events_whose_dedup_keys_are_stable() {
-    const KEY: &str = "R0123456789abcdef0123456789abcde";
-    let dir = scratch();
-    let cert = TestCertificate::generate(dir.path());
-    let pagerduty = HttpPeer::vendor(dir.path(), "pagerduty");
-    let url = format!("http://127.0.0.1:{}/v2/enqueue", pagerduty.port);
-    let module = |name: &str, key: &str| {
-        format!(
-            "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
-             [module.params]\nWebhookURL = \"{url}\"\nTarget = \"pagerduty\"\nRoutingKey = \"{key}\"\n"
-        )
-    };
-    let modules = module("pager", KEY) + &module("mistyped", "not-a-key");
-    let config = config(dir.path(), free_port(), &cert, &modules);
-    // The first alert comes again, a second later.
-    let again = alerts(1, "pd").replace("1778400000", "1778400001");
-    let rows = alerts(2, "pd") + &again;
-    let output = run(&config, &rows);
-
-    let requests = pagerduty.requests();
-    assert_eq!(requests.len(), 6, "three each, none retried: {requests:?}");
-    let events: Vec<Value> = requests
-        .iter()
-        .filter(|r| r["status"] == 202)
-        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
-        .collect();
-    assert_eq!(events.len(), 3, "{requests:?}");
-    // Delivery workers post in parallel: the events come in any order.
-    let mut keyed: Vec<(String, String)> = events
-        .iter()
-        .map(|e| {
-            let name = e["payload"]["class"].as_str().unwrap().to_string();
-            (name, e["dedup_key"].as_str().unwrap().to_string())
-        })
-        .collect();
-    keyed.sort();
-    let names: Vec<&str> = keyed.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["Alert pd-0000", "Alert pd-0000", "Alert pd-0001"]);
-    assert_eq!(keyed[0].1, keyed[1].1, "the same alert again: the same incident");
-    assert_ne!(keyed[0].1, keyed[2].1);
-    // In the rows' order: pd-0000, pd-0001, pd-0000 again.
-    let keys = [keyed[0].1.clone(), keyed[2].1.clone(), keyed[1].1.clone()];
-    assert!(events.iter().all(|e| e["routing_key"] == KEY));
-    let events: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["payload"]["class"] == "Alert pd-0000")
-        .collect();
-    assert_eq!(
-        events[0]["payload"]["summary"].as_str().unwrap().split(" |").next(),
-        Some("Alert: Alert pd-0000")
-    );
-    assert_eq!(events[0]["payload"]["source"], "velociraptor-server");
-    assert_eq!(events[0]["payload"]["severity"], "error");
-    assert_eq!(outbox_list(&config, "dead").lines().count() - 2, 3);
-    assert!(
-        stderr(&output).contains("'routing_key' must be a 32 character integration key"),
-        "{}",
-        stderr(&output)
-    );
-
-    // Two replays of the same rows make the same keys as the service did.
-    let replayed = |name: &str| -> Vec<String> {
-        let (events, out) = (dir.path().join(format!("{name}.jsonl")), dir.path().join(name));
-        std::fs::write(&events, &rows).unwrap();
-        super::replay(&config, &events, &out);
-        velonotify_test_support::jsonl(&out.join("actions.jsonl"))
-            .iter()
-            .filter(|a| a["module"] == "pager")
-            .map(|a| {
-                let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
-                body["dedup_key"].as_str().unwrap().to_string()
-            })
-            .collect()
-    };
-    assert_eq!(replayed("first"), keys);
-    assert_eq!(replayed("second"), keys);
 }
 
 #[test]

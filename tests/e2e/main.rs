@@ -12,6 +12,8 @@
 //! - `velociraptor`: `run` against a stand-in Velociraptor gRPC server, and
 //!   the HTTP ingest endpoint;
 //! - `interests`: declared interests spare calls and change no action;
+//! - `receivers`: each vendor target (Teams, PagerDuty, TheHive, IRIS,
+//!   Splunk, Discord, Telegram) against a stand-in checking its schema;
 //! - `noise`: silences hold back what they match, in `run` and in a replay;
 //! - `hostile`: the ingest endpoint against strangers and careless senders
 //!   (peak memory measured).
@@ -28,6 +30,7 @@ mod languages;
 mod noise;
 mod portability;
 mod python;
+mod receivers;
 mod sandbox;
 mod velociraptor;
 

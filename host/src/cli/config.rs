@@ -216,6 +216,10 @@ impl Config {
         {
             bail!("smtp.from: {from:?} is not an e-mail address");
         }
+        self.delivery
+            .webhook_tls()
+            .check()
+            .map_err(|problem| anyhow::anyhow!("delivery.webhook_root_ca: {problem}"))?;
         for (i, module) in self.modules.iter().enumerate() {
             if let Some(name) = &module.name {
                 check_module_name(name).with_context(|| format!("module {}: name", i + 1))?;

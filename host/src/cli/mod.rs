@@ -499,12 +499,27 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
             let set = spec.params.iter().rev().find(|(n, _)| *n == param.name).map(|(_, v)| v);
             let shown = set.map_or_else(
                 || format!("(default) {}", one_line(&param.default)),
-                |v| one_line(&without_url_secrets(v)),
+                |v| shown_param(&param.name, v),
             );
             println!("  {:<24} {:<11} {shown}", param.name, kind_name(param.kind));
         }
     }
     Ok(())
+}
+
+/// A parameter's value as `check` shows it: a credential (`ApiKey`,
+/// `RoutingKey`, `SlackToken`...) not at all, URLs without their secrets.
+fn shown_param(name: &str, value: &str) -> String {
+    if is_credential(name) && !value.is_empty() {
+        return "(set, not shown)".into();
+    }
+    one_line(&without_url_secrets(value))
+}
+
+/// Whether a parameter named `name` holds a key, token or password
+/// (`Secret` and `ServerSecret` only name a `[secrets]` section).
+pub(crate) fn is_credential(name: &str) -> bool {
+    ["Key", "Token", "Password"].iter().any(|word| name.ends_with(word))
 }
 
 /// `text` with each http(s) URL in it shown without its path and query,
@@ -665,7 +680,19 @@ fn describe_interest(interest: &crate::contract::Interest) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_url_secrets;
+    use super::{shown_param, without_url_secrets};
+
+    #[test]
+    fn check_shows_that_credentials_are_set_but_not_what_they_are() {
+        assert_eq!(shown_param("ApiKey", "s3cr3t"), "(set, not shown)");
+        assert_eq!(shown_param("RoutingKey", "R0123"), "(set, not shown)");
+        assert_eq!(
+            shown_param("SlackToken", "https://hooks.slack.com/x"),
+            "(set, not shown)"
+        );
+        assert_eq!(shown_param("ApiKey", ""), "");
+        assert_eq!(shown_param("Target", "thehive"), "thehive");
+    }
 
     #[test]
     fn check_shows_urls_in_parameters_without_their_secrets() {

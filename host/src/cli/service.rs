@@ -118,7 +118,11 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
             config.secrets.clone().into_iter().collect(),
             seconds(config.delivery.smtp_timeout_s, DEFAULT_TIMEOUT_S),
         ),
-        WebhookSender::new(seconds(config.delivery.webhook_timeout_s, DEFAULT_TIMEOUT_S)),
+        WebhookSender::new(
+            seconds(config.delivery.webhook_timeout_s, DEFAULT_TIMEOUT_S),
+            &config.delivery.webhook_tls(),
+        )
+        .map_err(|e| anyhow::anyhow!("delivery.webhook_root_ca: {e}"))?,
         policy,
         metrics.clone(),
         clock.clone(),

@@ -28,7 +28,7 @@ use velonotify_core::vql::Timestamp;
 pub use self::retry::RetryPolicy;
 pub use self::smtp::{SmtpSection, SmtpSenders};
 pub use self::velociraptor::ApiActions;
-pub use self::webhook::WebhookSender;
+pub use self::webhook::{WebhookSender, WebhookTls};
 use crate::capabilities::outbound::OutboundPolicy;
 use crate::clock::{Clock, micros};
 use crate::metrics::Metrics;
@@ -56,8 +56,26 @@ pub struct DeliverySection {
     pub smtp_timeout_s: Option<u64>,
     /// Webhook request timeout, seconds (default 10).
     pub webhook_timeout_s: Option<u64>,
+    /// The CA certificates (PEM text, or a file of them) webhook receivers'
+    /// certificates are checked against instead of the public roots: an
+    /// internal TheHive, IRIS or Splunk. List the public roots in it too
+    /// (`/etc/ssl/certs/ca-certificates.crt`) if the host also posts to
+    /// public services.
+    pub webhook_root_ca: Option<String>,
+    /// Accept any certificate from webhook receivers (default false;
+    /// `check` warns).
+    pub webhook_skip_verify: Option<bool>,
     /// Items delivered at once, each on its own connection (default 4).
     pub workers: Option<usize>,
+}
+
+/// `root_ca` as PEM: the text itself when it is PEM, else the file it
+/// names.
+pub fn pem_of(root_ca: &str) -> Result<Vec<u8>, String> {
+    if root_ca.trim_start().starts_with("-----BEGIN") {
+        return Ok(root_ca.as_bytes().to_vec());
+    }
+    std::fs::read(root_ca).map_err(|e| format!("root CA {root_ca}: {e}"))
 }
 
 /// Defaults of `[delivery]`.
@@ -65,6 +83,14 @@ pub const DEFAULT_TIMEOUT_S: u64 = 10;
 pub const DEFAULT_WORKERS: usize = 4;
 
 impl DeliverySection {
+    /// How webhooks check certificates.
+    pub fn webhook_tls(&self) -> WebhookTls {
+        WebhookTls {
+            root_ca: self.webhook_root_ca.clone(),
+            skip_verify: self.webhook_skip_verify.unwrap_or(false),
+        }
+    }
+
     /// The retry policy it sets.
     pub fn retry_policy(&self) -> RetryPolicy {
         let defaults = RetryPolicy::default();

@@ -194,11 +194,7 @@ impl Server {
             .ok_or("server not specified")?;
         let mut tls = TlsParameters::builder(host.clone()).dangerous_accept_invalid_certs(settings.skip_verify);
         if let Some(root_ca) = settings.root_ca.as_deref().filter(|r| !r.trim().is_empty()) {
-            let pem = if root_ca.trim_start().starts_with("-----BEGIN") {
-                root_ca.as_bytes().to_vec()
-            } else {
-                std::fs::read(root_ca).map_err(|e| format!("root_ca {root_ca}: {e}"))?
-            };
+            let pem = super::pem_of(root_ca)?;
             let certificate = Certificate::from_pem(&pem).map_err(|e| format!("root_ca: {e}"))?;
             tls = tls.add_root_certificate(certificate);
         }

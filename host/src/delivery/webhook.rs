@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
@@ -29,19 +30,58 @@ pub struct WebhookSender {
     public: ureq::Agent,
 }
 
+/// How receivers' certificates are checked.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookTls {
+    /// PEM text or a file of CA certificates trusted instead of the
+    /// public roots.
+    pub root_ca: Option<String>,
+    pub skip_verify: bool,
+}
+
+impl WebhookTls {
+    /// Whether the root CA can be read (`check`).
+    pub fn check(&self) -> Result<(), String> {
+        self.config().map(drop)
+    }
+
+    fn config(&self) -> Result<TlsConfig, String> {
+        let mut tls = TlsConfig::builder().disable_verification(self.skip_verify);
+        if let Some(root_ca) = self.root_ca.as_deref().filter(|r| !r.trim().is_empty()) {
+            let pem = super::pem_of(root_ca)?;
+            let certificates: Vec<Certificate<'static>> = parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(format!("root CA {root_ca}: {e}"))),
+                })
+                .collect::<Result<_, _>>()?;
+            if certificates.is_empty() {
+                return Err(format!("root CA {root_ca}: no certificate in it"));
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certificates));
+        }
+        Ok(tls.build())
+    }
+}
+
 impl WebhookSender {
-    pub fn new(timeout: Duration) -> Self {
+    /// A sender whose requests end after `timeout`, checking receivers'
+    /// certificates as `tls` says; an unreadable root CA is an error.
+    pub fn new(timeout: Duration, tls: &WebhookTls) -> Result<Self, String> {
+        let tls = tls.config()?;
         let config = || {
             ureq::Agent::config_builder()
                 .timeout_global(Some(timeout))
                 .http_status_as_error(false)
                 .max_redirects(0)
+                .tls_config(tls.clone())
                 .build()
         };
-        Self {
+        Ok(Self {
             named: config().new_agent(),
             public: ureq::Agent::with_parts(config(), DefaultConnector::default(), PublicOnly::default()),
-        }
+        })
     }
 
     /// One POST: 2xx is delivered; 408, 429 and 5xx are worth retrying;
@@ -62,7 +102,11 @@ impl WebhookSender {
                 if (200..=299).contains(&status) {
                     return Attempt::Delivered;
                 }
-                let why = format!("HTTP {status} from {shown}{}", said(response));
+                let answer = answer_of(response);
+                if already_there(status, &answer) {
+                    return Attempt::Delivered;
+                }
+                let why = format!("HTTP {status} from {shown}{}", said(&answer));
                 match status {
                     408 | 429 | 500..=599 => Attempt::Transient(why),
                     _ => Attempt::Permanent(why),
@@ -79,12 +123,8 @@ const SAID_CHARS: usize = 300;
 /// What a receiver said with a refusal (Teams: "Property 'type' must be
 /// 'AdaptiveCard'"), read bounded and made one printable line: `: ...`, or
 /// nothing when it said nothing.
-fn said(response: http::Response<ureq::Body>) -> String {
-    let mut body = response.into_body();
-    let Ok(text) = body.with_config().limit(4096).read_to_string() else {
-        return String::new();
-    };
-    let line: String = text
+fn said(answer: &str) -> String {
+    let line: String = answer
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(SAID_CHARS)
@@ -93,6 +133,25 @@ fn said(response: http::Response<ureq::Body>) -> String {
         "" => String::new(),
         line => format!(": {line}"),
     }
+}
+
+/// A refusal's body, read bounded ("" when unreadable).
+fn answer_of(response: http::Response<ureq::Body>) -> String {
+    let mut body = response.into_body();
+    body.with_config().limit(4096).read_to_string().unwrap_or_default()
+}
+
+/// Whether a refusal says the receiver already holds what was posted:
+/// TheHive refuses an alert whose (`type`, `source`, `sourceRef`) it has
+/// with 400 `CreateError` "... already exist ...". The Webhook module's
+/// `sourceRef` is the same for the same alert, so this is an alert posted
+/// before (its answer lost to a crash, or by another host): delivered.
+fn already_there(status: u16, answer: &str) -> bool {
+    let Ok(refusal) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return false;
+    };
+    let said = |field: &str| refusal.get(field).and_then(|v| v.as_str()).unwrap_or("");
+    status == 400 && said("type") == "CreateError" && said("message").contains("already exist")
 }
 
 /// A TLS failure, a bad URL and a private destination are permanent (the
@@ -218,7 +277,7 @@ mod tests {
     #[test]
     fn a_webhook_not_named_by_its_module_never_reaches_a_private_address() {
         let (port, taken) = local_server();
-        let sender = WebhookSender::new(Duration::from_secs(5));
+        let sender = WebhookSender::new(Duration::from_secs(5), &WebhookTls::default()).unwrap();
         for url in [
             format!("http://127.0.0.1:{port}/hook"),
             format!("http://localhost:{port}/hook"),
@@ -243,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_url_that_does_not_parse_is_permanent() {
-        let sender = WebhookSender::new(Duration::from_secs(5));
+        let sender = WebhookSender::new(Duration::from_secs(5), &WebhookTls::default()).unwrap();
         assert!(matches!(
             sender.post("http://exa mple.org/", &[], b"{}", true),
             Attempt::Permanent(_)

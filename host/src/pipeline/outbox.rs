@@ -208,6 +208,21 @@ pub fn summarize(action: &Action) -> (&'static str, Vec<String>, Option<String>)
     }
 }
 
+/// A webhook's headers as written down: an `Authorization` value (an API
+/// key, a HEC token) keeps its scheme only.
+fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| match name.eq_ignore_ascii_case("authorization") {
+            true => {
+                let scheme = value.split_whitespace().next().unwrap_or("");
+                (name.clone(), format!("{scheme} (not shown)"))
+            }
+            false => (name.clone(), value.clone()),
+        })
+        .collect()
+}
+
 /// An action other than an e-mail as one JSON object (`actions.jsonl`).
 pub(crate) fn action_json(action: &Action) -> Value {
     let text_or_base64 = |bytes: &[u8]| match std::str::from_utf8(bytes) {
@@ -217,7 +232,7 @@ pub(crate) fn action_json(action: &Action) -> Value {
     match action {
         Action::Email(e) => json!({"recipients": e.recipients, "subject": e.subject}),
         Action::Webhook(w) => {
-            let mut v = json!({"url": w.url, "headers": w.headers});
+            let mut v = json!({"url": w.url, "headers": shown_headers(&w.headers)});
             if let (Value::Object(m), Value::Object(body)) = (&mut v, text_or_base64(&w.body)) {
                 m.extend(body);
             }

@@ -216,17 +216,36 @@ impl HttpPeer {
     /// `responses`: status codes in turn, the last one repeating
     /// (`"500,200"`); `tls`: serve HTTPS with this certificate.
     pub fn started(dir: &Path, responses: &str, tls: Option<&TestCertificate>) -> Self {
-        Self::start_as(dir, responses, tls, None)
+        Self::start_as(dir, responses, tls, None, &[])
     }
 
     /// A stand-in for `vendor`'s endpoint (`teams-workflow`), which checks
     /// each request against the vendor's documented schema and refuses, in
     /// the vendor's words, what does not hold (tests/support/peers/http_server.py).
     pub fn vendor(dir: &Path, vendor: &str) -> Self {
-        Self::start_as(dir, "200", None, Some(vendor))
+        Self::start_as(dir, "200", None, Some(vendor), &[])
     }
 
-    fn start_as(dir: &Path, responses: &str, tls: Option<&TestCertificate>, vendor: Option<&str>) -> Self {
+    /// [`HttpPeer::vendor`] answering `responses` in turn (a 503 first, to
+    /// be retried) when a request holds, over HTTPS with `tls`, with the
+    /// stand-in's further `options` (`--api-key`, `--indexes`).
+    pub fn vendor_with(
+        dir: &Path,
+        vendor: &str,
+        responses: &str,
+        tls: Option<&TestCertificate>,
+        options: &[&str],
+    ) -> Self {
+        Self::start_as(dir, responses, tls, Some(vendor), options)
+    }
+
+    fn start_as(
+        dir: &Path,
+        responses: &str,
+        tls: Option<&TestCertificate>,
+        vendor: Option<&str>,
+        options: &[&str],
+    ) -> Self {
         let port = free_port();
         let ready = dir.join(format!("http-{port}.ready"));
         let log = dir.join(format!("http-{port}.jsonl"));
@@ -251,6 +270,7 @@ impl HttpPeer {
         if let Some(vendor) = vendor {
             args.extend(["--vendor".into(), vendor.to_string()]);
         }
+        args.extend(options.iter().map(|o| o.to_string()));
         let peer = Peer::start("http_server.py", &args, &ready);
         Self { port, log, _peer: peer }
     }

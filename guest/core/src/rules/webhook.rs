@@ -45,14 +45,57 @@ const PARAMS: &[ParamSpec] = &[
         ParamKind::Choices,
         "slack",
         "slack, teams (a Workflows webhook: an Adaptive Card), teams-legacy (an Office 365 connector: a \
-         MessageCard), mattermost, json or pagerduty (Events API v2).",
+         MessageCard), mattermost, discord, telegram, json, pagerduty (Events API v2), thehive (TheHive 5 alerts), \
+         iris (DFIR-IRIS alerts) or splunk-hec (Splunk's HTTP Event Collector).",
     )
-    .with_choices(&["slack", "teams", "teams-legacy", "mattermost", "json", "pagerduty"]),
+    .with_choices(&[
+        "slack",
+        "teams",
+        "teams-legacy",
+        "mattermost",
+        "discord",
+        "telegram",
+        "json",
+        "pagerduty",
+        "thehive",
+        "iris",
+        "splunk-hec",
+    ]),
     ParamSpec::new(
         "RoutingKey",
         ParamKind::String,
         "",
         "pagerduty: the integration key of the PagerDuty service (Events API v2).",
+    ),
+    ParamSpec::new(
+        "ApiKey",
+        ParamKind::String,
+        "",
+        "thehive, iris: the API key (sent as a Bearer token); splunk-hec: the HEC token.",
+    ),
+    ParamSpec::new(
+        "ChatId",
+        ParamKind::String,
+        "",
+        "telegram: the chat to post in (its number, or @channelname).",
+    ),
+    ParamSpec::new(
+        "CustomerId",
+        ParamKind::Int,
+        "1",
+        "iris: the customer the alerts belong to.",
+    ),
+    ParamSpec::new(
+        "Sourcetype",
+        ParamKind::String,
+        "velociraptor:alert",
+        "splunk-hec: the events' sourcetype.",
+    ),
+    ParamSpec::new(
+        "Index",
+        ParamKind::String,
+        "",
+        "splunk-hec: the index (empty: the token's default index).",
     ),
     ParamSpec::new(
         "Template",
@@ -156,9 +199,18 @@ pub(crate) enum Target {
     /// A retired Office 365 connector's webhook: a MessageCard.
     TeamsLegacy,
     Mattermost,
+    Discord,
+    /// The Bot API's `sendMessage`, as plain text.
+    Telegram,
     Json,
     /// PagerDuty's Events API v2 (`pagerduty`).
     PagerDuty,
+    /// TheHive 5's alerts.
+    TheHive,
+    /// DFIR-IRIS's alerts.
+    Iris,
+    /// Splunk's HTTP Event Collector (`splunk-hec`).
+    SplunkHec,
 }
 
 impl Target {
@@ -167,20 +219,46 @@ impl Target {
             "teams" => Self::Teams,
             "teams-legacy" => Self::TeamsLegacy,
             "mattermost" => Self::Mattermost,
+            "discord" => Self::Discord,
+            "telegram" => Self::Telegram,
             "json" => Self::Json,
             "pagerduty" => Self::PagerDuty,
+            "thehive" => Self::TheHive,
+            "iris" => Self::Iris,
+            "splunk-hec" => Self::SplunkHec,
             _ => Self::Slack,
+        }
+    }
+
+    /// The path of the receiver's API under the address it is given,
+    /// for the receivers whose address is their server's.
+    fn api_path(self) -> Option<&'static str> {
+        match self {
+            Self::PagerDuty => Some(pagerduty::API_PATH),
+            Self::TheHive => Some(thehive::API_PATH),
+            Self::Iris => Some(iris::API_PATH),
+            Self::SplunkHec => Some(splunk::API_PATH),
+            Self::Telegram => Some("/sendMessage"),
+            _ => None,
         }
     }
 
     /// A value from an event, made inert in the target's markup: Slack's
     /// `&<>` escapes (which also defuse `<!channel>`), Markdown punctuation
-    /// for Teams and Mattermost, and no `@channel`-style mentions.
+    /// for Teams, Mattermost, Discord, TheHive and IRIS, and no
+    /// `@channel`-style mentions. Plain-text receivers get it as it is.
     pub(crate) fn escape(self, value: &str) -> String {
         let mut out = String::with_capacity(value.len());
         for c in value.chars() {
             match (self, c) {
-                (Self::Json | Self::PagerDuty, c) => out.push(c),
+                (Self::Json | Self::PagerDuty | Self::Telegram | Self::SplunkHec, c) => out.push(c),
+                // Discord shows entities as they are: `<` is escaped as
+                // Markdown (`<@id>` would be a mention).
+                (Self::Discord, '&') => out.push(c),
+                (Self::Discord, '<' | '>') => {
+                    out.push('\\');
+                    out.push(c);
+                }
                 (_, '&') => out.push_str("&amp;"),
                 (_, '<') => out.push_str("&lt;"),
                 (_, '>') => out.push_str("&gt;"),
@@ -196,25 +274,11 @@ impl Target {
         }
         out
     }
-
-    /// The request body: the text in the target's JSON shape (PagerDuty's
-    /// is made by [`pagerduty::trigger`]).
-    fn body(self, text: &str, data: Value) -> Vec<u8> {
-        let body = match self {
-            Self::Slack | Self::Mattermost => json!({ "text": text }),
-            Self::Teams => adaptive_card(text),
-            Self::TeamsLegacy => json!({
-                "@type": "MessageCard",
-                "@context": "https://schema.org/extensions",
-                "summary": crate::render::elide_right(text, 100),
-                "text": text,
-            }),
-            // (A PagerDuty event is made by the rule, with its routing key.)
-            Self::Json | Self::PagerDuty => json!({ "text": text, "data": data }),
-        };
-        body.to_string().into_bytes()
-    }
 }
+
+/// Discord's and Telegram's longest messages, in characters.
+const DISCORD_MAX_CHARS: usize = 2000;
+const TELEGRAM_MAX_CHARS: usize = 4096;
 
 /// A message for a Teams Workflows webhook ("Post to a channel when a
 /// webhook request is received") holding the text.
@@ -252,13 +316,69 @@ pub struct WebhookRule {
     mode: Mode,
     url: String,
     target: Target,
-    /// PagerDuty's integration key (`RoutingKey`).
-    routing_key: String,
+    receiver: ReceiverSettings,
     template: FillTemplate,
     names: AlertNameFilter,
     label: String,
     online_within: i64,
     first_seen_delay: i64,
+}
+
+/// What a receiver takes beside the text: its credentials and where in
+/// it the notification goes.
+#[derive(Debug, Clone, Default)]
+struct ReceiverSettings {
+    /// PagerDuty's integration key (`RoutingKey`).
+    routing_key: String,
+    /// TheHive's and IRIS's API key, Splunk's HEC token (`ApiKey`).
+    api_key: String,
+    /// Telegram's chat (`ChatId`).
+    chat_id: String,
+    /// IRIS's customer (`CustomerId`).
+    customer_id: i64,
+    splunk: splunk::Placement,
+}
+
+impl ReceiverSettings {
+    /// The settings `target` takes from `p`, each checked to be there.
+    fn from_params(target: Target, p: &Params) -> Result<Self, ParamError> {
+        let text = |name: &str| p.text(name).trim().to_string();
+        let settings = Self {
+            routing_key: text("RoutingKey"),
+            api_key: text("ApiKey"),
+            chat_id: text("ChatId"),
+            customer_id: p.int("CustomerId"),
+            splunk: splunk::Placement {
+                sourcetype: text("Sourcetype"),
+                index: text("Index"),
+            },
+        };
+        let missing = match target {
+            Target::PagerDuty if settings.routing_key.is_empty() => Some((
+                "RoutingKey",
+                "Target pagerduty needs the integration key of the service",
+            )),
+            Target::TheHive | Target::Iris if settings.api_key.is_empty() => Some((
+                "ApiKey",
+                "this Target needs the API key of a user allowed to create alerts",
+            )),
+            Target::SplunkHec if settings.api_key.is_empty() => {
+                Some(("ApiKey", "Target splunk-hec needs the HTTP Event Collector's token"))
+            }
+            Target::SplunkHec if settings.splunk.sourcetype.is_empty() => {
+                Some(("Sourcetype", "Target splunk-hec needs a sourcetype"))
+            }
+            Target::Telegram if settings.chat_id.is_empty() => {
+                Some(("ChatId", "Target telegram needs the chat to post in"))
+            }
+            Target::Iris if settings.customer_id < 1 => Some(("CustomerId", "IRIS's customers are numbered from 1")),
+            _ => None,
+        };
+        match missing {
+            Some((param, why)) => Err(ParamError::new(param, why)),
+            None => Ok(settings),
+        }
+    }
 }
 
 /// State key of ClientsOnline: clients announced whose label removal has
@@ -268,7 +388,8 @@ const AWAITING_REMOVAL: &str = "awaiting-label-removal";
 impl Rule for WebhookRule {
     const NAME: &'static str = "Webhook";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Posts to Slack, Microsoft Teams, Mattermost, PagerDuty or a JSON endpoint: every alert \
+    const DESCRIPTION: &'static str = "Posts to Slack, Microsoft Teams, Mattermost, Discord, Telegram, PagerDuty, TheHive, \
+         DFIR-IRIS, Splunk or a JSON endpoint: every alert \
          (Server.Alerts.Notification), watched clients coming online (Server.Slack.Clients.Online) or new clients \
          (Server.Slack.Clients.Enrolled).";
     const PARAMS: &'static [ParamSpec] = PARAMS;
@@ -276,20 +397,12 @@ impl Rule for WebhookRule {
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
         let mode = Mode::parse(p.text("Mode"));
         let target = Target::parse(p.text("Target"));
-        let routing_key = p.text("RoutingKey").trim().to_string();
-        let url = match target {
-            Target::PagerDuty if p.text("WebhookURL").trim().is_empty() && p.text("SlackToken").trim().is_empty() => {
-                pagerduty::EVENTS_URL.to_string()
-            }
-            _ => webhook_url(p)?,
+        let receiver = ReceiverSettings::from_params(target, p)?;
+        let url = webhook_url(p, target)?;
+        let url = match target.api_path() {
+            Some(path) => facts::endpoint(&url, path),
+            None => url,
         };
-        if target == Target::PagerDuty && routing_key.is_empty() {
-            return Err(ParamError::new(
-                "RoutingKey",
-                "Target pagerduty needs the integration key of the service",
-            )
-            .into());
-        }
         let text = p.text("Template");
         let template = FillTemplate::parse(if text.is_empty() { mode.default_template() } else { text })
             .map_err(|e| ParamError::new("Template", e.to_string()))?;
@@ -309,7 +422,7 @@ impl Rule for WebhookRule {
             mode,
             url,
             target,
-            routing_key,
+            receiver,
             template,
             names: AlertNameFilter::from_params(p),
             label,
@@ -356,14 +469,21 @@ impl Rule for WebhookRule {
     }
 }
 
-/// `WebhookURL` or `SlackToken`: one http(s) address.
-fn webhook_url(p: &Params) -> Result<String, ParamError> {
+/// `WebhookURL` or `SlackToken`: one http(s) address. There is no
+/// default, not even a vendor's public endpoint: the host lets a module
+/// post only where its configuration names.
+fn webhook_url(p: &Params, target: Target) -> Result<String, ParamError> {
     let (url, param) = match (p.text("WebhookURL").trim(), p.text("SlackToken").trim()) {
         ("", "") => {
-            return Err(ParamError::new(
-                "WebhookURL",
-                "set WebhookURL (or SlackToken) to the webhook's address",
-            ));
+            let why = match target {
+                Target::PagerDuty => format!(
+                    "set WebhookURL to PagerDuty's endpoint, {} (an EU account: events.eu.pagerduty.com)",
+                    pagerduty::EVENTS_URL
+                ),
+                Target::Telegram => "set WebhookURL to https://api.telegram.org/bot<token> (the bot's token)".into(),
+                _ => "set WebhookURL (or SlackToken) to the webhook's address".into(),
+            };
+            return Err(ParamError::new("WebhookURL", why));
         }
         (url, "") => (url, "WebhookURL"),
         ("", token) => (token, "SlackToken"),
@@ -381,16 +501,50 @@ impl WebhookRule {
     /// The post of `text`, filled from `facts`; `data` is what a JSON
     /// target gets beside the text.
     fn post(&self, text: String, data: Value, facts: &Map<String, Value>) -> Action {
+        let settings = &self.receiver;
+        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let mut authorization = |scheme: &str| {
+            headers.push(("Authorization".into(), format!("{scheme} {}", settings.api_key)));
+        };
         let body = match self.target {
-            Target::PagerDuty => pagerduty::trigger(&self.routing_key, &text, facts)
-                .to_string()
-                .into_bytes(),
-            target => target.body(&text, data),
+            Target::Slack | Target::Mattermost => json!({ "text": text }),
+            Target::Teams => adaptive_card(&text),
+            Target::TeamsLegacy => json!({
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": crate::render::elide_right(&text, 100),
+                "text": text,
+            }),
+            // No mention pings, whatever the text holds.
+            Target::Discord => json!({
+                "content": facts::cut(&text, DISCORD_MAX_CHARS),
+                "allowed_mentions": {"parse": []},
+            }),
+            // Plain text: no parse_mode, so nothing in it is markup.
+            Target::Telegram => json!({
+                "chat_id": settings.chat_id,
+                "text": facts::cut(&text, TELEGRAM_MAX_CHARS),
+                "link_preview_options": {"is_disabled": true},
+            }),
+            Target::Json => json!({ "text": text, "data": data }),
+            Target::PagerDuty => pagerduty::trigger(&settings.routing_key, &text, facts),
+            Target::TheHive => {
+                authorization("Bearer");
+                thehive::alert(&text, facts)
+            }
+            Target::Iris => {
+                authorization("Bearer");
+                iris::alert(&text, facts, settings.customer_id)
+            }
+            Target::SplunkHec => {
+                authorization("Splunk");
+                splunk::event(&text, facts, &settings.splunk)
+            }
         };
         Action::Webhook(Webhook {
             url: self.url.clone(),
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body,
+            headers,
+            body: body.to_string().into_bytes(),
         })
     }
 
@@ -543,7 +697,14 @@ impl WebhookRule {
     }
 }
 
+mod facts;
+mod identity;
+mod iris;
+mod observables;
 mod pagerduty;
+mod severity;
+mod splunk;
+mod thehive;
 
 #[cfg(test)]
 mod tests;

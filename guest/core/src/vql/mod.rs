@@ -13,5 +13,5 @@ pub use self::humanize::{humanize_bytes, humanize_duration_since};
 pub use self::members::read_members;
 pub use self::raw_row::RawRow;
 pub use self::regex::{RegexError, VqlRegex};
-pub use self::time::{Timestamp, parse_timestamp};
+pub use self::time::{Timestamp, parse_timestamp, parse_timestamp_str};
 pub use self::value::{get_member_path, get_path, is_truthy, render_value, render_value_or_empty};

@@ -1,7 +1,7 @@
 //! `Target = "pagerduty"`: a PagerDuty Events API v2 `trigger` event
 //! (<https://developer.pagerduty.com/docs/events-api-v2/trigger-events/>),
-//! posted to `https://events.pagerduty.com/v2/enqueue` unless `WebhookURL`
-//! names another endpoint (an EU account's, a proxy).
+//! posted to `WebhookURL`: `https://events.pagerduty.com/v2/enqueue`
+//! (`https://events.eu.pagerduty.com/v2/enqueue` for an EU account).
 //!
 //! | Field | From |
 //! |---|---|
@@ -13,38 +13,34 @@
 //! | `payload.timestamp`, `component`, `class` | the alert's time, artifact and name |
 //! | `payload.custom_details` | the values the template could use (`event_data` included) |
 
+use super::facts::{Facts, cut};
+use super::identity::stable_id;
+use super::severity::Severity;
 use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
-
-use crate::render::elide_right;
 
 /// PagerDuty's endpoint for Events API v2.
 pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// Its path, added to an address given without it.
+pub const API_PATH: &str = "/v2/enqueue";
 
 /// PagerDuty's bounds on the fields it takes, in characters.
 const MAX_SUMMARY_CHARS: usize = 1024;
 const MAX_SOURCE_CHARS: usize = 255;
 
-/// Cut to at most `max` characters, the ellipsis included (`elide_right`
-/// counts bytes and adds its ellipsis after them).
-fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    elide_right(text, max - 1)
-}
-
 /// The event for one notification: its text and the values it was
 /// filled from.
 pub fn trigger(routing_key: &str, text: &str, facts: &Map<String, Value>) -> Value {
-    let at = |name: &str| facts.get(name).and_then(Value::as_str).unwrap_or("");
-    let (name, client, artifact) = (at("name"), at("client_id"), at("artifact"));
-    let source = [at("fqdn"), at("hostname"), client]
-        .into_iter()
-        .find(|v| !v.is_empty() && *v != "server")
-        .unwrap_or("velociraptor-server");
+    let said = Facts(facts);
+    let (name, client, artifact) = (said.at("name"), said.at("client_id"), said.at("artifact"));
     let mut payload = Map::new();
     payload.insert("summary".into(), json!(cut(text, MAX_SUMMARY_CHARS)));
-    payload.insert("source".into(), json!(cut(source, MAX_SOURCE_CHARS)));
+    payload.insert("source".into(), json!(cut(said.origin(), MAX_SOURCE_CHARS)));
     payload.insert("severity".into(), json!(severity(facts)));
-    for (field, value) in [("timestamp", at("timestamp")), ("component", artifact), ("class", name)] {
+    for (field, value) in [
+        ("timestamp", said.at("timestamp")),
+        ("component", artifact),
+        ("class", name),
+    ] {
         if !value.is_empty() {
             payload.insert(field.into(), json!(value));
         }
@@ -63,32 +59,16 @@ pub fn trigger(routing_key: &str, text: &str, facts: &Map<String, Value>) -> Val
 /// adds to the open incident instead of paging again, and a replay of
 /// the same rows makes the same keys.
 pub fn dedup_key(name: &str, client: &str, artifact: &str) -> String {
-    let mut hash = Sha256::new();
-    for part in [name, client, artifact] {
-        hash.update(part.as_bytes());
-        hash.update([0x1f]);
-    }
-    let digest = hash.finalize();
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("velonotify-{hex}")
+    stable_id("velonotify-", &[name, client, artifact], 16)
 }
 
 /// PagerDuty's four severities from the alert's own word for it.
 fn severity(facts: &Map<String, Value>) -> &'static str {
-    let said = facts
-        .get("event_data")
-        .and_then(|d| d.get("Severity").or_else(|| d.get("severity")))
-        .and_then(Value::as_str)
-        .map(str::to_ascii_lowercase);
-    match said.as_deref() {
-        Some("critical" | "crit" | "fatal" | "emergency") => "critical",
-        Some("high" | "error" | "err") => "error",
-        Some("medium" | "warning" | "warn") => "warning",
-        Some("low" | "info" | "informational" | "notice" | "debug") => "info",
-        // An alert with no (known) severity still wants a person; a
-        // client coming online or enrolling is news.
-        _ if facts.contains_key("name") => "error",
-        _ => "info",
+    match Severity::of(facts).or_default_for(facts) {
+        Severity::Critical => "critical",
+        Severity::High | Severity::Unstated => "error",
+        Severity::Medium => "warning",
+        Severity::Low => "info",
     }
 }
 

@@ -224,6 +224,118 @@ fn templates_and_addresses_are_checked_when_configured() {
 }
 
 #[test]
+fn each_receiver_says_which_of_its_settings_is_missing() {
+    let host = host();
+    let refused = |pairs: &[(&str, &str)]| {
+        configure::<WebhookRule>(&params(pairs), &host)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    fn hive<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut pairs = vec![("WebhookURL", "https://hive.corp:9000"), ("Target", "thehive")];
+        pairs.extend_from_slice(extra);
+        pairs
+    }
+    assert!(refused(&hive(&[])).contains("parameter ApiKey: this Target needs the API key"));
+    assert!(
+        refused(&[("Target", "pagerduty"), ("RoutingKey", "k")]).contains("https://events.pagerduty.com/v2/enqueue")
+    );
+    assert!(
+        refused(&[
+            ("Target", "telegram"),
+            ("WebhookURL", "https://api.telegram.org/bot1:x")
+        ])
+        .contains("parameter ChatId")
+    );
+    assert!(
+        refused(&[("Target", "splunk-hec"), ("WebhookURL", "https://hec:8088")])
+            .contains("HTTP Event Collector's token")
+    );
+    assert!(
+        refused(&[
+            ("Target", "iris"),
+            ("WebhookURL", "https://iris"),
+            ("ApiKey", "k"),
+            ("CustomerId", "0")
+        ])
+        .contains("parameter CustomerId")
+    );
+    assert!(configure::<WebhookRule>(&params(&hive(&[("ApiKey", "k")])), &host).is_ok());
+}
+
+/// Case management and SIEM receivers get their API's endpoint under the
+/// server's address, and their credential in the header they take.
+#[test]
+fn thehive_iris_and_splunk_get_their_endpoint_and_authorization() {
+    let host = host();
+    let row = alert_row("Honey", json!({"Severity": "high", "OSPath": "/etc/shadow"}));
+    for (target, url, endpoint, scheme) in [
+        (
+            "thehive",
+            "https://hive.corp:9000/",
+            "https://hive.corp:9000/api/v1/alert",
+            "Bearer",
+        ),
+        ("iris", "https://iris.corp", "https://iris.corp/alerts/add", "Bearer"),
+        (
+            "splunk-hec",
+            "https://hec.corp:8088",
+            "https://hec.corp:8088/services/collector/event",
+            "Splunk",
+        ),
+    ] {
+        let actions = rule(&[("WebhookURL", url), ("Target", target), ("ApiKey", "s3cret")], &host)
+            .handle(&event(ALERT_QUEUE, row.clone()), &host)
+            .unwrap();
+        let Action::Webhook(hook) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(hook.url, endpoint);
+        assert!(
+            hook.headers
+                .contains(&("Authorization".into(), format!("{scheme} s3cret"))),
+            "{target}: {:?}",
+            hook.headers
+        );
+    }
+}
+
+#[test]
+fn discord_cannot_be_made_to_mention_and_telegram_gets_plain_text() {
+    let host = host();
+    let row = alert_row("@everyone <@123> **bold** & co", json!({}));
+    let template = ("Template", "{name}");
+    let discord = rule(
+        &[
+            ("WebhookURL", "https://discord.com/api/webhooks/1/x"),
+            ("Target", "discord"),
+            template,
+        ],
+        &host,
+    )
+    .handle(&event(ALERT_QUEUE, row.clone()), &host)
+    .unwrap();
+    assert_eq!(
+        bodies(&discord)[0],
+        json!({"content": "@\u{200B}everyone \\<@\u{200B}123\\> \\*\\*bold\\*\\* & co", "allowed_mentions": {"parse": []}})
+    );
+    let telegram = rule(
+        &[
+            ("WebhookURL", "https://api.telegram.org/bot1:x"),
+            ("Target", "telegram"),
+            ("ChatId", "-100200"),
+            template,
+        ],
+        &host,
+    );
+    assert_eq!(telegram.url, "https://api.telegram.org/bot1:x/sendMessage");
+    let actions = telegram.clone().handle(&event(ALERT_QUEUE, row), &host).unwrap();
+    assert_eq!(bodies(&actions)[0]["text"], "@everyone <@123> **bold** & co");
+    assert_eq!(bodies(&actions)[0]["chat_id"], "-100200");
+}
+
+#[test]
 fn alert_names_are_filtered() {
     let host = host();
     let mut r = rule(&[("WebhookURL", SLACK), ("AlertMsgExclude", "^test")], &host);
