@@ -270,7 +270,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
     assert_documented("error monitors", ServerErrorsRule::NAME, ServerErrorsRule::PARAMS);
     assert_documented("error monitors", ClientErrorsRule::NAME, ClientErrorsRule::PARAMS);
     // The third table of that section maps PagerDuty's event fields.
-    let tables = ["user messages", "user messages#2", "user messages#4"];
+    let tables = ["user messages", "user messages#2", "user messages#3"];
     assert_documented(tables[0], UserMessageRule::NAME, UserMessageRule::PARAMS);
     assert_documented(tables[1], WebhookRule::NAME, WebhookRule::PARAMS);
     assert_documented(tables[2], DetectRule::NAME, DetectRule::PARAMS);
