@@ -5,9 +5,11 @@
 //! down, dead-lettered with the receiver's reason when it refuses.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use velonotify_test_support::peers::{HttpPeer, TestCertificate, free_port};
+use velonotify_test_support::rsyslog::RsyslogPeer;
 use velonotify_test_support::scratch;
 
 use super::delivery::{alerts, config, config_with_delivery, outbox_list, run, stderr};
@@ -477,4 +479,88 @@ fn telegram_gets_plain_text_in_the_chat() {
         !log.contains(TOKEN) && !outbox_list(&config, "dead").contains("revokedrevoked"),
         "{log}"
     );
+}
+
+// ---- syslog ------------------------------------------------------------------
+
+/// A real rsyslogd receives a record of every notification: RFC 5424 over
+/// TCP with the labels as structured data, CEF over TLS verified against
+/// the configured CA, each octet-counted, so a name holding a line break,
+/// quotes and brackets stays one record and parses. A TLS receiver whose
+/// certificate does not verify gets nothing, and its records are
+/// dead-lettered as TLS failures.
+#[test]
+fn rsyslog_receives_rfc5424_and_cef_records_over_tcp_and_tls() {
+    let dir = scratch();
+    let cert = TestCertificate::generate(dir.path());
+    let rsyslog = RsyslogPeer::started(&dir.path().join("rsyslog"), &cert);
+    let http = HttpPeer::started(dir.path(), "200", None);
+    let hook = format!("http://127.0.0.1:{}/hook", http.port);
+    let modules = receiver_module("hook", "json", &hook, &[]);
+    let receivers = format!(
+        "[[syslog]]\nname = \"siem\"\naddress = \"127.0.0.1:{tcp}\"\n\
+         [[syslog]]\nname = \"arcsight\"\naddress = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\nformat = \"cef\"\n\
+         root_ca = \"{ca}\"\nfacility = \"local4\"\n\
+         [[syslog]]\nname = \"unverified\"\naddress = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\n",
+        tcp = rsyslog.tcp_port,
+        tls = rsyslog.tls_port,
+        ca = cert.cert.display()
+    );
+    let config = config(dir.path(), free_port(), &cert, &(modules + &receivers));
+    let hostile = json!({"_Source": "Server.Internal.Alerts", "client_id": "C.1", "name": "Bad \"name\"]\nx|y=z",
+                         "artifact": "Custom.Evil", "timestamp": "2026-05-10T08:00:00Z",
+                         "event_data": {"Severity": "critical"}, "_ts": 1_778_400_009});
+    let rows = alerts(2, "sys") + &hostile.to_string() + "\n";
+    run(&config, &rows);
+
+    let records = rsyslog.received(6, Duration::from_secs(20));
+    assert_eq!(records.len(), 6, "{records:?}\n{}", rsyslog.internal_log());
+    let (plain, tls): (Vec<&Value>, Vec<&Value>) = records.iter().partition(|r| r["input"] == "tcp");
+    assert_eq!((plain.len(), tls.len()), (3, 3));
+    for record in &records {
+        assert_eq!(record["ver"], "1", "parsed as RFC 5424: {record}");
+        assert_eq!(record["app"], "velonotify");
+        assert_eq!(record["msgid"], "hook");
+    }
+    let first = plain
+        .iter()
+        .find(|r| r["msg"].as_str().unwrap().contains("sys-0000"))
+        .unwrap();
+    assert_eq!(first["pri"], "132", "local0.warning: {first}");
+    let sd = first["sd"].as_str().unwrap();
+    assert!(
+        sd.starts_with("[velonotify@32473 ") && sd.contains("alertname=\"Alert sys-0000\""),
+        "{sd}"
+    );
+    let bad = plain
+        .iter()
+        .find(|r| r["sd"].as_str().unwrap().contains("Custom.Evil"))
+        .unwrap();
+    assert_eq!(bad["pri"], "130", "local0.crit: {bad}");
+    assert!(
+        bad["sd"]
+            .as_str()
+            .unwrap()
+            .contains(r#"alertname="Bad \"name\"\] x|y=z""#),
+        "escaped, one line: {bad}"
+    );
+    let cef = tls
+        .iter()
+        .find(|r| r["msg"].as_str().unwrap().contains("Custom.Evil"))
+        .unwrap();
+    let msg = cef["msg"].as_str().unwrap();
+    assert!(msg.starts_with("CEF:0|Velocidex|Velociraptor|velonotify "), "{msg}");
+    assert!(msg.contains("|Custom.Evil|Bad \"name\"] x\\|y=z|10|"), "{msg}");
+    assert!(msg.contains("cs1Label=client_id cs1=C.1"), "{msg}");
+    assert_eq!(cef["pri"], "162", "local4.crit");
+    assert_eq!(http.requests().len(), 3, "the notifications went too");
+
+    let dead = outbox_list(&config, "dead");
+    assert_eq!(dead.lines().count() - 2, 3, "{dead}");
+    assert!(
+        dead.contains("TLS failure") && dead.contains("syslog unverified"),
+        "{dead}"
+    );
+    let sent = outbox_list(&config, "sent");
+    assert_eq!(sent.lines().filter(|l| l.contains("syslog ")).count(), 6, "{sent}");
 }

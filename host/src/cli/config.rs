@@ -80,6 +80,9 @@ pub struct Config {
     /// effects.
     #[serde(default)]
     pub inhibit: Vec<crate::noise::inhibition::InhibitSection>,
+    /// Syslog receivers, each recording the notifications of its modules.
+    #[serde(default, rename = "syslog")]
+    pub syslog: Vec<crate::delivery::SyslogSection>,
     /// Named time intervals, for modules' mute and active times.
     #[serde(default, rename = "time_interval")]
     pub time_intervals: Vec<crate::noise::time_intervals::TimeIntervalSection>,
@@ -215,6 +218,15 @@ impl Config {
             && !velonotify_core::recipients::is_address(from)
         {
             bail!("smtp.from: {from:?} is not an e-mail address");
+        }
+        let mut syslog_names = std::collections::HashSet::new();
+        for section in &self.syslog {
+            section
+                .check()
+                .map_err(|problem| anyhow::anyhow!("syslog {:?}: {problem}", section.name))?;
+            if !syslog_names.insert(section.name.as_str()) {
+                bail!("syslog {:?}: two [[syslog]] sections have this name", section.name);
+            }
         }
         self.delivery
             .webhook_tls()

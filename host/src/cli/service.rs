@@ -26,8 +26,10 @@ use super::config::Config;
 use super::runtime::{Overrides, Runtime};
 use crate::capabilities::lookups::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S, LookupSource};
 use crate::clock::{Clock, micros};
-use crate::delivery::{ApiActions, DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, Deliverer, SmtpSenders, WebhookSender};
-use crate::pipeline::outbox::{Level, Outbox, Report, StoreOutbox};
+use crate::delivery::{
+    ApiActions, DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, Deliverer, SmtpSenders, SyslogSenders, WebhookSender,
+};
+use crate::pipeline::outbox::{Level, Outbox, RecordCopy, Report, StoreOutbox};
 use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
@@ -109,6 +111,16 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         metrics.clone(),
         clock.clone(),
     )
+    .with_records(
+        config
+            .syslog
+            .iter()
+            .map(|s| RecordCopy {
+                receiver: s.name.clone(),
+                modules: s.modules.clone(),
+            })
+            .collect(),
+    )
     .with_inhibit_rules(config.inhibitor()?)?
     .with_mutes(config.time_intervals()?, super::runtime::module_mutes(config, &runtime));
     let mut deliverer = Deliverer::new(
@@ -139,6 +151,11 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
             .collect(),
     )
     .with_silence_links(runtime.silence_links());
+    if !config.syslog.is_empty() {
+        let timeout = seconds(config.delivery.webhook_timeout_s, DEFAULT_TIMEOUT_S);
+        let senders = SyslogSenders::new(&config.syslog, timeout).map_err(|e| anyhow::anyhow!(e))?;
+        deliverer = deliverer.with_syslog(senders);
+    }
     if let Some((client, section)) = &api {
         out = out.with_api(section.push_alerts);
         let timeout = seconds(section.lookup_timeout_s, DEFAULT_LOOKUP_TIMEOUT_S);

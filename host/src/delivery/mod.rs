@@ -13,6 +13,7 @@
 
 mod retry;
 mod smtp;
+mod syslog;
 mod velociraptor;
 mod webhook;
 mod webhook_group;
@@ -27,6 +28,7 @@ use velonotify_core::vql::Timestamp;
 
 pub use self::retry::RetryPolicy;
 pub use self::smtp::{SmtpSection, SmtpSenders};
+pub use self::syslog::{SyslogSection, SyslogSenders};
 pub use self::velociraptor::ApiActions;
 pub use self::webhook::{WebhookSender, WebhookTls};
 use crate::capabilities::outbound::OutboundPolicy;
@@ -148,6 +150,8 @@ pub struct Deliverer {
     unreadable: Mutex<HashSet<i64>>,
     /// Signs the silence link of each digest, when velonotify serves the page.
     silence_links: Option<Arc<SilenceLinks>>,
+    /// The `[[syslog]]` receivers.
+    syslog: Option<SyslogSenders>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -195,7 +199,14 @@ impl Deliverer {
             unsettled: Mutex::default(),
             unreadable: Mutex::default(),
             silence_links: None,
+            syslog: None,
         }
+    }
+
+    /// Sends records to the `[[syslog]]` receivers.
+    pub fn with_syslog(mut self, syslog: SyslogSenders) -> Self {
+        self.syslog = Some(syslog);
+        self
     }
 
     /// Executes user messages, labels and alert pushes through the
@@ -337,6 +348,10 @@ impl Deliverer {
                     may_reach_private.unwrap_or(hook.may_reach_private),
                 ),
                 Err(why) => Attempt::Permanent(why),
+            },
+            Payload::Syslog(record) => match &self.syslog {
+                Some(syslog) => syslog.send(record),
+                None => Attempt::Permanent("no [[syslog]] receiver is configured".into()),
             },
             payload @ (Payload::UserMessage(_) | Payload::Label(_) | Payload::Alert(_)) => match &self.api {
                 Some(api) => api.execute(&item.module, payload),
@@ -711,7 +726,7 @@ impl Deliverer {
 
 /// What went wrong with TLS, if `error` (or one of its causes) is a TLS
 /// failure: a certificate that does not verify, a failed handshake.
-fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next = Some(error);
     while let Some(error) = next {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {

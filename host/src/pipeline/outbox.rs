@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::noise::{Labels, Origin};
 use crate::store::{
     self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, RetryChange, StateWrite, Status,
-    Store, StoreError, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
+    Store, StoreError, SyslogPayload, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
 };
 
 /// How serious a report is.
@@ -258,6 +258,31 @@ pub(crate) fn action_json(action: &Action) -> Value {
     }
 }
 
+/// A notification in a line: an e-mail's subject; a post's text (the
+/// `text`, `content`, `title` or `summary` its receiver takes); else its
+/// alertname.
+fn summary_of(action: &Action, labels: &Labels) -> String {
+    match action {
+        Action::Email(e) => e.subject.clone(),
+        Action::Webhook(w) => {
+            let body: Value = serde_json::from_slice(&w.body).unwrap_or(Value::Null);
+            [
+                "/text",
+                "/content",
+                "/title",
+                "/alert_title",
+                "/payload/summary",
+                "/event/message",
+            ]
+            .iter()
+            .find_map(|path| body.pointer(path).and_then(Value::as_str))
+            .unwrap_or(labels.get("alertname"))
+            .to_string()
+        }
+        _ => labels.get("alertname").to_string(),
+    }
+}
+
 /// Whether items of `kind` are notifications, which silences may hold back
 /// (label changes and alerts are a module's other actions).
 fn is_notification(kind: Kind) -> bool {
@@ -289,6 +314,25 @@ pub struct StoreOutbox {
     /// Alerts raised by modules are also written to the server's queue.
     push_alerts: bool,
     noise: NoiseControl,
+    /// The receivers that keep a record of notifications.
+    records: Vec<RecordCopy>,
+}
+
+/// A receiver that keeps a record of the notifications of `modules` (a
+/// `[[syslog]]` section).
+#[derive(Debug, Clone)]
+pub struct RecordCopy {
+    pub receiver: String,
+    /// None: every module's.
+    pub modules: Option<Vec<String>>,
+}
+
+impl RecordCopy {
+    fn records(&self, module: &str) -> bool {
+        self.modules
+            .as_ref()
+            .is_none_or(|modules| modules.iter().any(|m| m == module || m == "*"))
+    }
 }
 
 impl std::fmt::Debug for StoreOutbox {
@@ -319,7 +363,45 @@ impl StoreOutbox {
             clock,
             api: false,
             push_alerts: false,
+            records: Vec::new(),
         }
+    }
+
+    /// Queues a record of each notification for each receiver that keeps
+    /// its module's.
+    pub fn with_records(mut self, records: Vec<RecordCopy>) -> Self {
+        self.records = records;
+        self
+    }
+
+    /// The records of a notification: one per receiver keeping its
+    /// module's, made in the same commit, so a record is kept exactly when
+    /// the notification is.
+    fn records_of(&self, delivery: &Delivery<'_>, notification: &NewItem) -> Vec<NewItem> {
+        if !delivery.is_notification() {
+            return Vec::new();
+        }
+        self.records
+            .iter()
+            .filter(|copy| copy.records(delivery.module))
+            .map(|copy| NewItem {
+                module: notification.module.clone(),
+                event: notification.event.clone(),
+                status: Status::Pending,
+                payload: Payload::Syslog(SyslogPayload {
+                    sink: copy.receiver.clone(),
+                    time_us: delivery.now_us,
+                    summary: summary_of(delivery.action, &notification.labels),
+                    labels: notification.labels.clone(),
+                }),
+                body: Vec::new(),
+                follows: Vec::new(),
+                labels: notification.labels.clone(),
+                held_by: None,
+                release_us: None,
+                link_id: None,
+            })
+            .collect()
     }
 
     /// Mutes modules in their mute times (and outside their active ones).
@@ -564,7 +646,9 @@ impl StoreOutbox {
 impl Outbox for StoreOutbox {
     fn accept(&mut self, delivery: Delivery<'_>) {
         if let Some(item) = self.item(delivery) {
+            let records = self.records_of(&delivery, &item);
             self.pending.push(item);
+            self.pending.extend(records);
         }
     }
 

@@ -36,7 +36,8 @@ pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_second
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewDigest, NewItem, OpenOutbox, OutboxItem,
-    PAYLOAD_VERSION, Payload, Status, StatusCounts, Unreadable, UserMessagePayload, WebhookPayload, redacted_url,
+    PAYLOAD_VERSION, Payload, Status, StatusCounts, SyslogPayload, Unreadable, UserMessagePayload, WebhookPayload,
+    redacted_url,
 };
 pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};

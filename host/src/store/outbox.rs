@@ -30,10 +30,19 @@ pub enum Kind {
     Label,
     /// An alert written into the Velociraptor server's own alert queue.
     Alert,
+    /// A record of a notification for a syslog receiver.
+    Syslog,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Email, Kind::Webhook, Kind::UserMessage, Kind::Label, Kind::Alert];
+    pub const ALL: [Kind; 6] = [
+        Kind::Email,
+        Kind::Webhook,
+        Kind::UserMessage,
+        Kind::Label,
+        Kind::Alert,
+        Kind::Syslog,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +51,7 @@ impl Kind {
             Kind::UserMessage => "user-message",
             Kind::Label => "label",
             Kind::Alert => "alert",
+            Kind::Syslog => "syslog",
         }
     }
 
@@ -238,6 +248,21 @@ pub struct AlertPayload {
     pub flow_id: Option<String>,
 }
 
+/// A record of one notification for a `[[syslog]]` receiver, rendered
+/// (RFC 5424 or CEF) when it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyslogPayload {
+    /// The `[[syslog]]` section's name.
+    pub sink: String,
+    /// When the notification was made, in microseconds.
+    pub time_us: u64,
+    /// What the notification said, in a line: an e-mail's subject, a
+    /// webhook's text.
+    pub summary: String,
+    /// The notification's labels (`alertname`, `client_id`, `severity`...).
+    pub labels: Labels,
+}
+
 /// What an item carries besides its body, by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -247,6 +272,7 @@ pub enum Payload {
     UserMessage(UserMessagePayload),
     Label(LabelPayload),
     Alert(AlertPayload),
+    Syslog(SyslogPayload),
 }
 
 impl Payload {
@@ -257,6 +283,7 @@ impl Payload {
             Payload::UserMessage(_) => Kind::UserMessage,
             Payload::Label(_) => Kind::Label,
             Payload::Alert(_) => Kind::Alert,
+            Payload::Syslog(_) => Kind::Syslog,
         }
     }
 
@@ -270,6 +297,7 @@ impl Payload {
             Payload::UserMessage(m) => vec![m.user.clone()],
             Payload::Label(l) => vec![l.client_id.clone()],
             Payload::Alert(_) => Vec::new(),
+            Payload::Syslog(r) => vec![format!("syslog {}", r.sink)],
         }
     }
 
@@ -278,6 +306,7 @@ impl Payload {
         match self {
             Payload::Email(e) => Some(&e.subject),
             Payload::Alert(a) => Some(&a.name),
+            Payload::Syslog(r) => Some(&r.summary),
             _ => None,
         }
     }

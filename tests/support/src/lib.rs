@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod builds;
 pub mod peers;
+pub mod rsyslog;
 pub mod service;
 pub mod velociraptor_peer;
 
