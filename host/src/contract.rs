@@ -16,6 +16,6 @@ wasmtime::component::bindgen!({
 // `Setup`) are already at this module's root.
 pub use self::velociraptor::notify::actions::{Alert, Email, LabelChange, LabelOp, UserMessage, Webhook};
 pub use self::velociraptor::notify::log::LogLevel;
-pub use self::velociraptor::notify::lookups::{LookupError, ResultPage, ServerInfo};
+pub use self::velociraptor::notify::lookups::{FileBytes, LookupError, ResultPage, ServerInfo};
 pub use self::velociraptor::notify::types::{ColumnTest, Interest, Param, ParamError, ParamKind, ValueTest};
 pub use self::velociraptor::notify::{clock, links, log, lookups, state};

@@ -14,6 +14,8 @@
 //! - `interests`: declared interests spare calls and change no action;
 //! - `receivers`: each vendor target (Teams, PagerDuty, TheHive, IRIS,
 //!   Splunk, Discord, Telegram) against a stand-in checking its schema;
+//! - `send_email`: SendEmail rows through ingest to a real SMTP server,
+//!   files inline and through the API stand-in;
 //! - `noise`: silences hold back what they match, in `run` and in a replay;
 //! - `hostile`: the ingest endpoint against strangers and careless senders
 //!   (peak memory measured).
@@ -32,6 +34,7 @@ mod portability;
 mod python;
 mod receivers;
 mod sandbox;
+mod send_email;
 mod velociraptor;
 
 use std::path::Path;

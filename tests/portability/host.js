@@ -81,6 +81,7 @@ export const lookups = {
   users: unexpected('users'),
   monitoringLogs: unexpected('monitoring-logs'),
   auditLog: unexpected('audit-log'),
+  serverFile: unexpected('server-file'),
 };
 
 export const state = {

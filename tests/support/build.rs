@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("velonotify-client-errors-alert", "client_errors_alert.wasm"),
     ("velonotify-user-message", "user_message.wasm"),
     ("velonotify-webhook", "webhook.wasm"),
+    ("velonotify-send-email", "send_email.wasm"),
     ("velonotify-detect", "detect.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
     ("velonotify-versioned", "versioned.wasm"),

@@ -136,6 +136,27 @@ pub trait Lookups {
     fn users(&self) -> Lookup<Vec<Value>>;
     fn monitoring_logs(&self, client_id: &str, artifact: &str, since_ms: u64) -> Lookup<Vec<Answer>>;
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>>;
+    /// A file of the server's file store by its path, read up to
+    /// `max_bytes`: None when there is no such file.
+    fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<FileBytes>>;
+}
+
+/// A file's bytes, read up to a bound (`lookups.file-bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBytes {
+    /// The file, or its first bytes up to the bound when `truncated`.
+    pub data: Vec<u8>,
+    /// The file is larger than the bound.
+    pub truncated: bool,
+}
+
+impl FileBytes {
+    /// `data` read up to `max_bytes`.
+    pub fn bounded(mut data: Vec<u8>, max_bytes: u64) -> Self {
+        let truncated = data.len() as u64 > max_bytes;
+        data.truncate(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+        Self { data, truncated }
+    }
 }
 
 /// The rule's durable state (`wit/state.wit`).

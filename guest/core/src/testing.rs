@@ -220,6 +220,18 @@ impl Lookups for FakeHost {
             .cloned()
             .unwrap_or_default())
     }
+    /// The world's `files`: path → base64 of the bytes.
+    fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<crate::host::FileBytes>> {
+        use base64::Engine as _;
+        self.up()?;
+        let Some(text) = self.at(&["files", path]).and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| LookupError::Unavailable(format!("files.{path}: {e}")))?;
+        Ok(Some(crate::host::FileBytes::bounded(bytes, max_bytes)))
+    }
 }
 
 impl State for FakeHost {

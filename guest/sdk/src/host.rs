@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use velonotify_core::host::{
-    Answer, Clock, Links, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State,
+    Answer, Clock, FileBytes, Links, Log, LogLevel, Lookup, LookupError, Lookups, ResultPage, ServerInfo, State,
 };
 
 use crate::bindings::velociraptor::notify::lookups as imports;
@@ -128,6 +128,14 @@ impl Lookups for WitHost {
 
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         many(imports::audit_log(since_us))
+    }
+
+    fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<FileBytes>> {
+        let file = imports::server_file(path, max_bytes).map_err(lookup_error)?;
+        Ok(file.map(|f| FileBytes {
+            data: f.data,
+            truncated: f.truncated,
+        }))
     }
 }
 

@@ -32,6 +32,7 @@ use crate::delivery::{
 use crate::pipeline::outbox::{Level, Outbox, RecordCopy, Report, StoreOutbox};
 use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
+use crate::pipeline::row_outcome::{Noting, RowOutcome};
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
 use crate::sources::{BatchHandled, IncomingEvent, Input, JsonlSource, SourceError};
 use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, OutboxBound, SWEEP_EVERY, StateWrite, Store, Sweeper};
@@ -493,14 +494,19 @@ fn handle_inputs(
                     continue;
                 }
                 let mut unwatched = Unwatched::default();
+                let mut rows = Vec::with_capacity(batch.len());
                 for event in &batch {
                     swap_in(runtime, out);
-                    if !runtime.pipeline.dispatch(event, out) {
+                    let mut noting = Noting::new(out);
+                    let watched = runtime.pipeline.dispatch(event, &mut noting);
+                    if !watched {
                         unwatched.add(event);
                     }
+                    noting.outcome.settle(watched);
+                    rows.push(noting.outcome);
                 }
                 unwatched.log();
-                done = Some((reply, unwatched.handled()));
+                done = Some((reply, unwatched.handled(rows)));
                 events = true;
             }
             Ok(Input::Position(mark)) => positions.push(mark),
@@ -589,9 +595,10 @@ impl Unwatched {
         }
     }
 
-    fn handled(&self) -> BatchHandled {
+    fn handled(&self, rows: Vec<RowOutcome>) -> BatchHandled {
         BatchHandled {
             unwatched: self.named.values().sum::<usize>() + self.others,
+            rows,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod noise_control;
 pub mod outbox;
 pub mod reload;
 pub mod retries;
+pub mod row_outcome;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -498,6 +499,7 @@ impl Pipeline {
             (Ok(actions), _) => actions,
             // Not lost: the event comes back to this module.
             (Err(CallError::Failed(crate::contract::Failure::Lookup(why))), Some(event)) => {
+                out.refused(&module, &format!("lookup failed: {why}"), true);
                 self.retry_later(index, event, format!("lookup failed: {why}"), out);
                 return;
             }
@@ -506,12 +508,14 @@ impl Pipeline {
                     CallError::Failed(crate::contract::Failure::BadEvent(_)) => Level::Warn,
                     _ => Level::Error,
                 };
+                out.refused(&module, &error.to_string(), false);
                 out.report(Report::new(level, &module, event_id, error.to_string()));
                 return;
             }
         };
         let policy = &self.modules[index].spec().grants.outbound;
         if let Err(problem) = policy.check_count(actions.len()) {
+            out.refused(&module, &problem, false);
             out.report(Report::new(Level::Error, &module, event_id, problem));
             return;
         }
@@ -519,6 +523,7 @@ impl Pipeline {
         let mut raised = 0;
         for (action, checked) in actions.iter().zip(checked) {
             if let Err(problem) = checked {
+                out.refused(&module, &format!("an invalid action: {problem}"), false);
                 out.report(Report::new(
                     Level::Error,
                     &module,

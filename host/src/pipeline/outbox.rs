@@ -190,6 +190,10 @@ pub trait Outbox {
     fn report(&mut self, report: Report);
     /// Takes a change to the events to hand a module again, for the commit.
     fn defer(&mut self, change: RetryChange);
+    /// Hears that `module` refused the input (or, `retried`, will be
+    /// handed it again later), saying why: reported already; an ingest
+    /// answer tells the poster ([`super::row_outcome`]).
+    fn refused(&mut self, _module: &str, _reason: &str, _retried: bool) {}
     /// Stores what the input caused, `state` and the accepted actions, at
     /// once: an input counts as handled once this returns Ok. After an
     /// error nothing of it is stored, and the same call may be made again.

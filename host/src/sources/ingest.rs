@@ -352,7 +352,7 @@ async fn accept(
     };
     answer(
         StatusCode::OK,
-        json!({"accepted": count, "unwatched": handled.unwatched}),
+        json!({"accepted": count, "unwatched": handled.unwatched, "rows": handled.rows}),
     )
 }
 

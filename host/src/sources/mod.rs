@@ -37,10 +37,12 @@ impl IncomingEvent {
 }
 
 /// What became of a batch of posted rows, once committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchHandled {
     /// Rows no module watches (their org and queue): handled by nobody.
     pub unwatched: usize,
+    /// What the modules did with each row, in order.
+    pub rows: Vec<crate::pipeline::row_outcome::RowOutcome>,
 }
 
 /// The service's side of a posted batch. The batch is the service's or

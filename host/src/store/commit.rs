@@ -41,6 +41,9 @@ pub enum ThrottleMode {
     Digest,
     /// Dropped with a log line and a counter (Velociraptor's behaviour).
     Drop,
+    /// Queued: each sent in its turn, one per window (SendEmail's
+    /// `Period`: every message is its own, none may be folded or lost).
+    Queue,
 }
 
 /// What the commit needs to throttle e-mails.
@@ -87,7 +90,19 @@ impl Store {
             crate::crash_point!("store::between-writes");
             let mut committed: Vec<Committed> = Vec::with_capacity(changes.items.len());
             for item in changes.items {
-                let mut status = decide(tx, item, now_us, throttle)?;
+                let (mut status, turn_us) = decide(tx, item, now_us, throttle)?;
+                // A queued e-mail waits for its turn.
+                let queued;
+                let item = match turn_us {
+                    Some(turn_us) => {
+                        queued = NewItem {
+                            release_us: Some(turn_us),
+                            ..item.clone()
+                        };
+                        &queued
+                    }
+                    None => item,
+                };
                 let after: Vec<i64> = item
                     .follows
                     .iter()
@@ -109,25 +124,35 @@ impl Store {
     }
 }
 
-/// Whether an e-mail goes now, is held or is dropped; other items keep
-/// their status.
-fn decide(tx: &Transaction<'_>, item: &NewItem, now_us: u64, throttle: &Throttle) -> rusqlite::Result<Status> {
+/// Whether an e-mail goes now, is held, is dropped or waits for its turn
+/// (then: until when); other items keep their status.
+fn decide(
+    tx: &Transaction<'_>,
+    item: &NewItem,
+    now_us: u64,
+    throttle: &Throttle,
+) -> rusqlite::Result<(Status, Option<u64>)> {
     let Payload::Email(email) = &item.payload else {
-        return Ok(item.status);
+        return Ok((item.status, None));
     };
     // Held back by noise control (silenced, inhibited, muted): not sent
     // now, so it takes no room in the window.
     if item.held_by.is_some() {
-        return Ok(item.status);
+        return Ok((item.status, None));
     }
     let open_until = window_open_until(tx, &item.module, email.send_interval_s, throttle.mail_period_s)?;
-    if open_until.is_none_or(|end| end <= now_us) {
+    let Some(end) = open_until.filter(|end| *end > now_us) else {
         record_send(tx, &item.module, now_us)?;
-        return Ok(item.status);
-    }
+        return Ok((item.status, None));
+    };
     Ok(match throttle.modes.get(&item.module).copied().unwrap_or_default() {
-        ThrottleMode::Digest => Status::Held,
-        ThrottleMode::Drop => Status::Dropped,
+        ThrottleMode::Digest => (Status::Held, None),
+        ThrottleMode::Drop => (Status::Dropped, None),
+        // Its turn is the window's end, which opens the next window.
+        ThrottleMode::Queue => {
+            record_send(tx, &item.module, end)?;
+            (item.status, Some(end))
+        }
     })
 }
 
@@ -269,6 +294,46 @@ mod tests {
             let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
             assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
         }
+    }
+
+    /// In queue mode (SendEmail's `Period`) each e-mail inside the window
+    /// waits for its own turn, one window after the one before: none is
+    /// folded, none is lost, and none goes early.
+    #[test]
+    fn queued_e_mails_go_one_per_window_in_turn() {
+        let store = Store::in_memory();
+        let commit = |subject: &str, now_us| {
+            let items = [email("mailer", "soc@example.org", subject, 300)];
+            let changes = Changes {
+                state: &[],
+                items: &items,
+                retries: &[],
+            };
+            store
+                .commit(&changes, now_us, now_us + 100 * S, &throttle(ThrottleMode::Queue))
+                .unwrap()[0]
+                .status
+        };
+        let statuses = [commit("1", 10 * S), commit("2", 20 * S), commit("3", 30 * S)];
+        assert_eq!(statuses, [Status::Pending; 3]);
+        let subjects_due = |at_us| -> Vec<String> {
+            let mut due: Vec<String> = store
+                .due(at_us, 100)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.unwrap().payload.subject().unwrap_or("").to_string())
+                .collect();
+            due.sort();
+            due
+        };
+        assert_eq!(subjects_due(30 * S), ["1"]);
+        assert_eq!(
+            subjects_due(310 * S),
+            ["1", "2"],
+            "the second at the first window's end"
+        );
+        assert_eq!(subjects_due(609 * S), ["1", "2"]);
+        assert_eq!(subjects_due(610 * S), ["1", "2", "3"], "the third one window later");
     }
 
     /// A silenced e-mail is not sent: the next one of its module is not

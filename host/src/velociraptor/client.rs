@@ -10,7 +10,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::api_config::ApiClientConfig;
 use super::proto::api_client::ApiClient as GrpcClient;
-use super::proto::{VqlCollectorArgs, VqlEnv, VqlRequest, VqlResponse};
+use super::proto::{VfsFileBuffer, VqlCollectorArgs, VqlEnv, VqlRequest, VqlResponse};
 
 /// Why a call to the API failed. `Unavailable` is worth retrying; the
 /// others are not until something changes.
@@ -139,6 +139,9 @@ pub struct ApiClient {
 /// enough for prompt alerts, large enough not to ship rows one by one.
 const MAX_ROW: u64 = 500;
 const MAX_WAIT_S: u64 = 1;
+/// A file is read in pieces of 1 MiB (the API's clients keep messages
+/// under 4 MiB).
+pub const FILE_PIECE_BYTES: u32 = 1 << 20;
 /// Responses may carry large result batches.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
@@ -259,6 +262,57 @@ impl ApiClient {
         timeout: Duration,
     ) -> Result<QueryOutput, ApiError> {
         self.runtime.block_on(self.query(vql, env, org_id, timeout))
+    }
+
+    /// The file of the file store at `components`, read in pieces of
+    /// [`FILE_PIECE_BYTES`] within `timeout`, up to `max_bytes` (then the
+    /// flag says more was left unread); no bytes for a path the store does
+    /// not hold (the API answers it as an empty file).
+    pub fn read_file_blocking(
+        &self,
+        org_id: &str,
+        components: &[String],
+        max_bytes: u64,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, bool), ApiError> {
+        let read = async {
+            let mut client =
+                GrpcClient::new(self.channel.clone()).max_decoding_message_size(FILE_PIECE_BYTES as usize + 4096);
+            let mut data = Vec::new();
+            loop {
+                let request = VfsFileBuffer {
+                    client_id: String::new(),
+                    offset: data.len() as u64,
+                    length: FILE_PIECE_BYTES,
+                    data: Vec::new(),
+                    components: components.to_vec(),
+                    org_id: org_id.to_string(),
+                };
+                let piece = client
+                    .vfs_get_buffer(request)
+                    .await
+                    .map_err(|status| self.status_error(&status))?
+                    .into_inner()
+                    .data;
+                if piece.is_empty() {
+                    return Ok((data, false));
+                }
+                data.extend_from_slice(&piece);
+                if data.len() as u64 > max_bytes {
+                    data.truncate(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+                    return Ok((data, true));
+                }
+            }
+        };
+        self.runtime.block_on(async {
+            match tokio::time::timeout(timeout, read).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::Unavailable {
+                    address: self.address.clone(),
+                    message: format!("the file was not read within {} s", timeout.as_secs_f64()),
+                }),
+            }
+        })
     }
 
     /// What a failed call means, in words an administrator can act on.

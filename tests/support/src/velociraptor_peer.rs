@@ -27,7 +27,7 @@ use velonotify::capabilities::lookups::{LookupSource, World};
 use velonotify::velociraptor::vql;
 
 use self::proto::api_server::{Api, ApiServer};
-use self::proto::{VqlCollectorArgs, VqlResponse};
+use self::proto::{VfsFileBuffer, VqlCollectorArgs, VqlResponse};
 
 /// The server side of `host/proto/velociraptor_api.proto`, generated for
 /// this stand-in only (the host builds the client).
@@ -451,6 +451,39 @@ fn log(line: &str, now_us: u64) -> VqlResponse {
 #[tonic::async_trait]
 impl Api for PeerService {
     type QueryStream = ResponseStream;
+
+    /// A piece of a file of the world's `files`, as the server's
+    /// `VFSGetBuffer` answers: up to `length` bytes from `offset`, none at
+    /// the end or for a path it does not hold; `PermissionDenied` without
+    /// READ_RESULTS (`deny("vfs_get_buffer")`).
+    async fn vfs_get_buffer(&self, request: Request<VfsFileBuffer>) -> Result<Response<VfsFileBuffer>, Status> {
+        let asked = request.into_inner();
+        self.shared.requests.lock().unwrap().push(json!({
+            "rpc": "VFSGetBuffer", "components": asked.components, "offset": asked.offset,
+            "length": asked.length, "org_id": asked.org_id,
+        }));
+        if self.shared.denied.lock().unwrap().contains("vfs_get_buffer") {
+            return Err(Status::permission_denied(
+                "PermissionDenied: Permission denied: [READ_RESULTS]",
+            ));
+        }
+        if asked.length > 4 << 20 {
+            return Err(Status::invalid_argument("length too large"));
+        }
+        let file = self
+            .shared
+            .world
+            .server_file(&asked.org_id, &asked.components, u64::MAX)
+            .map_err(|e| Status::internal(format!("{e:?}")))?
+            .map(|f| f.data)
+            .unwrap_or_default();
+        let start = (asked.offset as usize).min(file.len());
+        let end = (start + asked.length as usize).min(file.len());
+        Ok(Response::new(VfsFileBuffer {
+            data: file[start..end].to_vec(),
+            ..asked
+        }))
+    }
 
     async fn query(&self, request: Request<VqlCollectorArgs>) -> Result<Response<Self::QueryStream>, Status> {
         let args = request.into_inner();

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod errors_alert;
 pub mod flow_completion;
 pub mod interest;
+pub mod send_email;
 pub mod user_message;
 pub mod webhook;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use velonotify_core::host::{LookupError, ResultPage};
+use velonotify_core::host::{FileBytes, LookupError, ResultPage};
 
 use super::{LookupAnswer, LookupSource, OrgInfo, result_page};
 use crate::velociraptor::client::{ApiClient, ApiError, QueryOutput};
@@ -228,6 +228,19 @@ impl LookupSource for ApiLookups {
             .filter(|r| r["_ts"].as_u64().is_some_and(|ts| written.contains(&ts)))
             .cloned()
             .collect())
+    }
+
+    fn server_file(&self, org: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>> {
+        let (data, truncated) = self
+            .client
+            .read_file_blocking(org, components, max_bytes, self.timeout)
+            .map_err(|e| match e {
+                ApiError::Denied { .. } => LookupError::Denied(e.to_string()),
+                _ => LookupError::Unavailable(e.to_string()),
+            })?;
+        // The API answers a path it does not hold with no bytes, as it
+        // answers an empty file: an empty attachment says nothing anyway.
+        Ok((!data.is_empty()).then_some(FileBytes { data, truncated }))
     }
 
     fn audit_log(&self, org: &str, since_us: u64) -> LookupAnswer<Vec<Value>> {

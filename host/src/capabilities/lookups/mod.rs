@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value;
-use velonotify_core::host::{Answer, Lookup, LookupError, ResultPage, ServerInfo};
+use velonotify_core::host::{Answer, FileBytes, Lookup, LookupError, ResultPage, ServerInfo};
 
 pub use self::api::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S};
 pub use self::world::{World, WorldError};
@@ -46,10 +46,11 @@ pub enum LookupName {
     Users,
     MonitoringLogs,
     AuditLog,
+    ServerFile,
 }
 
 impl LookupName {
-    pub const ALL: [LookupName; 12] = [
+    pub const ALL: [LookupName; 13] = [
         LookupName::ClientInfo,
         LookupName::ClientMetadata,
         LookupName::Clients,
@@ -62,6 +63,7 @@ impl LookupName {
         LookupName::Users,
         LookupName::MonitoringLogs,
         LookupName::AuditLog,
+        LookupName::ServerFile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +80,7 @@ impl LookupName {
             LookupName::Users => "users",
             LookupName::MonitoringLogs => "monitoring_logs",
             LookupName::AuditLog => "audit_log",
+            LookupName::ServerFile => "server_file",
         }
     }
 
@@ -219,11 +222,25 @@ pub trait LookupSource: Send + Sync {
         until_ms: u64,
     ) -> LookupAnswer<Vec<Value>>;
     fn audit_log(&self, org_id: &str, since_us: u64) -> LookupAnswer<Vec<Value>>;
+    /// The file of the file store at `components` (made by
+    /// [`file_store_path`]), read up to `max_bytes`.
+    fn server_file(&self, org_id: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>>;
 
     /// Applies a label change the way the server would, for sources that
     /// stand in for a server (a replay's world). A real server sees the
     /// change when the action is delivered.
     fn apply_label_change(&self, _org_id: &str, _client_id: &str, _add: bool, _labels: &[String]) {}
+}
+
+/// A file store path as the API takes it: its components, without empty
+/// ones and `.` (so `/downloads//x` and `downloads/x` name one file).
+/// `..` is kept: the server refuses it, and velonotify does not guess what
+/// it would mean.
+pub fn file_store_path(path: &str) -> Vec<String> {
+    path.split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
 }
 
 /// The first rows of a result set, at most `max_rows` of them and at most
@@ -356,6 +373,15 @@ impl velonotify_core::host::Lookups for CallContext {
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         self.ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
     }
+    fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<FileBytes>> {
+        let components = file_store_path(path);
+        if components.is_empty() {
+            return Ok(None);
+        }
+        self.ask(LookupName::ServerFile, |s, org| {
+            s.server_file(org, &components, max_bytes)
+        })
+    }
 }
 
 /// Lookup errors and answers as the interface passes them: JSON text.
@@ -445,6 +471,17 @@ impl contract::lookups::Host for CallContext {
     }
     fn audit_log(&mut self, since_us: u64) -> Result<Vec<String>, contract::LookupError> {
         many(velonotify_core::host::Lookups::audit_log(self, since_us))
+    }
+    fn server_file(
+        &mut self,
+        path: String,
+        max_bytes: u64,
+    ) -> Result<Option<contract::FileBytes>, contract::LookupError> {
+        let file = velonotify_core::host::Lookups::server_file(self, &path, max_bytes).map_err(wit_error)?;
+        Ok(file.map(|f| contract::FileBytes {
+            data: f.data,
+            truncated: f.truncated,
+        }))
     }
 }
 
@@ -552,6 +589,9 @@ mod tests {
         }
         fn audit_log(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
             Ok(Vec::new())
+        }
+        fn server_file(&self, _: &str, path: &[String], _: u64) -> LookupAnswer<Option<FileBytes>> {
+            panic!("asked for file {path:?}")
         }
     }
 

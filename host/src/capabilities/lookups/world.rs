@@ -6,7 +6,7 @@ use std::sync::RwLock;
 
 use serde_json::{Map, Value, json};
 
-use velonotify_core::host::ResultPage;
+use velonotify_core::host::{FileBytes, ResultPage};
 
 use super::{LookupAnswer, LookupSource, OrgInfo};
 
@@ -36,9 +36,11 @@ pub struct World {
     /// client id (or `server`) → artifact → rows.
     monitoring_logs: Map<String, Value>,
     audit: Vec<Value>,
+    /// File store path → the file's bytes (base64 in the file).
+    files: std::collections::HashMap<String, Vec<u8>>,
 }
 
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 13] = [
     "org",
     "server",
     "clients",
@@ -50,6 +52,7 @@ const KNOWN_KEYS: [&str; 12] = [
     "client_monitoring",
     "monitoring_logs",
     "audit",
+    "files",
     "_comment",
 ];
 
@@ -133,6 +136,7 @@ impl World {
             event_tables: event_tables(top.get("server_monitoring"), top.get("client_monitoring"))?,
             monitoring_logs,
             audit: list("audit")?,
+            files: files(&object("files")?)?,
         })
     }
 
@@ -150,6 +154,23 @@ impl World {
     fn flow_object(&self, client_id: &str, flow_id: &str) -> Option<&Value> {
         self.flows.get(client_id)?.get(flow_id)
     }
+}
+
+/// `files`: file store paths to their bytes in base64.
+fn files(files: &Map<String, Value>) -> Result<std::collections::HashMap<String, Vec<u8>>, String> {
+    use base64::Engine as _;
+    files
+        .iter()
+        .map(|(path, value)| {
+            let text = value
+                .as_str()
+                .ok_or_else(|| format!("files.{path}: expected the file's bytes in base64, got {}", kind(value)))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("files.{path}: not base64: {e}"))?;
+            Ok((super::file_store_path(path).join("/"), bytes))
+        })
+        .collect()
 }
 
 /// A copy of `value` without the named members: a flow's results can be
@@ -411,6 +432,11 @@ impl LookupSource for World {
         let mut rows: Vec<Value> = self.audit.iter().filter(|r| row_ts(r) > since_s).cloned().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(row_ts(r)));
         Ok(rows)
+    }
+
+    fn server_file(&self, _org: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>> {
+        let file = self.files.get(&components.join("/"));
+        Ok(file.map(|bytes| FileBytes::bounded(bytes.clone(), max_bytes)))
     }
 }
 
