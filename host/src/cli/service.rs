@@ -32,7 +32,8 @@ use crate::delivery::{
 use crate::pipeline::outbox::{Level, Outbox, RecordCopy, Report, StoreOutbox};
 use crate::pipeline::reload::{ReloadSettings, Reloader, SwapSlot};
 use crate::pipeline::retries::{LookupRetry, RETRIES_PER_INPUT};
-use crate::pipeline::row_outcome::{Noting, RowOutcome};
+use crate::pipeline::row_outcome::Noting;
+use crate::sources::row_outcome::RowOutcome;
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
 use crate::sources::{BatchHandled, IncomingEvent, Input, JsonlSource, SourceError};
 use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, OutboxBound, SWEEP_EVERY, StateWrite, Store, Sweeper};

@@ -6,6 +6,7 @@
 
 pub mod ingest;
 pub mod jsonl;
+pub mod row_outcome;
 pub mod velociraptor;
 
 pub use self::jsonl::{JsonlSource, SourceError};
@@ -42,7 +43,7 @@ pub struct BatchHandled {
     /// Rows no module watches (their org and queue): handled by nobody.
     pub unwatched: usize,
     /// What the modules did with each row, in order.
-    pub rows: Vec<crate::pipeline::row_outcome::RowOutcome>,
+    pub rows: Vec<row_outcome::RowOutcome>,
 }
 
 /// The service's side of a posted batch. The batch is the service's or

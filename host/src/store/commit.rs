@@ -303,7 +303,7 @@ mod tests {
     fn queued_e_mails_go_one_per_window_in_turn() {
         let store = Store::in_memory();
         let commit = |subject: &str, now_us| {
-            let items = [email("mailer", "soc@example.org", subject, 300)];
+            let items = [email("alerts", "soc@example.org", subject, 300)];
             let changes = Changes {
                 state: &[],
                 items: &items,
