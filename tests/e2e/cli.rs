@@ -257,6 +257,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
     use velonotify_core::rules::detect::DetectRule;
     use velonotify_core::rules::errors_alert::{ClientErrorsRule, ServerErrorsRule};
     use velonotify_core::rules::flow_completion::FlowCompletionRule;
+    use velonotify_core::rules::send_email::SendEmailRule;
     use velonotify_core::rules::user_message::UserMessageRule;
     use velonotify_core::rules::webhook::WebhookRule;
     assert_documented("Server.Monitor.Alerts", AlertsRule::NAME, AlertsRule::PARAMS);
@@ -274,6 +275,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
     assert_documented(tables[0], UserMessageRule::NAME, UserMessageRule::PARAMS);
     assert_documented(tables[1], WebhookRule::NAME, WebhookRule::PARAMS);
     assert_documented(tables[2], DetectRule::NAME, DetectRule::PARAMS);
+    assert_documented("SendEmail", SendEmailRule::NAME, SendEmailRule::PARAMS);
 }
 
 #[test]

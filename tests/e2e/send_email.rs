@@ -227,3 +227,47 @@ fn a_message_whose_file_cannot_be_read_yet_waits_and_goes_once_it_can() {
     assert_eq!(messages[0].0, "Later");
     assert_eq!(leaves(&messages[0].1)[1].2, REPORT_CSV);
 }
+
+/// `Server.Velonotify.SendEmail` takes Generic.Utils.SendEmail's
+/// parameters with their names and defaults (those of the module, which
+/// ports them), so a notebook swaps one artifact name for the other; it
+/// posts one row as the ingest endpoint takes it and reads the row's
+/// status back as `ErrorStatus`.
+#[test]
+fn the_send_email_artifact_takes_generic_utils_send_emails_parameters() {
+    use velonotify_core::rules::Rule;
+    use velonotify_core::rules::send_email::SendEmailRule;
+    let artifact: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(
+            velonotify_test_support::workspace().join("host/velociraptor-artifacts/Server.Velonotify.SendEmail.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let parameters = artifact["parameters"].as_array().unwrap();
+    let velonotify_only = ["Queue", "RecipientsAllowed"];
+    for spec in SendEmailRule::PARAMS
+        .iter()
+        .filter(|p| !velonotify_only.contains(&p.name))
+    {
+        let parameter = parameters
+            .iter()
+            .find(|p| p["name"] == spec.name)
+            .unwrap_or_else(|| panic!("the artifact lacks {}", spec.name));
+        let default = match &parameter["default"] {
+            Value::Null if spec.default == "N" => "N".to_string(),
+            Value::Null => String::new(),
+            Value::Bool(b) => if *b { "Y" } else { "N" }.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.trim_end().to_string(),
+            other => other.to_string(),
+        };
+        assert_eq!(default, spec.default, "{}", spec.name);
+    }
+    let query = artifact["sources"][0]["query"].as_str().unwrap();
+    assert!(
+        query.contains(r#"data=serialize(item=[Message,], format="json")"#),
+        "{query}"
+    );
+    assert!(query.contains("Answer.rows[0].status"), "{query}");
+}
