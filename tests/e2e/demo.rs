@@ -409,3 +409,51 @@ fn severity_transforms_make_warning_medium_and_the_threshold_drops_low() {
                 .contains("severity \"low\" is not in SeverityThreshold")
     }));
 }
+
+/// The demo's e-mails as mail clients show them, in a real browser
+/// (headless Chromium, installed by scripts/setup): laid out 375 px wide
+/// (a phone) and 800 px wide (a desktop client), no element reaches past
+/// the window's right edge, so nothing needs scrolling sideways or is cut
+/// off; each HTML part is within the budget Gmail shows whole. The
+/// screenshots are kept in `target/screenshots/` for a person to look at.
+#[test]
+fn demo_emails_fit_a_phone_and_a_desktop_in_a_real_browser() {
+    let out = scratch();
+    demo_replay(out.path());
+    let shots = velonotify_test_support::workspace().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let browser = velonotify_test_support::browser::Browser::start();
+    let mut looked_at = 0;
+    for (file, _) in emails(out.path()) {
+        let html = out.path().join(format!("{file}.html"));
+        let Ok(bytes) = std::fs::metadata(&html).map(|m| m.len()) else {
+            continue;
+        };
+        assert!(
+            bytes <= velonotify_core::render::HTML_BUDGET_BYTES as u64,
+            "{file}.html: {bytes} bytes"
+        );
+        for width in [375, 800] {
+            assert_eq!(
+                browser.lay_out_at(width),
+                width,
+                "the window is laid out {width} px wide"
+            );
+            browser.goto(&format!("file://{}", html.display()));
+            let widest = browser.execute(
+                "const right = [...document.querySelectorAll('body *')]
+                     .map(e => Math.ceil(e.getBoundingClientRect().right));
+                 return Math.max(document.documentElement.scrollWidth, ...right);",
+            );
+            let widest = widest.as_u64().unwrap();
+            std::fs::write(shots.join(format!("demo-{file}-{width}px.png")), browser.screenshot()).unwrap();
+            assert!(
+                widest <= u64::from(width),
+                "{file}.html at {width} px: content reaches {widest} px (screenshot in {})",
+                shots.display()
+            );
+        }
+        looked_at += 1;
+    }
+    assert!(looked_at >= 5, "the demo's HTML e-mails: {looked_at}");
+}

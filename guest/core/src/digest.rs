@@ -2,7 +2,7 @@
 //! window, listed in one message when the window ends (decision D11,
 //! docs/decisions.md).
 
-use crate::mime::{MailContent, build_message};
+use crate::mime::{Attachment, MailContent, build_message};
 use crate::render::{Cell, Html, MailDocument, silence_link_line, subject_safe};
 use crate::vql::Timestamp;
 
@@ -116,8 +116,13 @@ pub fn build_digest(digest: &Digest<'_>) -> (String, Vec<u8>) {
         date_unix: digest.now.unix_seconds(),
         identity: digest.identity,
         text: &text,
-        html: Some(&html),
-        attachments: &[],
+        html: Some(&html.html),
+        attachments: &html
+            .full
+            .as_deref()
+            .map(Attachment::full_report)
+            .into_iter()
+            .collect::<Vec<_>>(),
     });
     (subject, message)
 }

@@ -29,6 +29,18 @@ pub struct Attachment {
     pub data: Vec<u8>,
 }
 
+impl Attachment {
+    /// The whole HTML report of a notification whose body was cut to fit
+    /// the HTML budget (`render::MailDocument`).
+    pub fn full_report(html: &str) -> Self {
+        Self {
+            filename: crate::render::FULL_REPORT_NAME.to_string(),
+            content_type: "text/html".into(),
+            data: html.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// Everything that goes into one message.
 #[derive(Debug, Clone)]
 pub struct MailContent<'a> {

@@ -262,3 +262,10 @@ pub(crate) fn json_value(
         text.prop_map(move |t| json!({ member: t })),
     ]
 }
+
+/// `html` without its `style` and `scope` attributes: what tests read to
+/// check a document's structure and text, not its look.
+pub fn bare(html: &str) -> String {
+    let attributes = regex::Regex::new(r#" (style|scope)="[^"]*""#).expect("a valid regex");
+    attributes.replace_all(html, "").into_owned()
+}

@@ -113,6 +113,36 @@ impl Browser {
         self.runtime.block_on(self.client.source()).unwrap()
     }
 
+    /// Resizes the window so that the page is laid out `width` CSS pixels
+    /// wide (the window's frame is added), as a mail client of that width
+    /// shows a message; the width the page got.
+    pub fn lay_out_at(&self, width: u32) -> u32 {
+        self.runtime.block_on(async {
+            let inner_width = async || {
+                let inner = self.client.execute("return window.innerWidth", vec![]).await.unwrap();
+                inner.as_u64().unwrap_or(0) as u32
+            };
+            self.client.set_window_size(width, 900).await.unwrap();
+            let frame = width.saturating_sub(inner_width().await);
+            if frame > 0 {
+                self.client.set_window_size(width + frame, 900).await.unwrap();
+            }
+            inner_width().await
+        })
+    }
+
+    /// Runs `script` in the page; what it returns.
+    pub fn execute(&self, script: &str) -> serde_json::Value {
+        self.runtime
+            .block_on(self.client.execute(script, vec![]))
+            .unwrap_or_else(|e| panic!("running {script}: {e}"))
+    }
+
+    /// A PNG of the window.
+    pub fn screenshot(&self) -> Vec<u8> {
+        self.runtime.block_on(self.client.screenshot()).unwrap()
+    }
+
     /// Whether the page ran any script the test did not put there: the
     /// number of `<script>` elements in the document.
     pub fn scripts(&self) -> usize {

@@ -50,7 +50,7 @@ impl Cell {
                 [] => {}
                 [single] => single.write_html(out),
                 many => {
-                    out.push_markup("<ul>");
+                    out.push_markup(&format!("<ul style=\"{}\">", super::style::LIST));
                     for item in many {
                         out.push_markup("<li>");
                         item.write_html(out);
@@ -217,12 +217,15 @@ pub fn write_text_lines<'a>(rows: impl IntoIterator<Item = (&'a str, &'a Cell)>,
     }
 }
 
+/// Keys are row headers (`<th scope="row">`), so a screen reader names
+/// each value by its key.
 fn write_key_value_table<'a>(rows: impl Iterator<Item = (&'a str, &'a Cell)>, out: &mut Html) {
-    out.push_markup("<table>\n");
+    use super::style;
+    out.push_markup(&format!("<table style=\"{}\">\n", style::DATA_TABLE));
     for (key, value) in rows {
-        out.push_markup("<tr><td>");
+        out.push_markup(&format!("<tr><th scope=\"row\" style=\"{}\">", style::HEADER_CELL));
         out.push_text(key);
-        out.push_markup("</td><td>");
+        out.push_markup(&format!("</th><td style=\"{}\">", style::DATA_CELL));
         value.write_html(out);
         out.push_markup("</td></tr>\n");
     }
@@ -239,7 +242,10 @@ mod tests {
 
     #[test]
     fn bullet_lists_render_like_the_artifacts() {
-        assert_eq!(labels(&["a", "b"]).to_html().as_str(), "<ul><li>a</li><li>b</li></ul>");
+        assert_eq!(
+            crate::testing::bare(labels(&["a", "b"]).to_html().as_str()),
+            "<ul><li>a</li><li>b</li></ul>"
+        );
         assert_eq!(labels(&["only"]).to_html().as_str(), "only");
         assert_eq!(labels(&["a", "b"]).to_text(), "\n  - a\n  - b");
     }
@@ -262,8 +268,8 @@ mod tests {
         let mut f = Fields::new(false);
         f.push("<k>", Cell::text("<v>"));
         assert_eq!(
-            f.to_html().unwrap().as_str(),
-            "<table>\n<tr><td>&lt;k&gt;</td><td>&lt;v&gt;</td></tr>\n</table>"
+            crate::testing::bare(f.to_html().unwrap().as_str()),
+            "<table>\n<tr><th>&lt;k&gt;</th><td>&lt;v&gt;</td></tr>\n</table>"
         );
     }
 

@@ -12,6 +12,7 @@ mod elide;
 mod fill;
 mod html;
 mod links;
+mod style;
 mod table;
 mod template;
 
@@ -21,7 +22,9 @@ pub use self::fill::{FillError, FillTemplate};
 pub use self::html::Html;
 pub use self::links::Links;
 pub use self::table::{FullTable, TableLimits};
-pub use self::template::{MailDocument, SILENCE_LINK_TEXT, silence_link_line};
+pub use self::template::{
+    FULL_REPORT_NAME, HTML_BUDGET_BYTES, MailDocument, MailHtml, SILENCE_LINK_TEXT, silence_link_line,
+};
 
 /// Text for a mail subject: control characters (CR, LF, NUL and the rest of
 /// C0, and DEL) become spaces, so no event data can end the header

@@ -2,6 +2,7 @@
 //! column caps (docs/velociraptor.md §3.1).
 
 use super::html::Html;
+use super::style;
 
 /// Caps applied when a table is rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,30 +89,34 @@ impl FullTable {
         let shown_rows = limits.max_rows.map_or(rows, |max| rows.min(max));
         let total_rows = self.total_rows.max(rows);
 
-        out.push_markup("<table>\n");
+        let th = format!("<th scope=\"col\" style=\"{}\">", style::HEADER_CELL);
+        let td = format!("<td style=\"{}\">", style::DATA_CELL);
+        out.push_markup(&format!("<table style=\"{}\">\n", style::DATA_TABLE));
         if !self.headers.is_empty() {
             out.push_markup("<tr>");
             for header in self.headers.iter().take(limits.max_cols) {
-                out.push_markup("<th>");
+                out.push_markup(&th);
                 out.push(header);
                 out.push_markup("</th>");
             }
             if cols_cut {
-                out.push_markup("<th></th>");
+                out.push_markup(&th);
+                out.push_markup("</th>");
             }
             out.push_markup("</tr>\n");
         }
         for index in 0..shown_rows {
             out.push_markup("<tr>");
             for cell in self.row(index).take(limits.max_cols) {
-                out.push_markup("<td>");
+                out.push_markup(&td);
                 // Written through push_cell, as Html: already safe.
                 out.push_markup(cell);
                 out.push_markup("</td>");
             }
             if cols_cut && index == 0 {
                 out.push_markup(&format!(
-                    "<td rowspan=\"{shown_rows}\" style=\"text-align:center\">…</td>"
+                    "<td rowspan=\"{shown_rows}\" style=\"{}\">…</td>",
+                    style::CENTERED_CELL
                 ));
             }
             out.push_markup("</tr>\n");
@@ -119,7 +124,8 @@ impl FullTable {
         if shown_rows < total_rows {
             let span = limits.max_cols.min(total_cols) + usize::from(cols_cut);
             out.push_markup(&format!(
-                "<tr><td colspan=\"{span}\" style=\"text-align:center\">(Showing {shown_rows} of {total_rows} rows)</td></tr>\n"
+                "<tr><td colspan=\"{span}\" style=\"{}\">(Showing {shown_rows} of {total_rows} rows)</td></tr>\n",
+                style::CENTERED_CELL
             ));
         }
         out.push_markup("</table>");
@@ -167,10 +173,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(html.as_str().matches("<tr>").count(), 1 + 3 + 1);
-        assert!(
-            html.as_str()
-                .contains("<td colspan=\"2\" style=\"text-align:center\">(Showing 3 of 5 rows)</td>")
-        );
+        assert!(crate::testing::bare(html.as_str()).contains("<td colspan=\"2\">(Showing 3 of 5 rows)</td>"));
     }
 
     #[test]
@@ -181,13 +184,10 @@ mod tests {
                 max_cols: 4,
             })
             .unwrap();
-        let s = html.as_str();
+        let s = &crate::testing::bare(html.as_str());
         assert!(s.contains("<th>h3</th><th></th></tr>"), "{s}");
         assert!(!s.contains("h4"));
-        assert!(
-            s.contains("<td>r0c3</td><td rowspan=\"2\" style=\"text-align:center\">…</td></tr>"),
-            "{s}"
-        );
+        assert!(s.contains("<td>r0c3</td><td rowspan=\"2\">…</td></tr>"), "{s}");
         assert!(s.contains("<td>r1c3</td></tr>"));
     }
 
@@ -196,12 +196,14 @@ mod tests {
         let mut t = FullTable::new(vec![], 1);
         push_row(&mut t, &["k", "<v>"]);
         assert_eq!(
-            t.to_html(TableLimits {
-                max_rows: Some(30),
-                max_cols: 100
-            })
-            .unwrap()
-            .as_str(),
+            crate::testing::bare(
+                t.to_html(TableLimits {
+                    max_rows: Some(30),
+                    max_cols: 100
+                })
+                .unwrap()
+                .as_str()
+            ),
             "<table>\n<tr><td>k</td><td>&lt;v&gt;</td></tr>\n</table>"
         );
     }

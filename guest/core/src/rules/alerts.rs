@@ -14,7 +14,7 @@ use crate::context::{
     clamp_limit,
 };
 use crate::host::{Event, Host, LogLevel, ServerInfo};
-use crate::mime::{MailContent, build_message};
+use crate::mime::{Attachment, MailContent, build_message};
 use crate::params::{ParamKind, ParamSpec, Params};
 use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
 use crate::render::{Cell, Fields, Html, Links, MailDocument, elide_right, silence_link_line, subject_safe};
@@ -455,9 +455,15 @@ impl AlertsRule {
             date_unix: now.unix_seconds(),
             identity: &identity,
             text: &text,
-            html: html.as_deref(),
-            attachments: &[],
+            html: html.as_ref().map(|h| h.html.as_str()),
+            attachments: &html
+                .as_ref()
+                .and_then(|h| h.full.as_deref())
+                .map(Attachment::full_report)
+                .into_iter()
+                .collect::<Vec<_>>(),
         });
+        let html = html.map(|h| h.html);
         let link = if !alert.flow_id.is_empty() && !alert.is_server() {
             links.collection(&alert.client_id, &alert.flow_id, "overview")
         } else if !alert.is_server() {

@@ -7,7 +7,8 @@ use super::{Completion, FlowCompletionRule, results};
 use crate::action::Failure;
 use crate::host::{Host, ServerInfo};
 use crate::render::{
-    FullTable, Html, Links, MailDocument, TableLimits, elide_left, silence_link_line, subject_safe, write_text_lines,
+    FullTable, Html, Links, MailDocument, MailHtml, TableLimits, elide_left, silence_link_line, subject_safe,
+    write_text_lines,
 };
 use crate::velociraptor::{
     ClientDetails, FlowFieldsOptions, client_fields, duration_text, flow_fields, str_at, strings_at, u64_at,
@@ -51,6 +52,8 @@ pub(crate) struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// The whole HTML, when the body was cut to fit the HTML budget.
+    pub full_html: Option<String>,
 }
 
 /// The artifacts' `ShortenStringList`: the first `max` items joined by
@@ -153,7 +156,16 @@ pub(crate) fn render(
     } else {
         None
     };
-    Ok(Rendered { subject, text, html })
+    let (html, full_html) = match html {
+        Some(MailHtml { html, full }) => (Some(html), full),
+        None => (None, None),
+    };
+    Ok(Rendered {
+        subject,
+        text,
+        html,
+        full_html,
+    })
 }
 
 /// The `Uploads` section: file name, size and a download link per file.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::{Rule, Setup};
 use crate::action::{Action, Email, Failure};
 use crate::host::{Event, Host, LogLevel};
-use crate::mime::{MailContent, build_message};
+use crate::mime::{Attachment, MailContent, build_message};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params};
 use crate::recipients::{ExecutorDomains, fixed_recipients, is_address, unique};
 use crate::render::Links;
@@ -411,7 +411,18 @@ impl FlowCompletionRule {
         };
         let identity = format!("{}/{}/{}", event.id, Self::NAME, recipients.join(","));
         let body_bytes = rendered.text.len() + rendered.html.as_ref().map_or(0, String::len);
-        let attachments = results::attachments(self, view, body_bytes, server.max_email_bytes, host)?;
+        let mut attachments = Vec::new();
+        if let Some(full) = &rendered.full_html {
+            attachments.push(Attachment::full_report(full));
+        }
+        let body_bytes = body_bytes + rendered.full_html.as_ref().map_or(0, String::len);
+        attachments.extend(results::attachments(
+            self,
+            view,
+            body_bytes,
+            server.max_email_bytes,
+            host,
+        )?);
         let message = build_message(&MailContent {
             from: &sender,
             to: &recipients,

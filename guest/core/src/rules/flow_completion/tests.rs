@@ -741,9 +741,7 @@ fn subject_summary_and_text_body_follow_section_6_5() {
     assert!(text.contains("\nCreator: bob\n"));
     let html = e.html.unwrap();
     assert!(
-        html.contains("header-ok")
-            && html.contains("<h2>Client details</h2>")
-            && html.contains("<h2>Flow details</h2>")
+        html.contains("Status: OK") && html.contains(">Client details</h2>") && html.contains(">Flow details</h2>")
     );
 }
 
@@ -761,7 +759,7 @@ fn a_collection_email_ends_with_the_hosts_silence_link() {
     assert!(
         e.html
             .unwrap()
-            .contains(&format!("<a href=\"{url}\">Silence similar for 2 h</a></div>"))
+            .contains(&format!("<a href=\"{url}\">Silence similar for 2 h</a></td>"))
     );
 }
 
@@ -784,7 +782,7 @@ fn a_failed_flow_has_a_red_header_and_says_failed() {
         e.text
     );
     assert!(e.text.contains("\nError: Cancelled by admin\n"));
-    assert!(e.html.unwrap().contains("header-warning"));
+    assert!(e.html.unwrap().contains("Status: needs attention"));
 }
 
 #[test]
@@ -818,16 +816,16 @@ fn result_tables_are_cut_by_rows_columns_and_cell_length() {
     )
     .unwrap()
     .remove(0);
-    let html = e.html.unwrap();
+    let html = crate::testing::bare(&e.html.unwrap());
     assert!(
-        html.contains("<h2>Windows.Sys.Users results</h2>"),
+        html.contains(">Windows.Sys.Users results</h2>"),
         "section named after the source"
     );
     assert!(
         html.contains("<th>Name</th><th>Uid</th><th>Gid</th><th>Home</th><th></th></tr>"),
         "4 columns then a cut"
     );
-    assert!(html.contains("<td rowspan=\"20\" style=\"text-align:center\">…</td>"));
+    assert!(html.contains("<td rowspan=\"20\">…</td>"));
     assert!(html.contains("<td>/home/user…</td>"), "cells cut at 10 bytes");
     assert!(html.contains("(Showing 20 of 150 rows)"));
     assert!(!e.text.contains("user1"), "the text body has no result tables");
@@ -971,8 +969,8 @@ fn uploads_are_listed_with_download_links() {
     )
     .unwrap()
     .remove(0);
-    let html = e.html.unwrap();
-    assert!(html.contains("<h2>Uploads</h2>"));
+    let html = crate::testing::bare(&e.html.unwrap());
+    assert!(html.contains(">Uploads</h2>"));
     assert!(html.contains("<th>File name</th><th>Size</th><th>URL</th>"));
     assert!(
         html.contains("<td>C:&#92;Users&#92;ann&#92;secret plan.docx</td><td>48 kB</td>"),
