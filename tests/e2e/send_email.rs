@@ -92,7 +92,12 @@ RecipientsAllowed = '@example\.org$'
     /// Posts `rows` as the artifact does (a JSON array); the answer's rows.
     fn post(&self, rows: &[Value]) -> Vec<Value> {
         let body = serde_json::to_vec_pretty(&json!(rows)).unwrap();
-        let (status, answer) = post_events(self.ingest, Some(TOKEN), "queue=Generic.Utils.SendEmail", &body);
+        let (status, answer) = post_events(
+            self.ingest,
+            Some(TOKEN),
+            "outcomes=true&queue=Generic.Utils.SendEmail",
+            &body,
+        );
         assert_eq!(status, 200, "{answer}");
         let answer: Value = serde_json::from_str(&answer).unwrap();
         answer["rows"].as_array().unwrap().clone()

@@ -1068,12 +1068,7 @@ fn the_forwarders_posts_are_taken_and_velonotifys_own_alerts_left_out() {
     let forwarded = indented(row("Forwarded detection", Value::Null));
     assert!(forwarded.iter().filter(|b| **b == b'\n').count() > 5, "many lines");
     let (status, answer) = post_events(ingest_port, Some(TOKEN), query, &forwarded);
-    assert_eq!(status, 200, "{answer}");
-    let answer: Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!(
-        answer,
-        json!({"accepted": 1, "unwatched": 0, "rows": [{"status": "queued", "queued": [{"module": "alerts", "kind": "email"}]}]})
-    );
+    assert_eq!((status, answer.as_str()), (200, "{\"accepted\":1,\"unwatched\":0}"));
     let own = indented(row("Pushed by velonotify", json!("detect")));
     assert_eq!(post_events(ingest_port, Some(TOKEN), query, &own).0, 200);
 

@@ -239,6 +239,10 @@ struct Params {
     /// The queue of rows without `_Source`.
     queue: Option<String>,
     org_id: Option<String>,
+    /// `outcomes=true`: the answer says what became of each row (`rows`),
+    /// for a poster that shows its caller (`Server.Velonotify.SendEmail`).
+    #[serde(default)]
+    outcomes: bool,
 }
 
 /// Starts the endpoint on its own thread; returns the address it listens on.
@@ -350,10 +354,11 @@ async fn accept(
     let Ok(handled) = answered else {
         return unavailable("velonotify is stopping".into());
     };
-    answer(
-        StatusCode::OK,
-        json!({"accepted": count, "unwatched": handled.unwatched, "rows": handled.rows}),
-    )
+    let mut answered = json!({"accepted": count, "unwatched": handled.unwatched});
+    if params.outcomes {
+        answered["rows"] = json!(handled.rows);
+    }
+    answer(StatusCode::OK, answered)
 }
 
 /// Reads an authorized request's body: its turn among [`BODIES_AT_ONCE`],

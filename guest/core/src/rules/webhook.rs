@@ -21,7 +21,7 @@ use super::{Rule, Setup};
 use crate::action::{Action, Failure, LabelChange, LabelOp, Webhook};
 use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params};
-use crate::render::FillTemplate;
+use crate::render::{FillTemplate, Links};
 use crate::velociraptor::{AlertRow, str_at, strings_at, u64_at};
 use crate::vql::{Timestamp, VqlRegex, get_path, render_value_or_empty};
 
@@ -500,8 +500,13 @@ fn webhook_url(p: &Params, target: Target) -> Result<String, ParamError> {
 impl WebhookRule {
     /// The post of `text`, filled from `facts`; `data` is what a JSON
     /// target gets beside the text.
-    fn post(&self, text: String, data: Value, facts: &Map<String, Value>) -> Action {
+    fn post(&self, text: String, data: Value, facts: &Map<String, Value>, host: &dyn Host) -> Action {
         let settings = &self.receiver;
+        // Where the receivers that take a link send their reader.
+        let link = || {
+            let server = host.server_info();
+            facts::Facts(facts).gui_link(&Links::new(server.public_url.as_deref(), &server.org_id))
+        };
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         let mut authorization = |scheme: &str| {
             headers.push(("Authorization".into(), format!("{scheme} {}", settings.api_key)));
@@ -527,14 +532,14 @@ impl WebhookRule {
                 "link_preview_options": {"is_disabled": true},
             }),
             Target::Json => json!({ "text": text, "data": data }),
-            Target::PagerDuty => pagerduty::trigger(&settings.routing_key, &text, facts),
+            Target::PagerDuty => pagerduty::trigger(&settings.routing_key, &text, facts, link().as_deref()),
             Target::TheHive => {
                 authorization("Bearer");
-                thehive::alert(&text, facts)
+                thehive::alert(&text, facts, link().as_deref())
             }
             Target::Iris => {
                 authorization("Bearer");
-                iris::alert(&text, facts, settings.customer_id)
+                iris::alert(&text, facts, settings.customer_id, link().as_deref())
             }
             Target::SplunkHec => {
                 authorization("Splunk");
@@ -596,7 +601,7 @@ impl WebhookRule {
         }
         values.insert("event_data".into(), Value::Object(alert.event_data.into_owned()));
         let text = self.text(&values);
-        Ok(vec![self.post(text, Value::Object(event.row.clone()), &values)])
+        Ok(vec![self.post(text, Value::Object(event.row.clone()), &values, host)])
     }
 
     fn online(&self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -639,7 +644,7 @@ impl WebhookRule {
             values.insert("fqdn".into(), Value::String(str_at(client, "os_info.fqdn").into()));
             values.insert("last_seen".into(), Value::from(seconds_ago.max(0)));
             values.insert("label".into(), Value::String(self.label.clone()));
-            actions.push(self.post(self.text(&values), Value::Object(values.clone()), &values));
+            actions.push(self.post(self.text(&values), Value::Object(values.clone()), &values, host));
             actions.push(Action::Label(LabelChange {
                 client_id: id.to_string(),
                 op: LabelOp::Remove,
@@ -693,6 +698,7 @@ impl WebhookRule {
             self.text(&values),
             Value::Object(values.clone()),
             &values,
+            host,
         )])
     }
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::identity::stable_id;
-use crate::render::elide_right;
+use crate::render::{Links, elide_right};
 use crate::vql::parse_timestamp_str;
 
 /// The values one notification was filled from.
@@ -61,6 +61,20 @@ impl<'a> Facts<'a> {
             .collect();
         let parts: Vec<&str> = said.iter().map(String::as_str).collect();
         stable_id(prefix, &parts, 12)
+    }
+
+    /// The page of the Velociraptor GUI about this notification: the
+    /// collection it came from, else the client, else the artifact.
+    pub fn gui_link(&self, links: &Links) -> Option<String> {
+        let (client, flow) = (self.at("client_id"), self.at("flow_id"));
+        let client = (!client.is_empty() && client != "server").then_some(client);
+        match (client, flow) {
+            (Some(client), flow) if !flow.is_empty() => links.collection(client, flow, "overview"),
+            (Some(client), _) => links.client(client),
+            (None, _) => links
+                .artifact(self.at("artifact"))
+                .filter(|_| !self.at("artifact").is_empty()),
+        }
     }
 
     /// The alert's context as indented JSON, at most `max` bytes.

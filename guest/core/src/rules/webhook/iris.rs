@@ -15,6 +15,7 @@
 //! | `alert_source` | `Velociraptor` |
 //! | `alert_source_ref` | as TheHive's `sourceRef`: stable for the same alert |
 //! | `alert_source_event_time` | the alert's time |
+//! | `alert_source_link` | the collection, client or artifact in the Velociraptor GUI (with `[server] public_url`) |
 //! | `alert_severity_id` | the alert's `Severity`: 2 informational (an announcement), 3 low, 4 medium, 5 high (also when unstated), 6 critical |
 //! | `alert_status_id` | 2 (New) |
 //! | `alert_customer_id` | the `CustomerId` parameter (default 1, IRIS's first customer) |
@@ -36,7 +37,7 @@ const STATUS_NEW: u8 = 2;
 const MAX_TITLE_CHARS: usize = 512;
 
 /// The alert for one notification in customer `customer_id`.
-pub fn alert(text: &str, facts: &Map<String, Value>, customer_id: i64) -> Value {
+pub fn alert(text: &str, facts: &Map<String, Value>, customer_id: i64, link: Option<&str>) -> Value {
     let said = Facts(facts);
     let title = match said.is_alert() {
         true => format!("{} on {}", said.at("name"), said.origin()),
@@ -74,6 +75,9 @@ pub fn alert(text: &str, facts: &Map<String, Value>, customer_id: i64) -> Value 
     if !said.at("timestamp").is_empty() {
         alert["alert_source_event_time"] = json!(said.at("timestamp"));
     }
+    if let Some(link) = link {
+        alert["alert_source_link"] = json!(link);
+    }
     alert
 }
 
@@ -97,7 +101,13 @@ mod tests {
     fn an_alert_becomes_an_iris_alert_in_the_customer() {
         let facts = json!({"name": "Honey", "client_id": "C.1", "fqdn": "ws1.corp", "artifact": "A",
             "timestamp": "2026-05-10T08:00:00Z", "event_data": {"Severity": "low", "Url": "https://x.example/p"}});
-        let alert = alert("Alert: Honey", facts.as_object().unwrap(), 3);
+        let alert = alert(
+            "Alert: Honey",
+            facts.as_object().unwrap(),
+            3,
+            Some("https://v.example/app/index.html#/host/C.1"),
+        );
+        assert_eq!(alert["alert_source_link"], "https://v.example/app/index.html#/host/C.1");
         assert_eq!(alert["alert_title"], "Honey on ws1.corp");
         assert_eq!(alert["alert_severity_id"], 3);
         assert_eq!(alert["alert_customer_id"], 3);

@@ -12,6 +12,7 @@
 //! | `payload.severity` | the alert's `Severity` (`critical`; `high`/`error`; `medium`/`warning`; `low`/`info`), else `error` for an alert and `info` for a client announcement |
 //! | `payload.timestamp`, `component`, `class` | the alert's time, artifact and name |
 //! | `payload.custom_details` | the values the template could use (`event_data` included) |
+//! | `links` | the collection, client or artifact in the Velociraptor GUI (with `[server] public_url`) |
 
 use super::facts::{Facts, cut};
 use super::identity::stable_id;
@@ -29,7 +30,7 @@ const MAX_SOURCE_CHARS: usize = 255;
 
 /// The event for one notification: its text and the values it was
 /// filled from.
-pub fn trigger(routing_key: &str, text: &str, facts: &Map<String, Value>) -> Value {
+pub fn trigger(routing_key: &str, text: &str, facts: &Map<String, Value>, link: Option<&str>) -> Value {
     let said = Facts(facts);
     let (name, client, artifact) = (said.at("name"), said.at("client_id"), said.at("artifact"));
     let mut payload = Map::new();
@@ -46,13 +47,17 @@ pub fn trigger(routing_key: &str, text: &str, facts: &Map<String, Value>) -> Val
         }
     }
     payload.insert("custom_details".into(), Value::Object(facts.clone()));
-    json!({
+    let mut event = json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": dedup_key(name, client, artifact),
         "payload": payload,
         "client": "velonotify",
-    })
+    });
+    if let Some(link) = link {
+        event["links"] = json!([{"href": link, "text": "Open in Velociraptor"}]);
+    }
+    event
 }
 
 /// Stable for the same alert name, client and artifact: a second alert
@@ -87,7 +92,16 @@ mod tests {
                                  "artifact": "Linux.Detection.Honeyfiles", "timestamp": "2026-05-10T08:00:00Z",
                                  "event_data": {"Severity": "High", "File": "/etc/shadow"}}),
         );
-        let event = trigger("R0123456789abcdef0123456789abcdef", "Alert: Honey", &alert);
+        let event = trigger(
+            "R0123456789abcdef0123456789abcdef",
+            "Alert: Honey",
+            &alert,
+            Some("https://v.example/x"),
+        );
+        assert_eq!(
+            event["links"],
+            json!([{"href": "https://v.example/x", "text": "Open in Velociraptor"}])
+        );
         assert_eq!(event["event_action"], "trigger");
         assert_eq!(event["routing_key"], "R0123456789abcdef0123456789abcdef");
         let payload = &event["payload"];
@@ -130,7 +144,8 @@ mod tests {
     #[test]
     fn a_server_alert_comes_from_the_server_and_a_long_text_is_cut() {
         let long = "x".repeat(5000);
-        let event = trigger("k", &long, &facts(json!({"name": "n", "client_id": "server"})));
+        let event = trigger("k", &long, &facts(json!({"name": "n", "client_id": "server"})), None);
+        assert!(event.get("links").is_none());
         assert_eq!(event["payload"]["source"], "velociraptor-server");
         let summary = event["payload"]["summary"].as_str().unwrap();
         assert!(

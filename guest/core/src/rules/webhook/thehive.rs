@@ -20,6 +20,7 @@
 //! | `date` | the alert's time, in milliseconds |
 //! | `tags` | `velociraptor`, `artifact:{artifact}`, `client:{client_id}` |
 //! | `tlp`, `pap` | 2 (amber) |
+//! | `externalLink` | the collection, client or artifact in the Velociraptor GUI (with `[server] public_url`) |
 //! | `observables` | the client's host name and FQDN, and the IPs, URLs, domains, hashes and file names in the context ([`observables`](super::observables)) |
 
 use serde_json::{Map, Value, json};
@@ -41,7 +42,7 @@ const AMBER: u8 = 2;
 
 /// The alert for one notification: its text (escaped for Markdown) and
 /// the values it was filled from.
-pub fn alert(text: &str, facts: &Map<String, Value>) -> Value {
+pub fn alert(text: &str, facts: &Map<String, Value>, link: Option<&str>) -> Value {
     let said = Facts(facts);
     let title = match said.is_alert() {
         true => format!("{} on {}", said.at("name"), said.origin()),
@@ -68,6 +69,9 @@ pub fn alert(text: &str, facts: &Map<String, Value>) -> Value {
     });
     if let Some(us) = said.time_us() {
         alert["date"] = json!(us / 1000);
+    }
+    if let Some(link) = link {
+        alert["externalLink"] = json!(link);
     }
     alert
 }
@@ -110,6 +114,11 @@ mod tests {
                 "artifact": "Linux.Detection.Honeyfiles", "timestamp": "2026-05-10T08:00:00Z",
                 "event_data": {"Severity": "critical", "OSPath": "/etc/shadow", "Peer": "203.0.113.9"}}),
             ),
+            Some("https://v.example/app/index.html#/collected/C.1/F.1/overview"),
+        );
+        assert_eq!(
+            alert["externalLink"],
+            "https://v.example/app/index.html#/collected/C.1/F.1/overview"
         );
         assert_eq!(alert["type"], "velociraptor-alert");
         assert_eq!(alert["title"], "Honey on ws1.corp");
