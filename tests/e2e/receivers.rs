@@ -501,6 +501,8 @@ fn rsyslog_receives_rfc5424_and_cef_records_over_tcp_and_tls() {
         "[[syslog]]\nname = \"siem\"\naddress = \"127.0.0.1:{tcp}\"\n\
          [[syslog]]\nname = \"arcsight\"\naddress = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\nformat = \"cef\"\n\
          root_ca = \"{ca}\"\nfacility = \"local4\"\n\
+         [[syslog]]\nname = \"siem-tls\"\naddress = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\nroot_ca = \"{ca}\"\n\
+         [[syslog]]\nname = \"arcsight-tcp\"\naddress = \"127.0.0.1:{tcp}\"\nformat = \"cef\"\n\
          [[syslog]]\nname = \"unverified\"\naddress = \"127.0.0.1:{tls}\"\ntransport = \"tls\"\n",
         tcp = rsyslog.tcp_port,
         tls = rsyslog.tls_port,
@@ -513,10 +515,22 @@ fn rsyslog_receives_rfc5424_and_cef_records_over_tcp_and_tls() {
     let rows = alerts(2, "sys") + &hostile.to_string() + "\n";
     run(&config, &rows);
 
-    let records = rsyslog.received(6, Duration::from_secs(20));
-    assert_eq!(records.len(), 6, "{records:?}\n{}", rsyslog.internal_log());
-    let (plain, tls): (Vec<&Value>, Vec<&Value>) = records.iter().partition(|r| r["input"] == "tcp");
-    assert_eq!((plain.len(), tls.len()), (3, 3));
+    let records = rsyslog.received(12, Duration::from_secs(20));
+    assert_eq!(records.len(), 12, "{records:?}\n{}", rsyslog.internal_log());
+    let of = |input: &str, cef: bool| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["input"] == input && r["msg"].as_str().unwrap().starts_with("CEF:") == cef)
+            .collect()
+    };
+    for (input, cef) in [("tcp", false), ("tcp", true), ("tls", false), ("tls", true)] {
+        assert_eq!(of(input, cef).len(), 3, "{input}, CEF {cef}: {records:?}");
+    }
+    let (plain, tls) = (of("tcp", false), of("tls", true));
+    assert_eq!(
+        of("tls", false)[0]["sd"].as_str().unwrap().get(..17),
+        Some("[velonotify@32473")
+    );
     for record in &records {
         assert_eq!(record["ver"], "1", "parsed as RFC 5424: {record}");
         assert_eq!(record["app"], "velonotify");
@@ -562,5 +576,5 @@ fn rsyslog_receives_rfc5424_and_cef_records_over_tcp_and_tls() {
         "{dead}"
     );
     let sent = outbox_list(&config, "sent");
-    assert_eq!(sent.lines().filter(|l| l.contains("syslog ")).count(), 6, "{sent}");
+    assert_eq!(sent.lines().filter(|l| l.contains("syslog ")).count(), 12, "{sent}");
 }
