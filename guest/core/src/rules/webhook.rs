@@ -30,9 +30,9 @@ const PARAMS: &[ParamSpec] = &[
         "Mode",
         ParamKind::Choices,
         "Alerts",
-        "Alerts, ClientsOnline or ClientsEnrolled.",
+        "Alerts, ClientsOnline, ClientsEnrolled or FlowCompletion (each finished or failed collection).",
     )
-    .with_choices(&["Alerts", "ClientsOnline", "ClientsEnrolled"]),
+    .with_choices(&["Alerts", "ClientsOnline", "ClientsEnrolled", "FlowCompletion"]),
     ParamSpec::new("WebhookURL", ParamKind::String, "", "The webhook's https:// address."),
     ParamSpec::new(
         "SlackToken",
@@ -134,6 +134,24 @@ const PARAMS: &[ParamSpec] = &[
         "ClientsOnline: a client seen within this many seconds is online.",
     ),
     ParamSpec::new(
+        "ArtifactsToAlertOn",
+        ParamKind::Regex,
+        ".+",
+        "FlowCompletion: only collections of an artifact matching this.",
+    ),
+    ParamSpec::new(
+        "ArtifactsToIgnore",
+        ParamKind::Regex,
+        "^(Custom\\.)?Generic\\.Client\\.Info$",
+        "FlowCompletion: collections of this one artifact are not posted.",
+    ),
+    ParamSpec::new(
+        "NotifyHunts",
+        ParamKind::Bool,
+        "N",
+        "FlowCompletion: also post the collections of hunts.",
+    ),
+    ParamSpec::new(
         "FirstSeenDelay",
         ParamKind::Int,
         "60",
@@ -146,6 +164,9 @@ enum Mode {
     Alerts,
     ClientsOnline,
     ClientsEnrolled,
+    /// Each finished or failed collection, as Server.Monitor.FlowCompletion
+    /// e-mails it.
+    Flows,
 }
 
 impl Mode {
@@ -153,6 +174,7 @@ impl Mode {
         match text {
             "ClientsOnline" => Self::ClientsOnline,
             "ClientsEnrolled" => Self::ClientsEnrolled,
+            "FlowCompletion" => Self::Flows,
             _ => Self::Alerts,
         }
     }
@@ -165,6 +187,7 @@ impl Mode {
             }
             Self::ClientsOnline => "Client {fqdn} ({client_id}) has appeared online {last_seen} seconds ago",
             Self::ClientsEnrolled => "Enrollment FROM {fqdn} with ClientID {client_id}!",
+            Self::Flows => "Collection {state} on {hostname} ({client_id}): {artifacts} | Flow: {flow_id} | {status}",
         }
     }
 
@@ -186,6 +209,21 @@ impl Mode {
             ),
             Self::ClientsOnline => (&["client_id", "hostname", "fqdn", "last_seen", "label"], &[]),
             Self::ClientsEnrolled => (&["client_id", "hostname", "fqdn", "first_seen", "flow_id"], &[]),
+            Self::Flows => (
+                &[
+                    "name",
+                    "client_id",
+                    "hostname",
+                    "fqdn",
+                    "flow_id",
+                    "artifacts",
+                    "state",
+                    "status",
+                    "creator",
+                    "timestamp",
+                ],
+                &["event_data."],
+            ),
         }
     }
 }
@@ -322,6 +360,15 @@ pub struct WebhookRule {
     label: String,
     online_within: i64,
     first_seen_delay: i64,
+    flows: FlowFilter,
+}
+
+/// Which collections FlowCompletion mode posts.
+#[derive(Debug, Clone)]
+struct FlowFilter {
+    artifacts: VqlRegex,
+    ignored: VqlRegex,
+    hunts: bool,
 }
 
 /// What a receiver takes beside the text: its credentials and where in
@@ -428,6 +475,11 @@ impl Rule for WebhookRule {
             label,
             online_within: p.int("OnlineWithin"),
             first_seen_delay: p.int("FirstSeenDelay"),
+            flows: FlowFilter {
+                artifacts: p.regex("ArtifactsToAlertOn").clone(),
+                ignored: p.regex("ArtifactsToIgnore").clone(),
+                hunts: p.bool("NotifyHunts"),
+            },
         };
         let setup = match mode {
             Mode::Alerts => Setup {
@@ -438,6 +490,11 @@ impl Rule for WebhookRule {
             Mode::ClientsOnline => Setup {
                 queues: Vec::new(),
                 tick_seconds: Some(period),
+                interests: Vec::new(),
+            },
+            Mode::Flows => Setup {
+                queues: vec![FLOW_COMPLETION_QUEUE.into()],
+                tick_seconds: None,
                 interests: Vec::new(),
             },
             Mode::ClientsEnrolled => Setup {
@@ -457,6 +514,7 @@ impl Rule for WebhookRule {
         match self.mode {
             Mode::Alerts => self.alert(event, host),
             Mode::ClientsEnrolled => self.enrolled(event, host),
+            Mode::Flows => self.flow(event, host),
             Mode::ClientsOnline => Ok(Vec::new()),
         }
     }
@@ -655,6 +713,80 @@ impl WebhookRule {
         let json = serde_json::to_vec(&awaiting).unwrap_or_default();
         host.state_put(AWAITING_REMOVAL, &json, 0);
         Ok(actions)
+    }
+
+    /// A finished or failed collection: the artifacts it ran, its state
+    /// and status; filtered as Server.Monitor.FlowCompletion filters
+    /// (`ArtifactsToAlertOn`, `ArtifactsToIgnore` for a one-artifact
+    /// collection, hunts only with `NotifyHunts`).
+    fn flow(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let row = Value::Object(event.row.clone());
+        let (client_id, flow_id) = (str_at(&row, "ClientId"), str_at(&row, "FlowId"));
+        let flow = row
+            .get("Flow")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| Failure::BadEvent(format!("flow {flow_id}: the row has no Flow object")))?;
+        if client_id.is_empty() || flow_id.is_empty() {
+            return Err(Failure::BadEvent("the row has no ClientId or FlowId".into()));
+        }
+        let artifacts = strings_at(flow, "request.artifacts");
+        let skip = |why: String| {
+            host.log(LogLevel::Debug, &format!("flow {flow_id}: {why}"));
+            Ok(Vec::new())
+        };
+        if flow_id.ends_with(".H") && !self.flows.hunts {
+            return skip("a hunt's collection (NotifyHunts is off)".into());
+        }
+        if !self.flows.artifacts.matches_any(artifacts.iter().map(String::as_str)) {
+            return skip(format!("no artifact of {artifacts:?} matches ArtifactsToAlertOn"));
+        }
+        if let [only] = artifacts.as_slice()
+            && self.flows.ignored.is_match(only)
+        {
+            return skip(format!("{only} matches ArtifactsToIgnore"));
+        }
+        let client = host.client_info(client_id)?;
+        let os = |key: &str| {
+            client
+                .as_ref()
+                .map(|c| str_at(c, &format!("os_info.{key}")).to_string())
+                .unwrap_or_default()
+        };
+        let state = super::flow_completion::state_name(flow).to_string();
+        let failed = state != "FINISHED";
+        let listed = artifacts.join(", ");
+        let timestamp = row
+            .get("Timestamp")
+            .and_then(crate::vql::parse_timestamp)
+            .map(|t| t.rfc3339())
+            .unwrap_or_default();
+        let mut values = Map::new();
+        for (key, value) in [
+            (
+                "name",
+                format!("Collection {}: {listed}", if failed { "failed" } else { "finished" }),
+            ),
+            ("client_id", client_id.to_string()),
+            ("hostname", os("hostname")),
+            ("fqdn", os("fqdn")),
+            ("flow_id", flow_id.to_string()),
+            ("artifacts", listed.clone()),
+            ("state", state.clone()),
+            ("status", str_at(flow, "status").to_string()),
+            ("creator", str_at(flow, "request.creator").to_string()),
+            ("timestamp", timestamp),
+        ] {
+            values.insert(key.into(), Value::String(value));
+        }
+        // What case management and paging read as the alert's context.
+        let severity = if failed { "high" } else { "info" };
+        values.insert(
+            "event_data".into(),
+            serde_json::json!({"Severity": severity, "State": state, "Artifacts": artifacts,
+                               "TotalRows": u64_at(flow, "total_collected_rows")}),
+        );
+        let text = self.text(&values);
+        Ok(vec![self.post(text, row, &values, host)])
     }
 
     fn enrolled(&self, event: &Event, host: &dyn Host) -> Result<Vec<Action>, Failure> {

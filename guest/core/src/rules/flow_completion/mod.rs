@@ -8,6 +8,7 @@
 
 mod content;
 mod decision;
+pub(crate) use self::decision::state_name;
 mod results;
 
 use serde_json::{Map, Value};

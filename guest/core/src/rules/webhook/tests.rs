@@ -420,3 +420,62 @@ fn clients_enrolled_announces_new_clients_after_their_interrogation() {
             .is_empty()
     );
 }
+
+fn flow_completion(flow_id: &str, state: &str, artifacts: &[&str]) -> Event {
+    event(
+        FLOW_COMPLETION_QUEUE,
+        json!({"ClientId": "C.1", "FlowId": flow_id, "Timestamp": T0,
+               "Flow": {"state": state, "status": if state == "ERROR" { "Query timed out" } else { "" },
+                        "request": {"artifacts": artifacts, "creator": "ann"}, "total_collected_rows": 12}}),
+    )
+}
+
+/// FlowCompletion mode posts each finished or failed collection, filtered
+/// as the FlowCompletion e-mails are; a failure pages as an error, a
+/// finished collection as information, with its collection as the link.
+#[test]
+fn flow_completion_mode_posts_collections_as_the_e_mails_would_be_sent() {
+    let host = host();
+    let mut slack = rule(&[("Mode", "FlowCompletion"), ("SlackToken", SLACK)], &host);
+    assert_eq!(
+        bodies(
+            &slack
+                .handle(&flow_completion("F.1", "FINISHED", &["Windows.Sys.Users"]), &host)
+                .unwrap()
+        ),
+        [json!({"text": "Collection FINISHED on ws1 (C.1): Windows.Sys.Users | Flow: F.1 | "})]
+    );
+    for skipped in [
+        flow_completion("F.2", "FINISHED", &["Generic.Client.Info"]),
+        flow_completion("F.3.H", "FINISHED", &["Windows.Sys.Users"]),
+    ] {
+        assert!(slack.handle(&skipped, &host).unwrap().is_empty(), "{skipped:?}");
+    }
+    let mut pager = rule(
+        &[
+            ("Mode", "FlowCompletion"),
+            ("Target", "pagerduty"),
+            ("WebhookURL", "https://events.pagerduty.com/v2/enqueue"),
+            ("RoutingKey", "R0123456789abcdef0123456789abcdef"),
+        ],
+        &host,
+    );
+    let failed = bodies(
+        &pager
+            .handle(&flow_completion("F.4", "ERROR", &["Windows.Sys.Users"]), &host)
+            .unwrap(),
+    );
+    assert_eq!(failed[0]["payload"]["severity"], "error");
+    assert_eq!(failed[0]["payload"]["class"], "Collection failed: Windows.Sys.Users");
+    assert!(
+        failed[0]["links"][0]["href"].as_str().unwrap().contains("F.4"),
+        "the collection in the GUI: {}",
+        failed[0]
+    );
+    let finished = bodies(
+        &pager
+            .handle(&flow_completion("F.5", "FINISHED", &["Windows.Sys.Users"]), &host)
+            .unwrap(),
+    );
+    assert_eq!(finished[0]["payload"]["severity"], "info");
+}
