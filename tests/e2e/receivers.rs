@@ -15,34 +15,42 @@ use velonotify_test_support::scratch;
 use super::delivery::{alerts, config, config_with_delivery, outbox_list, run, stderr};
 
 /// A Teams Workflows webhook gets an Adaptive Card at its address as
-/// given, the signature in its query not re-encoded; the retired
-/// connectors' MessageCard (`teams-legacy`) is refused by a Workflows
-/// address, and the outbox says why in Microsoft's words.
+/// given, the signature in its query not re-encoded, again after a 503;
+/// the retired connectors' MessageCard (`teams-legacy`) is refused by a
+/// Workflows address, not retried, and the outbox says why in Microsoft's
+/// words.
 #[test]
 fn a_teams_workflow_gets_an_adaptive_card_at_its_signed_address() {
     let dir = scratch();
     let cert = TestCertificate::generate(dir.path());
-    let teams = HttpPeer::vendor(dir.path(), "teams-workflow");
+    let teams = HttpPeer::vendor_with(dir.path(), "teams-workflow", "503,200", None, &[]);
+    let refusing = HttpPeer::vendor(dir.path(), "teams-workflow");
     let path = "/workflows/8f1c/triggers/manual/paths/invoke?api-version=2016-06-01\
                 &sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Xy%2B1_a-Z%3D";
-    let url = format!("http://127.0.0.1:{}{path}", teams.port);
-    let module = |name: &str, target: &str| {
+    let module = |name: &str, target: &str, peer: &HttpPeer| {
+        let url = format!("http://127.0.0.1:{}{path}", peer.port);
         format!(
             "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
              [module.params]\nWebhookURL = \"{url}\"\nTarget = \"{target}\"\n"
         )
     };
-    let modules = module("workflow", "teams") + &module("connector", "teams-legacy");
+    let modules = module("workflow", "teams", &teams) + &module("connector", "teams-legacy", &refusing);
     let config = config(dir.path(), free_port(), &cert, &modules);
     let output = run(&config, &alerts(1, "teams"));
 
     let requests = teams.requests();
-    assert_eq!(requests.len(), 2, "one each, the refused one not retried: {requests:?}");
-    for request in &requests {
+    let statuses: Vec<u64> = requests.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [503, 202], "retried until taken");
+    let refused: Vec<u64> = refusing
+        .requests()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [400], "refused, not retried");
+    for request in requests.iter().chain(&refusing.requests()) {
         assert_eq!(request["path"], path, "the signed address as given");
     }
     let accepted: Vec<&Value> = requests.iter().filter(|r| r["status"] == 202).collect();
-    assert_eq!(accepted.len(), 1, "{requests:?}");
     let card: Value = serde_json::from_str(accepted[0]["body"].as_str().unwrap()).unwrap();
     let text = card["attachments"][0]["content"]["body"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("Alert: Alert teams-0000 |"), "{card}");
@@ -60,23 +68,24 @@ fn a_teams_workflow_gets_an_adaptive_card_at_its_signed_address() {
 /// PagerDuty's Events API v2 gets one trigger event per alert, checked
 /// against PagerDuty's schema by the stand-in; its dedup_key is the same
 /// for the same alert name, client and artifact, and in two replays of the
-/// same rows, so PagerDuty adds a repeat to the open incident. An
-/// integration key PagerDuty refuses is dead-lettered with PagerDuty's
-/// reason, not retried.
+/// same rows, so PagerDuty adds a repeat to the open incident; a 503 is
+/// retried. An integration key PagerDuty refuses is dead-lettered with
+/// PagerDuty's reason, not retried.
 #[test]
 fn pagerduty_gets_trigger_events_whose_dedup_keys_are_stable() {
     const KEY: &str = "R0123456789abcdef0123456789abcde";
     let dir = scratch();
     let cert = TestCertificate::generate(dir.path());
-    let pagerduty = HttpPeer::vendor(dir.path(), "pagerduty");
-    let url = format!("http://127.0.0.1:{}/v2/enqueue", pagerduty.port);
-    let module = |name: &str, key: &str| {
+    let pagerduty = HttpPeer::vendor_with(dir.path(), "pagerduty", "503,200", None, &[]);
+    let refusing = HttpPeer::vendor(dir.path(), "pagerduty");
+    let module = |name: &str, key: &str, peer: &HttpPeer| {
+        let url = format!("http://127.0.0.1:{}/v2/enqueue", peer.port);
         format!(
             "[[module]]\nname = \"{name}\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
              [module.params]\nWebhookURL = \"{url}\"\nTarget = \"pagerduty\"\nRoutingKey = \"{key}\"\n"
         )
     };
-    let modules = module("pager", KEY) + &module("mistyped", "not-a-key");
+    let modules = module("pager", KEY, &pagerduty) + &module("mistyped", "not-a-key", &refusing);
     let config = config(dir.path(), free_port(), &cert, &modules);
     // The first alert comes again, a second later.
     let again = alerts(1, "pd").replace("1778400000", "1778400001");
@@ -84,7 +93,14 @@ fn pagerduty_gets_trigger_events_whose_dedup_keys_are_stable() {
     let output = run(&config, &rows);
 
     let requests = pagerduty.requests();
-    assert_eq!(requests.len(), 6, "three each, none retried: {requests:?}");
+    assert_eq!(requests.len(), 4, "three, the first retried after a 503: {requests:?}");
+    assert_eq!(requests[0]["status"], 503);
+    let refused: Vec<u64> = refusing
+        .requests()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [400, 400, 400], "refused, none retried");
     let events: Vec<Value> = requests
         .iter()
         .filter(|r| r["status"] == 202)
