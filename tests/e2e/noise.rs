@@ -846,3 +846,46 @@ fn a_group_of_webhooks_is_one_post_listing_its_members() {
     let digested = String::from_utf8(digested.stdout).unwrap();
     assert_eq!(digested.matches(" webhook ").count(), 6, "{digested}");
 }
+
+/// A receiver's API object is one per post: grouped PagerDuty events are
+/// not folded into a list PagerDuty would refuse, but released one by one,
+/// each accepted by the stand-in that checks PagerDuty's schema.
+#[test]
+fn grouped_events_for_a_receivers_api_go_one_per_post() {
+    let dir = scratch();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let pagerduty = HttpPeer::vendor(dir.path(), "pagerduty");
+    let (ingest, metrics) = (free_port(), free_port());
+    let config = config(dir.path(), smtp.port, ingest, metrics);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[module]]\nname = \"pager\"\npath = \"webhook.wasm\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             group_by = [\"alertname\"]\ngroup_wait_s = 2\n[module.params]\n\
+             WebhookURL = \"http://127.0.0.1:{}/v2/enqueue\"\nTarget = \"pagerduty\"\n\
+             RoutingKey = \"R0123456789abcdef0123456789abcde\"\n",
+            pagerduty.port
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start_in(EXE, &config, &modules_dir());
+    run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
+        r.log().contains("HTTP ingest at")
+    });
+    let now = now_s();
+    let rows: Vec<Value> = (1..=3)
+        .map(|i| alert("Honeyfile accessed", &format!("C.{i}"), now))
+        .collect();
+    post_alerts(ingest, &rows);
+    run.wait("three events", Duration::from_secs(60), |_| {
+        pagerduty.requests().len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(3)); // room for a stray one
+    let statuses: Vec<u64> = pagerduty
+        .requests()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 202, 202], "{:?}", pagerduty.requests());
+    let config_arg = config.display().to_string();
+    let dead = velonotify(&["outbox", "-c", &config_arg, "list", "--status", "dead"]);
+    assert_eq!(String::from_utf8(dead.stdout).unwrap().lines().count(), 2, "none dead");
+}

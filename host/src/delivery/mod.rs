@@ -619,6 +619,16 @@ impl Deliverer {
         }
         groups
             .into_iter()
+            .flat_map(|((group, url, headers), members)| {
+                // Members a receiver takes one per post go one by one.
+                match self.listed_bodies(&members[..1]) {
+                    Some((first, true)) if !webhook_group::foldable(&first[0]) => members
+                        .into_iter()
+                        .map(|member| ((group.clone(), url.clone(), headers.clone()), vec![member]))
+                        .collect(),
+                    _ => vec![((group, url, headers), members)],
+                }
+            })
             .filter_map(|((group, _, _), members)| {
                 let first = members[0];
                 let Payload::Webhook(payload) = &first.payload else {

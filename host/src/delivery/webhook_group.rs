@@ -56,6 +56,23 @@ pub fn group_body(module: &str, key: &str, listed: &[Vec<u8>], total: usize) -> 
     body.to_string().into_bytes()
 }
 
+/// Whether posts with `body` can be folded into one: chat texts, Teams
+/// cards and the Webhook module's own JSON (`text` and `data`). A
+/// receiver's API object (a PagerDuty event, a TheHive or IRIS alert, a
+/// Splunk event, a Discord or Telegram message) is one thing per post: a
+/// list of them would be refused, so such members go one by one.
+pub fn foldable(body: &[u8]) -> bool {
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    match Shape::of(Some(&parsed)) {
+        Shape::Chat | Shape::AdaptiveCard | Shape::MessageCard => true,
+        Shape::Json => parsed
+            .as_object()
+            .is_some_and(|o| o.len() == 2 && o.get("text").is_some_and(Value::is_string) && o.contains_key("data")),
+    }
+}
+
 /// The shape of the members' bodies, read from the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -218,6 +235,24 @@ mod tests {
         assert_eq!(post["count"], MAX_LISTED + 5);
         assert_eq!(post["notifications"].as_array().unwrap().len(), MAX_LISTED);
         assert_eq!(post["notifications"][3]["data"]["n"], 3);
+    }
+
+    #[test]
+    fn chat_cards_and_the_modules_json_fold_and_receivers_objects_do_not() {
+        for body in [
+            json!({"text": "x"}),
+            json!({"text": "x", "data": {"a": 1}}),
+            json!({"@type": "MessageCard", "text": "x"}),
+        ] {
+            assert!(foldable(body.to_string().as_bytes()), "{body}");
+        }
+        for body in [
+            json!({"routing_key": "k", "event_action": "trigger", "payload": {}}),
+            json!({"type": "velociraptor-alert", "title": "t", "sourceRef": "r"}),
+            json!({"content": "x", "allowed_mentions": {"parse": []}}),
+        ] {
+            assert!(!foldable(body.to_string().as_bytes()), "{body}");
+        }
     }
 
     #[test]
