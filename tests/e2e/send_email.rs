@@ -68,7 +68,7 @@ token = "{TOKEN}"
 [[module]]
 name = "mailer"
 path = "send_email.wasm"
-throttle_mode = "queue"
+lookups = ["server_file"]
 [module.params]
 Period = 1
 RecipientsAllowed = '@example\.org$'

@@ -103,7 +103,12 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         .modules()
         .iter()
         .zip(&config.modules)
-        .map(|(module, section)| (module.name().to_string(), section.throttle_mode.unwrap_or_default()))
+        .map(|(module, section)| {
+            let mode = section
+                .throttle_mode
+                .unwrap_or_else(|| default_throttle_mode(&module.info().name));
+            (module.name().to_string(), mode)
+        })
         .collect();
     let mut out = StoreOutbox::new(
         store.clone(),
@@ -679,4 +684,17 @@ fn commit_until_stored(out: &mut StoreOutbox, state: &[StateWrite], health: &Hea
 pub fn source_report(error: &SourceError) -> Report {
     let at = format!("{}:{}", error.source_name, error.line);
     Report::input(Level::Warn, Some(&at), format!("{at}: {}; line skipped", error.message))
+}
+
+/// The throttle mode of a module whose section sets none: SendEmail's
+/// messages are each their own (a digest would keep only their subjects),
+/// so they wait for their turn; every other module's are held for a
+/// digest.
+fn default_throttle_mode(module_name: &str) -> crate::store::ThrottleMode {
+    use crate::store::ThrottleMode;
+    use velonotify_core::rules::Rule as _;
+    match module_name == velonotify_core::rules::send_email::SendEmailRule::NAME {
+        true => ThrottleMode::Queue,
+        false => ThrottleMode::default(),
+    }
 }

@@ -148,9 +148,11 @@ fn decide(
     Ok(match throttle.modes.get(&item.module).copied().unwrap_or_default() {
         ThrottleMode::Digest => (Status::Held, None),
         ThrottleMode::Drop => (Status::Dropped, None),
-        // Its turn is the window's end, which opens the next window.
+        // Its turn is the window's end, which opens the module's next
+        // window. Only the module's: a burst of queued messages must not
+        // push the host's mail period ahead of every other module.
         ThrottleMode::Queue => {
-            record_send(tx, &item.module, end)?;
+            reserve_turn(tx, &item.module, end)?;
             (item.status, Some(end))
         }
     })
@@ -203,6 +205,16 @@ pub(super) fn record_send(tx: &Transaction<'_>, module: &str, now_us: u64) -> ru
         )?
         .execute(params![key, db_time(now_us)])?;
     }
+    Ok(())
+}
+
+/// Books a queued e-mail's turn at `at_us` in its module's window.
+fn reserve_turn(tx: &Transaction<'_>, module: &str, at_us: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
+    )?
+    .execute(params![module, db_time(at_us)])?;
     Ok(())
 }
 

@@ -288,12 +288,12 @@ impl ApiClient {
                     components: components.to_vec(),
                     org_id: org_id.to_string(),
                 };
-                let piece = client
-                    .vfs_get_buffer(request)
-                    .await
-                    .map_err(|status| self.status_error(&status))?
-                    .into_inner()
-                    .data;
+                let piece = match client.vfs_get_buffer(request).await {
+                    Ok(answer) => answer.into_inner().data,
+                    // The server's file store says so for a path it lacks.
+                    Err(status) if is_missing_file(&status) => return Ok((Vec::new(), false)),
+                    Err(status) => return Err(self.status_error(&status)),
+                };
                 if piece.is_empty() {
                     return Ok((data, false));
                 }
@@ -335,6 +335,13 @@ impl ApiClient {
             },
         }
     }
+}
+
+/// Whether a failed `VFSGetBuffer` says the file does not exist (as
+/// opposed to the server failing or refusing).
+fn is_missing_file(status: &tonic::Status) -> bool {
+    let message = status.message().to_ascii_lowercase();
+    status.code() == tonic::Code::NotFound || message.contains("no such file") || message.contains("file not found")
 }
 
 /// Adds one response to a finite query's output.

@@ -470,13 +470,19 @@ impl Api for PeerService {
         if asked.length > 4 << 20 {
             return Err(Status::invalid_argument("length too large"));
         }
+        // As the server's file store fails to open a path it lacks.
         let file = self
             .shared
             .world
             .server_file(&asked.org_id, &asked.components, u64::MAX)
             .map_err(|e| Status::internal(format!("{e:?}")))?
             .map(|f| f.data)
-            .unwrap_or_default();
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "open /{}: no such file or directory",
+                    asked.components.join("/")
+                ))
+            })?;
         let start = (asked.offset as usize).min(file.len());
         let end = (start + asked.length as usize).min(file.len());
         Ok(Response::new(VfsFileBuffer {

@@ -188,7 +188,11 @@ impl Rule for SendEmailRule {
             )));
         }
         let date = (host.now_us() / 1_000_000) as i64;
-        let identity = format!("send-email/{}", event.id);
+        // Ingest numbers each post's rows from 1: the row's time and content
+        // keep two messages' Message-IDs apart.
+        // (The identity is hashed into the Message-ID and boundaries.)
+        let row = serde_json::to_string(&event.row).unwrap_or_default();
+        let identity = format!("send-email/{}/{}/{row}", event.id, host.now_us());
         let text = message.text.clone();
         let html = (!message.html.is_empty()).then(|| message.html.clone());
         let bytes = build_message(&MailContent {

@@ -115,13 +115,19 @@ impl LookupPolicy {
         Ok(Self { allowed: Some(allowed) })
     }
 
+    /// Without `lookups`, every lookup but `server_file`: reading the
+    /// server's file store (any client's uploads) is granted by name only.
     fn check(&self, name: LookupName) -> Result<(), LookupError> {
-        match &self.allowed {
-            Some(allowed) if !allowed.contains(&name) => Err(LookupError::Denied(format!(
+        let allowed = match &self.allowed {
+            Some(allowed) => allowed.contains(&name),
+            None => name != LookupName::ServerFile,
+        };
+        match allowed {
+            true => Ok(()),
+            false => Err(LookupError::Denied(format!(
                 "lookup {} is not in the module's `lookups`",
                 name.as_str()
             ))),
-            _ => Ok(()),
         }
     }
 }
@@ -378,6 +384,8 @@ impl velonotify_core::host::Lookups for CallContext {
         if components.is_empty() {
             return Ok(None);
         }
+        // No file larger than an e-mail may be is read, whatever the module asks.
+        let max_bytes = max_bytes.min(self.lookups.facts.max_email_bytes);
         self.ask(LookupName::ServerFile, |s, org| {
             s.server_file(org, &components, max_bytes)
         })
@@ -525,6 +533,13 @@ mod tests {
             ))
         );
         assert_eq!(context(LookupPolicy::default()).client_info("C.1"), Ok(None));
+        assert!(
+            matches!(
+                context(LookupPolicy::default()).server_file("/downloads/x", 10),
+                Err(LookupError::Denied(_))
+            ),
+            "the file store only by name"
+        );
     }
 
     /// A source that fails the test if it is asked with an empty id.

@@ -35,17 +35,31 @@ impl Stream {
         }
     }
 
-    /// Whether the receiver closed its side (or sent something, which a
-    /// syslog receiver only does to close: a TLS close_notify), so the
-    /// next write would be lost.
-    fn closed_by_peer(&self) -> bool {
-        let tcp = self.tcp();
-        if tcp.set_nonblocking(true).is_err() {
+    /// Whether the receiver closed its side, so the next write would be
+    /// lost. Over TCP a syslog receiver sends nothing: anything readable
+    /// is the end. Over TLS it may send session tickets after the
+    /// handshake: what arrived is handed to rustls, and only the end of the
+    /// stream or a close_notify counts.
+    fn closed_by_peer(&mut self) -> bool {
+        if self.tcp().set_nonblocking(true).is_err() {
             return true;
         }
-        let peeked = tcp.peek(&mut [0u8; 1]);
-        let closed = !matches!(peeked, Err(ref e) if e.kind() == ErrorKind::WouldBlock);
-        closed || tcp.set_nonblocking(false).is_err()
+        let closed = match self {
+            Self::Tcp(tcp) => !matches!(tcp.peek(&mut [0u8; 1]), Err(ref e) if e.kind() == ErrorKind::WouldBlock),
+            Self::Tls(tls) => loop {
+                match tls.conn.read_tls(&mut tls.sock) {
+                    Ok(0) => break true,
+                    Ok(_) => match tls.conn.process_new_packets() {
+                        Ok(state) if state.peer_has_closed() => break true,
+                        Ok(_) => {}
+                        Err(_) => break true,
+                    },
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            },
+        };
+        closed || self.tcp().set_nonblocking(false).is_err()
     }
 }
 
@@ -80,7 +94,7 @@ impl Connections {
         let mut frame = format!("{} ", message.len()).into_bytes();
         frame.extend_from_slice(message);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.as_ref().is_some_and(Stream::closed_by_peer) {
+        if kept.as_mut().is_some_and(Stream::closed_by_peer) {
             *kept = None;
         }
         let mut stream = match kept.take() {
@@ -100,12 +114,26 @@ impl Connections {
     }
 
     fn connect(&self) -> Result<Stream, Attempt> {
-        let address = (self.host.as_str(), self.port)
+        let addresses: Vec<_> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| self.failure(&e))?
-            .next()
-            .ok_or_else(|| Attempt::Transient(format!("syslog {}: no address", self.shown())))?;
-        let tcp = TcpStream::connect_timeout(&address, self.timeout).map_err(|e| self.failure(&e))?;
+            .collect();
+        // Each address in turn (an unreachable IPv6 one must not hide the
+        // IPv4 one).
+        let mut last = Attempt::Transient(format!("syslog {}: no address", self.shown()));
+        let mut connected = None;
+        for address in &addresses {
+            match TcpStream::connect_timeout(address, self.timeout) {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(e) => last = self.failure(&e),
+            }
+        }
+        let Some(tcp) = connected else {
+            return Err(last);
+        };
         let _ = tcp.set_write_timeout(Some(self.timeout));
         let _ = tcp.set_read_timeout(Some(self.timeout));
         let _ = tcp.set_nodelay(true);

@@ -163,3 +163,21 @@ fn a_file_that_cannot_be_attached_refuses_the_message_naming_it() {
         .unwrap_err();
     assert!(matches!(failure, Failure::Lookup(_)), "{failure:?}");
 }
+
+/// Ingest numbers each post's rows from 1, so every single-row post is row
+/// 1: two messages must still get different Message-IDs (mail servers drop
+/// a second message with the same one).
+#[test]
+fn messages_of_posts_numbered_alike_get_their_own_message_ids() {
+    let mut host = host();
+    let mut rule = rule(&[], &host);
+    let message_id = |rule: &mut SendEmailRule, host: &FakeHost, text: &str| {
+        let actions = rule.handle(&event(json!({"PlainTextMessage": text})), host).unwrap();
+        use mailparse::MailHeaderMap as _;
+        parts(sent(&actions)).headers.get_first_value("Message-ID").unwrap()
+    };
+    let first = message_id(&mut rule, &host, "one");
+    assert_ne!(first, message_id(&mut rule, &host, "two"));
+    host.now_us += 1;
+    assert_ne!(first, message_id(&mut rule, &host, "one"), "the same text later");
+}

@@ -51,12 +51,15 @@ impl<'a> Facts<'a> {
 
     /// One alert's identifier: `prefix` and a hash of everything the alert
     /// itself says (not what was looked up), so the same row gives the
-    /// same identifier in a retry or a replay, and another row another.
+    /// same identifier in a retry or a replay, and another row another. A
+    /// client's announcement is all looked up (it comes online again, its
+    /// `last_seen` differs): every value counts.
     pub fn instance_ref(&self, prefix: &str) -> String {
+        let alert = self.is_alert();
         let said: Vec<String> = self
             .0
             .iter()
-            .filter(|(name, _)| !LOOKED_UP.contains(&name.as_str()))
+            .filter(|(name, _)| !alert || !LOOKED_UP.contains(&name.as_str()))
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
         let parts: Vec<&str> = said.iter().map(String::as_str).collect();
@@ -124,6 +127,9 @@ mod tests {
         assert_eq!(id(&a), id(&renamed));
         assert_ne!(id(&a), id(&later));
         assert_eq!(id(&a).len(), 3 + 24);
+        let online =
+            |seconds: u64| json!({"client_id": "C.1", "hostname": "ws1", "last_seen": seconds, "label": "Slack"});
+        assert_ne!(id(&online(5)), id(&online(7)), "a second announcement is another alert");
     }
 
     #[test]
