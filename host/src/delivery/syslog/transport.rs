@@ -93,11 +93,12 @@ impl Connections {
     pub fn write_frame(&self, message: &[u8]) -> Attempt {
         let mut frame = format!("{} ", message.len()).into_bytes();
         frame.extend_from_slice(message);
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.as_mut().is_some_and(Stream::closed_by_peer) {
-            *kept = None;
-        }
-        let mut stream = match kept.take() {
+        // The kept connection is taken out of the lock for the write: a
+        // receiver that is slow or down holds up only the records that
+        // are waiting for it, each on its own attempt.
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = kept.and_then(|mut stream| (!stream.closed_by_peer()).then_some(stream));
+        let mut stream = match kept {
             Some(stream) => stream,
             None => match self.connect() {
                 Ok(stream) => stream,
@@ -106,7 +107,7 @@ impl Connections {
         };
         match stream.write_all(&frame) {
             Ok(()) => {
-                *kept = Some(stream);
+                *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
                 Attempt::Delivered
             }
             Err(e) => self.failure(&e),
