@@ -199,22 +199,22 @@ pub(super) fn window_open_until(
 /// Velociraptor's `last_mail`, even for modules that are not throttled).
 pub(super) fn record_send(tx: &Transaction<'_>, module: &str, now_us: u64) -> rusqlite::Result<()> {
     for key in [module, GLOBAL] {
-        tx.prepare_cached(
-            "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
-        )?
-        .execute(params![key, db_time(now_us)])?;
+        set_last_sent(tx, key, now_us)?;
     }
     Ok(())
 }
 
 /// Books a queued e-mail's turn at `at_us` in its module's window.
 fn reserve_turn(tx: &Transaction<'_>, module: &str, at_us: u64) -> rusqlite::Result<()> {
+    set_last_sent(tx, module, at_us)
+}
+
+fn set_last_sent(tx: &Transaction<'_>, key: &str, at_us: u64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
     )?
-    .execute(params![module, db_time(at_us)])?;
+    .execute(params![key, db_time(at_us)])?;
     Ok(())
 }
 
@@ -234,6 +234,21 @@ mod tests {
             expires_us: None,
         }];
         (state, vec![email("alerts", "soc@example.org", "Honey", -1)])
+    }
+
+    /// Commits an e-mail of module `alerts` (SendInterval 300 s) at `now_us`
+    /// under `mode`: the status it gets.
+    fn commit_email(store: &Store, mode: ThrottleMode, subject: &str, now_us: u64) -> Status {
+        let items = [email("alerts", "soc@example.org", subject, 300)];
+        let changes = Changes {
+            state: &[],
+            items: &items,
+            retries: &[],
+        };
+        store
+            .commit(&changes, now_us, now_us + 100 * S, &throttle(mode))
+            .unwrap()[0]
+            .status
     }
 
     fn throttle(mode: ThrottleMode) -> Throttle {
@@ -291,18 +306,7 @@ mod tests {
             (ThrottleMode::Drop, Status::Dropped),
         ] {
             let store = Store::in_memory();
-            let commit = |subject: &str, now_us| {
-                let items = [email("alerts", "soc@example.org", subject, 300)];
-                let changes = Changes {
-                    state: &[],
-                    items: &items,
-                    retries: &[],
-                };
-                store
-                    .commit(&changes, now_us, now_us + 100 * S, &throttle(mode))
-                    .unwrap()[0]
-                    .status
-            };
+            let commit = |subject: &str, now_us| commit_email(&store, mode, subject, now_us);
             let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
             assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
         }
@@ -314,18 +318,7 @@ mod tests {
     #[test]
     fn queued_e_mails_go_one_per_window_in_turn() {
         let store = Store::in_memory();
-        let commit = |subject: &str, now_us| {
-            let items = [email("alerts", "soc@example.org", subject, 300)];
-            let changes = Changes {
-                state: &[],
-                items: &items,
-                retries: &[],
-            };
-            store
-                .commit(&changes, now_us, now_us + 100 * S, &throttle(ThrottleMode::Queue))
-                .unwrap()[0]
-                .status
-        };
+        let commit = |subject: &str, now_us| commit_email(&store, ThrottleMode::Queue, subject, now_us);
         let statuses = [commit("1", 10 * S), commit("2", 20 * S), commit("3", 30 * S)];
         assert_eq!(statuses, [Status::Pending; 3]);
         let subjects_due = |at_us| -> Vec<String> {

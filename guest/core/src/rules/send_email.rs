@@ -103,21 +103,10 @@ const PARAMS: &[ParamSpec] = &[
 /// The configured SendEmail module.
 #[derive(Debug, Clone)]
 pub struct SendEmailRule {
-    defaults: Defaults,
+    /// What a row leaves out.
+    defaults: Message,
     allowed: VqlRegex,
     period: i64,
-}
-
-/// What a row leaves out.
-#[derive(Debug, Clone)]
-struct Defaults {
-    secret: String,
-    recipients: Vec<String>,
-    sender: String,
-    files: Vec<FileToUpload>,
-    text: String,
-    html: String,
-    subject: String,
 }
 
 /// One entry of `FilesToUpload`.
@@ -152,7 +141,7 @@ impl Rule for SendEmailRule {
             .map(file_of)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| ParamError::new("FilesToUpload", why))?;
-        let defaults = Defaults {
+        let defaults = Message {
             secret: p.text("Secret").trim().to_string(),
             recipients,
             sender: p.text("Sender").trim().to_string(),
@@ -235,7 +224,8 @@ impl Rule for SendEmailRule {
     }
 }
 
-/// One row's message, the module's parameters filling what it leaves out.
+/// One message: a row's, the module's parameters filling what it leaves
+/// out (the rule keeps those as a `Message` too).
 #[derive(Debug, Clone)]
 struct Message {
     secret: String,

@@ -841,6 +841,8 @@ mod iris;
 mod observables;
 mod pagerduty;
 mod severity;
+
+pub use self::severity::Severity;
 mod splunk;
 mod thehive;
 

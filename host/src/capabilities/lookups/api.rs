@@ -54,10 +54,7 @@ impl ApiLookups {
         let output = self
             .client
             .query_blocking(vql, env, org, self.timeout)
-            .map_err(|e| match e {
-                ApiError::Denied { .. } => LookupError::Denied(e.to_string()),
-                _ => LookupError::Unavailable(e.to_string()),
-            })?;
+            .map_err(lookup_error)?;
         // The server reports a refused or failed plugin in its log, with
         // no rows: not the same as "not found".
         let problems = output.problems();
@@ -234,12 +231,9 @@ impl LookupSource for ApiLookups {
         let (data, truncated) = self
             .client
             .read_file_blocking(org, components, max_bytes, self.timeout)
-            .map_err(|e| match e {
-                ApiError::Denied { .. } => LookupError::Denied(e.to_string()),
-                _ => LookupError::Unavailable(e.to_string()),
-            })?;
-        // The API answers a path it does not hold with no bytes, as it
-        // answers an empty file: an empty attachment says nothing anyway.
+            .map_err(lookup_error)?;
+        // A path the store lacks reads as no bytes (the client takes the
+        // server's NotFound so); an empty file says nothing either.
         Ok((!data.is_empty()).then_some(FileBytes { data, truncated }))
     }
 
@@ -253,5 +247,13 @@ impl LookupSource for ApiLookups {
         let mut rows: Vec<Value> = output.rows().iter().filter(|r| ts(r) > since_s).cloned().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(ts(r)));
         Ok(rows)
+    }
+}
+
+/// A refusal by the server is `denied`; anything else may pass.
+fn lookup_error(e: ApiError) -> LookupError {
+    match e {
+        ApiError::Denied { .. } => LookupError::Denied(e.to_string()),
+        _ => LookupError::Unavailable(e.to_string()),
     }
 }

@@ -11,6 +11,8 @@
 
 use serde::Deserialize;
 
+use velonotify_core::rules::webhook::Severity;
+
 use super::Facility;
 use crate::store::SyslogPayload;
 
@@ -46,8 +48,9 @@ impl Record<'_> {
     /// The record as one syslog message (without its frame).
     pub fn render(&self, format: Format) -> Vec<u8> {
         let label = |name: &str| self.payload.labels.get(name);
-        let severity = Severity::from_label(label("severity"));
-        let priority = u16::from(self.facility.code()) * 8 + u16::from(severity.syslog());
+        // The label holds the alert's own word (`noise::labels`).
+        let severity = Severity::from_word(label("severity"));
+        let priority = u16::from(self.facility.code()) * 8 + u16::from(syslog_severity(severity));
         let (structured, message) = match format {
             Format::Rfc5424 => (self.structured_data(), one_line(&self.payload.summary)),
             Format::Cef => ("-".to_string(), self.cef(severity)),
@@ -108,55 +111,31 @@ impl Record<'_> {
             env!("CARGO_PKG_VERSION"),
             cef_header(signature),
             cef_header(&name),
-            severity.cef(),
+            cef_severity(severity),
             extension.join(" ")
         )
     }
 }
 
-/// How grave a notification is, from its `severity` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Severity {
-    Critical,
-    High,
-    Medium,
-    Low,
-    Info,
-    Unstated,
+/// RFC 5424's severity: a notification without one is a warning.
+fn syslog_severity(severity: Severity) -> u8 {
+    match severity {
+        Severity::Critical => 2,
+        Severity::High => 3,
+        Severity::Medium | Severity::Unstated => 4,
+        Severity::Low => 5,
+        Severity::Info => 6,
+    }
 }
 
-impl Severity {
-    fn from_label(text: &str) -> Self {
-        match text.to_ascii_lowercase().as_str() {
-            "critical" | "crit" | "fatal" | "emergency" => Self::Critical,
-            "high" | "error" | "err" => Self::High,
-            "medium" | "warning" | "warn" => Self::Medium,
-            "low" | "notice" => Self::Low,
-            "info" | "informational" | "debug" => Self::Info,
-            _ => Self::Unstated,
-        }
-    }
-
-    /// RFC 5424's severity: a notification without one is a warning.
-    fn syslog(self) -> u8 {
-        match self {
-            Self::Critical => 2,
-            Self::High => 3,
-            Self::Medium | Self::Unstated => 4,
-            Self::Low => 5,
-            Self::Info => 6,
-        }
-    }
-
-    /// CEF's 0 to 10.
-    fn cef(self) -> u8 {
-        match self {
-            Self::Critical => 10,
-            Self::High => 8,
-            Self::Medium | Self::Unstated => 5,
-            Self::Low => 3,
-            Self::Info => 1,
-        }
+/// CEF's 0 to 10.
+fn cef_severity(severity: Severity) -> u8 {
+    match severity {
+        Severity::Critical => 10,
+        Severity::High => 8,
+        Severity::Medium | Severity::Unstated => 5,
+        Severity::Low => 3,
+        Severity::Info => 1,
     }
 }
 

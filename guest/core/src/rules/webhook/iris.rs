@@ -16,7 +16,7 @@
 //! | `alert_source_ref` | as TheHive's `sourceRef`: stable for the same alert |
 //! | `alert_source_event_time` | the alert's time |
 //! | `alert_source_link` | the collection, client or artifact in the Velociraptor GUI (with `[server] public_url`) |
-//! | `alert_severity_id` | the alert's `Severity`: 2 informational (an announcement), 3 low, 4 medium, 5 high (also when unstated), 6 critical |
+//! | `alert_severity_id` | the alert's `Severity`: 2 informational (`info`, or an announcement), 3 low, 4 medium, 5 high (also when unstated), 6 critical |
 //! | `alert_status_id` | 2 (New) |
 //! | `alert_customer_id` | the `CustomerId` parameter (default 1, IRIS's first customer) |
 //! | `alert_tags` | `velociraptor`, the artifact, the client id (comma separated) |
@@ -85,6 +85,7 @@ pub fn alert(text: &str, facts: &Map<String, Value>, customer_id: i64, link: Opt
 /// 2 Informational, 3 Low, 4 Medium, 5 High, 6 Critical.
 fn severity_id(facts: &Map<String, Value>) -> u8 {
     match Severity::of(facts) {
+        Severity::Info => 2,
         Severity::Unstated if !Facts(facts).is_alert() => 2,
         Severity::Low => 3,
         Severity::Medium => 4,

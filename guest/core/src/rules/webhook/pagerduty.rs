@@ -73,7 +73,7 @@ fn severity(facts: &Map<String, Value>) -> &'static str {
         Severity::Critical => "critical",
         Severity::High | Severity::Unstated => "error",
         Severity::Medium => "warning",
-        Severity::Low => "info",
+        Severity::Low | Severity::Info => "info",
     }
 }
 

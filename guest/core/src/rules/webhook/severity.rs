@@ -10,6 +10,8 @@ pub enum Severity {
     High,
     Medium,
     Low,
+    /// Information, not a problem (a finished collection).
+    Info,
     /// The alert said nothing, or a word none of the scales knows.
     Unstated,
 }
@@ -21,13 +23,18 @@ impl Severity {
         let said = facts
             .get("event_data")
             .and_then(|d| d.get("Severity").or_else(|| d.get("severity")))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase);
-        match said.as_deref() {
-            Some("critical" | "crit" | "fatal" | "emergency") => Self::Critical,
-            Some("high" | "error" | "err") => Self::High,
-            Some("medium" | "warning" | "warn") => Self::Medium,
-            Some("low" | "info" | "informational" | "notice" | "debug") => Self::Low,
+            .and_then(Value::as_str);
+        said.map_or(Self::Unstated, Self::from_word)
+    }
+
+    /// A severity word as detections and syslog write it, in any case.
+    pub fn from_word(word: &str) -> Self {
+        match word.to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "fatal" | "emergency" => Self::Critical,
+            "high" | "error" | "err" => Self::High,
+            "medium" | "warning" | "warn" => Self::Medium,
+            "low" | "notice" => Self::Low,
+            "info" | "informational" | "debug" => Self::Info,
             _ => Self::Unstated,
         }
     }
@@ -37,7 +44,7 @@ impl Severity {
     pub fn or_default_for(self, facts: &Map<String, Value>) -> Self {
         match self {
             Self::Unstated if facts.contains_key("name") => Self::High,
-            Self::Unstated => Self::Low,
+            Self::Unstated => Self::Info,
             stated => stated,
         }
     }
@@ -67,6 +74,10 @@ mod tests {
                 Severity::High
             ]
         );
-        assert_eq!(of(json!({"client_id": "C.1"})), Severity::Low, "an announcement");
+        assert_eq!(of(json!({"client_id": "C.1"})), Severity::Info, "an announcement");
+        assert_eq!(
+            ["informational", "DEBUG", "notice"].map(Severity::from_word),
+            [Severity::Info, Severity::Info, Severity::Low]
+        );
     }
 }

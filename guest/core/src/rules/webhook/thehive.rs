@@ -90,7 +90,7 @@ fn tags(said: Facts<'_>) -> Vec<String> {
 /// TheHive's four severities.
 fn severity(facts: &Map<String, Value>) -> u8 {
     match Severity::of(facts).or_default_for(facts) {
-        Severity::Low => 1,
+        Severity::Low | Severity::Info => 1,
         Severity::Medium => 2,
         Severity::High | Severity::Unstated => 3,
         Severity::Critical => 4,
