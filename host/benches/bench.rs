@@ -51,7 +51,7 @@ fn quick() -> bool {
 
 /// `VELONOTIFY_BENCH_ONLY=modules,replay`: run only these parts (modules,
 /// or one module: alerts, flow-completion, detect, errors-alert;
-/// instantiation, memory, output, swap, replay, scaling, smtp, languages), to profile one of them;
+/// instantiation, memory, output, swap, replay, scaling, smtp, replicas, languages), to profile one of them;
 /// BENCHMARKS.md is left alone.
 fn only() -> Option<String> {
     std::env::var("VELONOTIFY_BENCH_ONLY").ok()
@@ -105,6 +105,10 @@ fn main() {
     if wanted("smtp") {
         eprintln!("SMTP delivery ...");
         smtp_rate(exe, &modules, &mut report);
+    }
+    if wanted("replicas") {
+        eprintln!("ingest and delivery with 1 and 3 replicas, SQLite and PostgreSQL ...");
+        replicas(exe, &modules, &mut report);
     }
     if wanted("languages") {
         eprintln!("the same rule in Rust, Python and JavaScript ...");
@@ -1205,6 +1209,111 @@ fn smtp_rate(exe: &str, modules: &Path, report: &mut Report) {
             format!("{:.0}/s", rate),
             if workers == 1 { "≥ 300/s" } else { "≥ 1,000/s" },
             Some(rate >= if workers == 1 { 300.0 } else { 1000.0 }),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Replicas
+
+/// Ingest and delivery through `velonotify run` (release) on its store:
+/// one replica on SQLite, one and three on PostgreSQL (a local server, as
+/// the tests start it). Four forwarders post batches of 100 alerts to the
+/// replicas in turn: ingest is alerts accepted per second; delivery is
+/// e-mails per second from the first to the last at a local aiosmtpd.
+fn replicas(exe: &str, modules: &Path, report: &mut Report) {
+    const FORWARDERS: usize = 4;
+    const PER_POST: usize = 100;
+    let alerts: usize = if quick() { 400 } else { 4000 };
+    let cache = scratch();
+    let mut figures = Vec::new();
+    for (engine, count) in [("SQLite", 1), ("PostgreSQL", 1), ("PostgreSQL", 3)] {
+        let dir = scratch();
+        let peer = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+        let store = match engine {
+            "SQLite" => format!("[host]\nstate = \"{}\"\n", dir.path().join("state.db").display()),
+            _ => format!(
+                "[store]\nurl = \"{}\"\n",
+                velonotify_test_support::postgres::server().database()
+            ),
+        };
+        let mut runs = Vec::new();
+        let mut ports = Vec::new();
+        for replica in 0..count {
+            let replica_dir = dir.path().join(format!("r{replica}"));
+            std::fs::create_dir_all(&replica_dir).unwrap();
+            let port = free_port();
+            let config = replica_dir.join("velonotify.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[smtp]\nserver = \"127.0.0.1\"\nserver_port = {}\nfrom = \"velonotify@example.org\"\n{store}\
+                     [ingest]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"bench\"\n\
+                     [[module]]\npath = \"alerts.wasm\"\n[module.params]\nRecipients = \"Address\\nsoc@example.org\\n\"\n\
+                     SendInterval = -1\n",
+                    peer.port
+                ),
+            )
+            .unwrap();
+            let mut run = Running::start_with_cache(exe, &config, modules, cache.path());
+            run.wait("ingest", Duration::from_secs(300), |r| {
+                r.log().contains("HTTP ingest at")
+            });
+            runs.push(run);
+            ports.push(port);
+        }
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for forwarder in 0..FORWARDERS {
+                let ports = &ports;
+                scope.spawn(move || {
+                    let posts = alerts / PER_POST;
+                    for post in (forwarder..posts).step_by(FORWARDERS) {
+                        let body: String = (post * PER_POST..(post + 1) * PER_POST)
+                            .map(|i| {
+                                format!(
+                                    "{{\"client_id\":\"server\",\"name\":\"bench {i}\",\"event_data\":{{\"n\":{i}}}}}\n"
+                                )
+                            })
+                            .collect();
+                        let port = ports[post % ports.len()];
+                        let (status, answer) =
+                            post_events(port, Some("bench"), "queue=Server.Internal.Alerts", body.as_bytes());
+                        assert_eq!(status, 200, "{answer}");
+                    }
+                });
+            }
+        });
+        let ingest_rate = alerts as f64 / started.elapsed().as_secs_f64();
+        let first = loop {
+            if !peer.received().is_empty() {
+                break Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        peer.wait_for(alerts, Duration::from_secs(600));
+        let delivery_rate = alerts as f64 / first.elapsed().as_secs_f64();
+        drop(runs);
+        figures.push((engine, count, ingest_rate, delivery_rate));
+    }
+    let (_, _, sqlite_ingest, sqlite_delivery) = figures[0];
+    for (engine, count, ingest, delivery) in figures {
+        let replicas = if count == 1 {
+            "1 replica".to_string()
+        } else {
+            format!("{count} replicas")
+        };
+        report.add(
+            format!("Ingest, {replicas} on {engine} ({alerts} alerts, {FORWARDERS} forwarders, {PER_POST} per post)"),
+            format!("{:.0}/s ({:.2}× SQLite)", ingest, ingest / sqlite_ingest),
+            "",
+            None,
+        );
+        report.add(
+            format!("Delivery to a local aiosmtpd, {replicas} on {engine} (4 workers each)"),
+            format!("{:.0}/s ({:.2}× SQLite)", delivery, delivery / sqlite_delivery),
+            "",
+            None,
         );
     }
 }

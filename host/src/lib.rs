@@ -9,8 +9,9 @@
 //!   room uses.
 //! - [`noise`]: noise control: labels of notifications, matchers and
 //!   silences (the rules; the store keeps them, the outbox applies them).
-//! - [`store`]: the typed store (SQLite): schema and migrations, one
-//!   transaction per input, the outbox.
+//! - [`store`]: the typed store (SQLite, or PostgreSQL shared by replicas):
+//!   schema and migrations, one transaction per input, the outbox, the
+//!   replicas' leases and claims.
 //! - [`contract`]: the WIT world as Rust types and host traits.
 //! - [`velociraptor`]: Velociraptor's gRPC API: client, VQL.
 //! - [`capabilities`]: what a module may use of the host (clock, log,

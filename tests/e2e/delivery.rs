@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, TestCertificate, free_port, http_get};
+use velonotify_test_support::postgres::store_env;
 use velonotify_test_support::{cache_dir, modules_dir, scratch};
 
 use super::{EXE, write_config};
@@ -94,6 +95,7 @@ fn spawn_run_open(config: &Path) -> (Child, std::process::ChildStdin) {
         .args(["--modules-dir", &modules_dir().display().to_string()])
         .args(["--cache-dir", &cache_dir().display().to_string()])
         .env("VELONOTIFY_LOG", "info")
+        .envs(store_env(config.parent().unwrap()))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -147,6 +149,7 @@ pub(super) fn stderr(output: &Output) -> String {
 /// `velonotify outbox list` of a configuration.
 pub(super) fn outbox_list(config: &Path, status: &str) -> String {
     let output = Command::new(EXE)
+        .envs(store_env(config.parent().unwrap()))
         .args([
             "outbox",
             "-c",
@@ -258,7 +261,9 @@ fn a_host_killed_while_delivering_resumes_after_a_restart() {
     // Every event is in the outbox, and delivery is under way: kill.
     let started = Instant::now();
     loop {
-        let pending = match dir.path().join("state.db").exists() {
+        let store_made =
+            velonotify_test_support::postgres::testing_on_postgres() || dir.path().join("state.db").exists();
+        let pending = match store_made {
             true => outbox_list(&config, "pending").lines().count().saturating_sub(2),
             false => 0,
         };
@@ -498,6 +503,7 @@ fn run_serves_prometheus_metrics() {
         .args(["run", "-c", &config.display().to_string()])
         .args(["--modules-dir", &modules_dir().display().to_string()])
         .args(["--cache-dir", &cache_dir().display().to_string()])
+        .envs(store_env(dir.path()))
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -552,6 +558,7 @@ fn retried_webhooks_go_only_where_todays_configuration_allows() {
     );
     let retried = Command::new(EXE)
         .args(["outbox", "-c", &config_path.display().to_string(), "retry"])
+        .envs(store_env(config_path.parent().unwrap()))
         .output()
         .unwrap();
     assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
@@ -606,7 +613,7 @@ fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
     // Sent as far as velonotify knows: a server stopped before its reply to
     // the message reached velonotify leaves the message's fate unknown, and
     // it is rightly sent again.
-    let store = velonotify::store::Store::open(&dir.path().join("state.db")).unwrap();
+    let store = velonotify_test_support::open_store(dir.path());
     let sent = || {
         store
             .counts()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
+use velonotify_test_support::postgres::store_env;
 use velonotify_test_support::service::{Running, post_until_accepted, try_post_events};
 use velonotify_test_support::{part, scratch};
 
@@ -405,6 +406,7 @@ fn the_service_stays_up_while_outbox_commands_write_to_its_database() {
                 for args in [&["retry"][..], &["list", "--limit", "20"]] {
                     let output = std::process::Command::new(EXE)
                         .args(["outbox", "-c", &config])
+                        .envs(store_env(scene.dir.path()))
                         .args(args)
                         .output()
                         .unwrap();
@@ -444,9 +446,11 @@ fn the_service_stays_up_while_outbox_commands_write_to_its_database() {
 }
 
 /// The state database cannot grow (a file size limit set on the running
-/// process): the ingest endpoint answers 503 with Retry-After, the service
-/// stays up, and once the limit is lifted it carries on; every row it
-/// answered 200 for, and every row re-posted after a 503, is e-mailed.
+/// process; on PostgreSQL, the server answering every insert into the
+/// outbox with its `disk_full` error): the ingest endpoint answers 503 with
+/// Retry-After, the service stays up, and once the limit is lifted it
+/// carries on; every row it answered 200 for, and every row re-posted
+/// after a 503, is e-mailed.
 #[test]
 fn a_full_disk_makes_ingest_answer_503_and_loses_nothing_when_space_returns() {
     let scene = Scene::new("");
@@ -467,7 +471,21 @@ fn a_full_disk_makes_ingest_answer_503_and_loses_nothing_when_space_returns() {
         next += 5;
     }
     let pid = rustix::process::Pid::from_child(&run.child);
+    let on_postgres = velonotify_test_support::postgres::testing_on_postgres();
     let limit = |bytes: Option<u64>| {
+        if on_postgres {
+            let sql = match bytes {
+                Some(_) => {
+                    "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+                     END $$;
+                     CREATE TRIGGER full_disk BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION full_disk()"
+                }
+                None => "DROP TRIGGER full_disk ON outbox",
+            };
+            velonotify_test_support::postgres::sql_in_store_of(scene.dir.path(), sql);
+            return;
+        }
         let limit = rustix::process::Rlimit {
             current: bytes,
             maximum: None,
@@ -550,10 +568,18 @@ fn a_second_run_of_the_same_state_database_is_refused() {
     let mut second = scene.start(&[]);
     let status = second.wait_exit("the second run to be refused", Duration::from_secs(60));
     assert!(!status.success());
-    let expected = format!(
-        "another `velonotify run` (pid {}) is using the state database",
-        first.child.id()
-    );
+    // On PostgreSQL a second process is a replica, but one per
+    // configuration directory (its ports, its pid file).
+    let expected = match velonotify_test_support::postgres::testing_on_postgres() {
+        true => format!(
+            "another `velonotify run` (pid {}) runs this configuration",
+            first.child.id()
+        ),
+        false => format!(
+            "another `velonotify run` (pid {}) is using the state database",
+            first.child.id()
+        ),
+    };
     assert!(second.log().contains(&expected), "{}", second.log());
     let query = format!("queue={QUEUE}");
     post_until_accepted(

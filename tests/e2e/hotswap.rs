@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use velonotify::store::{Payload, Status, Store};
+use velonotify::store::{Payload, Status};
 use velonotify_test_support::builds::{built_for_wit, install_versioned, swap_latencies_ms, versioned_build};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
@@ -108,7 +108,7 @@ Queue = "Custom.Swap"
 
     /// Which build handled each row: `n` -> builds (one, if handled once).
     fn handled(&self) -> HashMap<u64, Vec<String>> {
-        let store = Store::open(&self.dir.join("state.db")).unwrap();
+        let store = velonotify_test_support::open_store(&self.dir);
         let mut handled: HashMap<u64, Vec<String>> = HashMap::new();
         for row in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
             let Payload::UserMessage(message) = row.unwrap().payload else {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use velonotify::store::{Payload, Status, Store};
+use velonotify::store::{Payload, Status};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
 use velonotify_test_support::{data, js_modules_dir, jsonl, modules_dir, python_modules_dir, scratch, stderr};
@@ -185,7 +185,7 @@ fn a_javascript_module_runs_in_the_service_and_its_alerts_are_delivered_once() {
     let called = metric(metrics, "velonotify_module_handled_total{module=\"honeyfiles\"}");
     assert_eq!(called, ROWS / 5, "only the rows its interest matches call it");
 
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let store = velonotify_test_support::open_store(dir.path());
     let waiting = || -> Vec<String> {
         let items = store.list(Some(Status::WaitingApi), usize::MAX).unwrap();
         let mut files: Vec<String> = items

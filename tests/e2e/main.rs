@@ -33,6 +33,7 @@ mod noise;
 mod portability;
 mod python;
 mod receivers;
+mod replicas;
 mod sandbox;
 mod send_email;
 mod velociraptor;

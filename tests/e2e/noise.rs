@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use velonotify::store::{Status, Store};
+use velonotify::store::Status;
 use velonotify_test_support::browser::Browser;
 use velonotify_test_support::peers::{HttpPeer, SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::service::{Running, metric, post_events, request};
@@ -169,7 +169,7 @@ fn a_silence_made_on_the_command_line_holds_back_what_it_matches_while_run_serve
     ]);
     let list = String::from_utf8(list.stdout).unwrap();
     assert_eq!(list.matches(&format!("silence {id}")).count(), 2, "{list}");
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let store = velonotify_test_support::open_store(dir.path());
     let mut held: Vec<(String, String)> = store
         .list(Some(Status::Silenced), 10)
         .unwrap()
@@ -243,7 +243,8 @@ fn a_bad_silence_is_refused_saying_what_is_wrong() {
 fn a_replay_honours_the_silences_of_its_state_database_on_the_rows_time() {
     let dir = scratch();
     let config = config(dir.path(), free_port(), free_port(), free_port());
-    let state = dir.path().join("state.db");
+    // The store `silence add` wrote to: a file, or a PostgreSQL URL.
+    let state = velonotify_test_support::store_argument(dir.path());
     let now = now_s();
     let at = |s: u64| jiff::Timestamp::from_second(s as i64).unwrap().to_string();
     let id = silence(
@@ -278,7 +279,7 @@ fn a_replay_honours_the_silences_of_its_state_database_on_the_rows_time() {
     let events = dir.path().join("events.jsonl");
     std::fs::write(&events, rows).unwrap();
     let out = dir.path().join("out");
-    let replayed = replay_with(&config, &events, &out, &["--state", &state.display().to_string()]);
+    let replayed = replay_with(&config, &events, &out, &["--state", &state]);
     let summary = jsonl(&out.join("summary.jsonl"));
     let fates: Vec<(&str, &str)> = summary
         .iter()
@@ -759,7 +760,7 @@ fn a_burst_on_300_hosts_is_one_e_mail_less_the_silenced_host_and_the_inhibited_a
     }
     assert!(!text.contains(&client(7)), "the silenced host is not listed");
 
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let store = velonotify_test_support::open_store(dir.path());
     let counts = store.counts().unwrap().by_status;
     assert_eq!(counts.get(&Status::Silenced), Some(&1), "{counts:?}");
     assert_eq!(counts.get(&Status::Inhibited), Some(&3), "{counts:?}");

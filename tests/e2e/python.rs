@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use velonotify::store::{Payload, Status, Store};
+use velonotify::store::{Payload, Status};
 use velonotify_test_support::peers::free_port;
 use velonotify_test_support::service::{Running, metric, post_events, rows_reaching};
 use velonotify_test_support::{data, emails, header, jsonl, modules_dir, python_modules_dir, scratch, stderr};
@@ -337,7 +337,7 @@ fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
         "the swap came while rows were still flowing ({reached_at_swap} of {ROWS} handled)"
     );
 
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let store = velonotify_test_support::open_store(dir.path());
     let mut handled: BTreeMap<u64, u32> = BTreeMap::new();
     for item in store.list(Some(Status::WaitingApi), usize::MAX).unwrap() {
         let Payload::UserMessage(message) = item.unwrap().payload else {

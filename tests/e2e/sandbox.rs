@@ -416,13 +416,13 @@ Queue = "Custom.Ingest"
     let now = series("module_memory_bytes", "module=\"grows\"");
     assert!(0 < now && now < 32 << 20, "the fresh instance holds {now} bytes");
 
-    let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-    let bodies: Vec<String> = db
-        .prepare("SELECT body FROM outbox WHERE module = 'grows' ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .unwrap()
-        .map(|b| String::from_utf8(b.unwrap()).unwrap())
+    let store = velonotify_test_support::open_store(dir.path());
+    let mut grown: Vec<_> = store.list(None, 100).unwrap().into_iter().flatten().collect();
+    grown.retain(|item| item.module == "grows");
+    grown.sort_by_key(|item| item.id);
+    let bodies: Vec<String> = grown
+        .into_iter()
+        .map(|item| String::from_utf8(item.body).unwrap())
         .collect();
     assert_eq!(
         bodies,

@@ -57,6 +57,10 @@ pub struct Config {
     pub smtp: SmtpSection,
     #[serde(default)]
     pub host: HostSection,
+    /// Where the state is kept: PostgreSQL for replicas, else the SQLite
+    /// file (`[host] state`).
+    #[serde(default)]
+    pub store: StoreSection,
     #[serde(default)]
     pub lookups: LookupsSection,
     /// Named SMTP Creds secrets (`[secrets.notify_mail_secret]`), used by
@@ -94,6 +98,19 @@ pub struct Config {
     /// The directory of the configuration file: relative paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// The environment variable that names the store, over `[store] url`.
+pub const STORE_URL_VARIABLE: &str = "VELONOTIFY_STORE_URL";
+
+/// The database replicas share.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user:password@host:port/database` (a key=value
+    /// connection string is not taken: the URL is what logs show, without
+    /// its password). Unset: the SQLite file of `[host] state`.
+    pub url: Option<String>,
 }
 
 /// How the host runs modules.
@@ -391,7 +408,23 @@ impl Config {
         DEFAULT_SENDER.to_string()
     }
 
-    /// Where `run` keeps its state.
+    /// The store `run` and the commands use: the `VELONOTIFY_STORE_URL`
+    /// environment variable (a password kept out of the configuration
+    /// file), else `[store] url`, else the SQLite file of
+    /// [`Config::state_path`].
+    pub fn store_location(&self) -> anyhow::Result<crate::store::Location> {
+        let from_env = std::env::var(STORE_URL_VARIABLE).ok().filter(|url| !url.is_empty());
+        match from_env.as_ref().or(self.store.url.as_ref()) {
+            None => Ok(crate::store::Location::File(self.state_path())),
+            Some(url) => crate::store::PostgresUrl::parse(url)
+                .map(crate::store::Location::Postgres)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("[store] url: {url:?} is not a PostgreSQL URL (postgres://user@host:port/database)")
+                }),
+        }
+    }
+
+    /// Where `run` keeps its state when it is a SQLite file.
     pub fn state_path(&self) -> PathBuf {
         match &self.host.state {
             Some(path) => self.resolve(path),

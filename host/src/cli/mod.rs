@@ -3,11 +3,13 @@
 //! from it ([`runtime`]), and the service of `run` ([`service`]).
 
 pub mod config;
+mod membership;
 mod new_module;
 mod rule_test;
 pub mod runtime;
 pub mod service;
 mod silence;
+mod status;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::files::FileOutbox;
 use crate::pipeline::outbox::{Level, Outbox};
 use crate::sources::JsonlSource;
-use crate::store::{OutboxItem, Status, Store};
+use crate::store::{Location, OutboxItem, Status, Store};
 
 /// Alerting and notifications for Velociraptor, with rule modules that run
 /// as sandboxed WebAssembly components.
@@ -64,6 +66,10 @@ enum Command {
     /// its module files now and swap in those that changed (sends SIGHUP
     /// to the process named in its pid file, beside the state database).
     Reload(ReloadArgs),
+    /// Say what the replicas sharing this configuration's store are doing:
+    /// which are alive, who reads which org's stream, what each is sending,
+    /// the outbox by status.
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -194,7 +200,8 @@ struct ReplayArgs {
     #[arg(long, value_name = "TS", value_parser = epoch_seconds())]
     end: Option<u64>,
     /// Keep state (alert dedup, cursors, module state) in this database, so
-    /// that a later replay carries on from it (default: memory, forgotten).
+    /// that a later replay carries on from it (default: memory, forgotten):
+    /// a SQLite file, or a PostgreSQL store's `postgres://` URL.
     #[arg(long, value_name = "DB")]
     state: Option<PathBuf>,
     /// Say only what modules do, not why they drop rows: `log.jsonl` keeps
@@ -234,6 +241,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => rule_test(args),
         Command::New(args) => new_project(args),
         Command::Silence(args) => silence::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -598,11 +606,13 @@ fn reload(args: ReloadArgs) -> anyhow::Result<()> {
 
 fn outbox(args: OutboxArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let path = config.state_path();
-    if !path.exists() {
+    let location = config.store_location()?;
+    if let Location::File(path) = &location
+        && !path.exists()
+    {
         bail!("no state database at {} (velonotify run creates it)", path.display());
     }
-    let store = Store::open(&path)?;
+    let store = Store::open_at(&location)?;
     let status = |text: &Option<String>| -> anyhow::Result<Option<Status>> {
         text.as_deref()
             .map(|t| {

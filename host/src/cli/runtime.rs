@@ -71,8 +71,12 @@ impl Runtime {
             None => Arc::new(load_world(config, overrides)?),
         };
         let store = Arc::new(match (&overrides.state, clock.is_virtual()) {
-            (Some(path), _) => Store::open(path)?,
-            (None, false) => Store::open(&config.state_path())?,
+            // `--state` names a SQLite file, or a PostgreSQL store by its URL.
+            (Some(state), _) => match state.to_str().and_then(crate::store::PostgresUrl::parse) {
+                Some(url) => Store::connect(&url)?,
+                None => Store::open(state)?,
+            },
+            (None, false) => Store::open_at(&config.store_location()?)?,
             (None, true) => Store::in_memory(),
         });
         let state = Arc::new(StateCapability::new(store.clone()));

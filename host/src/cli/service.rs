@@ -55,8 +55,10 @@ const COMMIT_RETRY_LONGEST: Duration = Duration::from_secs(5);
 /// Runs until the input ends (stdin) or the process is stopped.
 pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     keep_running_on_a_full_file();
-    // Before anything is opened: a second run stops here.
-    let _pid_file = PidFile::lock(&pid_path(config), &config.state_path())?;
+    // Before anything is opened: a second run of this configuration stops
+    // here (replicas share a PostgreSQL store, each with a configuration
+    // directory of its own: its ports, its pid file for `reload`).
+    let _pid_file = PidFile::lock(&pid_path(config), &config.store_location()?)?;
     let clock = Clock::System;
     let api = config
         .velociraptor
@@ -92,11 +94,14 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     // commits (a swap or an event would wait for them).
     let _checkpointer = match store.location() {
         crate::store::Location::File(path) => Some(Checkpointer::start(path, CHECKPOINT_EVERY)?),
-        crate::store::Location::Memory => None,
+        crate::store::Location::Memory | crate::store::Location::Postgres(_) => None,
     };
     store.leave_checkpoints_to_checkpointer()?;
     let delivery_store = Arc::new(store.reopen()?);
     delivery_store.leave_checkpoints_to_checkpointer()?;
+    // One replica of those sharing the store (alone on a SQLite file).
+    let alone = !matches!(store.location(), crate::store::Location::Postgres(_));
+    let membership = super::membership::Membership::join(store.reopen()?, &clock, alone)?;
     let mail_period = config.delivery.mail_period_s.unwrap_or(0);
     let modes = runtime
         .pipeline
@@ -149,6 +154,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         config.default_sender(),
     )
     .with_workers(config.delivery.workers.unwrap_or(DEFAULT_WORKERS))
+    .with_replica(membership.id())
     .with_destinations(
         runtime
             .pipeline
@@ -192,7 +198,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     let _reloader = start_reloader(config, &runtime, &sender, swaps.clone())?;
     let mut sources = Vec::new();
     if let Some((client, section)) = &api {
-        subscribe(client, section, &runtime, &store, &sender, &clock)?;
+        subscribe(client, section, &runtime, &store, &sender, &clock, membership.id())?;
         sources.push(format!("Velociraptor API at {}", client.address()));
     }
     if let Some(section) = &config.ingest {
@@ -312,8 +318,9 @@ pub fn pid_path(config: &Config) -> std::path::PathBuf {
     config.state_path().with_extension("pid")
 }
 
-/// The pid file, locked while `run` runs: one `run` per state database,
-/// since two would deliver everything twice. The lock goes with the process,
+/// The pid file, locked while `run` runs: one `run` per configuration
+/// directory, so one per SQLite state database, since two would deliver
+/// everything twice. The lock goes with the process,
 /// however it ends; the file is removed when `run` ends by itself.
 #[derive(Debug)]
 struct PidFile {
@@ -322,7 +329,7 @@ struct PidFile {
 }
 
 impl PidFile {
-    fn lock(path: &std::path::Path, state: &std::path::Path) -> anyhow::Result<Self> {
+    fn lock(path: &std::path::Path, store: &crate::store::Location) -> anyhow::Result<Self> {
         use std::io::{Read as _, Write as _};
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -339,12 +346,18 @@ impl PidFile {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
-                bail!(
-                    "another `velonotify run` (pid {}) is using the state database {}: one run per state database \
-                     (two would deliver everything twice)",
-                    pid.trim(),
-                    state.display()
-                );
+                let pid = pid.trim();
+                match store {
+                    crate::store::Location::Postgres(_) => bail!(
+                        "another `velonotify run` (pid {pid}) runs this configuration (pid file {}): replicas of a \
+                         PostgreSQL store each need a configuration directory of their own (ports, pid file)",
+                        path.display()
+                    ),
+                    _ => bail!(
+                        "another `velonotify run` (pid {pid}) is using the state database {store}: one run per state \
+                         database (two would deliver everything twice)"
+                    ),
+                }
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("locking the pid file {}", path.display()));
@@ -393,6 +406,7 @@ fn subscribe(
     store: &Store,
     sender: &SyncSender<Input>,
     clock: &Clock,
+    replica: &str,
 ) -> anyhow::Result<()> {
     let mut queues_by_org: HashMap<String, Vec<String>> = HashMap::new();
     for module in runtime.pipeline.modules() {
@@ -407,13 +421,13 @@ fn subscribe(
         if queues.is_empty() {
             continue;
         }
-        let cursors = stream::stored_cursors(store, &org_id, &queues, clock.now_us())?;
+        let lease = stream::StreamLease::new(Arc::new(store.reopen()?), replica, &org_id);
         let subscription = Subscription {
             org_id,
             queues,
             heartbeat: Duration::from_secs(section.heartbeat_s.unwrap_or(DEFAULT_HEARTBEAT_S).max(1)),
             backfill_max: Duration::from_secs(section.backfill_max_s.unwrap_or(DEFAULT_BACKFILL_MAX_S)),
-            cursors,
+            cursors: HashMap::new(),
         };
         let sender = sender.clone();
         let sink: stream::Sink = Arc::new(move |input| {
@@ -421,7 +435,7 @@ fn subscribe(
             // the other tasks of the runtime.
             tokio::task::block_in_place(|| sender.send(input).is_ok())
         });
-        stream::spawn(client.clone(), subscription, sink, clock.clone());
+        stream::spawn(client.clone(), subscription, sink, clock.clone(), lease);
     }
     Ok(())
 }

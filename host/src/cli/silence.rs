@@ -76,7 +76,7 @@ enum SilenceAction {
 
 pub fn run(args: SilenceArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let store = Store::open(&config.state_path())?;
+    let store = Store::open_at(&config.store_location()?)?;
     let now_us = Clock::System.now_us();
     match args.action {
         SilenceAction::Add {

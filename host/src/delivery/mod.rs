@@ -152,6 +152,9 @@ pub struct Deliverer {
     silence_links: Option<Arc<SilenceLinks>>,
     /// The `[[syslog]]` receivers.
     syslog: Option<SyslogSenders>,
+    /// The replica whose claims this deliverer's items are (see
+    /// `store/replicas.rs`).
+    replica: String,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -161,6 +164,10 @@ impl std::fmt::Debug for Deliverer {
             .finish_non_exhaustive()
     }
 }
+
+/// The replica name of a deliverer that is not told its own (tests and
+/// tools, alone on their store).
+pub const LOCAL_REPLICA: &str = "local";
 
 /// Most items tried in one round.
 const BATCH: usize = 100;
@@ -198,6 +205,7 @@ impl Deliverer {
             destinations: None,
             unsettled: Mutex::default(),
             unreadable: Mutex::default(),
+            replica: LOCAL_REPLICA.to_string(),
             silence_links: None,
             syslog: None,
         }
@@ -227,6 +235,13 @@ impl Deliverer {
     /// its `allowed_hosts` no longer names, is dead-lettered instead.
     pub fn with_destinations(mut self, policies: HashMap<String, OutboundPolicy>) -> Self {
         self.destinations = Some(policies);
+        self
+    }
+
+    /// Claims items as replica `id` (the others leave them alone while it
+    /// is alive).
+    pub fn with_replica(mut self, id: &str) -> Self {
+        self.replica = id.to_string();
         self
     }
 
@@ -273,7 +288,11 @@ impl Deliverer {
             }
             if worked == 0 {
                 let next = self.store.next_due_us().ok().flatten().unwrap_or(u64::MAX);
-                let wait = next.saturating_sub(self.clock.now_us()).clamp(10_000, 250_000);
+                // Due but not claimed: other replicas are sending it.
+                let wait = match next.checked_sub(self.clock.now_us()) {
+                    Some(wait) if wait > 0 => wait.clamp(10_000, 250_000),
+                    _ => 100_000,
+                };
                 std::thread::sleep(Duration::from_micros(wait));
             }
         }
@@ -302,7 +321,7 @@ impl Deliverer {
         self.settle_kept()?;
         let now_us = self.clock.now_us();
         self.make_digests(now_us)?;
-        let due = self.store.due(now_us, BATCH)?;
+        let due = self.store.claim_due(&self.replica, now_us, BATCH)?;
         let next = AtomicUsize::new(0);
         let work = || {
             while let Some(row) = due.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -434,9 +453,12 @@ impl Deliverer {
         let now_us = self.clock.now_us();
         match settlement {
             Settlement::Sent => self.store.mark_sent(id, now_us),
-            Settlement::Retry { next_attempt_us, error } => self.store.mark_retry(id, *next_attempt_us, error, now_us),
+            Settlement::Retry { next_attempt_us, error } => {
+                self.store
+                    .mark_retry(id, *next_attempt_us, error, now_us, &self.replica)
+            }
             Settlement::Dead(error) => {
-                let followers = self.store.mark_dead(id, error, now_us)?;
+                let followers = self.store.mark_dead(id, error, now_us, &self.replica)?;
                 self.report_failed_followers(followers);
                 Ok(())
             }

@@ -468,7 +468,7 @@ mod tests {
     }
 
     fn serve_labelled(pairs: &[(&str, &str)]) -> Served {
-        let store = Arc::new(Store::in_memory());
+        let store = Arc::new(Store::for_tests());
         let earlier = notification(&[("alertname", "Earlier"), ("module", "alerts")], None);
         let items = [earlier, notification(pairs, Some(LINK_ID))];
         let changes = Changes {

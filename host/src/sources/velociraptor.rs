@@ -114,10 +114,132 @@ pub struct Subscription {
     pub cursors: HashMap<String, Cursor>,
 }
 
-/// Starts the stream of `subscription` on the client's runtime.
-pub fn spawn(client: ApiClient, subscription: Subscription, sink: Sink, clock: Clock) -> tokio::task::JoinHandle<()> {
+/// Starts the stream of `subscription` on the client's runtime, read
+/// whenever this replica holds its `lease`, from the positions stored when
+/// it takes it.
+pub fn spawn(
+    client: ApiClient,
+    subscription: Subscription,
+    sink: Sink,
+    clock: Clock,
+    lease: StreamLease,
+) -> tokio::task::JoinHandle<()> {
     let runtime = client.runtime().handle().clone();
-    runtime.spawn(async move { OrgStream::new(client, subscription, sink, clock).run().await })
+    runtime.spawn(async move {
+        let org = subscription.org_id.clone();
+        loop {
+            lease.hold(&clock).await;
+            let cursors = match lease.stored_cursors(&subscription, &clock).await {
+                Ok(cursors) => cursors,
+                Err(error) => {
+                    tracing::warn!(%org, %error, "stream positions unreadable; trying again");
+                    tokio::time::sleep(LEASE_POLL).await;
+                    continue;
+                }
+            };
+            let turn = Subscription {
+                cursors,
+                ..subscription.clone()
+            };
+            let stream = OrgStream::new(client.clone(), turn, sink.clone(), clock.clone());
+            tokio::select! {
+                () = stream.run() => return,
+                () = lease.lost() => {
+                    tracing::warn!(%org, "another replica took this org's event stream; this one stops reading it");
+                }
+            }
+        }
+    })
+}
+
+/// How often a replica waiting for a stream looks whether its holder
+/// died, and a holder whether it still holds it.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// One org's stream is read by one replica at a time: the one holding
+/// this lease (`store/replicas.rs`).
+#[derive(Debug, Clone)]
+pub struct StreamLease {
+    store: Arc<Store>,
+    replica: String,
+    name: String,
+}
+
+impl StreamLease {
+    pub fn new(store: Arc<Store>, replica: &str, org: &str) -> Self {
+        Self {
+            store,
+            replica: replica.to_string(),
+            name: lease_name(org),
+        }
+    }
+
+    /// Waits until this replica holds the lease.
+    async fn hold(&self, clock: &Clock) {
+        let mut said = false;
+        loop {
+            match self.take(clock).await {
+                Ok(true) => {
+                    tracing::info!(lease = %self.name, replica = %self.replica, "this replica reads the stream");
+                    return;
+                }
+                Ok(false) if !said => {
+                    tracing::info!(lease = %self.name, "another replica reads the stream; waiting to take over");
+                    said = true;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(lease = %self.name, %error, "could not ask for the stream's lease"),
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Returns once another replica has taken the lease (a store that
+    /// cannot be asked is not taken for a loss: the others take over only
+    /// once this replica's beats have stopped for the timeout).
+    async fn lost(&self) {
+        loop {
+            tokio::time::sleep(LEASE_POLL).await;
+            let (store, name, replica) = (self.store.clone(), self.name.clone(), self.replica.clone());
+            let held = tokio::task::spawn_blocking(move || store.holds_lease(&name, &replica)).await;
+            if let Ok(Ok(false)) = held {
+                return;
+            }
+        }
+    }
+
+    async fn take(&self, clock: &Clock) -> Result<bool, StoreError> {
+        let (store, name, replica, now_us) = (
+            self.store.clone(),
+            self.name.clone(),
+            self.replica.clone(),
+            clock.now_us(),
+        );
+        tokio::task::spawn_blocking(move || store.take_lease(&name, &replica, now_us))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn stored_cursors(
+        &self,
+        subscription: &Subscription,
+        clock: &Clock,
+    ) -> Result<HashMap<String, Cursor>, StoreError> {
+        let (store, org, queues, now_us) = (
+            self.store.clone(),
+            subscription.org_id.clone(),
+            subscription.queues.clone(),
+            clock.now_us(),
+        );
+        tokio::task::spawn_blocking(move || stored_cursors(&store, &org, &queues, now_us))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+/// The lease of one org's stream.
+pub fn lease_name(org: &str) -> String {
+    format!("stream/{org}")
 }
 
 /// The rows of one stored queue handled lately: their keys, by second, to

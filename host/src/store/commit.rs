@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::db::{Db, DbResult, args};
 
 use super::outbox::{NewItem, Payload, Status, insert};
 use super::retries::{self, RetryChange};
@@ -115,7 +115,7 @@ impl Store {
                 let id = insert(tx, item, status, now_us, deadline_us)?;
                 follows::link(tx, id, &after)?;
                 if let Some(why) = why {
-                    tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
+                    tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", args![id, why])?;
                 }
                 committed.push(Committed { id, status });
             }
@@ -126,12 +126,7 @@ impl Store {
 
 /// Whether an e-mail goes now, is held, is dropped or waits for its turn
 /// (then: until when); other items keep their status.
-fn decide(
-    tx: &Transaction<'_>,
-    item: &NewItem,
-    now_us: u64,
-    throttle: &Throttle,
-) -> rusqlite::Result<(Status, Option<u64>)> {
+fn decide(tx: Db<'_>, item: &NewItem, now_us: u64, throttle: &Throttle) -> DbResult<(Status, Option<u64>)> {
     let Payload::Email(email) = &item.payload else {
         return Ok((item.status, None));
     };
@@ -170,16 +165,16 @@ pub fn window_seconds(send_interval_s: i64) -> Option<u64> {
 
 /// When the module's (and the host's) window ends, if one is open.
 pub(super) fn window_open_until(
-    c: &Connection,
+    db: Db<'_>,
     module: &str,
     send_interval_s: i64,
     mail_period_s: i64,
-) -> rusqlite::Result<Option<u64>> {
-    let last = |key: &str| -> rusqlite::Result<Option<u64>> {
-        c.prepare_cached("SELECT last_sent_us FROM throttle WHERE key = ?1")?
-            .query_row(params![key], |r| r.get::<_, i64>(0))
-            .optional()
-            .map(|v| v.map(from_db_time))
+) -> DbResult<Option<u64>> {
+    let last = |key: &str| -> DbResult<Option<u64>> {
+        db.query_opt("SELECT last_sent_us FROM throttle WHERE key = ?1", args![key], |r| {
+            r.get::<i64>(0)
+        })
+        .map(|v| v.map(from_db_time))
     };
     let seconds = |s: u64| s.saturating_mul(1_000_000);
     let mut end = None;
@@ -197,7 +192,7 @@ pub(super) fn window_open_until(
 
 /// Every e-mail sent moves its module's and the host's last send (as
 /// Velociraptor's `last_mail`, even for modules that are not throttled).
-pub(super) fn record_send(tx: &Transaction<'_>, module: &str, now_us: u64) -> rusqlite::Result<()> {
+pub(super) fn record_send(tx: Db<'_>, module: &str, now_us: u64) -> DbResult<()> {
     for key in [module, GLOBAL] {
         set_last_sent(tx, key, now_us)?;
     }
@@ -205,16 +200,16 @@ pub(super) fn record_send(tx: &Transaction<'_>, module: &str, now_us: u64) -> ru
 }
 
 /// Books a queued e-mail's turn at `at_us` in its module's window.
-fn reserve_turn(tx: &Transaction<'_>, module: &str, at_us: u64) -> rusqlite::Result<()> {
+fn reserve_turn(tx: Db<'_>, module: &str, at_us: u64) -> DbResult<()> {
     set_last_sent(tx, module, at_us)
 }
 
-fn set_last_sent(tx: &Transaction<'_>, key: &str, at_us: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+fn set_last_sent(tx: Db<'_>, key: &str, at_us: u64) -> DbResult<()> {
+    tx.execute(
         "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
-    )?
-    .execute(params![key, db_time(at_us)])?;
+        args![key, db_time(at_us)],
+    )?;
     Ok(())
 }
 
@@ -260,7 +255,7 @@ mod tests {
 
     #[test]
     fn state_and_items_of_one_input_are_stored_together() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let (state, items) = dedup_and_email();
         let changes = Changes {
             state: &state,
@@ -283,12 +278,15 @@ mod tests {
     /// whose e-mail was not stored must not suppress its retry.
     #[test]
     fn a_failed_commit_stores_nothing() {
-        let store = Store::in_memory();
-        store
-            .read(|c| {
-                c.execute_batch("CREATE TRIGGER fail BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no'); END")
-            })
-            .unwrap();
+        let store = Store::for_tests();
+        let refuse_items = match store.location() {
+            crate::store::Location::Postgres(_) => {
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
+                 CREATE TRIGGER fail BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse()"
+            }
+            _ => "CREATE TRIGGER fail BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no'); END",
+        };
+        store.read(|c| c.batch(refuse_items)).unwrap();
         let (state, items) = dedup_and_email();
         let changes = Changes {
             state: &state,
@@ -305,7 +303,7 @@ mod tests {
             (ThrottleMode::Digest, Status::Held),
             (ThrottleMode::Drop, Status::Dropped),
         ] {
-            let store = Store::in_memory();
+            let store = Store::for_tests();
             let commit = |subject: &str, now_us| commit_email(&store, mode, subject, now_us);
             let (first, second, third) = (commit("1", 10 * S), commit("2", 20 * S), commit("3", 310 * S));
             assert_eq!([first, second, third], [Status::Pending, expected, Status::Pending]);
@@ -317,7 +315,7 @@ mod tests {
     /// folded, none is lost, and none goes early.
     #[test]
     fn queued_e_mails_go_one_per_window_in_turn() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let commit = |subject: &str, now_us| commit_email(&store, ThrottleMode::Queue, subject, now_us);
         let statuses = [commit("1", 10 * S), commit("2", 20 * S), commit("3", 30 * S)];
         assert_eq!(statuses, [Status::Pending; 3]);
@@ -346,7 +344,7 @@ mod tests {
     /// held it back.
     #[test]
     fn a_silenced_e_mail_opens_no_window() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let silenced = NewItem {
             status: Status::Silenced,
             held_by: Some("silence s1".into()),
@@ -377,7 +375,7 @@ mod tests {
     /// start nor are held by the host-wide mail period.
     #[test]
     fn a_module_named_like_a_wildcard_does_not_share_the_hosts_mail_period() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let throttle = Throttle {
             modes: HashMap::new(),
             mail_period_s: 0,

@@ -9,42 +9,38 @@
 //! it, saying which. A digest takes over what its held e-mails were
 //! followed by. The links live in `outbox_follows (item, after)`.
 
-use rusqlite::{Transaction, params};
-
+use super::db::{Db, DbResult, args};
 use super::db_time;
 use super::outbox::Status;
 
 /// Records that `item` waits for each of `after`.
-pub(super) fn link(tx: &Transaction<'_>, item: i64, after: &[i64]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO outbox_follows (item, after) VALUES (?1, ?2)")?;
+pub(super) fn link(tx: Db<'_>, item: i64, after: &[i64]) -> DbResult<()> {
     for before in after {
-        insert.execute(params![item, before])?;
+        tx.execute(
+            "INSERT INTO outbox_follows (item, after) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            args![item, before],
+        )?;
     }
     Ok(())
 }
 
 /// Blocks every pending item that follows one not yet sent.
-pub(super) fn block_waiting(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
+pub(super) fn block_waiting(tx: Db<'_>) -> DbResult<usize> {
+    tx.execute(
         "UPDATE outbox SET status = 'blocked' WHERE status = 'pending' AND EXISTS (
              SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
              WHERE f.item = outbox.id AND p.status NOT IN ('sent', 'silenced', 'inhibited'))",
-    )?
-    .execute([])
+        &[],
+    )
 }
 
 /// The status of a new item that follows `after`: dead-lettered if one of
 /// them already failed for good, blocked while one is not sent.
-pub(super) fn status_of_follower(
-    tx: &Transaction<'_>,
-    after: &[i64],
-    status: Status,
-) -> rusqlite::Result<(Status, Option<String>)> {
+pub(super) fn status_of_follower(tx: Db<'_>, after: &[i64], status: Status) -> DbResult<(Status, Option<String>)> {
     let mut waits = false;
     for before in after {
-        let before_status: String = tx
-            .prepare_cached("SELECT status FROM outbox WHERE id = ?1")?
-            .query_row(params![before], |r| r.get(0))?;
+        let before_status: String =
+            tx.query_one("SELECT status FROM outbox WHERE id = ?1", args![before], |r| r.get(0))?;
         match Status::parse(&before_status) {
             Some(failed @ (Status::Dead | Status::Dropped)) => {
                 let why = format!("not done: it follows outbox item {before}, which was {failed}");
@@ -65,15 +61,15 @@ pub(super) fn status_of_follower(
 
 /// After `id` was sent: the items that follow it and nothing else unsent
 /// go in line.
-pub(super) fn release_followers(tx: &Transaction<'_>, id: i64, now_us: u64) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
+pub(super) fn release_followers(tx: Db<'_>, id: i64, now_us: u64) -> DbResult<usize> {
+    tx.execute(
         "UPDATE outbox SET status = 'pending', next_attempt_us = ?2, updated_us = ?2
          WHERE status = 'blocked'
            AND id IN (SELECT item FROM outbox_follows WHERE after = ?1)
            AND NOT EXISTS (SELECT 1 FROM outbox_follows f JOIN outbox p ON p.id = f.after
                            WHERE f.item = outbox.id AND p.status NOT IN ('sent', 'silenced', 'inhibited'))",
-    )?
-    .execute(params![id, db_time(now_us)])
+        args![id, db_time(now_us)],
+    )
 }
 
 /// An item dead-lettered because one it followed failed for good.
@@ -87,26 +83,22 @@ pub struct FailedFollower {
 
 /// After `id` failed for good (`status` dead or dropped): the items that
 /// follow it, and those that follow them, are dead-lettered, naming it.
-pub(super) fn fail_followers(
-    tx: &Transaction<'_>,
-    id: i64,
-    status: Status,
-    now_us: u64,
-) -> rusqlite::Result<Vec<FailedFollower>> {
+pub(super) fn fail_followers(tx: Db<'_>, id: i64, status: Status, now_us: u64) -> DbResult<Vec<FailedFollower>> {
     let mut done = Vec::new();
     let mut failed = vec![(id, status)];
     while let Some((before, status)) = failed.pop() {
-        let followers: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT i.id, i.kind FROM outbox_follows f JOIN outbox i ON i.id = f.item
-                 WHERE f.after = ?1 AND i.status IN ('blocked', 'pending', 'waiting-api')",
-            )?
-            .query_map(params![before], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let followers: Vec<(i64, String)> = tx.query(
+            "SELECT i.id, i.kind FROM outbox_follows f JOIN outbox i ON i.id = f.item
+             WHERE f.after = ?1 AND i.status IN ('blocked', 'pending', 'waiting-api')",
+            args![before],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         for (follower, kind) in followers {
             let why = format!("not done: it follows outbox item {before}, which was {status}");
-            tx.prepare_cached("UPDATE outbox SET status = 'dead', last_error = ?2, updated_us = ?3 WHERE id = ?1")?
-                .execute(params![follower, why, db_time(now_us)])?;
+            tx.execute(
+                "UPDATE outbox SET status = 'dead', last_error = ?2, updated_us = ?3 WHERE id = ?1",
+                args![follower, why, db_time(now_us)],
+            )?;
             failed.push((follower, Status::Dead));
             done.push(FailedFollower {
                 id: follower,
@@ -118,30 +110,32 @@ pub(super) fn fail_followers(
     Ok(done)
 }
 
-/// `held` were folded into `digest`: what followed them follows the digest.
-pub(super) fn follow_digest(tx: &Transaction<'_>, held: &[i64], digest: i64) -> rusqlite::Result<()> {
+/// `held` were folded into `digest`: what followed them follows the digest
+/// (once: an item that followed two of them gets one link).
+pub(super) fn follow_digest(tx: Db<'_>, held: &[i64], digest: i64) -> DbResult<()> {
     for id in held {
-        tx.prepare_cached("UPDATE OR IGNORE outbox_follows SET after = ?2 WHERE after = ?1")?
-            .execute(params![id, digest])?;
-        tx.prepare_cached("DELETE FROM outbox_follows WHERE after = ?1")?
-            .execute(params![id])?;
+        tx.execute(
+            "INSERT INTO outbox_follows (item, after) SELECT item, ?2 FROM outbox_follows WHERE after = ?1
+             ON CONFLICT DO NOTHING",
+            args![id, digest],
+        )?;
+        tx.execute("DELETE FROM outbox_follows WHERE after = ?1", args![id])?;
     }
     Ok(())
 }
 
 /// The dead items that `ids` follow, directly or not: retrying an item
 /// retries what it waits for.
-pub(super) fn dead_predecessors(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
+pub(super) fn dead_predecessors(tx: Db<'_>, ids: &[i64]) -> DbResult<Vec<i64>> {
     let mut found = Vec::new();
     let mut frontier = ids.to_vec();
     while let Some(id) = frontier.pop() {
-        let before: Vec<i64> = tx
-            .prepare_cached(
-                "SELECT p.id FROM outbox_follows f JOIN outbox p ON p.id = f.after
-                 WHERE f.item = ?1 AND p.status = 'dead'",
-            )?
-            .query_map(params![id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let before: Vec<i64> = tx.query(
+            "SELECT p.id FROM outbox_follows f JOIN outbox p ON p.id = f.after
+             WHERE f.item = ?1 AND p.status = 'dead'",
+            args![id],
+            |r| r.get(0),
+        )?;
         for id in before {
             if !found.contains(&id) {
                 found.push(id);
@@ -153,11 +147,11 @@ pub(super) fn dead_predecessors(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::
 }
 
 /// Forgets the links of items that were purged.
-pub(super) fn forget_purged(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+pub(super) fn forget_purged(tx: Db<'_>) -> DbResult<usize> {
     tx.execute(
         "DELETE FROM outbox_follows WHERE item NOT IN (SELECT id FROM outbox)
                                         OR after NOT IN (SELECT id FROM outbox)",
-        [],
+        &[],
     )
 }
 
@@ -228,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_label_change_waits_until_its_announcement_is_sent() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
         assert_eq!(status(&store, ids[1]).0, Status::Blocked);
         assert_eq!(due_ids(&store), [ids[0]]);
@@ -241,7 +235,7 @@ mod tests {
     /// label change after it is done.
     #[test]
     fn a_label_change_after_a_silenced_announcement_goes_ahead() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let silenced = NewItem {
             status: Status::Silenced,
             held_by: Some("silence s1".into()),
@@ -255,9 +249,9 @@ mod tests {
 
     #[test]
     fn a_label_change_is_dead_lettered_with_its_announcement_and_says_why() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
-        store.mark_dead(ids[0], "HTTP 500", 20).unwrap();
+        store.mark_dead(ids[0], "HTTP 500", 20, "local").unwrap();
         let (label_status, why) = status(&store, ids[1]);
         assert_eq!(label_status, Status::Dead);
         assert_eq!(
@@ -269,9 +263,9 @@ mod tests {
 
     #[test]
     fn retrying_a_label_change_retries_its_announcement_and_waits_for_it_again() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let ids = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
-        store.mark_dead(ids[0], "HTTP 500", 20).unwrap();
+        store.mark_dead(ids[0], "HTTP 500", 20, "local").unwrap();
         assert_eq!(store.retry(&[ids[1]], 30, 1_000_000_000).unwrap(), 2);
         assert_eq!(status(&store, ids[0]).0, Status::Pending);
         assert_eq!(status(&store, ids[1]).0, Status::Blocked);
@@ -279,7 +273,7 @@ mod tests {
 
     #[test]
     fn an_e_mail_dropped_by_the_throttle_takes_its_label_change_with_it() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let throttle = Throttle {
             modes: [("online".to_string(), ThrottleMode::Drop)].into(),
             mail_period_s: 0,
@@ -326,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_label_change_after_a_held_e_mail_waits_for_the_digest() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let [held, label] = held_then_blocked(&store);
         let (digest, failed) = fold(&store, held, None);
         assert!(failed.is_empty());
@@ -339,7 +333,7 @@ mod tests {
     /// change waiting for it is dead-lettered with it, not blocked forever.
     #[test]
     fn a_refused_digest_takes_the_label_change_after_it_with_it() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let [held, label] = held_then_blocked(&store);
         let (digest, failed) = fold(&store, held, Some("an action of 9000 bytes (max_action_bytes 8000)"));
         assert_eq!(status(&store, digest).0, Status::Dead);

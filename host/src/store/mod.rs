@@ -1,7 +1,9 @@
-//! The typed store: one SQLite database in WAL mode holding what must
-//! survive a crash: module state, alert dedup windows, event stream
-//! positions, the outbox, the e-mail throttle and the events to hand a
-//! module again.
+//! The typed store: one database holding what must survive a crash:
+//! module state, alert dedup windows, event stream positions, the outbox,
+//! the e-mail throttle and the events to hand a module again. It is a
+//! SQLite file in WAL mode (the default), or a PostgreSQL database that
+//! several replicas share (`[store] url`); the statements are the same
+//! ([`db`]), the schema each engine's own ([`schema`]).
 //!
 //! Everything one input causes is written by [`Store::commit`] in one
 //! transaction, or not at all: an input counts as handled only once that
@@ -11,13 +13,23 @@
 //! they can pass ([`StoreError::is_transient`]: busy, disk full, I/O) so
 //! the service waits them out instead of exiting.
 //!
+//! On PostgreSQL a write transaction first takes a transaction-level
+//! advisory lock ([`WRITE_LOCK`]): writers of every replica take turns as
+//! SQLite's do, so the read-then-write decisions of a commit (is a dedup
+//! window open, is a module throttled, are a digest's members still held)
+//! see no other replica's write half done. Delivery's claims of outbox
+//! items do not take it (`FOR UPDATE SKIP LOCKED`, see [`outbox`]).
+//!
 //! The schema carries a version (`PRAGMA user_version`) and is migrated
 //! when the database is opened ([`schema`]).
 
 mod checkpoint;
 mod commit;
+pub(crate) mod db;
 mod follows;
 mod outbox;
+mod postgres;
+mod replicas;
 mod retention;
 mod retries;
 mod schema;
@@ -29,7 +41,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use self::db::{Db, DbError, DbResult, args};
+use self::postgres::PgConn;
 
 pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
@@ -39,6 +54,8 @@ pub use self::outbox::{
     PAYLOAD_VERSION, Payload, Status, StatusCounts, SyslogPayload, Unreadable, UserMessagePayload, WebhookPayload,
     redacted_url,
 };
+pub use self::postgres::CONNECT_TIMEOUT;
+pub use self::replicas::{CLAIM_LEASE, HEARTBEAT_EVERY, Lease, REPLICA_TIMEOUT, Replica};
 pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
@@ -48,12 +65,18 @@ pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Own
 /// How long a writer waits for another one to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The key of the advisory lock PostgreSQL writers take turns with
+/// ("velonoti" in ASCII).
+pub const WRITE_LOCK: i64 = 0x7665_6c6f_6e6f_7469;
+
 /// Where a store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     File(PathBuf),
     /// For replays and tests: gone with the process.
     Memory,
+    /// A PostgreSQL database, shared by replicas.
+    Postgres(PostgresUrl),
 }
 
 impl std::fmt::Display for Location {
@@ -61,7 +84,57 @@ impl std::fmt::Display for Location {
         match self {
             Location::File(path) => write!(f, "{}", path.display()),
             Location::Memory => f.write_str("(in memory)"),
+            Location::Postgres(url) => write!(f, "{url}"),
         }
+    }
+}
+
+/// A PostgreSQL connection URL; shown without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// Whether `url` names PostgreSQL (`postgres://` or `postgresql://`).
+    pub fn parse(url: &str) -> Option<Self> {
+        let scheme_ok = ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s));
+        scheme_ok.then(|| Self(url.to_string()))
+    }
+
+    fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("postgres", &self.0));
+        // A password may also come as a query parameter.
+        let hidden_query;
+        let rest = match rest.split_once('?') {
+            Some((path, query)) => {
+                let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+                hidden_query = match kept.len() < query.split('&').count() {
+                    true => format!("{path}?{}", kept.join("&")),
+                    false => rest.to_string(),
+                };
+                hidden_query.as_str()
+            }
+            None => rest,
+        };
+        match rest.split_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split(':').next().unwrap_or_default();
+                let hidden = if user_info.contains(':') { ":…" } else { "" };
+                write!(f, "{scheme}://{user}{hidden}@{host}")
+            }
+            None => write!(f, "{scheme}://{rest}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
     }
 }
 
@@ -81,22 +154,24 @@ impl StoreError {
         self.transient
     }
 
-    fn sqlite(location: &Location, error: &rusqlite::Error) -> Self {
-        let transient = matches!(
-            error.sqlite_error_code(),
-            Some(
-                ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::DiskFull
-                    | ErrorCode::SystemIoFailure
-                    | ErrorCode::CannotOpen
-                    | ErrorCode::OutOfMemory
-            )
-        );
+    fn db(location: &Location, error: &DbError) -> Self {
+        let transient = match error {
+            DbError::Sqlite(e) => sqlite_is_transient(e),
+            DbError::Postgres(e) => postgres::is_transient(e),
+            DbError::Value(_) => false,
+        };
         Self {
             location: location.to_string(),
             message: error.to_string(),
             transient,
+        }
+    }
+
+    fn sqlite(location: &Location, error: &rusqlite::Error) -> Self {
+        Self {
+            location: location.to_string(),
+            message: error.to_string(),
+            transient: sqlite_is_transient(error),
         }
     }
 
@@ -122,8 +197,15 @@ impl StoreError {
 /// pipeline, delivery, a command) opens its own.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Backend>,
     location: Location,
+}
+
+/// The engine behind a [`Store`].
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Connection),
+    Postgres(PgConn),
 }
 
 impl Store {
@@ -147,19 +229,36 @@ impl Store {
             conn.pragma_update(None, "synchronous", "NORMAL")
         };
         prepare(&conn).map_err(|e| StoreError::sqlite(&location, &e))?;
-        Self::with_connection(conn, location)
+        Self::with_backend(Backend::Sqlite(conn), location)
+    }
+
+    /// Connects to a PostgreSQL database, migrated to the current schema
+    /// (the first replica to connect migrates it; the others wait).
+    pub fn connect(url: &PostgresUrl) -> Result<Self, StoreError> {
+        let location = Location::Postgres(url.clone());
+        let conn = PgConn::connect(url.secret()).map_err(|e| StoreError::db(&location, &e))?;
+        Self::with_backend(Backend::Postgres(conn), location)
+    }
+
+    /// Opens the store a configuration names.
+    pub fn open_at(location: &Location) -> Result<Self, StoreError> {
+        match location {
+            Location::File(path) => Self::open(path),
+            Location::Memory => Ok(Self::in_memory()),
+            Location::Postgres(url) => Self::connect(url),
+        }
     }
 
     /// A store that lasts as long as the process (replays, tests).
     pub fn in_memory() -> Self {
         let conn = Connection::open_in_memory().expect("an in-memory SQLite database");
-        Self::with_connection(conn, Location::Memory).expect("creating the schema in memory")
+        Self::with_backend(Backend::Sqlite(conn), Location::Memory).expect("creating the schema in memory")
     }
 
-    fn with_connection(mut conn: Connection, location: Location) -> Result<Self, StoreError> {
-        schema::migrate(&mut conn, &location)?;
+    fn with_backend(mut backend: Backend, location: Location) -> Result<Self, StoreError> {
+        schema::migrate(&mut backend, &location)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(backend),
             location,
         })
     }
@@ -167,11 +266,11 @@ impl Store {
     /// Another connection to the same database, for another thread.
     pub fn reopen(&self) -> Result<Self, StoreError> {
         match &self.location {
-            Location::File(path) => Self::open(path),
             Location::Memory => Err(StoreError::permanent(
                 &self.location,
                 "an in-memory store has one connection",
             )),
+            location => Self::open_at(location),
         }
     }
 
@@ -180,29 +279,108 @@ impl Store {
     }
 
     /// Leaves WAL checkpoints to a [`Checkpointer`], so that no commit of
-    /// this connection waits for one.
+    /// this connection waits for one (SQLite's; PostgreSQL checkpoints on
+    /// its own).
     pub fn leave_checkpoints_to_checkpointer(&self) -> Result<(), StoreError> {
-        self.read(checkpoint::leave_checkpoints_to_checkpointer)
+        let conn = self.lock();
+        match &*conn {
+            Backend::Sqlite(conn) => {
+                checkpoint::leave_checkpoints_to_checkpointer(conn).map_err(|e| StoreError::sqlite(&self.location, &e))
+            }
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backend> {
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A connection the server closed (a restart, a network failure) is
+        // made again; if that fails, the call fails as the closed one
+        // would, transiently.
+        if let (Backend::Postgres(pg), Location::Postgres(url)) = (&*conn, &self.location) {
+            pg.end_abandoned_transaction();
+            if pg.is_closed()
+                && let Ok(again) = PgConn::connect(url.secret())
+            {
+                *conn = Backend::Postgres(again);
+            }
+        }
+        conn
     }
 
     /// Runs `f` on the connection, outside a transaction (reads).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&conn).map_err(|e| StoreError::sqlite(&self.location, &e))
+    fn read<T>(&self, f: impl FnOnce(Db<'_>) -> DbResult<T>) -> Result<T, StoreError> {
+        let conn = self.lock();
+        let db = match &*conn {
+            Backend::Sqlite(conn) => Db::Sqlite(conn),
+            Backend::Postgres(conn) => Db::Postgres(conn),
+        };
+        f(db).map_err(|e| StoreError::db(&self.location, &e))
     }
 
-    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committed if it
-    /// returns Ok, rolled back otherwise.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let attempt = |conn: &mut Connection| -> rusqlite::Result<T> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
+    /// Runs `f` in a write transaction, committed if it returns Ok, rolled
+    /// back otherwise. SQLite's is `BEGIN IMMEDIATE`; PostgreSQL's takes
+    /// the [`WRITE_LOCK`] first, so writers take turns there too.
+    fn write<T>(&self, f: impl FnOnce(Db<'_>) -> DbResult<T>) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let result = match &mut *conn {
+            Backend::Sqlite(conn) => (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = f(Db::Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(value)
+            })(),
+            Backend::Postgres(conn) => conn.transaction(|conn| {
+                Db::Postgres(conn).execute("SELECT pg_advisory_xact_lock(?1)", args![WRITE_LOCK])?;
+                f(Db::Postgres(conn))
+            }),
         };
-        attempt(&mut conn).map_err(|e| StoreError::sqlite(&self.location, &e))
+        result.map_err(|e| StoreError::db(&self.location, &e))
     }
+
+    /// Runs `f` in a transaction that takes no turn with the writers
+    /// (PostgreSQL's claims of outbox items lock only the rows they take;
+    /// SQLite's writers always take turns).
+    fn write_rows<T>(&self, f: impl FnOnce(Db<'_>) -> DbResult<T>) -> Result<T, StoreError> {
+        let conn = self.lock();
+        match &*conn {
+            Backend::Postgres(conn) => conn
+                .transaction(|conn| f(Db::Postgres(conn)))
+                .map_err(|e| StoreError::db(&self.location, &e)),
+            Backend::Sqlite(_) => {
+                drop(conn);
+                self.write(f)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The store a unit test runs on: in memory, or a database of its own
+    /// on the test process's PostgreSQL server when the suite runs there
+    /// (`VELONOTIFY_TEST_STORE=postgres`, as scripts/test runs it once).
+    pub(crate) fn for_tests() -> Self {
+        use velonotify_test_support::postgres;
+        if postgres::testing_on_postgres() {
+            let url = postgres::server().database();
+            return Self::connect(&PostgresUrl::parse(&url).expect("a postgres:// URL")).expect("a test database");
+        }
+        Self::in_memory()
+    }
+}
+
+fn sqlite_is_transient(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+        )
+    )
 }
 
 /// Whether the store takes writes: the service's commit loop says, the
@@ -273,6 +451,18 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+
+    /// Logs and `status` name the database a replica uses, never its
+    /// password.
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        let url = PostgresUrl::parse("postgres://velonotify:s3cr3t@db.example.org:5432/alerts").unwrap();
+        assert_eq!(url.to_string(), "postgres://velonotify:…@db.example.org:5432/alerts");
+        assert!(!format!("{:?}", Location::Postgres(url)).contains("s3cr3t"));
+        assert!(PostgresUrl::parse("/var/lib/velonotify.db").is_none());
+        let in_query = PostgresUrl::parse("postgres://v@db/alerts?password=s3cr3t&sslmode=disable").unwrap();
+        assert_eq!(in_query.to_string(), "postgres://v@db/alerts?sslmode=disable");
+    }
 
     /// The database holds webhook secrets and every e-mail: only its owner
     /// may read it, its write-ahead log included.

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use super::db::{Db, DbError, DbResult, Row, args};
 use serde::{Deserialize, Serialize};
 
 use super::follows::FailedFollower;
@@ -414,18 +414,18 @@ impl std::fmt::Display for StatusCounts {
     }
 }
 
-const COLUMNS: &str = "id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us, \
+pub(super) const COLUMNS: &str = "id, created_us, updated_us, module, event, kind, status, attempts, next_attempt_us, \
                        deadline_us, last_error, payload_version, payload, body, labels, held_by";
 
 /// The same, but for the body, left empty: what listing held e-mails needs
 /// (a digest lists subjects; bodies can be megabytes each).
 const COLUMNS_WITHOUT_BODY: &str = "id, created_us, updated_us, module, event, kind, status, attempts, \
-                                    next_attempt_us, deadline_us, last_error, payload_version, payload, X'' AS body, \
-                                    labels, held_by";
+                                    next_attempt_us, deadline_us, last_error, payload_version, payload, \
+                                    CAST(NULL AS BYTEA) AS body, labels, held_by";
 
 /// Reads a row: a SQL error is an error, a row this release cannot make
 /// sense of is [`Unreadable`].
-fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> {
+pub(super) fn read_item(row: &Row<'_>) -> DbResult<Result<OutboxItem, Unreadable>> {
     let id: i64 = row.get(0)?;
     let unreadable = |reason: String| Ok(Err(Unreadable { id, reason }));
     let kind: String = row.get(5)?;
@@ -465,26 +465,20 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, Unreadable>> 
         module: row.get(3)?,
         event: row.get(4)?,
         status,
-        attempts: u32::try_from(row.get::<_, i64>(7)?).unwrap_or(0),
+        attempts: u32::try_from(row.get::<i64>(7)?).unwrap_or(0),
         next_attempt_us: from_db_time(row.get(8)?),
         deadline_us: from_db_time(row.get(9)?),
         last_error: row.get(10)?,
         payload,
-        body: row.get(13)?,
+        body: row.get::<Option<Vec<u8>>>(13)?.unwrap_or_default(),
         labels,
         held_by: row.get(15)?,
     }))
 }
 
 /// Inserts an item with `status`; returns its id.
-pub(super) fn insert(
-    tx: &Transaction<'_>,
-    item: &NewItem,
-    status: Status,
-    now_us: u64,
-    deadline_us: u64,
-) -> rusqlite::Result<i64> {
-    let to_json = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(e.into());
+pub(super) fn insert(tx: Db<'_>, item: &NewItem, status: Status, now_us: u64, deadline_us: u64) -> DbResult<i64> {
+    let to_json = DbError::value;
     // A muted item waits for its mute's end, and has its whole retry
     // window from then.
     let release_us = item.release_us.unwrap_or(now_us).max(now_us);
@@ -493,27 +487,28 @@ pub(super) fn insert(
         true => None,
         false => Some(serde_json::to_string(&item.labels).map_err(to_json)?),
     };
-    tx.prepare_cached(
+    tx.query_one(
         "INSERT INTO outbox (created_us, updated_us, module, event, kind, status, next_attempt_us, deadline_us,
                              payload_version, payload, body, labels, held_by, link_id)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
-    )?
-    .execute(params![
-        db_time(now_us),
-        item.module,
-        item.event,
-        item.payload.kind().as_str(),
-        status.as_str(),
-        db_time(deadline_us.saturating_add(release_us - now_us)),
-        PAYLOAD_VERSION,
-        payload,
-        item.body,
-        labels,
-        item.held_by,
-        db_time(release_us),
-        item.link_id,
-    ])?;
-    Ok(tx.last_insert_rowid())
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, ?11, ?13)
+         RETURNING id",
+        args![
+            db_time(now_us),
+            item.module,
+            item.event,
+            item.payload.kind().as_str(),
+            status.as_str(),
+            db_time(deadline_us.saturating_add(release_us - now_us)),
+            PAYLOAD_VERSION,
+            payload,
+            item.body,
+            labels,
+            item.held_by,
+            db_time(release_us),
+            item.link_id,
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// A digest stored: its id, and what followed its items and failed with
@@ -521,10 +516,11 @@ pub(super) fn insert(
 pub type Folded = (i64, Vec<FailedFollower>);
 
 /// Whether every item of `ids` is still held.
-fn all_held(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<bool> {
-    let mut still = tx.prepare_cached("SELECT status = 'held' FROM outbox WHERE id = ?1")?;
+fn all_held(tx: Db<'_>, ids: &[i64]) -> DbResult<bool> {
     for id in ids {
-        let held: Option<bool> = still.query_row(params![id], |r| r.get(0)).optional()?;
+        let held: Option<bool> = tx.query_opt("SELECT status = 'held' FROM outbox WHERE id = ?1", args![id], |r| {
+            r.get(0)
+        })?;
         if held != Some(true) {
             return Ok(false);
         }
@@ -532,12 +528,8 @@ fn all_held(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
-fn query(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<Result<OutboxItem, Unreadable>>> {
-    conn.prepare_cached(sql)?.query_map(args, read_item)?.collect()
+fn query(db: Db<'_>, sql: &str, args: &[super::db::Arg<'_>]) -> DbResult<Vec<Result<OutboxItem, Unreadable>>> {
+    db.query(sql, args, read_item)
 }
 
 impl Store {
@@ -549,7 +541,7 @@ impl Store {
                 &format!(
                     "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_us <= ?1 ORDER BY id LIMIT ?2"
                 ),
-                params![db_time(now_us), i64::try_from(limit).unwrap_or(i64::MAX)],
+                args![db_time(now_us), i64::try_from(limit).unwrap_or(i64::MAX)],
             )
         })
     }
@@ -557,10 +549,10 @@ impl Store {
     /// When the next pending item is due, if any.
     pub fn next_due_us(&self) -> Result<Option<u64>, StoreError> {
         self.read(|c| {
-            c.query_row(
+            c.query_one(
                 "SELECT min(next_attempt_us) FROM outbox WHERE status = 'pending'",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
+                &[],
+                |r| r.get::<Option<i64>>(0),
             )
             .map(|v| v.map(from_db_time))
         })
@@ -571,11 +563,11 @@ impl Store {
     /// days: they must not hold events back nor keep a run from ending).
     pub fn open_count(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            c.query_row(
+            c.query_one(
                 "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held', 'blocked')
                    AND (held_by IS NULL OR held_by LIKE 'group %')",
-                [],
-                |r| r.get::<_, i64>(0),
+                &[],
+                |r| r.get::<i64>(0),
             )
             .map(|n| u64::try_from(n).unwrap_or(0))
         })
@@ -585,10 +577,10 @@ impl Store {
     /// octets (one row read: see the schema's `outbox_open`).
     pub fn open_outbox(&self) -> Result<OpenOutbox, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT items, bytes FROM outbox_open", [], |r| {
+            c.query_one("SELECT items, bytes FROM outbox_open", &[], |r| {
                 Ok(OpenOutbox {
-                    items: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                    bytes: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    items: u64::try_from(r.get::<i64>(0)?).unwrap_or(0),
+                    bytes: u64::try_from(r.get::<i64>(1)?).unwrap_or(0),
                 })
             })
         })
@@ -598,33 +590,59 @@ impl Store {
     pub fn mark_sent(&self, id: i64, now_us: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, updated_us = ?2
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, updated_us = ?2,
+                        claimed_by = NULL, claimed_until_us = NULL
                  WHERE id = ?1",
-                params![id, db_time(now_us)],
+                args![id, db_time(now_us)],
             )?;
             follows::release_followers(tx, id, now_us).map(drop)
         })
     }
 
-    pub fn mark_retry(&self, id: i64, next_attempt_us: u64, error: &str, now_us: u64) -> Result<(), StoreError> {
+    ///
+    /// Only while the item is still `claimant`'s (or nobody's) and not
+    /// finished: a replica taken for dead whose late attempt failed leaves
+    /// alone what another replica has since claimed or settled.
+    pub fn mark_retry(
+        &self,
+        id: i64,
+        next_attempt_us: u64,
+        error: &str,
+        now_us: u64,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_us = ?2, last_error = ?3, updated_us = ?4
-                 WHERE id = ?1",
-                params![id, db_time(next_attempt_us), error, db_time(now_us)],
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_us = ?2, last_error = ?3, updated_us = ?4,
+                        claimed_by = NULL, claimed_until_us = NULL
+                 WHERE id = ?1 AND status NOT IN ('sent', 'dead', 'dropped', 'digested', 'silenced', 'inhibited')
+                   AND (claimed_by IS NULL OR claimed_by = ?5)",
+                args![id, db_time(next_attempt_us), error, db_time(now_us), claimant],
             )
             .map(drop)
         })
     }
 
-    /// Dead-letters an item, and what waited for it (returned).
-    pub fn mark_dead(&self, id: i64, error: &str, now_us: u64) -> Result<Vec<FailedFollower>, StoreError> {
+    /// Dead-letters an item, and what waited for it (returned); as
+    /// [`Store::mark_retry`], only while it is `claimant`'s and unfinished.
+    pub fn mark_dead(
+        &self,
+        id: i64,
+        error: &str,
+        now_us: u64,
+        claimant: &str,
+    ) -> Result<Vec<FailedFollower>, StoreError> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2, updated_us = ?3
-                 WHERE id = ?1",
-                params![id, error, db_time(now_us)],
+            let dead = tx.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2, updated_us = ?3,
+                        claimed_by = NULL, claimed_until_us = NULL
+                 WHERE id = ?1 AND status NOT IN ('sent', 'dead', 'dropped', 'digested', 'silenced', 'inhibited')
+                   AND (claimed_by IS NULL OR claimed_by = ?4)",
+                args![id, error, db_time(now_us), claimant],
             )?;
+            if dead == 0 {
+                return Ok(Vec::new());
+            }
             follows::fail_followers(tx, id, Status::Dead, now_us)
         })
     }
@@ -634,8 +652,9 @@ impl Store {
     pub fn set_aside(&self, unreadable: &Unreadable, until_us: u64, now_us: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE outbox SET next_attempt_us = ?2, last_error = ?3, updated_us = ?4 WHERE id = ?1",
-                params![unreadable.id, db_time(until_us), unreadable.reason, db_time(now_us)],
+                "UPDATE outbox SET next_attempt_us = ?2, last_error = ?3, updated_us = ?4,
+                        claimed_by = NULL, claimed_until_us = NULL WHERE id = ?1",
+                args![unreadable.id, db_time(until_us), unreadable.reason, db_time(now_us)],
             )
             .map(drop)
         })
@@ -648,7 +667,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS_WITHOUT_BODY} FROM outbox WHERE status = 'held' AND next_attempt_us <= ?1 ORDER BY id"
         );
-        let held = self.read(|c| query(c, &sql, params![db_time(now_us)]))?;
+        let held = self.read(|c| query(c, &sql, args![db_time(now_us)]))?;
         let mut by_module: Vec<(String, Vec<Result<OutboxItem, Unreadable>>)> = Vec::new();
         let module_of = |row: &Result<OutboxItem, Unreadable>| match row {
             Ok(item) => item.module.clone(),
@@ -708,13 +727,13 @@ impl Store {
                 for held_id in held {
                     tx.execute(
                         "UPDATE outbox SET status = 'digested', digest_id = ?2, updated_us = ?3 WHERE id = ?1",
-                        params![held_id, id, db_time(now_us)],
+                        args![held_id, id, db_time(now_us)],
                     )?;
                 }
                 follows::follow_digest(tx, held, id)?;
                 let failed = match refused {
                     Some(why) => {
-                        tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, why])?;
+                        tx.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", args![id, why])?;
                         follows::fail_followers(tx, id, Status::Dead, now_us)?
                     }
                     // A group's post is no e-mail: it opens no SendInterval window.
@@ -739,8 +758,11 @@ impl Store {
         self.read(|c| {
             query(
                 c,
-                &format!("SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2"),
-                params![status.map(Status::as_str), i64::try_from(limit).unwrap_or(i64::MAX)],
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY id DESC \
+                     LIMIT ?2"
+                ),
+                args![status.map(Status::as_str), i64::try_from(limit).unwrap_or(i64::MAX)],
             )
         })
     }
@@ -748,18 +770,20 @@ impl Store {
     /// One item, if there is one with that id.
     pub fn item(&self, id: i64) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?
-                .query_row(params![id], read_item)
-                .optional()
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+                args![id],
+                read_item,
+            )
         })
     }
 
     /// Counts per status.
     pub fn counts(&self) -> Result<StatusCounts, StoreError> {
         let rows: Vec<(String, i64)> = self.read(|c| {
-            c.prepare_cached("SELECT status, count(*) FROM outbox GROUP BY status")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            c.query("SELECT status, count(*) FROM outbox GROUP BY status", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })?;
         let mut counts = StatusCounts::default();
         for (status, n) in rows {
@@ -781,13 +805,13 @@ impl Store {
                        updated_us = ?1 WHERE status = 'dead'";
             let (now, deadline) = (db_time(now_us), db_time(deadline_us));
             let n = if ids.is_empty() {
-                tx.execute(sql, params![now, deadline])?
+                tx.execute(sql, args![now, deadline])?
             } else {
                 let mut ids = ids.to_vec();
                 ids.extend(follows::dead_predecessors(tx, &ids)?);
                 let mut n = 0;
                 for id in ids {
-                    n += tx.execute(&format!("{sql} AND id = ?3"), params![now, deadline, id])?;
+                    n += tx.execute(&format!("{sql} AND id = ?3"), args![now, deadline, id])?;
                 }
                 n
             };
@@ -801,10 +825,11 @@ impl Store {
     pub fn release_waiting_api(&self, now_us: u64, deadline_us: u64) -> Result<usize, StoreError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_us = max(next_attempt_us, ?1),
-                        deadline_us = max(deadline_us, ?2), updated_us = ?1
+                "UPDATE outbox SET status = 'pending',
+                        next_attempt_us = CASE WHEN next_attempt_us > ?1 THEN next_attempt_us ELSE ?1 END,
+                        deadline_us = CASE WHEN deadline_us > ?2 THEN deadline_us ELSE ?2 END, updated_us = ?1
                  WHERE status = 'waiting-api'",
-                params![db_time(now_us), db_time(deadline_us)],
+                args![db_time(now_us), db_time(deadline_us)],
             )
             .and_then(|n| follows::block_waiting(tx).map(|_| n))
         })
@@ -813,11 +838,11 @@ impl Store {
     /// Notifications a module's mute holds until it ends.
     pub fn muted_count(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            c.query_row(
+            c.query_one(
                 "SELECT count(*) FROM outbox WHERE status IN ('pending', 'held')
                    AND held_by IS NOT NULL AND held_by NOT LIKE 'group %'",
-                [],
-                |r| r.get::<_, i64>(0),
+                &[],
+                |r| r.get::<i64>(0),
             )
             .map(|n| u64::try_from(n).unwrap_or(0))
         })
@@ -828,15 +853,15 @@ impl Store {
     /// after a restart), oldest first.
     pub fn notified_since(&self, since_us: u64) -> Result<Vec<(Labels, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = self.read(|c| {
-            c.prepare_cached(
+            c.query(
                 "SELECT labels, created_us FROM outbox
                  WHERE created_us >= ?1 AND labels IS NOT NULL AND event IS NOT NULL
                    AND kind IN ('email', 'webhook', 'user-message')
                    AND status NOT IN ('silenced', 'inhibited', 'dropped')
                  ORDER BY id",
-            )?
-            .query_map(params![db_time(since_us)], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect()
+                args![db_time(since_us)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
         })?;
         Ok(rows
             .into_iter()
@@ -849,13 +874,15 @@ impl Store {
     /// what a link names.
     pub fn notification_of_link(&self, link_id: &str) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox
-                 WHERE link_id = ?1 AND kind IN ('email', 'webhook', 'user-message')
-                 ORDER BY kind = 'email' DESC, id LIMIT 1"
-            ))?
-            .query_row(params![link_id], read_item)
-            .optional()
+            c.query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox
+                     WHERE link_id = ?1 AND kind IN ('email', 'webhook', 'user-message')
+                     ORDER BY kind = 'email' DESC, id LIMIT 1"
+                ),
+                args![link_id],
+                read_item,
+            )
         })
     }
 
@@ -864,14 +891,14 @@ impl Store {
     /// have matched).
     pub fn notification_labels_since(&self, since_us: u64, limit: usize) -> Result<Vec<Labels>, StoreError> {
         let rows: Vec<String> = self.read(|c| {
-            c.prepare_cached(
+            c.query(
                 "SELECT labels FROM outbox
                  WHERE created_us >= ?1 AND labels IS NOT NULL AND event IS NOT NULL
                    AND kind IN ('email', 'webhook', 'user-message')
                  ORDER BY id DESC LIMIT ?2",
-            )?
-            .query_map(params![db_time(since_us), limit as i64], |r| r.get(0))?
-            .collect()
+                args![db_time(since_us), limit as i64],
+                |r| r.get(0),
+            )
         })?;
         Ok(rows
             .iter()
@@ -896,7 +923,7 @@ impl Store {
                     let n = tx.execute(
                         "DELETE FROM outbox WHERE id IN
                            (SELECT id FROM outbox WHERE status = ?1 AND updated_us < ?2 LIMIT ?3)",
-                        params![status.as_str(), db_time(before_us), BATCH as i64],
+                        args![status.as_str(), db_time(before_us), BATCH as i64],
                     )?;
                     follows::forget_purged(tx)?;
                     Ok(n)
@@ -945,7 +972,7 @@ pub(super) mod tests {
     /// the second fold leaves them, so one digest goes, not two.
     #[test]
     fn items_another_process_folded_are_not_folded_again() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let mut held = email("alerts", "soc@example.org", "x", 60);
         held.status = Status::Held;
         let id = add(&store, &held);
@@ -963,7 +990,7 @@ pub(super) mod tests {
 
     #[test]
     fn an_item_reads_back_as_it_was_written() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let item = email("alerts", "soc@example.org", "Hello", -1);
         let id = add(&store, &item);
         let read = store.item(id).unwrap().unwrap().unwrap();
@@ -979,10 +1006,10 @@ pub(super) mod tests {
     /// read as another status or kind.
     #[test]
     fn a_row_this_release_cannot_read_is_reported_by_id_and_reason() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let id = add(&store, &email("alerts", "soc@example.org", "Hello", -1));
         store
-            .write(|tx| tx.execute("UPDATE outbox SET status = 'quarantined' WHERE id = ?1", [id]))
+            .write(|tx| tx.execute("UPDATE outbox SET status = 'quarantined' WHERE id = ?1", args![id]))
             .unwrap();
         let row = store.list(None, 10).unwrap().remove(0);
         assert_eq!(
@@ -996,7 +1023,7 @@ pub(super) mod tests {
 
         let id = add(&store, &email("alerts", "soc@example.org", "Hello", -1));
         store
-            .write(|tx| tx.execute("UPDATE outbox SET payload_version = 7 WHERE id = ?1", [id]))
+            .write(|tx| tx.execute("UPDATE outbox SET payload_version = 7 WHERE id = ?1", args![id]))
             .unwrap();
         let due = store.due(u64::MAX >> 2, 10).unwrap();
         assert_eq!(
@@ -1036,7 +1063,7 @@ pub(super) mod tests {
 
     #[test]
     fn held_e_mails_are_listed_without_their_bodies() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let mut held = email("alerts", "soc@example.org", "Held", 3600);
         held.status = Status::Held;
         held.body = vec![b'x'; 1 << 20];
@@ -1049,10 +1076,10 @@ pub(super) mod tests {
 
     #[test]
     fn retry_puts_dead_items_back_and_purge_deletes_finished_ones() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let dead = add(&store, &email("alerts", "a@example.org", "A", -1));
         let pending = add(&store, &email("alerts", "b@example.org", "B", -1));
-        store.mark_dead(dead, "550 no such user", 20).unwrap();
+        store.mark_dead(dead, "550 no such user", 20, "local").unwrap();
         assert_eq!(store.retry(&[], 30, 100).unwrap(), 1);
         let item = store.item(dead).unwrap().unwrap().unwrap();
         assert_eq!(
@@ -1069,18 +1096,18 @@ pub(super) mod tests {
     /// statuses, whichever way they go.
     #[test]
     fn the_undelivered_items_and_their_bytes_are_counted_as_they_move() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let counted = |store: &Store| {
             let open = Status::OPEN.map(|s| format!("'{s}'")).join(", ");
             store
                 .read(|c| {
-                    c.query_row(
+                    c.query_one(
                         &format!(
-                            "SELECT count(*), coalesce(sum(length(payload) + length(body)), 0) FROM outbox
-                              WHERE status IN ({open})"
+                            "SELECT count(*), CAST(coalesce(sum(length(payload) + length(body)), 0) AS BIGINT)
+                               FROM outbox WHERE status IN ({open})"
                         ),
-                        [],
-                        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                        &[],
+                        |r| Ok((r.get::<i64>(0)? as u64, r.get::<i64>(1)? as u64)),
                     )
                 })
                 .unwrap()
@@ -1106,8 +1133,8 @@ pub(super) mod tests {
         assert!(store.open_outbox().unwrap().bytes > 0);
         store.mark_sent(ids[0], 20).unwrap();
         assert_eq!(check(&store), 2);
-        store.mark_dead(ids[1], "550", 20).unwrap();
-        store.mark_retry(ids[2], 30, "busy", 20).unwrap();
+        store.mark_dead(ids[1], "550", 20, "local").unwrap();
+        store.mark_retry(ids[2], 30, "busy", 20, "local").unwrap();
         assert_eq!(check(&store), 1, "held went dead; the API's item still waits");
         assert_eq!(store.retry(&[], 30, 100).unwrap(), 1);
         assert_eq!(check(&store), 2);

@@ -197,7 +197,7 @@ mod tests {
     /// 30, an undelivered one never; expired state goes at once.
     #[test]
     fn finished_items_are_forgotten_after_their_retention_and_open_ones_never() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let items = [0, 1, 2].map(|_| email("alerts", "a@example.org", "A", -1));
         let changes = Changes {
             items: &items,
@@ -210,7 +210,7 @@ mod tests {
             .map(|c| c.id)
             .collect();
         store.mark_sent(ids[0], DAY).unwrap();
-        store.mark_dead(ids[1], "550 no such user", DAY).unwrap();
+        store.mark_dead(ids[1], "550 no such user", DAY, "local").unwrap();
         let expiring = StateWrite {
             owner: Owner::Module("m".into()),
             key: "k".into(),

@@ -6,8 +6,7 @@
 //!
 //! Rows live in `event_retries`, one per module and event.
 
-use rusqlite::{Row, Transaction, params};
-
+use super::db::{Db, DbError, DbResult, Row, args};
 use super::{Store, StoreError, db_time, from_db_time};
 
 /// An event to hand one module again.
@@ -38,43 +37,49 @@ pub enum RetryChange {
 }
 
 /// Stores one change, as part of an input's commit.
-pub(super) fn apply(tx: &Transaction<'_>, change: &RetryChange) -> rusqlite::Result<()> {
+pub(super) fn apply(tx: Db<'_>, change: &RetryChange) -> DbResult<()> {
     match change {
         RetryChange::Schedule(r) => tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO event_retries (module, event_id, queue, org_id, row, ts_us, attempts,
+            .execute(
+                "INSERT INTO event_retries (module, event_id, queue, org_id, row, ts_us, attempts,
                      first_failed_us, next_attempt_us, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                r.module,
-                r.event_id,
-                r.queue,
-                r.org_id,
-                r.row,
-                r.ts_us.map(db_time),
-                r.attempts,
-                db_time(r.first_failed_us),
-                db_time(r.next_attempt_us),
-                r.last_error
-            ])
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (module, event_id) DO UPDATE SET queue = excluded.queue, org_id = excluded.org_id,
+                     row = excluded.row, ts_us = excluded.ts_us, attempts = excluded.attempts,
+                     first_failed_us = excluded.first_failed_us, next_attempt_us = excluded.next_attempt_us,
+                     last_error = excluded.last_error",
+                args![
+                    r.module,
+                    r.event_id,
+                    r.queue,
+                    r.org_id,
+                    r.row,
+                    r.ts_us.map(db_time),
+                    i64::from(r.attempts),
+                    db_time(r.first_failed_us),
+                    db_time(r.next_attempt_us),
+                    r.last_error
+                ],
+            )
             .map(drop),
         RetryChange::Done { module, event_id } => tx
-            .prepare_cached("DELETE FROM event_retries WHERE module = ?1 AND event_id = ?2")?
-            .execute(params![module, event_id])
+            .execute(
+                "DELETE FROM event_retries WHERE module = ?1 AND event_id = ?2",
+                args![module, event_id],
+            )
             .map(drop),
     }
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<EventRetry> {
+fn from_row(row: &Row<'_>) -> DbResult<EventRetry> {
     Ok(EventRetry {
         module: row.get(0)?,
         event_id: row.get(1)?,
         queue: row.get(2)?,
         org_id: row.get(3)?,
         row: row.get(4)?,
-        ts_us: row.get::<_, Option<i64>>(5)?.map(from_db_time),
-        attempts: row.get(6)?,
+        ts_us: row.get::<Option<i64>>(5)?.map(from_db_time),
+        attempts: u32::try_from(row.get::<i64>(6)?).map_err(DbError::value)?,
         first_failed_us: from_db_time(row.get(7)?),
         next_attempt_us: from_db_time(row.get(8)?),
         last_error: row.get(9)?,
@@ -84,21 +89,21 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<EventRetry> {
 impl Store {
     /// Up to `limit` events due by `now_us`, the longest waiting first.
     pub fn due_retries(&self, now_us: u64, limit: usize) -> Result<Vec<EventRetry>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(
+        self.read(|db| {
+            db.query(
                 "SELECT module, event_id, queue, org_id, row, ts_us, attempts, first_failed_us, next_attempt_us,
                         last_error
                  FROM event_retries WHERE next_attempt_us <= ?1 ORDER BY next_attempt_us LIMIT ?2",
-            )?
-            .query_map(params![db_time(now_us), limit as i64], from_row)?
-            .collect()
+                args![db_time(now_us), limit as i64],
+                from_row,
+            )
         })
     }
 
     /// How many events wait to be handed to a module again.
     pub fn retries_waiting(&self) -> Result<u64, StoreError> {
-        self.read(|c| {
-            c.query_row("SELECT count(*) FROM event_retries", [], |r| r.get::<_, i64>(0))
+        self.read(|db| {
+            db.query_one("SELECT count(*) FROM event_retries", &[], |r| r.get::<i64>(0))
                 .map(|n| n as u64)
         })
     }
@@ -135,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_retry_is_due_at_its_time_rescheduled_in_place_and_forgotten_when_done() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         commit(&store, &[RetryChange::Schedule(retry("e1", 100))]);
         assert!(store.due_retries(99, 10).unwrap().is_empty());
         assert_eq!(store.due_retries(100, 10).unwrap(), [retry("e1", 100)]);

@@ -17,6 +17,13 @@
 //! | 4       | `state_usage` and `outbox_open`: each owner's state and the undelivered outbox, in entries and bytes, kept by triggers (quotas and back-pressure read them without counting) |
 //! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (what held it back); `outbox_open` leaves out what a module's mute holds |
 //! | 6       | `link_keys`: the key that signs the e-mails' silence links; an outbox item's `link_id` (the links its call made, indexed) and a silence's `from_link` (each link makes one silence) |
+//! | 7       | `replicas` (each `run` process and when it was last seen) and `leases` (who reads which org's stream); an outbox item's claim (`claimed_by`, `claimed_until_us`): the replica sending it |
+//!
+//! A PostgreSQL database starts at version 6, with the tables as they are
+//! at that version in PostgreSQL's types ([`postgres`]), and keeps its
+//! version in a `schema_version` row.
+
+mod postgres;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
@@ -24,25 +31,33 @@ use serde_json::Value;
 use super::outbox::{
     AlertPayload, EmailPayload, LabelOp, LabelPayload, PAYLOAD_VERSION, Payload, UserMessagePayload, WebhookPayload,
 };
-use super::{Location, StoreError};
+use super::{Backend, Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 6] = [
+const MIGRATIONS: [(i64, Step); 7] = [
     (1, first_tables),
     (2, typed_outbox),
     (3, follows_and_retries),
     (4, usage_counters),
     (5, silences_and_labels),
     (6, silence_link_keys),
+    (7, replicas_and_claims),
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
-pub(super) fn migrate(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
+pub(super) fn migrate(backend: &mut Backend, location: &Location) -> Result<(), StoreError> {
+    match backend {
+        Backend::Sqlite(conn) => migrate_sqlite(conn, location),
+        Backend::Postgres(conn) => postgres::migrate(conn, location),
+    }
+}
+
+fn migrate_sqlite(conn: &mut Connection, location: &Location) -> Result<(), StoreError> {
     let fail = |e: rusqlite::Error| StoreError::sqlite(location, &e);
     let version = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
     let found = version(conn).map_err(fail)?;
@@ -394,6 +409,29 @@ fn silence_link_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
+/// Replicas, the streams they hold and the items they are sending (see
+/// `replicas.rs`).
+fn replicas_and_claims(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(REPLICAS_AND_CLAIMS)
+}
+
+/// Version 7's tables, in the SQL both engines take.
+pub(super) const REPLICAS_AND_CLAIMS: &str = "
+    CREATE TABLE replicas (
+        id         TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        pid        BIGINT NOT NULL,
+        started_us BIGINT NOT NULL,
+        seen_us    BIGINT NOT NULL
+    );
+    CREATE TABLE leases (
+        name     TEXT PRIMARY KEY,
+        holder   TEXT NOT NULL,
+        since_us BIGINT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until_us BIGINT;";
+
 /// An outbox row as the first releases wrote it: kind and status as text,
 /// e-mail fields in columns, other actions as JSON with their body inline.
 struct LegacyItem {
@@ -586,9 +624,11 @@ mod tests {
         assert!(store.state_get(&module, "awaiting-label-removal", 0).unwrap().is_some());
         let dedup: i64 = store
             .read(|c| {
-                c.query_row("SELECT count(*) FROM state WHERE owner = 'host:alert-dedup'", [], |r| {
-                    r.get(0)
-                })
+                c.query_one(
+                    "SELECT count(*) FROM state WHERE owner = 'host:alert-dedup'",
+                    &[],
+                    |r| r.get(0),
+                )
             })
             .unwrap();
         assert_eq!(dedup, 2);
@@ -597,9 +637,9 @@ mod tests {
         // what the old database holds.
         let stored: i64 = store
             .read(|c| {
-                c.query_row(
+                c.query_one(
                     "SELECT sum(length(CAST(key AS BLOB)) + length(value)) FROM state WHERE owner = ?1",
-                    [module.as_db()],
+                    super::super::db::args![module.as_db()],
                     |r| r.get(0),
                 )
             })
@@ -675,7 +715,7 @@ mod tests {
         assert_eq!(unreadable.id, 2);
         assert!(unreadable.reason.contains("its recipients"), "{unreadable}");
         let kept: String = store
-            .read(|c| c.query_row("SELECT payload FROM outbox WHERE id = 2", [], |r| r.get(0)))
+            .read(|c| c.query_one("SELECT payload FROM outbox WHERE id = 2", &[], |r| r.get(0)))
             .unwrap();
         let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
         assert_eq!(kept["legacy"]["subject"], "S");

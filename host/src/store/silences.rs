@@ -3,7 +3,7 @@
 //! running service and a replay given `--state` alike. Matchers are kept
 //! as their text ([`Matchers`]' canonical form), read back when used.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::db::{Db, DbResult, Row, args};
 
 use super::{Store, StoreError, db_time, from_db_time};
 use crate::noise::{Matchers, NewSilence, Silence};
@@ -49,16 +49,11 @@ impl Silence {
     }
 }
 
-fn insert(
-    tx: &rusqlite::Transaction<'_>,
-    silence: &Silence,
-    from_link: Option<&str>,
-    now_us: u64,
-) -> rusqlite::Result<usize> {
+fn insert(tx: Db<'_>, silence: &Silence, from_link: Option<&str>, now_us: u64) -> DbResult<usize> {
     tx.execute(
         "INSERT INTO silences (id, matchers, starts_us, ends_us, created_by, comment, created_us, updated_us, from_link)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-        params![
+        args![
             silence.id,
             silence.matchers.to_string(),
             db_time(silence.starts_us),
@@ -73,17 +68,20 @@ fn insert(
 
 /// Changes whenever a silence is added or expired, by any connection:
 /// whoever keeps the silences in memory reads them again when it moves.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SilencesVersion {
     count: i64,
     last_update_us: i64,
-    /// Moves when one is expired within the microsecond of another change.
-    total_ends: f64,
+    /// Move when one is expired within the microsecond of another change
+    /// (the ends summed as seconds and microseconds apart, which no count
+    /// of silences overflows).
+    total_ends_s: i64,
+    total_ends_us: i64,
 }
 
 const COLUMNS: &str = "id, matchers, starts_us, ends_us, created_by, comment, updated_us";
 
-fn read(row: &Row<'_>) -> rusqlite::Result<Result<Silence, UnreadableSilence>> {
+fn read(row: &Row<'_>) -> DbResult<Result<Silence, UnreadableSilence>> {
     let id: String = row.get(0)?;
     let matchers: String = row.get(1)?;
     let matchers = match Matchers::parse(&matchers) {
@@ -131,10 +129,11 @@ impl Store {
         }
         let silence = Silence::made(new, now_us);
         self.write(|tx| {
-            let made: Option<Result<Silence, UnreadableSilence>> = tx
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"))?
-                .query_row(params![link_id], read)
-                .optional()?;
+            let made: Option<Result<Silence, UnreadableSilence>> = tx.query_opt(
+                &format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"),
+                args![link_id],
+                read,
+            )?;
             Ok(match made {
                 Some(Ok(made)) => Ok(FromLink::Already(made)),
                 Some(Err(unreadable)) => Err(unreadable.to_string()),
@@ -148,38 +147,44 @@ impl Store {
 
     /// The silence link `link_id` made, if it made one.
     pub fn silence_from_link(&self, link_id: &str) -> Result<Option<Result<Silence, UnreadableSilence>>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"))?
-                .query_row(params![link_id], read)
-                .optional()
+        self.read(|db| {
+            db.query_opt(
+                &format!("SELECT {COLUMNS} FROM silences WHERE from_link = ?1"),
+                args![link_id],
+                read,
+            )
         })
     }
 
     /// Every silence, those ending last first.
     pub fn silences(&self) -> Result<Vec<Result<Silence, UnreadableSilence>>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM silences ORDER BY ends_us DESC, id"))?
-                .query_map([], read)?
-                .collect()
+        self.read(|db| {
+            db.query(
+                &format!("SELECT {COLUMNS} FROM silences ORDER BY ends_us DESC, id"),
+                &[],
+                read,
+            )
         })
     }
 
     /// The silences that have not ended by `now_us` (active or pending).
     pub fn silences_in_force(&self, now_us: u64) -> Result<Vec<Result<Silence, UnreadableSilence>>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM silences WHERE ends_us > ?1 ORDER BY ends_us DESC, id"
-            ))?
-            .query_map(params![db_time(now_us)], read)?
-            .collect()
+        self.read(|db| {
+            db.query(
+                &format!("SELECT {COLUMNS} FROM silences WHERE ends_us > ?1 ORDER BY ends_us DESC, id"),
+                args![db_time(now_us)],
+                read,
+            )
         })
     }
 
     pub fn silence(&self, id: &str) -> Result<Option<Result<Silence, UnreadableSilence>>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"))?
-                .query_row(params![id], read)
-                .optional()
+        self.read(|db| {
+            db.query_opt(
+                &format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"),
+                args![id],
+                read,
+            )
         })
     }
 
@@ -201,7 +206,7 @@ impl Store {
         self.write(|tx| {
             tx.execute(
                 "UPDATE silences SET starts_us = ?2, ends_us = ?3, updated_us = ?3 WHERE id = ?1",
-                params![id, db_time(silence.starts_us), db_time(now_us)],
+                args![id, db_time(silence.starts_us), db_time(now_us)],
             )
         })?;
         Ok(Ok(Expired::Now(silence)))
@@ -219,7 +224,7 @@ impl Store {
         self.write(|tx| {
             tx.execute(
                 "DELETE FROM silences WHERE ends_us < ?1 AND (from_link IS NULL OR created_us < ?2)",
-                params![db_time(before_us), db_time(links_live_after_us)],
+                args![db_time(before_us), db_time(links_live_after_us)],
             )
         })
     }
@@ -230,24 +235,30 @@ impl Store {
     pub fn link_key(&self, candidate: &[u8], now_us: u64) -> Result<Vec<u8>, StoreError> {
         self.write(|tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO link_keys (id, key, created_us) VALUES (0, ?1, ?2)",
-                params![candidate, db_time(now_us)],
+                "INSERT INTO link_keys (id, key, created_us) VALUES (0, ?1, ?2) ON CONFLICT DO NOTHING",
+                args![candidate, db_time(now_us)],
             )?;
-            tx.query_row("SELECT key FROM link_keys WHERE id = 0", [], |r| r.get(0))
+            tx.query_one("SELECT key FROM link_keys WHERE id = 0", &[], |r| r.get(0))
         })
     }
 
     /// See [`SilencesVersion`]: one small read.
     pub fn silences_version(&self) -> Result<SilencesVersion, StoreError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT count(*), coalesce(max(updated_us), 0), total(ends_us) FROM silences")?
-                .query_row([], |r| {
+        self.read(|db| {
+            db.query_one(
+                "SELECT count(*), coalesce(max(updated_us), 0), CAST(coalesce(sum(ends_us / 1000000), 0) AS BIGINT),
+                        CAST(coalesce(sum(ends_us % 1000000), 0) AS BIGINT)
+                   FROM silences",
+                &[],
+                |r| {
                     Ok(SilencesVersion {
                         count: r.get(0)?,
                         last_update_us: r.get(1)?,
-                        total_ends: r.get(2)?,
+                        total_ends_s: r.get(2)?,
+                        total_ends_us: r.get(3)?,
                     })
-                })
+                },
+            )
         })
     }
 }
@@ -270,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_silence_is_kept_listed_and_expired() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let before = store.silences_version().unwrap();
         let added = store
             .add_silence(&new("{client_id=\"C.7\"}", 100, 200), 100 * S)
@@ -299,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_link_makes_one_silence_kept_while_the_link_lives() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let made = store
             .add_silence_from_link(&new("alertname=x", 100, 200), "l1", 100 * S)
             .unwrap()
@@ -333,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_pending_silence_expired_never_starts_and_a_bad_one_is_refused() {
-        let store = Store::in_memory();
+        let store = Store::for_tests();
         let pending = store
             .add_silence(&new("alertname=x", 300, 400), 100 * S)
             .unwrap()

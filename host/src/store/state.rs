@@ -6,8 +6,7 @@
 //! restarts, and one module never sees another's or the host's. Sizes are
 //! bounded per owner.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-
+use super::db::{Db, DbResult, args};
 use super::{Store, StoreError, db_time};
 
 /// Bounds of one owner's state.
@@ -66,48 +65,51 @@ impl StateWrite {
 impl Store {
     /// The value of `owner`'s `key`, unless it has expired by `now_us`.
     pub fn state_get(&self, owner: &Owner, key: &str, now_us: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|conn| get(conn, owner, key, now_us))
+        self.read(|db| get(db, owner, key, now_us))
     }
 
     /// The octets of `owner`'s keys and values, expired entries not yet
     /// forgotten included (one row read: see the schema's `state_usage`).
     pub fn state_bytes(&self, owner: &Owner) -> Result<u64, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached("SELECT bytes FROM state_usage WHERE owner = ?1")?
-                .query_row(params![owner.as_db()], |r| r.get::<_, i64>(0))
-                .optional()
-                .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        self.read(|db| {
+            db.query_opt(
+                "SELECT bytes FROM state_usage WHERE owner = ?1",
+                args![owner.as_db()],
+                |r| r.get::<i64>(0),
+            )
+            .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
         })
     }
 
     /// As [`Store::state_bytes`], without the entries expired by `now_us`
     /// (counted: for a module near its quota only).
     pub fn live_state_bytes(&self, owner: &Owner, now_us: u64) -> Result<u64, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM state
+        self.read(|db| {
+            db.query_one(
+                "SELECT CAST(coalesce(sum(octet_length(key) + octet_length(value)), 0) AS BIGINT) FROM state
                   WHERE owner = ?1 AND (expires_us IS NULL OR expires_us > ?2)",
-            )?
-            .query_row(params![owner.as_db(), db_time(now_us)], |r| r.get::<_, i64>(0))
+                args![owner.as_db(), db_time(now_us)],
+                |r| r.get::<i64>(0),
+            )
             .map(|n| u64::try_from(n).unwrap_or(0))
         })
     }
 
     /// The octets `owner`'s `key` takes now, expired or not (0: none).
     pub fn entry_bytes(&self, owner: &Owner, key: &str) -> Result<u64, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT length(CAST(key AS BLOB)) + length(value) FROM state WHERE owner = ?1 AND key = ?2",
-            )?
-            .query_row(params![owner.as_db(), key], |r| r.get::<_, i64>(0))
-            .optional()
+        self.read(|db| {
+            db.query_opt(
+                "SELECT octet_length(key) + octet_length(value) FROM state WHERE owner = ?1 AND key = ?2",
+                args![owner.as_db(), key],
+                |r| r.get::<i64>(0),
+            )
             .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
         })
     }
 
     /// Forgets every entry expired by `now_us`; returns how many.
     pub fn forget_expired_state(&self, now_us: u64) -> Result<usize, StoreError> {
-        self.write(|tx| tx.execute("DELETE FROM state WHERE expires_us <= ?1", params![db_time(now_us)]))
+        self.write(|tx| tx.execute("DELETE FROM state WHERE expires_us <= ?1", args![db_time(now_us)]))
     }
 
     /// Stores one value at once, in a transaction of its own (tools and
@@ -117,27 +119,29 @@ impl Store {
     }
 }
 
-fn get(conn: &Connection, owner: &Owner, key: &str, now_us: u64) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.prepare_cached(
+fn get(db: Db<'_>, owner: &Owner, key: &str, now_us: u64) -> DbResult<Option<Vec<u8>>> {
+    db.query_opt(
         "SELECT value FROM state WHERE owner = ?1 AND key = ?2 AND (expires_us IS NULL OR expires_us > ?3)",
-    )?
-    .query_row(params![owner.as_db(), key, db_time(now_us)], |row| row.get(0))
-    .optional()
+        args![owner.as_db(), key, db_time(now_us)],
+        |row| row.get(0),
+    )
 }
 
 /// Writes one entry; false if the owner already has
 /// [`MAX_ENTRIES_PER_OWNER`] live entries and this is a new key (refused
 /// with a log line).
-pub(super) fn put(tx: &Transaction<'_>, write: &StateWrite, now_us: u64) -> rusqlite::Result<bool> {
+pub(super) fn put(tx: Db<'_>, write: &StateWrite, now_us: u64) -> DbResult<bool> {
     if let Some(problem) = write.oversized() {
         tracing::warn!(owner = write.owner.as_db(), "{problem}");
         return Ok(false);
     }
     let owner = write.owner.as_db();
     let exists = tx
-        .prepare_cached("SELECT 1 FROM state WHERE owner = ?1 AND key = ?2")?
-        .query_row(params![owner, write.key], |_| Ok(()))
-        .optional()?
+        .query_opt(
+            "SELECT 1 FROM state WHERE owner = ?1 AND key = ?2",
+            args![owner, write.key],
+            |_| Ok(()),
+        )?
         .is_some();
     if !exists && !room_for_one_more(tx, owner, now_us)? {
         tracing::warn!(
@@ -146,31 +150,31 @@ pub(super) fn put(tx: &Transaction<'_>, write: &StateWrite, now_us: u64) -> rusq
         );
         return Ok(false);
     }
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO state (owner, key, value, expires_us) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, expires_us = excluded.expires_us",
-    )?
-    .execute(params![owner, write.key, write.value, write.expires_us.map(db_time)])?;
+        args![owner, write.key, write.value, write.expires_us.map(db_time)],
+    )?;
     Ok(true)
 }
 
 /// Whether `owner` may add a key, after forgetting its expired entries
 /// when it is at its bound.
-fn room_for_one_more(tx: &Transaction<'_>, owner: &str, now_us: u64) -> rusqlite::Result<bool> {
-    let count = |tx: &Transaction<'_>| -> rusqlite::Result<usize> {
-        tx.prepare_cached("SELECT entries FROM state_usage WHERE owner = ?1")?
-            .query_row(params![owner], |r| r.get::<_, i64>(0))
-            .optional()
-            .map(|n| n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+fn room_for_one_more(tx: Db<'_>, owner: &str, now_us: u64) -> DbResult<bool> {
+    let count = || -> DbResult<usize> {
+        tx.query_opt("SELECT entries FROM state_usage WHERE owner = ?1", args![owner], |r| {
+            r.get::<i64>(0)
+        })
+        .map(|n| n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     };
-    if count(tx)? < MAX_ENTRIES_PER_OWNER {
+    if count()? < MAX_ENTRIES_PER_OWNER {
         return Ok(true);
     }
     tx.execute(
         "DELETE FROM state WHERE owner = ?1 AND expires_us <= ?2",
-        params![owner, db_time(now_us)],
+        args![owner, db_time(now_us)],
     )?;
-    Ok(count(tx)? < MAX_ENTRIES_PER_OWNER)
+    Ok(count()? < MAX_ENTRIES_PER_OWNER)
 }
 
 #[cfg(test)]
@@ -188,7 +192,7 @@ mod tests {
 
     #[test]
     fn values_expire_at_their_time() {
-        let s = Store::in_memory();
+        let s = Store::for_tests();
         s.state_put(&write("m", "k", b"v", Some(10_000_000)), 0).unwrap();
         let get = |now| s.state_get(&Owner::Module("m".into()), "k", now).unwrap();
         assert_eq!(get(9_999_999).as_deref(), Some(&b"v"[..]));
@@ -197,7 +201,7 @@ mod tests {
 
     #[test]
     fn owners_do_not_see_each_others_state() {
-        let s = Store::in_memory();
+        let s = Store::for_tests();
         s.state_put(&write("a", "k", b"1", None), 0).unwrap();
         assert_eq!(s.state_get(&Owner::Module("b".into()), "k", 0).unwrap(), None);
         assert_eq!(s.state_get(&Owner::AlertDedup, "k", 0).unwrap(), None);
@@ -207,7 +211,7 @@ mod tests {
     /// deletion, in octets of keys and values.
     #[test]
     fn each_owners_bytes_are_counted_as_they_change() {
-        let s = Store::in_memory();
+        let s = Store::for_tests();
         let m = Owner::Module("m".into());
         s.state_put(&write("m", "ké", &[0; 100], Some(5)), 0).unwrap();
         s.state_put(&write("m", "k2", &[0; 10], None), 0).unwrap();
@@ -224,7 +228,7 @@ mod tests {
 
     #[test]
     fn oversized_entries_are_refused() {
-        let s = Store::in_memory();
+        let s = Store::for_tests();
         s.state_put(&write("m", "k", &vec![0; MAX_VALUE_BYTES + 1], None), 0)
             .unwrap();
         assert_eq!(s.state_get(&Owner::Module("m".into()), "k", 0).unwrap(), None);
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn overwriting_replaces_value_and_expiry() {
-        let s = Store::in_memory();
+        let s = Store::for_tests();
         s.state_put(&write("m", "k", b"1", Some(1_000_000)), 0).unwrap();
         s.state_put(&write("m", "k", b"2", None), 0).unwrap();
         assert_eq!(

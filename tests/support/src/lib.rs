@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod builds;
 pub mod peers;
+pub mod postgres;
 pub mod rsyslog;
 pub mod service;
 pub mod velociraptor_peer;
@@ -61,6 +62,7 @@ pub fn velonotify(exe: &str, args: &[&str]) -> Output {
     Command::new(exe)
         .args(with_test_modules(args))
         .env("VELONOTIFY_LOG", "warn")
+        .envs(store_env_of(args))
         .output()
         .expect("running velonotify")
 }
@@ -79,8 +81,44 @@ pub fn velonotify_in_address_space(exe: &str, args: &[&str], kib: u64) -> Output
         ])
         .args(with_test_modules(args))
         .env("VELONOTIFY_LOG", "warn")
+        .envs(store_env_of(args))
         .output()
         .expect("running velonotify under ulimit -v")
+}
+
+/// The store environment of a command whose `-c CONFIG` is among `args`
+/// (see [`postgres::store_env`]).
+pub fn store_env_of(args: &[&str]) -> Vec<(&'static str, String)> {
+    let config = args
+        .windows(2)
+        .find(|w| w[0] == "-c" || w[0] == "--config")
+        .map(|w| w[1]);
+    match config {
+        Some(config) => postgres::store_env(Path::new(config).parent().unwrap_or(Path::new("."))),
+        None => Vec::new(),
+    }
+}
+
+/// What `replay --state` takes for the store of the configuration in
+/// `dir`: its PostgreSQL URL, else the path of `state.db` there.
+pub fn store_argument(dir: &Path) -> String {
+    match postgres::store_env(dir).pop() {
+        Some((_, url)) => url,
+        None => dir.join("state.db").display().to_string(),
+    }
+}
+
+/// The store a test's service in `dir` (its configuration's directory)
+/// keeps, opened as a command would: its database on PostgreSQL, else
+/// `state.db` there.
+pub fn open_store(dir: &Path) -> velonotify::store::Store {
+    match postgres::store_env(dir).pop() {
+        Some((_, url)) => {
+            velonotify::store::Store::connect(&velonotify::store::PostgresUrl::parse(&url).expect("a postgres:// URL"))
+                .expect("the test's database")
+        }
+        None => velonotify::store::Store::open(&dir.join("state.db")).expect("the test's state.db"),
+    }
 }
 
 fn with_test_modules(args: &[&str]) -> Vec<String> {

@@ -53,6 +53,7 @@ impl Running {
             .args(["--modules-dir", &modules_dir.display().to_string()])
             .args(["--cache-dir", &cache_dir.display().to_string()])
             .env("VELONOTIFY_LOG", "info")
+            .envs(crate::postgres::store_env(config.parent().unwrap_or(Path::new("."))))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
