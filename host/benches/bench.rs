@@ -1248,7 +1248,7 @@ fn replicas(exe: &str, modules: &Path, report: &mut Report) {
                 &config,
                 format!(
                     "[smtp]\nserver = \"127.0.0.1\"\nserver_port = {}\nfrom = \"velonotify@example.org\"\n{store}\
-                     [ingest]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"bench\"\n\
+                     [ingest]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"bench-ingest-token\"\n\
                      [[module]]\npath = \"alerts.wasm\"\n[module.params]\nRecipients = \"Address\\nsoc@example.org\\n\"\n\
                      SendInterval = -1\n",
                     peer.port
@@ -1277,8 +1277,12 @@ fn replicas(exe: &str, modules: &Path, report: &mut Report) {
                             })
                             .collect();
                         let port = ports[post % ports.len()];
-                        let (status, answer) =
-                            post_events(port, Some("bench"), "queue=Server.Internal.Alerts", body.as_bytes());
+                        let (status, answer) = post_events(
+                            port,
+                            Some("bench-ingest-token"),
+                            "queue=Server.Internal.Alerts",
+                            body.as_bytes(),
+                        );
                         assert_eq!(status, 200, "{answer}");
                     }
                 });
