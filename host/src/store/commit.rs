@@ -170,19 +170,20 @@ pub(super) fn window_open_until(
     send_interval_s: i64,
     mail_period_s: i64,
 ) -> DbResult<Option<u64>> {
-    let last = |key: &str| -> DbResult<Option<u64>> {
-        db.query_opt("SELECT last_sent_us FROM throttle WHERE key = ?1", args![key], |r| {
-            r.get::<i64>(0)
-        })
-        .map(|v| v.map(from_db_time))
-    };
+    // Both last sends in one round trip (PostgreSQL's is a network one).
+    let sends: Vec<(String, i64)> = db.query(
+        "SELECT key, last_sent_us FROM throttle WHERE key IN (?1, ?2)",
+        args![module, GLOBAL],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let last = |key: &str| sends.iter().find(|(k, _)| k == key).map(|(_, at)| from_db_time(*at));
     let seconds = |s: u64| s.saturating_mul(1_000_000);
     let mut end = None;
-    if let (Some(interval), Some(last)) = (window_seconds(send_interval_s), last(module)?) {
+    if let (Some(interval), Some(last)) = (window_seconds(send_interval_s), last(module)) {
         end = Some(last.saturating_add(seconds(interval)));
     }
     if mail_period_s > 0
-        && let Some(last) = last(GLOBAL)?
+        && let Some(last) = last(GLOBAL)
     {
         let global_end = last.saturating_add(seconds(mail_period_s.unsigned_abs()));
         end = Some(end.map_or(global_end, |e: u64| e.max(global_end)));
@@ -193,10 +194,12 @@ pub(super) fn window_open_until(
 /// Every e-mail sent moves its module's and the host's last send (as
 /// Velociraptor's `last_mail`, even for modules that are not throttled).
 pub(super) fn record_send(tx: Db<'_>, module: &str, now_us: u64) -> DbResult<()> {
-    for key in [module, GLOBAL] {
-        set_last_sent(tx, key, now_us)?;
-    }
-    Ok(())
+    tx.execute(
+        "INSERT INTO throttle (key, last_sent_us) VALUES (?1, ?3), (?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET last_sent_us = excluded.last_sent_us",
+        args![module, GLOBAL, db_time(now_us)],
+    )
+    .map(drop)
 }
 
 /// Books a queued e-mail's turn at `at_us` in its module's window.

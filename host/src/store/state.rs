@@ -136,14 +136,16 @@ pub(super) fn put(tx: Db<'_>, write: &StateWrite, now_us: u64) -> DbResult<bool>
         return Ok(false);
     }
     let owner = write.owner.as_db();
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM state WHERE owner = ?1 AND key = ?2",
-            args![owner, write.key],
-            |_| Ok(()),
-        )?
-        .is_some();
-    if !exists && !room_for_one_more(tx, owner, now_us)? {
+    // One round trip (PostgreSQL's is a network one): whether the key is
+    // there, and how many the owner has.
+    let (exists, entries) = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM state WHERE owner = ?1 AND key = ?2),
+                coalesce((SELECT entries FROM state_usage WHERE owner = ?1), 0)",
+        args![owner, write.key],
+        |r| Ok((r.get::<bool>(0)?, r.get::<i64>(1)?)),
+    )?;
+    let at_bound = usize::try_from(entries).unwrap_or(usize::MAX) >= MAX_ENTRIES_PER_OWNER;
+    if !exists && at_bound && !room_for_one_more(tx, owner, now_us)? {
         tracing::warn!(
             owner,
             "state entry refused: the owner has {MAX_ENTRIES_PER_OWNER} entries"
@@ -158,8 +160,8 @@ pub(super) fn put(tx: Db<'_>, write: &StateWrite, now_us: u64) -> DbResult<bool>
     Ok(true)
 }
 
-/// Whether `owner` may add a key, after forgetting its expired entries
-/// when it is at its bound.
+/// Whether `owner`, at its bound, may add a key once its expired entries
+/// are forgotten.
 fn room_for_one_more(tx: Db<'_>, owner: &str, now_us: u64) -> DbResult<bool> {
     let count = || -> DbResult<usize> {
         tx.query_opt("SELECT entries FROM state_usage WHERE owner = ?1", args![owner], |r| {
@@ -167,9 +169,6 @@ fn room_for_one_more(tx: Db<'_>, owner: &str, now_us: u64) -> DbResult<bool> {
         })
         .map(|n| n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     };
-    if count()? < MAX_ENTRIES_PER_OWNER {
-        return Ok(true);
-    }
     tx.execute(
         "DELETE FROM state WHERE owner = ?1 AND expires_us <= ?2",
         args![owner, db_time(now_us)],
