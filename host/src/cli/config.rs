@@ -414,14 +414,20 @@ impl Config {
     /// [`Config::state_path`].
     pub fn store_location(&self) -> anyhow::Result<crate::store::Location> {
         let from_env = std::env::var(STORE_URL_VARIABLE).ok().filter(|url| !url.is_empty());
-        match from_env.as_ref().or(self.store.url.as_ref()) {
-            None => Ok(crate::store::Location::File(self.state_path())),
-            Some(url) => crate::store::PostgresUrl::parse(url)
-                .map(crate::store::Location::Postgres)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("[store] url: {url:?} is not a PostgreSQL URL (postgres://user@host:port/database)")
-                }),
-        }
+        let (source, url) = match (from_env, &self.store.url) {
+            (Some(url), _) => (STORE_URL_VARIABLE, url),
+            (None, Some(url)) => ("[store] url", url.clone()),
+            (None, None) => return Ok(crate::store::Location::File(self.state_path())),
+        };
+        // Only the scheme is repeated: the rest may hold a password.
+        let scheme = url.split_once("://").map_or("no scheme", |(scheme, _)| scheme);
+        crate::store::PostgresUrl::parse(&url)
+            .map(crate::store::Location::Postgres)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{source}: not a PostgreSQL URL ({scheme}); expected postgres://user:password@host:port/database"
+                )
+            })
     }
 
     /// Where `run` keeps its state when it is a SQLite file.
@@ -584,6 +590,22 @@ mod tests {
         let config: Config = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// A store URL that is not PostgreSQL's is named by where it came
+    /// from, and its password is not repeated.
+    #[test]
+    fn a_store_url_of_another_database_is_refused_without_its_password() {
+        let c = parse("[store]\nurl = \"mysql://velonotify:s3cr3t@db/alerts\"\n").unwrap();
+        if std::env::var(STORE_URL_VARIABLE).is_ok_and(|url| !url.is_empty()) {
+            return; // the environment's URL wins (a PostgreSQL run of the suite)
+        }
+        let error = c.store_location().unwrap_err().to_string();
+        assert!(
+            error.starts_with("[store] url: not a PostgreSQL URL (mysql)"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
     }
 
     #[test]

@@ -250,18 +250,23 @@ mod tests {
 
     const S: u64 = 1_000_000;
 
-    /// Two connections to one store, as two replicas have: a file for
-    /// SQLite (its in-memory store has one connection).
+    /// Replicas "a" and "b", registered at 10 s, each on its own
+    /// connection to one store: a file for SQLite (its in-memory store has
+    /// one connection).
     fn two_replicas_store() -> (Store, Store, Option<tempfile::TempDir>) {
         let first = Store::for_tests();
-        if *first.location() != Location::Memory {
+        let (a, b, dir) = if *first.location() != Location::Memory {
             let second = first.reopen().unwrap();
-            return (first, second, None);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let first = Store::open(&dir.path().join("state.db")).unwrap();
-        let second = first.reopen().unwrap();
-        (first, second, Some(dir))
+            (first, second, None)
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let first = Store::open(&dir.path().join("state.db")).unwrap();
+            let second = first.reopen().unwrap();
+            (first, second, Some(dir))
+        };
+        a.register_replica(&replica("a", 10 * S), false).unwrap();
+        b.register_replica(&replica("b", 10 * S), false).unwrap();
+        (a, b, dir)
     }
 
     fn replica(id: &str, now_us: u64) -> Replica {
@@ -293,8 +298,6 @@ mod tests {
     #[test]
     fn a_stream_lease_goes_to_another_replica_only_once_its_holder_is_dead() {
         let (a, b, _dir) = two_replicas_store();
-        a.register_replica(&replica("a", 10 * S), false).unwrap();
-        b.register_replica(&replica("b", 10 * S), false).unwrap();
         assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
         assert!(!b.take_lease("stream/root", "b", 11 * S).unwrap(), "a is alive");
         assert!(
@@ -318,8 +321,6 @@ mod tests {
     #[test]
     fn an_item_is_claimed_by_one_replica_and_a_dead_claimants_items_by_another() {
         let (a, b, _dir) = two_replicas_store();
-        a.register_replica(&replica("a", 10 * S), false).unwrap();
-        b.register_replica(&replica("b", 10 * S), false).unwrap();
         add_pending(&a, 3);
         let by_a = a.claim_due("a", 10 * S, 2).unwrap();
         let by_b = b.claim_due("b", 10 * S, 10).unwrap();
@@ -338,8 +339,6 @@ mod tests {
     #[test]
     fn a_replica_that_leaves_hands_over_at_once() {
         let (a, b, _dir) = two_replicas_store();
-        a.register_replica(&replica("a", 10 * S), false).unwrap();
-        b.register_replica(&replica("b", 10 * S), false).unwrap();
         add_pending(&a, 1);
         assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
         assert_eq!(a.claim_due("a", 10 * S, 10).unwrap().len(), 1);
@@ -354,8 +353,6 @@ mod tests {
     #[test]
     fn replicas_claiming_together_share_the_items_without_overlap() {
         let (a, b, _dir) = two_replicas_store();
-        a.register_replica(&replica("a", 10 * S), false).unwrap();
-        b.register_replica(&replica("b", 10 * S), false).unwrap();
         add_pending(&a, 200);
         let claim_all = |store: &Store, id: &str| {
             let mut mine = Vec::new();
