@@ -26,6 +26,16 @@ const BATCH: usize = 10;
 /// Items each replica sends at once (the configuration's default).
 const WORKERS: usize = 4;
 
+/// The module e-mailing every alert row at once.
+const MAIL_EVERY_ALERT: &str = r#"
+[[module]]
+name = "alerts"
+path = "alerts.wasm"
+[module.params]
+Recipients = "Address\nsoc@example.org\n"
+SendInterval = -1
+"#;
+
 const WORLD: &str = r#"{
   "artifacts": {"Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"}},
   "clients": {"C.r1": {"client_id": "C.r1", "os_info": {"hostname": "ws-r1", "fqdn": "ws-r1.corp"}, "labels": []}}
@@ -41,9 +51,19 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(dir: &Path, pki: &TestPki, peer: &VelociraptorPeer, smtp_port: u16, store_url: &str) -> Self {
+    /// A replica reading the stand-in server's stream and e-mailing every
+    /// alert row.
+    fn streaming(dir: &Path, pki: &TestPki, peer: &VelociraptorPeer, smtp_port: u16, store_url: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         pki.api_client_file(&dir.join("api.yaml"), peer.port, ClientCert::Good);
+        let sections = format!("\n[velociraptor]\napi_config = \"api.yaml\"\nheartbeat_s = 1\n{MAIL_EVERY_ALERT}");
+        Self::start(dir, smtp_port, store_url, &sections)
+    }
+
+    /// A replica with the ingest endpoint, a shared store and `sections`
+    /// (sources and modules) in its configuration.
+    fn start(dir: &Path, smtp_port: u16, store_url: &str, sections: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
         let ingest = free_port();
         let config = dir.join("velonotify.toml");
         std::fs::write(
@@ -62,21 +82,10 @@ retry_cap_s = 1
 [store]
 url = "{store_url}"
 
-[velociraptor]
-api_config = "api.yaml"
-heartbeat_s = 1
-
 [ingest]
 listen = "127.0.0.1:{ingest}"
 token = "{TOKEN}"
-
-[[module]]
-name = "alerts"
-path = "alerts.wasm"
-[module.params]
-Recipients = "Address\nsoc@example.org\n"
-SendInterval = -1
-"#
+{sections}"#
             ),
         )
         .unwrap();
@@ -88,6 +97,12 @@ SendInterval = -1
             ingest,
             run,
         }
+    }
+
+    fn wait_for_ingest(&mut self) {
+        self.run.wait("ingest", Duration::from_secs(120), |r| {
+            r.log().contains("HTTP ingest at")
+        });
     }
 
     fn restart(&mut self) {
@@ -107,6 +122,23 @@ fn alert(name: &str) -> Value {
     json!({"client_id": "C.r1", "name": name, "timestamp": "2026-12-01T10:00:00Z", "event_data": {"by": name}})
 }
 
+/// The database a store URL names.
+fn database_of(store_url: &str) -> String {
+    let path = store_url.rsplit('/').next().unwrap();
+    path.split('?').next().unwrap().to_string()
+}
+
+/// The subjects of the e-mails received, each with how many times it came.
+fn count_subjects(received: &[Value]) -> HashMap<String, usize> {
+    let mut per_subject: HashMap<String, usize> = HashMap::new();
+    for line in received {
+        *per_subject
+            .entry(line["subject"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    per_subject
+}
+
 /// The process id of the replica reading the org's stream, if one does.
 fn stream_holder(database: &str) -> Option<u32> {
     let sql = "SELECT r.pid FROM leases l JOIN replicas r ON r.id = l.holder WHERE l.name = 'stream/root'";
@@ -118,25 +150,14 @@ fn three_replicas_lose_nothing_when_the_stream_holder_is_killed_twice() {
     let _alone = super::machine_alone();
     let dir = scratch();
     let store_url = postgres::server().database();
-    let database = store_url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let database = database_of(&store_url);
     let pki = TestPki::generate();
     let peer = VelociraptorPeer::start(&pki, WORLD);
     let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
     let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica::start(&dir.path().join(format!("r{i}")), &pki, &peer, smtp.port, &store_url))
+        .map(|i| Replica::streaming(&dir.path().join(format!("r{i}")), &pki, &peer, smtp.port, &store_url))
         .collect();
-    for replica in &mut replicas {
-        replica.run.wait("ingest", Duration::from_secs(120), |r| {
-            r.log().contains("HTTP ingest at")
-        });
-    }
+    replicas.iter_mut().for_each(Replica::wait_for_ingest);
     let started = Instant::now();
     while stream_holder(&database).is_none() || peer.watchers() == 0 {
         assert!(
@@ -183,12 +204,7 @@ fn three_replicas_lose_nothing_when_the_stream_holder_is_killed_twice() {
     let received = smtp.wait_for(total, Duration::from_secs(300));
     std::thread::sleep(Duration::from_secs(3)); // room for a late duplicate
     let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
-    let mut per_alert: HashMap<String, usize> = HashMap::new();
-    for line in &received {
-        *per_alert
-            .entry(line["subject"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
+    let per_alert = count_subjects(&received);
     let expected: Vec<String> = (0..STREAMED)
         .map(|i| format!("streamed-{i:04}"))
         .chain((0..INGESTED).map(|n| format!("ingested-{n:04}")))
@@ -249,4 +265,64 @@ fn kill_the_stream_holder(replicas: &mut [Replica], database: &str) -> Duration 
     let took = killed.elapsed();
     victim.restart();
     took
+}
+
+/// Two replicas taking the same alerts at the same moment (a forwarder
+/// that posts to both, or two forwarders of one source) raise each once:
+/// a module's decision reads the state the other replica's input left,
+/// never the state from before it.
+#[test]
+fn two_replicas_taking_the_same_alerts_at_once_send_each_once() {
+    const ROUNDS: usize = 6;
+    const NAMES: usize = 40;
+    let _alone = super::machine_alone();
+    let dir = scratch();
+    let store_url = postgres::server().database();
+    let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
+    let sections = r#"
+[[module]]
+name = "detect"
+path = "detect.wasm"
+[module.params]
+Queue = "Custom.Hits"
+AlertName = "hit {Name}"
+ArtifactType = "SERVER_MONITORING"
+Dedup = 3600
+"#;
+    let sections = format!("{sections}{MAIL_EVERY_ALERT}");
+    let mut replicas: Vec<Replica> = (0..2)
+        .map(|i| Replica::start(&dir.path().join(format!("r{i}")), smtp.port, &store_url, &sections))
+        .collect();
+    replicas.iter_mut().for_each(Replica::wait_for_ingest);
+
+    for round in 0..ROUNDS {
+        let body: String = (0..NAMES)
+            .map(|n| format!("{}\n", json!({"Name": format!("r{round}-{n:02}")})))
+            .collect();
+        let both_ready = std::sync::Barrier::new(replicas.len());
+        std::thread::scope(|scope| {
+            for replica in &replicas {
+                let (body, both_ready) = (&body, &both_ready);
+                scope.spawn(move || {
+                    both_ready.wait();
+                    let query = "queue=Custom.Hits";
+                    post_until_accepted(replica.ingest, TOKEN, query, body.as_bytes(), Duration::from_secs(60));
+                });
+            }
+        });
+    }
+
+    let alerts = ROUNDS * NAMES;
+    let received = smtp.wait_for(alerts, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2)); // room for a late duplicate
+    let received = smtp.wait_for(received.len() + 1, Duration::from_millis(10));
+    let per_subject = count_subjects(&received);
+    let twice: Vec<&String> = per_subject.iter().filter(|(_, n)| **n > 1).map(|(s, _)| s).collect();
+    assert_eq!(per_subject.len(), alerts, "every alert e-mailed once or more");
+    assert!(
+        twice.is_empty(),
+        "{} of {alerts} alerts e-mailed more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
+    );
 }

@@ -13,7 +13,7 @@
 //! service: the input's commit is tried again until it is stored, the
 //! ingest endpoint answers 503 meanwhile, and the event streams wait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +36,9 @@ use crate::pipeline::row_outcome::Noting;
 use crate::sources::row_outcome::RowOutcome;
 use crate::sources::velociraptor::{self as stream, Mark, Subscription};
 use crate::sources::{BatchHandled, IncomingEvent, Input, JsonlSource, SourceError};
-use crate::store::{CHECKPOINT_EVERY, Checkpointer, Health, OutboxBound, SWEEP_EVERY, StateWrite, Store, Sweeper};
+use crate::store::{
+    CHECKPOINT_EVERY, Checkpointer, Fence, Health, OutboxBound, SWEEP_EVERY, StateWrite, Store, StoreError, Sweeper,
+};
 use crate::velociraptor::{
     ApiClient, ApiClientConfig, DEFAULT_BACKFILL_MAX_S, DEFAULT_HEARTBEAT_S, VelociraptorSection,
 };
@@ -247,7 +249,7 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         health: &health,
         delivering: &delivering,
     };
-    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &backlog)?;
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &backlog, membership.id())?;
     tracing::info!(
         open = delivery_store.open_count()?,
         "end of input; delivering what is left"
@@ -464,13 +466,15 @@ fn read_stdin(config: &Config, sender: SyncSender<Input>) -> anyhow::Result<()> 
 
 /// The pipeline loop: each input is handled, then everything it caused is
 /// committed in one transaction before it is acknowledged and the next is
-/// taken; ticks run while the inputs are quiet.
+/// taken; ticks run while the inputs are quiet. Replicas sharing a store
+/// take turns at inputs that read state (see [`crate::store::InputTurn`]).
 fn handle_inputs(
     runtime: &mut Runtime,
     out: &mut StoreOutbox,
     receiver: &Receiver<Input>,
     swaps: &SwapSlot,
     backlog: &Backlog<'_>,
+    replica: &str,
 ) -> anyhow::Result<()> {
     let (health, delivering) = (backlog.health, backlog.delivering);
     // New versions come in between two events, never during one.
@@ -486,11 +490,26 @@ fn handle_inputs(
         if !delivering() {
             bail!("the delivery thread stopped");
         }
-        backlog.wait_below_bound(&runtime.store())?;
+        let store = runtime.store();
+        backlog.wait_below_bound(&store)?;
         let mut done = None;
         let mut positions = Vec::new();
         let mut events = false;
-        match receiver.recv_timeout(Duration::from_millis(500)) {
+        let received = receiver.recv_timeout(Duration::from_millis(500));
+        let now = runtime.pipeline.clock().now_us();
+        let look_for_retries = last_retry_look.elapsed() >= LOOK_FOR_RETRIES_EVERY;
+        let reads_state = match &received {
+            Ok(Input::Event(..) | Input::Rows(..) | Input::Batch(..)) => true,
+            Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_due_by(now),
+            _ => false,
+        };
+        let turn = match reads_state || look_for_retries {
+            true => Some(until_stored(health, "take this replica's turn at an input", || {
+                store.take_input_turn()
+            })?),
+            false => None,
+        };
+        match received {
             Ok(Input::Event(event, mark)) => {
                 swap_in(runtime, out);
                 let _watched = runtime.pipeline.dispatch(&event, out);
@@ -533,9 +552,9 @@ fn handle_inputs(
             Ok(Input::Bad(error)) => out.report(source_report(&error)),
             Ok(Input::SwapReady) => swap_in(runtime, out),
             Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_to_now(out),
+            Err(RecvTimeoutError::Timeout) => runtime.pipeline.advance_to(now, out),
         }
-        if last_retry_look.elapsed() >= LOOK_FOR_RETRIES_EVERY {
+        if look_for_retries {
             last_retry_look = Instant::now();
             hand_due_events_again(runtime, out, &swap_in);
         }
@@ -544,10 +563,17 @@ fn handle_inputs(
         if events {
             crate::crash_point!("service::before-commit");
         }
-        commit_until_stored(out, &state, health)?;
+        commit_input(out, &state, &stream_fences(&positions, replica), health)?;
         if events {
             crate::crash_point!("service::after-commit");
         }
+        if turn.as_ref().is_some_and(|turn| !turn.kept()) {
+            tracing::warn!(
+                "the connection to the store was made again during an input: another replica may have handled an \
+                 input at the same time, and both may have sent what one should"
+            );
+        }
+        drop(turn);
         // The input counts as handled now, and not before.
         if let Some((reply, handled)) = done {
             reply.answer(handled);
@@ -664,32 +690,72 @@ fn hand_due_events_again(
     }
 }
 
-/// Commits the input until the store takes it: a failure that can pass
-/// (busy, disk full) is waited out, with the ingest endpoint answering 503
-/// meanwhile; any other failure stops the service.
-fn commit_until_stored(out: &mut StoreOutbox, state: &[StateWrite], health: &Health) -> anyhow::Result<()> {
+/// The leases of the streams an input's rows came from: this replica's,
+/// or the input is another's to handle (see [`Fence`]).
+fn stream_fences(positions: &[Mark], replica: &str) -> Vec<Fence> {
+    let orgs: BTreeSet<&str> = positions.iter().map(|mark| mark.org_id.as_str()).collect();
+    orgs.into_iter()
+        .map(|org| Fence {
+            lease: stream::lease_name(org),
+            holder: replica.to_string(),
+        })
+        .collect()
+}
+
+/// Commits the input in hand until the store takes it. A stream it came
+/// from that another replica reads now (this one was held up past the
+/// replicas' timeout) makes it that replica's: nothing is stored, and the
+/// other replica reads on from the stored position.
+fn commit_input(out: &mut StoreOutbox, state: &[StateWrite], fences: &[Fence], health: &Health) -> anyhow::Result<()> {
+    let mut fenced = None;
+    until_stored(health, "store an input", || match out.commit_fenced(state, fences) {
+        Err(error) if error.is_fenced() => {
+            fenced = Some(error);
+            Ok(())
+        }
+        stored => stored,
+    })?;
+    if let Some(error) = fenced {
+        out.discard_input();
+        tracing::warn!(
+            %error,
+            "this replica was held up past the replicas' timeout: the rows it had read are left to the replica \
+             reading the stream now"
+        );
+    }
+    Ok(())
+}
+
+/// Does `what` until the store takes it: a failure that can pass (busy,
+/// disk full, a lock held too long) is waited out, with the ingest
+/// endpoint answering 503 meanwhile; any other failure stops the service.
+fn until_stored<T>(
+    health: &Health,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, StoreError>,
+) -> anyhow::Result<T> {
     let mut wait = COMMIT_RETRY_FIRST;
     loop {
-        match out.commit(state) {
-            Ok(()) => {
+        match attempt() {
+            Ok(value) => {
                 if health.is_failing() {
                     tracing::info!("the state database takes writes again; carrying on");
                 }
                 health.recovered();
-                return Ok(());
+                return Ok(value);
             }
             Err(error) if error.is_transient() => {
                 if !health.is_failing() {
                     tracing::error!(
                         %error,
-                        "could not store an input; holding it and trying again (ingest answers 503 meanwhile)"
+                        "could not {what}; holding the input and trying again (ingest answers 503 meanwhile)"
                     );
                 }
                 health.failed(&error);
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(COMMIT_RETRY_LONGEST);
             }
-            Err(error) => return Err(error).context("storing an input"),
+            Err(error) => return Err(error).with_context(|| format!("could not {what}")),
         }
     }
 }

@@ -475,6 +475,7 @@ mod tests {
             state: &[],
             items: &items,
             retries: &[],
+            fences: &[],
         };
         store.commit(&changes, NOW_US, u64::MAX, &Throttle::default()).unwrap();
         let links = Arc::new(SilenceLinks::new(&[3; 32], ORIGIN));

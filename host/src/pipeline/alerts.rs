@@ -242,6 +242,7 @@ mod tests {
             state: &state.take_staged(),
             items: &[],
             retries: &[],
+            fences: &[],
         };
         state.store().commit(&changes, T, T, &Throttle::default()).unwrap();
         drop((first, state));

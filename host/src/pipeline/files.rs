@@ -272,6 +272,7 @@ impl Outbox for FileOutbox {
             state,
             items: &[],
             retries: &[],
+            fences: &[],
         };
         let now_us = self.clock.now_us();
         self.store.commit(&changes, now_us, now_us, &Throttle::default())?;

@@ -312,6 +312,11 @@ impl Pipeline {
         self.advance_to(now, out);
     }
 
+    /// Whether a module's tick falls due by `now_us`.
+    pub fn tick_due_by(&self, now_us: u64) -> bool {
+        self.next_tick.iter().flatten().any(|due| *due <= now_us)
+    }
+
     /// Moves the clock to `now_us` (never backwards), running every tick
     /// that falls due on the way, in time order.
     ///

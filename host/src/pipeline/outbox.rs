@@ -14,8 +14,8 @@ use crate::contract::{Action, LabelOp};
 use crate::metrics::Metrics;
 use crate::noise::{Labels, Origin};
 use crate::store::{
-    self, AlertPayload, Changes, EmailPayload, Kind, LabelPayload, NewItem, Payload, RetryChange, StateWrite, Status,
-    Store, StoreError, SyslogPayload, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
+    self, AlertPayload, Changes, EmailPayload, Fence, Kind, LabelPayload, NewItem, Payload, RetryChange, StateWrite,
+    Status, Store, StoreError, SyslogPayload, Throttle, ThrottleMode, UserMessagePayload, WebhookPayload,
 };
 
 /// How serious a report is.
@@ -647,6 +647,36 @@ impl StoreOutbox {
     }
 }
 
+impl StoreOutbox {
+    /// Commits the input in hand, unless a lease it was read under is
+    /// another replica's now ([`StoreError::is_fenced`]: nothing stored,
+    /// the input stays in hand for [`StoreOutbox::discard_input`]).
+    pub fn commit_fenced(&mut self, state: &[StateWrite], fences: &[Fence]) -> Result<(), StoreError> {
+        let now_us = self.clock.now_us();
+        self.hold_back(now_us);
+        let changes = Changes {
+            state,
+            items: &self.pending,
+            retries: &self.retries,
+            fences,
+        };
+        let deadline = now_us.saturating_add(self.retry_deadline_us);
+        let committed = self.store.commit(&changes, now_us, deadline, &self.throttle)?;
+        for (item, committed) in self.pending.iter().zip(committed) {
+            self.tell(item, committed);
+        }
+        self.discard_input();
+        Ok(())
+    }
+
+    /// Forgets what the input in hand caused (committed, or another
+    /// replica's to handle).
+    pub fn discard_input(&mut self) {
+        self.pending.clear();
+        self.retries.clear();
+    }
+}
+
 impl Outbox for StoreOutbox {
     fn accept(&mut self, delivery: Delivery<'_>) {
         if let Some(item) = self.item(delivery) {
@@ -665,20 +695,6 @@ impl Outbox for StoreOutbox {
     }
 
     fn commit(&mut self, state: &[StateWrite]) -> Result<(), StoreError> {
-        let now_us = self.clock.now_us();
-        self.hold_back(now_us);
-        let changes = Changes {
-            state,
-            items: &self.pending,
-            retries: &self.retries,
-        };
-        let deadline = now_us.saturating_add(self.retry_deadline_us);
-        let committed = self.store.commit(&changes, now_us, deadline, &self.throttle)?;
-        for (item, committed) in self.pending.iter().zip(committed) {
-            self.tell(item, committed);
-        }
-        self.pending.clear();
-        self.retries.clear();
-        Ok(())
+        self.commit_fenced(state, &[])
     }
 }

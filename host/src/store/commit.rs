@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use super::db::{Db, DbResult, args};
 
 use super::outbox::{NewItem, Payload, Status, insert};
+use super::replicas::holds;
 use super::retries::{self, RetryChange};
 use super::state::{StateWrite, put};
 use super::{Store, StoreError, db_time, follows, from_db_time};
@@ -24,12 +25,26 @@ pub struct Changes<'a> {
     pub items: &'a [NewItem],
     /// Events to hand a module again, or that it is done with.
     pub retries: &'a [RetryChange],
+    /// Leases the input was read under: if another replica holds one now,
+    /// nothing is stored ([`StoreError::is_fenced`]).
+    pub fences: &'a [Fence],
 }
 
 impl Changes<'_> {
     pub fn is_empty(&self) -> bool {
         self.state.is_empty() && self.items.is_empty() && self.retries.is_empty()
     }
+}
+
+/// A lease an input depends on: the stream it came from is this
+/// replica's. A replica held up past the replicas' timeout (paused,
+/// swapped out) may find on waking that another replica took its stream
+/// over and read on from the stored position; what it read before the
+/// pause is then the other's to handle, and its commit stores nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
 }
 
 /// How a module's throttled e-mails are handled.
@@ -80,7 +95,16 @@ impl Store {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|tx| {
+        let mut lost = None;
+        let committed = self.write(|tx| {
+            // Checked under the write lock, which a takeover takes too: a
+            // lease cannot change hands between this check and the commit.
+            for fence in changes.fences {
+                if !holds(tx, &fence.lease, &fence.holder)? {
+                    lost = Some(fence);
+                    return Ok(Vec::new());
+                }
+            }
             for write in changes.state {
                 put(tx, write, now_us)?;
             }
@@ -120,7 +144,11 @@ impl Store {
                 committed.push(Committed { id, status });
             }
             Ok(committed)
-        })
+        })?;
+        match lost {
+            Some(fence) => Err(StoreError::fenced(&self.location, fence)),
+            None => Ok(committed),
+        }
     }
 }
 
@@ -242,6 +270,7 @@ mod tests {
             state: &[],
             items: &items,
             retries: &[],
+            fences: &[],
         };
         store
             .commit(&changes, now_us, now_us + 100 * S, &throttle(mode))
@@ -264,6 +293,7 @@ mod tests {
             state: &state,
             items: &items,
             retries: &[],
+            fences: &[],
         };
         let committed = store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).unwrap();
         assert_eq!(committed.len(), 1);
@@ -295,6 +325,7 @@ mod tests {
             state: &state,
             items: &items,
             retries: &[],
+            fences: &[],
         };
         assert!(store.commit(&changes, 5 * S, 100 * S, &Throttle::default()).is_err());
         assert_eq!(store.state_get(&Owner::AlertDedup, "root/Honey", 6 * S).unwrap(), None);
@@ -360,6 +391,7 @@ mod tests {
                 state: &[],
                 items: &items,
                 retries: &[],
+                fences: &[],
             };
             store
                 .commit(&changes, now_us, now_us + 100 * S, &throttle(ThrottleMode::Digest))
@@ -389,6 +421,7 @@ mod tests {
                 state: &[],
                 items: &items,
                 retries: &[],
+                fences: &[],
             };
             store.commit(&changes, now_us, now_us + 100 * S, &throttle).unwrap()[0].status
         };

@@ -201,6 +201,7 @@ mod tests {
             state: &[],
             items,
             retries: &[],
+            fences: &[],
         };
         let committed = store.commit(&changes, 10, 1_000_000_000, throttle).unwrap();
         committed.iter().map(|c| c.id).collect()

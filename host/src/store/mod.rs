@@ -18,7 +18,11 @@
 //! SQLite's do, so the read-then-write decisions of a commit (is a dedup
 //! window open, is a module throttled, are a digest's members still held)
 //! see no other replica's write half done. Delivery's claims of outbox
-//! items do not take it (`FOR UPDATE SKIP LOCKED`, see [`outbox`]).
+//! items do not take it (`FOR UPDATE SKIP LOCKED`, see [`outbox`]). The
+//! reads a module's decision rests on come before the commit: replicas
+//! also take turns at whole inputs ([`turns`]), and a commit of rows read
+//! from a stream another replica has taken over stores nothing
+//! ([`Fence`]).
 //!
 //! The schema carries a version (`PRAGMA user_version`) and is migrated
 //! when the database is opened ([`schema`]).
@@ -35,10 +39,11 @@ mod retries;
 mod schema;
 mod silences;
 mod state;
+mod turns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
@@ -47,7 +52,7 @@ use self::db::{Db, DbError, DbResult, args};
 use self::postgres::PgConn;
 
 pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
-pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
+pub use self::commit::{Changes, Committed, Fence, Throttle, ThrottleMode, window_seconds};
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewDigest, NewItem, OpenOutbox, OutboxItem,
@@ -61,6 +66,7 @@ pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
 pub use self::silences::{Expired, FromLink, SilencesVersion, UnreadableSilence};
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
+pub use self::turns::{INPUT_LOCK, InputTurn, TURN_IDLE_LIMIT};
 
 /// How long a writer waits for another one to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,6 +151,7 @@ pub struct StoreError {
     location: String,
     message: String,
     transient: bool,
+    fenced: bool,
 }
 
 impl StoreError {
@@ -152,6 +159,25 @@ impl StoreError {
     /// same operation may succeed later.
     pub fn is_transient(&self) -> bool {
         self.transient
+    }
+
+    /// A commit refused because a lease it depended on is another
+    /// replica's now ([`Fence`]): nothing was stored, and nothing should
+    /// be (the other replica handles what the input held).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    fn fenced(location: &Location, fence: &Fence) -> Self {
+        Self {
+            location: location.to_string(),
+            message: format!(
+                "{} is no longer held by replica {}: another replica took it over",
+                fence.lease, fence.holder
+            ),
+            transient: false,
+            fenced: true,
+        }
     }
 
     fn db(location: &Location, error: &DbError) -> Self {
@@ -164,6 +190,7 @@ impl StoreError {
             location: location.to_string(),
             message: error.to_string(),
             transient,
+            fenced: false,
         }
     }
 
@@ -172,6 +199,7 @@ impl StoreError {
             location: location.to_string(),
             message: error.to_string(),
             transient: sqlite_is_transient(error),
+            fenced: false,
         }
     }
 
@@ -181,6 +209,7 @@ impl StoreError {
             location: format!("(replay output {})", dir.display()),
             message,
             transient: false,
+            fenced: false,
         }
     }
 
@@ -189,6 +218,7 @@ impl StoreError {
             location: location.to_string(),
             message: message.into(),
             transient: false,
+            fenced: false,
         }
     }
 }
@@ -199,6 +229,9 @@ impl StoreError {
 pub struct Store {
     conn: Mutex<Backend>,
     location: Location,
+    /// Counts the connections made again (PostgreSQL): a session-level
+    /// lock ([`InputTurn`]) is held only by the session that took it.
+    sessions: AtomicU64,
 }
 
 /// The engine behind a [`Store`].
@@ -260,6 +293,7 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(backend),
             location,
+            sessions: AtomicU64::new(0),
         })
     }
 
@@ -302,9 +336,15 @@ impl Store {
                 && let Ok(again) = PgConn::connect(url.secret())
             {
                 *conn = Backend::Postgres(again);
+                self.sessions.fetch_add(1, Ordering::SeqCst);
             }
         }
         conn
+    }
+
+    /// Which session the connection is (changes when it is made again).
+    fn session(&self) -> u64 {
+        self.sessions.load(Ordering::SeqCst)
     }
 
     /// Runs `f` on the connection, outside a transaction (reads).

@@ -238,6 +238,11 @@ impl Store {
     }
 }
 
+/// Whether `holder` holds lease `name`.
+pub(super) fn holds(db: Db<'_>, name: &str, holder: &str) -> DbResult<bool> {
+    Ok(lease_holder(db, name)?.as_deref() == Some(holder))
+}
+
 fn lease_holder(db: Db<'_>, name: &str) -> DbResult<Option<String>> {
     db.query_opt("SELECT holder FROM leases WHERE name = ?1", args![name], |r| r.get(0))
 }
@@ -245,7 +250,7 @@ fn lease_holder(db: Db<'_>, name: &str) -> DbResult<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::super::outbox::tests::email;
-    use super::super::{Changes, Location, Throttle};
+    use super::super::{Changes, Fence, Location, Owner, StateWrite, Throttle};
     use super::*;
 
     const S: u64 = 1_000_000;
@@ -287,6 +292,7 @@ mod tests {
             state: &[],
             items: &items,
             retries: &[],
+            fences: &[],
         };
         store.commit(&changes, S, 1 << 50, &Throttle::default()).unwrap();
     }
@@ -316,6 +322,45 @@ mod tests {
         assert!(!a.holds_lease("stream/root", "a").unwrap());
         b.heartbeat(&replica("b", 10 * S), 20 * S).unwrap();
         assert!(!a.take_lease("stream/root", "a", 20 * S).unwrap());
+    }
+
+    /// A replica held up past the timeout (paused, not killed) wakes with
+    /// rows it read from a stream another replica has taken over since:
+    /// their commit stores nothing, neither e-mails nor the position, and
+    /// the new holder, which read on from the stored position, sends them
+    /// once.
+    #[test]
+    fn a_commit_fenced_by_a_stream_lease_taken_over_stores_nothing() {
+        let (a, b, _dir) = two_replicas_store();
+        assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
+        let position = |at: &str| StateWrite {
+            owner: Owner::StreamPositions,
+            key: "cursor/root/Server.Internal.Alerts".into(),
+            value: at.as_bytes().to_vec(),
+            expires_us: None,
+        };
+        let commit_as_a = |at: &str| {
+            let (state, items) = ([position(at)], [email("alerts", "soc@example.org", at, -1)]);
+            let fences = [Fence {
+                lease: "stream/root".into(),
+                holder: "a".into(),
+            }];
+            let changes = Changes {
+                state: &state,
+                items: &items,
+                retries: &[],
+                fences: &fences,
+            };
+            a.commit(&changes, 11 * S, 1 << 50, &Throttle::default())
+        };
+        commit_as_a("1").expect("a holds the stream");
+        b.heartbeat(&replica("b", 10 * S), 14 * S).unwrap();
+        assert!(b.take_lease("stream/root", "b", 14 * S).unwrap());
+        let refused = commit_as_a("2").expect_err("b reads the stream now");
+        assert!(refused.is_fenced() && !refused.is_transient(), "{refused}");
+        assert_eq!(a.open_count().unwrap(), 1, "the fenced e-mail was not stored");
+        let stored = a.state_get(&Owner::StreamPositions, &position("").key, 15 * S).unwrap();
+        assert_eq!(stored.as_deref(), Some(&b"1"[..]), "the position did not move");
     }
 
     #[test]

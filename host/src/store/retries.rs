@@ -134,6 +134,7 @@ mod tests {
             state: &[],
             items: &[],
             retries,
+            fences: &[],
         };
         store.commit(&changes, 1, 2, &Throttle::default()).unwrap();
     }

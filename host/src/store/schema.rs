@@ -669,6 +669,7 @@ mod tests {
             state: &[],
             items: &items,
             retries: &[],
+            fences: &[],
         };
         store
             .commit(&changes, 1, 2, &super::super::Throttle::default())
