@@ -13,7 +13,7 @@
 //! service: the input's commit is tried again until it is stored, the
 //! ingest endpoint answers 503 meanwhile, and the event streams wait.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -249,7 +249,9 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         health: &health,
         delivering: &delivering,
     };
-    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &backlog, membership.id())?;
+    // A slow input (lookups to a slow server) keeps its turn.
+    let _turn_keeper = crate::store::TurnKeeper::start(runtime.store())?;
+    handle_inputs(&mut runtime, &mut out, &receiver, &swaps, &backlog)?;
     tracing::info!(
         open = delivery_store.open_count()?,
         "end of input; delivering what is left"
@@ -430,6 +432,7 @@ fn subscribe(
             heartbeat: Duration::from_secs(section.heartbeat_s.unwrap_or(DEFAULT_HEARTBEAT_S).max(1)),
             backfill_max: Duration::from_secs(section.backfill_max_s.unwrap_or(DEFAULT_BACKFILL_MAX_S)),
             cursors: HashMap::new(),
+            fence: None,
         };
         let sender = sender.clone();
         let sink: stream::Sink = Arc::new(move |input| {
@@ -474,7 +477,6 @@ fn handle_inputs(
     receiver: &Receiver<Input>,
     swaps: &SwapSlot,
     backlog: &Backlog<'_>,
-    replica: &str,
 ) -> anyhow::Result<()> {
     let (health, delivering) = (backlog.health, backlog.delivering);
     // New versions come in between two events, never during one.
@@ -503,12 +505,20 @@ fn handle_inputs(
             Err(RecvTimeoutError::Timeout) => runtime.pipeline.tick_due_by(now),
             _ => false,
         };
-        let turn = match reads_state || look_for_retries {
-            true => Some(until_stored(health, "take this replica's turn at an input", || {
-                store.take_input_turn()
-            })?),
+        let mut turn = match reads_state || look_for_retries {
+            true => Some(take_turn(&store, health)?),
             false => None,
         };
+        if let Ok(Input::Event(_, Some(mark))) = &received
+            && read_under_a_lost_lease(&store, std::slice::from_ref(mark))
+        {
+            continue;
+        }
+        if let Ok(Input::Rows(_, marks)) = &received
+            && read_under_a_lost_lease(&store, marks)
+        {
+            continue;
+        }
         match received {
             Ok(Input::Event(event, mark)) => {
                 swap_in(runtime, out);
@@ -563,15 +573,16 @@ fn handle_inputs(
         if events {
             crate::crash_point!("service::before-commit");
         }
-        commit_input(out, &state, &stream_fences(&positions, replica), health)?;
-        if events {
-            crate::crash_point!("service::after-commit");
-        }
         if turn.as_ref().is_some_and(|turn| !turn.kept()) {
             tracing::warn!(
                 "the connection to the store was made again during an input: another replica may have handled an \
                  input at the same time, and both may have sent what one should"
             );
+            turn = Some(take_turn(&store, health)?);
+        }
+        commit_input(out, &state, &fences_of(&positions), health)?;
+        if events {
+            crate::crash_point!("service::after-commit");
         }
         drop(turn);
         // The input counts as handled now, and not before.
@@ -690,16 +701,41 @@ fn hand_due_events_again(
     }
 }
 
-/// The leases of the streams an input's rows came from: this replica's,
-/// or the input is another's to handle (see [`Fence`]).
-fn stream_fences(positions: &[Mark], replica: &str) -> Vec<Fence> {
-    let orgs: BTreeSet<&str> = positions.iter().map(|mark| mark.org_id.as_str()).collect();
-    orgs.into_iter()
-        .map(|org| Fence {
-            lease: stream::lease_name(org),
-            holder: replica.to_string(),
-        })
-        .collect()
+/// Waits for this replica's turn at an input (see [`crate::store::InputTurn`]).
+fn take_turn<'s>(store: &'s Store, health: &Health) -> anyhow::Result<crate::store::InputTurn<'s>> {
+    until_stored(health, "take this replica's turn at an input", || {
+        store.take_input_turn()
+    })
+}
+
+/// The leases the rows of an input were read under, each once.
+fn fences_of(positions: &[Mark]) -> Vec<Fence> {
+    let mut fences: Vec<Fence> = Vec::new();
+    for fence in positions.iter().filter_map(|mark| mark.fence.as_ref()) {
+        if !fences.contains(fence) {
+            fences.push(fence.clone());
+        }
+    }
+    fences
+}
+
+/// Whether rows were read from a stream this replica no longer reads as
+/// it did then (it was held up past the replicas' timeout, and another
+/// replica took the stream over): they are left to the stream's reader,
+/// without a call (an unreadable lease: they are handled, and the commit
+/// checks again).
+fn read_under_a_lost_lease(store: &Store, marks: &[Mark]) -> bool {
+    let lost = fences_of(marks)
+        .into_iter()
+        .find(|fence| matches!(store.still_holds(fence), Ok(false)));
+    if let Some(fence) = &lost {
+        tracing::warn!(
+            lease = %fence.lease,
+            "this replica was held up past the replicas' timeout and no longer reads this stream: the rows it had \
+             read are left to the replica reading it now"
+        );
+    }
+    lost.is_some()
 }
 
 /// Commits the input in hand until the store takes it. A stream it came

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::{IncomingEvent, Input};
 use crate::clock::Clock;
-use crate::store::{Owner, StateWrite, Store, StoreError};
+use crate::store::{Fence, Owner, StateWrite, Store, StoreError};
 use crate::velociraptor::client::{ApiClient, ApiError, problem, read_rows};
 use crate::velociraptor::{ALERTS_QUEUE, PUSHED_MARK, proto, vql};
 
@@ -60,6 +60,8 @@ pub struct Mark {
     pub org_id: String,
     pub queue: String,
     pub cursor: Cursor,
+    /// The stream's lease the rows were read under (None: not fenced).
+    pub fence: Option<Fence>,
 }
 
 impl Mark {
@@ -112,6 +114,9 @@ pub struct Subscription {
     pub backfill_max: Duration,
     /// Cursors kept by an earlier run, by queue.
     pub cursors: HashMap<String, Cursor>,
+    /// The lease this replica reads the stream under: its positions are
+    /// stored only while it holds it so.
+    pub fence: Option<Fence>,
 }
 
 /// Starts the stream of `subscription` on the client's runtime, read
@@ -128,7 +133,7 @@ pub fn spawn(
     runtime.spawn(async move {
         let org = subscription.org_id.clone();
         loop {
-            lease.hold(&clock).await;
+            let fence = lease.hold(&clock).await;
             let cursors = match lease.stored_cursors(&subscription, &clock).await {
                 Ok(cursors) => cursors,
                 Err(error) => {
@@ -139,12 +144,13 @@ pub fn spawn(
             };
             let turn = Subscription {
                 cursors,
+                fence: Some(fence.clone()),
                 ..subscription.clone()
             };
             let stream = OrgStream::new(client.clone(), turn, sink.clone(), clock.clone());
             tokio::select! {
                 () = stream.run() => return,
-                () = lease.lost() => {
+                () = lease.lost(&fence) => {
                     tracing::warn!(%org, "another replica took this org's event stream; this one stops reading it");
                 }
             }
@@ -174,20 +180,20 @@ impl StreamLease {
         }
     }
 
-    /// Waits until this replica holds the lease.
-    async fn hold(&self, clock: &Clock) {
+    /// Waits until this replica holds the lease; returns it as held.
+    async fn hold(&self, clock: &Clock) -> Fence {
         let mut said = false;
         loop {
             match self.take(clock).await {
-                Ok(true) => {
+                Ok(Some(fence)) => {
                     tracing::info!(lease = %self.name, replica = %self.replica, "this replica reads the stream");
-                    return;
+                    return fence;
                 }
-                Ok(false) if !said => {
+                Ok(None) if !said => {
                     tracing::info!(lease = %self.name, "another replica reads the stream; waiting to take over");
                     said = true;
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(error) => tracing::warn!(lease = %self.name, %error, "could not ask for the stream's lease"),
             }
             tokio::time::sleep(LEASE_POLL).await;
@@ -197,18 +203,18 @@ impl StreamLease {
     /// Returns once another replica has taken the lease (a store that
     /// cannot be asked is not taken for a loss: the others take over only
     /// once this replica's beats have stopped for the timeout).
-    async fn lost(&self) {
+    async fn lost(&self, fence: &Fence) {
         loop {
             tokio::time::sleep(LEASE_POLL).await;
-            let (store, name, replica) = (self.store.clone(), self.name.clone(), self.replica.clone());
-            let held = tokio::task::spawn_blocking(move || store.holds_lease(&name, &replica)).await;
+            let (store, fence) = (self.store.clone(), fence.clone());
+            let held = tokio::task::spawn_blocking(move || store.still_holds(&fence)).await;
             if let Ok(Ok(false)) = held {
                 return;
             }
         }
     }
 
-    async fn take(&self, clock: &Clock) -> Result<bool, StoreError> {
+    async fn take(&self, clock: &Clock) -> Result<Option<Fence>, StoreError> {
         let (store, name, replica, now_us) = (
             self.store.clone(),
             self.name.clone(),
@@ -743,6 +749,7 @@ impl OrgStream {
             .into_iter()
             .map(|queue| Mark {
                 org_id: self.sub.org_id.clone(),
+                fence: self.sub.fence.clone(),
                 queue,
                 cursor: Cursor {
                     ts_s: now_s,
@@ -780,6 +787,7 @@ impl OrgStream {
                 self.seen.insert(queue.clone(), Seen::from_cursor(&cursor));
                 let mark = Mark {
                     org_id: self.sub.org_id.clone(),
+                    fence: self.sub.fence.clone(),
                     queue,
                     cursor,
                 };
@@ -1008,6 +1016,7 @@ impl OrgStream {
                 let cursor = self.seen.get(&queue)?.cursor();
                 Some(Mark {
                     org_id: self.sub.org_id.clone(),
+                    fence: self.sub.fence.clone(),
                     queue,
                     cursor,
                 })

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::db::{Db, DbResult, args};
 
 use super::outbox::{NewItem, Payload, Status, insert};
-use super::replicas::holds;
+use super::replicas::{Fence, holds};
 use super::retries::{self, RetryChange};
 use super::state::{StateWrite, put};
 use super::{Store, StoreError, db_time, follows, from_db_time};
@@ -34,17 +34,6 @@ impl Changes<'_> {
     pub fn is_empty(&self) -> bool {
         self.state.is_empty() && self.items.is_empty() && self.retries.is_empty()
     }
-}
-
-/// A lease an input depends on: the stream it came from is this
-/// replica's. A replica held up past the replicas' timeout (paused,
-/// swapped out) may find on waking that another replica took its stream
-/// over and read on from the stored position; what it read before the
-/// pause is then the other's to handle, and its commit stores nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    pub lease: String,
-    pub holder: String,
 }
 
 /// How a module's throttled e-mails are handled.
@@ -100,7 +89,7 @@ impl Store {
             // Checked under the write lock, which a takeover takes too: a
             // lease cannot change hands between this check and the commit.
             for fence in changes.fences {
-                if !holds(tx, &fence.lease, &fence.holder)? {
+                if !holds(tx, fence)? {
                     lost = Some(fence);
                     return Ok(Vec::new());
                 }

@@ -52,7 +52,7 @@ use self::db::{Db, DbError, DbResult, args};
 use self::postgres::PgConn;
 
 pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
-pub use self::commit::{Changes, Committed, Fence, Throttle, ThrottleMode, window_seconds};
+pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewDigest, NewItem, OpenOutbox, OutboxItem,
@@ -60,13 +60,13 @@ pub use self::outbox::{
     redacted_url,
 };
 pub use self::postgres::CONNECT_TIMEOUT;
-pub use self::replicas::{CLAIM_LEASE, HEARTBEAT_EVERY, Lease, REPLICA_TIMEOUT, Replica};
+pub use self::replicas::{CLAIM_LEASE, Fence, HEARTBEAT_EVERY, Lease, REPLICA_TIMEOUT, Replica};
 pub use self::retention::{OutboxBound, OutboxSection, Retention, SWEEP_EVERY, Sweeper, Swept};
 pub use self::retries::{EventRetry, RetryChange};
 pub use self::schema::SCHEMA_VERSION;
 pub use self::silences::{Expired, FromLink, SilencesVersion, UnreadableSilence};
 pub use self::state::{MAX_ENTRIES_PER_OWNER, MAX_KEY_BYTES, MAX_VALUE_BYTES, Owner, StateWrite};
-pub use self::turns::{INPUT_LOCK, InputTurn, TURN_IDLE_LIMIT};
+pub use self::turns::{INPUT_LOCK, InputTurn, TURN_IDLE_LIMIT, TurnKeeper};
 
 /// How long a writer waits for another one to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -172,7 +172,8 @@ impl StoreError {
         Self {
             location: location.to_string(),
             message: format!(
-                "{} is no longer held by replica {}: another replica took it over",
+                "{} is no longer held by replica {} as it was when the input was read (another replica took \
+                 it over, or it was given up)",
                 fence.lease, fence.holder
             ),
             transient: false,
@@ -232,6 +233,21 @@ pub struct Store {
     /// Counts the connections made again (PostgreSQL): a session-level
     /// lock ([`InputTurn`]) is held only by the session that took it.
     sessions: AtomicU64,
+    /// The connection is made again before its next statement, even if
+    /// it is up (to let go of what its session holds).
+    reconnect: AtomicBool,
+    /// Whether an [`InputTurn`] is held on this connection.
+    turn_held: AtomicBool,
+    /// When the connection last ran a statement (ms on [`mono_ms`]'s clock).
+    last_used_ms: AtomicU64,
+    /// [`TURN_IDLE_LIMIT`], in ms (shorter in tests).
+    turn_idle_limit_ms: AtomicU64,
+}
+
+/// Milliseconds on a clock that only goes forward, from the first call.
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The engine behind a [`Store`].
@@ -294,6 +310,10 @@ impl Store {
             conn: Mutex::new(backend),
             location,
             sessions: AtomicU64::new(0),
+            reconnect: AtomicBool::new(false),
+            turn_held: AtomicBool::new(false),
+            last_used_ms: AtomicU64::new(mono_ms()),
+            turn_idle_limit_ms: AtomicU64::new(u64::try_from(TURN_IDLE_LIMIT.as_millis()).unwrap_or(u64::MAX)),
         })
     }
 
@@ -332,14 +352,27 @@ impl Store {
         // would, transiently.
         if let (Backend::Postgres(pg), Location::Postgres(url)) = (&*conn, &self.location) {
             pg.end_abandoned_transaction();
-            if pg.is_closed()
+            let asked = self.reconnect.load(Ordering::SeqCst);
+            if (pg.is_closed() || asked)
                 && let Ok(again) = PgConn::connect(url.secret())
             {
                 *conn = Backend::Postgres(again);
                 self.sessions.fetch_add(1, Ordering::SeqCst);
+                self.reconnect.store(false, Ordering::SeqCst);
             }
         }
+        self.last_used_ms.store(mono_ms(), Ordering::SeqCst);
         conn
+    }
+
+    /// Makes the connection again before its next statement.
+    fn reconnect_next(&self) {
+        self.reconnect.store(true, Ordering::SeqCst);
+    }
+
+    /// How long since the connection last ran a statement.
+    fn idle_for(&self) -> Duration {
+        Duration::from_millis(mono_ms().saturating_sub(self.last_used_ms.load(Ordering::SeqCst)))
     }
 
     /// Which session the connection is (changes when it is made again).

@@ -150,8 +150,9 @@ impl Store {
     }
 
     /// Takes lease `name` for `holder` if it is free or its holder is dead
-    /// (or keeps it, if `holder` has it); whether `holder` holds it now.
-    pub fn take_lease(&self, name: &str, holder: &str, now_us: u64) -> Result<bool, StoreError> {
+    /// (or keeps it, if `holder` has it); the lease as held now, if
+    /// `holder` holds it.
+    pub fn take_lease(&self, name: &str, holder: &str, now_us: u64) -> Result<Option<Fence>, StoreError> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO leases (name, holder, since_us) VALUES (?1, ?2, ?3)
@@ -160,15 +161,20 @@ impl Store {
                    AND leases.holder NOT IN (SELECT id FROM replicas WHERE seen_us > ?4)",
                 args![name, holder, db_time(now_us), alive_after(now_us)],
             )?;
-            Ok(lease_holder(tx, name)?.as_deref() == Some(holder))
+            let held = lease_row(tx, name)?.filter(|(now, _)| now == holder);
+            Ok(held.map(|(holder, since_us)| Fence {
+                lease: name.to_string(),
+                holder,
+                since_us,
+            }))
         })
     }
 
-    /// Whether `holder` still holds lease `name`: no other replica took it
-    /// (a holder whose beats were late, but that nobody replaced, keeps it).
-    pub fn holds_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
-        self.read(|db| lease_holder(db, name))
-            .map(|now| now.as_deref() == Some(holder))
+    /// Whether the lease is still held as `fence` took it: by its holder,
+    /// since its time (a holder that lost it and took it again holds it
+    /// anew).
+    pub fn still_holds(&self, fence: &Fence) -> Result<bool, StoreError> {
+        self.read(|db| holds(db, fence))
     }
 
     /// Every lease and its holder.
@@ -238,13 +244,35 @@ impl Store {
     }
 }
 
-/// Whether `holder` holds lease `name`.
-pub(super) fn holds(db: Db<'_>, name: &str, holder: &str) -> DbResult<bool> {
-    Ok(lease_holder(db, name)?.as_deref() == Some(holder))
+/// A lease as one holder took it. An input read under it (rows of an
+/// org's stream) is this replica's to store only while the lease is still
+/// held so: a replica held up past the replicas' timeout (paused, swapped
+/// out) may find on waking that another replica took its stream over and
+/// read on from the stored position; the rows it read before are then
+/// the other's, and their commit stores nothing. A holder that lost the
+/// lease and took it back holds it anew (a later `since_us`): rows it
+/// read under the old one are fenced off too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    /// When the holder took it (µs): the lease's epoch.
+    pub since_us: u64,
 }
 
-fn lease_holder(db: Db<'_>, name: &str) -> DbResult<Option<String>> {
-    db.query_opt("SELECT holder FROM leases WHERE name = ?1", args![name], |r| r.get(0))
+/// Whether the lease is still held as `fence` took it.
+pub(super) fn holds(db: Db<'_>, fence: &Fence) -> DbResult<bool> {
+    let held = lease_row(db, &fence.lease)?;
+    Ok(held.is_some_and(|(holder, since_us)| holder == fence.holder && since_us == fence.since_us))
+}
+
+/// A lease's holder and since when it holds it.
+fn lease_row(db: Db<'_>, name: &str) -> DbResult<Option<(String, u64)>> {
+    db.query_opt(
+        "SELECT holder, since_us FROM leases WHERE name = ?1",
+        args![name],
+        |r| Ok((r.get(0)?, from_db_time(r.get(1)?))),
+    )
 }
 
 #[cfg(test)]
@@ -304,63 +332,81 @@ mod tests {
     #[test]
     fn a_stream_lease_goes_to_another_replica_only_once_its_holder_is_dead() {
         let (a, b, _dir) = two_replicas_store();
-        assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
-        assert!(!b.take_lease("stream/root", "b", 11 * S).unwrap(), "a is alive");
+        let held = a.take_lease("stream/root", "a", 10 * S).unwrap().unwrap();
         assert!(
+            b.take_lease("stream/root", "b", 11 * S).unwrap().is_none(),
+            "a is alive"
+        );
+        assert_eq!(
             a.take_lease("stream/root", "a", 11 * S).unwrap(),
-            "a keeps what it holds"
+            Some(held.clone()),
+            "a keeps what it holds, as it took it"
         );
         // a stops beating; b goes on.
         b.heartbeat(&replica("b", 10 * S), 14 * S).unwrap();
-        assert!(a.holds_lease("stream/root", "a").unwrap(), "late, but nobody took it");
-        assert!(b.take_lease("stream/root", "b", 14 * S).unwrap(), "a is dead by then");
-        assert!(!a.holds_lease("stream/root", "a").unwrap());
+        assert!(a.still_holds(&held).unwrap(), "late, but nobody took it");
+        assert!(
+            b.take_lease("stream/root", "b", 14 * S).unwrap().is_some(),
+            "a is dead by then"
+        );
+        assert!(!a.still_holds(&held).unwrap());
         assert_eq!(b.leases().unwrap()[0].holder, "b");
         // a comes back to life (a pause): the lease stays with b, and a
         // finds it no longer holds it.
         a.heartbeat(&replica("a", 10 * S), 20 * S).unwrap();
-        assert!(!a.holds_lease("stream/root", "a").unwrap());
+        assert!(!a.still_holds(&held).unwrap());
         b.heartbeat(&replica("b", 10 * S), 20 * S).unwrap();
-        assert!(!a.take_lease("stream/root", "a", 20 * S).unwrap());
+        assert!(a.take_lease("stream/root", "a", 20 * S).unwrap().is_none());
     }
 
     /// A replica held up past the timeout (paused, not killed) wakes with
     /// rows it read from a stream another replica has taken over since:
     /// their commit stores nothing, neither e-mails nor the position, and
     /// the new holder, which read on from the stored position, sends them
-    /// once.
+    /// once. The same when the replica has taken the stream back since:
+    /// rows read under its old lease are not its to store.
     #[test]
     fn a_commit_fenced_by_a_stream_lease_taken_over_stores_nothing() {
         let (a, b, _dir) = two_replicas_store();
-        assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
+        let first = a.take_lease("stream/root", "a", 10 * S).unwrap().unwrap();
         let position = |at: &str| StateWrite {
             owner: Owner::StreamPositions,
             key: "cursor/root/Server.Internal.Alerts".into(),
             value: at.as_bytes().to_vec(),
             expires_us: None,
         };
-        let commit_as_a = |at: &str| {
+        let commit_as_a = |at: &str, fence: &Fence| {
             let (state, items) = ([position(at)], [email("alerts", "soc@example.org", at, -1)]);
-            let fences = [Fence {
-                lease: "stream/root".into(),
-                holder: "a".into(),
-            }];
             let changes = Changes {
                 state: &state,
                 items: &items,
                 retries: &[],
-                fences: &fences,
+                fences: std::slice::from_ref(fence),
             };
             a.commit(&changes, 11 * S, 1 << 50, &Throttle::default())
         };
-        commit_as_a("1").expect("a holds the stream");
+        let stored_position = || a.state_get(&Owner::StreamPositions, &position("").key, 15 * S).unwrap();
+        commit_as_a("1", &first).expect("a holds the stream");
         b.heartbeat(&replica("b", 10 * S), 14 * S).unwrap();
-        assert!(b.take_lease("stream/root", "b", 14 * S).unwrap());
-        let refused = commit_as_a("2").expect_err("b reads the stream now");
+        assert!(b.take_lease("stream/root", "b", 14 * S).unwrap().is_some());
+        let refused = commit_as_a("2", &first).expect_err("b reads the stream now");
         assert!(refused.is_fenced() && !refused.is_transient(), "{refused}");
         assert_eq!(a.open_count().unwrap(), 1, "the fenced e-mail was not stored");
-        let stored = a.state_get(&Owner::StreamPositions, &position("").key, 15 * S).unwrap();
-        assert_eq!(stored.as_deref(), Some(&b"1"[..]), "the position did not move");
+        assert_eq!(
+            stored_position().as_deref(),
+            Some(&b"1"[..]),
+            "the position did not move"
+        );
+
+        // b leaves; a takes the stream back, and reads it anew.
+        b.leave("b").unwrap();
+        a.heartbeat(&replica("a", 10 * S), 20 * S).unwrap();
+        let second = a.take_lease("stream/root", "a", 20 * S).unwrap().unwrap();
+        let stale = commit_as_a("3", &first).expect_err("read under the lease a lost");
+        assert!(stale.is_fenced(), "{stale}");
+        commit_as_a("4", &second).expect("read under the lease a holds now");
+        assert_eq!(stored_position().as_deref(), Some(&b"4"[..]));
+        assert_eq!(a.open_count().unwrap(), 2);
     }
 
     #[test]
@@ -385,10 +431,10 @@ mod tests {
     fn a_replica_that_leaves_hands_over_at_once() {
         let (a, b, _dir) = two_replicas_store();
         add_pending(&a, 1);
-        assert!(a.take_lease("stream/root", "a", 10 * S).unwrap());
+        assert!(a.take_lease("stream/root", "a", 10 * S).unwrap().is_some());
         assert_eq!(a.claim_due("a", 10 * S, 10).unwrap().len(), 1);
         a.leave("a").unwrap();
-        assert!(b.take_lease("stream/root", "b", 10 * S).unwrap());
+        assert!(b.take_lease("stream/root", "b", 10 * S).unwrap().is_some());
         assert_eq!(b.claim_due("b", 10 * S, 10).unwrap().len(), 1);
         assert_eq!(b.replicas().unwrap().len(), 1);
     }

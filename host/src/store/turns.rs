@@ -14,13 +14,20 @@
 //! connection the input is read and committed on. The session must stay
 //! the one that took it: a connection made again (the server restarted,
 //! the network failed) lost the lock with the old session, and
-//! [`InputTurn::kept`] says so. While a turn is held the session is ended
-//! by the server if it goes quiet for [`TURN_IDLE_LIMIT`] (a replica
-//! frozen mid-input must not hold every other replica's inputs for ever).
+//! [`InputTurn::kept`] says so. While a turn is held the server ends the
+//! session if it goes quiet for [`TURN_IDLE_LIMIT`]: a replica frozen
+//! mid-input (stopped, swapped out, its machine hung with the connection
+//! up) must not hold every other replica's inputs for ever. A live
+//! replica's input may go that long without a statement (lookups to a slow
+//! Velociraptor server): its [`TurnKeeper`] keeps the session busy, and
+//! stops with the process.
 //!
 //! A SQLite store has one writer process (its pid file): the turn there
 //! is free and takes no statement.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::db::args;
@@ -30,10 +37,13 @@ use super::{Backend, Store, StoreError};
 /// ("veloturn" in ASCII); writes take [`super::WRITE_LOCK`].
 pub const INPUT_LOCK: i64 = 0x7665_6c6f_7475_726e;
 
-/// How long a replica holding the turn may go without a statement before
-/// the server ends its session: longer than a lookup's timeout (10 s), so
-/// a slow Velociraptor server does not cost the turn.
+/// How long the session of a replica holding the turn may go without a
+/// statement before the server ends it (and the turn with it).
 pub const TURN_IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// A [`TurnKeeper`] gives the turn's session a statement once it has been
+/// idle for this share of the idle limit.
+const KEEP_AFTER_SHARE: u32 = 6;
 
 /// A replica's turn at an input: given back when dropped.
 #[derive(Debug)]
@@ -50,16 +60,15 @@ impl Store {
     /// transiently: the caller tries again.
     pub fn take_input_turn(&self) -> Result<InputTurn<'_>, StoreError> {
         let session = self.read_pg(|db| {
-            let idle = format!("{}ms", TURN_IDLE_LIMIT.as_millis());
+            let idle = format!("{}ms", self.turn_idle_limit().as_millis());
             db.execute(
                 "SELECT pg_advisory_lock(?1), set_config('idle_session_timeout', ?2, false)",
                 args![INPUT_LOCK, idle],
             )
         })?;
-        Ok(InputTurn {
-            store: self,
-            session: session.map(|(session, _)| session),
-        })
+        let session = session.map(|(session, _)| session);
+        self.turn_held.store(session.is_some(), Ordering::SeqCst);
+        Ok(InputTurn { store: self, session })
     }
 }
 
@@ -74,18 +83,33 @@ impl InputTurn<'_> {
 
 impl Drop for InputTurn<'_> {
     fn drop(&mut self) {
+        self.store.turn_held.store(false, Ordering::SeqCst);
         if self.session.is_none() || !self.kept() {
             return;
         }
+        // The session's own idle limit (its role's or database's) again.
         let given_back = self.store.read_pg(|db| {
-            db.execute(
-                "SELECT pg_advisory_unlock(?1), set_config('idle_session_timeout', '0', false)",
+            db.query_one(
+                "SELECT pg_advisory_unlock(?1),
+                        set_config('idle_session_timeout',
+                                   (SELECT reset_val FROM pg_settings WHERE name = 'idle_session_timeout'), false)",
                 args![INPUT_LOCK],
+                |r| r.get::<bool>(0),
             )
         });
-        if let Err(error) = given_back {
-            // The session is broken: the server lets the lock go with it.
-            tracing::warn!(%error, "could not give back the input turn");
+        match given_back {
+            Ok(Some((_, true)) | None) => {}
+            // Not given back on a session that lives on would hold every
+            // replica's inputs: the connection is made again, and the
+            // server lets the lock go with the old one.
+            Ok(Some((_, false))) => {
+                tracing::warn!("the input turn was not held at its end; connecting to the store again");
+                self.store.reconnect_next();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not give back the input turn; connecting to the store again");
+                self.store.reconnect_next();
+            }
         }
     }
 }
@@ -103,6 +127,68 @@ impl Store {
         };
         let value = f(super::db::Db::Postgres(pg)).map_err(|e| StoreError::db(&self.location, &e))?;
         Ok(Some((self.session(), value)))
+    }
+
+    fn turn_idle_limit(&self) -> Duration {
+        Duration::from_millis(self.turn_idle_limit_ms.load(Ordering::SeqCst))
+    }
+
+    /// How long a held turn's session may be idle before its keeper gives
+    /// it a statement.
+    fn keep_after(&self) -> Duration {
+        self.turn_idle_limit() / KEEP_AFTER_SHARE
+    }
+
+    /// Gives a held turn's session a statement if it has had none lately.
+    fn keep_turn_alive(&self) {
+        if !self.turn_held.load(Ordering::SeqCst) || self.idle_for() < self.keep_after() {
+            return;
+        }
+        if let Err(error) = self.read_pg(|db| db.execute("SELECT 1", args![])) {
+            tracing::debug!(%error, "could not keep the input turn's session busy");
+        }
+    }
+}
+
+/// Keeps the session of this process's input turn from looking idle while
+/// an input takes long (see the module's documentation). Stops when
+/// dropped; a frozen process freezes it too, and loses the turn.
+#[derive(Debug)]
+pub struct TurnKeeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TurnKeeper {
+    /// Starts keeping `store`'s turns (nothing to keep on SQLite).
+    pub fn start(store: Arc<Store>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = match store.location() {
+            super::Location::Postgres(_) => {
+                let stop = stop.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("velonotify-turn-keeper".into())
+                        .spawn(move || {
+                            while !stop.load(Ordering::SeqCst) {
+                                std::thread::sleep(store.keep_after() / 4);
+                                store.keep_turn_alive();
+                            }
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Self { stop, thread })
+    }
+}
+
+impl Drop for TurnKeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -154,6 +240,33 @@ mod tests {
             a.take_input_turn().unwrap().kept(),
             "given back by the second replica too"
         );
+    }
+
+    /// An input that goes long without a statement (lookups to a slow
+    /// server) keeps its turn while its process lives (the keeper); a
+    /// frozen process (no keeper runs) loses it to the server's idle
+    /// limit, and the other replicas go on.
+    #[test]
+    fn a_slow_input_keeps_its_turn_and_a_frozen_one_loses_it() {
+        let Some((a, b)) = two_replicas() else { return };
+        let a = Arc::new(a);
+        a.turn_idle_limit_ms.store(1_200, Ordering::SeqCst);
+        let owner = super::super::Owner::AlertDedup;
+        {
+            let _keeper = TurnKeeper::start(a.clone()).unwrap();
+            let turn = a.take_input_turn().unwrap();
+            std::thread::sleep(Duration::from_millis(3_000));
+            a.state_get(&owner, "k", 0).expect("the session lives");
+            assert!(turn.kept(), "the keeper kept the session busy");
+        }
+        let turn = a.take_input_turn().unwrap();
+        std::thread::sleep(Duration::from_millis(3_000));
+        let other = b
+            .take_input_turn()
+            .expect("the frozen replica's turn went with its session");
+        drop(other);
+        let _ = a.state_get(&owner, "k", 0);
+        assert!(!turn.kept());
     }
 
     /// A turn whose session the server ended is no longer held: the
