@@ -254,6 +254,7 @@ fn assert_documented(section: &str, module: &str, params: &[velonotify_core::par
 fn the_readme_documents_every_parameter_with_its_default() {
     use velonotify_core::rules::Rule;
     use velonotify_core::rules::alerts::AlertsRule;
+    use velonotify_core::rules::audit::AuditRule;
     use velonotify_core::rules::detect::DetectRule;
     use velonotify_core::rules::errors_alert::{ClientErrorsRule, ServerErrorsRule};
     use velonotify_core::rules::flow_completion::FlowCompletionRule;
@@ -276,6 +277,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
     assert_documented(tables[1], WebhookRule::NAME, WebhookRule::PARAMS);
     assert_documented(tables[2], DetectRule::NAME, DetectRule::PARAMS);
     assert_documented("SendEmail", SendEmailRule::NAME, SendEmailRule::PARAMS);
+    assert_documented("audit log", AuditRule::NAME, AuditRule::PARAMS);
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod hostile;
 mod hotswap;
 mod interests;
 mod languages;
+mod monitors;
 mod noise;
 mod portability;
 mod python;

@@ -28,21 +28,21 @@ const WORLD: &str = r#"{
 }"#;
 
 /// The alerts module, e-mailing every alert to soc@example.org at once.
-const ALERTS_TO_SOC: &str = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
+pub(super) const ALERTS_TO_SOC: &str = "[[module]]\nname = \"alerts\"\npath = \"alerts.wasm\"\n[module.params]\n\
                              Recipients = \"Address\\nsoc@example.org\\n\"\nSendInterval = -1\n";
 
 /// A stand-in server, an SMTP server, and an API client file the server
 /// accepts (`api.yaml` in `dir`).
-struct Fixture {
-    dir: tempfile::TempDir,
-    peer: VelociraptorPeer,
-    smtp: SmtpPeer,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) peer: VelociraptorPeer,
+    pub(super) smtp: SmtpPeer,
     /// Held for the test: its stream's timing must not meet a loaded machine.
     _calm: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Fixture {
-    fn start(world: &str) -> Self {
+    pub(super) fn start(world: &str) -> Self {
         let dir = scratch();
         let peer = api_server(dir.path(), world);
         let smtp = SmtpPeer::started(&dir.path().join("smtp"), SmtpOptions::default());
@@ -65,7 +65,7 @@ fn api_server(dir: &Path, world: &str) -> VelociraptorPeer {
 }
 
 /// A configuration with the API at `api_config` and `modules` appended.
-fn config(dir: &Path, smtp_port: u16, modules: &str) -> PathBuf {
+pub(super) fn config(dir: &Path, smtp_port: u16, modules: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -91,7 +91,7 @@ heartbeat_s = 1
     )
 }
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -104,7 +104,7 @@ fn alert(i: usize) -> Value {
 }
 
 /// The stand-in refuses, and records, any VQL text holding event data.
-fn assert_no_event_data_in_vql(peer: &VelociraptorPeer) {
+pub(super) fn assert_no_event_data_in_vql(peer: &VelociraptorPeer) {
     assert!(!peer.requests().is_empty());
     assert_eq!(peer.violations(), Vec::<String>::new(), "event data reached a VQL text");
 }

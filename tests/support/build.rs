@@ -21,6 +21,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("velonotify-webhook", "webhook.wasm"),
     ("velonotify-send-email", "send_email.wasm"),
     ("velonotify-detect", "detect.wasm"),
+    ("velonotify-audit", "audit.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
     ("velonotify-versioned", "versioned.wasm"),
 ];

@@ -212,13 +212,23 @@ impl Lookups for FakeHost {
             .map(|r| Answer::from_value(&r))
             .collect())
     }
-    fn audit_log(&self, _: u64) -> Lookup<Vec<Value>> {
+    /// The world's `audit` rows written after `since_us`, newest first
+    /// (as the host answers).
+    fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
         self.up()?;
-        Ok(self
+        let mut rows: Vec<Value> = self
             .at(&["audit"])
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+            .map(|rows| {
+                let written_ms = crate::rules::audit::written_ms;
+                rows.iter()
+                    .filter(|r| written_ms(r) > since_us / 1000)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.sort_by_key(|r| std::cmp::Reverse(crate::rules::audit::written_ms(r)));
+        Ok(rows)
     }
     /// The world's `files`: path → base64 of the bytes.
     fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<crate::host::FileBytes>> {
@@ -268,4 +278,21 @@ pub(crate) fn json_value(
 pub fn bare(html: &str) -> String {
     let attributes = regex::Regex::new(r#" (style|scope)="[^"]*""#).expect("a valid regex");
     attributes.replace_all(html, "").into_owned()
+}
+
+/// The alerts a monitor's tick raises (any other action fails the test).
+pub(crate) fn tick_alerts<R: crate::rules::Rule>(rule: &mut R, host: &FakeHost) -> Vec<crate::action::Alert> {
+    rule.tick(host)
+        .unwrap()
+        .into_iter()
+        .map(|a| match a {
+            crate::action::Action::Alert(alert) => alert,
+            other => panic!("expected an alert, got {other:?}"),
+        })
+        .collect()
+}
+
+/// An alert's event data.
+pub(crate) fn alert_context(alert: &crate::action::Alert) -> Value {
+    serde_json::from_str(&alert.event_data).unwrap()
 }

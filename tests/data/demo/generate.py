@@ -323,6 +323,35 @@ def bad_completions():
     ]
 
 
+# ---------------------------------------------------------------- audit log
+# Server.Monitor.Audit reads these rows (Server.Audit.Logs, as the server
+# writes them: operation, principal, details, _ts in seconds) on its ticks.
+
+def audit_rows():
+    def row(at_, operation, principal, details):
+        return {"operation": operation, "principal": principal, "details": details, "_ts": at_}
+    return [
+        # Before the demo: the event table was set up (the monitor starts
+        # one period before its first tick, so this raises nothing).
+        row(1778390000, "SetServerMonitoringState", "admin", {"artifact": "Custom.Server.Upload.S3"}),
+        # 12. carol starts a hunt for the beacon the YARA rule found.
+        row(at(21, 40), "CreateHunt", "carol",
+            {"hunt_id": "H.D7M5BEACON01", "details": {"hunt_description": "Cobalt Strike beacon, all Linux",
+                                                      "state": "RUNNING"}, "orgs": ["root"]}),
+        # 13. bob runs a shell on ws-lin-07 (scenario 6's collection): an
+        #     artifact that needs EXECVE is an audited action that matters.
+        row(at(45), "ScheduleFlow", "bob@corp.example",
+            {"client": LIN, "flow_id": "F.D7M4SHELL9Q2", "details": {"artifacts": ["Linux.Sys.BashShell"]}}),
+        #     ... his disk-space collection is not.
+        row(at(45, 30), "ScheduleFlow", "bob@corp.example",
+            {"client": WIN, "flow_id": "F.D7M5DISK0001", "details": {"artifacts": ["Generic.Client.DiskSpace"]}}),
+        # 14. admin makes carol an administrator; a login says nothing.
+        row(at(50), "Login", "admin", {"remote": "10.20.0.5:51515", "authenticator": "oidc"}),
+        row(at(50, 20), "user_grant", "admin", {"username": "carol", "acl": {"roles": ["administrator"]},
+                                                "org_ids": ["root"]}),
+    ]
+
+
 # ---------------------------------------------------------------- world
 
 def world(flow_list):
@@ -403,8 +432,7 @@ def world(flow_list):
                               "labels": {"linux": ["Linux.Detection.Honeyfiles"],
                                          "windows": ["Sigma.Windows.Hayabusa.Monitoring"]}},
         "monitoring_logs": monitoring_logs(),
-        "audit": [{"operation": "SetServerMonitoringState", "principal": "admin",
-                   "details": {"artifact": "Custom.Server.Upload.S3"}, "_ts": 1778390000}],
+        "audit": audit_rows(),
     }
 
 

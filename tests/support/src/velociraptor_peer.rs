@@ -745,7 +745,12 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
                 .map_err(unavailable)?;
             vec![rows]
         }
-        vql::AUDIT_LOG => vec![world.audit_log(org, num("Since") * 1_000_000).map_err(unavailable)?],
+        // The world's rows written by now: the server's log as it stands.
+        vql::AUDIT_LOG => vec![
+            world
+                .audit_log(org, num("Since") * 1_000_000, shared.now_us())
+                .map_err(unavailable)?,
+        ],
         vql::USER_MESSAGE => {
             // `FROM gui_users() WHERE name = User`: no row for a user the
             // server does not know (user_message() itself would not care).

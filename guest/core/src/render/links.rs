@@ -42,6 +42,17 @@ impl Links {
         self.app(&["artifacts", name])
     }
 
+    /// `…?org_id=X#/users/<name>`
+    pub fn user(&self, name: &str) -> Option<String> {
+        self.app(&["users", name])
+    }
+
+    /// `…?org_id=X#/events/server/<artifact>`: a server event artifact's
+    /// rows (the audit log is `Server.Audit.Logs`).
+    pub fn server_events(&self, artifact: &str) -> Option<String> {
+        self.app(&["events", "server", artifact])
+    }
+
     /// `https://host[:port]/api/v1/DownloadVFSFile?fs_components=…&org_id=X&vfs_path=…`
     pub fn upload(&self, components: &[String], vfs_path: &str) -> Option<String> {
         let base = self.base.as_deref()?;

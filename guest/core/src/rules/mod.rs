@@ -3,10 +3,12 @@
 
 pub mod alert_names;
 pub mod alerts;
+pub mod audit;
 pub mod detect;
 pub mod errors_alert;
 pub mod flow_completion;
 pub mod interest;
+mod monitor;
 pub mod send_email;
 pub mod user_message;
 pub mod webhook;
@@ -24,6 +26,17 @@ pub struct Setup {
     pub tick_seconds: Option<u32>,
     /// Which rows of `queues` the rule may act on (none: every row).
     pub interests: Vec<Interest>,
+}
+
+impl Setup {
+    /// A monitor's: no queue, a tick every `tick_seconds`.
+    pub fn periodic(tick_seconds: u32) -> Self {
+        Self {
+            queues: Vec::new(),
+            tick_seconds: Some(tick_seconds),
+            interests: Vec::new(),
+        }
+    }
 }
 
 /// A rule module's behaviour.

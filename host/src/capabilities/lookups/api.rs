@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use velonotify_core::host::{FileBytes, LookupError, ResultPage};
+use velonotify_core::rules::audit::written_ms;
 
 use super::{LookupAnswer, LookupSource, OrgInfo, result_page};
 use crate::velociraptor::client::{ApiClient, ApiError, QueryOutput};
@@ -237,15 +238,20 @@ impl LookupSource for ApiLookups {
         Ok((!data.is_empty()).then_some(FileBytes { data, truncated }))
     }
 
-    fn audit_log(&self, org: &str, since_us: u64) -> LookupAnswer<Vec<Value>> {
-        let since_s = since_us / 1_000_000;
-        let output = self.ask(org, vql::AUDIT_LOG, &[("Since", since_s.to_string())], false)?;
-        let ts = |r: &Value| {
-            let ts = r["_ts"].as_u64().unwrap_or(0);
-            if ts > 100_000_000_000 { ts / 1000 } else { ts }
-        };
-        let mut rows: Vec<Value> = output.rows().iter().filter(|r| ts(r) > since_s).cloned().collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(ts(r)));
+    /// Every row the server has after `since_us` (its rows are written by
+    /// now, whatever the clocks say).
+    fn audit_log(&self, org: &str, since_us: u64, _until_us: u64) -> LookupAnswer<Vec<Value>> {
+        // Whole seconds around the start, then exactly after it: rows read
+        // back carry `_ts` in milliseconds, live ones in seconds.
+        let since_ms = since_us / 1000;
+        let output = self.ask(org, vql::AUDIT_LOG, &[("Since", (since_ms / 1000).to_string())], false)?;
+        let mut rows: Vec<Value> = output
+            .rows()
+            .iter()
+            .filter(|r| written_ms(r) > since_ms)
+            .cloned()
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(written_ms(r)));
         Ok(rows)
     }
 }

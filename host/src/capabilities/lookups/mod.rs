@@ -227,7 +227,10 @@ pub trait LookupSource: Send + Sync {
         since_ms: u64,
         until_ms: u64,
     ) -> LookupAnswer<Vec<Value>>;
-    fn audit_log(&self, org_id: &str, since_us: u64) -> LookupAnswer<Vec<Value>>;
+    /// Audit rows written after `since_us` and up to `until_us` (the
+    /// host's time: a replay's world holds rows of its future), newest
+    /// first.
+    fn audit_log(&self, org_id: &str, since_us: u64, until_us: u64) -> LookupAnswer<Vec<Value>>;
     /// The file of the file store at `components` (made by
     /// [`file_store_path`]), read up to `max_bytes`.
     fn server_file(&self, org_id: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>>;
@@ -377,7 +380,8 @@ impl velonotify_core::host::Lookups for CallContext {
         Ok(rows.iter().map(Answer::from_value).collect())
     }
     fn audit_log(&self, since_us: u64) -> Lookup<Vec<Value>> {
-        self.ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us))
+        let until_us = self.time.now_us();
+        self.ask(LookupName::AuditLog, |s, org| s.audit_log(org, since_us, until_us))
     }
     fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<FileBytes>> {
         let components = file_store_path(path);
@@ -602,7 +606,7 @@ mod tests {
             assert!(!c.is_empty() && !a.is_empty());
             Ok(Vec::new())
         }
-        fn audit_log(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
+        fn audit_log(&self, _: &str, _: u64, _: u64) -> LookupAnswer<Vec<Value>> {
             Ok(Vec::new())
         }
         fn server_file(&self, _: &str, path: &[String], _: u64) -> LookupAnswer<Option<FileBytes>> {

@@ -4,10 +4,11 @@ use serde_json::Value;
 
 use super::filter::LogFilters;
 use super::server::{DEDUP_DOC, DEFAULT_INCLUDE, EXCLUDE_DOC, INCLUDE_DOC, PERIOD_DOC, SEVERITY_DOC, period};
-use super::{CursorRead, LogLine, alert_action, alert_context, announce, spec_artifacts};
+use super::{CursorRead, LogLine, alert_context, announce, spec_artifacts};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamKind, ParamSpec, Params};
+use crate::rules::monitor::server_alert;
 use crate::rules::{Rule, Setup};
 use crate::velociraptor::{str_at, strings_at};
 use crate::vql::{Timestamp, get_path};
@@ -84,12 +85,7 @@ impl Rule for ClientErrorsRule {
             severity_field: p.text("SeverityField").to_string(),
             announced: Vec::new(),
         };
-        let setup = Setup {
-            queues: Vec::new(),
-            tick_seconds: Some(period),
-            interests: Vec::new(),
-        };
-        Ok((rule, setup))
+        Ok((rule, Setup::periodic(period)))
     }
 
     fn handle(&mut self, _event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -146,7 +142,7 @@ impl Rule for ClientErrorsRule {
                         let mut context = alert_context(row, &self.severity_field, artifact, line, now);
                         context.insert("ClientId".into(), Value::String(client_id.to_string()));
                         let name = format!("Client event query error in {artifact}");
-                        actions.push(alert_action(name, self.dedup, Self::NAME, context));
+                        actions.push(server_alert(name, self.dedup, Self::NAME, context));
                         alerted.push(artifact.to_string());
                     }
                 }

@@ -16,7 +16,6 @@ pub use self::server::ServerErrorsRule;
 use serde_json::{Map, Value};
 
 use self::filter::FilterRow;
-use crate::action::{Action, Alert};
 use crate::host::{Answer, Host, LogLevel, Lookup};
 use crate::velociraptor::timestamp_string;
 use crate::vql::{RawRow, Timestamp, render_value};
@@ -125,19 +124,6 @@ pub(crate) fn alert_context(
     context.insert("Log timestamp".into(), Value::String(logged));
     context.insert("Artifact".into(), Value::String(artifact.to_string()));
     context
-}
-
-/// An alert raised by a server event artifact (the monitor itself).
-pub(crate) fn alert_action(name: String, dedup: i64, monitor: &str, context: Map<String, Value>) -> Action {
-    Action::Alert(Alert {
-        name,
-        dedup_seconds: Some(dedup),
-        event_data: Value::Object(context).to_string(),
-        client_id: Some("server".into()),
-        artifact: Some(monitor.into()),
-        artifact_type: Some("SERVER_MONITORING".into()),
-        flow_id: None,
-    })
 }
 
 /// Logs `Monitoring event artifact <A>` the first time a monitor sees `A`.

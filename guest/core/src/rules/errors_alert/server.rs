@@ -1,10 +1,11 @@
 //! Server.Monitor.Errors.Alert (docs/velociraptor.md §8).
 
 use super::filter::LogFilters;
-use super::{CursorRead, LogLine, alert_action, alert_context, announce, spec_artifacts};
+use super::{CursorRead, LogLine, alert_context, announce, spec_artifacts};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::rules::monitor::server_alert;
 use crate::rules::{Rule, Setup};
 use crate::vql::{Timestamp, get_path};
 
@@ -68,12 +69,7 @@ impl Rule for ServerErrorsRule {
             severity_field: p.text("SeverityField").to_string(),
             announced: Vec::new(),
         };
-        let setup = Setup {
-            queues: Vec::new(),
-            tick_seconds: Some(period),
-            interests: Vec::new(),
-        };
-        Ok((rule, setup))
+        Ok((rule, Setup::periodic(period)))
     }
 
     fn handle(&mut self, _event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
@@ -109,7 +105,7 @@ impl Rule for ServerErrorsRule {
             if let Some((line, row)) = kept {
                 let context = alert_context(row, &self.severity_field, &artifact, line, now);
                 let name = format!("Server event query error in {artifact}");
-                actions.push(alert_action(name, self.dedup, Self::NAME, context));
+                actions.push(server_alert(name, self.dedup, Self::NAME, context));
             }
             cursor.advance(since, &lines);
         }

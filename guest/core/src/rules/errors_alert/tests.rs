@@ -5,9 +5,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::action::Alert;
-use crate::rules::{Rule, configure};
-use crate::testing::FakeHost;
+use crate::rules::configure;
+use crate::testing::{FakeHost, alert_context as context, tick_alerts as alerts};
 
 const T0: u64 = 1_778_400_000; // seconds
 const MS: u64 = 1000;
@@ -33,21 +32,6 @@ fn server_host(logs: Value) -> FakeHost {
     }));
     host.now_us = (T0 + 60) * 1_000_000;
     host
-}
-
-fn alerts<R: Rule>(rule: &mut R, host: &FakeHost) -> Vec<Alert> {
-    rule.tick(host)
-        .unwrap()
-        .into_iter()
-        .map(|a| match a {
-            Action::Alert(alert) => alert,
-            other => panic!("expected an alert, got {other:?}"),
-        })
-        .collect()
-}
-
-fn context(alert: &Alert) -> Value {
-    serde_json::from_str(&alert.event_data).unwrap()
 }
 
 fn server_rule(pairs: &[(&str, &str)], host: &FakeHost) -> ServerErrorsRule {

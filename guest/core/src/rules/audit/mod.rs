@@ -1,0 +1,266 @@
+//! Server.Monitor.Audit: alerts on what people do on the Velociraptor
+//! server, read from its audit log (`Server.Audit.Logs`): a hunt created
+//! or started, a collection of an artifact that may run programs, a user
+//! created or given a role, an event table or an artifact changed, a
+//! client deleted (the operations, their `details` and their units are in
+//! docs/velociraptor.md §2.6).
+//!
+//! Rows are read from a cursor kept in the host's state: the newest `_ts`
+//! examined, stored with the alerts it raised in the tick's one commit, so
+//! no row is examined twice or missed, across ticks and restarts. A row
+//! is examined only once the server has written rows two seconds newer
+//! (or it is ten seconds old on this side's clock): a row written late in
+//! its second, after a read, would otherwise fall behind the cursor.
+
+mod operations;
+
+use serde_json::{Map, Value};
+
+pub use self::operations::DEFAULT_OPERATIONS;
+use self::operations::{AuditRow, Operations};
+use super::monitor::server_alert;
+use super::{Rule, Setup};
+use crate::action::{Action, Failure};
+use crate::host::{Event, Host};
+use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::render::Links;
+use crate::velociraptor::timestamp_string;
+use crate::vql::{Timestamp, VqlRegex};
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::new(
+        "Period",
+        ParamKind::Int,
+        "60",
+        "Seconds between two readings of the audit log.",
+    )
+    .with_range(1, 86_400),
+    ParamSpec::new(
+        "Operations",
+        ParamKind::Csv,
+        DEFAULT_OPERATIONS,
+        "Which audit rows alert: Operation and Details regexes (empty: any; Details is matched against the \
+         row's details as JSON), Permission (empty: not checked; else a permission that one of the artifacts \
+         the row names must require, e.g. EXECVE), Description (the alert's first words) and Severity. The \
+         first matching row wins.",
+    ),
+    ParamSpec::new(
+        "IgnorePrincipals",
+        ParamKind::Regex,
+        "",
+        "Principals whose actions raise no alert, e.g. service accounts: ^(svc-.+|automation)$ (empty: none).",
+    ),
+    ParamSpec::new(
+        "Dedup",
+        ParamKind::Int,
+        "-1",
+        "Seconds during which an alert of the same name is suppressed (negative: never; every audit row is \
+         read once).",
+    ),
+    ParamSpec::new(
+        "MaxAlertsPerTick",
+        ParamKind::Int,
+        "20",
+        "Alerts one reading raises at most; the matching rows past it are counted in one more alert.",
+    )
+    .with_range(1, 1000),
+];
+
+/// Where the cursor is kept.
+const CURSOR_KEY: &str = "cursor/audit";
+
+/// Rows newer than the newest row read less this are left to the next
+/// tick (written later in their second, they may not all be there yet).
+const SETTLE_MS: u64 = 2_000;
+
+/// Rows older than this (on this side's clock) are examined even without
+/// newer rows: a quiet log must not hold its last rows back. (The
+/// server's clock may lag this one's by up to 8 seconds.)
+const QUIET_AFTER_MS: u64 = 10_000;
+
+/// Rows examined in one tick at most (the rest, the newest, wait for the
+/// next one).
+const MAX_ROWS_PER_TICK: usize = 10_000;
+
+/// The configured Server.Monitor.Audit module.
+#[derive(Debug, Clone)]
+pub struct AuditRule {
+    period: u32,
+    operations: Operations,
+    /// None: no principal is ignored.
+    ignore: Option<VqlRegex>,
+    dedup: i64,
+    max_alerts: usize,
+}
+
+impl Rule for AuditRule {
+    const NAME: &'static str = "Server.Monitor.Audit";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Raises an alert for the audited actions on the Velociraptor server that \
+         matter (hunts, collections that run programs, users and roles, event tables, artifacts, deleted \
+         clients), reading the audit log from a cursor kept across ticks and restarts.";
+    const PARAMS: &'static [ParamSpec] = PARAMS;
+
+    fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
+        let period = u32::try_from(p.int("Period")).map_err(|_| ParamError::new("Period", "out of range"))?;
+        let ignore = p.regex("IgnorePrincipals");
+        let rule = Self {
+            period,
+            operations: Operations::from_table("Operations", p.table("Operations"))?,
+            ignore: (!ignore.is_empty()).then(|| ignore.clone()),
+            dedup: p.int("Dedup"),
+            max_alerts: usize::try_from(p.int("MaxAlertsPerTick")).unwrap_or(1),
+        };
+        Ok((rule, Setup::periodic(period)))
+    }
+
+    fn handle(&mut self, _event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Ok(Vec::new())
+    }
+
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let now_ms = host.now_us() / 1000;
+        let cursor = Cursor::read(host, now_ms.saturating_sub(u64::from(self.period) * 1000));
+        let mut rows: Vec<AuditRow> = host
+            .audit_log(cursor.after_ms.saturating_mul(1000))?
+            .iter()
+            .map(AuditRow::read)
+            .filter(|row| row.written_ms > cursor.after_ms)
+            .collect();
+        rows.sort_by_key(|row| row.written_ms);
+        let examined = settled(&rows, now_ms);
+        let links = Links::new(host.server_info().public_url.as_deref(), &host.server_info().org_id);
+        let now = Timestamp::from_unix_micros(i64::try_from(host.now_us()).unwrap_or(i64::MAX));
+        let mut alerts = Vec::new();
+        let mut past_bound: Vec<&str> = Vec::new();
+        for row in examined {
+            if self.ignore.as_ref().is_some_and(|r| r.is_match(&row.principal)) {
+                continue;
+            }
+            let Some(matched) = self.operations.first_match(row, host)? else {
+                continue;
+            };
+            if alerts.len() < self.max_alerts {
+                let context = row.context(matched, &links, now);
+                alerts.push(server_alert(row.alert_name(matched), self.dedup, Self::NAME, context));
+            } else {
+                past_bound.push(&row.operation);
+            }
+        }
+        if !past_bound.is_empty() {
+            alerts.push(self.burst_alert(&past_bound, &links));
+        }
+        if let Some(last) = examined.last() {
+            cursor.advance_to(last.written_ms);
+        } else {
+            cursor.keep();
+        }
+        Ok(alerts)
+    }
+}
+
+impl AuditRule {
+    /// One alert for the matching rows past `MaxAlertsPerTick`: how many,
+    /// of which operations.
+    fn burst_alert(&self, operations: &[&str], links: &Links) -> Action {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for operation in operations {
+            match counts.iter_mut().find(|(o, _)| o == operation) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((operation, 1)),
+            }
+        }
+        let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
+        let mut context = Map::new();
+        context.insert("Operations".into(), Value::String(listed.join(", ")));
+        context.insert(
+            "Note".into(),
+            Value::String(format!(
+                "{} more audited actions matched in one reading, past MaxAlertsPerTick {}",
+                operations.len(),
+                self.max_alerts
+            )),
+        );
+        if let Some(link) = links.server_events("Server.Audit.Logs") {
+            context.insert("Link".into(), Value::String(link));
+        }
+        let name = format!("{} more audited actions", operations.len());
+        // Never folded away by dedup: each burst is news.
+        server_alert(name, -1, Self::NAME, context)
+    }
+}
+
+/// The rows a tick examines: those the server has surely finished writing
+/// (see [`SETTLE_MS`]), oldest first, at most [`MAX_ROWS_PER_TICK`] and
+/// never splitting the rows of one `_ts`.
+fn settled(rows: &[AuditRow], now_ms: u64) -> &[AuditRow] {
+    let newest = rows.last().map_or(0, |row| row.written_ms);
+    let cutoff = newest
+        .saturating_sub(SETTLE_MS)
+        .max(now_ms.saturating_sub(QUIET_AFTER_MS));
+    let mut end = rows.partition_point(|row| row.written_ms <= cutoff);
+    if end > MAX_ROWS_PER_TICK {
+        let last = rows[MAX_ROWS_PER_TICK - 1].written_ms;
+        end = rows.partition_point(|row| row.written_ms <= last);
+    }
+    &rows[..end]
+}
+
+/// The newest `_ts` (ms) examined, in the host's state.
+struct Cursor<'h> {
+    host: &'h dyn Host,
+    after_ms: u64,
+    stored: bool,
+}
+
+impl<'h> Cursor<'h> {
+    /// The stored cursor, else `start_ms` (one period back: the first
+    /// tick reads what the period before it wrote).
+    fn read(host: &'h dyn Host, start_ms: u64) -> Self {
+        let stored = host
+            .state_get(CURSOR_KEY)
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok());
+        Self {
+            host,
+            after_ms: stored.unwrap_or(start_ms),
+            stored: stored.is_some(),
+        }
+    }
+
+    fn advance_to(&self, written_ms: u64) {
+        self.host.state_put(CURSOR_KEY, written_ms.to_string().as_bytes(), 0);
+    }
+
+    /// Stores the start of a cursor that had none, so that the next tick
+    /// reads on from it rather than from one period before itself.
+    fn keep(&self) {
+        if !self.stored {
+            self.advance_to(self.after_ms);
+        }
+    }
+}
+
+/// `_ts` in milliseconds: live rows carry seconds, rows read back from the
+/// server's store milliseconds (docs/velociraptor.md §2.6).
+pub fn written_ms(row: &Value) -> u64 {
+    let ts = match row.get("_ts") {
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    };
+    if ts < 100_000_000_000 {
+        ts.saturating_mul(1000)
+    } else {
+        ts
+    }
+}
+
+/// When a row was written, for the alert.
+fn written_at(row: &AuditRow, now: Timestamp) -> String {
+    let micros = i64::try_from(row.written_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+    timestamp_string(Timestamp::from_unix_micros(micros), now)
+}
+
+#[cfg(test)]
+mod tests;
