@@ -257,6 +257,8 @@ fn the_readme_documents_every_parameter_with_its_default() {
     use velonotify_core::rules::audit::AuditRule;
     use velonotify_core::rules::detect::DetectRule;
     use velonotify_core::rules::errors_alert::{ClientErrorsRule, ServerErrorsRule};
+    use velonotify_core::rules::fleet::enrolment::EnrolmentSpikeRule;
+    use velonotify_core::rules::fleet::quiet::QuietClientsRule;
     use velonotify_core::rules::flow_completion::FlowCompletionRule;
     use velonotify_core::rules::send_email::SendEmailRule;
     use velonotify_core::rules::user_message::UserMessageRule;
@@ -278,6 +280,9 @@ fn the_readme_documents_every_parameter_with_its_default() {
     assert_documented(tables[2], DetectRule::NAME, DetectRule::PARAMS);
     assert_documented("SendEmail", SendEmailRule::NAME, SendEmailRule::PARAMS);
     assert_documented("audit log", AuditRule::NAME, AuditRule::PARAMS);
+    let fleet = ["Watching the fleet", "Watching the fleet#2"];
+    assert_documented(fleet[0], QuietClientsRule::NAME, QuietClientsRule::PARAMS);
+    assert_documented(fleet[1], EnrolmentSpikeRule::NAME, EnrolmentSpikeRule::PARAMS);
 }
 
 #[test]

@@ -63,6 +63,104 @@ fn audited_actions_that_matter_are_mailed_once_across_a_sigkill() {
     assert_no_event_data_in_vql(&fixture.peer);
 }
 
+/// A world of `clients` (id, labels, first seen and last seen in seconds).
+fn world_of_clients(clients: &[(&str, &[&str], u64, u64)]) -> serde_json::Value {
+    let clients: serde_json::Map<String, serde_json::Value> = clients
+        .iter()
+        .map(|(id, labels, first_s, last_s)| {
+            let row = json!({"client_id": id, "os_info": {"hostname": format!("ws-{}", &id[2..])},
+                             "labels": labels, "first_seen_at": first_s, "last_seen_at": last_s * 1_000_000});
+            (id.to_string(), row)
+        })
+        .collect();
+    json!({
+        "artifacts": {"Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"}},
+        "clients": clients,
+    })
+}
+
+/// The alerts e-mailed so far, sorted, once `count` have come (or the
+/// time is up), and after a moment for more.
+fn mailed_alerts(fixture: &Fixture, count: usize, within: Duration) -> Vec<String> {
+    fixture.smtp.wait_for(count, within);
+    std::thread::sleep(Duration::from_secs(3)); // room for one too many
+    let all = fixture.smtp.wait_for(usize::MAX, Duration::from_millis(10));
+    let mut alerts: Vec<String> = all.iter().map(|m| alert_name(fixture, m)).collect();
+    alerts.sort();
+    alerts
+}
+
+/// Server.Monitor.Clients.Quiet: a critical client not seen for two
+/// hours is e-mailed once, a critical client seen now and an unlabelled
+/// quiet one are not; when the quiet one checks in, one notice.
+#[test]
+fn a_critical_client_gone_quiet_and_back_is_mailed_once_each_way() {
+    let now_s = now_us() / 1_000_000;
+    let clients: [(&str, &[&str], u64, u64); 3] = [
+        ("C.crit1", &["critical"], now_s - 86_400, now_s - 7_200),
+        ("C.crit2", &["Critical"], now_s - 86_400, now_s),
+        ("C.other", &[], now_s - 86_400, now_s - 18_000),
+    ];
+    let fixture = Fixture::start(&world_of_clients(&clients).to_string());
+    let modules = format!(
+        "[[module]]\nname = \"quiet\"\npath = \"quiet_clients.wasm\"\n[module.params]\nPeriod = 1\n\n{ALERTS_TO_SOC}"
+    );
+    let run = Running::start(EXE, &config(fixture.dir.path(), fixture.smtp.port, &modules));
+    assert_eq!(
+        mailed_alerts(&fixture, 1, Duration::from_secs(60)),
+        ["Client ws-crit1 (C.crit1) is quiet"],
+        "{}",
+        run.log()
+    );
+    let back = [
+        ("C.crit1", &["critical"][..], now_s - 86_400, now_us() / 1_000_000),
+        clients[1],
+        clients[2],
+    ];
+    fixture.peer.set_world(&world_of_clients(&back).to_string());
+    assert_eq!(
+        mailed_alerts(&fixture, 2, Duration::from_secs(60)),
+        [
+            "Client ws-crit1 (C.crit1) is back online",
+            "Client ws-crit1 (C.crit1) is quiet"
+        ],
+        "{}",
+        run.log()
+    );
+    assert_no_event_data_in_vql(&fixture.peer);
+}
+
+/// Server.Monitor.Clients.Enrolment: 25 clients enrolled in the last
+/// minutes (more than 20 in 10 minutes) are one spike, e-mailed once
+/// however many ticks see it.
+#[test]
+fn an_enrolment_spike_is_mailed_once() {
+    let now_s = now_us() / 1_000_000;
+    let ids: Vec<String> = (0..30).map(|i| format!("C.n{i:02}")).collect();
+    let clients: Vec<(&str, &[&str], u64, u64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let first_s = if i < 25 { now_s - 60 - i as u64 } else { now_s - 86_400 };
+            (id.as_str(), &[][..], first_s, now_s)
+        })
+        .collect();
+    let fixture = Fixture::start(&world_of_clients(&clients).to_string());
+    let modules = format!(
+        "[[module]]\nname = \"enrolment\"\npath = \"enrolment_spike.wasm\"\n[module.params]\nPeriod = 1\n\n{ALERTS_TO_SOC}"
+    );
+    let run = Running::start(EXE, &config(fixture.dir.path(), fixture.smtp.port, &modules));
+    fixture.smtp.wait_for(1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3)); // three more ticks see the spike
+    assert_eq!(
+        mailed_alerts(&fixture, 1, Duration::from_secs(1)),
+        ["Enrolment spike"],
+        "{}",
+        run.log()
+    );
+    assert_no_event_data_in_vql(&fixture.peer);
+}
+
 /// The alert an e-mail of the Alerts module is about (its text names it
 /// on the line `Message: <name>`; the subject is cut).
 fn alert_name(fixture: &Fixture, message: &serde_json::Value) -> String {

@@ -22,6 +22,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("velonotify-send-email", "send_email.wasm"),
     ("velonotify-detect", "detect.wasm"),
     ("velonotify-audit", "audit.wasm"),
+    ("velonotify-quiet-clients", "quiet_clients.wasm"),
+    ("velonotify-enrolment-spike", "enrolment_spike.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
     ("velonotify-versioned", "versioned.wasm"),
 ];

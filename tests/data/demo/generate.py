@@ -24,6 +24,7 @@ LIN = "C.4b7e1a9c0d2f3e51"  # ws-lin-07, a Linux box with honey files
 NEW = "C.e5f0a1b2c3d4e5f6"  # LAPTOP-CEO-02, enrolled during the demo
 DB = "C.77aa5501b2c3d4e5"  # db-prod-03, labelled notify_results
 KIOSK = "C.3c9d4e5f6a7b8c9d"  # KIOSK-LOBBY-01, on the Slack watch list
+DC = "C.5a6b7c8d9e0f1a2b"  # DC-01, a domain controller labelled critical
 
 
 def at(minutes, seconds=0):
@@ -402,6 +403,18 @@ def world(flow_list):
             KIOSK: {"client_id": KIOSK, "os_info": {"system": "windows", "hostname": "KIOSK-LOBBY-01",
                                                     "fqdn": "kiosk-lobby-01.corp.example"},
                     "first_seen_at": 1765000000, "last_seen_at": at(48) * US, "labels": ["Slack", "kiosk"]},
+            # 15. The domain controller, labelled critical, last heard from at
+            #     08:05: quiet for more than an hour by 09:06.
+            DC: {"client_id": DC, "os_info": {"system": "windows", "hostname": "DC-01",
+                                              "fqdn": "dc-01.corp.example"},
+                 "first_seen_at": 1750000000, "last_seen_at": at(5) * US, "labels": ["critical", "windows"]},
+            # 16. Three more laptops enrolled within ten minutes of LAPTOP-CEO-02:
+            #     four new clients, past the demo's Threshold of 3.
+            **{f"C.e5f0a1b2c3d4e5{n:02x}": {"client_id": f"C.e5f0a1b2c3d4e5{n:02x}",
+                                          "os_info": {"system": "windows", "hostname": f"LAPTOP-NEW-{n:02d}"},
+                                          "first_seen_at": at(43 + n) - 30, "last_seen_at": at(43 + n) * US,
+                                          "labels": []}
+               for n in (1, 2, 3)},
             "C.5170dd5921551ec7": {"client_id": "C.5170dd5921551ec7",
                                    "os_info": {"system": "windows", "hostname": "TESTHOST", "fqdn": "testhost.local"},
                                    "first_seen_at": 1601547083, "last_seen_at": 1612354344000000, "labels": []},

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
@@ -145,7 +145,8 @@ fn host_now_us() -> i64 {
 
 /// What the stand-in shares between its calls and the test.
 struct Shared {
-    world: World,
+    /// What lookups answer from; replaced whole by [`VelociraptorPeer::set_world`].
+    world: RwLock<Arc<World>>,
     /// Every row written to a stored (server event) queue.
     stored: Mutex<Vec<(String, Value)>>,
     live: broadcast::Sender<(String, Value)>,
@@ -197,7 +198,7 @@ impl VelociraptorPeer {
             .build()
             .unwrap();
         let shared = Arc::new(Shared {
-            world: World::parse(world).expect("a valid world"),
+            world: RwLock::new(Arc::new(World::parse(world).expect("a valid world"))),
             stored: Mutex::default(),
             live: broadcast::channel(100_000).0,
             generation: watch::channel(0).0,
@@ -238,6 +239,17 @@ impl VelociraptorPeer {
             shared,
             _runtime: runtime,
         }
+    }
+
+    /// Answers lookups from `world` (a world file's JSON) from now on, as
+    /// if the server's clients, flows, hunts and logs had become so.
+    pub fn set_world(&self, world: &str) {
+        let parsed = World::parse(world).expect("a valid world");
+        let value: Value = serde_json::from_str(world).expect("world JSON");
+        for part in ["clients", "users"] {
+            strings_of(&value[part], &mut self.shared.event_strings.lock().unwrap());
+        }
+        *self.shared.world.write().unwrap() = Arc::new(parsed);
     }
 
     /// Writes `row` to `queue` as the server would: `_ts` (seconds) and
@@ -352,6 +364,11 @@ fn strings_of(value: &Value, out: &mut std::collections::HashSet<String>) {
 }
 
 impl Shared {
+    /// The world lookups answer from now.
+    fn world(&self) -> Arc<World> {
+        self.world.read().unwrap().clone()
+    }
+
     /// The server's clock, in microseconds.
     fn now_us(&self) -> u64 {
         let offset = self.clock_offset_s.load(std::sync::atomic::Ordering::Relaxed);
@@ -390,7 +407,7 @@ impl Shared {
     /// `gui_users()`: the world's users, less those deleted.
     fn users(&self, org: &str) -> Result<Vec<Value>, Status> {
         let removed = self.removed_users.lock().unwrap();
-        let users = self.world.users(org).map_err(|e| Status::internal(e.to_string()))?;
+        let users = self.world().users(org).map_err(|e| Status::internal(e.to_string()))?;
         Ok(users
             .into_iter()
             .filter(|u| !u["name"].as_str().is_some_and(|n| removed.contains(n)))
@@ -411,7 +428,7 @@ impl Shared {
 
     fn publish(&self, queue: &str, row: Value) {
         strings_of(&row, &mut self.event_strings.lock().unwrap());
-        let stored = self.world.artifact("root", queue).ok().flatten().is_some_and(|a| {
+        let stored = self.world().artifact("root", queue).ok().flatten().is_some_and(|a| {
             a["type"]
                 .as_str()
                 .is_some_and(|t| t.eq_ignore_ascii_case("server_event"))
@@ -473,7 +490,7 @@ impl Api for PeerService {
         // As the server's file store fails to open a path it lacks.
         let file = self
             .shared
-            .world
+            .world()
             .server_file(&asked.org_id, &asked.components, u64::MAX)
             .map_err(|e| Status::internal(format!("{e:?}")))?
             .map(|f| f.data)
@@ -577,7 +594,7 @@ impl PeerService {
             // watch_monitoring() ends a branch on a name it does not know,
             // saying so only in a plain log line.
             for queue in &queues {
-                if shared.world.artifact("root", queue).ok().flatten().is_none() {
+                if shared.world().artifact("root", queue).ok().flatten().is_none() {
                     let line = format!("watch_monitoring: Artifact {queue} not known");
                     if sender.send(Ok(log(&line, shared.now_us()))).await.is_err() {
                         return;
@@ -642,7 +659,7 @@ fn is_lookup(vql_text: &str) -> bool {
 
 /// The rows of each statement of a finite query.
 fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Result<Vec<Vec<Value>>, Status> {
-    let world = &shared.world;
+    let world = shared.world();
     let var = |k: &str| env.get(k).cloned().unwrap_or_default();
     let num = |k: &str| var(k).parse::<u64>().unwrap_or(0);
     let unavailable = |e: velonotify_core::host::LookupError| Status::internal(e.to_string());

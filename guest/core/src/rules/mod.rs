@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod detect;
 pub mod errors_alert;
+pub mod fleet;
 pub mod flow_completion;
 pub mod interest;
 mod monitor;

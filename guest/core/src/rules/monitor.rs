@@ -18,3 +18,77 @@ pub(crate) fn server_alert(name: String, dedup: i64, monitor: &str, context: Map
         flow_id: None,
     })
 }
+
+/// The alerts one tick of a monitor raises: at most `MaxAlertsPerTick`;
+/// what matches past it is counted in one more alert (by kind, with the
+/// first names), never dropped silently.
+#[derive(Debug)]
+pub(crate) struct AlertBudget {
+    max: usize,
+    raised: Vec<Action>,
+    /// Past the bound: each one's kind and name.
+    past: Vec<(String, String)>,
+}
+
+/// Names an alert past the bound lists at most.
+const PAST_NAMES_LISTED: usize = 20;
+
+impl AlertBudget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            raised: Vec::new(),
+            past: Vec::new(),
+        }
+    }
+
+    /// Raises the alert `make` builds if the bound allows, else counts it
+    /// under `kind`.
+    pub fn raise(&mut self, kind: &str, name: String, make: impl FnOnce(String) -> Action) {
+        if self.raised.len() < self.max {
+            self.raised.push(make(name));
+        } else {
+            self.past.push((kind.to_string(), name));
+        }
+    }
+
+    /// The alerts, and one more for those past the bound: `<n> more <what>`
+    /// with their kinds counted and their first names.
+    pub fn finish(mut self, monitor: &str, what: &str, link: Option<String>) -> Vec<Action> {
+        if self.past.is_empty() {
+            return self.raised;
+        }
+        let mut kinds: Vec<(&str, usize)> = Vec::new();
+        for (kind, _) in &self.past {
+            match kinds.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((kind, 1)),
+            }
+        }
+        let listed: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        let names: Vec<&str> = self
+            .past
+            .iter()
+            .take(PAST_NAMES_LISTED)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let mut context = Map::new();
+        context.insert("Kinds".into(), Value::String(listed.join(", ")));
+        context.insert("First".into(), Value::String(names.join("\n")));
+        context.insert(
+            "Note".into(),
+            Value::String(format!(
+                "{} more matched in one reading, past MaxAlertsPerTick {}",
+                self.past.len(),
+                self.max
+            )),
+        );
+        if let Some(link) = link {
+            context.insert("Link".into(), Value::String(link));
+        }
+        let name = format!("{} more {what}", self.past.len());
+        // Never folded away by dedup: each burst is news.
+        self.raised.push(server_alert(name, -1, monitor, context));
+        self.raised
+    }
+}

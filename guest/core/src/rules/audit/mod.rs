@@ -14,11 +14,11 @@
 
 mod operations;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use self::operations::DEFAULT_OPERATIONS;
 use self::operations::{AuditRow, Operations};
-use super::monitor::server_alert;
+use super::monitor::{AlertBudget, server_alert};
 use super::{Rule, Setup};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
@@ -131,8 +131,7 @@ impl Rule for AuditRule {
         let examined = settled(&rows, now_ms);
         let links = Links::new(host.server_info().public_url.as_deref(), &host.server_info().org_id);
         let now = Timestamp::from_unix_micros(i64::try_from(host.now_us()).unwrap_or(i64::MAX));
-        let mut alerts = Vec::new();
-        let mut past_bound: Vec<&str> = Vec::new();
+        let mut budget = AlertBudget::new(self.max_alerts);
         for row in examined {
             if self.ignore.as_ref().is_some_and(|r| r.is_match(&row.principal)) {
                 continue;
@@ -140,53 +139,18 @@ impl Rule for AuditRule {
             let Some(matched) = self.operations.first_match(row, host)? else {
                 continue;
             };
-            if alerts.len() < self.max_alerts {
-                let context = row.context(matched, &links, now);
-                alerts.push(server_alert(row.alert_name(matched), self.dedup, Self::NAME, context));
-            } else {
-                past_bound.push(&row.operation);
-            }
-        }
-        if !past_bound.is_empty() {
-            alerts.push(self.burst_alert(&past_bound, &links));
+            let context = || row.context(matched, &links, now);
+            budget.raise(&row.operation, row.alert_name(matched), |name| {
+                server_alert(name, self.dedup, Self::NAME, context())
+            });
         }
         if let Some(last) = examined.last() {
             cursor.advance_to(last.written_ms);
         } else {
             cursor.keep();
         }
-        Ok(alerts)
-    }
-}
-
-impl AuditRule {
-    /// One alert for the matching rows past `MaxAlertsPerTick`: how many,
-    /// of which operations.
-    fn burst_alert(&self, operations: &[&str], links: &Links) -> Action {
-        let mut counts: Vec<(&str, usize)> = Vec::new();
-        for operation in operations {
-            match counts.iter_mut().find(|(o, _)| o == operation) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((operation, 1)),
-            }
-        }
-        let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
-        let mut context = Map::new();
-        context.insert("Operations".into(), Value::String(listed.join(", ")));
-        context.insert(
-            "Note".into(),
-            Value::String(format!(
-                "{} more audited actions matched in one reading, past MaxAlertsPerTick {}",
-                operations.len(),
-                self.max_alerts
-            )),
-        );
-        if let Some(link) = links.server_events("Server.Audit.Logs") {
-            context.insert("Link".into(), Value::String(link));
-        }
-        let name = format!("{} more audited actions", operations.len());
-        // Never folded away by dedup: each burst is news.
-        server_alert(name, -1, Self::NAME, context)
+        let audit_log = links.server_events("Server.Audit.Logs");
+        Ok(budget.finish(Self::NAME, "audited actions", audit_log))
     }
 }
 

@@ -317,7 +317,13 @@ fn a_burst_past_the_bound_is_counted_in_one_more_alert() {
     assert_eq!(raised.len(), 11);
     let last = raised.last().unwrap();
     assert_eq!(last.name, "95 more audited actions");
-    assert_eq!(context(last)["Operations"], "user_create ×90, user_grant ×5");
+    assert_eq!(context(last)["Kinds"], "user_create ×90, user_grant ×5");
+    assert!(
+        context(last)["First"]
+            .as_str()
+            .unwrap()
+            .starts_with("User created by admin: u10\n")
+    );
 }
 
 /// Anyone allowed to publish to the queue can write any row: rows without

@@ -1,0 +1,151 @@
+//! Server.Monitor.Clients.Quiet: the opposite of Clients.Online. A client
+//! carrying `Label` (e.g. `critical`) not seen for more than
+//! `QuietMinutes` raises one alert; when it is seen again, one "back
+//! online" notice. Whether a client is known quiet is kept in the host's
+//! state (one entry per quiet client, forgotten after 90 days), stored
+//! with the alerts in the tick's commit: one alert per quiet spell,
+//! across ticks and restarts.
+
+use serde_json::{Map, Value};
+
+use super::ClientRow;
+use crate::action::{Action, Failure};
+use crate::host::{Event, Host};
+use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::render::Links;
+use crate::rules::monitor::{AlertBudget, server_alert};
+use crate::rules::{Rule, Setup};
+use crate::velociraptor::timestamp_string;
+use crate::vql::{Timestamp, humanize_duration_since};
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::new(
+        "Period",
+        ParamKind::Int,
+        "60",
+        "Seconds between two looks at the clients.",
+    )
+    .with_range(1, 86_400),
+    ParamSpec::new(
+        "Label",
+        ParamKind::String,
+        "critical",
+        "Clients carrying this label are watched (case-insensitive; empty: every client).",
+    ),
+    ParamSpec::new(
+        "QuietMinutes",
+        ParamKind::Int,
+        "60",
+        "Minutes without contact after which a watched client is quiet.",
+    )
+    .with_range(1, 525_600),
+    ParamSpec::new(
+        "BackOnline",
+        ParamKind::Bool,
+        "Y",
+        "Also raise a notice when a quiet client is seen again.",
+    ),
+    ParamSpec::new(
+        "MaxAlertsPerTick",
+        ParamKind::Int,
+        "20",
+        "Alerts one look raises at most; the clients past it are counted and named in one more alert.",
+    )
+    .with_range(1, 1000),
+];
+
+/// How long a quiet client's entry is kept (a client deleted or unlabelled
+/// while quiet is forgotten then).
+const FORGET_AFTER_S: u32 = 90 * 24 * 3600;
+
+/// The configured Server.Monitor.Clients.Quiet module.
+#[derive(Debug, Clone)]
+pub struct QuietClientsRule {
+    label: Option<String>,
+    quiet_us: u64,
+    back_online: bool,
+    max_alerts: usize,
+}
+
+impl Rule for QuietClientsRule {
+    const NAME: &'static str = "Server.Monitor.Clients.Quiet";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Raises one alert when a client carrying a label has not been seen for a \
+         while, and one notice when it is back online.";
+    const PARAMS: &'static [ParamSpec] = PARAMS;
+
+    fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
+        let period = u32::try_from(p.int("Period")).map_err(|_| ParamError::new("Period", "out of range"))?;
+        let label = p.text("Label").trim();
+        let rule = Self {
+            label: (!label.is_empty()).then(|| label.to_string()),
+            quiet_us: p.int("QuietMinutes").unsigned_abs() * 60 * 1_000_000,
+            back_online: p.bool("BackOnline"),
+            max_alerts: usize::try_from(p.int("MaxAlertsPerTick")).unwrap_or(1),
+        };
+        Ok((rule, Setup::periodic(period)))
+    }
+
+    fn handle(&mut self, _event: &Event, _host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        Ok(Vec::new())
+    }
+
+    fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let now_us = host.now_us();
+        let now = Timestamp::from_unix_micros(i64::try_from(now_us).unwrap_or(i64::MAX));
+        let info = host.server_info();
+        let links = Links::new(info.public_url.as_deref(), &info.org_id);
+        let mut budget = AlertBudget::new(self.max_alerts);
+        for client in host.clients(self.label.as_deref())?.iter().map(ClientRow::read) {
+            if client.client_id.is_empty() {
+                continue;
+            }
+            let key = format!("quiet/{}", client.client_id);
+            let known_quiet = host.state_get(&key).is_some_and(|v| !v.is_empty());
+            let quiet = now_us.saturating_sub(client.last_seen_us) > self.quiet_us;
+            match (quiet, known_quiet) {
+                (true, false) => {
+                    host.state_put(&key, client.last_seen_us.to_string().as_bytes(), FORGET_AFTER_S);
+                    let name = format!("Client {} is quiet", client.shown());
+                    budget.raise("quiet", name, |name| {
+                        server_alert(name, -1, Self::NAME, self.context(&client, &links, now))
+                    });
+                }
+                (false, true) => {
+                    // Forgotten at once: an empty value that expires.
+                    host.state_put(&key, b"", 1);
+                    if self.back_online {
+                        let name = format!("Client {} is back online", client.shown());
+                        budget.raise("back online", name, |name| {
+                            server_alert(name, -1, Self::NAME, self.context(&client, &links, now))
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(budget.finish(Self::NAME, "clients quiet or back online", None))
+    }
+}
+
+impl QuietClientsRule {
+    fn context(&self, client: &ClientRow, links: &Links, now: Timestamp) -> Map<String, Value> {
+        let last_seen = Timestamp::from_unix_micros(i64::try_from(client.last_seen_us).unwrap_or(i64::MAX));
+        let mut context = Map::new();
+        let mut put = |key: &str, value: String| {
+            context.insert(key.into(), Value::String(value));
+        };
+        put("ClientId", client.client_id.clone());
+        put("Hostname", client.hostname.clone());
+        put("Labels", client.labels.join(", "));
+        put("LastSeen", timestamp_string(last_seen, now));
+        if client.last_seen_us > 0 {
+            put("QuietFor", humanize_duration_since(last_seen, now).replace(" ago", ""));
+        }
+        put("QuietAfter", format!("{} minutes", self.quiet_us / 60_000_000));
+        if let Some(link) = links.client(&client.client_id) {
+            put("Link", link);
+        }
+        context
+    }
+}

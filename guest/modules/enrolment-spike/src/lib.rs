@@ -1,0 +1,4 @@
+//! Server.Monitor.Clients.Enrolment as a rule module component. The behaviour lives in
+//! `velonotify_core::rules::fleet::enrolment`; this crate only exports it.
+
+velonotify_guest::rule_module!(velonotify_core::rules::fleet::enrolment::EnrolmentSpikeRule);
