@@ -25,8 +25,11 @@ use velonotify::sources::{IncomingEvent, JsonlSource};
 use velonotify_core::action::{Action, Failure};
 use velonotify_core::host::{Event, Host, LogLevel};
 use velonotify_core::rules::alerts::AlertsRule;
+use velonotify_core::rules::audit::AuditRule;
 use velonotify_core::rules::detect::DetectRule;
 use velonotify_core::rules::errors_alert::ServerErrorsRule;
+use velonotify_core::rules::fleet::enrolment::EnrolmentSpikeRule;
+use velonotify_core::rules::fleet::quiet::QuietClientsRule;
 use velonotify_core::rules::flow_completion::FlowCompletionRule;
 use velonotify_core::rules::{Rule, configure};
 use velonotify_test_support::builds::{self, install_versioned, swap_build_ms, swap_latencies_ms};
@@ -109,6 +112,10 @@ fn main() {
     if wanted("replicas") {
         eprintln!("ingest and delivery with 1 and 3 replicas, SQLite and PostgreSQL ...");
         replicas(exe, &modules, &mut report);
+    }
+    if wanted("monitors") {
+        eprintln!("a tick of each audit and fleet monitor, 10,000 clients and 1,000 audit rows ...");
+        monitor_ticks(&modules, &inputs, &mut report);
     }
     if wanted("languages") {
         eprintln!("the same rule in Rust, Python and JavaScript ...");
@@ -594,6 +601,90 @@ fn errors_alert_throughput(modules: &Path, inputs: &Inputs, engine: &Engine, rep
             format!("{:.2}", wasm / native_rate),
             ratio_target,
             ratio_met,
+        );
+    }
+}
+
+/// The fleet a monitor's tick reads in the bench: 10,000 clients (one in
+/// ten labelled critical, half of those unseen for two hours; 30 enrolled
+/// in the last minutes) and 1,000 audit rows of the last minute (one in
+/// ten a hunt created, one in ten a collection that runs programs).
+fn monitor_world(now_s: u64) -> Value {
+    let clients: Map<String, Value> = (0..10_000u64)
+        .map(|i| {
+            let id = format!("C.{i:016x}");
+            let critical = i % 10 == 0;
+            let last_seen_s = if critical && i % 20 == 0 { now_s - 7_200 } else { now_s - 30 };
+            let first_seen_s = if i < 30 { now_s - 120 } else { now_s - 86_400 * 30 };
+            let labels: Vec<&str> = if critical { vec!["critical", "windows"] } else { vec!["windows"] };
+            let row = json!({"client_id": id, "os_info": {"hostname": format!("ws-{i:05}"), "system": "windows"},
+                             "labels": labels, "first_seen_at": first_seen_s, "last_seen_at": last_seen_s * 1_000_000});
+            (id, row)
+        })
+        .collect();
+    let audit: Vec<Value> = (0..1_000u64)
+        .map(|i| {
+            let written_ms = (now_s - 60) * 1000 + i * 50;
+            let (operation, details) = match i % 10 {
+                0 => ("CreateHunt", json!({"hunt_id": format!("H.{i}"), "details": {"hunt_description": "sweep"}})),
+                1 => ("ScheduleFlow", json!({"client": "C.0000000000000001", "flow_id": format!("F.{i}"),
+                                             "details": {"artifacts": ["Windows.System.PowerShell"]}})),
+                2 => ("SetClientLabel", json!({"client_id": "C.0000000000000001", "label": "x"})),
+                _ => ("Login", json!({"remote": "10.0.0.1:5555", "authenticator": "oidc"})),
+            };
+            json!({"operation": operation, "principal": format!("user{}", i % 7), "details": details, "_ts": written_ms})
+        })
+        .collect();
+    json!({
+        "clients": clients,
+        "audit": audit,
+        "artifacts": {"Windows.System.PowerShell": {"name": "Windows.System.PowerShell",
+                                                    "required_permissions": ["EXECVE"]}},
+    })
+}
+
+/// One tick of each audit and fleet monitor on [`monitor_world`], from a
+/// fresh state (every quiet client and audit row is news): milliseconds
+/// per tick in WASM and natively, lookups answered by the host included.
+fn monitor_ticks(modules: &Path, inputs: &Inputs, report: &mut Report) {
+    type Configure = fn(&[(String, String)], &dyn Host) -> Box<dyn NativeRule>;
+    let engine = Engine::new(EngineOptions::default()).unwrap();
+    let now_s: u64 = 1_778_400_000;
+    let file = scratch();
+    let world_path = file.path().join("world.json");
+    std::fs::write(&world_path, monitor_world(now_s).to_string()).unwrap();
+    let world: Arc<dyn Lookups> = Arc::new(World::load(&world_path).unwrap());
+    let now_us = now_s * 1_000_000;
+    let monitors: [(&str, &str, Configure, &str); 3] = [
+        ("audit", "audit.wasm", native::<AuditRule>, "1,000 audit rows"),
+        ("quiet-clients", "quiet_clients.wasm", native::<QuietClientsRule>, "10,000 clients, 1,000 watched"),
+        ("enrolment-spike", "enrolment_spike.wasm", native::<EnrolmentSpikeRule>, "10,000 clients"),
+    ];
+    for (label, component, configure_native, what) in monitors {
+        let loaded = engine.load(&modules.join(component)).unwrap();
+        let (mut wasm_runs, mut native_runs, mut produced) = (Vec::new(), Vec::new(), (0, 0));
+        for _ in 0..11 {
+            let mut module = Module::start_loaded(&loaded, inputs.spec(label, Vec::new(), world.clone())).unwrap();
+            let started = Instant::now();
+            produced.0 = module.tick(now_us).result.unwrap().len();
+            wasm_runs.push(started.elapsed());
+            let host = inputs.native_host(label, world.clone(), now_us);
+            let mut rule = configure_native(&[], &host);
+            let started = Instant::now();
+            produced.1 = rule.tick(&host).unwrap().len();
+            native_runs.push(started.elapsed());
+        }
+        assert_eq!(produced.0, produced.1, "{label}: WASM and native raise the same alerts");
+        assert!(produced.0 > 0, "{label} raised nothing on its bench world");
+        let (wasm, native_time) = (median(&mut wasm_runs), median(&mut native_runs));
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        report.add(format!("{label}: one tick ({what}), WASM"), ms(wasm), "", None);
+        report.add(format!("{label}: one tick ({what}), native"), ms(native_time), "", None);
+        report.add(
+            format!("{label}: one tick, WASM / native time"),
+            format!("{:.2}", wasm.as_secs_f64() / native_time.as_secs_f64()),
+            "",
+            None,
         );
     }
 }
