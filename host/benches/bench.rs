@@ -614,9 +614,17 @@ fn monitor_world(now_s: u64) -> Value {
         .map(|i| {
             let id = format!("C.{i:016x}");
             let critical = i % 10 == 0;
-            let last_seen_s = if critical && i % 20 == 0 { now_s - 7_200 } else { now_s - 30 };
+            let last_seen_s = if critical && i % 20 == 0 {
+                now_s - 7_200
+            } else {
+                now_s - 30
+            };
             let first_seen_s = if i < 30 { now_s - 120 } else { now_s - 86_400 * 30 };
-            let labels: Vec<&str> = if critical { vec!["critical", "windows"] } else { vec!["windows"] };
+            let labels: Vec<&str> = if critical {
+                vec!["critical", "windows"]
+            } else {
+                vec!["windows"]
+            };
             let row = json!({"client_id": id, "os_info": {"hostname": format!("ws-{i:05}"), "system": "windows"},
                              "labels": labels, "first_seen_at": first_seen_s, "last_seen_at": last_seen_s * 1_000_000});
             (id, row)
@@ -657,8 +665,18 @@ fn monitor_ticks(modules: &Path, inputs: &Inputs, report: &mut Report) {
     let now_us = now_s * 1_000_000;
     let monitors: [(&str, &str, Configure, &str); 3] = [
         ("audit", "audit.wasm", native::<AuditRule>, "1,000 audit rows"),
-        ("quiet-clients", "quiet_clients.wasm", native::<QuietClientsRule>, "10,000 clients, 1,000 watched"),
-        ("enrolment-spike", "enrolment_spike.wasm", native::<EnrolmentSpikeRule>, "10,000 clients"),
+        (
+            "quiet-clients",
+            "quiet_clients.wasm",
+            native::<QuietClientsRule>,
+            "10,000 clients, 1,000 watched",
+        ),
+        (
+            "enrolment-spike",
+            "enrolment_spike.wasm",
+            native::<EnrolmentSpikeRule>,
+            "10,000 clients",
+        ),
     ];
     for (label, component, configure_native, what) in monitors {
         let loaded = engine.load(&modules.join(component)).unwrap();

@@ -13,12 +13,13 @@ use super::velociraptor::{ALERTS_TO_SOC, Fixture, assert_no_event_data_in_vql, c
 
 /// Server.Monitor.Audit: the audited actions that matter are e-mailed once
 /// each, across a SIGKILL between two of them (the cursor moves with the
-/// alerts); a login and a harmless collection raise nothing.
+/// alerts), the one written while the service was down included; a login
+/// and a harmless collection raise nothing.
 #[test]
 fn audited_actions_that_matter_are_mailed_once_across_a_sigkill() {
     let now_s = now_us() / 1_000_000;
     let audit = |after_s: u64, operation: &str, principal: &str, details: serde_json::Value| json!({"operation": operation, "principal": principal, "details": details, "_ts": now_s + after_s});
-    let world = json!({
+    let mut world = json!({
         "artifacts": {
             "Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"},
             "Windows.System.PowerShell": {"name": "Windows.System.PowerShell", "type": "CLIENT",
@@ -44,8 +45,16 @@ fn audited_actions_that_matter_are_mailed_once_across_a_sigkill() {
     let first = fixture.smtp.wait_for(2, Duration::from_secs(60));
     assert_eq!(first.len(), 2, "{}", run.log());
     run.kill();
+    // Written while the service is down, more than a Period before it is
+    // back: read from the stored cursor (a new one would start after it).
+    let down_s = now_us() / 1_000_000;
+    let mut created = audit(0, "user_create", "admin", json!({"username": "dave"}));
+    created["_ts"] = json!(down_s);
+    world["audit"].as_array_mut().unwrap().push(created);
+    fixture.peer.set_world(&world.to_string());
+    std::thread::sleep(Duration::from_secs(3));
     let run = Running::start(EXE, &config);
-    let all = fixture.smtp.wait_for(3, Duration::from_secs(90));
+    let all = fixture.smtp.wait_for(4, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(3)); // room for a second e-mail of one row
     let all = fixture.smtp.wait_for(all.len() + 1, Duration::from_millis(10));
     let mut alerts: Vec<String> = all.iter().map(|m| alert_name(&fixture, m)).collect();
@@ -55,6 +64,7 @@ fn audited_actions_that_matter_are_mailed_once_across_a_sigkill() {
         [
             "Collection of an artifact that runs programs by bob: Windows.System.PowerShell on C.api1",
             "Hunt created by alice: H.1",
+            "User created by admin: dave",
             "User given roles or permissions by admin: carol",
         ],
         "{}",

@@ -19,6 +19,8 @@ pub(crate) struct FakeHost {
     pub max_email_bytes: u64,
     /// When set, every lookup fails with this outage.
     pub outage: Option<String>,
+    /// When set, artifact definitions cannot be read (this error).
+    pub artifacts_refused: Option<String>,
     /// What `silence_similar` answers (none: the host serves no page).
     pub silence_link: Option<String>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
@@ -34,6 +36,7 @@ impl FakeHost {
             org_id: "root".into(),
             max_email_bytes: 25 << 20,
             outage: None,
+            artifacts_refused: None,
             silence_link: None,
             logs: RefCell::default(),
             state: RefCell::default(),
@@ -185,6 +188,9 @@ impl Lookups for FakeHost {
     }
     fn artifact(&self, name: &str) -> Lookup<Option<Value>> {
         self.up()?;
+        if let Some(why) = &self.artifacts_refused {
+            return Err(LookupError::Denied(why.clone()));
+        }
         Ok(self.at(&["artifacts", name]).cloned())
     }
     fn event_tables(&self) -> Lookup<Value> {
@@ -220,14 +226,14 @@ impl Lookups for FakeHost {
             .at(&["audit"])
             .and_then(Value::as_array)
             .map(|rows| {
-                let written_ms = crate::rules::audit::written_ms;
+                let written_ms = crate::velociraptor::audit_written_ms;
                 rows.iter()
                     .filter(|r| written_ms(r) > since_us / 1000)
                     .cloned()
                     .collect()
             })
             .unwrap_or_default();
-        rows.sort_by_key(|r| std::cmp::Reverse(crate::rules::audit::written_ms(r)));
+        rows.sort_by_key(|r| std::cmp::Reverse(crate::velociraptor::audit_written_ms(r)));
         Ok(rows)
     }
     /// The world's `files`: path → base64 of the bytes.

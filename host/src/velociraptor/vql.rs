@@ -67,8 +67,10 @@ pub const EVENT_TABLES: &str =
 /// seconds, both whole seconds around the wanted window).
 pub const MONITORING_LOGS: &str = "SELECT * FROM monitoring_logs(client_id=ClientId, artifact=Artifact, \
                                    start_time=int(int=Since), end_time=int(int=Until))";
-/// Audit rows (`Server.Audit.Logs`) written since `Since` (epoch seconds).
-pub const AUDIT_LOG: &str = "SELECT * FROM source(artifact='Server.Audit.Logs', start_time=int(int=Since))";
+/// Audit rows (`Server.Audit.Logs`) written since `Since` (epoch seconds),
+/// the oldest first, one more than an answer holds (so that the host
+/// knows where it was cut: `audit_page`).
+pub const AUDIT_LOG: &str = "SELECT * FROM source(artifact='Server.Audit.Logs', start_time=int(int=Since)) LIMIT 5001";
 
 /// An in-app message: `User`, and `Message` as a JSON object.
 /// `user_message()` sends to any name, existing or not: the message goes

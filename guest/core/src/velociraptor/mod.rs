@@ -51,6 +51,22 @@ pub fn timestamp_string(time: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// When an audit row (`Server.Audit.Logs`) was written, from its `_ts`,
+/// in milliseconds: live rows carry seconds, rows read back from the
+/// server's store milliseconds (docs/velociraptor.md §2.6).
+pub fn audit_written_ms(row: &Value) -> u64 {
+    let ts = match row.get("_ts") {
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    };
+    if ts < 100_000_000_000 {
+        ts.saturating_mul(1000)
+    } else {
+        ts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use velonotify_core::host::{FileBytes, LookupError, ResultPage};
-use velonotify_core::rules::audit::written_ms;
 
 use super::{LookupAnswer, LookupSource, OrgInfo, result_page};
 use crate::velociraptor::client::{ApiClient, ApiError, QueryOutput};
@@ -245,14 +244,7 @@ impl LookupSource for ApiLookups {
         // back carry `_ts` in milliseconds, live ones in seconds.
         let since_ms = since_us / 1000;
         let output = self.ask(org, vql::AUDIT_LOG, &[("Since", (since_ms / 1000).to_string())], false)?;
-        let mut rows: Vec<Value> = output
-            .rows()
-            .iter()
-            .filter(|r| written_ms(r) > since_ms)
-            .cloned()
-            .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(written_ms(r)));
-        Ok(rows)
+        Ok(super::audit_page(output.rows(), since_ms, None))
     }
 }
 

@@ -254,6 +254,46 @@ pub fn file_store_path(path: &str) -> Vec<String> {
 
 /// The first rows of a result set, at most `max_rows` of them and at most
 /// `max_bytes` of JSON, with the set's size.
+/// Audit rows one `audit_log` answer holds at most, and their JSON bytes.
+pub const MAX_AUDIT_ROWS: usize = 5_000;
+pub const MAX_AUDIT_BYTES: usize = 16 << 20;
+
+/// The audit rows written after `since_ms` and up to `until_ms` (None: no
+/// bound), as `audit_log` answers: the oldest [`MAX_AUDIT_ROWS`] (and
+/// [`MAX_AUDIT_BYTES`]) at most, cut only between two `_ts` (the first
+/// `_ts`'s rows whole, however many), newest first.
+pub fn audit_page(rows: &[Value], since_ms: u64, until_ms: Option<u64>) -> Vec<Value> {
+    use velonotify_core::velociraptor::audit_written_ms as written_ms;
+    let mut page: Vec<(u64, &Value)> = rows
+        .iter()
+        .map(|row| (written_ms(row), row))
+        .filter(|(ms, _)| *ms > since_ms && until_ms.is_none_or(|until| *ms <= until))
+        .collect();
+    page.sort_by_key(|(ms, _)| *ms);
+    let mut bytes = 0;
+    let mut end = page.len();
+    for (i, (_, row)) in page.iter().enumerate() {
+        bytes += row.to_string().len();
+        if i >= MAX_AUDIT_ROWS || bytes > MAX_AUDIT_BYTES {
+            end = i;
+            break;
+        }
+    }
+    if end < page.len() {
+        // The rows of the `_ts` the bound falls in may not all be here
+        // (a server's LIMIT cuts anywhere): they come whole next time.
+        let cut_at = page[end].0;
+        let whole = page.partition_point(|(ms, _)| *ms < cut_at);
+        end = if whole > 0 {
+            whole
+        } else {
+            page.partition_point(|(ms, _)| *ms <= cut_at)
+        };
+    }
+    page.truncate(end);
+    page.into_iter().rev().map(|(_, row)| row.clone()).collect()
+}
+
 pub fn result_page(rows: &[Value], max_rows: Option<u32>, max_bytes: Option<u64>, total_rows: u64) -> ResultPage {
     let max_rows = max_rows.map_or(usize::MAX, |m| m as usize);
     let mut budget = max_bytes.unwrap_or(u64::MAX);
@@ -503,6 +543,61 @@ mod tests {
     use crate::capabilities::{Grants, outbound::OutboundPolicy, state::StateCapability};
     use crate::clock::CallTime;
     use velonotify_core::host::Lookups as _;
+
+    fn audit_rows(count: u64, per_ms: u64, details_bytes: usize) -> Vec<Value> {
+        let details = "x".repeat(details_bytes);
+        (0..count)
+            .map(|i| serde_json::json!({"operation": "Login", "details": details, "_ts": 1_778_400_000_000 + i / per_ms}))
+            .collect()
+    }
+
+    fn ts(row: &Value) -> u64 {
+        velonotify_core::velociraptor::audit_written_ms(row)
+    }
+
+    /// A backlog after a long stop comes a page at a time, the oldest
+    /// first, cut only between two `_ts`: a reader that moves its cursor to
+    /// the newest row it was given misses none.
+    #[test]
+    fn an_audit_answer_is_bounded_and_never_parts_the_rows_of_one_ts() {
+        let rows = audit_rows(12_000, 3, 10);
+        let page = audit_page(&rows, 0, None);
+        assert!(
+            page.len() <= MAX_AUDIT_ROWS && page.len() > MAX_AUDIT_ROWS - 3,
+            "{}",
+            page.len()
+        );
+        assert!(page.windows(2).all(|w| ts(&w[0]) >= ts(&w[1])), "newest first");
+        let newest = ts(&page[0]);
+        let given = page.iter().filter(|r| ts(r) == newest).count();
+        let written = rows.iter().filter(|r| ts(r) == newest).count();
+        assert_eq!(given, written, "the newest _ts's rows whole");
+        let next = audit_page(&rows, newest, None);
+        assert_eq!(ts(next.last().unwrap()), newest + 1, "the next page starts right after");
+
+        let one_ts = audit_rows(6_000, 6_000, 10);
+        assert_eq!(audit_page(&one_ts, 0, None).len(), 6_000, "one _ts's rows come whole");
+
+        let big = audit_rows(3_000, 1, 10_000);
+        let page = audit_page(&big, 0, None);
+        let bytes: usize = page.iter().map(|r| r.to_string().len()).sum();
+        assert!(
+            bytes <= MAX_AUDIT_BYTES && page.len() > 1_000,
+            "{} rows, {bytes} bytes",
+            page.len()
+        );
+        assert_eq!(
+            audit_page(&big, 0, Some(1_778_400_000_009)).len(),
+            10,
+            "up to the host's time"
+        );
+    }
+
+    #[test]
+    fn the_audit_query_asks_one_row_more_than_an_answer_holds() {
+        let limit = format!("LIMIT {}", MAX_AUDIT_ROWS + 1);
+        assert!(crate::velociraptor::vql::AUDIT_LOG.ends_with(&limit));
+    }
 
     fn context(policy: LookupPolicy) -> CallContext {
         let world: Arc<dyn LookupSource> = Arc::new(World::parse(r#"{"users": [{"name": "ann"}]}"#).unwrap());

@@ -7,7 +7,6 @@ use std::sync::RwLock;
 use serde_json::{Map, Value, json};
 
 use velonotify_core::host::{FileBytes, ResultPage};
-use velonotify_core::rules::audit::written_ms;
 
 use super::{LookupAnswer, LookupSource, OrgInfo};
 
@@ -429,15 +428,7 @@ impl LookupSource for World {
     }
 
     fn audit_log(&self, _org: &str, since_us: u64, until_us: u64) -> LookupAnswer<Vec<Value>> {
-        let written = since_us / 1000 + 1..=until_us / 1000;
-        let mut rows: Vec<Value> = self
-            .audit
-            .iter()
-            .filter(|r| written.contains(&written_ms(r)))
-            .cloned()
-            .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(written_ms(r)));
-        Ok(rows)
+        Ok(super::audit_page(&self.audit, since_us / 1000, Some(until_us / 1000)))
     }
 
     fn server_file(&self, _org: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>> {

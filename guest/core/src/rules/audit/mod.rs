@@ -14,10 +14,10 @@
 
 mod operations;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use self::operations::DEFAULT_OPERATIONS;
-use self::operations::{AuditRow, Operations};
+use self::operations::{AuditRow, Operations, PermissionChecks};
 use super::monitor::{AlertBudget, server_alert};
 use super::{Rule, Setup};
 use crate::action::{Action, Failure};
@@ -82,6 +82,12 @@ const QUIET_AFTER_MS: u64 = 10_000;
 /// next one).
 const MAX_ROWS_PER_TICK: usize = 10_000;
 
+/// Rows dated further ahead of this side's clock are not examined (nor let
+/// move the cursor): anyone allowed to publish to the queue can date a row
+/// in the year 3000, and a cursor moved there would pass over every real
+/// row after it. They wait until their time, and are reported.
+const FUTURE_TOLERANCE_MS: u64 = 60_000;
+
 /// The configured Server.Monitor.Audit module.
 #[derive(Debug, Clone)]
 pub struct AuditRule {
@@ -127,19 +133,23 @@ impl Rule for AuditRule {
             .map(AuditRow::read)
             .filter(|row| row.written_ms > cursor.after_ms)
             .collect();
+        let ahead = now_ms.saturating_add(FUTURE_TOLERANCE_MS);
+        let from_the_future = rows.iter().filter(|row| row.written_ms > ahead).count();
+        rows.retain(|row| row.written_ms <= ahead);
         rows.sort_by_key(|row| row.written_ms);
         let examined = settled(&rows, now_ms);
         let links = Links::new(host.server_info().public_url.as_deref(), &host.server_info().org_id);
         let now = Timestamp::from_unix_micros(i64::try_from(host.now_us()).unwrap_or(i64::MAX));
         let mut budget = AlertBudget::new(self.max_alerts);
+        let mut permissions = PermissionChecks::default();
         for row in examined {
             if self.ignore.as_ref().is_some_and(|r| r.is_match(&row.principal)) {
                 continue;
             }
-            let Some(matched) = self.operations.first_match(row, host)? else {
+            let Some((matched, check)) = self.operations.first_match(row, host, &mut permissions) else {
                 continue;
             };
-            let context = || row.context(matched, &links, now);
+            let context = || row.context(matched, check.as_ref(), &links, now);
             budget.raise(&row.operation, row.alert_name(matched), |name| {
                 server_alert(name, self.dedup, Self::NAME, context())
             });
@@ -150,8 +160,32 @@ impl Rule for AuditRule {
             cursor.keep();
         }
         let audit_log = links.server_events("Server.Audit.Logs");
-        Ok(budget.finish(Self::NAME, "audited actions", audit_log))
+        let mut alerts = budget.finish(Self::NAME, "audited actions", audit_log.clone());
+        if from_the_future > 0 {
+            alerts.push(future_rows_alert(from_the_future, audit_log));
+        }
+        Ok(alerts)
     }
+}
+
+/// Rows of the audit log dated ahead of this side's clock: one alert (an
+/// hour's dedup, while they stay ahead).
+fn future_rows_alert(count: usize, audit_log: Option<String>) -> Action {
+    let mut context = Map::new();
+    context.insert("Count".into(), Value::from(count));
+    context.insert(
+        "Note".into(),
+        Value::String(
+            "audit rows dated more than a minute ahead of velonotify's clock: a server clock running fast, or \
+             rows written to Server.Audit.Logs by someone allowed to publish to it; they are examined when \
+             their time comes"
+                .into(),
+        ),
+    );
+    if let Some(link) = audit_log {
+        context.insert("Link".into(), Value::String(link));
+    }
+    server_alert("Audit rows dated in the future".into(), 3600, AuditRule::NAME, context)
 }
 
 /// The rows a tick examines: those the server has surely finished writing
@@ -202,21 +236,6 @@ impl<'h> Cursor<'h> {
         if !self.stored {
             self.advance_to(self.after_ms);
         }
-    }
-}
-
-/// `_ts` in milliseconds: live rows carry seconds, rows read back from the
-/// server's store milliseconds (docs/velociraptor.md §2.6).
-pub fn written_ms(row: &Value) -> u64 {
-    let ts = match row.get("_ts") {
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    };
-    if ts < 100_000_000_000 {
-        ts.saturating_mul(1000)
-    } else {
-        ts
     }
 }
 

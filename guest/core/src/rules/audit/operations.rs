@@ -2,11 +2,13 @@
 
 use serde_json::{Map, Value};
 
-use super::{written_at, written_ms};
-use crate::action::Failure;
+use std::collections::HashMap;
+
+use super::written_at;
 use crate::host::Host;
 use crate::params::{ParamError, Row};
 use crate::render::Links;
+use crate::velociraptor::audit_written_ms as written_ms;
 use crate::vql::{Timestamp, VqlRegex, get_path, render_value};
 
 /// The audited actions that matter by default (the operation names are
@@ -19,7 +21,10 @@ pub const DEFAULT_OPERATIONS: &str = "Operation,Details,Permission,Description,S
      ^user_grant$,,,User given roles or permissions,high\n\
      ^Set(Client|Server)MonitoringState$,,,Event table changed,medium\n\
      ^(SetArtifactFile|LoadArtifactPack)$,,,Artifact created or modified,medium\n\
-     ^client_delete$,,,Client deleted,medium\n";
+     ^client_delete$,,,Client deleted,medium\n\
+     ^hunt_delete$,,,Hunt deleted,medium\n\
+     ^user_delete$,,,User deleted,medium\n\
+     ^delete_flow$,,,Collection deleted,medium\n";
 
 /// The longest details text an alert carries (the rest is cut): an event
 /// table or an artifact's YAML can be large.
@@ -27,6 +32,53 @@ const MAX_DETAILS_BYTES: usize = 2_000;
 
 /// Artifacts whose definitions one row's Permission check reads at most.
 const MAX_ARTIFACTS_CHECKED: usize = 20;
+
+/// Artifact definitions one tick looks up at most (each once): rows
+/// naming more are taken to match, their check noted as not made.
+const MAX_DEFINITIONS_PER_TICK: usize = 200;
+
+/// The longest alert name (principals and targets come from the row).
+const MAX_NAME_BYTES: usize = 500;
+
+/// Artifacts a row's target names at most (the rest are counted).
+const MAX_TARGET_ARTIFACTS: usize = 3;
+
+/// The required permissions of the artifacts one tick has looked up, by
+/// name (None: no such artifact).
+#[derive(Debug, Default)]
+pub(super) struct PermissionChecks {
+    definitions: HashMap<String, Option<Vec<String>>>,
+}
+
+/// Why a row that names artifacts matched without its permission check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UncheckedPermission(pub String);
+
+impl PermissionChecks {
+    /// The permissions `artifact` requires, looked up once per tick; an
+    /// error (a lookup refused, the server down) or the tick's bound says
+    /// why it is unknown.
+    fn required_by(&mut self, artifact: &str, host: &dyn Host) -> Result<Option<&Vec<String>>, UncheckedPermission> {
+        if !self.definitions.contains_key(artifact) {
+            if self.definitions.len() >= MAX_DEFINITIONS_PER_TICK {
+                return Err(UncheckedPermission(format!(
+                    "not checked: more than {MAX_DEFINITIONS_PER_TICK} artifacts in one reading"
+                )));
+            }
+            let definition = host
+                .artifact(artifact)
+                .map_err(|e| UncheckedPermission(format!("not checked: the definition of {artifact}: {e}")))?;
+            let required = definition.map(|d| {
+                d.get("required_permissions")
+                    .and_then(Value::as_array)
+                    .map(|p| p.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default()
+            });
+            self.definitions.insert(artifact.to_string(), required);
+        }
+        Ok(self.definitions[artifact].as_ref())
+    }
+}
 
 /// One row of `Operations`.
 #[derive(Debug, Clone)]
@@ -80,22 +132,30 @@ impl Operations {
     }
 
     /// The first row `audit` matches, reading the definitions of the
-    /// artifacts it names when a row checks their permissions.
-    pub fn first_match(&self, audit: &AuditRow, host: &dyn Host) -> Result<Option<&OperationRow>, Failure> {
+    /// artifacts it names when a row checks their permissions. A check
+    /// that cannot be made (a lookup failed) matches, and says so: an
+    /// audited action is not let through unseen because the server did
+    /// not answer.
+    pub fn first_match(
+        &self,
+        audit: &AuditRow,
+        host: &dyn Host,
+        checks: &mut PermissionChecks,
+    ) -> Option<(&OperationRow, Option<UncheckedPermission>)> {
         for row in &self.rows {
             if !row.operation.is_match(&audit.operation) || !row.details.is_match(&audit.details_text) {
                 continue;
             }
             match &row.permission {
-                None => return Ok(Some(row)),
-                Some(wanted) => {
-                    if audit.requires_permission(wanted, host)? {
-                        return Ok(Some(row));
-                    }
-                }
+                None => return Some((row, None)),
+                Some(wanted) => match audit.requires_permission(wanted, host, checks) {
+                    Ok(true) => return Some((row, None)),
+                    Ok(false) => {}
+                    Err(unchecked) => return Some((row, Some(unchecked))),
+                },
             }
         }
-        Ok(None)
+        None
     }
 }
 
@@ -157,13 +217,17 @@ impl AuditRow {
 
     /// Whether one of the artifacts the row names requires a permission
     /// matching `wanted` (`required_permissions` of its definition).
-    fn requires_permission(&self, wanted: &VqlRegex, host: &dyn Host) -> Result<bool, Failure> {
+    fn requires_permission(
+        &self,
+        wanted: &VqlRegex,
+        host: &dyn Host,
+        checks: &mut PermissionChecks,
+    ) -> Result<bool, UncheckedPermission> {
         for name in self.artifacts().into_iter().take(MAX_ARTIFACTS_CHECKED) {
-            let Some(definition) = host.artifact(name)? else {
-                continue;
-            };
-            let permissions = definition.get("required_permissions").and_then(Value::as_array);
-            if permissions.is_some_and(|p| p.iter().filter_map(Value::as_str).any(|p| wanted.is_match(p))) {
+            if checks
+                .required_by(name, host)?
+                .is_some_and(|required| required.iter().any(|p| wanted.is_match(p)))
+            {
                 return Ok(true);
             }
         }
@@ -181,9 +245,18 @@ impl AuditRow {
             return Some(user.to_string());
         }
         let artifacts = self.artifacts();
+        let mut named = artifacts
+            .iter()
+            .take(MAX_TARGET_ARTIFACTS)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if artifacts.len() > MAX_TARGET_ARTIFACTS {
+            named.push_str(&format!(" (+{} more)", artifacts.len() - MAX_TARGET_ARTIFACTS));
+        }
         match (artifacts.is_empty(), client) {
-            (false, Some(client)) => Some(format!("{} on {client}", artifacts.join(", "))),
-            (false, None) => Some(artifacts.join(", ")),
+            (false, Some(client)) => Some(format!("{named} on {client}")),
+            (false, None) => Some(named),
             (true, Some(client)) => Some(client.to_string()),
             (true, None) => match self.operation.as_str() {
                 "SetClientMonitoringState" => Some("client event table".into()),
@@ -214,22 +287,30 @@ impl AuditRow {
         links.server_events("Server.Audit.Logs")
     }
 
-    /// `<Description> by <principal>[: <target>]`.
+    /// `<Description> by <principal>[: <target>]`, cut at
+    /// [`MAX_NAME_BYTES`] (the name is also the dedup key).
     pub fn alert_name(&self, matched: &OperationRow) -> String {
         let principal = if self.principal.is_empty() {
             "(nobody)"
         } else {
             &self.principal
         };
-        match self.target() {
+        let name = match self.target() {
             Some(target) => format!("{} by {principal}: {target}", matched.description),
             None => format!("{} by {principal}", matched.description),
-        }
+        };
+        cut(&name, MAX_NAME_BYTES)
     }
 
     /// The alert's context: what was done, by whom, to what, when, with
     /// its link and (cut) details.
-    pub fn context(&self, matched: &OperationRow, links: &Links, now: Timestamp) -> Map<String, Value> {
+    pub fn context(
+        &self,
+        matched: &OperationRow,
+        unchecked: Option<&UncheckedPermission>,
+        links: &Links,
+        now: Timestamp,
+    ) -> Map<String, Value> {
         let mut context = Map::new();
         let mut put = |key: &str, value: String| {
             context.insert(key.into(), Value::String(value));
@@ -243,6 +324,9 @@ impl AuditRow {
             put("Severity", matched.severity.clone());
         }
         put("Time", written_at(self, now));
+        if let Some(UncheckedPermission(why)) = unchecked {
+            put("Permission", why.clone());
+        }
         if let Some(link) = self.link(links) {
             put("Link", link);
         }

@@ -143,6 +143,33 @@ fn the_default_operations_alert_on_what_matters_and_nothing_else() {
             ),
             Some("Client deleted by admin: C.9"),
         ),
+        (
+            row(
+                T0 + 10,
+                "hunt_delete",
+                "admin",
+                json!({"hunt_id": "H.1", "details": {}}),
+            ),
+            Some("Hunt deleted by admin: H.1"),
+        ),
+        (
+            row(
+                T0 + 10,
+                "user_delete",
+                "admin",
+                json!({"username": "carol", "org_ids": ["root"]}),
+            ),
+            Some("User deleted by admin: carol"),
+        ),
+        (
+            row(
+                T0 + 10,
+                "delete_flow",
+                "admin",
+                json!({"client_id": "C.1", "flow_id": "F.1"}),
+            ),
+            Some("Collection deleted by admin: C.1"),
+        ),
         (row(T0 + 10, "Login", "alice", json!({"remote": "10.0.0.1:5555"})), None),
         (
             row(
@@ -278,11 +305,13 @@ fn no_audit_row_is_examined_twice_or_missed_across_ticks() {
     assert!(tick(&host, &mut monitor).is_empty());
     host.now_us = (T0 + 81) * 1_000_000;
     assert_eq!(tick(&host, &mut monitor), ["Hunt created by alice: H.d"]);
-    // A restart: a new instance reads on from the stored cursor.
+    // Down from T0+81 to T0+300: a row written meanwhile is read from the
+    // stored cursor (a new cursor would start one period back, at T0+240).
+    host.world["audit"].as_array_mut().unwrap().push(hunt(T0 + 150, "H.e"));
     let mut restarted = rule(&[], &host);
-    host.now_us = (T0 + 200) * 1_000_000;
-    assert!(tick(&host, &mut restarted).is_empty());
-    assert_eq!(raised.len(), 4);
+    host.now_us = (T0 + 300) * 1_000_000;
+    assert_eq!(tick(&host, &mut restarted), ["Hunt created by alice: H.e"]);
+    assert_eq!(raised.len(), 5);
 }
 
 /// The first tick of a new monitor reads one period back, not the whole
@@ -359,4 +388,78 @@ fn a_bad_operations_table_names_the_row_and_column() {
     let no_description = "Operation,Details,Permission,Description,Severity\n^X$,,,,high\n";
     let error = configure::<AuditRule>(&params(&[("Operations", no_description)]), &host).unwrap_err();
     assert!(error.to_string().contains("row 1: Description is empty"), "{error}");
+}
+
+/// A row dated in the year 3000 (anyone allowed to publish to the queue
+/// can write one) is not examined and does not move the cursor: the real
+/// rows after it still alert, and the monitor says it saw such rows.
+#[test]
+fn a_row_dated_in_the_future_does_not_blind_the_monitor() {
+    let year_3000_s = 32_503_680_000;
+    let mut host = host_with(vec![row(
+        year_3000_s,
+        "CreateHunt",
+        "mallory",
+        json!({"hunt_id": "H.far"}),
+    )]);
+    let mut monitor = rule(&[], &host);
+    let first: Vec<String> = alerts(&mut monitor, &host).into_iter().map(|a| a.name).collect();
+    assert_eq!(first, ["Audit rows dated in the future"]);
+    host.world["audit"]
+        .as_array_mut()
+        .unwrap()
+        .push(row(T0 + 70, "CreateHunt", "alice", json!({"hunt_id": "H.2"})));
+    host.now_us = (T0 + 90) * 1_000_000;
+    let names: Vec<String> = alerts(&mut monitor, &host).into_iter().map(|a| a.name).collect();
+    assert!(names.contains(&"Hunt created by alice: H.2".to_string()), "{names:?}");
+}
+
+/// A permission check the server does not answer (the definition's
+/// lookup refused) alerts anyway, and says the check was not made.
+#[test]
+fn a_permission_that_cannot_be_checked_alerts_and_says_so() {
+    let mut host = host_with(vec![row(
+        T0 + 10,
+        "ScheduleFlow",
+        "bob",
+        json!({"client": "C.1", "flow_id": "F.1", "details": {"artifacts": ["Windows.System.PowerShell"]}}),
+    )]);
+    host.artifacts_refused = Some("PermissionDenied".into());
+    let raised = alerts(&mut rule(&[], &host), &host);
+    assert_eq!(raised.len(), 1);
+    let permission = context(&raised[0])["Permission"].as_str().unwrap().to_string();
+    assert!(
+        permission.starts_with("not checked: the definition of Windows.System.PowerShell"),
+        "{permission}"
+    );
+}
+
+/// Names come from the row: a principal of 100 kB and fifty artifacts
+/// make a name of at most 500 bytes that still says what happened.
+#[test]
+fn an_alert_name_is_bounded_whatever_the_row_holds() {
+    let artifacts: Vec<String> = (0..50).map(|i| format!("Custom.A{i}")).collect();
+    let host = host_with(vec![row(
+        T0 + 10,
+        "CreateHunt",
+        &"m".repeat(100_000),
+        json!({"details": {"start_request": {"artifacts": artifacts}}}),
+    )]);
+    let name = alerts(&mut rule(&[], &host), &host)[0].name.clone();
+    assert!(
+        name.len() < 530 && name.starts_with("Hunt created by mmm"),
+        "{}",
+        name.len()
+    );
+    let host = host_with(vec![row(
+        T0 + 10,
+        "CreateHunt",
+        "alice",
+        json!({"details": {"start_request": {"artifacts": artifacts}}}),
+    )]);
+    let name = alerts(&mut rule(&[], &host), &host)[0].name.clone();
+    assert_eq!(
+        name,
+        "Hunt created by alice: Custom.A0, Custom.A1, Custom.A2 (+47 more)"
+    );
 }

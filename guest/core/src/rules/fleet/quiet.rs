@@ -55,8 +55,14 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 /// How long a quiet client's entry is kept (a client deleted or unlabelled
-/// while quiet is forgotten then).
+/// while quiet is forgotten then); one still quiet has its entry written
+/// again once it is [`REFRESH_AFTER_S`] old.
 const FORGET_AFTER_S: u32 = 90 * 24 * 3600;
+const REFRESH_AFTER_S: u64 = 30 * 24 * 3600;
+
+/// Clients found quiet or back in one tick at most: the others are found
+/// on the next ticks (the state one input may write is bounded).
+const MAX_CHANGES_PER_TICK: usize = 1_000;
 
 /// The configured Server.Monitor.Clients.Quiet module.
 #[derive(Debug, Clone)]
@@ -95,23 +101,34 @@ impl Rule for QuietClientsRule {
         let now = Timestamp::from_unix_micros(i64::try_from(now_us).unwrap_or(i64::MAX));
         let info = host.server_info();
         let links = Links::new(info.public_url.as_deref(), &info.org_id);
+        let now_s = now_us / 1_000_000;
         let mut budget = AlertBudget::new(self.max_alerts);
+        let mut changes = 0;
         for client in host.clients(self.label.as_deref())?.iter().map(ClientRow::read) {
-            if client.client_id.is_empty() {
+            if client.client_id.is_empty() || changes >= MAX_CHANGES_PER_TICK {
                 continue;
             }
             let key = format!("quiet/{}", client.client_id);
-            let known_quiet = host.state_get(&key).is_some_and(|v| !v.is_empty());
+            // The entry holds when the client was found quiet (seconds).
+            let marked_s = host
+                .state_get(&key)
+                .filter(|v| !v.is_empty())
+                .map(|v| String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0));
             let quiet = now_us.saturating_sub(client.last_seen_us) > self.quiet_us;
-            match (quiet, known_quiet) {
-                (true, false) => {
-                    host.state_put(&key, client.last_seen_us.to_string().as_bytes(), FORGET_AFTER_S);
+            let mark = || host.state_put(&key, now_s.to_string().as_bytes(), FORGET_AFTER_S);
+            match (quiet, marked_s) {
+                (true, None) => {
+                    changes += 1;
+                    mark();
                     let name = format!("Client {} is quiet", client.shown());
                     budget.raise("quiet", name, |name| {
                         server_alert(name, -1, Self::NAME, self.context(&client, &links, now))
                     });
                 }
-                (false, true) => {
+                // Still quiet: kept past the entry's expiry.
+                (true, Some(marked_s)) if now_s.saturating_sub(marked_s) >= REFRESH_AFTER_S => mark(),
+                (false, Some(_)) => {
+                    changes += 1;
                     // Forgotten at once: an empty value that expires.
                     host.state_put(&key, b"", 1);
                     if self.back_online {

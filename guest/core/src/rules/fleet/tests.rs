@@ -203,3 +203,32 @@ fn a_zero_threshold_alerts_on_any_enrolment_and_clients_from_the_future_do_not_c
     assert_eq!(context(&raised[0])["Count"], 1);
     assert_eq!(context(&raised[0])["Newest"], "host-new (C.new)");
 }
+
+/// 1,500 clients going quiet at once are found over two ticks (the state
+/// one tick may write is bounded), each alerted once.
+#[test]
+fn more_clients_quiet_than_one_tick_may_mark_are_found_on_the_next() {
+    let clients = (0..1_500)
+        .map(|i| client(&format!("C.{i:04}"), &["critical"], 0, T0 - 2 * 60 * MINUTE))
+        .collect();
+    let host = host_at(T0, clients);
+    let mut rule = configure::<QuietClientsRule>(&params(&[]), &host).unwrap().0;
+    let first = alerts(&mut rule, &host);
+    assert_eq!(first.last().unwrap().name, "980 more clients quiet or back online");
+    let second = alerts(&mut rule, &host);
+    assert_eq!(second.last().unwrap().name, "480 more clients quiet or back online");
+    assert!(alerts(&mut rule, &host).is_empty());
+}
+
+/// A client quiet for months is not alerted again when its entry would
+/// expire: the entry is written again while the client stays quiet.
+#[test]
+fn a_client_quiet_for_months_is_not_alerted_again() {
+    let mut host = host_at(T0, vec![client("C.1", &["critical"], 0, T0 - 2 * 60 * MINUTE)]);
+    let mut rule = configure::<QuietClientsRule>(&params(&[]), &host).unwrap().0;
+    assert_eq!(alerts(&mut rule, &host).len(), 1);
+    host.now_us = (T0 + 31 * 86_400) * 1_000_000;
+    assert!(alerts(&mut rule, &host).is_empty());
+    let rewritten = crate::host::State::state_get(&host, "quiet/C.1").unwrap();
+    assert_eq!(String::from_utf8(rewritten).unwrap(), (T0 + 31 * 86_400).to_string());
+}
