@@ -4,6 +4,15 @@
 use serde_json::{Map, Value};
 
 use crate::action::{Action, Alert};
+use crate::params::{ParamError, Params};
+
+/// A monitor's `Period` as a tick interval: at least one second.
+pub(crate) fn period(p: &Params) -> Result<u32, ParamError> {
+    u32::try_from(p.int("Period"))
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ParamError::new("Period", format!("must be at least 1 second, got {}", p.int("Period"))))
+}
 
 /// An alert raised by a server monitoring artifact (the monitor itself),
 /// about the server: `context` is its event data.

@@ -18,11 +18,11 @@ use serde_json::{Map, Value};
 
 pub use self::operations::DEFAULT_OPERATIONS;
 use self::operations::{AuditRow, Operations, PermissionChecks};
-use super::monitor::{AlertBudget, server_alert};
+use super::monitor::{AlertBudget, period, server_alert};
 use super::{Rule, Setup};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
-use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::params::{ParamKind, ParamSpec, Params};
 use crate::render::Links;
 use crate::velociraptor::timestamp_string;
 use crate::vql::{Timestamp, VqlRegex};
@@ -108,7 +108,7 @@ impl Rule for AuditRule {
     const PARAMS: &'static [ParamSpec] = PARAMS;
 
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
-        let period = u32::try_from(p.int("Period")).map_err(|_| ParamError::new("Period", "out of range"))?;
+        let period = period(p)?;
         let ignore = p.regex("IgnorePrincipals");
         let rule = Self {
             period,

@@ -3,12 +3,12 @@
 use serde_json::Value;
 
 use super::filter::LogFilters;
-use super::server::{DEDUP_DOC, DEFAULT_INCLUDE, EXCLUDE_DOC, INCLUDE_DOC, PERIOD_DOC, SEVERITY_DOC, period};
+use super::server::{DEDUP_DOC, DEFAULT_INCLUDE, EXCLUDE_DOC, INCLUDE_DOC, PERIOD_DOC, SEVERITY_DOC};
 use super::{CursorRead, LogLine, alert_context, announce, spec_artifacts};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamKind, ParamSpec, Params};
-use crate::rules::monitor::server_alert;
+use crate::rules::monitor::{period, server_alert};
 use crate::rules::{Rule, Setup};
 use crate::velociraptor::{str_at, strings_at};
 use crate::vql::{Timestamp, get_path};

@@ -4,8 +4,8 @@ use super::filter::LogFilters;
 use super::{CursorRead, LogLine, alert_context, announce, spec_artifacts};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
-use crate::params::{ParamError, ParamKind, ParamSpec, Params};
-use crate::rules::monitor::server_alert;
+use crate::params::{ParamKind, ParamSpec, Params};
+use crate::rules::monitor::{period, server_alert};
 use crate::rules::{Rule, Setup};
 use crate::vql::{Timestamp, get_path};
 
@@ -43,14 +43,6 @@ pub struct ServerErrorsRule {
     filters: LogFilters,
     severity_field: String,
     announced: Vec<String>,
-}
-
-/// `Period` as a tick interval: at least one second.
-pub(crate) fn period(p: &Params) -> Result<u32, ParamError> {
-    u32::try_from(p.int("Period"))
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| ParamError::new("Period", format!("must be at least 1 second, got {}", p.int("Period"))))
 }
 
 impl Rule for ServerErrorsRule {

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use super::ClientRow;
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
-use crate::params::{ParamError, ParamKind, ParamSpec, Params};
-use crate::rules::monitor::server_alert;
+use crate::params::{ParamKind, ParamSpec, Params};
+use crate::rules::monitor::{period, server_alert};
 use crate::rules::{Rule, Setup};
 
 const PARAMS: &[ParamSpec] = &[
@@ -61,7 +61,7 @@ impl Rule for EnrolmentSpikeRule {
     const PARAMS: &'static [ParamSpec] = PARAMS;
 
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
-        let period = u32::try_from(p.int("Period")).map_err(|_| ParamError::new("Period", "out of range"))?;
+        let period = period(p)?;
         let rule = Self {
             window_s: p.int("WindowMinutes").unsigned_abs() * 60,
             threshold: usize::try_from(p.int("Threshold")).unwrap_or(0),

@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 use super::ClientRow;
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
-use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+use crate::params::{ParamKind, ParamSpec, Params};
 use crate::render::Links;
-use crate::rules::monitor::{AlertBudget, server_alert};
+use crate::rules::monitor::{AlertBudget, period, server_alert};
 use crate::rules::{Rule, Setup};
 use crate::velociraptor::timestamp_string;
 use crate::vql::{Timestamp, humanize_duration_since};
@@ -81,7 +81,7 @@ impl Rule for QuietClientsRule {
     const PARAMS: &'static [ParamSpec] = PARAMS;
 
     fn configure(p: &Params, _host: &dyn Host) -> Result<(Self, Setup), Failure> {
-        let period = u32::try_from(p.int("Period")).map_err(|_| ParamError::new("Period", "out of range"))?;
+        let period = period(p)?;
         let label = p.text("Label").trim();
         let rule = Self {
             label: (!label.is_empty()).then(|| label.to_string()),
