@@ -15,11 +15,11 @@
 //
 // componentize-js makes it a component (guest/js/build.mjs).
 
-import { log as writeLog, enabled } from 'velociraptor:notify/log@0.3.2';
-import * as host from 'velociraptor:notify/lookups@0.3.2';
-import { get, put } from 'velociraptor:notify/state@0.3.2';
-import { nowUs } from 'velociraptor:notify/clock@0.3.2';
-import { silenceSimilar } from 'velociraptor:notify/links@0.3.2';
+import { log as writeLog, enabled } from 'velociraptor:notify/log@0.3.3';
+import * as host from 'velociraptor:notify/lookups@0.3.3';
+import { get, put } from 'velociraptor:notify/state@0.3.3';
+import { nowUs } from 'velociraptor:notify/clock@0.3.3';
+import { silenceSimilar } from 'velociraptor:notify/links@0.3.3';
 
 // --- Parameters, parsed as the Rust modules parse them (wit/types.wit) ---
 

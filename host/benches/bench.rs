@@ -26,6 +26,8 @@ use velonotify_core::action::{Action, Failure};
 use velonotify_core::host::{Event, Host, LogLevel};
 use velonotify_core::rules::alerts::AlertsRule;
 use velonotify_core::rules::audit::AuditRule;
+use velonotify_core::rules::collections::hunts::HuntsRule;
+use velonotify_core::rules::collections::stuck::StuckFlowsRule;
 use velonotify_core::rules::detect::DetectRule;
 use velonotify_core::rules::errors_alert::ServerErrorsRule;
 use velonotify_core::rules::fleet::enrolment::EnrolmentSpikeRule;
@@ -643,16 +645,46 @@ fn monitor_world(now_s: u64) -> Value {
             json!({"operation": operation, "principal": format!("user{}", i % 7), "details": details, "_ts": written_ms})
         })
         .collect();
+    // 1,000 running hunts (one in ten failing, one in ten that scheduled
+    // no client in two hours) and 1,000 unfinished collections (one in ten
+    // in progress for two hours): as many as one answer holds.
+    let hunts: Map<String, Value> = (0..1_000u64)
+        .map(|i| {
+            let id = format!("H.{i:013}");
+            let (scheduled, failed) = match i % 10 {
+                0 => (400, 80),
+                1 => (0, 0),
+                _ => (400, 2),
+            };
+            let hunt = json!({"hunt_id": id, "hunt_description": format!("sweep {i}"), "creator": "carol",
+                              "state": "RUNNING", "create_time": (now_s - 7_200) * 1_000_000,
+                              "start_time": (now_s - 7_200) * 1_000_000, "artifacts": ["Windows.Sys.Users"],
+                              "stats": {"total_clients_scheduled": scheduled, "total_finished_clients": scheduled,
+                                        "total_clients_with_errors": failed}});
+            (id, hunt)
+        })
+        .collect();
+    let flows: Map<String, Value> = (0..1_000u64)
+        .map(|i| {
+            let created_s = if i % 10 == 0 { now_s - 7_200 } else { now_s - 300 };
+            let flow = json!({"state": "IN_PROGRESS", "create_time": created_s * 1_000_000,
+                              "request": {"artifacts": ["Generic.Client.Info"], "creator": "bob"}});
+            (format!("C.{i:016x}"), json!({format!("F.{i:013}"): flow}))
+        })
+        .collect();
     json!({
         "clients": clients,
+        "hunts": hunts,
+        "flows": flows,
         "audit": audit,
         "artifacts": {"Windows.System.PowerShell": {"name": "Windows.System.PowerShell",
                                                     "required_permissions": ["EXECVE"]}},
     })
 }
 
-/// One tick of each audit and fleet monitor on [`monitor_world`], from a
-/// fresh state (every quiet client and audit row is news): milliseconds
+/// One tick of each audit, fleet and collection monitor on
+/// [`monitor_world`], from a fresh state (every quiet client, audit row,
+/// hunt in trouble and stuck collection is news): milliseconds
 /// per tick in WASM and natively, lookups answered by the host included.
 fn monitor_ticks(modules: &Path, inputs: &Inputs, report: &mut Report) {
     type Configure = fn(&[(String, String)], &dyn Host) -> Box<dyn NativeRule>;
@@ -663,7 +695,7 @@ fn monitor_ticks(modules: &Path, inputs: &Inputs, report: &mut Report) {
     std::fs::write(&world_path, monitor_world(now_s).to_string()).unwrap();
     let world: Arc<dyn Lookups> = Arc::new(World::load(&world_path).unwrap());
     let now_us = now_s * 1_000_000;
-    let monitors: [(&str, &str, Configure, &str); 3] = [
+    let monitors: [(&str, &str, Configure, &str); 5] = [
         ("audit", "audit.wasm", native::<AuditRule>, "1,000 audit rows"),
         (
             "quiet-clients",
@@ -676,6 +708,13 @@ fn monitor_ticks(modules: &Path, inputs: &Inputs, report: &mut Report) {
             "enrolment_spike.wasm",
             native::<EnrolmentSpikeRule>,
             "10,000 clients",
+        ),
+        ("hunts", "hunts.wasm", native::<HuntsRule>, "1,000 running hunts"),
+        (
+            "stuck-flows",
+            "stuck_flows.wasm",
+            native::<StuckFlowsRule>,
+            "1,000 unfinished collections",
         ),
     ];
     for (label, component, configure_native, what) in monitors {

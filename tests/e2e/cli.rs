@@ -255,6 +255,8 @@ fn the_readme_documents_every_parameter_with_its_default() {
     use velonotify_core::rules::Rule;
     use velonotify_core::rules::alerts::AlertsRule;
     use velonotify_core::rules::audit::AuditRule;
+    use velonotify_core::rules::collections::hunts::HuntsRule;
+    use velonotify_core::rules::collections::stuck::StuckFlowsRule;
     use velonotify_core::rules::detect::DetectRule;
     use velonotify_core::rules::errors_alert::{ClientErrorsRule, ServerErrorsRule};
     use velonotify_core::rules::fleet::enrolment::EnrolmentSpikeRule;
@@ -283,6 +285,9 @@ fn the_readme_documents_every_parameter_with_its_default() {
     let fleet = ["Watching the fleet", "Watching the fleet#2"];
     assert_documented(fleet[0], QuietClientsRule::NAME, QuietClientsRule::PARAMS);
     assert_documented(fleet[1], EnrolmentSpikeRule::NAME, EnrolmentSpikeRule::PARAMS);
+    let collections = ["Watching hunts", "Watching hunts#2"];
+    assert_documented(collections[0], HuntsRule::NAME, HuntsRule::PARAMS);
+    assert_documented(collections[1], StuckFlowsRule::NAME, StuckFlowsRule::PARAMS);
 }
 
 #[test]

@@ -465,17 +465,18 @@ fn a_rollback_during_a_row_leaves_the_next_modules_tests_as_they_were() {
     );
 }
 
-/// WIT 0.3.1 added an import (`links`) and 0.3.2 a lookup
-/// (`lookups.server-file`); a module built against 0.3.0 imports every
-/// interface at 0.3.0 and must still load and run: the linker resolves a
-/// semver-compatible import to the host's 0.3.2.
+/// WIT 0.3.1 added an import (`links`), 0.3.2 a lookup
+/// (`lookups.server-file`) and 0.3.3 two (`running-hunts`,
+/// `active-flows`); a module built against 0.3.0 imports every interface
+/// at 0.3.0 and must still load and run: the linker resolves a
+/// semver-compatible import to the host's 0.3.3.
 #[test]
 fn a_module_built_against_an_earlier_patch_of_the_wit_runs_on_this_host() {
     let dir = scratch();
     let module = dir.path().join("versioned-0.3.0.wasm");
     let bytes = built_for_wit(&modules_dir().join("versioned.wasm"), "0.3.0");
     assert!(bytes.windows(6).any(|w| w == b"@0.3.0"));
-    assert!(!bytes.windows(6).any(|w| w == b"@0.3.2"), "every name rewritten");
+    assert!(!bytes.windows(6).any(|w| w == b"@0.3.3"), "every name rewritten");
     std::fs::write(&module, bytes).unwrap();
     let rows = dir.path().join("rows.jsonl");
     std::fs::write(&rows, "{\"n\": 1, \"_ts\": 1778400000}\n").unwrap();

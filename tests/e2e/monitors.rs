@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use velonotify_test_support::service::Running;
 
+use velonotify::velociraptor::vql;
+
 use super::EXE;
 use super::velociraptor::{ALERTS_TO_SOC, Fixture, assert_no_event_data_in_vql, config, now_us};
 
@@ -182,4 +184,105 @@ fn alert_name(fixture: &Fixture, message: &serde_json::Value) -> String {
         .unwrap_or_else(|| panic!("no alert name in {text}"))
         .trim()
         .to_string()
+}
+
+/// Server.Monitor.Hunts: a running hunt failing on 30 of 100 clients and
+/// one that scheduled no client in the two hours since it started are
+/// e-mailed once each, across a SIGKILL; a healthy hunt and a stopped one
+/// full of errors raise nothing.
+#[test]
+fn hunts_in_trouble_are_mailed_once_across_a_sigkill() {
+    let now_s = now_us() / 1_000_000;
+    let hunt = |id: &str, state: &str, started_s: u64, scheduled: u64, failed: u64| {
+        json!({"hunt_id": id, "hunt_description": format!("Hunt {id}"), "creator": "carol", "state": state,
+               "create_time": started_s * 1_000_000, "start_time": started_s * 1_000_000,
+               "artifacts": ["Windows.KapeFiles.Targets"],
+               "stats": {"total_clients_scheduled": scheduled, "total_finished_clients": scheduled,
+                         "total_clients_with_errors": failed}})
+    };
+    let world = json!({
+        "artifacts": {"Server.Internal.Alerts": {"name": "Server.Internal.Alerts", "type": "SERVER_EVENT"}},
+        "hunts": {
+            "H.fail": hunt("H.fail", "RUNNING", now_s - 600, 100, 30),
+            "H.idle": hunt("H.idle", "RUNNING", now_s - 7_200, 0, 0),
+            "H.ok": hunt("H.ok", "RUNNING", now_s - 600, 100, 1),
+            "H.stopped": hunt("H.stopped", "STOPPED", now_s - 600, 100, 90),
+        },
+    });
+    let fixture = Fixture::start(&world.to_string());
+    let modules =
+        format!("[[module]]\nname = \"hunts\"\npath = \"hunts.wasm\"\n[module.params]\nPeriod = 1\n\n{ALERTS_TO_SOC}");
+    let config = config(fixture.dir.path(), fixture.smtp.port, &modules);
+    let mut run = Running::start(EXE, &config);
+    assert_eq!(
+        fixture.smtp.wait_for(2, Duration::from_secs(60)).len(),
+        2,
+        "{}",
+        run.log()
+    );
+    run.kill();
+    let mut run = Running::start(EXE, &config);
+    wait_for_ticks(&fixture, &mut run, vql::RUNNING_HUNTS, 3);
+    assert_eq!(
+        mailed_alerts(&fixture, 3, Duration::from_secs(1)),
+        [
+            "Hunt Hunt H.fail (H.fail) is failing",
+            "Hunt Hunt H.idle (H.idle) has stalled"
+        ],
+        "{}",
+        run.log()
+    );
+    assert_no_event_data_in_vql(&fixture.peer);
+}
+
+/// Server.Monitor.Flows.Stuck: a collection in progress for two hours is
+/// e-mailed once, across a SIGKILL; a finished one and one scheduled five
+/// minutes ago are not.
+#[test]
+fn a_stuck_collection_is_mailed_once_across_a_sigkill() {
+    let now_s = now_us() / 1_000_000;
+    let flow = |state: &str, created_s: u64| {
+        json!({"state": state, "create_time": created_s * 1_000_000,
+               "request": {"artifacts": ["Generic.Client.Info"], "creator": "bob"}})
+    };
+    let mut world = world_of_clients(&[("C.slow", &[], now_s - 86_400, now_s)]);
+    world["flows"] = json!({
+        "C.slow": {
+            "F.stuck": flow("IN_PROGRESS", now_s - 7_200),
+            "F.done": flow("FINISHED", now_s - 7_200),
+            "F.young": flow("RUNNING", now_s - 300),
+        },
+    });
+    let fixture = Fixture::start(&world.to_string());
+    let modules = format!(
+        "[[module]]\nname = \"stuck\"\npath = \"stuck_flows.wasm\"\n[module.params]\nPeriod = 1\n\n{ALERTS_TO_SOC}"
+    );
+    let config = config(fixture.dir.path(), fixture.smtp.port, &modules);
+    let mut run = Running::start(EXE, &config);
+    assert_eq!(
+        fixture.smtp.wait_for(1, Duration::from_secs(60)).len(),
+        1,
+        "{}",
+        run.log()
+    );
+    run.kill();
+    let mut run = Running::start(EXE, &config);
+    wait_for_ticks(&fixture, &mut run, vql::ACTIVE_FLOWS, 3);
+    assert_eq!(
+        mailed_alerts(&fixture, 2, Duration::from_secs(1)),
+        ["Collection F.stuck (Generic.Client.Info) on C.slow has run for more than 60 minutes"],
+        "{}",
+        run.log()
+    );
+    assert_no_event_data_in_vql(&fixture.peer);
+}
+
+/// Waits until the stand-in has answered `ticks` more `lookup` queries
+/// (a monitor's ticks, of a service just started).
+fn wait_for_ticks(fixture: &Fixture, run: &mut Running, lookup: &str, ticks: usize) {
+    let asked = || fixture.peer.requests().iter().filter(|r| r["vql"] == lookup).count();
+    let before = asked();
+    run.wait("the restarted service's ticks", Duration::from_secs(60), |_| {
+        asked() >= before + ticks
+    });
 }

@@ -82,6 +82,8 @@ export const lookups = {
   monitoringLogs: unexpected('monitoring-logs'),
   auditLog: unexpected('audit-log'),
   serverFile: unexpected('server-file'),
+  runningHunts: unexpected('running-hunts'),
+  activeFlows: unexpected('active-flows'),
 };
 
 export const state = {

@@ -24,6 +24,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("velonotify-audit", "audit.wasm"),
     ("velonotify-quiet-clients", "quiet_clients.wasm"),
     ("velonotify-enrolment-spike", "enrolment_spike.wasm"),
+    ("velonotify-hunts", "hunts.wasm"),
+    ("velonotify-stuck-flows", "stuck_flows.wasm"),
     ("velonotify-hostile", "hostile.wasm"),
     ("velonotify-versioned", "versioned.wasm"),
 ];

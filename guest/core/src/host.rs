@@ -139,6 +139,11 @@ pub trait Lookups {
     /// A file of the server's file store by its path, read up to
     /// `max_bytes`: None when there is no such file.
     fn server_file(&self, path: &str, max_bytes: u64) -> Lookup<Option<FileBytes>>;
+    /// The org's running hunts, newest first, at most 1,000
+    /// (`velociraptor::activity`).
+    fn running_hunts(&self) -> Lookup<Vec<Value>>;
+    /// The collections in hand and unfinished, oldest first, at most 1,000.
+    fn active_flows(&self) -> Lookup<Vec<Value>>;
 }
 
 /// A file's bytes, read up to a bound (`lookups.file-bytes`).

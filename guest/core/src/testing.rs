@@ -248,6 +248,25 @@ impl Lookups for FakeHost {
             .map_err(|e| LookupError::Unavailable(format!("files.{path}: {e}")))?;
         Ok(Some(crate::host::FileBytes::bounded(bytes, max_bytes)))
     }
+    /// The world's `hunts` that run, newest first (as the host answers).
+    fn running_hunts(&self) -> Lookup<Vec<Value>> {
+        self.up()?;
+        let hunts = self.at(&["hunts"]).and_then(Value::as_object);
+        let hunts = hunts.into_iter().flat_map(|h| h.values().cloned()).collect();
+        Ok(crate::velociraptor::activity::newest_hunts(hunts))
+    }
+    /// The world's unfinished `flows`, oldest first (as the host answers).
+    fn active_flows(&self) -> Lookup<Vec<Value>> {
+        use crate::velociraptor::activity;
+        self.up()?;
+        let mut rows = Vec::new();
+        for (client_id, flows) in self.at(&["flows"]).and_then(Value::as_object).into_iter().flatten() {
+            for (flow_id, flow) in flows.as_object().into_iter().flatten() {
+                rows.push(activity::active_flow_row(client_id, flow_id, flow));
+            }
+        }
+        Ok(activity::oldest_flows(rows))
+    }
 }
 
 impl State for FakeHost {

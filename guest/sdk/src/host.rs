@@ -137,6 +137,13 @@ impl Lookups for WitHost {
             truncated: f.truncated,
         }))
     }
+    fn running_hunts(&self) -> Lookup<Vec<Value>> {
+        many(imports::running_hunts())
+    }
+
+    fn active_flows(&self) -> Lookup<Vec<Value>> {
+        many(imports::active_flows())
+    }
 }
 
 impl State for WitHost {

@@ -13,7 +13,7 @@ pub const PACKAGE: &str = "velociraptor:notify";
 pub const HOST_VERSION: Version = Version {
     major: 0,
     minor: 3,
-    patch: 2,
+    patch: 3,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,6 +72,28 @@ pub const MONITORING_LOGS: &str = "SELECT * FROM monitoring_logs(client_id=Clien
 /// knows where it was cut: `audit_page`).
 pub const AUDIT_LOG: &str = "SELECT * FROM source(artifact='Server.Audit.Logs', start_time=int(int=Since)) LIMIT 5001";
 
+/// The org's running hunts, newest first, without their large
+/// `start_request` (docs/velociraptor.md §2.7). One row more than an
+/// answer holds is never needed: the bound is the answer's.
+pub const RUNNING_HUNTS: &str = "SELECT hunt_id, hunt_description, creator, state, create_time, start_time, \
+                                 expires, artifacts, tags, stats FROM hunts() \
+                                 WHERE state = 'RUNNING' AND NOT stats.stopped \
+                                 ORDER BY create_time DESC LIMIT 1000";
+/// The collections in the clients' hands (`in_flight_flows`: flow id →
+/// when it was handed over) and the server's own, unfinished, oldest
+/// first. A client's index of every flow it ever ran is not read: only the
+/// entries of its in-flight map (docs/velociraptor.md §2.7).
+pub const ACTIVE_FLOWS: &str = "SELECT client_id, session_id, state, status, create_time, start_time, \
+                                active_time, request.artifacts AS artifacts, request.creator AS creator \
+                                FROM chain(\
+                                clients={SELECT * FROM foreach(\
+                                row={SELECT client_id AS ClientId, in_flight_flows FROM clients() WHERE in_flight_flows}, \
+                                query={SELECT * FROM foreach(row={SELECT _key AS FlowId FROM items(item=in_flight_flows)}, \
+                                query={SELECT * FROM flows(client_id=ClientId, flow_id=FlowId)})})}, \
+                                server={SELECT * FROM flows(client_id='server')}) \
+                                WHERE state =~ '^(RUNNING|WAITING|IN_PROGRESS|UNRESPONSIVE)$' \
+                                ORDER BY create_time LIMIT 1000";
+
 /// An in-app message: `User`, and `Message` as a JSON object.
 /// `user_message()` sends to any name, existing or not: the message goes
 /// only to a user `gui_users()` knows (no row otherwise).
@@ -102,6 +124,8 @@ pub fn catalogue(queues: usize) -> Vec<String> {
         EVENT_TABLES,
         MONITORING_LOGS,
         AUDIT_LOG,
+        RUNNING_HUNTS,
+        ACTIVE_FLOWS,
         USER_MESSAGE,
         LABEL,
         PUSH_ALERT,

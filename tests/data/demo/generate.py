@@ -371,6 +371,14 @@ def world(flow_list):
         "total_uploaded_bytes": 0, "state": "FINISHED", "artifacts_with_results": ["Linux.Detection.Yara.Process"],
         "results": {"Linux.Detection.Yara.Process": [{"Pid": 2291, "Rule": "CobaltStrike_Beacon_Encoded"}]},
         "uploads": []}
+    # 18. bob's timeline collection on WIN-FIN-01, handed to the client at 08:02,
+    #     is still in progress an hour later: stuck past the default hour.
+    flows_by_client.setdefault(WIN, {})["F.D7M2MFTSLOW01"] = {
+        "client_id": WIN, "session_id": "F.D7M2MFTSLOW01",
+        "request": {"creator": "bob@corp.example", "client_id": WIN, "artifacts": ["Windows.Forensics.Timeline"],
+                    "specs": [spec("Windows.Forensics.Timeline")], "timeout": 600},
+        "create_time": at(2) * US, "start_time": at(2, 5) * US, "active_time": at(9) * US,
+        "state": "IN_PROGRESS", "total_collected_rows": 1250000, "results": {}, "uploads": []}
     definition = lambda name, type_="client", **extra: {"name": name, "type": type_, **extra}
     return {
         "_comment": "What the demo's Velociraptor server would answer to velonotify's lookups (written by generate.py). "
@@ -420,8 +428,23 @@ def world(flow_list):
                                    "first_seen_at": 1601547083, "last_seen_at": 1612354344000000, "labels": []},
         },
         "flows": flows_by_client,
-        "hunts": {"H.CT2H7QJ3N5L0E": {"hunt_id": "H.CT2H7QJ3N5L0E", "hunt_description": "Weekly persistence sweep",
-                                      "tags": ["weekly"], "state": "RUNNING"}},
+        "hunts": {
+            # Every scheduled client finished, three in error: a healthy hunt.
+            "H.CT2H7QJ3N5L0E": {"hunt_id": "H.CT2H7QJ3N5L0E", "hunt_description": "Weekly persistence sweep",
+                                "creator": "admin", "tags": ["weekly"], "state": "RUNNING",
+                                "create_time": 1778300000 * US, "start_time": 1778300000 * US,
+                                "artifacts": ["Windows.Sys.Users"],
+                                "stats": {"total_clients_scheduled": 412, "total_finished_clients": 412,
+                                          "total_clients_with_errors": 3}},
+            # 17. carol's beacon hunt (scenario 12) fails on 9 of its 40
+            #     Linux clients: past the default 10%.
+            "H.D7M5BEACON01": {"hunt_id": "H.D7M5BEACON01", "hunt_description": "Cobalt Strike beacon, all Linux",
+                               "creator": "carol", "state": "RUNNING",
+                               "create_time": at(21, 40) * US, "start_time": at(21, 40) * US,
+                               "artifacts": ["Linux.Detection.Yara.Process"],
+                               "stats": {"total_clients_scheduled": 40, "total_finished_clients": 38,
+                                         "total_clients_with_errors": 9}},
+        },
         "artifacts": {
             "Linux.Detection.Honeyfiles": definition("Linux.Detection.Honeyfiles", "client_event",
                                                      author="Velociraptor Exchange", built_in=False,

@@ -25,6 +25,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use velonotify::capabilities::lookups::{LookupSource, World};
 use velonotify::velociraptor::vql;
+use velonotify_core::velociraptor::activity;
 
 use self::proto::api_server::{Api, ApiServer};
 use self::proto::{VfsFileBuffer, VqlCollectorArgs, VqlResponse};
@@ -744,6 +745,13 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
                 .map_err(unavailable)?,
         ],
         vql::HUNT => one(world.hunt(org, &var("HuntId")).map_err(unavailable)?),
+        // As the statements sort and bound: newest hunts, oldest flows.
+        vql::RUNNING_HUNTS => vec![activity::newest_hunts(
+            world.running_hunts(org, u64::MAX).map_err(unavailable)?,
+        )],
+        vql::ACTIVE_FLOWS => vec![activity::oldest_flows(
+            world.active_flows(org, u64::MAX).map_err(unavailable)?,
+        )],
         vql::ARTIFACT => one(world.artifact(org, &var("Name")).map_err(unavailable)?),
         vql::USERS => vec![shared.users(org)?],
         vql::EVENT_TABLES => {

@@ -37,6 +37,11 @@ impl Links {
         self.app(&["hunts", hunt_id, "overview"])
     }
 
+    /// `…?org_id=X#/hunts`: the hunt list.
+    pub fn hunt_list(&self) -> Option<String> {
+        self.app(&["hunts"])
+    }
+
     /// `…?org_id=X#/artifacts/<name>`
     pub fn artifact(&self, name: &str) -> Option<String> {
         self.app(&["artifacts", name])

@@ -4,6 +4,7 @@
 pub mod alert_names;
 pub mod alerts;
 pub mod audit;
+pub mod collections;
 pub mod detect;
 pub mod errors_alert;
 pub mod fleet;

@@ -4,7 +4,27 @@
 use serde_json::{Map, Value};
 
 use crate::action::{Action, Alert};
-use crate::params::{ParamError, Params};
+use crate::params::{ParamError, ParamKind, ParamSpec, Params};
+
+/// `MaxAlertsPerTick`: the alerts one tick raises at most (the rest are
+/// counted in one more, see [`AlertBudget`]); `description` says what is
+/// counted.
+pub(crate) const fn max_alerts_per_tick(description: &'static str) -> ParamSpec {
+    ParamSpec::new("MaxAlertsPerTick", ParamKind::Int, "20", description).with_range(1, 1000)
+}
+
+/// `MaxAlertsPerTick` as a count.
+pub(crate) fn max_alerts(p: &Params) -> usize {
+    usize::try_from(p.int("MaxAlertsPerTick")).unwrap_or(1)
+}
+
+/// How long a monitor keeps an entry of what it has reported (a quiet
+/// client, a hunt, a stuck collection) after writing it: one forgotten
+/// (deleted, unlabelled, finished) goes then. An entry still in use is
+/// written again once it is [`ENTRY_REFRESH_S`] old, so it never expires
+/// while its trouble lasts.
+pub(crate) const ENTRY_TTL_S: u32 = 90 * 24 * 3600;
+pub(crate) const ENTRY_REFRESH_S: u64 = 30 * 24 * 3600;
 
 /// A monitor's `Period` as a tick interval: at least one second.
 pub(crate) fn period(p: &Params) -> Result<u32, ParamError> {

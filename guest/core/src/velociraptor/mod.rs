@@ -2,6 +2,7 @@
 //! dictionaries both the FlowCompletion and Alerts artifacts build
 //! (docs/velociraptor.md §6.5), and small readers for their JSON.
 
+pub mod activity;
 mod alert_row;
 mod client;
 mod flow;

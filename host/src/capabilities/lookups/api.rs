@@ -246,6 +246,16 @@ impl LookupSource for ApiLookups {
         let output = self.ask(org, vql::AUDIT_LOG, &[("Since", (since_ms / 1000).to_string())], false)?;
         Ok(super::audit_page(output.rows(), since_ms, None))
     }
+
+    /// Asked afresh each time: a monitor compares one tick's counts with
+    /// the last's.
+    fn running_hunts(&self, org: &str, _until_us: u64) -> LookupAnswer<Vec<Value>> {
+        Ok(self.ask(org, vql::RUNNING_HUNTS, &[], false)?.rows().to_vec())
+    }
+
+    fn active_flows(&self, org: &str, _until_us: u64) -> LookupAnswer<Vec<Value>> {
+        Ok(self.ask(org, vql::ACTIVE_FLOWS, &[], false)?.rows().to_vec())
+    }
 }
 
 /// A refusal by the server is `denied`; anything else may pass.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use velonotify_core::host::{Answer, FileBytes, Lookup, LookupError, ResultPage, ServerInfo};
+use velonotify_core::velociraptor::activity;
 
 pub use self::api::{ApiLookups, DEFAULT_CACHE_TTL_S, DEFAULT_LOOKUP_TIMEOUT_S};
 pub use self::world::{World, WorldError};
@@ -47,10 +48,12 @@ pub enum LookupName {
     MonitoringLogs,
     AuditLog,
     ServerFile,
+    RunningHunts,
+    ActiveFlows,
 }
 
 impl LookupName {
-    pub const ALL: [LookupName; 13] = [
+    pub const ALL: [LookupName; 15] = [
         LookupName::ClientInfo,
         LookupName::ClientMetadata,
         LookupName::Clients,
@@ -64,6 +67,8 @@ impl LookupName {
         LookupName::MonitoringLogs,
         LookupName::AuditLog,
         LookupName::ServerFile,
+        LookupName::RunningHunts,
+        LookupName::ActiveFlows,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +86,8 @@ impl LookupName {
             LookupName::MonitoringLogs => "monitoring_logs",
             LookupName::AuditLog => "audit_log",
             LookupName::ServerFile => "server_file",
+            LookupName::RunningHunts => "running_hunts",
+            LookupName::ActiveFlows => "active_flows",
         }
     }
 
@@ -234,6 +241,13 @@ pub trait LookupSource: Send + Sync {
     /// The file of the file store at `components` (made by
     /// [`file_store_path`]), read up to `max_bytes`.
     fn server_file(&self, org_id: &str, components: &[String], max_bytes: u64) -> LookupAnswer<Option<FileBytes>>;
+    /// The org's running hunts created up to `until_us` (the host's time,
+    /// as for the audit log), in any order ([`activity::newest_hunts`]
+    /// bounds them).
+    fn running_hunts(&self, org_id: &str, until_us: u64) -> LookupAnswer<Vec<Value>>;
+    /// The collections in hand and unfinished, created up to `until_us`,
+    /// in any order ([`activity::oldest_flows`] bounds them).
+    fn active_flows(&self, org_id: &str, until_us: u64) -> LookupAnswer<Vec<Value>>;
 
     /// Applies a label change the way the server would, for sources that
     /// stand in for a server (a replay's world). A real server sees the
@@ -434,6 +448,18 @@ impl velonotify_core::host::Lookups for CallContext {
             s.server_file(org, &components, max_bytes)
         })
     }
+    fn running_hunts(&self) -> Lookup<Vec<Value>> {
+        let until_us = self.time.now_us();
+        self.ask(LookupName::RunningHunts, |s, org| {
+            s.running_hunts(org, until_us).map(activity::newest_hunts)
+        })
+    }
+    fn active_flows(&self) -> Lookup<Vec<Value>> {
+        let until_us = self.time.now_us();
+        self.ask(LookupName::ActiveFlows, |s, org| {
+            s.active_flows(org, until_us).map(activity::oldest_flows)
+        })
+    }
 }
 
 /// Lookup errors and answers as the interface passes them: JSON text.
@@ -534,6 +560,12 @@ impl contract::lookups::Host for CallContext {
             data: f.data,
             truncated: f.truncated,
         }))
+    }
+    fn running_hunts(&mut self) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::running_hunts(self))
+    }
+    fn active_flows(&mut self) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::active_flows(self))
     }
 }
 
@@ -706,6 +738,12 @@ mod tests {
         }
         fn server_file(&self, _: &str, path: &[String], _: u64) -> LookupAnswer<Option<FileBytes>> {
             panic!("asked for file {path:?}")
+        }
+        fn running_hunts(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        fn active_flows(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
+            Ok(Vec::new())
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::RwLock;
 use serde_json::{Map, Value, json};
 
 use velonotify_core::host::{FileBytes, ResultPage};
+use velonotify_core::velociraptor::activity;
 
 use super::{LookupAnswer, LookupSource, OrgInfo};
 
@@ -278,6 +279,12 @@ fn spec(entry: &Value) -> Option<Value> {
     }
 }
 
+/// Whether a hunt or flow was created by `until_us` (one without a
+/// `create_time` always was).
+fn created_by(object: &Value, until_us: u64) -> bool {
+    object["create_time"].as_u64().is_none_or(|created| created <= until_us)
+}
+
 /// `_ts` of a row as a number (rows may carry it as text).
 fn row_ts(row: &Value) -> u64 {
     match row.get("_ts") {
@@ -435,11 +442,57 @@ impl LookupSource for World {
         let file = self.files.get(&components.join("/"));
         Ok(file.map(|bytes| FileBytes::bounded(bytes.clone(), max_bytes)))
     }
+
+    /// The world's hunts that run, as the server's `hunts()` gives them
+    /// (without `start_request`, as the API lookup asks); a hunt a replay
+    /// has not reached yet is not there.
+    fn running_hunts(&self, _org: &str, until_us: u64) -> LookupAnswer<Vec<Value>> {
+        Ok(self
+            .hunts
+            .values()
+            .filter(|h| activity::hunt_is_running(h) && created_by(h, until_us))
+            .map(|h| without_members(h, &["start_request"]))
+            .collect())
+    }
+
+    /// The world's unfinished flows, in the columns the API lookup selects.
+    fn active_flows(&self, _org: &str, until_us: u64) -> LookupAnswer<Vec<Value>> {
+        let flows = self.flows.iter().flat_map(|(client_id, flows)| {
+            let flows = flows.as_object().into_iter().flatten();
+            flows
+                .filter(move |(_, flow)| activity::flow_is_active(flow) && created_by(flow, until_us))
+                .map(move |(flow_id, flow)| activity::active_flow_row(client_id, flow_id, flow))
+        });
+        Ok(flows.collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_hunts_and_unfinished_flows_are_listed_as_the_server_selects_them() {
+        let w = World::parse(
+            r#"{"hunts": {
+                  "H.1": {"hunt_id": "H.1", "state": "RUNNING", "stats": {}, "start_request": {"big": 1}},
+                  "H.2": {"hunt_id": "H.2", "state": "RUNNING", "stats": {"stopped": true}},
+                  "H.3": {"hunt_id": "H.3", "state": "PAUSED"}},
+                "flows": {"C.1": {
+                  "F.1": {"state": "IN_PROGRESS", "create_time": 5, "request": {"artifacts": ["A"], "creator": "bob"}},
+                  "F.2": {"state": "FINISHED", "create_time": 6}}}}"#,
+        )
+        .unwrap();
+        let hunts = w.running_hunts("root", u64::MAX).unwrap();
+        assert_eq!(hunts, vec![json!({"hunt_id": "H.1", "state": "RUNNING", "stats": {}})]);
+        let flows = w.active_flows("root", u64::MAX).unwrap();
+        assert_eq!(
+            flows,
+            vec![json!({"client_id": "C.1", "session_id": "F.1", "state": "IN_PROGRESS",
+                        "create_time": 5, "artifacts": ["A"], "creator": "bob"})]
+        );
+        assert_eq!(w.active_flows("root", 4).unwrap(), Vec::<Value>::new(), "created later");
+    }
 
     #[test]
     fn errors_name_the_offending_key() {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 pub use self::operations::DEFAULT_OPERATIONS;
 use self::operations::{AuditRow, Operations, PermissionChecks};
-use super::monitor::{AlertBudget, period, server_alert};
+use super::monitor::{AlertBudget, max_alerts, max_alerts_per_tick, period, server_alert};
 use super::{Rule, Setup};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
@@ -57,13 +57,7 @@ const PARAMS: &[ParamSpec] = &[
         "Seconds during which an alert of the same name is suppressed (negative: never; every audit row is \
          read once).",
     ),
-    ParamSpec::new(
-        "MaxAlertsPerTick",
-        ParamKind::Int,
-        "20",
-        "Alerts one reading raises at most; the matching rows past it are counted in one more alert.",
-    )
-    .with_range(1, 1000),
+    max_alerts_per_tick("Alerts one reading raises at most; the matching rows past it are counted in one more alert."),
 ];
 
 /// Where the cursor is kept.
@@ -115,7 +109,7 @@ impl Rule for AuditRule {
             operations: Operations::from_table("Operations", p.table("Operations"))?,
             ignore: (!ignore.is_empty()).then(|| ignore.clone()),
             dedup: p.int("Dedup"),
-            max_alerts: usize::try_from(p.int("MaxAlertsPerTick")).unwrap_or(1),
+            max_alerts: max_alerts(p),
         };
         Ok((rule, Setup::periodic(period)))
     }

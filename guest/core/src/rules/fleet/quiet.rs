@@ -13,7 +13,9 @@ use crate::action::{Action, Failure};
 use crate::host::{Event, Host};
 use crate::params::{ParamKind, ParamSpec, Params};
 use crate::render::Links;
-use crate::rules::monitor::{AlertBudget, period, server_alert};
+use crate::rules::monitor::{
+    AlertBudget, ENTRY_REFRESH_S, ENTRY_TTL_S, max_alerts, max_alerts_per_tick, period, server_alert,
+};
 use crate::rules::{Rule, Setup};
 use crate::velociraptor::timestamp_string;
 use crate::vql::{Timestamp, humanize_duration_since};
@@ -45,20 +47,8 @@ const PARAMS: &[ParamSpec] = &[
         "Y",
         "Also raise a notice when a quiet client is seen again.",
     ),
-    ParamSpec::new(
-        "MaxAlertsPerTick",
-        ParamKind::Int,
-        "20",
-        "Alerts one look raises at most; the clients past it are counted and named in one more alert.",
-    )
-    .with_range(1, 1000),
+    max_alerts_per_tick("Alerts one look raises at most; the clients past it are counted and named in one more alert."),
 ];
-
-/// How long a quiet client's entry is kept (a client deleted or unlabelled
-/// while quiet is forgotten then); one still quiet has its entry written
-/// again once it is [`REFRESH_AFTER_S`] old.
-const FORGET_AFTER_S: u32 = 90 * 24 * 3600;
-const REFRESH_AFTER_S: u64 = 30 * 24 * 3600;
 
 /// Clients found quiet or back in one tick at most: the others are found
 /// on the next ticks (the state one input may write is bounded).
@@ -87,7 +77,7 @@ impl Rule for QuietClientsRule {
             label: (!label.is_empty()).then(|| label.to_string()),
             quiet_us: p.int("QuietMinutes").unsigned_abs() * 60 * 1_000_000,
             back_online: p.bool("BackOnline"),
-            max_alerts: usize::try_from(p.int("MaxAlertsPerTick")).unwrap_or(1),
+            max_alerts: max_alerts(p),
         };
         Ok((rule, Setup::periodic(period)))
     }
@@ -115,7 +105,7 @@ impl Rule for QuietClientsRule {
                 .filter(|v| !v.is_empty())
                 .map(|v| String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0));
             let quiet = now_us.saturating_sub(client.last_seen_us) > self.quiet_us;
-            let mark = || host.state_put(&key, now_s.to_string().as_bytes(), FORGET_AFTER_S);
+            let mark = || host.state_put(&key, now_s.to_string().as_bytes(), ENTRY_TTL_S);
             match (quiet, marked_s) {
                 (true, None) => {
                     changes += 1;
@@ -126,7 +116,7 @@ impl Rule for QuietClientsRule {
                     });
                 }
                 // Still quiet: kept past the entry's expiry.
-                (true, Some(marked_s)) if now_s.saturating_sub(marked_s) >= REFRESH_AFTER_S => mark(),
+                (true, Some(marked_s)) if now_s.saturating_sub(marked_s) >= ENTRY_REFRESH_S => mark(),
                 (false, Some(_)) => {
                     changes += 1;
                     // Forgotten at once: an empty value that expires.
