@@ -646,8 +646,9 @@ fn monitor_world(now_s: u64) -> Value {
         })
         .collect();
     // 1,000 running hunts (one in ten failing, one in ten that scheduled
-    // no client in two hours) and 1,000 unfinished collections (one in ten
-    // in progress for two hours): as many as one answer holds.
+    // no client in two hours) and 1,000 unfinished collections scheduled
+    // two hours ago (one in ten in progress since, the rest started five
+    // minutes ago): as many as one answer holds.
     let hunts: Map<String, Value> = (0..1_000u64)
         .map(|i| {
             let id = format!("H.{i:013}");
@@ -666,8 +667,10 @@ fn monitor_world(now_s: u64) -> Value {
         .collect();
     let flows: Map<String, Value> = (0..1_000u64)
         .map(|i| {
-            let created_s = if i % 10 == 0 { now_s - 7_200 } else { now_s - 300 };
+            let created_s = now_s - 7_200 - i;
+            let started_s = if i % 10 == 0 { created_s } else { now_s - 300 };
             let flow = json!({"state": "IN_PROGRESS", "create_time": created_s * 1_000_000,
+                              "start_time": started_s * 1_000_000,
                               "request": {"artifacts": ["Generic.Client.Info"], "creator": "bob"}});
             (format!("C.{i:016x}"), json!({format!("F.{i:013}"): flow}))
         })

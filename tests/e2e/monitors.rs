@@ -236,22 +236,28 @@ fn hunts_in_trouble_are_mailed_once_across_a_sigkill() {
 }
 
 /// Server.Monitor.Flows.Stuck: a collection in progress for two hours is
-/// e-mailed once, across a SIGKILL; a finished one and one scheduled five
-/// minutes ago are not.
+/// e-mailed once, across a SIGKILL; a finished one, one scheduled five
+/// minutes ago, and one queued three days ago for a client that has not
+/// been handed it (not in its `in_flight_flows`) are not.
 #[test]
 fn a_stuck_collection_is_mailed_once_across_a_sigkill() {
     let now_s = now_us() / 1_000_000;
-    let flow = |state: &str, created_s: u64| {
-        json!({"state": state, "create_time": created_s * 1_000_000,
+    let flow = |state: &str, created_s: u64, started_s: u64| {
+        json!({"state": state, "create_time": created_s * 1_000_000, "start_time": started_s * 1_000_000,
                "request": {"artifacts": ["Generic.Client.Info"], "creator": "bob"}})
     };
-    let mut world = world_of_clients(&[("C.slow", &[], now_s - 86_400, now_s)]);
+    let mut world = world_of_clients(&[
+        ("C.slow", &[], now_s - 86_400, now_s),
+        ("C.away", &[], now_s - 86_400, now_s - 4 * 86_400),
+    ]);
+    world["clients"]["C.away"]["in_flight_flows"] = json!({});
     world["flows"] = json!({
         "C.slow": {
-            "F.stuck": flow("IN_PROGRESS", now_s - 7_200),
-            "F.done": flow("FINISHED", now_s - 7_200),
-            "F.young": flow("RUNNING", now_s - 300),
+            "F.stuck": flow("IN_PROGRESS", now_s - 7_200, now_s - 7_190),
+            "F.done": flow("FINISHED", now_s - 7_200, now_s - 7_190),
+            "F.young": flow("RUNNING", now_s - 300, 0),
         },
+        "C.away": {"F.queued": flow("RUNNING", now_s - 3 * 86_400, 0)},
     });
     let fixture = Fixture::start(&world.to_string());
     let modules = format!(

@@ -142,8 +142,10 @@ pub trait Lookups {
     /// The org's running hunts, newest first, at most 1,000
     /// (`velociraptor::activity`).
     fn running_hunts(&self) -> Lookup<Vec<Value>>;
-    /// The collections in hand and unfinished, oldest first, at most 1,000.
-    fn active_flows(&self) -> Lookup<Vec<Value>>;
+    /// The collections in the clients' hands and unfinished, created after
+    /// `created_after_us` and up to `created_before_us`, oldest first, at
+    /// most 1,000 (a page: the next starts after the last `create_time`).
+    fn active_flows(&self, created_after_us: u64, created_before_us: u64) -> Lookup<Vec<Value>>;
 }
 
 /// A file's bytes, read up to a bound (`lookups.file-bytes`).

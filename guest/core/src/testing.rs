@@ -248,15 +248,19 @@ impl Lookups for FakeHost {
             .map_err(|e| LookupError::Unavailable(format!("files.{path}: {e}")))?;
         Ok(Some(crate::host::FileBytes::bounded(bytes, max_bytes)))
     }
-    /// The world's `hunts` that run, newest first (as the host answers).
+    /// The world's `hunts` that run and were created by now, newest first
+    /// (as the host answers).
     fn running_hunts(&self) -> Lookup<Vec<Value>> {
+        use crate::velociraptor::activity;
         self.up()?;
         let hunts = self.at(&["hunts"]).and_then(Value::as_object);
-        let hunts = hunts.into_iter().flat_map(|h| h.values().cloned()).collect();
-        Ok(crate::velociraptor::activity::newest_hunts(hunts))
+        let hunts = hunts.into_iter().flat_map(|h| h.values());
+        let created = hunts.filter(|h| activity::create_time(h) <= self.now_us).cloned();
+        Ok(activity::newest_hunts(created.collect()))
     }
-    /// The world's unfinished `flows`, oldest first (as the host answers).
-    fn active_flows(&self) -> Lookup<Vec<Value>> {
+    /// The world's unfinished `flows` in the window and created by now,
+    /// oldest first (as the host answers).
+    fn active_flows(&self, created_after_us: u64, created_before_us: u64) -> Lookup<Vec<Value>> {
         use crate::velociraptor::activity;
         self.up()?;
         let mut rows = Vec::new();
@@ -265,7 +269,8 @@ impl Lookups for FakeHost {
                 rows.push(activity::active_flow_row(client_id, flow_id, flow));
             }
         }
-        Ok(activity::oldest_flows(rows))
+        let before_us = created_before_us.min(self.now_us);
+        Ok(activity::oldest_flows(rows, created_after_us, before_us))
     }
 }
 

@@ -141,8 +141,8 @@ impl Lookups for WitHost {
         many(imports::running_hunts())
     }
 
-    fn active_flows(&self) -> Lookup<Vec<Value>> {
-        many(imports::active_flows())
+    fn active_flows(&self, created_after_us: u64, created_before_us: u64) -> Lookup<Vec<Value>> {
+        many(imports::active_flows(created_after_us, created_before_us))
     }
 }
 

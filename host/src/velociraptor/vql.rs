@@ -79,19 +79,19 @@ pub const RUNNING_HUNTS: &str = "SELECT hunt_id, hunt_description, creator, stat
                                  expires, artifacts, tags, stats FROM hunts() \
                                  WHERE state = 'RUNNING' AND NOT stats.stopped \
                                  ORDER BY create_time DESC LIMIT 1000";
-/// The collections in the clients' hands (`in_flight_flows`: flow id →
-/// when it was handed over) and the server's own, unfinished, oldest
-/// first. A client's index of every flow it ever ran is not read: only the
-/// entries of its in-flight map (docs/velociraptor.md §2.7).
+/// The collections in the clients' hands (`in_flight_flows`: the flow ids
+/// a client has been handed and not finished), unfinished, created after
+/// `After` and up to `Before` (microseconds), oldest first. A client's
+/// index of every flow it ever ran is not read, nor the server's own
+/// (docs/velociraptor.md §2.7).
 pub const ACTIVE_FLOWS: &str = "SELECT client_id, session_id, state, status, create_time, start_time, \
                                 active_time, request.artifacts AS artifacts, request.creator AS creator \
-                                FROM chain(\
-                                clients={SELECT * FROM foreach(\
+                                FROM foreach(\
                                 row={SELECT client_id AS ClientId, in_flight_flows FROM clients() WHERE in_flight_flows}, \
                                 query={SELECT * FROM foreach(row={SELECT _key AS FlowId FROM items(item=in_flight_flows)}, \
-                                query={SELECT * FROM flows(client_id=ClientId, flow_id=FlowId)})})}, \
-                                server={SELECT * FROM flows(client_id='server')}) \
+                                query={SELECT * FROM flows(client_id=ClientId, flow_id=FlowId)})}) \
                                 WHERE state =~ '^(RUNNING|WAITING|IN_PROGRESS|UNRESPONSIVE)$' \
+                                AND create_time > int(int=After) AND create_time <= int(int=Before) \
                                 ORDER BY create_time LIMIT 1000";
 
 /// An in-app message: `User`, and `Message` as a JSON object.
@@ -162,6 +162,8 @@ mod tests {
                         "Server.Internal.Alerts",
                         "server",
                         "Server.Audit.Logs",
+                        "RUNNING",
+                        "^(RUNNING|WAITING|IN_PROGRESS|UNRESPONSIVE)$",
                         HEARTBEAT_SOURCE
                     ]
                     .contains(&quoted),

@@ -373,8 +373,8 @@ def world(flow_list):
         "uploads": []}
     # 18. bob's timeline collection on WIN-FIN-01, handed to the client at 08:02,
     #     is still in progress an hour later: stuck past the default hour.
-    flows_by_client.setdefault(WIN, {})["F.D7M2MFTSLOW01"] = {
-        "client_id": WIN, "session_id": "F.D7M2MFTSLOW01",
+    flows_by_client.setdefault(WIN, {})["F.D7M2TIMELINE1"] = {
+        "client_id": WIN, "session_id": "F.D7M2TIMELINE1",
         "request": {"creator": "bob@corp.example", "client_id": WIN, "artifacts": ["Windows.Forensics.Timeline"],
                     "specs": [spec("Windows.Forensics.Timeline")], "timeout": 600},
         "create_time": at(2) * US, "start_time": at(2, 5) * US, "active_time": at(9) * US,

@@ -749,9 +749,12 @@ fn answer(shared: &Shared, vql_text: &str, env: &HashMap<String, String>) -> Res
         vql::RUNNING_HUNTS => vec![activity::newest_hunts(
             world.running_hunts(org, u64::MAX).map_err(unavailable)?,
         )],
-        vql::ACTIVE_FLOWS => vec![activity::oldest_flows(
-            world.active_flows(org, u64::MAX).map_err(unavailable)?,
-        )],
+        vql::ACTIVE_FLOWS => {
+            let flows = world
+                .active_flows(org, num("After"), num("Before"))
+                .map_err(unavailable)?;
+            vec![activity::oldest_flows(flows, num("After"), num("Before"))]
+        }
         vql::ARTIFACT => one(world.artifact(org, &var("Name")).map_err(unavailable)?),
         vql::USERS => vec![shared.users(org)?],
         vql::EVENT_TABLES => {

@@ -27,8 +27,19 @@ pub fn flow_is_active(flow: &Value) -> bool {
     )
 }
 
-fn create_time(row: &Value) -> u64 {
-    row["create_time"].as_u64().unwrap_or(0)
+/// A count or time of a hunt or flow row, 0 when missing: a number, or
+/// text (the REST gateway sends 64-bit numbers as text).
+pub fn number(value: &Value) -> u64 {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A row's `create_time` (microseconds).
+pub fn create_time(row: &Value) -> u64 {
+    number(&row["create_time"])
 }
 
 /// The running hunts among `hunts`, newest created first, at most
@@ -40,11 +51,11 @@ pub fn newest_hunts(mut hunts: Vec<Value>) -> Vec<Value> {
     hunts
 }
 
-/// The unfinished collections among `flows`, oldest created first (the
-/// longest running are the ones a monitor must not miss), at most
-/// [`MAX_ACTIVE_FLOWS`].
-pub fn oldest_flows(mut flows: Vec<Value>) -> Vec<Value> {
-    flows.retain(flow_is_active);
+/// The unfinished collections among `flows` created after `after_us` and
+/// up to `before_us`, oldest first, at most [`MAX_ACTIVE_FLOWS`]: the page
+/// a reader moving a cursor over `create_time` asks for.
+pub fn oldest_flows(mut flows: Vec<Value>, after_us: u64, before_us: u64) -> Vec<Value> {
+    flows.retain(|f| flow_is_active(f) && (after_us + 1..=before_us).contains(&create_time(f)));
     flows.sort_by_key(create_time);
     flows.truncate(MAX_ACTIVE_FLOWS);
     flows
@@ -87,11 +98,19 @@ mod tests {
         let flows = (0..1_500u64)
             .rev()
             .map(|t| json!({"session_id": format!("F.{t}"), "state": "IN_PROGRESS", "create_time": t}))
-            .chain([json!({"state": "FINISHED", "create_time": 0})])
+            .chain([json!({"state": "FINISHED", "create_time": 7})])
+            .chain([json!({"session_id": "F.text", "state": "RUNNING", "create_time": "5"})])
+            .collect::<Vec<_>>();
+        let page = oldest_flows(flows.clone(), 0, u64::MAX);
+        assert_eq!(page.len(), MAX_ACTIVE_FLOWS);
+        assert_eq!(page[0]["session_id"], "F.1", "created after the cursor");
+        assert_eq!(page[4]["session_id"], "F.5");
+        assert_eq!(page[5]["session_id"], "F.text", "a time as text");
+        assert_eq!(page[999]["session_id"], "F.999");
+        let window: Vec<Value> = oldest_flows(flows, 1_200, 1_202)
+            .into_iter()
+            .map(|f| f["session_id"].clone())
             .collect();
-        let flows = oldest_flows(flows);
-        assert_eq!(flows.len(), MAX_ACTIVE_FLOWS);
-        assert_eq!(flows[0]["session_id"], "F.0");
-        assert_eq!(flows[999]["session_id"], "F.999");
+        assert_eq!(window, [json!("F.1201"), json!("F.1202")]);
     }
 }

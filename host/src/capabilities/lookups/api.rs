@@ -253,8 +253,9 @@ impl LookupSource for ApiLookups {
         Ok(self.ask(org, vql::RUNNING_HUNTS, &[], false)?.rows().to_vec())
     }
 
-    fn active_flows(&self, org: &str, _until_us: u64) -> LookupAnswer<Vec<Value>> {
-        Ok(self.ask(org, vql::ACTIVE_FLOWS, &[], false)?.rows().to_vec())
+    fn active_flows(&self, org: &str, after_us: u64, before_us: u64) -> LookupAnswer<Vec<Value>> {
+        let window = [("After", after_us.to_string()), ("Before", before_us.to_string())];
+        Ok(self.ask(org, vql::ACTIVE_FLOWS, &window, false)?.rows().to_vec())
     }
 }
 

@@ -245,9 +245,10 @@ pub trait LookupSource: Send + Sync {
     /// as for the audit log), in any order ([`activity::newest_hunts`]
     /// bounds them).
     fn running_hunts(&self, org_id: &str, until_us: u64) -> LookupAnswer<Vec<Value>>;
-    /// The collections in hand and unfinished, created up to `until_us`,
-    /// in any order ([`activity::oldest_flows`] bounds them).
-    fn active_flows(&self, org_id: &str, until_us: u64) -> LookupAnswer<Vec<Value>>;
+    /// The collections in hand and unfinished, created after `after_us`
+    /// and up to `before_us`, in any order ([`activity::oldest_flows`]
+    /// bounds them).
+    fn active_flows(&self, org_id: &str, after_us: u64, before_us: u64) -> LookupAnswer<Vec<Value>>;
 
     /// Applies a label change the way the server would, for sources that
     /// stand in for a server (a replay's world). A real server sees the
@@ -454,10 +455,16 @@ impl velonotify_core::host::Lookups for CallContext {
             s.running_hunts(org, until_us).map(activity::newest_hunts)
         })
     }
-    fn active_flows(&self) -> Lookup<Vec<Value>> {
-        let until_us = self.time.now_us();
+    /// Nothing created after the host's time (a replay's world holds
+    /// collections of its future).
+    fn active_flows(&self, created_after_us: u64, created_before_us: u64) -> Lookup<Vec<Value>> {
+        let before_us = created_before_us.min(self.time.now_us());
+        if before_us <= created_after_us {
+            return Ok(Vec::new());
+        }
         self.ask(LookupName::ActiveFlows, |s, org| {
-            s.active_flows(org, until_us).map(activity::oldest_flows)
+            let flows = s.active_flows(org, created_after_us, before_us)?;
+            Ok(activity::oldest_flows(flows, created_after_us, before_us))
         })
     }
 }
@@ -564,8 +571,16 @@ impl contract::lookups::Host for CallContext {
     fn running_hunts(&mut self) -> Result<Vec<String>, contract::LookupError> {
         many(velonotify_core::host::Lookups::running_hunts(self))
     }
-    fn active_flows(&mut self) -> Result<Vec<String>, contract::LookupError> {
-        many(velonotify_core::host::Lookups::active_flows(self))
+    fn active_flows(
+        &mut self,
+        created_after_us: u64,
+        created_before_us: u64,
+    ) -> Result<Vec<String>, contract::LookupError> {
+        many(velonotify_core::host::Lookups::active_flows(
+            self,
+            created_after_us,
+            created_before_us,
+        ))
     }
 }
 
@@ -742,7 +757,7 @@ mod tests {
         fn running_hunts(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
             Ok(Vec::new())
         }
-        fn active_flows(&self, _: &str, _: u64) -> LookupAnswer<Vec<Value>> {
+        fn active_flows(&self, _: &str, _: u64, _: u64) -> LookupAnswer<Vec<Value>> {
             Ok(Vec::new())
         }
     }

@@ -279,10 +279,10 @@ fn spec(entry: &Value) -> Option<Value> {
     }
 }
 
-/// Whether a hunt or flow was created by `until_us` (one without a
-/// `create_time` always was).
+/// Whether a hunt was created by `until_us` (one without a `create_time`
+/// always was).
 fn created_by(object: &Value, until_us: u64) -> bool {
-    object["create_time"].as_u64().is_none_or(|created| created <= until_us)
+    activity::create_time(object) <= until_us
 }
 
 /// `_ts` of a row as a number (rows may carry it as text).
@@ -455,15 +455,23 @@ impl LookupSource for World {
             .collect())
     }
 
-    /// The world's unfinished flows, in the columns the API lookup selects.
-    fn active_flows(&self, _org: &str, until_us: u64) -> LookupAnswer<Vec<Value>> {
-        let flows = self.flows.iter().flat_map(|(client_id, flows)| {
-            let flows = flows.as_object().into_iter().flatten();
-            flows
-                .filter(move |(_, flow)| activity::flow_is_active(flow) && created_by(flow, until_us))
-                .map(move |(flow_id, flow)| activity::active_flow_row(client_id, flow_id, flow))
-        });
-        Ok(flows.collect())
+    /// The world's unfinished flows in the window, in the columns the API
+    /// lookup selects. A client whose row has `in_flight_flows` has been
+    /// handed those only (the rest wait for it); one without, every
+    /// unfinished flow of its own.
+    fn active_flows(&self, _org: &str, after_us: u64, before_us: u64) -> LookupAnswer<Vec<Value>> {
+        let clients = self.clients.read().expect("world lock");
+        let mut rows = Vec::new();
+        for (client_id, flows) in &self.flows {
+            let in_flight = clients.get(client_id).and_then(|c| c.get("in_flight_flows"));
+            for (flow_id, flow) in flows.as_object().into_iter().flatten() {
+                let handed = in_flight.is_none_or(|map| map.get(flow_id).is_some());
+                if handed && activity::flow_is_active(flow) {
+                    rows.push(activity::active_flow_row(client_id, flow_id, flow));
+                }
+            }
+        }
+        Ok(activity::oldest_flows(rows, after_us, before_us))
     }
 }
 
@@ -478,20 +486,36 @@ mod tests {
                   "H.1": {"hunt_id": "H.1", "state": "RUNNING", "stats": {}, "start_request": {"big": 1}},
                   "H.2": {"hunt_id": "H.2", "state": "RUNNING", "stats": {"stopped": true}},
                   "H.3": {"hunt_id": "H.3", "state": "PAUSED"}},
+                "clients": {"C.2": {"client_id": "C.2", "in_flight_flows": {"F.3": 1778400000}}},
                 "flows": {"C.1": {
                   "F.1": {"state": "IN_PROGRESS", "create_time": 5, "request": {"artifacts": ["A"], "creator": "bob"}},
-                  "F.2": {"state": "FINISHED", "create_time": 6}}}}"#,
+                  "F.2": {"state": "FINISHED", "create_time": 6}},
+                          "C.2": {
+                  "F.3": {"state": "RUNNING", "create_time": 100},
+                  "F.4": {"state": "RUNNING", "create_time": 101}}}}"#,
         )
         .unwrap();
         let hunts = w.running_hunts("root", u64::MAX).unwrap();
         assert_eq!(hunts, vec![json!({"hunt_id": "H.1", "state": "RUNNING", "stats": {}})]);
-        let flows = w.active_flows("root", u64::MAX).unwrap();
+        let handed = w.active_flows("root", 99, u64::MAX).unwrap();
+        let handed: Vec<&Value> = handed.iter().map(|f| &f["session_id"]).collect();
+        assert_eq!(handed, [&json!("F.3")], "F.4 waits for its client");
+        let flows = w.active_flows("root", 0, 99).unwrap();
         assert_eq!(
             flows,
             vec![json!({"client_id": "C.1", "session_id": "F.1", "state": "IN_PROGRESS",
                         "create_time": 5, "artifacts": ["A"], "creator": "bob"})]
         );
-        assert_eq!(w.active_flows("root", 4).unwrap(), Vec::<Value>::new(), "created later");
+        assert_eq!(
+            w.active_flows("root", 0, 4).unwrap(),
+            Vec::<Value>::new(),
+            "created later"
+        );
+        assert_eq!(
+            w.active_flows("root", 5, 9).unwrap(),
+            Vec::<Value>::new(),
+            "before the cursor"
+        );
     }
 
     #[test]

@@ -1,21 +1,26 @@
-//! Server.Monitor.Flows.Stuck: a collection that has not finished long
-//! after it was scheduled. `Thresholds` gives the minutes per artifact
-//! (the first row whose regex matches one of the collection's artifacts;
-//! 0 minutes: never stuck). Each stuck collection is reported once: the
-//! host's state keeps one entry per collection reported, forgotten 90 days
-//! after it was last written.
+//! Server.Monitor.Flows.Stuck: a collection in a client's hands that has
+//! not finished long after the client started it. `Thresholds` gives the
+//! minutes per artifact (the first row whose regex matches one of the
+//! collection's artifacts; 0 minutes: never stuck). A collection its
+//! client has not started yet runs from when the monitor first saw it
+//! handed over. Each stuck collection is reported once: the host's state
+//! keeps one entry per collection reported or not started, forgotten 90
+//! days after it was last written. The collections are read a page of
+//! 1,000 a tick, oldest first, with a cursor: however many there are,
+//! each is looked at within a few ticks.
 
 use serde_json::{Map, Value};
 
 use super::{bounded, micros, number_at, text_at, texts_at};
 use crate::action::{Action, Failure};
-use crate::host::{Event, Host};
+use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params, Row};
 use crate::render::Links;
 use crate::rules::monitor::{
     AlertBudget, ENTRY_REFRESH_S, ENTRY_TTL_S, max_alerts, max_alerts_per_tick, period, server_alert,
 };
 use crate::rules::{Rule, Setup};
+use crate::velociraptor::activity::{MAX_ACTIVE_FLOWS, create_time};
 use crate::velociraptor::timestamp_string;
 use crate::vql::{VqlRegex, humanize_duration_since, render_value};
 
@@ -50,6 +55,12 @@ const PARAMS: &[ParamSpec] = &[
 const NAMED_ARTIFACTS: usize = 3;
 /// The longest artifact name an alert's name carries.
 const MAX_ARTIFACT_BYTES: usize = 200;
+/// The longest client or flow id taken.
+const MAX_ID_BYTES: usize = 64;
+
+/// The state key of the cursor over the pages of unfinished collections:
+/// the `create_time` the next page starts after.
+const CURSOR_KEY: &str = "cursor/stuck";
 
 /// One row of `Thresholds`.
 #[derive(Debug, Clone)]
@@ -90,6 +101,11 @@ impl Thresholds {
         Ok(Self(rows.collect::<Result<_, _>>()?))
     }
 
+    /// The shortest threshold (None: no row watches anything).
+    fn shortest(&self) -> Option<u64> {
+        self.0.iter().map(|t| t.minutes).filter(|m| *m > 0).min()
+    }
+
     /// The minutes after which a collection of `artifacts` is stuck: the
     /// first row matching one of them; None when no row matches or it
     /// says 0.
@@ -113,6 +129,8 @@ pub(crate) struct FlowRow {
     pub artifacts: Vec<String>,
     /// Epoch microseconds.
     pub create_time_us: u64,
+    /// When the client started it (epoch microseconds), 0 until then.
+    pub start_time_us: u64,
 }
 
 impl FlowRow {
@@ -120,10 +138,11 @@ impl FlowRow {
         Self {
             client_id: text_at(row, "client_id"),
             flow_id: text_at(row, "session_id"),
-            state: text_at(row, "state"),
-            creator: text_at(row, "creator"),
+            state: bounded(&text_at(row, "state"), 40),
+            creator: bounded(&text_at(row, "creator"), MAX_ARTIFACT_BYTES),
             artifacts: texts_at(row, "artifacts"),
             create_time_us: number_at(row, "create_time"),
+            start_time_us: number_at(row, "start_time"),
         }
     }
 
@@ -170,51 +189,144 @@ impl Rule for StuckFlowsRule {
     }
 
     fn tick(&mut self, host: &dyn Host) -> Result<Vec<Action>, Failure> {
+        let Some(shortest) = self.thresholds.shortest() else {
+            return Ok(Vec::new());
+        };
         let now_us = host.now_us();
-        let now_s = now_us / 1_000_000;
         let info = host.server_info();
         let links = Links::new(info.public_url.as_deref(), &info.org_id);
+        // Collections created within the shortest threshold cannot be
+        // stuck yet; the rest are read a page a tick.
+        let cursor = host
+            .state_get(CURSOR_KEY)
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok());
+        let cursor = cursor.unwrap_or(0);
+        let page = host.active_flows(cursor, now_us.saturating_sub(shortest * 60_000_000))?;
+        let next = next_cursor(&page);
+        if next != cursor {
+            host.state_put(CURSOR_KEY, next.to_string().as_bytes(), ENTRY_TTL_S);
+        }
         let mut budget = AlertBudget::new(self.max_alerts);
-        for flow in host.active_flows()?.iter().map(FlowRow::read) {
-            if flow.client_id.is_empty() || flow.flow_id.is_empty() || flow.create_time_us == 0 {
+        let mut unnamed = 0;
+        for flow in page.iter().map(FlowRow::read) {
+            if !is_id(&flow.client_id) || !is_id(&flow.flow_id) {
+                unnamed += 1;
                 continue;
             }
-            let Some(minutes) = self.thresholds.minutes_for(&flow.artifacts) else {
-                continue;
-            };
-            if now_us.saturating_sub(flow.create_time_us) <= minutes * 60_000_000 {
-                continue;
-            }
-            let key = format!("stuck/{}/{}", flow.client_id, flow.flow_id);
-            let reported_s = host
-                .state_get(&key)
-                .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok());
-            let mark = || host.state_put(&key, now_s.to_string().as_bytes(), ENTRY_TTL_S);
-            match reported_s {
-                None => {
-                    mark();
-                    let name = format!(
-                        "Collection {} ({}) on {} has run for more than {minutes} minutes",
-                        flow.flow_id,
-                        flow.artifacts_shown(),
-                        flow.client_id
-                    );
+            if let Some(minutes) = self.thresholds.minutes_for(&flow.artifacts) {
+                self.look(&flow, minutes, host, now_us, &mut |name, minutes| {
                     budget.raise("stuck", name, |name| {
                         server_alert(name, -1, Self::NAME, context(&flow, minutes, &links, now_us))
                     });
-                }
-                // Still running: kept past the entry's expiry.
-                Some(at) if now_s.saturating_sub(at) >= ENTRY_REFRESH_S => mark(),
-                Some(_) => {}
+                });
             }
         }
+        if unnamed > 0 {
+            host.log(
+                LogLevel::Warn,
+                &format!("{unnamed} collections without a usable client or flow id were skipped"),
+            );
+        }
         Ok(budget.finish(Self::NAME, "stuck collections", None))
+    }
+}
+
+impl StuckFlowsRule {
+    /// Whether `flow` is stuck and not reported yet (then `report` gets
+    /// the alert's name), keeping its entry: when the monitor first saw
+    /// it handed over (for one its client has not started), and whether
+    /// it was reported.
+    fn look(&self, flow: &FlowRow, minutes: u64, host: &dyn Host, now_us: u64, report: &mut dyn FnMut(String, u64)) {
+        let now_s = now_us / 1_000_000;
+        let key = format!("stuck/{}/{}", flow.client_id, flow.flow_id);
+        let entry = host.state_get(&key).and_then(|v| Entry::read(&v));
+        // A collection queued for an offline client runs from when the
+        // client starts it, or at the latest from when it was first seen
+        // in the client's hands; not from when it was scheduled.
+        let running_since_us = match (flow.start_time_us, &entry) {
+            (started, _) if started > 0 => started,
+            (_, Some(entry)) => entry.seen_s.saturating_mul(1_000_000),
+            (_, None) => now_us,
+        };
+        let stuck = now_us.saturating_sub(running_since_us) > minutes * 60_000_000;
+        let write = |seen_s: u64, reported: bool| {
+            let entry = Entry {
+                seen_s,
+                reported,
+                written_s: now_s,
+            };
+            host.state_put(&key, &entry.bytes(), ENTRY_TTL_S);
+        };
+        if let Some(e) = entry.filter(|e| e.reported || !stuck) {
+            // Kept while the collection runs.
+            if now_s.saturating_sub(e.written_s) >= ENTRY_REFRESH_S {
+                write(e.seen_s, e.reported);
+            }
+        } else if stuck {
+            write(entry.map_or(now_s, |e| e.seen_s), true);
+            let name = format!(
+                "Collection {} ({}) on {} has run for more than {minutes} minutes",
+                flow.flow_id,
+                flow.artifacts_shown(),
+                flow.client_id
+            );
+            report(name, minutes);
+        } else if entry.is_none() && flow.start_time_us == 0 {
+            write(now_s, false);
+        }
+    }
+}
+
+/// Where the next tick's page starts: after a full page, at its last
+/// `create_time` (the rows of that time are read again, as the page may
+/// have cut them); after the last page, from the start.
+fn next_cursor(page: &[Value]) -> u64 {
+    if page.len() < MAX_ACTIVE_FLOWS {
+        return 0;
+    }
+    let first = page.first().map_or(0, create_time);
+    let last = page.last().map_or(0, create_time);
+    if last > first { last - 1 } else { last }
+}
+
+/// Whether `id` can be a Velociraptor id (`C.` and 16 hex digits,
+/// `F.` and 13 characters, `server`): short, of letters, digits and
+/// `.-_`. Others are not keys of the state, nor names of alerts.
+fn is_id(id: &str) -> bool {
+    (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// What the monitor keeps of a collection it has seen stuck or not
+/// started: when it first saw it, whether it was reported, when the entry
+/// was written (all epoch seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    seen_s: u64,
+    reported: bool,
+    written_s: u64,
+}
+
+impl Entry {
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        Some(Self {
+            seen_s: v["seen"].as_u64().unwrap_or(0),
+            reported: v["reported"].as_bool().unwrap_or(false),
+            written_s: v["written"].as_u64().unwrap_or(0),
+        })
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        serde_json::json!({"seen": self.seen_s, "reported": self.reported, "written": self.written_s})
+            .to_string()
+            .into_bytes()
     }
 }
 
 fn context(flow: &FlowRow, minutes: u64, links: &Links, now_us: u64) -> Map<String, Value> {
     let now = micros(now_us);
     let created = micros(flow.create_time_us);
+    let started = micros(flow.start_time_us);
     let mut context = Map::new();
     let mut put = |key: &str, value: String| {
         context.insert(key.into(), Value::String(value));
@@ -225,7 +337,10 @@ fn context(flow: &FlowRow, minutes: u64, links: &Links, now_us: u64) -> Map<Stri
     put("State", flow.state.clone());
     put("Creator", flow.creator.clone());
     put("Created", timestamp_string(created, now));
-    put("RunningFor", humanize_duration_since(created, now).replace(" ago", ""));
+    put("Started", timestamp_string(started, now));
+    if flow.start_time_us > 0 {
+        put("RunningFor", humanize_duration_since(started, now).replace(" ago", ""));
+    }
     put("StuckAfter", format!("{minutes} minutes"));
     if let Some(link) = links.collection(&flow.client_id, &flow.flow_id, "overview") {
         put("Link", link);

@@ -124,53 +124,122 @@ fn a_hunt_that_schedules_no_client_has_stalled_since_it_started() {
         assert_eq!(raised.len(), usize::from(stalled), "started {started_ago} s ago");
         if stalled {
             assert_eq!(raised[0].name, "Hunt Triage H.1 (H.1) has stalled");
-            assert_eq!(
-                context(&raised[0])["Note"],
-                "no client scheduled in the 60 minutes since it started"
-            );
+            assert_eq!(context(&raised[0])["Note"], "no client scheduled in 60 minutes");
         }
     }
     let host = hunts_host(T0, vec![hunt("H.1", T0 - 600 * MINUTE, 0, 0, 0)]);
     assert!(alerts(&mut hunts_rule(&host, &[("StallMinutes", "0")]), &host).is_empty());
 }
 
-/// Clients outstanding and no count moving for an hour: one alert per
-/// spell; a hunt whose clients all finished never stalls.
-#[test]
-fn a_hunt_with_clients_outstanding_and_no_progress_stalls_once_per_spell() {
+/// Runs `steps` (minutes after T0, then H.1's scheduled and finished
+/// counts; None: H.1 not running) on one rule, asserting the alerts of
+/// each. H.2, whose clients partly finished, runs throughout and never
+/// stalls: a client gone offline mid-collection is not the hunt's trouble.
+/// Minutes after T0, H.1's counts (scheduled, finished), the alerts.
+type HuntStep<'a> = (u64, Option<(u64, u64)>, &'a [&'a str]);
+
+fn run_hunt_steps(steps: &[HuntStep]) {
     let started = T0 - 600 * MINUTE;
-    let mut host = hunts_host(T0, vec![hunt("H.1", started, 10, 5, 0), hunt("H.2", started, 8, 8, 0)]);
+    let mut host = hunts_host(T0, vec![]);
     let mut rule = hunts_rule(&host, &[]);
-    let steps: Vec<(u64, u64, u64, &[&str])> = vec![
-        (0, 10, 5, &[]),
-        (59 * MINUTE, 10, 5, &[]),
-        (61 * MINUTE, 10, 5, &["Hunt Triage H.1 (H.1) has stalled"]),
-        (62 * MINUTE, 10, 5, &[]),
-        (70 * MINUTE, 11, 5, &[]),
-        (129 * MINUTE, 11, 5, &[]),
-        (131 * MINUTE, 11, 5, &["Hunt Triage H.1 (H.1) has stalled"]),
-        (600 * MINUTE, 11, 11, &[]),
-    ];
-    for (after, scheduled, finished, expected) in steps {
-        let now = T0 + after;
-        set_hunts(
-            &mut host,
-            now,
-            vec![
-                hunt("H.1", started, scheduled, finished, 0),
-                hunt("H.2", started, 8, 8, 0),
-            ],
-        );
+    for (minutes, counts, expected) in steps {
+        let mut hunts = vec![hunt("H.2", started, 8, 5, 0)];
+        if let Some((scheduled, finished)) = counts {
+            hunts.push(hunt("H.1", started, *scheduled, *finished, 0));
+        }
+        set_hunts(&mut host, T0 + minutes * MINUTE, hunts);
         let raised = alerts(&mut rule, &host);
-        assert_eq!(names(raised.clone()), expected, "{after} s after the first look");
+        assert_eq!(
+            names(raised.clone()),
+            *expected,
+            "{minutes} minutes after the first look"
+        );
         if let Some(alert) = raised.first() {
             let note = context(alert)["Note"].as_str().unwrap().to_string();
-            assert!(
-                note.starts_with("no client scheduled or finished for 60 minutes"),
-                "{note}"
-            );
+            assert!(note.starts_with("none of the "), "{note}");
         }
     }
+}
+
+const STALLED: &[&str] = &["Hunt Triage H.1 (H.1) has stalled"];
+
+/// None of the scheduled clients finished and none scheduled for an hour:
+/// one alert per spell; new clients scheduled start a new spell.
+#[test]
+fn a_hunt_none_of_whose_clients_finish_stalls_once_per_spell() {
+    run_hunt_steps(&[
+        (0, Some((10, 0)), &[]),
+        (59, Some((10, 0)), &[]),
+        (61, Some((10, 0)), STALLED),
+        (62, Some((10, 0)), &[]),
+        (70, Some((11, 0)), &[]),
+        (129, Some((11, 0)), &[]),
+        (131, Some((11, 0)), STALLED),
+        (600, Some((11, 11)), &[]),
+    ]);
+}
+
+/// A hunt paused for a day (not in the answer) and resumed starts a new
+/// spell: it is not stalled the moment it is back.
+#[test]
+fn a_hunt_back_from_a_pause_starts_a_new_spell() {
+    run_hunt_steps(&[
+        (0, Some((10, 0)), &[]),
+        (30, None, &[]),
+        (24 * 60, None, &[]),
+        (24 * 60 + 1, Some((10, 0)), &[]),
+        (24 * 60 + 60, Some((10, 0)), &[]),
+        (24 * 60 + 62, Some((10, 0)), STALLED),
+    ]);
+}
+
+/// A count that goes back (a lagging or forged answer) and up again is
+/// not progress.
+#[test]
+fn counts_that_go_back_and_up_again_are_not_progress() {
+    run_hunt_steps(&[
+        (0, Some((10, 0)), &[]),
+        (20, Some((9, 0)), &[]),
+        (40, Some((10, 0)), &[]),
+        (61, Some((10, 0)), STALLED),
+    ]);
+}
+
+/// An expired hunt (the server stops it) and one marked stopped are not
+/// judged, whatever their counts.
+#[test]
+fn expired_and_stopped_hunts_are_not_judged() {
+    let mut expired = hunt("H.1", T0 - 600 * MINUTE, 100, 100, 100);
+    expired["expires"] = json!((T0 - MINUTE) * 1_000_000);
+    let mut stopped = hunt("H.2", T0 - 600 * MINUTE, 0, 0, 0);
+    stopped["stats"]["stopped"] = json!(true);
+    let mut later = hunt("H.3", T0 - 600 * MINUTE, 100, 100, 100);
+    later["expires"] = json!((T0 + MINUTE) * 1_000_000);
+    let host = hunts_host(T0, vec![expired, stopped, later]);
+    assert_eq!(
+        names(alerts(&mut hunts_rule(&host, &[]), &host)),
+        ["Hunt Triage H.3 (H.3) is failing"]
+    );
+}
+
+/// Counts at the top of the range neither overflow nor wrap; a hunt id too
+/// long or not an id is skipped, and the log says so.
+#[test]
+fn huge_counts_and_unusable_ids() {
+    let huge = hunt("H.1", T0 - MINUTE, u64::MAX, u64::MAX, u64::MAX);
+    let long = hunt(&format!("H.{}", "x".repeat(300)), T0 - MINUTE, 10, 10, 10);
+    let slash = hunt("H.1/../x", T0 - MINUTE, 10, 10, 10);
+    let host = hunts_host(T0, vec![huge, long, slash]);
+    let raised = alerts(&mut hunts_rule(&host, &[("FailedCount", "0")]), &host);
+    assert_eq!(names(raised.clone()), ["Hunt Triage H.1 (H.1) is failing"]);
+    assert_eq!(
+        context(&raised[0])["Note"],
+        format!("{0} of {0} scheduled clients failed (100%)", u64::MAX)
+    );
+    assert_eq!(
+        host.logged(crate::host::LogLevel::Warn),
+        ["2 hunts without a usable hunt id were skipped"]
+    );
 }
 
 #[test]
@@ -220,11 +289,13 @@ fn odd_hunt_rows_are_read_leniently() {
 
 // --- Collections stuck ---
 
-/// An unfinished collection of `artifacts`, created `age_s` ago.
+/// An unfinished collection of `artifacts`, created and started at
+/// `created_s`.
 fn flow(artifacts: &[&str], created_s: u64, state: &str) -> Value {
     json!({
         "state": state,
         "create_time": created_s * 1_000_000,
+        "start_time": created_s * 1_000_000,
         "request": {"artifacts": artifacts, "creator": "bob"},
     })
 }
@@ -285,7 +356,7 @@ fn a_stuck_collection_is_reported_once_with_its_client_and_link() {
     let mut host = flows_host(
         T0,
         json!({"C.1": {"F.1": flow(&["Generic.Client.Info"], T0 - 90 * MINUTE, "IN_PROGRESS")},
-               "server": {"F.2": flow(&["Server.Utils.CreateCollector"], T0 - 5 * MINUTE, "RUNNING")}}),
+               "C.2": {"F.2": flow(&["Windows.Sys.Users"], T0 - 5 * MINUTE, "RUNNING")}}),
     );
     let raised = alerts(&mut stuck_rule(&host, &[]), &host);
     assert_eq!(raised.len(), 1);
@@ -303,12 +374,12 @@ fn a_stuck_collection_is_reported_once_with_its_client_and_link() {
         "https://velociraptor.example.org:8889/app/index.html?org_id=root#/collected/C.1/F.1/overview"
     );
     // Later ticks and a restart: the same collection is not reported again;
-    // the server's own collection is, once it is past its hour.
+    // the other is, once it is past its hour.
     host.now_us = (T0 + 60 * MINUTE) * 1_000_000;
     let again = names(alerts(&mut stuck_rule(&host, &[]), &host));
     assert_eq!(
         again,
-        vec!["Collection F.2 (Server.Utils.CreateCollector) on server has run for more than 60 minutes"]
+        vec!["Collection F.2 (Windows.Sys.Users) on C.2 has run for more than 60 minutes"]
     );
     assert!(alerts(&mut stuck_rule(&host, &[]), &host).is_empty());
 }
@@ -332,6 +403,84 @@ fn many_stuck_collections_make_twenty_alerts_and_one_that_counts_the_rest() {
         "Collection F.1 (A.1, A.2, A.3, 2 more) on C.00 has run for more than 60 minutes"
     );
     assert_eq!(raised[20].name, "5 more stuck collections");
+}
+
+/// A collection scheduled three days ago for a laptop that was offline
+/// runs from when the laptop starts it, or, not started yet, from when it
+/// was first seen in the laptop's hands: not from when it was scheduled.
+#[test]
+fn a_collection_queued_for_an_offline_client_runs_from_when_it_was_handed_over() {
+    let scheduled = T0 - 3 * 24 * 60 * MINUTE;
+    let mut waiting = flow(&["Generic.Client.Info"], scheduled, "WAITING");
+    waiting["start_time"] = json!(0);
+    let mut started = flow(&["Generic.Client.Info"], scheduled, "IN_PROGRESS");
+    started["start_time"] = json!((T0 - 5 * MINUTE) * 1_000_000);
+    let mut host = flows_host(T0, json!({"C.1": {"F.1": waiting}, "C.2": {"F.2": started}}));
+    let mut rule = stuck_rule(&host, &[]);
+    for (minutes, expected) in [
+        (0, vec![]),
+        (
+            56,
+            vec!["Collection F.2 (Generic.Client.Info) on C.2 has run for more than 60 minutes"],
+        ),
+        (59, vec![]),
+        (
+            61,
+            vec!["Collection F.1 (Generic.Client.Info) on C.1 has run for more than 60 minutes"],
+        ),
+        (62, vec![]),
+    ] {
+        host.now_us = (T0 + minutes * MINUTE) * 1_000_000;
+        assert_eq!(names(alerts(&mut rule, &host)), expected, "{minutes} minutes later");
+    }
+}
+
+/// More unfinished collections than one answer holds: read a page a tick,
+/// each reported once; a new one stuck behind 1,000 already reported is
+/// reported within two ticks.
+#[test]
+fn pages_reach_every_collection_however_many_run() {
+    let oldest = T0 - 3 * 24 * 60 * MINUTE;
+    let mut flows: serde_json::Map<String, Value> = (0..1_200u64)
+        .map(|i| {
+            (
+                format!("C.{i:04}"),
+                json!({"F.1": flow(&["A.1"], oldest + i, "IN_PROGRESS")}),
+            )
+        })
+        .collect();
+    let mut host = flows_host(T0, Value::Object(flows.clone()));
+    let mut rule = stuck_rule(&host, &[("MaxAlertsPerTick", "1000")]);
+    let counts: Vec<usize> = (0..3).map(|_| alerts(&mut rule, &host).len()).collect();
+    assert_eq!(counts, [1_000, 200, 0]);
+    flows.insert(
+        "C.new".into(),
+        json!({"F.9": flow(&["A.1"], T0 - 2 * 60 * MINUTE, "RUNNING")}),
+    );
+    host.world = json!({"flows": flows});
+    let next: Vec<Vec<String>> = (0..3).map(|_| names(alerts(&mut rule, &host))).collect();
+    assert_eq!(
+        next.concat(),
+        ["Collection F.9 (A.1) on C.new has run for more than 60 minutes"]
+    );
+}
+
+/// Ids that cannot be Velociraptor's are neither state keys nor names.
+#[test]
+fn collections_without_usable_ids_are_skipped_and_logged() {
+    let long = format!("F.{}", "x".repeat(300));
+    let host = flows_host(
+        T0,
+        json!({"C.1": {long: flow(&["A"], T0 - 600 * MINUTE, "RUNNING"),
+                       "F.a/b": flow(&["A"], T0 - 600 * MINUTE, "RUNNING"),
+                       "F.ok": flow(&["A"], T0 - 600 * MINUTE, "RUNNING")}}),
+    );
+    let raised = names(alerts(&mut stuck_rule(&host, &[]), &host));
+    assert_eq!(raised, ["Collection F.ok (A) on C.1 has run for more than 60 minutes"]);
+    assert_eq!(
+        host.logged(crate::host::LogLevel::Warn),
+        ["2 collections without a usable client or flow id were skipped"]
+    );
 }
 
 #[test]
