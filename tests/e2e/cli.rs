@@ -84,6 +84,31 @@ fn check_names_a_regex_that_does_not_compile() {
     );
 }
 
+/// The stuck-collections monitor's worked example in the README is taken
+/// as written; a Thresholds row that is not minutes is named by row and
+/// column.
+#[test]
+fn check_takes_the_readmes_thresholds_and_names_a_bad_row() {
+    let readme = std::fs::read_to_string(data("../../README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("stuck_flows.wasm"))
+        .expect("the README's Flows.Stuck example");
+    let dir = scratch();
+    let output = check(&write_config(dir.path(), example));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bad = "[[module]]\nname = \"stuck\"\npath = \"stuck_flows.wasm\"\n[module.params]\n\
+               Thresholds = \"Artifact,Minutes\\n.,soon\\n\"\n";
+    let output = check(&write_config(dir.path(), bad));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    for text in ["module stuck", "parameter Thresholds", "row 1 Minutes", "\"soon\""] {
+        assert!(err.contains(text), "expected {text:?} in:\n{err}");
+    }
+}
+
 #[test]
 fn check_reports_a_missing_component_and_a_bad_world_file() {
     let dir = scratch();
