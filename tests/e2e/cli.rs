@@ -492,3 +492,45 @@ fn a_command_whose_reader_goes_away_ends_without_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{err}");
 }
+
+/// `velonotify console hash-password` prints a hash that `check` takes for
+/// a console user, and refuses a short password; `check` prints the users
+/// and roles, never a hash.
+#[test]
+fn console_hash_password_makes_a_hash_that_check_takes() {
+    use std::io::Write as _;
+    let hash = |password: &str| {
+        let mut child = std::process::Command::new(EXE)
+            .args(["console", "hash-password"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = hash("hunter2");
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 12 characters"), "{}", stderr(&short));
+    let made = hash("correct horse battery staple");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let phc = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let dir = scratch();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}[console]\nlisten = \"127.0.0.1:9465\"\n[[console.user]]\nname = \"ann\"\npassword_hash = {phc:?}\nrole = \"operator\"\n",
+            alerts_config("")
+        ),
+    );
+    let output = check(&config);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("console: 127.0.0.1:9465, users ann (operator)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("argon2"), "{shown}");
+}

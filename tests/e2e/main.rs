@@ -21,6 +21,7 @@
 //!   (peak memory measured).
 
 mod cli;
+mod console;
 mod delivery;
 mod demo;
 mod durability;

@@ -80,6 +80,8 @@ pub struct Config {
     pub ingest: Option<IngestSection>,
     /// The operators' HTTP API (silences).
     pub api: Option<crate::operator::ApiSection>,
+    /// The operator console (pages in the browser, with a login).
+    pub console: Option<crate::operator::console::ConsoleSection>,
     /// Inhibit rules: notifications of a cause hold back those of its
     /// effects.
     #[serde(default)]

@@ -70,6 +70,21 @@ enum Command {
     /// which are alive, who reads which org's stream, what each is sending,
     /// the outbox by status.
     Status(status::StatusArgs),
+    /// The operator console's helpers.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConsoleArgs {
+    #[command(subcommand)]
+    action: ConsoleAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsoleAction {
+    /// Read a password from stdin (its first line) and print its argon2
+    /// hash, for a `[[console.user]]`'s `password_hash`.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +257,7 @@ pub fn main() -> ExitCode {
         Command::New(args) => new_project(args),
         Command::Silence(args) => silence::run(args),
         Command::Status(args) => status::run(args),
+        Command::Console(args) => console(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -415,6 +431,23 @@ fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skip
     }
 }
 
+fn console(args: ConsoleArgs) -> anyhow::Result<()> {
+    match args.action {
+        ConsoleAction::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < 12 {
+                anyhow::bail!("use a password of at least 12 characters");
+            }
+            println!("{}", crate::operator::console::hash_password(password)?);
+            Ok(())
+        }
+    }
+}
+
 fn check(args: CommonArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     load_world(&config, &overrides(&args, None))?;
@@ -446,6 +479,9 @@ fn check(args: CommonArgs) -> anyhow::Result<()> {
     if let Some(section) = &config.api {
         section.token(&config.base_dir)?;
         println!("operator API: {}", section.listen);
+    }
+    if let Some(section) = &config.console {
+        println!("{}", section.check()?);
     }
     if let Some(url) = &config.server.velonotify_url {
         println!(

@@ -224,6 +224,12 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
         let address = crate::operator::serve(&section.listen, routes).context("api.listen")?;
         tracing::info!("operator API at http://{address}/v1/silences");
     }
+    if let Some(section) = &config.console {
+        // One connection of its own for the console's thread.
+        let console = crate::operator::console::Console::new(section, Arc::new(store.reopen()?), clock.clone())?;
+        let address = crate::operator::console::serve(&section.listen, Arc::new(console)).context("console.listen")?;
+        tracing::info!("operator console at http://{address}/");
+    }
     // Network sources never end: the service runs until it is stopped,
     // even when no stream is open (modules that only tick).
     let _network_sources_open = if sources.is_empty() {

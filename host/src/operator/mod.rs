@@ -4,6 +4,7 @@
 //! `[server] velonotify_url`, the page the e-mails' silence links open
 //! (`/silence`).
 
+pub mod console;
 pub mod silence_page;
 pub mod silences_api;
 
@@ -11,6 +12,18 @@ pub mod silences_api;
 /// returns the address.
 pub fn serve(listen: &str, routes: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
     crate::http::serve(listen, "api", routes, crate::http::Limits::default())
+}
+
+/// The origin browsers send for pages under `url`: `scheme://host[:port]`,
+/// without the scheme's default port; None for what is not such an
+/// address.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri = url.parse::<http::Uri>().ok()?;
+    let (scheme, host) = (uri.scheme_str()?, uri.host()?);
+    Some(match (scheme, uri.port_u16()) {
+        (_, None) | ("http", Some(80)) | ("https", Some(443)) => format!("{scheme}://{host}"),
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
+    })
 }
 
 use std::path::PathBuf;
@@ -42,5 +55,20 @@ impl ApiSection {
             (None, None) => bail!("api: set token or token_file (operators present it as a bearer token)"),
         };
         crate::http::BearerToken::new(&token).map_err(|e| anyhow::anyhow!("api.token: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn the_origin_is_what_browsers_send() {
+        let origin = |url: &str| origin_of(url).unwrap_or_default();
+        assert_eq!(origin("https://v.example:443/"), "https://v.example");
+        assert_eq!(origin("http://v.example:80"), "http://v.example");
+        assert_eq!(origin("https://v.example:9466/velonotify"), "https://v.example:9466");
+        assert_eq!(origin("http://127.0.0.1:9466/"), "http://127.0.0.1:9466");
+        assert_eq!(origin_of("not a url"), None);
     }
 }

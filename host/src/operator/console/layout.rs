@@ -1,0 +1,92 @@
+//! The frame of every console page, its style sheet and the headers every
+//! answer carries: no script may run, nothing is framed or cached, no
+//! resource comes from elsewhere.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use super::auth::Session;
+
+/// Every page's policy: its own style sheet, forms to itself, nothing else.
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Phone first: one column that never scrolls sideways, tables that wrap.
+const STYLE: &str = "*{box-sizing:border-box}\
+body{font-family:Arial,sans-serif;background:#f6f6f6;color:#333;margin:0}\
+header{background:#222;color:#fff;padding:10px 16px;display:flex;flex-wrap:wrap;gap:12px;align-items:center}\
+header a{color:#fff}header form{margin:0 0 0 auto}header .who{overflow-wrap:anywhere}\
+main{max-width:1100px;margin:16px auto;background:#fff;padding:16px;border-radius:8px}\
+h1{font-size:22px}h2{font-size:17px;color:#555}\
+table{border-collapse:collapse;width:100%;table-layout:fixed}\
+td,th{border:1px solid #ddd;padding:6px;text-align:left;overflow-wrap:anywhere;word-break:break-word}\
+label{display:block;margin-top:12px}input{width:100%;padding:6px;max-width:400px;display:block}\
+button{margin-top:12px;padding:8px 16px;background:#DF0B0B;color:#fff;border:0;border-radius:4px}\
+#problem,#refusal{color:#a00}";
+
+/// `GET /static/console.css`.
+pub(super) async fn style() -> Response {
+    let mut response = STYLE.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    secure(&mut response);
+    response
+}
+
+/// A page: the header (who is logged in, the log-out form) and `body`.
+pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · velonotify" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                header {
+                    strong { "velonotify" }
+                    @if let Some(session) = session {
+                        nav { a href="/" { "Overview" } }
+                        span .who { (session.user) " (" (session.role.to_string()) ")" }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button #logout type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An HTML answer with the console's headers.
+pub(super) fn respond(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure(&mut response);
+    response
+}
+
+fn secure(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}

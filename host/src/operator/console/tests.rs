@@ -1,0 +1,306 @@
+//! The console's login, sessions and forms, over HTTP against a console
+//! served on its own port (the browser tests drive the pages themselves).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Response};
+
+use super::*;
+use crate::store::{Changes, NewItem, Payload, Status, Throttle, WebhookPayload};
+
+const NOW_US: u64 = 1_780_000_000_000_000;
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Served {
+    url: String,
+    clock: Clock,
+}
+
+fn user(name: &str, role: Role) -> ConsoleUser {
+    ConsoleUser {
+        name: name.into(),
+        password_hash: hash_password(PASSWORD).unwrap(),
+        role,
+    }
+}
+
+fn section(users: Vec<ConsoleUser>) -> ConsoleSection {
+    ConsoleSection {
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        users,
+    }
+}
+
+/// A console over a database holding one dead and two sent items.
+fn serve() -> Served {
+    let store = Arc::new(Store::for_tests());
+    let item = |status| NewItem {
+        module: "alerts".into(),
+        event: Some("ingest:1".into()),
+        status,
+        payload: Payload::Webhook(WebhookPayload {
+            url: "https://hooks.example/x".into(),
+            headers: Vec::new(),
+            may_reach_private: false,
+        }),
+        body: b"{}".to_vec(),
+        follows: Vec::new(),
+        labels: Default::default(),
+        held_by: None,
+        release_us: None,
+        link_id: None,
+    };
+    let items = [item(Status::Dead), item(Status::Sent), item(Status::Sent)];
+    let changes = Changes {
+        state: &[],
+        items: &items,
+        retries: &[],
+        fences: &[],
+    };
+    store.commit(&changes, NOW_US, u64::MAX, &Throttle::default()).unwrap();
+    let clock = Clock::virtual_at(NOW_US);
+    let users = vec![user("ann", Role::Operator), user("vic", Role::Viewer)];
+    let console = Console::new(&section(users), store, clock.clone()).unwrap();
+    let address = super::serve("127.0.0.1:0", Arc::new(console)).unwrap();
+    Served {
+        url: format!("http://{address}"),
+        clock,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    /// The value a `Set-Cookie` gives cookie `name`, with its attributes.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+
+    /// `name=value` of a `Set-Cookie`, as a browser sends it back.
+    fn cookie(&self, name: &str) -> String {
+        let set = self
+            .set_cookie(name)
+            .unwrap_or_else(|| panic!("no cookie {name}: {:?}", self.headers));
+        set.split(';').next().unwrap().to_string()
+    }
+
+    /// The value of hidden field `name` in the page.
+    fn field(&self, name: &str) -> String {
+        let at = self.body.find(&format!("name=\"{name}\" value=\"")).expect(name);
+        let rest = &self.body[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+fn get(served: &Served, path: &str, cookie: Option<&str>) -> Answer {
+    let mut request = agent().get(format!("{}{path}", served.url));
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    answer(request.call().unwrap())
+}
+
+fn post(served: &Served, path: &str, cookie: &str, origin: Option<&str>, form: &str) -> Answer {
+    let mut request = agent()
+        .post(format!("{}{path}", served.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Cookie", cookie);
+    if let Some(origin) = origin {
+        request = request.header("Origin", origin);
+    }
+    answer(request.send(form.as_bytes()).unwrap())
+}
+
+fn answer(response: Response<ureq::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Answer {
+        status,
+        headers,
+        body: response.into_body().read_to_string().unwrap(),
+    }
+}
+
+/// Logs in as `user` with `password`, from the console's own page.
+fn log_in(served: &Served, user: &str, password: &str) -> Answer {
+    let form = get(served, "/login", None);
+    let cookie = form.cookie("__Host-velonotify-login");
+    let body = format!(
+        "login_csrf={}&user={user}&password={}",
+        form.field("login_csrf"),
+        password.replace(' ', "+")
+    );
+    post(served, "/login", &cookie, Some(&served.url), &body)
+}
+
+const COOKIE_ATTRIBUTES: &str = "; Path=/; Secure; HttpOnly; SameSite=Strict";
+
+#[test]
+fn a_page_without_a_session_sends_the_browser_to_the_login() {
+    let served = serve();
+    let overview = get(&served, "/", None);
+    assert_eq!(overview.status, 303);
+    assert_eq!(overview.headers["location"], "/login");
+    let login = get(&served, "/login", None);
+    assert_eq!(login.status, 200);
+    assert!(
+        login.body.contains("<form method=\"post\" action=\"/login\">"),
+        "{}",
+        login.body
+    );
+    assert!(
+        login
+            .set_cookie("__Host-velonotify-login")
+            .unwrap()
+            .ends_with(COOKIE_ATTRIBUTES)
+    );
+    assert_eq!(
+        login.headers["content-security-policy"],
+        layout::CONTENT_SECURITY_POLICY
+    );
+    assert_eq!(login.headers["x-frame-options"], "DENY");
+    assert_eq!(login.headers["cache-control"], "no-store");
+}
+
+#[test]
+fn the_right_password_opens_a_session_and_a_wrong_one_or_name_is_refused_alike() {
+    let served = serve();
+    for (user, password) in [("ann", "wrong"), ("nobody", PASSWORD)] {
+        let refused = log_in(&served, user, password);
+        assert_eq!(refused.status, 401, "{user}");
+        assert!(
+            refused.body.contains("Wrong user name or password."),
+            "{}",
+            refused.body
+        );
+        assert!(refused.set_cookie("__Host-velonotify-session").is_none());
+    }
+    let logged_in = log_in(&served, "ann", PASSWORD);
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    assert_eq!(logged_in.headers["location"], "/");
+    let set = logged_in.set_cookie("__Host-velonotify-session").unwrap();
+    assert!(set.ends_with(COOKIE_ATTRIBUTES), "{set}");
+    let overview = get(&served, "/", Some(&logged_in.cookie("__Host-velonotify-session")));
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains("ann (operator)"), "{}", overview.body);
+    assert!(
+        overview.body.contains("<td>dead</td><td class=\"count\">1</td>"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains("<td>sent</td><td class=\"count\">2</td>"),
+        "{}",
+        overview.body
+    );
+}
+
+#[test]
+fn a_form_without_its_token_or_from_another_site_is_refused() {
+    let served = serve();
+    let session = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let csrf = get(&served, "/", Some(&session)).field("csrf");
+    let evil = Some("http://evil.example");
+    for (origin, form) in [
+        (Some(served.url.as_str()), "csrf=forged".to_string()),
+        (evil, format!("csrf={csrf}")),
+        (None, format!("csrf={csrf}")),
+    ] {
+        let refused = post(&served, "/logout", &session, origin, &form);
+        assert_eq!(refused.status, 403, "{origin:?} {form}");
+        assert_eq!(get(&served, "/", Some(&session)).status, 200, "still logged in");
+    }
+    // A login posted from another site is refused before any password is tried.
+    let form = get(&served, "/login", None);
+    let cookie = form.cookie("__Host-velonotify-login");
+    let body = format!(
+        "login_csrf={}&user=ann&password={}",
+        form.field("login_csrf"),
+        PASSWORD.replace(' ', "+")
+    );
+    assert_eq!(post(&served, "/login", &cookie, evil, &body).status, 403);
+    assert_eq!(
+        post(&served, "/login", "", Some(&served.url), &body).status,
+        403,
+        "no login cookie"
+    );
+
+    let out = post(&served, "/logout", &session, Some(&served.url), &format!("csrf={csrf}"));
+    assert_eq!(out.status, 303);
+    assert_eq!(get(&served, "/", Some(&session)).status, 303, "the session ended");
+}
+
+#[test]
+fn five_wrong_passwords_refuse_the_name_for_five_minutes_and_idle_sessions_end() {
+    let served = serve();
+    for _ in 0..5 {
+        assert_eq!(log_in(&served, "ann", "guess").status, 401);
+    }
+    assert_eq!(log_in(&served, "ann", PASSWORD).status, 429, "even the right one");
+    assert_eq!(
+        log_in(&served, "vic", PASSWORD).status,
+        303,
+        "other names are not refused"
+    );
+    served.clock.advance_to(NOW_US + 6 * 60 * 1_000_000);
+    let session = log_in(&served, "ann", PASSWORD).cookie("__Host-velonotify-session");
+    assert_eq!(get(&served, "/", Some(&session)).status, 200);
+    served.clock.advance_to(NOW_US + 37 * 60 * 1_000_000);
+    assert_eq!(get(&served, "/", Some(&session)).status, 303, "30 minutes idle");
+}
+
+#[test]
+fn check_refuses_bad_users_and_a_console_open_beyond_this_host_without_https() {
+    let cases: Vec<(ConsoleSection, &str)> = vec![
+        (section(vec![]), "at least one [[console.user]]"),
+        (
+            section(vec![ConsoleUser {
+                password_hash: "plain text".into(),
+                ..user("ann", Role::Viewer)
+            }]),
+            "console.user[1] (\"ann\"): password_hash is not a PHC string",
+        ),
+        (
+            section(vec![user("ann", Role::Viewer), user("ann", Role::Operator)]),
+            "console.user[2] (\"ann\"): a second user",
+        ),
+        (
+            ConsoleSection {
+                listen: "0.0.0.0:9465".into(),
+                ..section(vec![user("ann", Role::Viewer)])
+            },
+            "not a loopback address",
+        ),
+    ];
+    for (section, expected) in cases {
+        let err = section.check().unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    let behind_a_proxy = ConsoleSection {
+        listen: "0.0.0.0:9465".into(),
+        public_url: Some("https://velonotify.corp.example".into()),
+        ..section(vec![user("vic", Role::Viewer), user("ann", Role::Operator)])
+    };
+    assert_eq!(
+        behind_a_proxy.check().unwrap(),
+        "console: 0.0.0.0:9465, users ann (operator), vic (viewer)"
+    );
+}
