@@ -58,6 +58,28 @@ fn fits(browser: &Browser, url: &str, name: &str, width: u32) {
     );
 }
 
+/// Fills the login form of a fresh login page as ann and sends it.
+fn log_in(browser: &Browser, url: &str, password: &str) {
+    browser.goto(&format!("{url}/login"));
+    browser.type_into("input[name=user]", "ann");
+    browser.type_into("input[name=password]", password);
+    browser.click("button[type=submit]");
+}
+
+/// Waits (10 s at most) until the element `css` of the page shown says
+/// `text`: a click may return before the next page is in.
+fn wait_for(browser: &Browser, css: &str, text: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while browser.text_if_any(css).as_deref() != Some(text) {
+        assert!(
+            std::time::Instant::now() < until,
+            "{css} never said {text:?}: {}",
+            browser.source()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn an_operator_logs_in_sees_the_outbox_move_and_logs_out() {
     let dir = scratch();
@@ -75,14 +97,10 @@ fn an_operator_logs_in_sees_the_outbox_move_and_logs_out() {
     assert_eq!(browser.title(), "Log in · velonotify", "sent to the login");
     fits(&browser, &format!("{url}/login"), "login", 390);
     fits(&browser, &format!("{url}/login"), "login", 1280);
-    browser.type_into("input[name=user]", "ann");
-    browser.type_into("input[name=password]", "wrong password");
-    browser.click("button[type=submit]");
-    assert_eq!(browser.text("#problem"), "Wrong user name or password.");
-    browser.type_into("input[name=user]", "ann");
-    browser.type_into("input[name=password]", PASSWORD);
-    browser.click("button[type=submit]");
-    assert_eq!(browser.title(), "Overview · velonotify", "{}", browser.source());
+    log_in(&browser, &url, "wrong password");
+    wait_for(&browser, "#problem", "Wrong user name or password.");
+    log_in(&browser, &url, PASSWORD);
+    wait_for(&browser, "h1", "Overview");
     assert_eq!(browser.text("header .who"), "ann (operator)");
     assert_eq!(
         browser.execute("return document.cookie"),
@@ -101,13 +119,22 @@ fn an_operator_logs_in_sees_the_outbox_move_and_logs_out() {
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(smtp.wait_for(1, Duration::from_secs(60)).len(), 1);
-    browser.goto(&format!("{url}/"));
-    assert_eq!(browser.text("#outbox tr.status"), "sent 1", "{}", browser.source());
+    // The item is marked sent once the server has answered: reload until
+    // the overview shows it.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        browser.goto(&format!("{url}/"));
+        if browser.text_if_any("#outbox tr.status").as_deref() == Some("sent 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{}", browser.source());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     fits(&browser, &format!("{url}/"), "overview", 390);
     fits(&browser, &format!("{url}/"), "overview", 1280);
 
     browser.click("#logout");
-    assert_eq!(browser.title(), "Log in · velonotify");
+    wait_for(&browser, "h1", "Log in");
     browser.goto(&format!("{url}/"));
     assert_eq!(browser.title(), "Log in · velonotify", "the session ended");
     drop(run);

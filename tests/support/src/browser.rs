@@ -79,6 +79,15 @@ impl Browser {
         })
     }
 
+    /// The text of the element `css` selects, or None when the page has
+    /// none (or is being replaced by the next one).
+    pub fn text_if_any(&self, css: &str) -> Option<String> {
+        self.runtime.block_on(async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.text().await.ok()
+        })
+    }
+
     /// Whether the page has an element `css` selects.
     pub fn has(&self, css: &str) -> bool {
         self.runtime
