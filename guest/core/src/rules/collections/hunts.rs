@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{bounded, micros, number_at, text_at, texts_at};
+use super::{bounded, is_velociraptor_id, micros, number_at, text_at, texts_at};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamKind, ParamSpec, Params};
@@ -65,10 +65,9 @@ const PARAMS: &[ParamSpec] = &[
     max_alerts_per_tick("Alerts one look raises at most; the hunts past it are counted and named in one more alert."),
 ];
 
-/// The longest hunt description an alert names, and the longest id and
-/// creator taken (`H.` and 13 characters on Velociraptor).
+/// The longest hunt description an alert names, and the longest creator
+/// taken.
 const MAX_DESCRIPTION_BYTES: usize = 200;
-const MAX_ID_BYTES: usize = 64;
 const MAX_CREATOR_BYTES: usize = 200;
 
 /// What a monitor reads of a hunt (`hunts()` rows; docs/velociraptor.md
@@ -120,13 +119,6 @@ impl HuntRow {
             "" => self.hunt_id.clone(),
             d => format!("{} ({})", bounded(d, MAX_DESCRIPTION_BYTES), self.hunt_id),
         }
-    }
-
-    /// Whether the id can be a Velociraptor hunt id: short, of letters,
-    /// digits and `.-_` (it names a state entry and an alert).
-    fn has_usable_id(&self) -> bool {
-        let id = &self.hunt_id;
-        (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     }
 }
 
@@ -229,7 +221,7 @@ impl Rule for HuntsRule {
         let last_tick_s = last_tick.unwrap_or(0);
         host.state_put(LAST_TICK_KEY, now_s.to_string().as_bytes(), ENTRY_TTL_S);
         for hunt in host.running_hunts()?.iter().map(HuntRow::read) {
-            if !hunt.has_usable_id() {
+            if !is_velociraptor_id(&hunt.hunt_id) {
                 unnamed += 1;
                 continue;
             }

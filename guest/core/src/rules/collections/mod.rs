@@ -35,6 +35,16 @@ pub(crate) fn texts_at(row: &Value, path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The longest client, flow or hunt id taken.
+const MAX_ID_BYTES: usize = 64;
+
+/// Whether `id` can be a Velociraptor id (`C.` and 16 hex digits, `F.` or
+/// `H.` and 13 characters, `server`): short, of letters, digits and
+/// `.-_`. Others are neither keys of the state nor names of alerts.
+pub(crate) fn is_velociraptor_id(id: &str) -> bool {
+    (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// A time in microseconds since the epoch.
 pub(crate) fn micros(us: u64) -> Timestamp {
     Timestamp::from_unix_micros(i64::try_from(us).unwrap_or(i64::MAX))

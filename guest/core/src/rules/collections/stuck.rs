@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{bounded, micros, number_at, text_at, texts_at};
+use super::{bounded, is_velociraptor_id, micros, number_at, text_at, texts_at};
 use crate::action::{Action, Failure};
 use crate::host::{Event, Host, LogLevel};
 use crate::params::{ParamError, ParamKind, ParamSpec, Params, Row};
@@ -55,8 +55,6 @@ const PARAMS: &[ParamSpec] = &[
 const NAMED_ARTIFACTS: usize = 3;
 /// The longest artifact name an alert's name carries.
 const MAX_ARTIFACT_BYTES: usize = 200;
-/// The longest client or flow id taken.
-const MAX_ID_BYTES: usize = 64;
 
 /// The state key of the cursor over the pages of unfinished collections:
 /// the `create_time` the next page starts after.
@@ -209,7 +207,7 @@ impl Rule for StuckFlowsRule {
         let mut budget = AlertBudget::new(self.max_alerts);
         let mut unnamed = 0;
         for flow in page.iter().map(FlowRow::read) {
-            if !is_id(&flow.client_id) || !is_id(&flow.flow_id) {
+            if !is_velociraptor_id(&flow.client_id) || !is_velociraptor_id(&flow.flow_id) {
                 unnamed += 1;
                 continue;
             }
@@ -287,13 +285,6 @@ fn next_cursor(page: &[Value]) -> u64 {
     let first = page.first().map_or(0, create_time);
     let last = page.last().map_or(0, create_time);
     if last > first { last - 1 } else { last }
-}
-
-/// Whether `id` can be a Velociraptor id (`C.` and 16 hex digits,
-/// `F.` and 13 characters, `server`): short, of letters, digits and
-/// `.-_`. Others are not keys of the state, nor names of alerts.
-fn is_id(id: &str) -> bool {
-    (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// What the monitor keeps of a collection it has seen stuck or not
