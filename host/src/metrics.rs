@@ -53,6 +53,46 @@ fn call_seconds() -> Histogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    module: String,
+    version: String,
+    digest: String,
+    language: String,
+}
+
+/// What runs under a module's name now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleVersion {
+    /// The version the module reports (`module-info`).
+    pub version: String,
+    /// SHA-256 of its component, in hex.
+    pub digest: String,
+    /// Rust, Python, JavaScript or unknown.
+    pub language: String,
+    /// When this version took over (µs).
+    pub since_us: u64,
+}
+
+/// A module's figures since the process started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModuleFigures {
+    pub handled: u64,
+    pub failed: u64,
+    pub trapped: u64,
+    /// Rows its declared interest refused.
+    pub spared: u64,
+    /// Calls timed, and their mean time in seconds.
+    pub calls: u64,
+    pub mean_call_s: f64,
+    pub memory_bytes: u64,
+    pub memory_high_water_bytes: u64,
+    pub swapped: u64,
+    pub rolled_back: u64,
+    /// New versions the reloader refused.
+    pub refused: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -81,6 +121,14 @@ pub struct Metrics {
     held_back: Family<HeldBackLabels, Counter>,
     digests: Counter,
     queue_depth: Gauge,
+    module_info: Family<InfoLabels, Gauge>,
+    /// Calls and their total time, for the console's mean (the histogram
+    /// does not tell its sum outside tests); not exported.
+    call_count: Family<ModuleLabel, Counter>,
+    call_micros: Family<ModuleLabel, Counter>,
+    /// The roster: each module's version now, for the console (threads
+    /// other than the pipeline's do not hold the modules).
+    roster: std::sync::Mutex<std::collections::BTreeMap<String, ModuleVersion>>,
 }
 
 impl Default for Metrics {
@@ -184,6 +232,12 @@ impl Metrics {
             "Outbox items still to deliver (pending or held)",
             queue_depth.clone(),
         );
+        let module_info = Family::<InfoLabels, Gauge>::default();
+        registry.register(
+            "module_info",
+            "The version each module runs now: 1 for its version, digest and language",
+            module_info.clone(),
+        );
         Self {
             registry,
             events,
@@ -206,7 +260,72 @@ impl Metrics {
             held_back,
             digests,
             queue_depth,
+            module_info,
+            call_count: Family::default(),
+            call_micros: Family::default(),
+            roster: std::sync::Mutex::default(),
         }
+    }
+
+    /// `module` runs `version` from now on (at start, after a swap or a
+    /// rollback).
+    pub fn set_module(&self, module: &str, version: ModuleVersion) {
+        let mut roster = self.roster.lock().expect("roster lock");
+        if let Some(old) = roster.get(module) {
+            self.module_info.remove(&Self::info(module, old));
+        }
+        self.module_info.get_or_create(&Self::info(module, &version)).set(1);
+        roster.insert(module.to_string(), version);
+    }
+
+    fn info(module: &str, version: &ModuleVersion) -> InfoLabels {
+        InfoLabels {
+            module: module.to_string(),
+            version: version.version.clone(),
+            digest: version.digest.clone(),
+            language: version.language.clone(),
+        }
+    }
+
+    /// The modules and the version each runs now, by name.
+    pub fn roster(&self) -> Vec<(String, ModuleVersion)> {
+        let roster = self.roster.lock().expect("roster lock");
+        roster.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+
+    /// What `module` did since the process started.
+    pub fn module_figures(&self, module: &str) -> ModuleFigures {
+        let label = Self::module(module);
+        let count = |family: &Family<ModuleLabel, Counter>| family.get(&label).map_or(0, |c| c.get());
+        let gauge = |family: &Family<ModuleLabel, Gauge>| family.get(&label).map_or(0, |g| g.get().max(0) as u64);
+        let swaps = |result: &str| {
+            self.swaps
+                .get(&SwapLabels {
+                    module: module.to_string(),
+                    result: result.to_string(),
+                })
+                .map_or(0, |c| c.get())
+        };
+        let calls = count(&self.call_count);
+        let seconds = count(&self.call_micros) as f64 / 1e6;
+        ModuleFigures {
+            handled: count(&self.handled),
+            failed: count(&self.failed),
+            trapped: count(&self.trapped),
+            spared: count(&self.spared),
+            calls,
+            mean_call_s: if calls == 0 { 0.0 } else { seconds / calls as f64 },
+            memory_bytes: gauge(&self.memory),
+            memory_high_water_bytes: gauge(&self.memory_high_water),
+            swapped: swaps("swapped"),
+            rolled_back: swaps("rolled-back"),
+            refused: swaps("refused"),
+        }
+    }
+
+    /// Events read from every source since the process started.
+    pub fn events_in(&self) -> u64 {
+        self.events.get()
     }
 
     fn module(module: &str) -> ModuleLabel {
@@ -250,6 +369,10 @@ impl Metrics {
     pub fn call_cost(&self, module: &str, elapsed: std::time::Duration, memory_bytes: u64, high_water: u64) {
         let label = Self::module(module);
         self.call_seconds.get_or_create(&label).observe(elapsed.as_secs_f64());
+        self.call_count.get_or_create(&label).inc();
+        self.call_micros
+            .get_or_create(&label)
+            .inc_by(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
         self.memory
             .get_or_create(&label)
             .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
@@ -360,5 +483,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("velonotify_queue_depth 3"), "{text}");
+    }
+
+    /// The console reads what Prometheus does; a swap replaces the
+    /// module's info series rather than adding one.
+    #[test]
+    fn the_roster_and_figures_follow_a_module_through_a_swap() {
+        let m = Metrics::new();
+        let version = |digest: &str| ModuleVersion {
+            version: "1.0.0".into(),
+            digest: digest.into(),
+            language: "Rust".into(),
+            since_us: 1,
+        };
+        m.set_module("alerts", version("aaa"));
+        m.handled("alerts");
+        m.handled("alerts");
+        m.trapped("alerts");
+        m.call_cost("alerts", std::time::Duration::from_millis(2), 100, 200);
+        m.call_cost("alerts", std::time::Duration::from_millis(4), 300, 400);
+        m.swap("alerts", "swapped");
+        m.set_module("alerts", version("bbb"));
+        let text = m.render();
+        assert!(text.contains("digest=\"bbb\",language=\"Rust\"} 1"), "{text}");
+        assert!(!text.contains("digest=\"aaa\""), "{text}");
+        assert_eq!(m.roster(), vec![("alerts".to_string(), version("bbb"))]);
+        let figures = m.module_figures("alerts");
+        assert_eq!(
+            (figures.handled, figures.trapped, figures.swapped, figures.calls),
+            (2, 1, 1, 2)
+        );
+        assert!((figures.mean_call_s - 0.003).abs() < 1e-9, "{figures:?}");
+        assert_eq!((figures.memory_bytes, figures.memory_high_water_bytes), (300, 400));
+        assert_eq!(m.module_figures("other"), ModuleFigures::default());
     }
 }

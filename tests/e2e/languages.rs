@@ -290,3 +290,16 @@ fn a_new_rust_module_builds_and_passes_its_self_test() {
         ]
     });
 }
+
+/// The console and `velonotify_module_info` say which language each
+/// module was written in, read from the component: the same rule built by
+/// cargo, componentize-py and componentize-js.
+#[test]
+fn a_components_language_is_read_from_its_bytes() {
+    use velonotify::engine::{Language, language_of};
+    let of = |path: std::path::PathBuf| language_of(&std::fs::read(&path).unwrap());
+    assert_eq!(of(modules_dir().join("detect.wasm")), Language::Rust);
+    assert_eq!(of(python_modules_dir().join("honeyfiles.wasm")), Language::Python);
+    assert_eq!(of(js_modules_dir().join("honeyfiles.wasm")), Language::JavaScript);
+    assert_eq!(language_of(b"\0asm not a component"), Language::Unknown);
+}

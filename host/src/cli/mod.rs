@@ -5,6 +5,7 @@
 pub mod config;
 mod membership;
 mod new_module;
+mod preview;
 mod rule_test;
 pub mod runtime;
 pub mod service;
@@ -25,7 +26,7 @@ use crate::contract::ParamKind;
 use crate::pipeline::Pipeline;
 use crate::pipeline::files::FileOutbox;
 use crate::pipeline::outbox::{Level, Outbox};
-use crate::sources::JsonlSource;
+use crate::sources::{IncomingEvent, JsonlSource, SourceError};
 use crate::store::{Location, OutboxItem, Status, Store};
 
 /// Alerting and notifications for Velociraptor, with rule modules that run
@@ -373,34 +374,47 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let pipeline = &mut runtime.pipeline;
+    let window = (args.start, args.end);
+    let (events, skipped) = replay_into(&mut runtime.pipeline, source.into_iter().flatten(), &mut out, window)?;
+    print_replay_summary(&runtime.pipeline, &out, events, skipped, &args.out);
+    Ok(())
+}
+
+/// Replays `source` through `pipeline` into `out`, the clock moved to
+/// `start` (s) before and to `end` after; returns the events read and the
+/// lines skipped.
+fn replay_into(
+    pipeline: &mut Pipeline,
+    source: impl Iterator<Item = Result<IncomingEvent, SourceError>>,
+    out: &mut FileOutbox,
+    (start, end): (Option<u64>, Option<u64>),
+) -> anyhow::Result<(u64, u64)> {
     // Each input's state is stored before the next, as in `run`.
     let commit = |pipeline: &mut Pipeline, out: &mut FileOutbox| out.commit(&pipeline.take_staged_state());
-    if let Some(start) = args.start {
-        pipeline.advance_to(start.saturating_mul(1_000_000), &mut out);
-        commit(pipeline, &mut out)?;
+    if let Some(start) = start {
+        pipeline.advance_to(start.saturating_mul(1_000_000), out);
+        commit(pipeline, out)?;
     }
     let (mut events, mut skipped) = (0u64, 0u64);
-    for item in source.into_iter().flatten() {
+    for item in source {
         match item {
             Ok(event) => {
                 events += 1;
-                let _watched = pipeline.dispatch(&event, &mut out);
+                let _watched = pipeline.dispatch(&event, out);
             }
             Err(error) => {
                 skipped += 1;
                 out.report(service::source_report(&error));
             }
         }
-        commit(pipeline, &mut out)?;
+        commit(pipeline, out)?;
     }
-    if let Some(end) = args.end {
-        pipeline.advance_to(end.saturating_mul(1_000_000), &mut out);
-        commit(pipeline, &mut out)?;
+    if let Some(end) = end {
+        pipeline.advance_to(end.saturating_mul(1_000_000), out);
+        commit(pipeline, out)?;
     }
     out.flush()?;
-    print_replay_summary(pipeline, &out, events, skipped, &args.out);
-    Ok(())
+    Ok((events, skipped))
 }
 
 fn print_replay_summary(pipeline: &Pipeline, out: &FileOutbox, events: u64, skipped: u64, dir: &Path) {

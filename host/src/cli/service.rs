@@ -13,7 +13,7 @@
 //! service: the input's commit is tried again until it is stored, the
 //! ingest endpoint answers 503 meanwhile, and the event streams wait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,7 +226,18 @@ pub fn run(config: &Config, overrides: &Overrides) -> anyhow::Result<()> {
     }
     if let Some(section) = &config.console {
         // One connection of its own for the console's thread.
-        let console = crate::operator::console::Console::new(section, Arc::new(store.reopen()?), clock.clone())?;
+        let context = crate::operator::console::ConsoleContext {
+            metrics: metrics.clone(),
+            retry_window_us: micros(policy.deadline),
+            streams: if api.is_some() {
+                streams_by_org(&runtime)
+            } else {
+                Vec::new()
+            },
+            previewer: Some(Arc::new(super::preview::ReplayPreviewer::new(config, overrides))),
+        };
+        let console =
+            crate::operator::console::Console::new(section, Arc::new(store.reopen()?), clock.clone(), context)?;
         let address = crate::operator::console::serve(&section.listen, Arc::new(console)).context("console.listen")?;
         tracing::info!("operator console at http://{address}/");
     }
@@ -409,6 +420,20 @@ fn connect<'a>(
 
 /// One event stream per org, over the queues that org's modules watch,
 /// from the positions an earlier run stored.
+/// Each org whose queues a module watches, and those queues.
+fn streams_by_org(runtime: &Runtime) -> Vec<(String, Vec<String>)> {
+    let mut queues_by_org: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for module in runtime.pipeline.modules() {
+        let queues = queues_by_org.entry(module.spec().org_id().to_string()).or_default();
+        for queue in &module.setup().queues {
+            if !queues.contains(queue) {
+                queues.push(queue.clone());
+            }
+        }
+    }
+    queues_by_org.into_iter().collect()
+}
+
 fn subscribe(
     client: &ApiClient,
     section: &VelociraptorSection,
@@ -418,16 +443,7 @@ fn subscribe(
     clock: &Clock,
     replica: &str,
 ) -> anyhow::Result<()> {
-    let mut queues_by_org: HashMap<String, Vec<String>> = HashMap::new();
-    for module in runtime.pipeline.modules() {
-        let queues = queues_by_org.entry(module.spec().org_id().to_string()).or_default();
-        for queue in &module.setup().queues {
-            if !queues.contains(queue) {
-                queues.push(queue.clone());
-            }
-        }
-    }
-    for (org_id, queues) in queues_by_org {
+    for (org_id, queues) in streams_by_org(runtime) {
         if queues.is_empty() {
             continue;
         }
@@ -640,7 +656,7 @@ const BACKLOG_LOOK_EVERY: Duration = Duration::from_millis(200);
 /// per batch: a sender posting to the wrong queue or org hears of it.
 #[derive(Default)]
 struct Unwatched {
-    named: std::collections::BTreeMap<(String, String), usize>,
+    named: BTreeMap<(String, String), usize>,
     /// Rows of further queues, counted but not named.
     others: usize,
 }

@@ -4,6 +4,7 @@
 //! their host interfaces answered by a [`CallContext`].
 
 mod cache;
+mod language;
 mod module;
 mod sandbox;
 mod wit_version;
@@ -22,6 +23,7 @@ use crate::contract::{RuleModule, RuleModulePre};
 
 use self::cache::Compiled;
 pub use self::cache::digest;
+pub use self::language::{Language, language_of};
 pub use self::module::{CallError, CallOutcome, CallUsage, Module, ModuleSpec, ModuleStats, StartError, TrapReason};
 use self::sandbox::StoreData;
 pub use self::sandbox::{MemoryLimitExceeded, RecyclePolicy, Recycled, SandboxLimits};
@@ -87,6 +89,8 @@ pub struct Loaded {
     pub(crate) engine: wasmtime::Engine,
     /// SHA-256 of the component file, in hex: which build this is.
     pub digest: String,
+    /// The language it was written in, as far as its bytes tell.
+    pub language: Language,
     /// Why its instances are allocated on demand although the engine has
     /// a pool (what of the component does not fit it); None in the pool.
     pub outside_pool: Option<String>,
@@ -230,6 +234,7 @@ impl Engine {
             pre,
             engine: compiler.engine.clone(),
             digest,
+            language: language_of(bytes),
             outside_pool,
         })
     }

@@ -234,6 +234,11 @@ impl Module {
         &self.loaded.digest
     }
 
+    /// The language its component was written in.
+    pub fn language(&self) -> super::Language {
+        self.loaded.language
+    }
+
     /// The first 12 hex digits of [`Module::digest`].
     pub fn short_digest(&self) -> &str {
         self.loaded.short_digest()

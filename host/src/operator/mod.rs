@@ -14,6 +14,25 @@ pub fn serve(listen: &str, routes: axum::Router) -> anyhow::Result<std::net::Soc
     crate::http::serve(listen, "api", routes, crate::http::Limits::default())
 }
 
+/// How far back a new silence's matchers are tried, and on how many
+/// notifications at most.
+pub const RECENT_S: u64 = 24 * 3600;
+pub const RECENT_LIMIT: usize = 10_000;
+
+/// How many of the notifications of the last [`RECENT_S`] `matchers`
+/// select, and whether the count stopped at [`RECENT_LIMIT`]: what a
+/// silence would have held back, shown before it is made.
+pub fn recent_matches(
+    store: &crate::store::Store,
+    matchers: &crate::noise::Matchers,
+    now_us: u64,
+) -> Result<(usize, bool), crate::store::StoreError> {
+    let since = now_us.saturating_sub(RECENT_S * 1_000_000);
+    let recent = store.notification_labels_since(since, RECENT_LIMIT)?;
+    let matched = recent.iter().filter(|labels| matchers.matches(labels)).count();
+    Ok((matched, recent.len() == RECENT_LIMIT))
+}
+
 /// The origin browsers send for pages under `url`: `scheme://host[:port]`,
 /// without the scheme's default port; None for what is not such an
 /// address.

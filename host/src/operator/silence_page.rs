@@ -32,10 +32,6 @@ use crate::store::{OutboxItem, Store};
 const MAX_FORM_BYTES: usize = 16 << 10;
 /// Time to send the form.
 const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How far back the page counts what the matchers matched.
-const RECENT_S: u64 = 24 * 3600;
-/// Most notifications read to count them.
-const RECENT_LIMIT: usize = 10_000;
 
 /// The page's style: no external resource, nothing the policy must allow
 /// but inline style.
@@ -165,13 +161,7 @@ impl Page {
     /// How many notifications of the last day the matchers match, and
     /// whether there were more than were read.
     fn recent_matches(&self, matchers: &Matchers, now_us: u64) -> Result<(usize, bool), Refusal> {
-        let since = now_us.saturating_sub(RECENT_S * 1_000_000);
-        let recent = self
-            .store
-            .notification_labels_since(since, RECENT_LIMIT)
-            .map_err(unavailable)?;
-        let matched = recent.iter().filter(|labels| matchers.matches(labels)).count();
-        Ok((matched, recent.len() == RECENT_LIMIT))
+        super::recent_matches(&self.store, matchers, now_us).map_err(unavailable)
     }
 
     /// The silence the link made already, if it made one.

@@ -165,7 +165,7 @@ impl FileOutbox {
         self.next_email += 1;
         let eml = self.dir.join(format!("{name}.eml"));
         std::fs::write(&eml, message).with_context(|| format!("writing {}", eml.display()))?;
-        if let Some(html) = html_part(message) {
+        if let Some(html) = message_part(message, "text/html") {
             let path = self.dir.join(format!("{name}.html"));
             std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -245,15 +245,16 @@ fn is_numbered_output(name: &str) -> bool {
     stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The decoded `text/html` part of a message, if it has one.
-fn html_part(message: &[u8]) -> Option<String> {
-    fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
-        if part.ctype.mimetype == "text/html" {
+/// The decoded first part of a message of `mime_type` (`text/html`,
+/// `text/plain`), if it has one.
+pub fn message_part(message: &[u8], mime_type: &str) -> Option<String> {
+    fn find(part: &mailparse::ParsedMail<'_>, mime_type: &str) -> Option<String> {
+        if part.ctype.mimetype == mime_type {
             return part.get_body().ok();
         }
-        part.subparts.iter().find_map(find)
+        part.subparts.iter().find_map(|p| find(p, mime_type))
     }
-    find(&mailparse::parse_mail(message).ok()?)
+    find(&mailparse::parse_mail(message).ok()?, mime_type)
 }
 
 impl Outbox for FileOutbox {

@@ -108,6 +108,20 @@ fn index_interests(modules: &[Module]) -> Arc<SharedIndex> {
     Arc::new(SharedIndex::new(&filters))
 }
 
+/// Tells the metrics (and through them the console) which version of
+/// `module` runs from now on.
+fn announce(services: &Services, module: &Module) {
+    services.metrics.set_module(
+        module.name(),
+        crate::metrics::ModuleVersion {
+            version: module.info().version.clone(),
+            digest: module.digest().to_string(),
+            language: module.language().to_string(),
+            since_us: services.clock.now_us(),
+        },
+    );
+}
+
 impl Pipeline {
     pub fn new(modules: Vec<Module>, services: Services) -> Self {
         let next_tick = vec![None; modules.len()];
@@ -117,6 +131,9 @@ impl Pipeline {
             .map(|m| services.metrics.spared_counter(m.name()))
             .collect();
         let interests = index_interests(&modules);
+        for module in &modules {
+            announce(&services, module);
+        }
         Self {
             modules,
             next_tick,
@@ -199,6 +216,7 @@ impl Pipeline {
             ),
         ));
         self.services.metrics.swap(&name, "swapped");
+        announce(&self.services, &self.modules[index]);
         self.restart_ticks(index, &fallback);
         self.probations[index] = Some(Probation::new(fallback));
     }
@@ -277,6 +295,7 @@ impl Pipeline {
             ),
         ));
         self.services.metrics.swap(&name, "rolled-back");
+        announce(&self.services, &self.modules[index]);
         self.restart_ticks(index, &failed);
     }
 

@@ -390,6 +390,36 @@ pub struct NewDigest {
     pub refused: Option<String>,
 }
 
+/// Which items [`Store::search`] returns; every field left None passes
+/// all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxFilter {
+    pub status: Option<Status>,
+    pub module: Option<String>,
+    pub kind: Option<Kind>,
+    /// Created at or after, at or before.
+    pub since_us: Option<u64>,
+    pub until_us: Option<u64>,
+    /// Older than this item: the next page.
+    pub before_id: Option<i64>,
+    /// Found, case-blind, in the subject, the recipients, the labels or
+    /// the last error.
+    pub text: Option<String>,
+}
+
+/// Rows a text search reads at most.
+pub const SEARCH_SCAN: usize = 10_000;
+
+/// Whether `item` mentions `text` (lower case) where an operator looks.
+fn mentions(item: &OutboxItem, text: &str) -> bool {
+    let has = |field: &str| field.to_lowercase().contains(text);
+    item.payload.subject().is_some_and(has)
+        || item.payload.recipients().iter().any(|r| has(r))
+        || item.last_error.as_deref().is_some_and(has)
+        || item.labels.iter().any(|(name, value)| has(name) || has(value))
+        || has(&item.module)
+}
+
 /// What the outbox holds undelivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOutbox {
@@ -767,6 +797,67 @@ impl Store {
         })
     }
 
+    /// Items that pass `filter`, newest first, at most `limit`, without
+    /// their bodies (an e-mail's can be megabytes). The text filter reads
+    /// at most [`SEARCH_SCAN`] rows past the others: a console's search
+    /// stays cheap on a large outbox. Returns the items and whether the
+    /// scan stopped at that bound.
+    pub fn search(
+        &self,
+        filter: &OutboxFilter,
+        limit: usize,
+    ) -> Result<(Vec<Result<OutboxItem, Unreadable>>, bool), StoreError> {
+        let text = filter.text.as_deref().map(str::to_lowercase).filter(|t| !t.is_empty());
+        let scan = if text.is_some() { SEARCH_SCAN } else { limit };
+        let rows = self.read(|c| {
+            query(
+                c,
+                &format!(
+                    "SELECT {COLUMNS_WITHOUT_BODY} FROM outbox
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1)
+                       AND (CAST(?2 AS TEXT) IS NULL OR module = ?2)
+                       AND (CAST(?3 AS TEXT) IS NULL OR kind = ?3)
+                       AND created_us >= ?4 AND created_us <= ?5 AND id < ?6
+                     ORDER BY id DESC LIMIT ?7"
+                ),
+                args![
+                    filter.status.map(Status::as_str),
+                    filter.module.as_deref(),
+                    filter.kind.map(Kind::as_str),
+                    db_time(filter.since_us.unwrap_or(0)),
+                    db_time(filter.until_us.unwrap_or(u64::MAX)),
+                    filter.before_id.unwrap_or(i64::MAX),
+                    i64::try_from(scan).unwrap_or(i64::MAX)
+                ],
+            )
+        })?;
+        let bounded = text.is_some() && rows.len() == scan;
+        let items = rows
+            .into_iter()
+            .filter(|row| match (&text, row) {
+                (None, _) => true,
+                (Some(text), Ok(item)) => mentions(item, text),
+                (Some(_), Err(_)) => false,
+            })
+            .take(limit)
+            .collect();
+        Ok((items, bounded))
+    }
+
+    /// Deletes the dead items among `ids` (and what followed them);
+    /// returns how many. An item of another status is left: only what was
+    /// given up on may be thrown away by hand.
+    pub fn purge_dead(&self, ids: &[i64]) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut n = 0;
+            for id in ids {
+                n += tx.execute("DELETE FROM outbox WHERE id = ?1 AND status = 'dead'", args![*id])?;
+            }
+            follows::forget_purged(tx)?;
+            Ok(n)
+        })
+    }
+
     /// One item, if there is one with that id.
     pub fn item(&self, id: i64) -> Result<Option<Result<OutboxItem, Unreadable>>, StoreError> {
         self.read(|c| {
@@ -966,6 +1057,112 @@ pub(super) mod tests {
 
     fn add(store: &Store, item: &NewItem) -> i64 {
         store.write(|tx| insert(tx, item, item.status, 10, 1_000_000)).unwrap()
+    }
+
+    /// The console's outbox page: each filter narrows, text is found
+    /// case-blind in the subject, recipients, labels or last error, pages
+    /// go by id, and no body is read.
+    #[test]
+    fn search_narrows_by_each_filter_and_finds_text_anywhere_an_operator_looks() {
+        let store = Store::for_tests();
+        let at = |item: &NewItem, now_us: u64| {
+            store
+                .write(|tx| insert(tx, item, item.status, now_us, u64::MAX))
+                .unwrap()
+        };
+        let old = at(
+            &email("alerts", "soc@example.org", "Velociraptor: BEACON on WIN-1", 0),
+            100,
+        );
+        let mut labelled = email("flow_completion", "ir@example.org", "Collection finished", 0);
+        labelled.labels.set("client", "WIN-FIN-02");
+        let new = at(&labelled, 200);
+        let mut dead = email("alerts", "soc@example.org", "other", 0);
+        dead.status = Status::Dead;
+        let dead = at(&dead, 300);
+        store
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE outbox SET last_error = 'SMTP 550 Mailbox Unavailable' WHERE id = ?1",
+                    args![dead],
+                )
+            })
+            .unwrap();
+        let ids = |filter: OutboxFilter| -> Vec<i64> {
+            let (items, bounded) = store.search(&filter, 10).unwrap();
+            assert!(!bounded);
+            items
+                .into_iter()
+                .map(|i| i.unwrap())
+                .inspect(|i| assert!(i.body.is_empty()))
+                .map(|i| i.id)
+                .collect()
+        };
+        assert_eq!(ids(OutboxFilter::default()), vec![dead, new, old]);
+        assert_eq!(
+            ids(OutboxFilter {
+                status: Some(Status::Dead),
+                ..Default::default()
+            }),
+            vec![dead]
+        );
+        assert_eq!(
+            ids(OutboxFilter {
+                module: Some("alerts".into()),
+                ..Default::default()
+            }),
+            vec![dead, old]
+        );
+        assert_eq!(
+            ids(OutboxFilter {
+                kind: Some(Kind::Webhook),
+                ..Default::default()
+            }),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ids(OutboxFilter {
+                since_us: Some(150),
+                until_us: Some(250),
+                ..Default::default()
+            }),
+            vec![new]
+        );
+        assert_eq!(
+            ids(OutboxFilter {
+                before_id: Some(new),
+                ..Default::default()
+            }),
+            vec![old]
+        );
+        for (text, found) in [
+            ("beacon", old),
+            ("win-fin-02", new),
+            ("ir@EXAMPLE", new),
+            ("mailbox unavailable", dead),
+        ] {
+            assert_eq!(
+                ids(OutboxFilter {
+                    text: Some(text.into()),
+                    ..Default::default()
+                }),
+                vec![found],
+                "{text}"
+            );
+        }
+    }
+
+    /// Purging by hand throws away only what was given up on.
+    #[test]
+    fn purge_dead_deletes_dead_items_and_leaves_every_other() {
+        let store = Store::for_tests();
+        let pending = add(&store, &email("alerts", "soc@example.org", "a", 0));
+        let mut dead = email("alerts", "soc@example.org", "b", 0);
+        dead.status = Status::Dead;
+        let dead = add(&store, &dead);
+        assert_eq!(store.purge_dead(&[pending, dead, 999]).unwrap(), 1);
+        assert!(store.item(dead).unwrap().is_none());
+        assert!(store.item(pending).unwrap().is_some());
     }
 
     /// Two processes on one database may both see the same held items due:

@@ -112,6 +112,23 @@ impl Browser {
         })
     }
 
+    /// The text of the `index`-th frame's body, and the `<script>`
+    /// elements it holds (a sandboxed frame is entered as any other).
+    pub fn frame_text(&self, index: u16) -> (String, usize) {
+        self.runtime.block_on(async {
+            self.client.enter_frame(index).await.unwrap();
+            let body = self.client.find(Locator::Css("body")).await.unwrap();
+            let text = body.text().await.unwrap();
+            let scripts = self
+                .client
+                .find_all(Locator::Css("script"))
+                .await
+                .map_or(0, |s| s.len());
+            self.client.enter_parent_frame().await.unwrap();
+            (text, scripts)
+        })
+    }
+
     /// The page's title.
     pub fn title(&self) -> String {
         self.runtime.block_on(self.client.title()).unwrap()

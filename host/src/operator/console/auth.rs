@@ -60,7 +60,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
@@ -252,7 +252,7 @@ fn clear_cookie(name: &str) -> String {
     format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-fn redirect(to: &str, cookies: &[String]) -> Response {
+pub(super) fn redirect(to: &str, cookies: &[String]) -> Response {
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response();
     for value in cookies {
         if let Ok(value) = value.parse() {
@@ -312,6 +312,43 @@ impl Console {
             return Err(Denied::ForeignForm);
         }
         Ok(session)
+    }
+}
+
+impl Console {
+    /// A form that acts (retry, purge, silence) and the session that sent
+    /// it: read whole (16 KiB at most), from the console's page, with its
+    /// token, and of an operator. A viewer is refused whatever the page
+    /// showed.
+    pub(super) async fn operator_form<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Session, T), Box<Response>> {
+        let bytes = crate::http::read_bounded(body, 16 << 10, FORM_TIMEOUT)
+            .await
+            .map_err(|refusal| Box::new(forbidden(&refusal.to_string())))?;
+        let token = serde_urlencoded::from_bytes::<TokenForm>(&bytes).unwrap_or(TokenForm { csrf: String::new() });
+        let session = self
+            .form_session(headers, &token.csrf)
+            .map_err(|denied| Box::new(denied.response()))?;
+        if session.role != Role::Operator {
+            tracing::warn!(user = %session.user, "console: a viewer's form that acts, refused");
+            return Err(Box::new(forbidden(
+                "only an operator may do this; you are logged in as a viewer",
+            )));
+        }
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            Box::new(respond(
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Refused",
+                    Some(&session),
+                    html! { p #refusal { "The form could not be read: " (e.to_string()) } },
+                ),
+            ))
+        })?;
+        Ok((session, form))
     }
 }
 
@@ -407,10 +444,11 @@ pub(super) async fn log_in(State(console): State<Arc<Console>>, headers: HeaderM
     }
 }
 
+/// A form that carries nothing but its token.
 #[derive(Deserialize)]
-struct TokenForm {
+pub(super) struct TokenForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 /// `POST /logout`.

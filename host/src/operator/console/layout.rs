@@ -10,7 +10,7 @@ use super::auth::Session;
 
 /// Every page's policy: its own style sheet, forms to itself, nothing else.
 pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+     frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Phone first: one column that never scrolls sideways, tables that wrap.
 const STYLE: &str = "*{box-sizing:border-box}\
@@ -18,7 +18,16 @@ body{font-family:Arial,sans-serif;background:#f6f6f6;color:#333;margin:0}\
 header{background:#222;color:#fff;padding:10px 16px;display:flex;flex-wrap:wrap;gap:12px;align-items:center}\
 header a{color:#fff}header form{margin:0 0 0 auto}header .who{overflow-wrap:anywhere}\
 main{max-width:1100px;margin:16px auto;background:#fff;padding:16px;border-radius:8px}\
-h1{font-size:22px}h2{font-size:17px;color:#555}\
+h1{font-size:22px}h2{font-size:17px;color:#555}h3{font-size:15px;margin:12px 0 4px}\
+nav a{margin-right:8px}.hint{color:#777;font-size:13px}\
+dl.figures{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0}dl.figures div{background:#f0f0f0;padding:4px 8px;border-radius:4px}\
+dt{font-size:12px;color:#666}dd{margin:0;font-weight:bold}\
+.module{border-top:1px solid #eee;padding:4px 0}code{overflow-wrap:anywhere}\
+form.filters{display:flex;flex-wrap:wrap;gap:8px;align-items:end}form.filters label{margin:0}\
+form.filters input,form.filters select{width:auto;max-width:100%}select{padding:6px;display:block}\
+iframe{width:100%;height:600px;border:1px solid #ddd;background:#fff}\
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f8f8f8;padding:8px}\
+textarea{width:100%;min-height:80px}.actions form{display:inline-block;margin-right:8px}\
 table{border-collapse:collapse;width:100%;table-layout:fixed}\
 td,th{border:1px solid #ddd;padding:6px;text-align:left;overflow-wrap:anywhere;word-break:break-word}\
 label{display:block;margin-top:12px}input{width:100%;padding:6px;max-width:400px;display:block}\
@@ -51,7 +60,12 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                 header {
                     strong { "velonotify" }
                     @if let Some(session) = session {
-                        nav { a href="/" { "Overview" } }
+                        nav {
+                            a href="/" { "Overview" } " "
+                            a href="/outbox" { "Outbox" } " "
+                            a href="/silences" { "Silences" } " "
+                            a href="/preview" { "Preview" }
+                        }
                         span .who { (session.user) " (" (session.role.to_string()) ")" }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(session.csrf);
@@ -66,6 +80,24 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
             }
         }
     }
+}
+
+/// A time for people: `2026-12-01 19:22:23 UTC`.
+pub(super) fn shown_time(us: u64) -> String {
+    i64::try_from(us)
+        .ok()
+        .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+        .map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+/// The answer when the database cannot be read: say so, and that a reload
+/// tries again.
+pub(super) fn unavailable(session: &Session, error: &str) -> Response {
+    let body = html! { p #refusal { "velonotify could not read its database (" (error) "); reload." } };
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page("Unavailable", Some(session), body),
+    )
 }
 
 /// An HTML answer with the console's headers.

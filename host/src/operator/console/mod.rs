@@ -2,12 +2,15 @@
 //! (maud escapes everything they show: event data is hostile), no script,
 //! a login for the users of the configuration (argon2 password hashes) in
 //! two roles, viewer and operator, sessions in memory, and a token in every
-//! form. This first part serves the login and the overview of the outbox;
-//! the outbox, silences and preview pages build on it.
+//! form. Pages: the overview (modules, sources, outbox), the outbox (items,
+//! their detail and e-mails, retry and purge), silences.
 
 mod auth;
 mod layout;
+mod outbox;
 mod overview;
+mod preview;
+mod silences;
 
 use std::sync::Arc;
 
@@ -18,7 +21,9 @@ use serde::Deserialize;
 
 pub use self::auth::hash_password;
 use self::auth::{Sessions, Users};
+pub use self::preview::{Preview, PreviewAction, Previewer};
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// `[console]`.
@@ -98,6 +103,20 @@ impl ConsoleSection {
     }
 }
 
+/// What the service tells the console besides its section.
+#[derive(Debug, Clone)]
+pub struct ConsoleContext {
+    /// The process's counters and its roster of modules.
+    pub metrics: Arc<Metrics>,
+    /// How long a retried item has to be delivered (µs): the retry
+    /// policy's deadline, as `velonotify outbox retry` gives it.
+    pub retry_window_us: u64,
+    /// The Velociraptor event streams: each org and the queues read.
+    pub streams: Vec<(String, Vec<String>)>,
+    /// Replays pasted rows on a throw-away state (None: no preview).
+    pub previewer: Option<Arc<dyn Previewer>>,
+}
+
 /// What the console's pages read and act on.
 #[derive(Debug)]
 pub struct Console {
@@ -105,19 +124,31 @@ pub struct Console {
     sessions: Sessions,
     store: Arc<Store>,
     clock: Clock,
+    context: ConsoleContext,
+    /// Events read, sampled every few seconds: the ingest rate.
+    samples: overview::Samples,
+    previews: preview::Previews,
     /// `scheme://host[:port]` of `public_url`: the only `Origin` a form may
     /// come from (None: the address the browser asked, `http://<Host>`).
     origin: Option<String>,
 }
 
 impl Console {
-    pub fn new(section: &ConsoleSection, store: Arc<Store>, clock: Clock) -> anyhow::Result<Self> {
+    pub fn new(
+        section: &ConsoleSection,
+        store: Arc<Store>,
+        clock: Clock,
+        context: ConsoleContext,
+    ) -> anyhow::Result<Self> {
         section.check()?;
         Ok(Self {
             users: section.users()?,
             sessions: Sessions::default(),
             store,
             clock,
+            context,
+            samples: overview::Samples::default(),
+            previews: preview::Previews::default(),
             origin: section.public_url.as_deref().and_then(crate::operator::origin_of),
         })
     }
@@ -127,6 +158,16 @@ impl Console {
 pub fn routes(console: Arc<Console>) -> Router {
     Router::new()
         .route("/", get(overview::show))
+        .route("/outbox", get(outbox::list))
+        .route("/outbox/{id}", get(outbox::detail))
+        .route("/outbox/{id}/html", get(outbox::html))
+        .route("/outbox/{id}/retry", post(outbox::retry))
+        .route("/outbox/{id}/purge", post(outbox::purge))
+        .route("/preview", get(preview::form).post(preview::run))
+        .route("/preview/{id}", get(preview::show))
+        .route("/preview/{id}/{n}/html", get(preview::email))
+        .route("/silences", get(silences::show).post(silences::create))
+        .route("/silences/{id}/expire", post(silences::expire))
         .route("/login", get(auth::login_page).post(auth::log_in))
         .route("/logout", post(auth::log_out))
         .route("/static/console.css", get(layout::style))
@@ -136,7 +177,14 @@ pub fn routes(console: Arc<Console>) -> Router {
 /// Serves the console on `listen` from a thread of its own; returns the
 /// address.
 pub fn serve(listen: &str, console: Arc<Console>) -> anyhow::Result<std::net::SocketAddr> {
-    crate::http::serve(listen, "console", routes(console), crate::http::Limits::default())
+    let address = crate::http::serve(
+        listen,
+        "console",
+        routes(console.clone()),
+        crate::http::Limits::default(),
+    )?;
+    overview::sample_events(console);
+    Ok(address)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, Response};
 
 use super::*;
-use crate::store::{Changes, NewItem, Payload, Status, Throttle, WebhookPayload};
+use crate::store::{Changes, EmailPayload, NewItem, Payload, Status, Throttle, WebhookPayload};
 
 const NOW_US: u64 = 1_780_000_000_000_000;
 const PASSWORD: &str = "correct horse battery staple";
@@ -14,6 +14,7 @@ const PASSWORD: &str = "correct horse battery staple";
 struct Served {
     url: String,
     clock: Clock,
+    store: Arc<Store>,
 }
 
 fn user(name: &str, role: Role) -> ConsoleUser {
@@ -32,7 +33,45 @@ fn section(users: Vec<ConsoleUser>) -> ConsoleSection {
     }
 }
 
-/// A console over a database holding one dead and two sent items.
+/// What event data can put in a subject.
+const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+/// An e-mail with a hostile subject, as a module rendered it: an HTML
+/// part that tries to run script and fetch a pixel, and a text part.
+fn hostile_email() -> NewItem {
+    let body = format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBeacon on WIN-1 {HOSTILE}\r\n\
+         --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p style=\"color:red\">Beacon</p>{HOSTILE}\
+         <img src=\"https://tracker.example/p.gif\">\r\n--b--\r\n"
+    );
+    NewItem {
+        module: "alerts".into(),
+        event: Some("ingest:2".into()),
+        status: Status::Dead,
+        payload: Payload::Email(EmailPayload {
+            secret: None,
+            sender: None,
+            recipients: vec!["soc@example.org".into()],
+            subject: format!("Velociraptor: {HOSTILE}"),
+            link: None,
+            send_interval_s: 0,
+        }),
+        body: body.into_bytes(),
+        follows: Vec::new(),
+        labels: {
+            let mut labels = crate::noise::Labels::default();
+            labels.set("alertname", "BEACON");
+            labels
+        },
+        held_by: None,
+        release_us: None,
+        link_id: None,
+    }
+}
+
+/// A console over a database holding a dead webhook (item 1), two sent
+/// ones (2, 3) and a dead e-mail with a hostile subject (4).
 fn serve() -> Served {
     let store = Arc::new(Store::for_tests());
     let item = |status| NewItem {
@@ -51,7 +90,12 @@ fn serve() -> Served {
         release_us: None,
         link_id: None,
     };
-    let items = [item(Status::Dead), item(Status::Sent), item(Status::Sent)];
+    let items = [
+        item(Status::Dead),
+        item(Status::Sent),
+        item(Status::Sent),
+        hostile_email(),
+    ];
     let changes = Changes {
         state: &[],
         items: &items,
@@ -61,11 +105,18 @@ fn serve() -> Served {
     store.commit(&changes, NOW_US, u64::MAX, &Throttle::default()).unwrap();
     let clock = Clock::virtual_at(NOW_US);
     let users = vec![user("ann", Role::Operator), user("vic", Role::Viewer)];
-    let console = Console::new(&section(users), store, clock.clone()).unwrap();
+    let context = ConsoleContext {
+        metrics: Arc::new(Metrics::new()),
+        retry_window_us: 3_600_000_000,
+        streams: Vec::new(),
+        previewer: None,
+    };
+    let console = Console::new(&section(users), store.clone(), clock.clone(), context).unwrap();
     let address = super::serve("127.0.0.1:0", Arc::new(console)).unwrap();
     Served {
         url: format!("http://{address}"),
         clock,
+        store,
     }
 }
 
@@ -202,12 +253,12 @@ fn the_right_password_opens_a_session_and_a_wrong_one_or_name_is_refused_alike()
     assert_eq!(overview.status, 200);
     assert!(overview.body.contains("ann (operator)"), "{}", overview.body);
     assert!(
-        overview.body.contains("<td>dead</td><td class=\"count\">1</td>"),
+        overview.body.contains(">dead</a></td><td class=\"count\">2</td>"),
         "{}",
         overview.body
     );
     assert!(
-        overview.body.contains("<td>sent</td><td class=\"count\">2</td>"),
+        overview.body.contains(">sent</a></td><td class=\"count\">2</td>"),
         "{}",
         overview.body
     );
@@ -302,5 +353,191 @@ fn check_refuses_bad_users_and_a_console_open_beyond_this_host_without_https() {
     assert_eq!(
         behind_a_proxy.check().unwrap(),
         "console: 0.0.0.0:9465, users ann (operator), vic (viewer)"
+    );
+}
+
+fn status_of(served: &Served, id: i64) -> Option<Status> {
+    served.store.item(id).unwrap().map(|item| item.unwrap().status)
+}
+
+#[test]
+fn only_an_operator_retries_or_purges_and_only_dead_items() {
+    let served = serve();
+    let viewer = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let viewer_csrf = get(&served, "/", Some(&viewer)).field("csrf");
+    let detail = get(&served, "/outbox/1", Some(&viewer));
+    assert_eq!(detail.status, 200);
+    assert!(!detail.body.contains("id=\"retry\""), "a viewer is shown no Retry");
+    let form = format!("csrf={viewer_csrf}");
+    for action in ["retry", "purge"] {
+        let refused = post(
+            &served,
+            &format!("/outbox/1/{action}"),
+            &viewer,
+            Some(&served.url),
+            &form,
+        );
+        assert_eq!(refused.status, 403, "{action}: {}", refused.body);
+        assert!(refused.body.contains("only an operator"), "{}", refused.body);
+    }
+    assert_eq!(status_of(&served, 1), Some(Status::Dead));
+
+    let operator = log_in(&served, "ann", PASSWORD).cookie("__Host-velonotify-session");
+    let csrf = get(&served, "/", Some(&operator)).field("csrf");
+    assert!(get(&served, "/outbox/1", Some(&operator)).body.contains("id=\"retry\""));
+    let form = format!("csrf={csrf}");
+    assert_eq!(
+        post(&served, "/outbox/1/retry", &operator, Some(&served.url), "csrf=forged").status,
+        403
+    );
+    assert_eq!(
+        status_of(&served, 1),
+        Some(Status::Dead),
+        "a forged token retries nothing"
+    );
+    let retried = post(&served, "/outbox/1/retry", &operator, Some(&served.url), &form);
+    assert_eq!(
+        (retried.status, &retried.headers["location"]),
+        (303, &"/outbox/1".parse().unwrap())
+    );
+    assert_eq!(status_of(&served, 1), Some(Status::Pending));
+    // A sent item is not purged; a dead one is.
+    assert_eq!(
+        post(&served, "/outbox/2/purge", &operator, Some(&served.url), &form).status,
+        303
+    );
+    assert_eq!(status_of(&served, 2), Some(Status::Sent));
+    assert_eq!(
+        post(&served, "/outbox/4/purge", &operator, Some(&served.url), &form).status,
+        303
+    );
+    assert_eq!(status_of(&served, 4), None);
+}
+
+#[test]
+fn a_hostile_subject_is_text_and_an_e_mails_html_is_served_sandboxed() {
+    let served = serve();
+    let session = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;";
+    for path in ["/outbox", "/outbox?text=SCRIPT", "/outbox/4"] {
+        let page = get(&served, path, Some(&session));
+        assert_eq!(page.status, 200, "{path}");
+        assert!(page.body.contains(escaped), "{path}: {}", page.body);
+        assert!(!page.body.contains("<script"), "{path}: {}", page.body);
+        assert!(!page.body.contains("<img"), "{path}: {}", page.body);
+    }
+    let detail = get(&served, "/outbox/4", Some(&session));
+    assert!(
+        detail.body.contains("<iframe id=\"email\" sandbox=\"\""),
+        "{}",
+        detail.body
+    );
+    let html = get(&served, "/outbox/4/html", Some(&session));
+    assert_eq!(html.status, 200);
+    let policy = html.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("sandbox; default-src 'none';"), "{policy}");
+    assert!(html.body.contains("<p style=\"color:red\">Beacon</p>"), "{}", html.body);
+    assert_eq!(
+        get(&served, "/outbox/4/html", None).status,
+        303,
+        "not without a session"
+    );
+    assert_eq!(
+        get(&served, "/outbox/1/html", Some(&session)).status,
+        404,
+        "a webhook has no e-mail"
+    );
+}
+
+#[test]
+fn the_outbox_list_filters_and_names_a_bad_filter() {
+    let served = serve();
+    let session = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let ids = |path: &str| -> Vec<String> {
+        let page = get(&served, path, Some(&session));
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        page.body
+            .match_indices("data-id=\"")
+            .map(|(at, _)| page.body[at + 9..].split('"').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("/outbox"), ["4", "3", "2", "1"]);
+    assert_eq!(ids("/outbox?status=dead"), ["4", "1"]);
+    assert_eq!(ids("/outbox?status=dead&kind=email"), ["4"]);
+    assert_eq!(ids("/outbox?text=soc%40example"), ["4"]);
+    assert_eq!(ids("/outbox?module=alerts&before=3"), ["2", "1"]);
+    let bad = get(&served, "/outbox?status=lost", Some(&session));
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("status &quot;lost&quot; is not one the outbox knows"),
+        "{}",
+        bad.body
+    );
+}
+
+#[test]
+fn an_operator_counts_makes_and_expires_a_silence_and_a_viewer_only_looks() {
+    let served = serve();
+    let viewer = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let viewer_csrf = get(&served, "/", Some(&viewer)).field("csrf");
+    let looked = get(&served, "/silences?matchers=alertname%3D%22BEACON%22", Some(&viewer));
+    assert_eq!(looked.status, 200);
+    assert!(looked.body.contains("Would have held 1 of those"), "{}", looked.body);
+    assert!(!looked.body.contains("id=\"new-silence\""), "a viewer gets no form");
+    let form = "matchers=alertname%3D%22BEACON%22&hours=3&comment=known+test";
+    let refused = post(
+        &served,
+        "/silences",
+        &viewer,
+        Some(&served.url),
+        &format!("{form}&csrf={viewer_csrf}"),
+    );
+    assert_eq!(refused.status, 403);
+    assert!(served.store.silences().unwrap().is_empty());
+
+    let operator = log_in(&served, "ann", PASSWORD).cookie("__Host-velonotify-session");
+    let csrf = get(&served, "/", Some(&operator)).field("csrf");
+    let bad = post(
+        &served,
+        "/silences",
+        &operator,
+        Some(&served.url),
+        &format!("matchers=alertname%3D&comment=x&csrf={csrf}"),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("bad matcher"), "{}", bad.body);
+    let made = post(
+        &served,
+        "/silences",
+        &operator,
+        Some(&served.url),
+        &format!("{form}&csrf={csrf}"),
+    );
+    assert_eq!(made.status, 303, "{}", made.body);
+    let silence = served.store.silences().unwrap().remove(0).unwrap();
+    assert_eq!(
+        (silence.created_by.as_str(), silence.comment.as_str()),
+        ("ann", "known test")
+    );
+    assert_eq!(silence.ends_us - silence.starts_us, 3 * 3_600_000_000);
+    let listed = get(&served, "/silences", Some(&operator));
+    assert!(
+        listed.body.contains("<td class=\"state\">active</td>"),
+        "{}",
+        listed.body
+    );
+    let expired = post(
+        &served,
+        &format!("/silences/{}/expire", silence.id),
+        &operator,
+        Some(&served.url),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(expired.status, 303);
+    let listed = get(&served, "/silences", Some(&operator));
+    assert!(
+        listed.body.contains("<td class=\"state\">expired</td>"),
+        "{}",
+        listed.body
     );
 }
