@@ -282,6 +282,26 @@ fn a_dead_e_mail_is_retried_a_silence_holds_the_next_alert_and_a_viewer_only_loo
     let (email, scripts) = browser.frame_text(0);
     assert!(email.contains("document.title='owned'"), "{email}");
     assert_eq!((scripts, browser.title().contains("owned")), (0, false));
+    // Nor can a viewer post the form the page does not offer.
+    browser.execute(
+        "const form = document.createElement('form');
+         form.method = 'post';
+         form.action = location.pathname + '/retry';
+         const token = document.createElement('input');
+         token.name = 'csrf';
+         token.value = document.querySelector('input[name=csrf]').value;
+         form.append(token);
+         document.body.append(form);
+         form.submit();
+         return null;",
+    );
+    wait_for(
+        &browser,
+        "#refusal",
+        "only an operator may do this; you are logged in as a viewer",
+    );
+    browser.goto(&format!("{url}{item}"));
+    assert_eq!(browser.text("#item .status"), "dead");
     browser.click("#logout");
     wait_for(&browser, "h1", "Log in");
 
@@ -302,6 +322,17 @@ fn a_dead_e_mail_is_retried_a_silence_holds_the_next_alert_and_a_viewer_only_loo
         "{received:?}"
     );
     reload_until(&browser, &format!("{url}{item}"), "#item .status", "sent");
+    let outcomes = browser.execute(
+        "return [...document.querySelectorAll('#attempts tr.attempt')]
+             .map(r => r.querySelector('.outcome').textContent + ' ' + r.querySelector('.error').textContent)",
+    );
+    let outcomes: Vec<String> = serde_json::from_value(outcomes).unwrap();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(
+        outcomes[0].starts_with("dead ") && outcomes[0].contains("550"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], "sent ");
 
     // A silence, counted first, then made; the next matching alert is held.
     browser.goto(&format!("{url}/silences"));

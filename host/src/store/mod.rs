@@ -27,6 +27,7 @@
 //! The schema carries a version (`PRAGMA user_version`) and is migrated
 //! when the database is opened ([`schema`]).
 
+mod attempts;
 mod checkpoint;
 mod commit;
 pub(crate) mod db;
@@ -51,6 +52,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use self::db::{Db, DbError, DbResult, args};
 use self::postgres::PgConn;
 
+pub use self::attempts::{Attempt, AttemptOutcome, KEPT_PER_ITEM};
 pub use self::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_seconds};
 pub use self::follows::FailedFollower;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use super::db::{Db, DbError, DbResult, Row, args};
 use serde::{Deserialize, Serialize};
 
+use super::attempts::{self, AttemptOutcome};
 use super::follows::FailedFollower;
 use super::{Store, StoreError, db_time, follows, from_db_time};
 use crate::noise::Labels;
@@ -625,6 +626,7 @@ impl Store {
                  WHERE id = ?1",
                 args![id, db_time(now_us)],
             )?;
+            attempts::record(tx, id, now_us, AttemptOutcome::Sent, None)?;
             follows::release_followers(tx, id, now_us).map(drop)
         })
     }
@@ -642,14 +644,17 @@ impl Store {
         claimant: &str,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute(
+            let retried = tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_us = ?2, last_error = ?3, updated_us = ?4,
                         claimed_by = NULL, claimed_until_us = NULL
                  WHERE id = ?1 AND status NOT IN ('sent', 'dead', 'dropped', 'digested', 'silenced', 'inhibited')
                    AND (claimed_by IS NULL OR claimed_by = ?5)",
                 args![id, db_time(next_attempt_us), error, db_time(now_us), claimant],
-            )
-            .map(drop)
+            )?;
+            if retried > 0 {
+                attempts::record(tx, id, now_us, AttemptOutcome::Retry, Some(error))?;
+            }
+            Ok(())
         })
     }
 
@@ -673,6 +678,7 @@ impl Store {
             if dead == 0 {
                 return Ok(Vec::new());
             }
+            attempts::record(tx, id, now_us, AttemptOutcome::Dead, Some(error))?;
             follows::fail_followers(tx, id, Status::Dead, now_us)
         })
     }
@@ -854,6 +860,7 @@ impl Store {
                 n += tx.execute("DELETE FROM outbox WHERE id = ?1 AND status = 'dead'", args![*id])?;
             }
             follows::forget_purged(tx)?;
+            attempts::forget_purged(tx)?;
             Ok(n)
         })
     }
@@ -1017,6 +1024,7 @@ impl Store {
                         args![status.as_str(), db_time(before_us), BATCH as i64],
                     )?;
                     follows::forget_purged(tx)?;
+                    attempts::forget_purged(tx)?;
                     Ok(n)
                 })?;
                 purged += n;

@@ -18,6 +18,7 @@
 //! | 5       | `silences`; an outbox item's `labels` (JSON) and `held_by` (what held it back); `outbox_open` leaves out what a module's mute holds |
 //! | 6       | `link_keys`: the key that signs the e-mails' silence links; an outbox item's `link_id` (the links its call made, indexed) and a silence's `from_link` (each link makes one silence) |
 //! | 7       | `replicas` (each `run` process and when it was last seen) and `leases` (who reads which org's stream); an outbox item's claim (`claimed_by`, `claimed_until_us`): the replica sending it |
+//! | 8       | `outbox_attempts`: each delivery attempt of an item (when, sent/retry/dead, the error), the last 50 per item |
 //!
 //! A PostgreSQL database starts at version 6, with the tables as they are
 //! at that version in PostgreSQL's types ([`postgres`]), and keeps its
@@ -34,12 +35,12 @@ use super::outbox::{
 use super::{Backend, Location, StoreError};
 
 /// The version this release writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 type Step = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Migrations by the version they lead to.
-const MIGRATIONS: [(i64, Step); 7] = [
+const MIGRATIONS: [(i64, Step); 8] = [
     (1, first_tables),
     (2, typed_outbox),
     (3, follows_and_retries),
@@ -47,6 +48,7 @@ const MIGRATIONS: [(i64, Step); 7] = [
     (5, silences_and_labels),
     (6, silence_link_keys),
     (7, replicas_and_claims),
+    (8, delivery_attempts),
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`].
@@ -431,6 +433,20 @@ pub(super) const REPLICAS_AND_CLAIMS: &str = "
     );
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claimed_until_us BIGINT;";
+
+fn delivery_attempts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(&format!(
+        "CREATE TABLE outbox_attempts (id INTEGER PRIMARY KEY, {ATTEMPT_COLUMNS}); {ATTEMPTS_INDEX}"
+    ))
+}
+
+/// Version 8's table but for its id column, in the SQL both engines take.
+pub(super) const ATTEMPT_COLUMNS: &str = "
+        item    BIGINT NOT NULL,
+        at_us   BIGINT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('sent', 'retry', 'dead')),
+        error   TEXT";
+pub(super) const ATTEMPTS_INDEX: &str = "CREATE INDEX outbox_attempts_by_item ON outbox_attempts (item, id);";
 
 /// An outbox row as the first releases wrote it: kind and status as text,
 /// e-mail fields in columns, other actions as JSON with their body inline.

@@ -20,7 +20,9 @@ use super::Console;
 use super::auth::{Session, TokenForm, redirect};
 use super::layout::{page, respond, shown_time, unavailable};
 use crate::pipeline::files::message_part;
-use crate::store::{Kind, OutboxFilter, OutboxItem, Payload, SEARCH_SCAN, Status, Unreadable, redacted_url};
+use crate::store::{
+    KEPT_PER_ITEM, Kind, OutboxFilter, OutboxItem, Payload, SEARCH_SCAN, Status, Unreadable, redacted_url,
+};
 
 /// Items on one page of the list.
 const PAGE: usize = 50;
@@ -234,6 +236,10 @@ pub(super) async fn detail(State(console): State<Arc<Console>>, headers: HeaderM
         .then(|| message_part(&item.body, "text/plain"))
         .flatten();
     let has_html = item.kind() == Kind::Email && message_part(&item.body, "text/html").is_some();
+    let attempts = match console.store.attempts(item.id) {
+        Ok(attempts) => attempts,
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
     let body = html! {
         table #item {
             tr { th { "What" } td .what { (what(&item)) } }
@@ -250,6 +256,21 @@ pub(super) async fn detail(State(console): State<Arc<Console>>, headers: HeaderM
             @if !item.labels.is_empty() {
                 tr { th { "Labels" } td .labels { @for (name, value) in item.labels.iter() { code { (name) "=" (value) } " " } } }
             }
+        }
+        h2 { "Delivery attempts" }
+        @if attempts.is_empty() { p #no-attempts { "None recorded." } }
+        @else {
+            table #attempts {
+                tr { th { "When" } th { "Outcome" } th { "Error" } }
+                @for attempt in &attempts {
+                    tr .attempt {
+                        td { (shown_time(attempt.at_us)) }
+                        td .outcome { (attempt.outcome.as_str()) }
+                        td .error { (attempt.error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+            @if attempts.len() as i64 == KEPT_PER_ITEM { p .hint { "The latest " (KEPT_PER_ITEM) " are kept." } }
         }
         @if item.status == Status::Dead && session.role == super::Role::Operator {
             div .actions {

@@ -109,7 +109,7 @@ fn serve() -> Served {
         metrics: Arc::new(Metrics::new()),
         retry_window_us: 3_600_000_000,
         streams: Vec::new(),
-        previewer: None,
+        previewer: Some(Arc::new(CountingPreviewer)),
     };
     let console = Console::new(&section(users), store.clone(), clock.clone(), context).unwrap();
     let address = super::serve("127.0.0.1:0", Arc::new(console)).unwrap();
@@ -118,6 +118,47 @@ fn serve() -> Served {
         clock,
         store,
     }
+}
+
+/// Counts the rows it is given, and answers one e-mail with a hostile
+/// subject.
+#[derive(Debug)]
+struct CountingPreviewer;
+
+impl Previewer for CountingPreviewer {
+    fn preview(&self, rows: &[u8]) -> anyhow::Result<Preview> {
+        let events = rows.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+        let email = PreviewAction {
+            module: "alerts".into(),
+            kind: "email".into(),
+            subject: HOSTILE.into(),
+            fate: "sent".into(),
+            html: Some("<p>the e-mail</p>".into()),
+            ..PreviewAction::default()
+        };
+        Ok(Preview {
+            events,
+            actions: vec![email],
+            ..Preview::default()
+        })
+    }
+}
+
+/// A `multipart/form-data` body, as a browser sends a form with a file.
+fn multipart(csrf: &str, pasted: &str, file: &str) -> String {
+    let field = |name: &str, extra: &str, value: &str| {
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{extra}\r\n\r\n{value}\r\n")
+    };
+    format!(
+        "{}{}{}--XyZ--\r\n",
+        field("csrf", "", csrf),
+        field("rows", "", pasted),
+        field(
+            "file",
+            "; filename=\"rows.jsonl\"\r\nContent-Type: application/octet-stream",
+            file
+        )
+    )
 }
 
 fn agent() -> ureq::Agent {
@@ -170,9 +211,13 @@ fn get(served: &Served, path: &str, cookie: Option<&str>) -> Answer {
 }
 
 fn post(served: &Served, path: &str, cookie: &str, origin: Option<&str>, form: &str) -> Answer {
+    post_as(served, path, cookie, origin, "application/x-www-form-urlencoded", form)
+}
+
+fn post_as(served: &Served, path: &str, cookie: &str, origin: Option<&str>, content_type: &str, form: &str) -> Answer {
     let mut request = agent()
         .post(format!("{}{path}", served.url))
-        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Content-Type", content_type)
         .header("Cookie", cookie);
     if let Some(origin) = origin {
         request = request.header("Origin", origin);
@@ -540,4 +585,76 @@ fn an_operator_counts_makes_and_expires_a_silence_and_a_viewer_only_looks() {
         "{}",
         listed.body
     );
+}
+
+#[test]
+fn a_preview_takes_an_uploaded_file_is_bounded_and_is_its_users_alone() {
+    let served = serve();
+    let vic = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let csrf = get(&served, "/", Some(&vic)).field("csrf");
+    let form_type = "multipart/form-data; boundary=XyZ";
+    let rows = "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
+    let ran = post_as(
+        &served,
+        "/preview",
+        &vic,
+        Some(&served.url),
+        form_type,
+        &multipart(&csrf, "", rows),
+    );
+    assert_eq!(ran.status, 303, "a viewer may preview: {}", ran.body);
+    let shown_at = ran.headers["location"].to_str().unwrap().to_string();
+    let shown = get(&served, &shown_at, Some(&vic));
+    assert!(
+        shown.body.contains("3 rows replayed"),
+        "the file's rows: {}",
+        shown.body
+    );
+    assert!(
+        shown.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        shown.body
+    );
+    assert!(!shown.body.contains("<script"), "{}", shown.body);
+    let email = get(&served, &format!("{shown_at}/0/html"), Some(&vic));
+    assert!(
+        email.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox;")
+    );
+    assert_eq!(email.body, "<p>the e-mail</p>");
+
+    let ann = log_in(&served, "ann", PASSWORD).cookie("__Host-velonotify-session");
+    assert_eq!(
+        get(&served, &shown_at, Some(&ann)).status,
+        404,
+        "another user's preview"
+    );
+    assert_eq!(get(&served, &format!("{shown_at}/0/html"), Some(&ann)).status, 404);
+
+    let too_many = "{}\n".repeat(1_001);
+    let refused = post_as(
+        &served,
+        "/preview",
+        &vic,
+        Some(&served.url),
+        form_type,
+        &multipart(&csrf, &too_many, ""),
+    );
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("1001 lines; a preview takes at most 1000"),
+        "{}",
+        refused.body
+    );
+    let forged = post_as(
+        &served,
+        "/preview",
+        &vic,
+        Some(&served.url),
+        form_type,
+        &multipart("forged", rows, ""),
+    );
+    assert_eq!(forged.status, 403);
 }
