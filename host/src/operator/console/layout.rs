@@ -28,6 +28,10 @@ form.filters input,form.filters select{width:auto;max-width:100%}select{padding:
 iframe{width:100%;height:600px;border:1px solid #ddd;background:#fff}\
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f8f8f8;padding:8px}\
 textarea{width:100%;min-height:80px}.actions form{display:inline-block;margin-right:8px}\
+#items th:nth-child(1){width:4em}#items th:nth-child(2){width:11em}#items th:nth-child(3){width:10em}\
+#items th:nth-child(4){width:6em}\
+@media (max-width:600px){#items,#items tbody,#items tr,#items td{display:block;width:auto}\
+#items tr:first-child{display:none}#items tr{border:1px solid #ddd;margin-bottom:8px}#items td{border:0;padding:2px 6px}}\
 table{border-collapse:collapse;width:100%;table-layout:fixed}\
 td,th{border:1px solid #ddd;padding:6px;text-align:left;overflow-wrap:anywhere;word-break:break-word}\
 label{display:block;margin-top:12px}input{width:100%;padding:6px;max-width:400px;display:block}\
