@@ -9,8 +9,13 @@ use maud::{DOCTYPE, Markup, html};
 use super::auth::Session;
 
 /// Every page's policy: its own style sheet, forms to itself, nothing else.
-pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-     frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// The console's one script: the live count of what a new silence would
+/// hold. Every page works without it.
+const SCRIPT: &str = include_str!("console.js");
 
 /// Phone first: one column that never scrolls sideways, tables that wrap.
 const STYLE: &str = "*{box-sizing:border-box}\
@@ -36,14 +41,33 @@ table{border-collapse:collapse;width:100%;table-layout:fixed}\
 td,th{border:1px solid #ddd;padding:6px;text-align:left;overflow-wrap:anywhere;word-break:break-word}\
 label{display:block;margin-top:12px}input{width:100%;padding:6px;max-width:400px;display:block}\
 button{margin-top:12px;padding:8px 16px;background:#DF0B0B;color:#fff;border:0;border-radius:4px}\
-#problem,#refusal{color:#a00}";
+#problem,#refusal,.problem{color:#a00}";
 
 /// `GET /static/console.css`.
 pub(super) async fn style() -> Response {
-    let mut response = STYLE.into_response();
+    asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// `GET /static/console.js`.
+pub(super) async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(&mut response);
+    response
+}
+
+/// A plain-text answer with the console's headers.
+pub(super) fn text(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     secure(&mut response);
     response
@@ -59,6 +83,7 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · velonotify" }
                 link rel="stylesheet" href="/static/console.css";
+                script src="/static/console.js" defer {}
             }
             body {
                 header {

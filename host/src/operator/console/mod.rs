@@ -1,5 +1,6 @@
 //! `[console]`: the operator console, in the browser. Server-rendered pages
-//! (maud escapes everything they show: event data is hostile), no script,
+//! (maud escapes everything they show: event data is hostile) that work
+//! without script (one small script of ours adds a live count),
 //! a login for the users of the configuration (argon2 password hashes) in
 //! two roles, viewer and operator, sessions in memory, and a token in every
 //! form. Pages: the overview (modules, sources, outbox), the outbox (items,
@@ -167,10 +168,12 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/preview/{id}", get(preview::show))
         .route("/preview/{id}/{n}/html", get(preview::email))
         .route("/silences", get(silences::show).post(silences::create))
+        .route("/silences/count", get(silences::count_text))
         .route("/silences/{id}/expire", post(silences::expire))
         .route("/login", get(auth::login_page).post(auth::log_in))
         .route("/logout", post(auth::log_out))
         .route("/static/console.css", get(layout::style))
+        .route("/static/console.js", get(layout::script))
         .with_state(console)
 }
 

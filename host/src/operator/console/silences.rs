@@ -108,7 +108,7 @@ fn render(
     let operator = session.role == super::Role::Operator;
     let body = html! {
         @if operator { (create_form(session, form, counted)) }
-        @else if let Some(counted) = counted { (count_line(counted)) }
+        @else if let Some(counted) = counted { (count_line(Some(counted))) }
         h2 { "Silences" }
         @if silences.is_empty() { p { "No silence was made." } }
         @else {
@@ -144,11 +144,30 @@ fn render(
     respond(status, page("Silences", Some(session), body))
 }
 
-fn count_line(counted: Result<String, String>) -> Markup {
+/// The count, or why there is none; the script puts its live count here.
+fn count_line(counted: Option<Result<String, String>>) -> Markup {
     match counted {
-        Ok(line) => html! { p #would-hold { (line) } },
-        Err(problem) => html! { p #problem { (problem) } },
+        Some(Ok(line)) => html! { p #would-hold aria-live="polite" { (line) } },
+        Some(Err(problem)) => html! { p #would-hold .problem aria-live="polite" { (problem) } },
+        None => html! { p #would-hold aria-live="polite" {} },
     }
+}
+
+/// `GET /silences/count?matchers=`: the count alone, as text, for the
+/// form's live count.
+pub(super) async fn count_text(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(form): Query<SilenceForm>,
+) -> Response {
+    if let Err(denied) = console.session(&headers) {
+        return denied.response();
+    }
+    let (status, text) = match count(&console, &form.matchers) {
+        Ok(line) => (StatusCode::OK, line),
+        Err(problem) => (StatusCode::BAD_REQUEST, problem),
+    };
+    super::layout::text(status, text)
 }
 
 fn create_form(session: &Session, form: &SilenceForm, counted: Option<Result<String, String>>) -> Markup {
@@ -160,7 +179,7 @@ fn create_form(session: &Session, form: &SilenceForm, counted: Option<Result<Str
                 input name="matchers" value=(form.matchers) required; }
             label { "Hours " input name="hours" value=(form.hours) placeholder=(DEFAULT_HOURS) inputmode="numeric"; }
             label { "Why " input name="comment" value=(form.comment) required; }
-            @if let Some(counted) = counted { (count_line(counted)) }
+            (count_line(counted))
             button #count type="submit" formmethod="get" formaction="/silences" formnovalidate { "Count what they would hold" }
             " "
             button #create type="submit" { "Silence" }
