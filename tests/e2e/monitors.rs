@@ -46,6 +46,7 @@ fn audited_actions_that_matter_are_mailed_once_across_a_sigkill() {
     let mut run = Running::start(EXE, &config);
     let first = fixture.smtp.wait_for(2, Duration::from_secs(60));
     assert_eq!(first.len(), 2, "{}", run.log());
+    wait_until_marked_sent(&config, 2);
     run.kill();
     // Written while the service is down, more than a Period before it is
     // back: read from the stored cursor (a new one would start after it).
@@ -93,6 +94,26 @@ fn world_of_clients(clients: &[(&str, &[&str], u64, u64)]) -> serde_json::Value 
 
 /// The alerts e-mailed so far, sorted, once `count` have come (or the
 /// time is up), and after a moment for more.
+/// Waits (30 s at most) until the outbox records `count` e-mails sent.
+/// The SMTP server holds a message before velonotify has its answer: a
+/// SIGKILL in between sends it again after the restart (delivery is at
+/// least once), which is not what these tests are about.
+fn wait_until_marked_sent(config: &std::path::Path, count: usize) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = super::delivery::outbox_list(config, "sent");
+        if listed
+            .lines()
+            .last()
+            .is_some_and(|counts| counts.contains(&format!("sent {count}")))
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < until, "never {count} sent: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn mailed_alerts(fixture: &Fixture, count: usize, within: Duration) -> Vec<String> {
     fixture.smtp.wait_for(count, within);
     std::thread::sleep(Duration::from_secs(3)); // room for one too many
@@ -220,6 +241,7 @@ fn hunts_in_trouble_are_mailed_once_across_a_sigkill() {
         "{}",
         run.log()
     );
+    wait_until_marked_sent(&config, 2);
     run.kill();
     let mut run = Running::start(EXE, &config);
     wait_for_ticks(&fixture, &mut run, vql::RUNNING_HUNTS, 3);
@@ -271,6 +293,7 @@ fn a_stuck_collection_is_mailed_once_across_a_sigkill() {
         "{}",
         run.log()
     );
+    wait_until_marked_sent(&config, 1);
     run.kill();
     let mut run = Running::start(EXE, &config);
     wait_for_ticks(&fixture, &mut run, vql::ACTIVE_FLOWS, 3);

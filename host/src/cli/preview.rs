@@ -16,6 +16,7 @@ use crate::operator::console::{Preview, PreviewAction, Previewer};
 use crate::pipeline::files::{FileOutbox, message_part};
 use crate::pipeline::outbox::Level;
 use crate::sources::JsonlSource;
+use crate::store::redacted_url;
 
 /// Replays previews with the configuration `run` started with.
 #[derive(Debug)]
@@ -77,13 +78,20 @@ fn read_back(dir: &std::path::Path, events: u64, skipped: u64) -> anyhow::Result
     let mut actions = Vec::new();
     let mut next_email = 1;
     for line in lines("summary.jsonl")? {
+        let kind = text(&line, "kind");
+        // A webhook's address may hold its secret: shown as the CLI and
+        // the outbox page show it.
+        let shown = |to: &str| match kind.as_str() {
+            "webhook" => redacted_url(to),
+            _ => to.to_string(),
+        };
         let mut action = PreviewAction {
             module: text(&line, "module"),
-            kind: text(&line, "kind"),
             recipients: line["recipients"]
                 .as_array()
-                .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|r| r.iter().filter_map(Value::as_str).map(shown).collect())
                 .unwrap_or_default(),
+            kind,
             subject: text(&line, "subject"),
             fate: text(&line, "fate"),
             held_by: text(&line, "held_by"),
@@ -108,4 +116,27 @@ fn read_back(dir: &std::path::Path, events: u64, skipped: u64) -> anyhow::Result
         actions,
         log,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a preview shows of a webhook is what the outbox page shows:
+    /// no secret of its address.
+    #[test]
+    fn a_previewed_webhooks_address_is_shown_without_its_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::json!({"module": "hook", "kind": "webhook", "fate": "sent", "subject": null,
+                                      "recipients": ["https://user:pw@hooks.example/T0/B0/secret?token=abc"]});
+        std::fs::write(dir.path().join("summary.jsonl"), format!("{line}\n")).unwrap();
+        std::fs::write(dir.path().join("log.jsonl"), "").unwrap();
+        let preview = read_back(dir.path(), 1, 0).unwrap();
+        let shown = &preview.actions[0].recipients[0];
+        assert_eq!(
+            shown,
+            &redacted_url("https://user:pw@hooks.example/T0/B0/secret?token=abc")
+        );
+        assert!(!shown.contains("pw") && !shown.contains("abc"), "{shown}");
+    }
 }

@@ -2,7 +2,7 @@
 //! (schema 8): what the console's item page lists. The item row keeps the
 //! count and the last error; this keeps the history, the last
 //! [`KEPT_PER_ITEM`] attempts of each item, written in the transaction that
-//! records the attempt on the item and forgotten when the item is purged.
+//! records the attempt on the item and deleted with the item.
 
 use super::db::{Db, DbResult, args};
 use super::{Store, StoreError, db_time, from_db_time};
@@ -58,12 +58,9 @@ pub(super) fn record(tx: Db<'_>, item: i64, at_us: u64, outcome: AttemptOutcome,
     .map(drop)
 }
 
-/// Forgets the attempts of items that were purged.
-pub(super) fn forget_purged(tx: Db<'_>) -> DbResult<usize> {
-    tx.execute(
-        "DELETE FROM outbox_attempts WHERE item NOT IN (SELECT id FROM outbox)",
-        &[],
-    )
+/// Forgets the attempts of an item that is purged.
+pub(super) fn forget(tx: Db<'_>, item: i64) -> DbResult<usize> {
+    tx.execute("DELETE FROM outbox_attempts WHERE item = ?1", args![item])
 }
 
 impl Store {
@@ -148,5 +145,13 @@ mod tests {
         store.mark_dead(id, "gave up", 1_000, "r1").unwrap();
         assert_eq!(store.purge(Some(Status::Dead), u64::MAX).unwrap(), 1);
         assert!(store.attempts(id).unwrap().is_empty());
+        // A late answer for an item gone records nothing.
+        store.mark_sent(id, 2_000).unwrap();
+        assert!(store.attempts(id).unwrap().is_empty());
+
+        let by_hand = one_item(&store);
+        store.mark_dead(by_hand, "550", 3_000, "r1").unwrap();
+        assert_eq!(store.purge_dead(&[by_hand]).unwrap(), 1);
+        assert!(store.attempts(by_hand).unwrap().is_empty());
     }
 }

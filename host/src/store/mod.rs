@@ -58,8 +58,8 @@ pub use self::commit::{Changes, Committed, Throttle, ThrottleMode, window_second
 pub use self::follows::FailedFollower;
 pub use self::outbox::{
     AlertPayload, EmailPayload, Kind, LabelOp, LabelPayload, NewDigest, NewItem, OpenOutbox, OutboxFilter, OutboxItem,
-    PAYLOAD_VERSION, Payload, SEARCH_SCAN, Status, StatusCounts, SyslogPayload, Unreadable, UserMessagePayload,
-    WebhookPayload, redacted_url,
+    PAYLOAD_VERSION, Payload, SEARCH_SCAN, SearchPage, Status, StatusCounts, SyslogPayload, Unreadable,
+    UserMessagePayload, WebhookPayload, redacted_url,
 };
 pub use self::postgres::CONNECT_TIMEOUT;
 pub use self::replicas::{CLAIM_LEASE, Fence, HEARTBEAT_EVERY, Lease, REPLICA_TIMEOUT, Replica};

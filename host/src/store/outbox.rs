@@ -408,6 +408,15 @@ pub struct OutboxFilter {
     pub text: Option<String>,
 }
 
+/// What [`Store::search`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub items: Vec<Result<OutboxItem, Unreadable>>,
+    /// When a text search read [`SEARCH_SCAN`] rows: the id of the last
+    /// one (a search below it goes on).
+    pub scanned_to: Option<i64>,
+}
+
 /// Rows a text search reads at most.
 pub const SEARCH_SCAN: usize = 10_000;
 
@@ -620,13 +629,15 @@ impl Store {
     /// Records a delivery; what waited for it goes in line.
     pub fn mark_sent(&self, id: i64, now_us: u64) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute(
+            let sent = tx.execute(
                 "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL, updated_us = ?2,
                         claimed_by = NULL, claimed_until_us = NULL
                  WHERE id = ?1",
                 args![id, db_time(now_us)],
             )?;
-            attempts::record(tx, id, now_us, AttemptOutcome::Sent, None)?;
+            if sent > 0 {
+                attempts::record(tx, id, now_us, AttemptOutcome::Sent, None)?;
+            }
             follows::release_followers(tx, id, now_us).map(drop)
         })
     }
@@ -806,13 +817,10 @@ impl Store {
     /// Items that pass `filter`, newest first, at most `limit`, without
     /// their bodies (an e-mail's can be megabytes). The text filter reads
     /// at most [`SEARCH_SCAN`] rows past the others: a console's search
-    /// stays cheap on a large outbox. Returns the items and whether the
-    /// scan stopped at that bound.
-    pub fn search(
-        &self,
-        filter: &OutboxFilter,
-        limit: usize,
-    ) -> Result<(Vec<Result<OutboxItem, Unreadable>>, bool), StoreError> {
+    /// stays cheap on a large outbox. Returns the items and, when the scan
+    /// stopped at that bound, the id of the last row it read: a search
+    /// from below it goes on.
+    pub fn search(&self, filter: &OutboxFilter, limit: usize) -> Result<SearchPage, StoreError> {
         let text = filter.text.as_deref().map(str::to_lowercase).filter(|t| !t.is_empty());
         let scan = if text.is_some() { SEARCH_SCAN } else { limit };
         let rows = self.read(|c| {
@@ -837,7 +845,13 @@ impl Store {
                 ],
             )
         })?;
-        let bounded = text.is_some() && rows.len() == scan;
+        let scanned_to = match (&text, rows.last()) {
+            (Some(_), Some(last)) if rows.len() == scan => Some(match last {
+                Ok(item) => item.id,
+                Err(unreadable) => unreadable.id,
+            }),
+            _ => None,
+        };
         let items = rows
             .into_iter()
             .filter(|row| match (&text, row) {
@@ -847,7 +861,7 @@ impl Store {
             })
             .take(limit)
             .collect();
-        Ok((items, bounded))
+        Ok(SearchPage { items, scanned_to })
     }
 
     /// Deletes the dead items among `ids` (and what followed them);
@@ -857,10 +871,13 @@ impl Store {
         self.write(|tx| {
             let mut n = 0;
             for id in ids {
-                n += tx.execute("DELETE FROM outbox WHERE id = ?1 AND status = 'dead'", args![*id])?;
+                let deleted = tx.execute("DELETE FROM outbox WHERE id = ?1 AND status = 'dead'", args![*id])?;
+                if deleted > 0 {
+                    attempts::forget(tx, *id)?;
+                }
+                n += deleted;
             }
             follows::forget_purged(tx)?;
-            attempts::forget_purged(tx)?;
             Ok(n)
         })
     }
@@ -1018,13 +1035,14 @@ impl Store {
         for status in statuses {
             loop {
                 let n = self.write(|tx| {
-                    let n = tx.execute(
-                        "DELETE FROM outbox WHERE id IN
-                           (SELECT id FROM outbox WHERE status = ?1 AND updated_us < ?2 LIMIT ?3)",
-                        args![status.as_str(), db_time(before_us), BATCH as i64],
-                    )?;
+                    // The same rows twice: the transaction holds the write
+                    // lock, and the order is the id's.
+                    let batch = "SELECT id FROM outbox WHERE status = ?1 AND updated_us < ?2 ORDER BY id LIMIT ?3";
+                    let (status, before, limit) = (status.as_str(), db_time(before_us), BATCH as i64);
+                    let args = args![status, before, limit];
+                    tx.execute(&format!("DELETE FROM outbox_attempts WHERE item IN ({batch})"), args)?;
+                    let n = tx.execute(&format!("DELETE FROM outbox WHERE id IN ({batch})"), args)?;
                     follows::forget_purged(tx)?;
-                    attempts::forget_purged(tx)?;
                     Ok(n)
                 })?;
                 purged += n;
@@ -1097,8 +1115,8 @@ pub(super) mod tests {
             })
             .unwrap();
         let ids = |filter: OutboxFilter| -> Vec<i64> {
-            let (items, bounded) = store.search(&filter, 10).unwrap();
-            assert!(!bounded);
+            let SearchPage { items, scanned_to } = store.search(&filter, 10).unwrap();
+            assert_eq!(scanned_to, None);
             items
                 .into_iter()
                 .map(|i| i.unwrap())
@@ -1158,6 +1176,43 @@ pub(super) mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A text search reads a bounded number of rows, and says where it
+    /// stopped, so that the next page goes on from there.
+    #[test]
+    fn a_text_search_stops_at_its_bound_and_says_where_to_go_on() {
+        let store = Store::for_tests();
+        let needle = add(&store, &email("alerts", "soc@example.org", "the needle", 0));
+        let hay = email("alerts", "soc@example.org", "hay", 0);
+        store
+            .write(|tx| {
+                for _ in 0..SEARCH_SCAN {
+                    insert(tx, &hay, hay.status, 10, 1_000_000)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut filter = OutboxFilter {
+            text: Some("NEEDLE".into()),
+            ..OutboxFilter::default()
+        };
+        let SearchPage {
+            items: found,
+            scanned_to,
+        } = store.search(&filter, 50).unwrap();
+        assert!(found.is_empty());
+        assert_eq!(scanned_to, Some(needle + 1), "the oldest row read");
+        filter.before_id = scanned_to;
+        let SearchPage {
+            items: found,
+            scanned_to,
+        } = store.search(&filter, 50).unwrap();
+        assert_eq!(
+            found.into_iter().map(|i| i.unwrap().id).collect::<Vec<_>>(),
+            vec![needle]
+        );
+        assert_eq!(scanned_to, None);
     }
 
     /// Purging by hand throws away only what was given up on.

@@ -38,8 +38,10 @@ const MAX_SESSIONS: usize = 1_000;
 /// Wrong passwords for one name within the window that refuse it.
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW_US: u64 = 5 * 60 * 1_000_000;
-/// Names whose failures are remembered at most.
+/// Names whose failures are remembered at most (the stalest goes).
 const MAX_FAILING_NAMES: usize = 10_000;
+/// Passwords checked at once; more logins at once are asked to wait.
+const MAX_VERIFYING: usize = 2;
 /// The login form's size and time.
 const MAX_FORM_BYTES: usize = 4 << 10;
 const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -83,6 +85,9 @@ pub(super) struct Users {
     /// does not tell names apart.
     decoy: String,
     failures: Mutex<HashMap<String, VecDeque<u64>>>,
+    /// Passwords checked at once: each check takes ~19 MiB and tens of
+    /// milliseconds, and anyone who reaches the login can ask for one.
+    verifying: Arc<tokio::sync::Semaphore>,
 }
 
 impl Users {
@@ -112,6 +117,7 @@ impl Users {
             by_name,
             decoy: hash_password(&random_token())?,
             failures: Mutex::default(),
+            verifying: Arc::new(tokio::sync::Semaphore::new(MAX_VERIFYING)),
         })
     }
 
@@ -149,15 +155,33 @@ impl Users {
         times.len() >= MAX_FAILURES
     }
 
+    /// Counts a try of `name`'s password as failed (before it is checked,
+    /// so that tries at once count against the limit together).
     fn failed(&self, name: &str, now_us: u64) {
         let mut failures = self.failures.lock().expect("failures lock");
-        if failures.len() >= MAX_FAILING_NAMES && !failures.contains_key(name) {
-            failures.clear();
+        if failures.len() >= MAX_FAILING_NAMES
+            && !failures.contains_key(name)
+            && let Some(stalest) = failures
+                .iter()
+                .min_by_key(|(_, times)| times.back().copied().unwrap_or(0))
+                .map(|(n, _)| n.clone())
+        {
+            failures.remove(&stalest);
         }
         let times = failures.entry(name.to_string()).or_default();
         times.push_back(now_us);
         if times.len() > MAX_FAILURES {
             times.pop_front();
+        }
+    }
+}
+
+impl Users {
+    /// Takes back the failure counted for a try that turned out right.
+    fn forgive(&self, name: &str) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        if let Some(times) = failures.get_mut(name) {
+            times.pop_back();
         }
     }
 }
@@ -327,7 +351,12 @@ impl Console {
     ) -> Result<(Session, T), Box<Response>> {
         let bytes = crate::http::read_bounded(body, 16 << 10, FORM_TIMEOUT)
             .await
-            .map_err(|refusal| Box::new(forbidden(&refusal.to_string())))?;
+            .map_err(|refusal| {
+                Box::new(respond(
+                    refusal.status(),
+                    page("Refused", None, html! { p #refusal { (refusal.to_string()) } }),
+                ))
+            })?;
         let token = serde_urlencoded::from_bytes::<TokenForm>(&bytes).unwrap_or(TokenForm { csrf: String::new() });
         let session = self
             .form_session(headers, &token.csrf)
@@ -424,21 +453,32 @@ pub(super) async fn log_in(State(console): State<Arc<Console>>, headers: HeaderM
             Some("Too many wrong passwords for this user: wait five minutes."),
         );
     }
+    let Ok(permit) = console.users.verifying.clone().try_acquire_owned() else {
+        return login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("The console is checking other logins: try again in a moment."),
+        );
+    };
+    console.users.failed(&form.user, now_us);
     // argon2 takes tens of milliseconds: off the thread that serves pages.
+    // The permit goes with the check, which runs on if the browser leaves.
     let (users_console, name, password) = (console.clone(), form.user.clone(), form.password);
-    let role = tokio::task::spawn_blocking(move || users_console.users.verify(&name, &password))
-        .await
-        .ok()
-        .flatten();
+    let role = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        users_console.users.verify(&name, &password)
+    })
+    .await
+    .ok()
+    .flatten();
     match role {
         Some(role) => {
+            console.users.forgive(&form.user);
             let id = console.sessions.start(&form.user, role, now_us);
-            tracing::info!(user = %form.user, %role, "console: logged in");
+            tracing::info!(user = ?form.user, %role, "console: logged in");
             redirect("/", &[set_cookie(SESSION_COOKIE, &id), clear_cookie(LOGIN_COOKIE)])
         }
         None => {
-            console.users.failed(&form.user, now_us);
-            tracing::warn!(user = %form.user, "console: a wrong user name or password");
+            tracing::warn!(user = ?form.user, "console: a wrong user name or password");
             login_form(StatusCode::UNAUTHORIZED, Some("Wrong user name or password."))
         }
     }

@@ -7,20 +7,32 @@
   const shown = document.getElementById('would-hold');
   if (!field || !shown) return;
   let timer;
+  let asked = 0;
+  const show = (text, problem) => {
+    shown.textContent = text;
+    shown.classList.toggle('problem', problem);
+  };
   field.addEventListener('input', () => {
     clearTimeout(timer);
     timer = setTimeout(async () => {
+      // Only the answer to the latest question is shown.
+      const question = ++asked;
       if (field.value.trim() === '') {
-        shown.textContent = '';
+        show('', false);
         return;
       }
       const query = new URLSearchParams({ matchers: field.value });
       try {
-        const answer = await fetch('/silences/count?' + query, { credentials: 'same-origin' });
-        shown.textContent = await answer.text();
-        shown.classList.toggle('problem', !answer.ok);
+        const answer = await fetch('/silences/count?' + query, { credentials: 'same-origin', redirect: 'manual' });
+        const text = await answer.text();
+        if (question !== asked) return;
+        if (answer.type === 'opaqueredirect') {
+          show('The session ended: reload the page to log in again.', true);
+        } else {
+          show(text, !answer.ok);
+        }
       } catch (_) {
-        shown.textContent = 'The count could not be fetched.';
+        if (question === asked) show('The count could not be fetched.', true);
       }
     }, 300);
   });

@@ -20,9 +20,7 @@ use super::Console;
 use super::auth::{Session, TokenForm, redirect};
 use super::layout::{page, respond, shown_time, unavailable};
 use crate::pipeline::files::message_part;
-use crate::store::{
-    KEPT_PER_ITEM, Kind, OutboxFilter, OutboxItem, Payload, SEARCH_SCAN, Status, Unreadable, redacted_url,
-};
+use crate::store::{KEPT_PER_ITEM, Kind, OutboxFilter, OutboxItem, SEARCH_SCAN, SearchPage, Status, Unreadable};
 
 /// Items on one page of the list.
 const PAGE: usize = 50;
@@ -113,7 +111,7 @@ pub(super) async fn list(
             return respond(StatusCode::BAD_REQUEST, page("Outbox", Some(&session), body));
         }
     };
-    let (items, bounded) = match console.store.search(&filter, PAGE) {
+    let SearchPage { items, scanned_to } = match console.store.search(&filter, PAGE) {
         Ok(found) => found,
         Err(e) => return unavailable(&session, &e.to_string()),
     };
@@ -121,9 +119,15 @@ pub(super) async fn list(
         Ok(item) => item.id,
         Err(unreadable) => unreadable.id,
     });
+    // A full page goes on below its last item; a text search that read
+    // its bound, below the last row it read.
+    let older = if items.len() == PAGE { last } else { scanned_to };
     let body = html! {
         (filter_form(&filters))
-        @if bounded { p .hint { "The text was looked for in the newest " (SEARCH_SCAN) " items that pass the other filters." } }
+        @if scanned_to.is_some() && items.len() < PAGE {
+            p .hint { "The text was looked for in the newest " (SEARCH_SCAN) " items that pass the other filters; \
+                       the link below looks further." }
+        }
         @if items.is_empty() { p #none { "No item passes these filters." } }
         @else {
             table #items {
@@ -131,8 +135,8 @@ pub(super) async fn list(
                 @for item in &items { (row(item)) }
             }
         }
-        @if let (Some(last), true) = (last, items.len() == PAGE) {
-            p { a #older href={ "/outbox?" (filters.next_page(last)) } { "Older items" } }
+        @if let Some(older) = older {
+            p { a #older href={ "/outbox?" (filters.next_page(older)) } { "Older items" } }
         }
     };
     respond(StatusCode::OK, page("Outbox", Some(&session), body))
@@ -185,13 +189,10 @@ fn row(item: &Result<OutboxItem, Unreadable>) -> Markup {
     }
 }
 
-/// "e-mail to a@b: Subject", as text.
+/// "e-mail to a@b: Subject", as text (a webhook's address without its
+/// secrets, as `recipients` gives it).
 fn what(item: &OutboxItem) -> String {
     let to = item.payload.recipients().join(", ");
-    let to = match &item.payload {
-        Payload::Webhook(_) => redacted_url(&to),
-        _ => to,
-    };
     match item.payload.subject() {
         Some(subject) => format!("{} to {to}: {subject}", item.kind()),
         None => format!("{} to {to}", item.kind()),
@@ -313,7 +314,7 @@ pub(super) async fn html(State(console): State<Arc<Console>>, headers: HeaderMap
         .then(|| message_part(&item.body, "text/html"))
         .flatten()
     else {
-        return (StatusCode::NOT_FOUND, "no HTML part").into_response();
+        return super::layout::text(StatusCode::NOT_FOUND, "This item has no HTML part.".into());
     };
     sandboxed(html)
 }

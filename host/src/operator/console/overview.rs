@@ -180,10 +180,11 @@ mod tests {
         assert_eq!(samples.rate(), None);
         samples.add(0, 0);
         assert_eq!(samples.rate(), None);
-        for i in 1..=20u64 {
-            samples.add(i * 5_000_000, i * 50);
+        // Quiet for a while, then 10 events a second: the rate is the last
+        // minute's, not the average since the first sample.
+        for i in 1..=30u64 {
+            samples.add(i * 5_000_000, i.saturating_sub(15) * 50);
         }
-        // 10 events a second, whichever samples are kept.
         assert_eq!(samples.rate(), Some(10.0));
     }
 }

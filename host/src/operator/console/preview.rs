@@ -12,19 +12,23 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 
 use super::Console;
-use super::auth::{Session, redirect};
+use super::auth::{Denied, Session, redirect};
 use super::layout::{page, respond};
 use super::outbox::sandboxed;
 
 /// Rows a preview takes at most, and bytes.
 const MAX_LINES: usize = 1_000;
 const MAX_BYTES: usize = 1 << 20;
-/// Previews kept to be looked at (the oldest goes).
+/// Previews kept to be looked at (the oldest goes), in all and per user.
 const KEPT: usize = 8;
+const KEPT_PER_USER: usize = 2;
+/// Octets of e-mails a kept preview holds at most; the e-mails past it are
+/// listed without their text.
+const KEPT_BYTES: usize = 8 << 20;
 
 /// Replays rows through the configured modules on a throw-away state.
 pub trait Previewer: Send + Sync + std::fmt::Debug {
@@ -58,27 +62,75 @@ pub struct PreviewAction {
     pub text: Option<String>,
 }
 
-/// The previews made, by id, each for the user who made it.
-#[derive(Debug, Default)]
-pub(super) struct Previews(Mutex<VecDeque<(String, String, Arc<Preview>)>>);
+/// A preview kept for the user who made it.
+#[derive(Debug)]
+struct Kept {
+    id: String,
+    user: String,
+    preview: Arc<Preview>,
+    /// E-mails left out past [`KEPT_BYTES`].
+    trimmed: usize,
+}
+
+/// The previews made, and the one running.
+#[derive(Debug)]
+pub(super) struct Previews {
+    kept: Mutex<VecDeque<Kept>>,
+    /// One preview at a time: each starts every module.
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Previews {
+    fn default() -> Self {
+        Self {
+            kept: Mutex::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
 
 impl Previews {
-    fn keep(&self, user: &str, preview: Preview) -> String {
+    fn keep(&self, user: &str, mut preview: Preview) -> String {
+        let trimmed = trim(&mut preview);
         let id = super::auth::random_token();
-        let mut kept = self.0.lock().expect("previews lock");
-        if kept.len() == KEPT {
+        let mut kept = self.kept.lock().expect("previews lock");
+        let users = kept.iter().filter(|k| k.user == user).count();
+        if users >= KEPT_PER_USER
+            && let Some(oldest) = kept.iter().position(|k| k.user == user)
+        {
+            kept.remove(oldest);
+        } else if kept.len() >= KEPT {
             kept.pop_front();
         }
-        kept.push_back((id.clone(), user.to_string(), Arc::new(preview)));
+        kept.push_back(Kept {
+            id: id.clone(),
+            user: user.to_string(),
+            preview: Arc::new(preview),
+            trimmed,
+        });
         id
     }
 
-    fn get(&self, user: &str, id: &str) -> Option<Arc<Preview>> {
-        let kept = self.0.lock().expect("previews lock");
+    fn get(&self, user: &str, id: &str) -> Option<(Arc<Preview>, usize)> {
+        let kept = self.kept.lock().expect("previews lock");
         kept.iter()
-            .find(|(i, u, _)| i == id && u == user)
-            .map(|(_, _, p)| p.clone())
+            .find(|k| k.id == id && k.user == user)
+            .map(|k| (k.preview.clone(), k.trimmed))
     }
+}
+
+/// Leaves out the e-mails past [`KEPT_BYTES`]; returns how many.
+fn trim(preview: &mut Preview) -> usize {
+    let mut bytes = 0;
+    let mut trimmed = 0;
+    for action in &mut preview.actions {
+        bytes += action.html.as_ref().map_or(0, String::len) + action.text.as_ref().map_or(0, String::len);
+        if bytes > KEPT_BYTES && (action.html.is_some() || action.text.is_some()) {
+            (action.html, action.text) = (None, None);
+            trimmed += 1;
+        }
+    }
+    trimmed
 }
 
 /// `GET /preview`.
@@ -110,7 +162,20 @@ fn preview_form(session: &Session, problem: Option<&str>) -> Markup {
 /// `POST /preview`: runs one, then shows it.
 pub(super) async fn run(State(console): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Response {
     let Some(previewer) = console.context.previewer.clone() else {
-        return (StatusCode::NOT_FOUND, "no preview in this process").into_response();
+        return super::layout::text(StatusCode::NOT_FOUND, "This process makes no previews.".into());
+    };
+    // Who asks, and from where, before a megabyte is read.
+    if let Err(denied) = console.session(&headers) {
+        return denied.response();
+    }
+    if !console.posted_from_console(&headers) {
+        return Denied::ForeignForm.response();
+    }
+    let Ok(permit) = console.previews.running.clone().try_acquire_owned() else {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "A preview is running: try again in a moment.",
+        );
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -120,11 +185,11 @@ pub(super) async fn run(State(console): State<Arc<Console>>, headers: HeaderMap,
     let bytes = match crate::http::read_bounded(body, MAX_BYTES + (16 << 10), std::time::Duration::from_secs(30)).await
     {
         Ok(bytes) => bytes,
-        Err(refusal) => return super::auth::forbidden(&refusal.to_string()),
+        Err(refusal) => return refused(refusal.status(), &refusal.to_string()),
     };
     let fields = match form_fields(&content_type, &bytes) {
         Ok(fields) => fields,
-        Err(problem) => return super::auth::forbidden(&problem),
+        Err(problem) => return refused(StatusCode::BAD_REQUEST, &problem),
     };
     let csrf = String::from_utf8_lossy(fields.get("csrf").map_or(&[][..], Vec::as_slice)).into_owned();
     let session = match console.form_session(&headers, &csrf) {
@@ -141,7 +206,12 @@ pub(super) async fn run(State(console): State<Arc<Console>>, headers: HeaderMap,
         }
     };
     tracing::info!(user = %session.user, bytes = rows.len(), "console: preview");
-    let replayed = tokio::task::spawn_blocking(move || previewer.preview(&rows)).await;
+    // The permit goes with the replay, which runs on if the browser leaves.
+    let replayed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        previewer.preview(&rows)
+    })
+    .await;
     match replayed {
         Ok(Ok(preview)) => {
             let id = console.previews.keep(&session.user, preview);
@@ -205,20 +275,24 @@ fn form_fields(content_type: &str, body: &[u8]) -> Result<std::collections::Hash
     Ok(fields)
 }
 
+fn refused(status: StatusCode, why: &str) -> Response {
+    respond(status, page("Refused", None, html! { p #refusal { (why) } }))
+}
+
 /// `GET /preview/{id}`.
 pub(super) async fn show(State(console): State<Arc<Console>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let session = match console.session(&headers) {
         Ok(session) => session,
         Err(denied) => return denied.response(),
     };
-    let Some(preview) = console.previews.get(&session.user, &id) else {
-        let body =
-            html! { p #problem { "This preview is gone (the console keeps the last " (KEPT) "): run it again." } };
+    let Some((preview, trimmed)) = console.previews.get(&session.user, &id) else {
+        let body = html! { p #problem { "This preview is gone (the console keeps the last " (KEPT_PER_USER) " of each user): run it again." } };
         return respond(StatusCode::NOT_FOUND, page("Preview", Some(&session), body));
     };
     let body = html! {
         p #replayed { (preview.events) " rows replayed, " (preview.skipped) " lines skipped, "
             (preview.actions.len()) " actions. Nothing was delivered." }
+        @if trimmed > 0 { p .hint { (trimmed) " e-mails are listed without their text: a preview keeps at most " (KEPT_BYTES >> 20) " MiB of them." } }
         @if preview.actions.is_empty() { p { "No module asked for anything." } }
         @for (n, action) in preview.actions.iter().enumerate() {
             section .action {
@@ -254,9 +328,46 @@ pub(super) async fn email(
     let html = console
         .previews
         .get(&session.user, &id)
-        .and_then(|p| p.actions.get(n).and_then(|a| a.html.clone()));
+        .and_then(|(p, _)| p.actions.get(n).and_then(|a| a.html.clone()));
     match html {
         Some(html) => sandboxed(html),
-        None => (StatusCode::NOT_FOUND, "no such e-mail").into_response(),
+        None => super::layout::text(StatusCode::NOT_FOUND, "There is no such e-mail in this preview.".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A preview of a thousand large e-mails keeps the first few megabytes
+    /// of them and lists the rest.
+    #[test]
+    fn a_kept_preview_holds_a_bounded_size_of_e_mails() {
+        let email = |n: usize| PreviewAction {
+            html: Some("x".repeat(n)),
+            text: Some(String::new()),
+            ..PreviewAction::default()
+        };
+        let mut preview = Preview {
+            actions: vec![email(5 << 20), email(5 << 20), PreviewAction::default(), email(1)],
+            ..Preview::default()
+        };
+        assert_eq!(trim(&mut preview), 2);
+        let kept: Vec<bool> = preview.actions.iter().map(|a| a.html.is_some()).collect();
+        assert_eq!(kept, [true, false, false, false]);
+        assert_eq!(preview.actions.len(), 4, "every action is still listed");
+    }
+
+    #[test]
+    fn each_user_keeps_their_latest_previews() {
+        let previews = Previews::default();
+        let first = previews.keep("ann", Preview::default());
+        let second = previews.keep("ann", Preview::default());
+        let vics = previews.keep("vic", Preview::default());
+        let third = previews.keep("ann", Preview::default());
+        assert!(previews.get("ann", &first).is_none(), "ann's oldest went");
+        assert!(previews.get("ann", &second).is_some() && previews.get("ann", &third).is_some());
+        assert!(previews.get("vic", &vics).is_some(), "vic's stays");
+        assert!(previews.get("vic", &third).is_none(), "ann's are ann's");
     }
 }

@@ -38,6 +38,9 @@ pub(super) struct SilenceForm {
     hours: String,
     comment: String,
     csrf: String,
+    /// `count` (the form's Count button, without script): count, make
+    /// nothing.
+    intent: String,
 }
 
 impl SilenceForm {
@@ -180,9 +183,9 @@ fn create_form(session: &Session, form: &SilenceForm, counted: Option<Result<Str
             label { "Hours " input name="hours" value=(form.hours) placeholder=(DEFAULT_HOURS) inputmode="numeric"; }
             label { "Why " input name="comment" value=(form.comment) required; }
             (count_line(counted))
-            button #count type="submit" formmethod="get" formaction="/silences" formnovalidate { "Count what they would hold" }
+            button #count type="submit" name="intent" value="count" formnovalidate { "Count what they would hold" }
             " "
-            button #create type="submit" { "Silence" }
+            button #create type="submit" name="intent" value="create" { "Silence" }
         }
     }
 }
@@ -197,7 +200,7 @@ fn held_back(console: &Console, now_us: u64) -> Result<Markup, StoreError> {
             ..OutboxFilter::default()
         };
         let mut by = BTreeMap::new();
-        for item in console.store.search(&filter, HELD_READ)?.0.into_iter().flatten() {
+        for item in console.store.search(&filter, HELD_READ)?.items.into_iter().flatten() {
             let why = item.held_by.unwrap_or_default();
             *by.entry((item.module, why)).or_default() += 1;
         }
@@ -239,6 +242,10 @@ pub(super) async fn create(State(console): State<Arc<Console>>, headers: HeaderM
         Ok(sent) => sent,
         Err(answer) => return *answer,
     };
+    if form.intent == "count" {
+        let counted = count(&console, &form.matchers);
+        return render(&console, &session, &form, Some(counted), StatusCode::OK);
+    }
     let now_us = console.clock.now_us();
     let silence = match form.silence(&session.user, now_us) {
         Ok(silence) => silence,

@@ -443,6 +443,19 @@ fn only_an_operator_retries_or_purges_and_only_dead_items() {
         Some(Status::Dead),
         "a forged token retries nothing"
     );
+    let elsewhere = post(
+        &served,
+        "/outbox/1/retry",
+        &operator,
+        Some("http://evil.example"),
+        &form,
+    );
+    assert_eq!(elsewhere.status, 403);
+    assert_eq!(
+        status_of(&served, 1),
+        Some(Status::Dead),
+        "nor a form from another site"
+    );
     let retried = post(&served, "/outbox/1/retry", &operator, Some(&served.url), &form);
     assert_eq!(
         (retried.status, &retried.headers["location"]),
@@ -574,6 +587,17 @@ fn an_operator_counts_makes_and_expires_a_silence_and_a_viewer_only_looks() {
     );
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("bad matcher"), "{}", bad.body);
+    // Counted without script: the form posted with its Count button.
+    let counted = post(
+        &served,
+        "/silences",
+        &operator,
+        Some(&served.url),
+        &format!("{form}&intent=count&csrf={csrf}"),
+    );
+    assert_eq!(counted.status, 200);
+    assert!(counted.body.contains("Would have held 1 of those"), "{}", counted.body);
+    assert!(served.store.silences().unwrap().is_empty(), "a count makes nothing");
     let made = post(
         &served,
         "/silences",
@@ -602,6 +626,14 @@ fn an_operator_counts_makes_and_expires_a_silence_and_a_viewer_only_looks() {
         &format!("csrf={csrf}"),
     );
     assert_eq!(expired.status, 303);
+    let by_viewer = post(
+        &served,
+        &format!("/silences/{}/expire", silence.id),
+        &viewer,
+        Some(&served.url),
+        &format!("csrf={viewer_csrf}"),
+    );
+    assert_eq!(by_viewer.status, 403, "a viewer expires nothing");
     let listed = get(&served, "/silences", Some(&operator));
     assert!(
         listed.body.contains("<td class=\"state\">expired</td>"),
@@ -680,4 +712,29 @@ fn a_preview_takes_an_uploaded_file_is_bounded_and_is_its_users_alone() {
         &multipart("forged", rows, ""),
     );
     assert_eq!(forged.status, 403);
+}
+
+/// Guesses sent at once neither get past the limit of five nor make the
+/// console check more than a few passwords at a time.
+#[test]
+fn guesses_sent_at_once_count_together() {
+    let served = Arc::new(serve());
+    let guesses: Vec<_> = (0..12)
+        .map(|_| {
+            let served = served.clone();
+            std::thread::spawn(move || log_in(&served, "ann", "guess").status)
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    for _ in checked..5 {
+        assert_eq!(log_in(&served, "ann", "guess").status, 401);
+    }
+    assert_eq!(
+        log_in(&served, "ann", PASSWORD).status,
+        429,
+        "five failures refuse the name"
+    );
 }
