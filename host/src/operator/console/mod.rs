@@ -155,6 +155,19 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Runs `work` on a thread that may block: a long read (a text search,
+    /// a count over the last day) must not hold up the console's one
+    /// thread, and with it every other user's pages.
+    async fn off_thread<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce(&Console) -> T + Send + 'static) -> T {
+        let console = self.clone();
+        match tokio::task::spawn_blocking(move || work(&console)).await {
+            Ok(done) => done,
+            Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+        }
+    }
+}
+
 /// The console's routes.
 pub fn routes(console: Arc<Console>) -> Router {
     Router::new()

@@ -111,7 +111,7 @@ pub(super) async fn list(
             return respond(StatusCode::BAD_REQUEST, page("Outbox", Some(&session), body));
         }
     };
-    let SearchPage { items, scanned_to } = match console.store.search(&filter, PAGE) {
+    let SearchPage { items, scanned_to } = match console.off_thread(move |c| c.store.search(&filter, PAGE)).await {
         Ok(found) => found,
         Err(e) => return unavailable(&session, &e.to_string()),
     };

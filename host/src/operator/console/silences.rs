@@ -31,7 +31,7 @@ const HELD_READ: usize = 1_000;
 
 /// The form: matchers, hours, comment (the query string of a count, the
 /// body of a creation).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct SilenceForm {
     matchers: String,
@@ -78,8 +78,41 @@ pub(super) async fn show(
         Ok(session) => session,
         Err(denied) => return denied.response(),
     };
-    let counted = (!form.matchers.trim().is_empty()).then(|| count(&console, &form.matchers));
-    render(&console, &session, &form, counted, StatusCode::OK)
+    let counting = match form.matchers.trim().is_empty() {
+        true => Counting::Nothing,
+        false => Counting::Matchers,
+    };
+    rendered(&console, session, form, counting, StatusCode::OK).await
+}
+
+/// What the page says under the form.
+enum Counting {
+    Nothing,
+    /// What the form's matchers would have held.
+    Matchers,
+    /// What is wrong with the form.
+    Problem(String),
+}
+
+/// The page, made on a thread that may block (it reads a day of
+/// notifications to count, and the items held).
+async fn rendered(
+    console: &Arc<Console>,
+    session: Session,
+    form: SilenceForm,
+    counting: Counting,
+    status: StatusCode,
+) -> Response {
+    console
+        .off_thread(move |console| {
+            let counted = match counting {
+                Counting::Nothing => None,
+                Counting::Matchers => Some(count(console, &form.matchers)),
+                Counting::Problem(problem) => Some(Err(problem)),
+            };
+            render(console, &session, &form, counted, status)
+        })
+        .await
 }
 
 /// What the matchers of a form would have held, or why they cannot.
@@ -166,7 +199,7 @@ pub(super) async fn count_text(
     if let Err(denied) = console.session(&headers) {
         return denied.response();
     }
-    let (status, text) = match count(&console, &form.matchers) {
+    let (status, text) = match console.off_thread(move |c| count(c, &form.matchers)).await {
         Ok(line) => (StatusCode::OK, line),
         Err(problem) => (StatusCode::BAD_REQUEST, problem),
     };
@@ -243,20 +276,37 @@ pub(super) async fn create(State(console): State<Arc<Console>>, headers: HeaderM
         Err(answer) => return *answer,
     };
     if form.intent == "count" {
-        let counted = count(&console, &form.matchers);
-        return render(&console, &session, &form, Some(counted), StatusCode::OK);
+        return rendered(&console, session, form, Counting::Matchers, StatusCode::OK).await;
     }
     let now_us = console.clock.now_us();
     let silence = match form.silence(&session.user, now_us) {
         Ok(silence) => silence,
-        Err(problem) => return render(&console, &session, &form, Some(Err(problem)), StatusCode::BAD_REQUEST),
+        Err(problem) => {
+            return rendered(
+                &console,
+                session,
+                form,
+                Counting::Problem(problem),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
     };
     match console.store.add_silence(&silence, now_us) {
         Ok(Ok(made)) => {
             tracing::info!(user = %session.user, silence = %made.id, matchers = %made.matchers, "console: silence made");
             redirect("/silences", &[])
         }
-        Ok(Err(problem)) => render(&console, &session, &form, Some(Err(problem)), StatusCode::BAD_REQUEST),
+        Ok(Err(problem)) => {
+            rendered(
+                &console,
+                session,
+                form,
+                Counting::Problem(problem),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
         Err(e) => unavailable(&session, &e.to_string()),
     }
 }
