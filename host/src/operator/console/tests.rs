@@ -15,6 +15,7 @@ struct Served {
     url: String,
     clock: Clock,
     store: Arc<Store>,
+    metrics: Arc<Metrics>,
 }
 
 fn user(name: &str, role: Role) -> ConsoleUser {
@@ -76,6 +77,11 @@ fn hostile_email() -> NewItem {
 /// A console over a database holding a dead webhook (item 1), two sent
 /// ones (2, 3) and a dead e-mail with a hostile subject (4).
 fn serve() -> Served {
+    serve_with(Vec::new())
+}
+
+/// The same, reading Velociraptor `streams`.
+fn serve_with(streams: Vec<(String, Vec<String>)>) -> Served {
     let store = Arc::new(Store::for_tests());
     let item = |status| NewItem {
         module: "alerts".into(),
@@ -108,10 +114,11 @@ fn serve() -> Served {
     store.commit(&changes, NOW_US, u64::MAX, &Throttle::default()).unwrap();
     let clock = Clock::virtual_at(NOW_US);
     let users = vec![user("ann", Role::Operator), user("vic", Role::Viewer)];
+    let metrics = Arc::new(Metrics::new());
     let context = ConsoleContext {
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         retry_window_us: 3_600_000_000,
-        streams: Vec::new(),
+        streams,
         previewer: Some(Arc::new(CountingPreviewer)),
     };
     let console = Console::new(&section(users), store.clone(), clock.clone(), context).unwrap();
@@ -120,6 +127,7 @@ fn serve() -> Served {
         url: format!("http://{address}"),
         clock,
         store,
+        metrics,
     }
 }
 
@@ -737,4 +745,78 @@ fn guesses_sent_at_once_count_together() {
         429,
         "five failures refuse the name"
     );
+}
+
+#[test]
+fn the_overview_shows_each_module_and_each_streams_position() {
+    let queues = vec![
+        "Server.Internal.Alerts".to_string(),
+        "Server.Internal.ClientInfo".to_string(),
+    ];
+    let served = serve_with(vec![("root".into(), queues)]);
+    let mark = crate::sources::velociraptor::Mark {
+        org_id: "root".into(),
+        queue: "Server.Internal.Alerts".into(),
+        cursor: crate::sources::velociraptor::Cursor {
+            ts_s: NOW_US / 1_000_000 - 90,
+            seen: Vec::new(),
+            count: None,
+        },
+        fence: None,
+    };
+    served.store.state_put(&mark.to_state_write(), NOW_US).unwrap();
+    let version = crate::metrics::ModuleVersion {
+        version: "1.2.0".into(),
+        digest: "ab".repeat(32),
+        language: "Python".into(),
+        since_us: NOW_US,
+    };
+    served.metrics.set_module("logon_spread", version);
+    served.metrics.handled("logon_spread");
+    served.metrics.trapped("logon_spread");
+    let session = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let overview = get(&served, "/", Some(&session)).body;
+    for shown in [
+        "<div class=\"module\" data-module=\"logon_spread\">",
+        "Python, version 1.2.0, build <code title=\"abab",
+        "<dd class=\"handled\">1</dd>",
+        "<dd class=\"trapped\">1</dd>",
+        "<td>root</td><td>Server.Internal.Alerts</td><td>2026-05-28 20:25:10 UTC</td><td>90 s</td>",
+        "<td>root</td><td>Server.Internal.ClientInfo</td><td>none yet</td>",
+    ] {
+        assert!(overview.contains(shown), "{shown} in {overview}");
+    }
+}
+
+#[test]
+fn the_silences_page_shows_groups_waiting_and_what_was_inhibited() {
+    let served = serve();
+    let held = |status, held_by: &str| NewItem {
+        status,
+        held_by: Some(held_by.into()),
+        ..hostile_email()
+    };
+    let items = [
+        held(Status::Held, "group {alertname=\"BEACON\"}"),
+        held(Status::Held, "group {alertname=\"BEACON\"}"),
+        held(Status::Inhibited, "inhibited by Server.Monitor.Health (rule 1)"),
+    ];
+    let changes = Changes {
+        state: &[],
+        items: &items,
+        retries: &[],
+        fences: &[],
+    };
+    served
+        .store
+        .commit(&changes, NOW_US, u64::MAX, &Throttle::default())
+        .unwrap();
+    let session = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    let page = get(&served, "/silences", Some(&session)).body;
+    for shown in [
+        "<td>alerts</td><td><code>{alertname=&quot;BEACON&quot;}</code></td><td>2</td>",
+        "<td>alerts</td><td>inhibited by Server.Monitor.Health (rule 1)</td><td>1</td>",
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
 }
