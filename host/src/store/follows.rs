@@ -146,13 +146,10 @@ pub(super) fn dead_predecessors(tx: Db<'_>, ids: &[i64]) -> DbResult<Vec<i64>> {
     Ok(found)
 }
 
-/// Forgets the links of items that were purged.
-pub(super) fn forget_purged(tx: Db<'_>) -> DbResult<usize> {
-    tx.execute(
-        "DELETE FROM outbox_follows WHERE item NOT IN (SELECT id FROM outbox)
-                                        OR after NOT IN (SELECT id FROM outbox)",
-        &[],
-    )
+/// Forgets the links of an item that is purged, both ways (each way has
+/// its index: no scan of the table).
+pub(super) fn forget(tx: Db<'_>, item: i64) -> DbResult<usize> {
+    tx.execute("DELETE FROM outbox_follows WHERE item = ?1 OR after = ?1", args![item])
 }
 
 #[cfg(test)]
@@ -219,6 +216,38 @@ mod tests {
             .into_iter()
             .map(|r| r.unwrap().id)
             .collect()
+    }
+
+    fn links(store: &Store) -> Vec<(i64, i64)> {
+        store
+            .read(|c| {
+                c.query("SELECT item, after FROM outbox_follows ORDER BY item", &[], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .unwrap()
+    }
+
+    /// Purging forgets the links of what it deletes, both ways, and no
+    /// other.
+    #[test]
+    fn a_purge_forgets_the_links_of_the_items_it_deletes() {
+        let store = Store::for_tests();
+        let sent = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        let dead = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        let kept = commit(&store, &[announcement(), unlabel(vec![0])], &Throttle::default());
+        assert_eq!(links(&store).len(), 3);
+        store.mark_sent(sent[0], 20).unwrap();
+        store.mark_sent(sent[1], 20).unwrap();
+        store.mark_dead(dead[0], "550", 20, "local").unwrap();
+        assert_eq!(store.purge(Some(Status::Sent), u64::MAX >> 2).unwrap(), 2);
+        assert_eq!(links(&store), [(dead[1], dead[0]), (kept[1], kept[0])]);
+        assert_eq!(store.purge_dead(&[dead[0]]).unwrap(), 1);
+        assert_eq!(
+            links(&store),
+            [(kept[1], kept[0])],
+            "the dead item's follower keeps no link to it"
+        );
     }
 
     #[test]

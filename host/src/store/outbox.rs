@@ -874,10 +874,10 @@ impl Store {
                 let deleted = tx.execute("DELETE FROM outbox WHERE id = ?1 AND status = 'dead'", args![*id])?;
                 if deleted > 0 {
                     attempts::forget(tx, *id)?;
+                    follows::forget(tx, *id)?;
                 }
                 n += deleted;
             }
-            follows::forget_purged(tx)?;
             Ok(n)
         })
     }
@@ -1041,8 +1041,11 @@ impl Store {
                     let (status, before, limit) = (status.as_str(), db_time(before_us), BATCH as i64);
                     let args = args![status, before, limit];
                     tx.execute(&format!("DELETE FROM outbox_attempts WHERE item IN ({batch})"), args)?;
+                    tx.execute(
+                        &format!("DELETE FROM outbox_follows WHERE item IN ({batch}) OR after IN ({batch})"),
+                        args,
+                    )?;
                     let n = tx.execute(&format!("DELETE FROM outbox WHERE id IN ({batch})"), args)?;
-                    follows::forget_purged(tx)?;
                     Ok(n)
                 })?;
                 purged += n;
