@@ -491,7 +491,7 @@ fn an_e_mails_silence_link_opens_a_page_in_a_browser_that_silences_similar_alert
     browser.type_into("#author", "ann");
     browser.type_into("#comment", "IR-9: bait moved");
     browser.click("#silence");
-    assert_eq!(browser.title(), "Silence created · velonotify", "{}", browser.source());
+    browser.wait_for_title("Silence created · velonotify");
     let id = browser.text("#silence-id");
     let (status, answer) = request(api, "GET", &format!("/v1/silences/{id}"), Some(API_TOKEN), b"");
     assert_eq!(status, 200, "{answer}");

@@ -129,6 +129,20 @@ impl Browser {
         })
     }
 
+    /// Waits (10 s at most) until the page shown is titled `title`: a
+    /// click on a submit button may return before the next page is in.
+    pub fn wait_for_title(&self, title: &str) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.title() != title {
+            assert!(
+                Instant::now() < until,
+                "the page never was {title:?}: {}",
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The page's title.
     pub fn title(&self) -> String {
         self.runtime.block_on(self.client.title()).unwrap()
