@@ -170,12 +170,14 @@ impl Reloader {
                         ready.push(Candidate { module, noticed });
                     }
                     Err(reason) => {
-                        self.metrics.swap(&name, "refused");
+                        // Logged before counted: whoever sees the count
+                        // (a test, a dashboard's drill-down) finds the reason.
                         tracing::error!(
                             module = %name,
                             file = %path.display(),
                             "hot swap refused, version {running} keeps running: {reason}"
                         );
+                        self.metrics.swap(&name, "refused");
                     }
                 }
             }
