@@ -358,7 +358,10 @@ fn a_batch_not_taken_in_time_is_answered_503_and_never_handled() {
     });
     let first =
         std::thread::spawn(move || post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"a\"}\n"));
-    std::thread::sleep(Duration::from_millis(500));
+    // "a" is handled and held in its commit before "b" is sent.
+    run.wait("the first batch in its commit", Duration::from_secs(30), |_| {
+        rows_reaching(metrics_port, "detect") == 1
+    });
     let started = Instant::now();
     let (status, answer) = post_events(port, Some(TOKEN), "queue=Custom.Ingest", b"{\"Name\":\"b\"}\n");
     assert_eq!(status, 503, "{answer}");

@@ -634,11 +634,13 @@ impl Backlog<'_> {
             if !(self.delivering)() {
                 bail!("the delivery thread stopped");
             }
+            // Refusing before saying so: once the line is out, ingest
+            // answers 503.
+            self.health.refuse(why.clone());
             if !waited {
                 tracing::warn!("{why}: taking no more events until delivery catches up (ingest answers 503)");
                 waited = true;
             }
-            self.health.refuse(why);
             std::thread::sleep(BACKLOG_LOOK_EVERY);
         }
         if waited {
@@ -807,13 +809,16 @@ fn until_stored<T>(
                 return Ok(value);
             }
             Err(error) if error.is_transient() => {
-                if !health.is_failing() {
+                // Failing before saying so: once the line is out, ingest
+                // answers 503.
+                let first = !health.is_failing();
+                health.failed(&error);
+                if first {
                     tracing::error!(
                         %error,
                         "could not {what}; holding the input and trying again (ingest answers 503 meanwhile)"
                     );
                 }
-                health.failed(&error);
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(COMMIT_RETRY_LONGEST);
             }

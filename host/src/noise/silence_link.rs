@@ -63,6 +63,23 @@ struct Claims {
     expires: u64,
 }
 
+/// What stands for a token taken out of an e-mail ([`without_tokens`]).
+pub const HIDDEN_TOKEN: &str = "hidden";
+
+/// `text` (an e-mail's part) with the token of each link to the page taken
+/// out, for a reader who may see the e-mail but not silence: a console
+/// viewer. The address stays, so the reader sees where the link led; with
+/// [`HIDDEN_TOKEN`] for its token it opens a refusal.
+pub fn without_tokens(text: &str) -> std::borrow::Cow<'_, str> {
+    // The token's alphabet: base64url, and the dot between payload and tag.
+    static TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        let pattern = format!(r"{}\?t=[A-Za-z0-9_.\-]+", regex::escape(PAGE_PATH));
+        regex::Regex::new(&pattern).expect("the token pattern is valid")
+    });
+    let hidden = format!("{PAGE_PATH}?t={HIDDEN_TOKEN}");
+    TOKEN.replace_all(text, regex::NoExpand(&hidden))
+}
+
 /// A new random link id: 128 bits, in hex.
 pub fn fresh_link_id() -> String {
     let mut bytes = [0u8; 16];
@@ -195,6 +212,30 @@ mod tests {
 
     fn links() -> SilenceLinks {
         SilenceLinks::new(&[7; KEY_BYTES], "https://velonotify.example:9466/")
+    }
+
+    #[test]
+    fn a_links_token_is_taken_out_and_the_text_around_it_kept() {
+        let links = links();
+        let id = fresh_link_id();
+        let url = links
+            .link(
+                Link {
+                    id,
+                    linked: Linked::Notification,
+                },
+                NOW_US,
+            )
+            .unwrap();
+        let text = format!("<p>Beacon</p><a href=\"{url}\">Silence similar for 2 h</a>\n{url}\nend");
+        let shown = without_tokens(&text);
+        let hidden = format!("https://velonotify.example:9466{PAGE_PATH}?t={HIDDEN_TOKEN}");
+        assert_eq!(
+            shown,
+            format!("<p>Beacon</p><a href=\"{hidden}\">Silence similar for 2 h</a>\n{hidden}\nend")
+        );
+        assert_eq!(links.verify(HIDDEN_TOKEN, NOW_US), Err(LinkRefusal::Malformed));
+        assert_eq!(without_tokens("no link here"), "no link here");
     }
 
     fn notification() -> Link {

@@ -180,10 +180,7 @@ impl SmtpPeer {
     /// One line per accepted message: `file`, `mail_from`, `rcpt_tos`,
     /// `message_id`, `subject`, `tls`, `auth`.
     pub fn received(&self) -> Vec<Value> {
-        match std::fs::read_to_string(self.dir.join("received.jsonl")) {
-            Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
-            Err(_) => Vec::new(),
-        }
+        complete_json_lines(&self.dir.join("received.jsonl"))
     }
 
     /// The bytes of an accepted message.
@@ -277,9 +274,16 @@ impl HttpPeer {
 
     /// One line per request: `method`, `path`, `headers`, `body`, `status`.
     pub fn requests(&self) -> Vec<Value> {
-        match std::fs::read_to_string(&self.log) {
-            Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
-            Err(_) => Vec::new(),
-        }
+        complete_json_lines(&self.log)
     }
+}
+
+/// The JSON lines a peer wrote to `path`, but for a last line it is still
+/// appending (a read may come mid-write): that one is read next time.
+fn complete_json_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display())))
+        .collect()
 }

@@ -235,7 +235,8 @@ pub(super) async fn detail(State(console): State<Arc<Console>>, headers: HeaderM
     };
     let text = (item.kind() == Kind::Email)
         .then(|| message_part(&item.body, "text/plain"))
-        .flatten();
+        .flatten()
+        .map(|text| as_seen_by(&session, text));
     let has_html = item.kind() == Kind::Email && message_part(&item.body, "text/html").is_some();
     let attempts = match console.store.attempts(item.id) {
         Ok(attempts) => attempts,
@@ -316,7 +317,17 @@ pub(super) async fn html(State(console): State<Arc<Console>>, headers: HeaderMap
     else {
         return super::layout::text(StatusCode::NOT_FOUND, "This item has no HTML part.".into());
     };
-    sandboxed(html)
+    sandboxed(as_seen_by(&session, html))
+}
+
+/// An e-mail's part as `session` may see it. Its "Silence similar" link
+/// would let whoever holds it silence: a viewer, who may not, is shown the
+/// link without its token.
+fn as_seen_by(session: &Session, part: String) -> String {
+    match session.role {
+        super::Role::Operator => part,
+        super::Role::Viewer => crate::noise::silence_link::without_tokens(&part).into_owned(),
+    }
 }
 
 /// An e-mail's HTML, under a policy that holds even when its address is

@@ -40,14 +40,19 @@ const OUR_SCRIPT: &str = "<script src=\"/static/console.js\" defer></script>";
 /// What event data can put in a subject.
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
+/// The signed "Silence similar" link the e-mail ends with (its token's
+/// alphabet; the console does not check it).
+const SILENCE_LINK: &str = "https://velonotify.example/silence?t=eyJpZCI6IjEifQ.c2lnbmF0dXJl-_x";
+
 /// An e-mail with a hostile subject, as a module rendered it: an HTML
-/// part that tries to run script and fetch a pixel, and a text part.
+/// part that tries to run script and fetch a pixel, and a text part, both
+/// ending with a silence link.
 fn hostile_email() -> NewItem {
     let body = format!(
         "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
-         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBeacon on WIN-1 {HOSTILE}\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBeacon on WIN-1 {HOSTILE}\r\n{SILENCE_LINK}\r\n\
          --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p style=\"color:red\">Beacon</p>{HOSTILE}\
-         <img src=\"https://tracker.example/p.gif\">\r\n--b--\r\n"
+         <img src=\"https://tracker.example/p.gif\"><a href=\"{SILENCE_LINK}\">Silence similar</a>\r\n--b--\r\n"
     );
     NewItem {
         module: "alerts".into(),
@@ -517,6 +522,25 @@ fn a_hostile_subject_is_text_and_an_e_mails_html_is_served_sandboxed() {
         404,
         "a webhook has no e-mail"
     );
+}
+
+/// A viewer may not silence, so is not handed the e-mail's signed link
+/// to do it: the token is taken out of both parts; an operator sees it.
+#[test]
+fn a_viewer_is_shown_an_e_mails_silence_link_without_its_token() {
+    let served = serve();
+    let hidden = "https://velonotify.example/silence?t=hidden";
+    let viewer = log_in(&served, "vic", PASSWORD).cookie("__Host-velonotify-session");
+    for path in ["/outbox/4", "/outbox/4/html"] {
+        let page = get(&served, path, Some(&viewer));
+        assert!(page.body.contains(hidden), "{path}: {}", page.body);
+        assert!(!page.body.contains(SILENCE_LINK), "{path}: {}", page.body);
+    }
+    let operator = log_in(&served, "ann", PASSWORD).cookie("__Host-velonotify-session");
+    for path in ["/outbox/4", "/outbox/4/html"] {
+        let page = get(&served, path, Some(&operator));
+        assert!(page.body.contains(SILENCE_LINK), "{path}: {}", page.body);
+    }
 }
 
 #[test]
