@@ -128,7 +128,6 @@ fn database_of(store_url: &str) -> String {
     path.split('?').next().unwrap().to_string()
 }
 
-/// The subjects of the e-mails received, each with how many times it came.
 /// What the SMTP server received once every alert came and the outbox
 /// has nothing left to deliver: what a killed replica had in flight is
 /// sent again only when its claims time out, maybe after every alert came.
@@ -149,6 +148,7 @@ fn settled(smtp: &SmtpPeer, store_url: &str, alerts: usize) -> Vec<Value> {
     smtp.received()
 }
 
+/// The subjects of the e-mails received, each with how many times it came.
 fn count_subjects(received: &[Value]) -> HashMap<String, usize> {
     let mut per_subject: HashMap<String, usize> = HashMap::new();
     for line in received {

@@ -644,8 +644,8 @@ impl Backlog<'_> {
             std::thread::sleep(BACKLOG_LOOK_EVERY);
         }
         if waited {
-            tracing::info!("the outbox is below its bound again: taking events");
             self.health.recovered();
+            tracing::info!("the outbox is below its bound again: taking events");
         }
         Ok(())
     }
@@ -802,15 +802,16 @@ fn until_stored<T>(
     loop {
         match attempt() {
             Ok(value) => {
-                if health.is_failing() {
+                let was_failing = health.is_failing();
+                health.recovered();
+                if was_failing {
                     tracing::info!("the state database takes writes again; carrying on");
                 }
-                health.recovered();
                 return Ok(value);
             }
             Err(error) if error.is_transient() => {
-                // Failing before saying so: once the line is out, ingest
-                // answers 503.
+                // Failing before saying so (and recovered before saying
+                // that): once a line is out, ingest answers as it says.
                 let first = !health.is_failing();
                 health.failed(&error);
                 if first {
