@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -297,9 +297,19 @@ fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
     run.wait("the ingest endpoint", Duration::from_secs(120), |r| {
         r.log().contains("HTTP ingest at")
     });
-    // Rows stream in from another thread while the new build is deployed.
+    // Rows stream in from another thread while the new build is deployed;
+    // the last two batches wait for the swap, however slowly it loads, so
+    // rows come after it too.
+    let swapped = "velonotify_module_swaps_total{module=\"detections\",result=\"swapped\"}";
     let poster = std::thread::spawn(move || {
         for first in (0..ROWS).step_by(BATCH as usize) {
+            let held_since = Instant::now();
+            while first >= ROWS - 2 * BATCH
+                && metric(metrics, swapped) < 1
+                && held_since.elapsed() < Duration::from_secs(120)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let body: String = (first..first + BATCH)
                 .map(|n| {
                     let mut row = process(
@@ -325,7 +335,6 @@ fn a_python_module_is_swapped_under_load_and_every_row_is_handled_once() {
         rows_reaching(metrics, "detections") >= 3 * BATCH
     });
     std::fs::rename(&staged, dir.path().join("rule.wasm")).unwrap();
-    let swapped = "velonotify_module_swaps_total{module=\"detections\",result=\"swapped\"}";
     run.wait("the swap", Duration::from_secs(120), |_| metric(metrics, swapped) == 1);
     let reached_at_swap = rows_reaching(metrics, "detections");
     poster.join().expect("the poster");
