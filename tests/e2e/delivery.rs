@@ -621,23 +621,7 @@ fn a_kept_connection_the_server_closed_costs_the_next_message_nothing() {
     // Sent as far as velonotify knows: a server stopped before its reply to
     // the message reached velonotify leaves the message's fate unknown, and
     // it is rightly sent again.
-    let store = velonotify_test_support::open_store(dir.path());
-    let sent = || {
-        store
-            .counts()
-            .unwrap()
-            .by_status
-            .get(&velonotify::store::Status::Sent)
-            .copied()
-    };
-    let waiting = Instant::now();
-    while sent() != Some(1) {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(30),
-            "the first message is not marked sent"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    velonotify_test_support::wait_until_sent(&velonotify_test_support::open_store(dir.path()), 1);
     // Within the time a kept connection is used without a NOOP first.
     let restarted = Instant::now();
     peer.stop();

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use velonotify::store::REPLICA_TIMEOUT;
 use velonotify_test_support::peers::{SmtpOptions, SmtpPeer, free_port};
 use velonotify_test_support::postgres::store_env;
 use velonotify_test_support::service::{Running, post_until_accepted, try_post_events};
@@ -145,17 +144,8 @@ SendInterval = -1
         while (rows_mailed(&self.smtp).len() as u32) < rows && started.elapsed() < timeout {
             std::thread::sleep(Duration::from_millis(100));
         }
-        // A message sent again after a crash may come after every row did:
-        // on PostgreSQL the killed replica's claim on it holds until the
-        // replica is timed out. Waiting for the outbox to empty sees it.
-        let store = velonotify_test_support::open_store(self.dir.path());
-        let settling = Instant::now();
-        while store.open_outbox().map_or(true, |open| open.items > 0)
-            && settling.elapsed() < REPLICA_TIMEOUT + Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_secs(1));
+        // A message sent again after a crash may come after every row did.
+        velonotify_test_support::wait_until_delivered(&velonotify_test_support::open_store(self.dir.path()));
         rows_mailed(&self.smtp)
     }
 }

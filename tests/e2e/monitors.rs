@@ -98,20 +98,9 @@ fn world_of_clients(clients: &[(&str, &[&str], u64, u64)]) -> serde_json::Value 
 /// The SMTP server holds a message before velonotify has its answer: a
 /// SIGKILL in between sends it again after the restart (delivery is at
 /// least once), which is not what these tests are about.
-fn wait_until_marked_sent(config: &std::path::Path, count: usize) {
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let listed = super::delivery::outbox_list(config, "sent");
-        if listed
-            .lines()
-            .last()
-            .is_some_and(|counts| counts.contains(&format!("sent {count}")))
-        {
-            return;
-        }
-        assert!(std::time::Instant::now() < until, "never {count} sent: {listed}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until_marked_sent(config: &std::path::Path, count: u64) {
+    let store = velonotify_test_support::open_store(config.parent().unwrap());
+    velonotify_test_support::wait_until_sent(&store, count);
 }
 
 fn mailed_alerts(fixture: &Fixture, count: usize, within: Duration) -> Vec<String> {

@@ -137,14 +137,7 @@ fn settled(smtp: &SmtpPeer, store_url: &str, alerts: usize) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let url = velonotify::store::PostgresUrl::parse(store_url).unwrap();
-    let store = velonotify::store::Store::connect(&url).unwrap();
-    let settling = Instant::now();
-    while store.open_outbox().map_or(true, |open| open.items > 0)
-        && settling.elapsed() < velonotify::store::REPLICA_TIMEOUT + Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1)); // room for a late duplicate
+    velonotify_test_support::wait_until_delivered(&velonotify::store::Store::connect(&url).unwrap());
     smtp.received()
 }
 

@@ -121,6 +121,39 @@ pub fn open_store(dir: &Path) -> velonotify::store::Store {
     }
 }
 
+/// Waits until `store` has `count` items sent, failing after 30 s. The
+/// SMTP server holds a message a moment before velonotify records its
+/// answer: a test that stops either in between sees the message's fate
+/// unknown, and it is rightly sent again.
+pub fn wait_until_sent(store: &velonotify::store::Store, count: u64) {
+    let waiting = std::time::Instant::now();
+    loop {
+        let counts = store.counts().expect("the outbox's counts");
+        if counts.by_status.get(&velonotify::store::Status::Sent) == Some(&count) {
+            return;
+        }
+        assert!(
+            waiting.elapsed() < std::time::Duration::from_secs(30),
+            "never {count} marked sent: {counts}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits until `store`'s outbox has nothing left to deliver, then a second
+/// more for the SMTP server's last write. A message a killed replica had
+/// in flight is sent again only once its claims time out (PostgreSQL's
+/// `REPLICA_TIMEOUT`), maybe after everything else came. Gives up 30 s
+/// past that timeout: the caller's assertions then say what is missing.
+pub fn wait_until_delivered(store: &velonotify::store::Store) {
+    let bound = velonotify::store::REPLICA_TIMEOUT + std::time::Duration::from_secs(30);
+    let waiting = std::time::Instant::now();
+    while store.open_outbox().map_or(true, |open| open.items > 0) && waiting.elapsed() < bound {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+}
+
 fn with_test_modules(args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     if matches!(args.first(), Some(&"replay" | &"check" | &"run")) {
